@@ -1,0 +1,405 @@
+"""The kernel-resident engine: one cached pipeline, one generation at a time, previews, stop and recovery.
+
+`Engine.generate` is a numbered recipe (validate, pipeline, sampler, denoise, decode). It reports progress to a
+`Progress` object and knows nothing of widgets, displays or files: views and the image store listen to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import math
+import secrets
+import threading
+import time
+from typing import Any
+
+from PIL import Image
+
+from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
+from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
+from .request import MAX_SEED, PaintRequest
+from .result import PaintResult
+from .samplers import make_scheduler, resolve_schedule
+
+BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
+
+
+class Progress:
+    """Receives the events of a generation. Views show them; the store saves on `batch`. All no-ops here."""
+
+    def notice(self, text: str) -> None:
+        """A one-line message for the user (model loading, the demo model in use)."""
+
+    def start(self, request: PaintRequest, batch: int, batches: int) -> None:
+        """A batch is about to be denoised (`batch` counts from 0)."""
+
+    def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:
+        """A step finished; `previews` holds one picture per image when this step shows a frame."""
+
+    def batch(self, images: list[Image.Image], seeds: list[int], result: PaintResult) -> None:
+        """A batch finished (or stopped, see ``result.interrupted_at``) with these pictures."""
+
+    def finish(self, result: PaintResult) -> None:
+        """The whole request is done."""
+
+
+class Fanout(Progress):
+    """Send every event to several listeners in order (e.g. the store, then the view)."""
+
+    def __init__(self, *listeners: Progress | None) -> None:
+        self.listeners = [listener for listener in listeners if listener is not None]
+
+    def notice(self, text: str) -> None:  # noqa: D102
+        for listener in self.listeners:
+            listener.notice(text)
+
+    def start(self, request: PaintRequest, batch: int, batches: int) -> None:  # noqa: D102
+        for listener in self.listeners:
+            listener.start(request, batch, batches)
+
+    def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
+        for listener in self.listeners:
+            listener.step(step, total, previews)
+
+    def batch(self, images: list[Image.Image], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
+        for listener in self.listeners:
+            listener.batch(images, seeds, result)
+
+    def finish(self, result: PaintResult) -> None:  # noqa: D102
+        for listener in self.listeners:
+            listener.finish(result)
+
+
+class _Stopped(Exception):
+    """Raised from the step callback to leave the denoising loop at once (no noisy decode)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(step)
+        self.step = step
+
+
+class _X0Capture:
+    """Wrap ``scheduler.step`` to keep the predicted clean sample (x0), which SD pipelines throw away.
+
+    `functools.wraps` keeps ``step``'s signature visible: pipelines inspect it to decide whether to pass
+    ``generator``, and a bare ``*args`` wrapper would make ancestral samplers ignore the seed.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.x0: Any = None
+        self.latents: Any = None
+        original = scheduler.step
+
+        @functools.wraps(original)
+        def step(*args: Any, **kwargs: Any) -> Any:
+            output = original(*args, **kwargs)
+            self.x0 = _x0_from(scheduler, output, args, kwargs)
+            return output
+
+        scheduler.step = step
+
+
+def _x0_from(scheduler: Any, output: Any, args: tuple, kwargs: dict) -> Any:
+    """Find x0 in a scheduler step's output, its state, or (epsilon schedulers) compute it."""
+    if isinstance(output, tuple):
+        if len(output) > 1 and output[1] is not None:
+            return output[1]
+    else:
+        for name in ("pred_original_sample", "denoised"):
+            value = getattr(output, name, None)
+            if value is not None:
+                return value
+    model_outputs = getattr(scheduler, "model_outputs", None)
+    if model_outputs and model_outputs[-1] is not None and getattr(scheduler.config, "algorithm_type", "dpmsolver++") != "dpmsolver":
+        return model_outputs[-1]
+    # PNDM and friends: x0 = (x_t - sqrt(1 - a_t) * eps) / sqrt(a_t) for epsilon prediction.
+    model_output = kwargs.get("model_output", args[0] if args else None)
+    timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+    sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None or sample is None or getattr(scheduler.config, "prediction_type", "") != "epsilon":
+        return None
+    alpha = alphas[int(timestep)].to(sample.device, sample.dtype)
+    return (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
+
+
+class Engine:
+    """The pipeline cache and the generation loop, shared by every front end in the kernel.
+
+    One pipeline stays loaded, keyed by (model, device, dtype); asking for another frees the old one first. One
+    generation runs at a time (a lock), so the magic, the panel's worker and ``paint()`` can share a GPU.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pipe: Any = None
+        self._key: tuple | None = None
+        self._source: ModelSource | None = None
+        self._latent_rgb: dict | None = None
+        self._taesd: Any = None
+        self._taesd_key: tuple | None = None
+        self._stop: threading.Event | None = None
+        self._told_bundled = False
+        self.taesd = ""
+        """A TAESD model (hub id or local folder) for ``--preview taesd``/``auto``; empty for none."""
+        self.load_count = 0
+        self.load_seconds = 0.0
+        self.last_result: PaintResult | None = None
+
+    # -- state ------------------------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Whether a generation is running."""
+        return self._lock.locked()
+
+    def stop(self) -> None:
+        """Ask the running generation to stop at its next step, keeping what it made."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def info(self) -> dict[str, Any]:
+        """Describe what is loaded: model, device, dtype, memory."""
+        info: dict[str, Any] = {"loaded": self._pipe is not None, "busy": self.busy, "loads": self.load_count}
+        if self._pipe is not None and self._key is not None:
+            import torch
+
+            info.update(
+                model=self._source.location if self._source else "",
+                pipeline=type(self._pipe).__name__,
+                device=str(self._key[1]),
+                dtype=str(self._key[2]).replace("torch.", ""),
+                load_seconds=round(self.load_seconds, 2),
+            )
+            params = sum(p.numel() for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
+                         for p in getattr(getattr(self._pipe, name, None), "parameters", lambda: [])())
+            info["parameters_millions"] = round(params / 1e6, 1)
+            if str(self._key[1]).startswith("cuda"):
+                info["gpu_allocated_gb"] = round(torch.cuda.memory_allocated() / 2**30, 2)
+                info["gpu_peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        return info
+
+    def unload(self) -> None:
+        """Free the pipeline and its GPU memory; the next generation loads again."""
+        with self._lock:
+            self._release()
+
+    def _release(self) -> None:
+        device = self._key[1] if self._key else ""
+        self._pipe = self._key = self._source = self._latent_rgb = None
+        self._taesd = self._taesd_key = None
+        gc.collect()
+        if str(device).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    # -- 2. cached pipeline -----------------------------------------------------------------------------------
+
+    def pipeline(self, request: PaintRequest, progress: Progress | None = None) -> Any:
+        """Return the pipeline for the request's model, device and dtype, loading it only if it changed."""
+        progress = progress or Progress()
+        source = resolve_model(request.model, request.allow_pickle)
+        device = pick_device(request.device)
+        dtype = pick_dtype(request.dtype, device)
+        key = (source.location, device, dtype, request.model_config)
+        if source.is_bundled and not self._told_bundled:
+            progress.notice(BUNDLED_NOTICE)
+            self._told_bundled = True
+        if key != self._key:
+            self._release()  # free the old model before loading the new one
+            progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
+            started = time.perf_counter()
+            pipe = load_pipeline(source, device, dtype, request.model_config)
+            self.load_seconds = time.perf_counter() - started
+            self.load_count += 1
+            self._pipe, self._key, self._source = pipe, key, source
+            model_dir = source.location if source.kind == "folder" else None
+            self._latent_rgb = load_latent_rgb(model_dir, pipe.vae.config)
+            progress.notice(f"loaded {source.name} in {self.load_seconds:.1f} s")
+        return self._pipe
+
+    def _taesd_model(self, device: str, dtype: Any) -> Any:
+        if not self.taesd:
+            return None
+        key = (self.taesd, device, dtype)
+        if key != self._taesd_key:
+            from diffusers import AutoencoderTiny
+
+            self._taesd = AutoencoderTiny.from_pretrained(self.taesd, torch_dtype=dtype).to(device)
+            self._taesd_key = key
+        return self._taesd
+
+    # -- the recipe -------------------------------------------------------------------------------------------
+
+    def generate(
+        self, request: PaintRequest, progress: Progress | None = None, stop: threading.Event | None = None
+    ) -> PaintResult:
+        """Paint `request`, reporting to `progress`; `stop` (or `Engine.stop`) ends it early, keeping the last x0.
+
+        A kernel interrupt (``KeyboardInterrupt``) inside the loop is caught too: the result is then marked
+        ``stopped_by == "interrupt"`` and the caller decides whether to re-raise.
+
+        Returns
+        -------
+        PaintResult
+            The resolved request, images, seeds and where it stopped.
+
+        Raises
+        ------
+        ValueError
+            For an invalid request or a model that cannot be loaded (nothing is loaded or painted then).
+        MemoryError
+            When the device runs out of memory; the engine stays usable.
+        """
+        progress = progress or Progress()
+        stop = stop or threading.Event()
+        # 1. validate
+        request.validate()
+        with self._lock:
+            self._stop = stop
+            try:
+                # 2. cached pipeline
+                pipe = self.pipeline(request, progress)
+                request = self._resolve(request, pipe)
+                # 3. sampler
+                self._set_sampler(pipe, request)
+                result = PaintResult(request=request, model_name=self._source.name, steps_total=request.steps)
+                previewer = self._previewer(request, pipe)
+                started = time.perf_counter()
+                for batch in range(request.repeat):
+                    seeds = [request.seed + batch * request.n + k for k in range(request.n)]
+                    progress.start(request, batch, request.repeat)
+                    # 4. denoise and 5. decode
+                    images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
+                    result.images += images
+                    result.seeds += seeds[: len(images)]
+                    result.elapsed = time.perf_counter() - started
+                    progress.batch(images, seeds[: len(images)], result)
+                    if result.interrupted:
+                        break
+            except Exception as error:
+                if _is_out_of_memory(error):
+                    self._recover_memory()
+                    msg = (
+                        f"out of memory painting {request.n} image(s) at {request.size or 'native size'}: "
+                        "try a smaller size or -n, --dtype float16, or %paint unload"
+                    )
+                    raise MemoryError(msg) from error
+                raise
+            finally:
+                self._stop = None
+        self.last_result = result
+        progress.finish(result)
+        return result
+
+    def _resolve(self, request: PaintRequest, pipe: Any) -> PaintRequest:
+        """Fill in what "default" meant: the model's native size, a random seed, the model that loaded."""
+        changes: dict[str, Any] = {"model": self._model_string()}
+        if request.width is None:
+            native = _native_size(pipe)
+            changes.update(width=native, height=native)
+        if request.seed == -1:
+            changes["seed"] = secrets.randbelow(MAX_SEED - request.n * request.repeat)
+        return request.replace(**changes)
+
+    def _model_string(self) -> str:
+        source = self._source
+        return source.name if source.is_bundled or source.kind == "hub" else source.location
+
+    def _set_sampler(self, pipe: Any, request: PaintRequest) -> None:
+        config = getattr(pipe, "_jupyter_sd_base_scheduler_config", None)
+        if config is None:
+            config = dict(pipe.scheduler.config)
+            pipe._jupyter_sd_base_scheduler_config = config
+        pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
+
+    def _previewer(self, request: PaintRequest, pipe: Any) -> Previewer | None:
+        if request.preview == "none":
+            return None
+        taesd = None
+        if request.preview in ("auto", "taesd"):
+            taesd = self._taesd_model(str(pipe.device), pipe.vae.dtype)
+        return Previewer(request.preview, pipe, self._latent_rgb, taesd, (request.width, request.height))
+
+    def _denoise(
+        self,
+        pipe: Any,
+        request: PaintRequest,
+        seeds: list[int],
+        previewer: Previewer | None,
+        progress: Progress,
+        stop: threading.Event,
+        result: PaintResult,
+    ) -> list[Image.Image]:
+        import torch
+
+        capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        done = 0
+        last_frame = -math.inf
+
+        def on_step_end(pipe_: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal done, last_frame
+            total = getattr(pipe_, "num_timesteps", request.steps) or request.steps
+            done = max(1, math.ceil((index + 1) * request.steps / total))
+            capture.latents = tensors["latents"]
+            if stop.is_set():
+                raise _Stopped(done)
+            previews = None
+            if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
+                x0 = capture.x0 if capture.x0 is not None else tensors["latents"]
+                previews = previewer(x0)
+                last_frame = time.perf_counter()
+            progress.step(done, request.steps, previews)
+            return tensors
+
+        call = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance,
+            "width": request.width,
+            "height": request.height,
+            "num_images_per_prompt": request.n,
+            "generator": generators,
+            "callback_on_step_end": on_step_end,
+            "callback_on_step_end_tensor_inputs": ["latents"],
+        }
+        try:
+            if stop.is_set():
+                raise _Stopped(0)
+            return pipe(**call).images
+        except _Stopped as stopped:
+            result.interrupted_at, result.stopped_by = stopped.step, "stop"
+        except KeyboardInterrupt:
+            result.interrupted_at, result.stopped_by = done, "interrupt"
+        # Stopped: keep the last predicted clean picture, never diffusers' decode of the noisy latent.
+        latents = capture.x0 if capture.x0 is not None else capture.latents
+        if latents is None:
+            return []
+        return to_pil(pipe, decode_latents(pipe, latents))
+
+    def _recover_memory(self) -> None:
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+
+def _native_size(pipe: Any) -> int:
+    """The size a model was trained at: UNet sample size × VAE scale factor (64×8 = 512 for SD 1.5)."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    sample = getattr(denoiser.config, "sample_size", 64)
+    sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+    return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    name = type(error).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(error).lower()

@@ -1,0 +1,163 @@
+"""Which model a request means, and how to load it: hub id, local folder, single file, or the bundled one.
+
+Kept apart from the engine so the rules (what is refused, which dtype on which device, what the offline error
+says) can be read in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BUNDLED_MODEL = Path(__file__).parent / "models" / "tiny"
+BUNDLED_NAME = "tiny"
+DEFAULT_CUDA_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_DTYPE_NAMES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: where it lives, what kind of thing it is, and the short name metadata records."""
+
+    location: str
+    kind: str  # "folder", "hub", "single-file"
+    name: str
+
+    @property
+    def is_bundled(self) -> bool:
+        """Whether this is the bundled demo model."""
+        return self.kind == "folder" and Path(self.location).resolve() == BUNDLED_MODEL.resolve()
+
+
+def cuda_available() -> bool:
+    """Tell whether torch sees a CUDA device (imports torch)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def default_model() -> str:
+    """The model used when none is named: Stable Diffusion 1.5 on CUDA, else the bundled tiny model."""
+    return DEFAULT_CUDA_MODEL if cuda_available() else BUNDLED_NAME
+
+
+def resolve_model(model: str, allow_pickle: bool = False) -> ModelSource:
+    """Turn what the user typed into a `ModelSource`.
+
+    Raises
+    ------
+    ValueError
+        For a missing path, a pickle checkpoint without ``allow_pickle``, or text that is neither path nor hub id.
+    """
+    model = model.strip() or default_model()
+    if model == BUNDLED_NAME:
+        return ModelSource(str(BUNDLED_MODEL), "folder", BUNDLED_NAME)
+    path = Path(model).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        msg = (
+            f"model: '{model}' is a pickle checkpoint, which can run arbitrary code when loaded; "
+            "use a .safetensors file, or pass --allow-pickle if you trust its source"
+        )
+        raise ValueError(msg)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            msg = f"model: folder '{model}' is not a diffusers model (it has no model_index.json)"
+            raise ValueError(msg)
+        return ModelSource(str(path.resolve()), "folder", _short_name(path.resolve().name))
+    if path.is_file():
+        if path.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
+            msg = f"model: '{model}' is not a checkpoint (allowed: a diffusers folder, .safetensors, a hub id)"
+            raise ValueError(msg)
+        return ModelSource(str(path.resolve()), "single-file", _short_name(path.stem))
+    if _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
+        return ModelSource(model, "hub", model)
+    msg = f"model: no such file or folder '{model}' (allowed: a hub id like org/name, a diffusers folder, a .safetensors file)"
+    raise ValueError(msg)
+
+
+def _short_name(name: str) -> str:
+    """A model name safe for naive A1111 readers: no ``,`` or ``:``."""
+    return re.sub(r"[,:\s]+", "_", name).strip("_") or "model"
+
+
+def pick_device(device: str) -> str:
+    """Resolve ``auto`` to cuda, mps or cpu, whichever is there."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(dtype: str, device: str) -> Any:
+    """Resolve ``auto``: half precision on CUDA and MPS, float32 on the CPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.float16 if device.startswith(("cuda", "mps")) else torch.float32
+    return getattr(torch, _DTYPE_NAMES[dtype])
+
+
+def _silence_loading_bars() -> None:
+    """Loading would print tqdm widget bars into the cell: we show our own progress instead."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+
+
+def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = "") -> Any:
+    """Load a text-to-image pipeline from `source` onto `device` in `dtype`.
+
+    Parameters
+    ----------
+    config
+        For single-file checkpoints: a diffusers folder or hub id whose configs describe the checkpoint's
+        architecture (``from_single_file(config=...)``), so loading never needs the hub when it is local.
+
+    Raises
+    ------
+    ValueError
+        When a hub model is not in the local cache and the hub cannot be reached, naming the model and the way out.
+    """
+    import diffusers
+
+    _silence_loading_bars()
+    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    try:
+        if source.kind == "single-file":
+            if config:
+                kwargs["config"] = config
+            pipe = diffusers.StableDiffusionPipeline.from_single_file(source.location, **kwargs)
+        else:
+            model_index = diffusers.DiffusionPipeline.load_config(source.location)
+            if "safety_checker" in model_index:
+                kwargs.update(safety_checker=None, requires_safety_checker=False)
+            pipe = diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
+    except (OSError, EnvironmentError) as error:
+        if source.kind == "folder":
+            raise
+        msg = (
+            f"model: could not load '{source.location}' ({_first_line(error)}); it is not in the Hugging Face cache "
+            "and the hub can't be reached: download it where there is internet, or pass a local folder or "
+            ".safetensors file with --model"
+        )
+        raise ValueError(msg) from error
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

@@ -1,0 +1,469 @@
+"""`PaintRequest`: every generation option, declared once.
+
+Each option is one dataclass field whose metadata carries its help text, range or choices, command-line flag and
+A1111 infotext key. The magic's parser, the CLI, the widget panel and the metadata writer are all generated from
+these fields (STYLE P3), so an option cannot drift between front ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .samplers import SAMPLERS, SCHEDULES
+
+PREVIEW_MODES = ("auto", "latent2rgb", "taesd", "full", "none")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+_DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+MAX_SEED = 2**32 - 1
+
+
+def _option(
+    help: str,
+    *,
+    flags: tuple[str, ...] = (),
+    infotext: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    range: tuple[float, float] | None = None,
+    step: float | None = None,
+    kernel: bool = False,
+) -> dict[str, Any]:
+    """Field metadata: the one place an option's help, flags, range and infotext key are declared."""
+    return {
+        "help": help,
+        "flags": flags,
+        "infotext": infotext,
+        "choices": choices,
+        "range": range,
+        "step": step,
+        "kernel": kernel,
+    }
+
+
+@dataclass
+class PaintRequest:
+    """One picture's recipe: what to paint and how, validated before any model work starts."""
+
+    prompt: str = field(default="", metadata=_option("What to paint (the cell body in %%paint)."))
+    negative_prompt: str = field(
+        default="", metadata=_option("What to keep out of the picture.", flags=("--negative", "--neg"))
+    )
+    steps: int = field(
+        default=20, metadata=_option("Denoising steps.", flags=("--steps",), infotext="Steps", range=(1, 150))
+    )
+    guidance: float = field(
+        default=7.0,
+        metadata=_option(
+            "Classifier-free guidance (CFG) scale: how strictly to follow the prompt.",
+            flags=("--guidance", "--cfg"),
+            infotext="CFG scale",
+            range=(0.0, 30.0),
+            step=0.5,
+        ),
+    )
+    seed: int = field(
+        default=-1,
+        metadata=_option(
+            "Random seed; -1 picks one (the seed used is recorded). Image k of a batch uses seed+k.",
+            flags=("--seed",),
+            infotext="Seed",
+            range=(-1, MAX_SEED),
+        ),
+    )
+    width: int | None = field(
+        default=None,
+        metadata=_option(
+            "Image width in pixels, a multiple of 8 (default: the model's native size).",
+            flags=("--width", "-W"),
+            range=(64, 2048),
+            step=8,
+        ),
+    )
+    height: int | None = field(
+        default=None,
+        metadata=_option(
+            "Image height in pixels, a multiple of 8 (default: the model's native size).",
+            flags=("--height", "-H"),
+            range=(64, 2048),
+            step=8,
+        ),
+    )
+    sampler: str = field(
+        default="DPM++ 2M",
+        metadata=_option(
+            "Sampler, by its AUTOMATIC1111 name.", flags=("--sampler",), infotext="Sampler", choices=tuple(SAMPLERS)
+        ),
+    )
+    schedule: str = field(
+        default="Automatic",
+        metadata=_option(
+            "Noise schedule type (Automatic = the sampler's usual one).",
+            flags=("--schedule",),
+            infotext="Schedule type",
+            choices=tuple(SCHEDULES),
+        ),
+    )
+    n: int = field(
+        default=1, metadata=_option("Images per prompt (one batch).", flags=("-n", "--batch-size"), range=(1, 16))
+    )
+    repeat: int = field(
+        default=1, metadata=_option("How many batches to paint one after another.", flags=("--repeat",), range=(1, 100))
+    )
+    model: str = field(
+        default="",
+        metadata=_option(
+            "Model: a hub id, a local diffusers folder or a .safetensors file (default: the kernel's model).",
+            flags=("--model", "-m"),
+            infotext="Model",
+            kernel=True,
+        ),
+    )
+    model_config: str = field(
+        default="",
+        metadata=_option(
+            "For a single .safetensors checkpoint: a diffusers folder or hub id with its configs.",
+            flags=("--model-config",),
+            kernel=True,
+        ),
+    )
+    preview: str = field(
+        default="auto",
+        metadata=_option("Live preview: auto, latent2rgb, taesd, full or none.", flags=("--preview",), choices=PREVIEW_MODES),
+    )
+    preview_interval: float = field(
+        default=0.2,
+        metadata=_option(
+            "Seconds between live preview frames at least.", flags=("--preview-interval",), range=(0.0, 60.0), step=0.05
+        ),
+    )
+    outdir: str = field(
+        default="",
+        metadata=_option(
+            "Folder for the images (default: a folder beside the notebook).", flags=("--outdir", "-o"), kernel=True
+        ),
+    )
+    save: bool = field(default=True, metadata=_option("Save the images as PNG files with their recipe.", flags=("--save",)))
+    save_incomplete: bool = field(
+        default=False, metadata=_option("Also save an interrupted picture.", flags=("--save-incomplete",))
+    )
+    device: str = field(
+        default="auto", metadata=_option("Device: auto, cuda, cuda:N, mps or cpu.", flags=("--device",), kernel=True)
+    )
+    dtype: str = field(
+        default="auto",
+        metadata=_option("Weights dtype: auto, float16, bfloat16 or float32.", flags=("--dtype",), choices=DTYPES, kernel=True),
+    )
+    allow_pickle: bool = field(
+        default=False,
+        metadata=_option(
+            "Allow loading pickle checkpoints (.ckpt/.pt/.bin), which can run arbitrary code.",
+            flags=("--allow-pickle",),
+            kernel=True,
+        ),
+    )
+
+    # -- derived values ---------------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> str:
+        """The size as A1111 writes it (``WxH``), or empty when the model's native size applies."""
+        return f"{self.width}x{self.height}" if self.width and self.height else ""
+
+    def replace(self, **changes: Any) -> PaintRequest:
+        """Return a copy with some options changed (values are coerced, not validated)."""
+        return dataclasses.replace(self, **coerce_options(changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return every option as a plain JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PaintRequest:
+        """Build a request from a dict such as `to_dict()` wrote, ignoring keys it does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**coerce_options({k: v for k, v in data.items() if k in known}))
+
+    # -- validation -------------------------------------------------------------------------------------------
+
+    def validate(self) -> PaintRequest:
+        """Check every option; raise `ValueError` with one line naming the option, the rule and the value.
+
+        Returns
+        -------
+        PaintRequest
+            ``self``, so calls can be chained.
+
+        Raises
+        ------
+        ValueError
+            On the first invalid option.
+        """
+        for f in fields(self):
+            _check_field(f, getattr(self, f.name))
+        if (self.width is None) != (self.height is None):
+            msg = f"size: give both width and height (got width={self.width}, height={self.height})"
+            raise ValueError(msg)
+        if self.width is not None and (self.width % 8 or self.height % 8):
+            nearest = f"{_round8(self.width)}x{_round8(self.height)}"
+            msg = f"size: width and height must be multiples of 8 (nearest: {nearest}) (got {self.width}x{self.height})"
+            raise ValueError(msg)
+        if not _DEVICE_RE.match(self.device):
+            msg = f"device: must be auto, cpu, mps, cuda or cuda:N (got '{self.device}')"
+            raise ValueError(msg)
+        return self
+
+    # -- A1111 infotext ---------------------------------------------------------------------------------------
+
+    def infotext_params(self, seed: int | None = None, model_name: str | None = None) -> dict[str, Any]:
+        """Return the A1111 ``Key: value`` parameters of this request in A1111's order."""
+        params: dict[str, Any] = {
+            "Steps": self.steps,
+            "Sampler": self.sampler,
+            "Schedule type": self.schedule,
+            "CFG scale": _format_number(self.guidance),
+            "Seed": self.seed if seed is None else seed,
+        }
+        if self.size:
+            params["Size"] = self.size
+        name = model_name if model_name is not None else self.model
+        if name:
+            params["Model"] = name
+        return params
+
+    def to_infotext(
+        self, seed: int | None = None, model_name: str | None = None, extra: dict[str, Any] | None = None
+    ) -> str:
+        """Write this request in AUTOMATIC1111's exact "generation data" format.
+
+        Parameters
+        ----------
+        seed
+            The seed actually used for this image (the request's own seed may be -1 or a batch's first).
+        model_name
+            The model's short name to record (default: the request's model string).
+        extra
+            More ``Key: value`` pairs to append (e.g. ``{"Interrupted": "at step 7/20"}``).
+        """
+        params = self.infotext_params(seed, model_name)
+        params.update(extra or {})
+        return format_infotext(self.prompt, self.negative_prompt, params)
+
+    @classmethod
+    def from_infotext(cls, text: str, **overrides: Any) -> PaintRequest:
+        """Re-create a request from A1111 generation data (as pasted, or read from a PNG)."""
+        prompt, negative, params = parse_infotext(text)
+        options = {"prompt": prompt, "negative_prompt": negative, **options_from_params(params), **overrides}
+        return cls(**coerce_options(options))
+
+
+# -- option coercion and validation helpers ---------------------------------------------------------------------
+
+_FIELDS = {f.name: f for f in fields(PaintRequest)}
+INFOTEXT_KEYS = {f.metadata["infotext"]: f.name for f in fields(PaintRequest) if f.metadata.get("infotext")}
+
+
+def option_fields() -> tuple[dataclasses.Field, ...]:
+    """Return the request's fields: the one declaration every front end is generated from."""
+    return fields(PaintRequest)
+
+
+def _base_type(f: dataclasses.Field) -> str:
+    return str(f.type).replace(" | None", "").replace("Optional[", "").rstrip("]")
+
+
+def coerce_value(name: str, value: Any) -> Any:
+    """Turn a value typed as text (magic line, config, infotext) into the option's type.
+
+    Raises
+    ------
+    ValueError
+        If the text is not a value of that type, naming the option.
+    """
+    f = _FIELDS.get(name)
+    if f is None:
+        allowed = ", ".join(_FIELDS)
+        hint = difflib.get_close_matches(name, _FIELDS, n=1)
+        msg = f"unknown option '{name}' (allowed: {allowed})" + (f". Did you mean '{hint[0]}'?" if hint else "")
+        raise ValueError(msg)
+    kind = _base_type(f)
+    if value is None or not isinstance(value, str):
+        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    text = value.strip()
+    try:
+        if kind == "int":
+            if text.lower() in ("", "none", "auto") and f.default is None:
+                return None
+            return int(float(text)) if re.fullmatch(r"-?\d+(\.0*)?", text) else int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+    except ValueError:
+        msg = f"{name}: expected {'a whole number' if kind == 'int' else 'a number' if kind == 'float' else 'true or false'} (got '{text}')"
+        raise ValueError(msg) from None
+    if name == "dtype":
+        return _DTYPE_ALIASES.get(text.lower(), text.lower())
+    return text
+
+
+def coerce_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Coerce every value of an options dict (see `coerce_value`)."""
+    return {name: coerce_value(name, value) for name, value in options.items()}
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    kind = _base_type(f)
+    if value is None and f.default is None:
+        return
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[kind]
+    if not isinstance(value, expected) or (kind in ("int", "float") and isinstance(value, bool)):
+        msg = f"{f.name}: expected {kind} (got {value!r})"
+        raise ValueError(msg)
+    if meta["range"] is not None:
+        low, high = meta["range"]
+        if not low <= value <= high:
+            msg = f"{f.name}: must be {_format_number(low)}–{_format_number(high)} (got {_format_number(value)})"
+            raise ValueError(msg)
+    if meta["choices"] is not None and value not in meta["choices"]:
+        allowed = ", ".join(meta["choices"])
+        msg = f"{f.name}: unknown '{value}' (allowed: {allowed})"
+        hint = difflib.get_close_matches(value, meta["choices"], n=1, cutoff=0.5)
+        if not hint:
+            hint = [c for c in meta["choices"] if c.lower() == value.lower()]
+        raise ValueError(msg + (f". Did you mean '{hint[0]}'?" if hint else ""))
+
+
+def _round8(value: int) -> int:
+    return max(8, int(value / 8.0 + 0.5) * 8)
+
+
+def _format_number(value: float) -> str:
+    """Write numbers the way A1111 does: 7 not 7.0, 6.5 stays 6.5."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``WxH`` (e.g. ``512x768``) into width and height.
+
+    Raises
+    ------
+    ValueError
+        If the text is not two whole numbers joined by ``x``.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match:
+        msg = f"size: expected WIDTHxHEIGHT such as 512x512 (got '{text}')"
+        raise ValueError(msg)
+    return int(match.group(1)), int(match.group(2))
+
+
+# -- A1111 infotext format --------------------------------------------------------------------------------------
+
+# A1111's own rule (modules/infotext_utils.py): a key, a colon, then a JSON-quoted value or anything up to a comma.
+_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def quote_value(value: Any) -> str:
+    """Quote an infotext value exactly as A1111 does: JSON-quoted only if it holds ``,``, ``:`` or a newline."""
+    text = str(value)
+    if "," not in text and "\n" not in text and ":" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def format_infotext(prompt: str, negative_prompt: str, params: dict[str, Any]) -> str:
+    """Write prompt, negative prompt and parameters as A1111 generation data."""
+    line = ", ".join(f"{key}: {quote_value(value)}" for key, value in params.items() if value is not None)
+    negative = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative}\n{line}".strip()
+
+
+def is_params_line(line: str) -> bool:
+    """Tell whether a line is an A1111 parameters line (A1111's test: at least 3 ``Key: value`` pairs)."""
+    return len(_RE_PARAM.findall(line)) >= 3
+
+
+def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
+    """Split A1111 generation data into prompt, negative prompt and the raw ``Key: value`` parameters.
+
+    Follows A1111's parser: the last line is the parameters line only when it holds at least three pairs; a line
+    starting ``Negative prompt:`` starts the negative prompt, which runs to the parameters line.
+    """
+    *lines, last = text.strip().split("\n")
+    if not is_params_line(last):
+        lines.append(last)
+        last = ""
+    prompt: list[str] = []
+    negative: list[str] = []
+    in_negative = False
+    for line in lines:
+        line = line.strip()
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:") :].strip()
+        (negative if in_negative else prompt).append(line)
+    params: dict[str, str] = {}
+    for key, value in _RE_PARAM.findall(last):
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        params[key.strip()] = value.strip() if isinstance(value, str) else value
+    return "\n".join(prompt), "\n".join(negative), params
+
+
+_HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def options_from_params(params: dict[str, str]) -> dict[str, Any]:
+    """Map A1111 parameters onto request options, keeping only those we can honour.
+
+    ``Size`` becomes width and height. ``Model`` is applied only when it names something loadable here (the bundled
+    ``tiny`` model or a hub id); a civitai checkpoint name such as ``v1-5-pruned-emaonly`` is left to the kernel's
+    model rather than failing to load.
+    """
+    options: dict[str, Any] = {}
+    for key, value in params.items():
+        if key == "Size":
+            options["width"], options["height"] = parse_size(value)
+        elif key == "Model":
+            if value == "tiny" or _HUB_ID_RE.match(value):
+                options["model"] = value
+        elif key in INFOTEXT_KEYS:
+            options[INFOTEXT_KEYS[key]] = value
+    return options
+
+
+# -- a %%paint cell body ------------------------------------------------------------------------------------------
+
+
+def parse_body(body: str) -> dict[str, Any]:
+    """Read a ``%%paint`` cell body: prompt, optional ``Negative prompt:`` part and optional parameters line.
+
+    Returns
+    -------
+    dict
+        Options (``prompt``, ``negative_prompt`` and whatever a trailing A1111 parameters line sets), as text.
+    """
+    prompt, negative, params = parse_infotext(body)
+    options: dict[str, Any] = {"prompt": prompt}
+    if negative:
+        options["negative_prompt"] = negative
+    options.update(options_from_params(params))
+    return options

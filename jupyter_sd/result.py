@@ -1,0 +1,84 @@
+"""`PaintResult`: what one request made, rendering as its pictures in any notebook."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from .request import PaintRequest
+
+
+def image_grid(images: list[Image.Image]) -> Image.Image:
+    """Lay images out in a near-square grid (A1111's layout: columns = ceil(sqrt(n)))."""
+    if len(images) == 1:
+        return images[0]
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    width = max(image.width for image in images)
+    height = max(image.height for image in images)
+    grid = Image.new("RGB", (columns * width, rows * height), "white")
+    for index, image in enumerate(images):
+        grid.paste(image, ((index % columns) * width, (index // columns) * height))
+    return grid
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode an image as PNG bytes (for display messages)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class PaintResult:
+    """The pictures one request made, with the seed and file of each and the request that made them.
+
+    ``request`` is the resolved recipe: the seed actually used, the size painted and the model loaded, so
+    ``paint(**result.request.to_dict())`` paints the same pictures again.
+    """
+
+    request: PaintRequest
+    images: list[Image.Image] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)
+    interrupted_at: int | None = None
+    """The step (1-based) at which a stop or interrupt ended the run, or None when it ran to the end."""
+    stopped_by: str | None = None
+    """``"stop"`` (Stop button, `Engine.stop`) or ``"interrupt"`` (kernel interrupt) when the run ended early."""
+    steps_total: int = 0
+    elapsed: float = 0.0
+    model_name: str = ""
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the run was stopped before its last step."""
+        return self.interrupted_at is not None
+
+    @property
+    def image(self) -> Image.Image | None:
+        """The first picture (the usual case: one prompt, one image)."""
+        return self.images[0] if self.images else None
+
+    def grid(self) -> Image.Image | None:
+        """All pictures in one grid image."""
+        return image_grid(self.images) if self.images else None
+
+    def _repr_png_(self) -> bytes | None:
+        grid = self.grid()
+        return png_bytes(grid) if grid is not None else None
+
+    def __repr__(self) -> str:
+        count = len(self.images)
+        parts = [f"{count} image{'s' if count != 1 else ''}"]
+        if self.seeds:
+            parts.append("seed " + ", ".join(str(seed) for seed in self.seeds[:8]) + ("…" if len(self.seeds) > 8 else ""))
+        if self.interrupted:
+            parts.append(f"interrupted at step {self.interrupted_at}/{self.steps_total}")
+        if self.paths:
+            parts.append("saved " + ", ".join(path.name for path in self.paths[:4]) + ("…" if len(self.paths) > 4 else ""))
+        return f"<PaintResult: {'; '.join(parts)}>"

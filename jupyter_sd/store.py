@@ -1,0 +1,145 @@
+"""Where pictures go and what they carry.
+
+Images are written beside the notebook as ``NNNNN-SEED.png``, numbered after the highest number already there,
+created atomically (exclusive create + rename) so nothing is ever overwritten, even by two kernels writing into
+one folder at once. Each PNG carries A1111's ``parameters`` text chunk and a ``jupyter_sd`` JSON chunk with the
+whole request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .request import PaintRequest
+
+PARAMETERS_KEY = "parameters"
+REQUEST_KEY = "jupyter_sd"
+FOLDER_SUFFIX = "-paint"
+NO_NOTEBOOK_FOLDER = "paint-outputs"
+_NUMBERED = re.compile(r"^(\d{5,})-")
+_COLAB_DRIVE = Path("/content/drive/MyDrive")
+
+
+def notebook_path(user_ns: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Find the running notebook's path, from what each front end leaves in the kernel.
+
+    VS Code sets ``__vsc_ipynb_file__``; Jupyter Server sets ``__session__`` (and ``JPY_SESSION_NAME``).
+    """
+    user_ns = user_ns or {}
+    environ = os.environ if environ is None else environ
+    for candidate in (user_ns.get("__vsc_ipynb_file__"), user_ns.get("__session__"), environ.get("JPY_SESSION_NAME")):
+        if isinstance(candidate, str) and candidate.endswith(".ipynb"):
+            path = Path(candidate)
+            if not path.is_absolute():
+                path = Path.cwd() / path
+            return path
+    return None
+
+
+def default_output_dir(user_ns: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Return the folder beside the notebook where its images go.
+
+    The rule: for a notebook ``DIR/NAME.ipynb`` the folder is ``DIR/NAME-paint``. Without a known notebook it is
+    ``paint-outputs`` in the kernel's working directory; in Colab, ``MyDrive/jupyter_sd-paint`` when Drive is
+    mounted, else ``/content/jupyter_sd-paint``.
+    """
+    environ = os.environ if environ is None else environ
+    notebook = notebook_path(user_ns, environ)
+    if notebook is not None:
+        return notebook.parent / f"{notebook.stem}{FOLDER_SUFFIX}"
+    if "COLAB_RELEASE_TAG" in environ or "COLAB_GPU" in environ:
+        base = _COLAB_DRIVE if _COLAB_DRIVE.is_dir() else Path("/content")
+        return base / f"jupyter_sd{FOLDER_SUFFIX}"
+    return Path.cwd() / NO_NOTEBOOK_FOLDER
+
+
+def png_info(infotext: str, request: PaintRequest | None = None, extra: dict[str, Any] | None = None) -> PngInfo:
+    """Build the PNG text chunks: A1111's ``parameters`` and our JSON recipe."""
+    info = PngInfo()
+    info.add_text(PARAMETERS_KEY, infotext)
+    if request is not None:
+        payload = {"request": request.to_dict(), **(extra or {})}
+        info.add_text(REQUEST_KEY, json.dumps(payload, ensure_ascii=False))
+    return info
+
+
+def next_number(folder: Path) -> int:
+    """Return the number after the highest ``NNNNN-`` file in `folder` (1 for an empty folder)."""
+    highest = 0
+    if folder.is_dir():
+        for entry in os.scandir(folder):
+            match = _NUMBERED.match(entry.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
+
+
+def save_image(image: Image.Image, folder: str | os.PathLike, seed: int, info: PngInfo) -> Path:
+    """Write `image` as the next ``NNNNN-SEED.png`` in `folder`, atomically and without overwriting anything.
+
+    The PNG is written to a temporary file first, then its final name is claimed with an exclusive create (the
+    claim retries with the next number if another writer got there first) and the temp file renamed onto it, so
+    a reader never sees a half-written picture and two kernels never share a number.
+
+    Returns
+    -------
+    Path
+        The saved file.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG", pnginfo=info)
+        number = next_number(folder)
+        while True:
+            target = folder / f"{number:05d}-{seed}.png"
+            try:
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                number = max(number + 1, next_number(folder))
+                continue
+            os.replace(tmp_name, target)
+            return target
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+
+
+def read_parameters(path: str | os.PathLike) -> str:
+    """Return the A1111 ``parameters`` text of a PNG (empty if it has none)."""
+    with Image.open(path) as image:
+        return image.text.get(PARAMETERS_KEY, "")
+
+
+def load_request(path: str | os.PathLike) -> PaintRequest:
+    """Re-create the request that painted a PNG, from our JSON chunk or else from its A1111 parameters.
+
+    The seed is the image's own, so painting the returned request gives that same picture.
+
+    Raises
+    ------
+    ValueError
+        If the file carries no generation data.
+    """
+    with Image.open(path) as image:
+        text = dict(image.text)
+    if REQUEST_KEY in text:
+        payload = json.loads(text[REQUEST_KEY])
+        request = PaintRequest.from_dict(payload["request"])
+        return request.replace(seed=payload.get("seed", request.seed), n=1, repeat=1)
+    if PARAMETERS_KEY in text:
+        return PaintRequest.from_infotext(text[PARAMETERS_KEY])
+    msg = f"load_request: {os.fspath(path)} carries no generation data (no '{PARAMETERS_KEY}' text chunk)"
+    raise ValueError(msg)
