@@ -227,7 +227,7 @@ class Engine:
         if key != self._taesd_key:
             from diffusers import AutoencoderTiny
 
-            self._taesd = AutoencoderTiny.from_pretrained(self.taesd, torch_dtype=dtype).to(device)
+            self._taesd = AutoencoderTiny.from_pretrained(self.taesd).to(device, dtype)
             self._taesd_key = key
         return self._taesd
 
@@ -274,6 +274,8 @@ class Engine:
                     # 4. denoise and 5. decode
                     images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
                     result.images += images
+                    if not result.interrupted:
+                        result.complete += len(images)
                     result.seeds += seeds[: len(images)]
                     result.elapsed = time.perf_counter() - started
                     progress.batch(images, seeds[: len(images)], result)

@@ -134,7 +134,7 @@ def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = ""
     import diffusers
 
     _silence_loading_bars()
-    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    kwargs: dict[str, Any] = {_dtype_keyword(diffusers.__version__): dtype}
     try:
         if source.kind == "single-file":
             if config:
@@ -156,6 +156,12 @@ def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = ""
         raise ValueError(msg) from error
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _dtype_keyword(version: str) -> str:
+    """diffusers 0.42 renamed ``torch_dtype`` to ``dtype``; Colab's older diffusers only knows the old name."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
 
 
 def _first_line(error: BaseException) -> str:

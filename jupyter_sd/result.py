@@ -45,11 +45,12 @@ class PaintResult:
     images: list[Image.Image] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
-    infotexts: list[str] = field(default_factory=list)
     interrupted_at: int | None = None
     """The step (1-based) at which a stop or interrupt ended the run, or None when it ran to the end."""
     stopped_by: str | None = None
     """``"stop"`` (Stop button, `Engine.stop`) or ``"interrupt"`` (kernel interrupt) when the run ended early."""
+    complete: int = 0
+    """How many of `images` ran every step (the rest, from a stopped batch, are its last x0 pictures)."""
     steps_total: int = 0
     elapsed: float = 0.0
     model_name: str = ""
@@ -63,6 +64,12 @@ class PaintResult:
     def image(self) -> Image.Image | None:
         """The first picture (the usual case: one prompt, one image)."""
         return self.images[0] if self.images else None
+
+    def infotext(self, index: int = 0) -> str:
+        """The A1111 generation data of image `index`: its own seed, and the stop step if it was interrupted."""
+        stopped = self.interrupted and index >= self.complete
+        extra = {"Interrupted": f"at step {self.interrupted_at}/{self.steps_total}"} if stopped else None
+        return self.request.to_infotext(seed=self.seeds[index], model_name=self.model_name, extra=extra)
 
     def grid(self) -> Image.Image | None:
         """All pictures in one grid image."""

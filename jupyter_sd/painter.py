@@ -1,0 +1,132 @@
+"""`paint()` and `render()`: request → engine → store, the path every front end takes.
+
+Also holds the kernel's defaults (what ``%paint config`` sets) and the one engine of the kernel.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .engine import Engine, Fanout, Progress
+from .request import PaintRequest, coerce_options
+from .result import PaintResult
+from .store import default_output_dir, png_info, save_image
+
+_engine: Engine | None = None
+settings: dict[str, Any] = {}
+"""This kernel's defaults for request options (``%paint config steps=30``), layered under each request's own."""
+
+
+def get_engine() -> Engine:
+    """Return the kernel's engine, creating it on first use."""
+    global _engine
+    if _engine is None:
+        _engine = Engine()
+    return _engine
+
+
+def new_request(**options: Any) -> PaintRequest:
+    """Build a request from the kernel's defaults overlaid with `options` (values may be text)."""
+    return PaintRequest(**coerce_options({**settings, **options}))
+
+
+class ImageSaver(Progress):
+    """Save each finished batch as soon as it is done, so a later interrupt cannot lose it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def batch(self, images: list[Any], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
+        request = result.request
+        if not request.save or (result.interrupted and not request.save_incomplete):
+            return
+        first = len(result.images) - len(images)
+        for offset, (image, seed) in enumerate(zip(images, seeds)):
+            index = first + offset
+            recipe = request.replace(seed=seed, n=1, repeat=1)
+            extra = {"seed": seed, "interrupted_at": result.interrupted_at if index >= result.complete else None}
+            info = png_info(result.infotext(index), recipe, extra)
+            result.paths.append(save_image(image, self.folder, seed, info))
+
+
+def output_folder(request: PaintRequest, user_ns: Mapping[str, Any] | None = None) -> Path:
+    """Where this request's pictures go: ``--outdir`` if given, else the folder beside the notebook."""
+    return Path(request.outdir).expanduser() if request.outdir else default_output_dir(user_ns)
+
+
+def render(
+    request: PaintRequest,
+    view: Progress | None = None,
+    *,
+    stop: threading.Event | None = None,
+    user_ns: Mapping[str, Any] | None = None,
+    reraise_interrupt: bool = True,
+) -> PaintResult:
+    """Paint a request on the kernel's engine, saving as it goes and showing progress in `view`.
+
+    Parameters
+    ----------
+    reraise_interrupt
+        After a kernel interrupt, re-raise ``KeyboardInterrupt`` (so a loop of ``paint()`` calls stops) once the
+        interrupted result is kept in ``get_engine().last_result``. The magic passes False and shows the result.
+
+    Raises
+    ------
+    ValueError
+        For an invalid request, before anything is loaded or written.
+    """
+    request.validate()
+    saver = ImageSaver(output_folder(request, user_ns))
+    result = get_engine().generate(request, Fanout(saver, view), stop)
+    if reraise_interrupt and result.stopped_by == "interrupt":
+        raise KeyboardInterrupt
+    return result
+
+
+def _default_view() -> Progress | None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    shell = get_ipython()
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+        from .views import InlineView
+
+        return InlineView()
+    from .views import ConsoleView
+
+    return ConsoleView()
+
+
+def paint(prompt: str = "", *, view: Progress | None = None, **options: Any) -> PaintResult:
+    """Paint `prompt` with the same options as ``%%paint`` (``steps=``, ``guidance=``, ``seed=``, ``size=`` …).
+
+    In a notebook the previews show in the cell; the result renders as the pictures.
+
+    Returns
+    -------
+    PaintResult
+        The pictures, their seeds and files, and the resolved request.
+
+    Raises
+    ------
+    ValueError
+        For an unknown option or an invalid value (one line, naming the option).
+    """
+    if "size" in options:
+        from .request import parse_size
+
+        options["width"], options["height"] = parse_size(str(options.pop("size")))
+    user_ns = None
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        user_ns = shell.user_ns if shell is not None else None
+    except ImportError:  # pragma: no cover
+        pass
+    request = new_request(prompt=prompt, **options)
+    return render(request, view if view is not None else _default_view(), user_ns=user_ns)
