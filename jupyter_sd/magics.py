@@ -37,6 +37,9 @@ Line magic:
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
+_CELL_PARSER.add_argument(
+    "--ui", action="store_true", help="Put steps/guidance/seed controls and an 'again' button under the result."
+)
 _LINE_PARSER = build_parser("%paint", prompt_words=True)
 HELP = _USAGE + _CELL_PARSER.format_help()
 
@@ -113,6 +116,7 @@ class PaintMagics(Magics):
         if options.pop("help", False):
             print(HELP)
             return None
+        with_controls = options.pop("ui", False)
         if cell is not None:
             body = expand_variables(cell, self.shell.user_ns)
             options = {**parse_body(body), **options}
@@ -122,7 +126,16 @@ class PaintMagics(Magics):
         request = painter.new_request(**options).validate()
         from .views import InlineView
 
-        return painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
+        result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
+        if with_controls:
+            from IPython.display import display
+
+            from .panel import CellControls
+
+            display(result)
+            display(CellControls(result, user_ns=self.shell.user_ns))
+            return None
+        return result
 
     # -- subcommands ------------------------------------------------------------------------------------------
 

@@ -80,8 +80,9 @@ def parse_options(parser: argparse.ArgumentParser, line: str | list[str]) -> dic
         raise OptionError(msg) from None
     namespace = vars(parser.parse_args(words))
     options: dict[str, Any] = {}
-    if namespace.pop("help", False):
-        options["help"] = True
+    for flag in ("help", "ui"):
+        if namespace.pop(flag, False):
+            options[flag] = True
     if "prompt" in namespace:
         words = namespace.pop("prompt")
         if words:
