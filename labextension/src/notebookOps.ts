@@ -1,0 +1,65 @@
+/**
+ * `INotebookOps` for the notebook the user last focused (JupyterLab's tracker).
+ */
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
+
+import { INotebookOps } from './commands';
+
+/** Python that loads our IPython extension without printing anything. */
+const LOAD_EXTENSION =
+  'try:\n' +
+  "    get_ipython().extension_manager.load_extension('jupyter_sd')\n" +
+  'except Exception:\n' +
+  '    pass\n';
+
+/** Notebook operations on `tracker.currentWidget`. */
+export function trackerOps(tracker: INotebookTracker): INotebookOps {
+  return {
+    hasNotebook: () => tracker.currentWidget !== null,
+
+    insertCellBelow: (source: string) => {
+      const panel = tracker.currentWidget;
+      const notebook = panel?.content;
+      if (!notebook?.model) {
+        return;
+      }
+      const index = notebook.activeCellIndex + 1;
+      notebook.model.sharedModel.insertCell(index, {
+        cell_type: 'code',
+        source,
+        metadata: {}
+      });
+      notebook.activeCellIndex = index;
+      notebook.deselectAll();
+      notebook.activeCell?.node.scrollIntoView({ block: 'nearest' });
+    },
+
+    runActiveCell: async () => {
+      const panel = tracker.currentWidget;
+      if (panel) {
+        await NotebookActions.run(panel.content, panel.sessionContext);
+      }
+    },
+
+    loadExtension: async () => {
+      const panel = tracker.currentWidget;
+      const kernel = panel?.sessionContext.session?.kernel;
+      if (!kernel) {
+        return;
+      }
+      try {
+        const info = await kernel.info;
+        if (info.language_info.name !== 'python') {
+          return;
+        }
+        await kernel.requestExecute({
+          code: LOAD_EXTENSION,
+          silent: true,
+          store_history: false
+        }).done;
+      } catch (e) {
+        console.warn('jupyter-sd: could not load jupyter_sd in the kernel', e);
+      }
+    }
+  };
+}
