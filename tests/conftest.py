@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny random pipeline saved as an ordinary diffusers folder, and a clean kernel state."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_pipeline import make_tiny_pipeline  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("-m"):
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (run with -m gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random SD pipeline (16×16 images, 8×8×4 latents) saved to a folder, loaded like a user's model."""
+    return make_tiny_pipeline(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture()
+def fresh_settings():
+    """Reset the kernel's defaults around a test."""
+    from jupyter_sd import painter
+
+    saved = dict(painter.settings)
+    painter.settings.clear()
+    yield painter.settings
+    painter.settings.clear()
+    painter.settings.update(saved)
