@@ -95,8 +95,10 @@ export function parseInfotext(text: string): IInfotext {
     negativePrompt: negative.join('\n'),
     params: []
   };
-  for (const [key, raw] of findParams(last)) {
-    const value = unquote(raw);
+  for (const [rawKey, raw] of findParams(last)) {
+    // Like jupyter_sd's Python parser: keys and (decoded) values are stripped.
+    const key = rawKey.trim();
+    const value = unquote(raw).trim();
     result.params.push({ key, value });
     const size = key === 'Size' ? SIZE.exec(value) : null;
     if (size) {
@@ -107,9 +109,18 @@ export function parseInfotext(text: string): IInfotext {
   return result;
 }
 
-/** The value of a parameter (first match), or `undefined`. */
+/** The value of a parameter (the last one wins, as in a Python dict), or `undefined`. */
 export function paramValue(info: IInfotext, key: string): string | undefined {
-  return info.params.find(p => p.key === key)?.value;
+  return paramsObject(info)[key];
+}
+
+/** The parameters as a key → value object (a repeated key keeps its last value). */
+export function paramsObject(info: IInfotext): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const { key, value } of info.params) {
+    out[key] = value;
+  }
+  return out;
 }
 
 /** Format generation data exactly as A1111's `create_infotext` does. */
