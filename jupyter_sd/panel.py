@@ -1,0 +1,250 @@
+"""The widget panel (``%paint panel``, ``jupyter_sd.Panel()``) and the controls under a ``%%paint --ui`` cell.
+
+Both are plain ipywidgets containers built with API that ipywidgets 7.7 (Colab) and 8 share, so displaying them
+works in Colab, JupyterLab, Notebook and VS Code without a custom widget manager. They build the same
+`PaintRequest` as ``%%paint`` and paint it through the same `painter.render` (same engine, saving and
+metadata), on a worker thread so the kernel stays free.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as widgets
+
+from . import painter
+from .panel_controls import Controls, control_for, set_tooltip
+from .panel_gallery import Gallery
+from .panel_worker import Job, LiveArea, Worker, error_line
+from .request import PaintRequest, option_fields, parse_size
+from .result import PaintResult
+
+__all__ = ["CellControls", "Panel"]
+
+_IGNORED = ("help", "ui")
+
+
+def _user_ns(user_ns: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if user_ns is not None:
+        return user_ns
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    shell = get_ipython()
+    return shell.user_ns if shell is not None else None
+
+
+def _button(description: str, icon: str, css: str, tip: str, style: str = "") -> widgets.Button:
+    button = widgets.Button(description=description, icon=icon, button_style=style)
+    button.add_class(css)
+    set_tooltip(button, tip)
+    return button
+
+
+class Panel(widgets.VBox):
+    """The notebook's control room: every option, Generate/Stop, a job queue, live preview and a gallery.
+
+    Parameters
+    ----------
+    user_ns
+        The notebook's namespace, used to save pictures beside the notebook (default: the running shell's).
+    **options
+        Starting values for the controls, on top of the kernel's defaults (``%paint config``), e.g.
+        ``Panel(steps=30, model="org/name", size="512x768")``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown option or an invalid value.
+    """
+
+    def __init__(self, *, user_ns: Mapping[str, Any] | None = None, **options: Any) -> None:
+        for name in _IGNORED:
+            options.pop(name, None)
+        if "size" in options:
+            options["width"], options["height"] = parse_size(str(options.pop("size")))
+        self.defaults = painter.new_request(**options).validate()
+        self.user_ns = _user_ns(user_ns)
+        self.controls = Controls(self.defaults)
+        self.results: list[PaintResult] = []
+        self.last_error: BaseException | None = None
+
+        self.generate_button = _button(
+            "Generate", "paint-brush", "jupyter-sd-generate", "Paint with these settings (queued if busy)", "primary"
+        )
+        self.stop_button = _button("Stop", "stop", "jupyter-sd-stop", "Stop at the next step, keeping the picture", "danger")
+        self.stop_button.disabled = True
+        self.generate_button.on_click(lambda _: self.generate())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.live = LiveArea()
+        self.queue_box = widgets.VBox()
+        self.queue_box.add_class("jupyter-sd-queue")
+        self.gallery = Gallery(on_reuse=self.load)
+        self.worker = Worker(self.live, self.user_ns, on_change=self._refresh, on_result=self._finished)
+        title = widgets.HTML(value="<b>jupyter_sd</b> · panel")
+        super().__init__(
+            [
+                title,
+                *self.controls.main_rows(),
+                self.controls.more(),
+                widgets.HBox([self.generate_button, self.stop_button]),
+                self.live,
+                self.queue_box,
+                self.gallery,
+            ]
+        )
+        self.add_class("jupyter-sd-panel")
+
+    # -- actions (the buttons call these; so can code) ---------------------------------------------------------
+
+    def request(self) -> PaintRequest:
+        """The request the controls describe, validated.
+
+        Raises
+        ------
+        ValueError
+            For an invalid value (one line, naming the option).
+        """
+        return self.controls.request().validate()
+
+    def generate(self) -> Job | None:
+        """Queue a picture with the controls' settings; None (and an error line) when they are invalid."""
+        try:
+            request = self.request()
+            if not request.prompt.strip():
+                msg = "prompt: empty; write what to paint"
+                raise ValueError(msg)
+        except ValueError as error:
+            self.last_error = error
+            self.live.fail(error_line(error))
+            return None
+        self.live.fail("")
+        return self.worker.submit(request)
+
+    def stop(self) -> None:
+        """Stop the running picture at its next step (the queued ones still run)."""
+        self.worker.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every queued picture is done; False on timeout."""
+        return self.worker.wait(timeout)
+
+    def load(self, request: PaintRequest) -> None:
+        """Put a request's settings (e.g. a gallery picture's) into the controls."""
+        self.controls.load(request)
+
+    @property
+    def last_result(self) -> PaintResult | None:
+        """The last finished (or stopped) run."""
+        return self.results[-1] if self.results else None
+
+    # -- worker callbacks ----------------------------------------------------------------------------------------
+
+    def _finished(self, job: Job) -> None:
+        result = job.result
+        if result is None:
+            self.last_error = job.error
+            return
+        self.results.append(result)
+        if result.seeds:
+            self.controls.seed.remember(result.seeds[0])
+        if job.request.width is None and result.request.width:
+            self.controls.size.set_native(result.request.width, result.request.height)
+        if result.images:
+            self.gallery.add(result)
+
+    def _refresh(self) -> None:
+        """Show the queue and the buttons' state (called from either thread)."""
+        current, queued = self.worker.current, self.worker.queued
+        rows: list[widgets.Widget] = []
+        if current is not None:
+            rows.append(widgets.HTML(value=f"▶ {html.escape(current.describe())}"))
+        for job in queued:
+            remove = widgets.Button(icon="times", description="remove", layout=widgets.Layout(width="auto"))
+            remove.add_class("jupyter-sd-remove")
+            remove.on_click(lambda _, job=job: self.worker.remove(job))
+            rows.append(widgets.HBox([remove, widgets.HTML(value=f"⏳ {html.escape(job.describe())}")]))
+        old = self.queue_box.children
+        self.queue_box.children = tuple(rows)
+        for row in old:
+            row.close()
+        self.stop_button.disabled = current is None
+
+
+class CellControls(widgets.VBox):
+    """Steps, guidance and seed controls under a ``%%paint --ui`` result, and "again" to paint it anew.
+
+    The new picture shows in this widget's own image (painted on the worker thread, so the kernel stays free),
+    and is saved like the cell's.
+
+    Parameters
+    ----------
+    result
+        The cell's result: its resolved request is the recipe "again" starts from.
+    user_ns
+        The notebook's namespace (for saving beside the notebook).
+    """
+
+    _FIELDS = ("steps", "guidance", "seed")
+
+    def __init__(self, result: PaintResult, user_ns: Mapping[str, Any] | None = None) -> None:
+        self.base = result.request
+        self.user_ns = _user_ns(user_ns)
+        self.results: list[PaintResult] = [result]
+        self.last_error: BaseException | None = None
+        fields = {f.name: f for f in option_fields()}
+        seed = result.seeds[0] if result.seeds else self.base.seed
+        start = {"steps": self.base.steps, "guidance": self.base.guidance, "seed": seed}
+        self.widgets = {name: control_for(fields[name], start[name]) for name in self._FIELDS}
+        self.widgets["seed"].layout = widgets.Layout(width="16em")
+        random = _button("random", "random", "jupyter-sd-seed-random", "Seed -1: a new one each time")
+        random.layout = widgets.Layout(width="auto")
+        random.on_click(lambda _: setattr(self.widgets["seed"], "value", -1))
+        self.again_button = _button("again", "redo", "jupyter-sd-again", "Paint this prompt again with these values", "primary")
+        self.stop_button = _button("Stop", "stop", "jupyter-sd-stop", "Stop at the next step", "danger")
+        self.stop_button.disabled = True
+        self.again_button.on_click(lambda _: self.again())
+        self.stop_button.on_click(lambda _: self.worker.stop())
+        self.live = LiveArea()
+        self.worker = Worker(self.live, self.user_ns, on_change=self._refresh, on_result=self._finished)
+        super().__init__(
+            [
+                widgets.HBox([self.widgets["steps"], self.widgets["guidance"]]),
+                widgets.HBox([self.widgets["seed"], random, self.again_button, self.stop_button]),
+                self.live,
+            ]
+        )
+        self.add_class("jupyter-sd-cell-controls")
+
+    def request(self) -> PaintRequest:
+        """The cell's recipe with the controls' steps, guidance and seed."""
+        return self.base.replace(**{name: w.value for name, w in self.widgets.items()}).validate()
+
+    def again(self) -> Job | None:
+        """Paint the cell's prompt again with the controls' values (queued behind a running one)."""
+        try:
+            request = self.request()
+        except ValueError as error:
+            self.last_error = error
+            self.live.fail(error_line(error))
+            return None
+        return self.worker.submit(request)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the painting is done; False on timeout."""
+        return self.worker.wait(timeout)
+
+    def _finished(self, job: Job) -> None:
+        if job.result is not None:
+            self.results.append(job.result)
+        else:
+            self.last_error = job.error
+
+    def _refresh(self) -> None:
+        current = self.worker.current
+        self.stop_button.disabled = current is None
+        waiting = len(self.worker.queued)
+        self.again_button.description = f"again (+{waiting} queued)" if waiting else "again"

@@ -1,0 +1,240 @@
+"""The panel's option controls, generated from `PaintRequest`'s fields (STYLE P3).
+
+Each field's metadata gives the widget: choices make a Dropdown, a range makes a slider whose limits are the
+validation range (ipywidgets clamps a value above ``max``, so the two must agree), a bool makes a Checkbox.
+Only API that ipywidgets 7.7 (Colab) and 8 share is used. Every control carries the CSS class
+``jupyter-sd-<field>`` so a browser, a test or a lab extension can find it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ipywidgets as widgets
+
+from .request import PaintRequest, _base_type, option_fields
+
+SIZES = ("512x512", "512x768", "768x512", "768x768", "1024x1024", "832x1216", "1216x832", "256x256")
+"""Common sizes offered besides the model's native one and "custom"."""
+NATIVE, CUSTOM = "native", "custom"
+
+MAIN_FIELDS = ("prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "schedule", "n", "model", "preview")
+"""Fields shown up front (width and height are the size row); every other field goes under "More options"."""
+_SIZE_FIELDS = ("width", "height")
+_LABELS = {"negative_prompt": "Negative", "n": "Images", "preview": "Preview", "guidance": "CFG scale"}
+_SLIDER_SPAN = 10_000
+"""An int range wider than this gets a bounded text box instead of a slider (the seed)."""
+_DESCRIPTION = {"description_width": "7em"}
+
+
+def label(f: dataclasses.Field) -> str:
+    """The control's label: the A1111 name where the option has one (``CFG scale``), else the field name."""
+    return _LABELS.get(f.name) or f.metadata.get("infotext") or f.name.replace("_", " ").capitalize()
+
+
+def css_class(name: str) -> str:
+    """The CSS class a control for option `name` carries."""
+    return f"jupyter-sd-{name.replace('_', '-')}"
+
+
+def set_tooltip(widget: widgets.Widget, text: str) -> None:
+    """Set a hover text: ``tooltip`` in ipywidgets 8, ``description_tooltip`` in 7."""
+    name = "tooltip" if widget.has_trait("tooltip") else "description_tooltip"
+    if widget.has_trait(name):
+        setattr(widget, name, text)
+
+
+def _decimals(step: float) -> int:
+    text = f"{step:g}"
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def control_for(f: dataclasses.Field, value: Any) -> widgets.Widget:
+    """Make the widget for one request field, its limits and choices taken from the field's metadata."""
+    meta, kind = f.metadata, _base_type(f)
+    common: dict[str, Any] = {"description": label(f), "style": dict(_DESCRIPTION)}
+    if f.name in ("prompt", "negative_prompt"):
+        widget = widgets.Textarea(
+            value=value or "", placeholder=meta["help"], rows=3 if f.name == "prompt" else 2,
+            layout=widgets.Layout(width="98%"), **common,
+        )
+    elif meta["choices"]:
+        widget = widgets.Dropdown(options=list(meta["choices"]), value=value, **common)
+    elif kind == "bool":
+        widget = widgets.Checkbox(value=bool(value), indent=False, description=label(f))
+    elif kind == "int" and meta["range"]:
+        low, high = (int(x) for x in meta["range"])
+        value = low if value is None else int(value)
+        if high - low <= _SLIDER_SPAN:
+            step = int(meta["step"] or 1)
+            widget = widgets.IntSlider(value=value, min=low, max=high, step=step, continuous_update=False, **common)
+        else:
+            widget = widgets.BoundedIntText(value=value, min=low, max=high, **common)
+    elif kind == "float" and meta["range"]:
+        low, high = (float(x) for x in meta["range"])
+        step = float(meta["step"] or 0.01)
+        widget = widgets.FloatSlider(
+            value=float(value), min=low, max=high, step=step, readout_format=f".{_decimals(step)}f",
+            continuous_update=False, **common,
+        )
+    elif kind == "int":
+        widget = widgets.IntText(value=int(value or 0), **common)
+    elif kind == "float":
+        widget = widgets.FloatText(value=float(value or 0.0), **common)
+    else:
+        widget = widgets.Text(value=value or "", placeholder=_first_sentence(meta["help"]), **common)
+    set_tooltip(widget, meta["help"])
+    widget.add_class(css_class(f.name))
+    return widget
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(". ")[0].rstrip(".")
+
+
+class SizeControl(widgets.HBox):
+    """A Dropdown of common sizes (the model's native one first) plus width/height sliders for "custom"."""
+
+    def __init__(self, width: int | None, height: int | None) -> None:
+        fields = {f.name: f for f in option_fields()}
+        low, high = fields["width"].metadata["range"]
+        self._choices = [s for s in SIZES if all(low <= int(x) <= high for x in s.split("x"))]
+        self.dropdown = widgets.Dropdown(
+            options=self._options("model's native"), description="Size", style=dict(_DESCRIPTION),
+        )
+        set_tooltip(self.dropdown, "Image size; 'custom' shows width and height (multiples of 8).")
+        self.dropdown.add_class(css_class("size"))
+        self.native: tuple[int, int] | None = None
+        start = 512 if low <= 512 <= high else int(low)
+        self.width = control_for(fields["width"], width or start)
+        self.height = control_for(fields["height"], height or start)
+        self.width.description, self.height.description = "W", "H"
+        for slider in (self.width, self.height):
+            slider.style = {"description_width": "1.5em"}
+        super().__init__([self.dropdown, self.width, self.height])
+        self.dropdown.observe(self._toggle, names="value")
+        self.set(width, height)
+
+    def _options(self, native: str) -> list[tuple[str, str]]:
+        return [(native, NATIVE)] + [(s.replace("x", "×"), s) for s in self._choices] + [(CUSTOM, CUSTOM)]
+
+    def _toggle(self, change: Any = None) -> None:
+        display = "" if self.dropdown.value == CUSTOM else "none"
+        self.width.layout.display = self.height.layout.display = display
+
+    def set_native(self, width: int, height: int) -> None:
+        """Show the model's native size in the first choice's label once it is known."""
+        self.native = (width, height)
+        value = self.dropdown.value
+        with self.dropdown.hold_sync():
+            self.dropdown.options = self._options(f"native ({width}×{height})")
+            self.dropdown.value = value
+
+    def set(self, width: int | None, height: int | None) -> None:
+        """Select a size: None for native, a listed size, or custom width and height."""
+        if width is None or height is None or (width, height) == self.native:
+            self.dropdown.value = NATIVE
+        elif f"{width}x{height}" in self._choices:
+            self.dropdown.value = f"{width}x{height}"
+        else:
+            self.width.value, self.height.value = width, height
+            self.dropdown.value = CUSTOM
+        self._toggle()
+
+    def get(self) -> tuple[int | None, int | None]:
+        """The chosen size as (width, height); (None, None) for the model's native size."""
+        value = self.dropdown.value
+        if value == NATIVE:
+            return None, None
+        if value == CUSTOM:
+            return int(self.width.value), int(self.height.value)
+        width, height = value.split("x")
+        return int(width), int(height)
+
+
+class SeedControl(widgets.HBox):
+    """The seed box with "random" (-1) and "reuse last" buttons."""
+
+    def __init__(self, f: dataclasses.Field, value: int) -> None:
+        self.box = control_for(f, value)
+        self.box.layout = widgets.Layout(width="16em")
+        self.random = widgets.Button(description="random", icon="random", layout=widgets.Layout(width="auto"))
+        self.random.add_class("jupyter-sd-seed-random")
+        set_tooltip(self.random, "Seed -1: pick a new one each run (the seed used is recorded)")
+        self.last = widgets.Button(description="reuse last", icon="recycle", layout=widgets.Layout(width="auto"))
+        self.last.add_class("jupyter-sd-seed-last")
+        self.last.disabled = True
+        self.last_seed: int | None = None
+        self.random.on_click(lambda _: setattr(self.box, "value", -1))
+        self.last.on_click(self._reuse)
+        super().__init__([self.box, self.random, self.last])
+
+    def _reuse(self, _: Any = None) -> None:
+        if self.last_seed is not None:
+            self.box.value = self.last_seed
+
+    def remember(self, seed: int) -> None:
+        """Keep the seed of the last finished run for "reuse last"."""
+        self.last_seed = seed
+        self.last.disabled = False
+        set_tooltip(self.last, f"Seed {seed}, the last run's")
+
+
+class Controls:
+    """Every option's control, built from the request's fields; reads a request out and loads one in."""
+
+    def __init__(self, defaults: PaintRequest) -> None:
+        self.defaults = defaults
+        self.fields = {f.name: f for f in option_fields()}
+        self.widgets: dict[str, widgets.Widget] = {}
+        self.seed = SeedControl(self.fields["seed"], defaults.seed)
+        self.size = SizeControl(defaults.width, defaults.height)
+        for name, f in self.fields.items():
+            if name == "seed":
+                self.widgets[name] = self.seed.box
+            elif name not in _SIZE_FIELDS:
+                self.widgets[name] = control_for(f, getattr(defaults, name))
+        self.widgets["width"], self.widgets["height"] = self.size.width, self.size.height
+
+    def main_rows(self) -> list[widgets.Widget]:
+        """The controls shown up front, two or three to a row."""
+        w = self.widgets
+        row = widgets.HBox
+        return [
+            w["prompt"], w["negative_prompt"],
+            row([w["steps"], w["guidance"]]),
+            self.seed, self.size,
+            row([w["sampler"], w["schedule"]]),
+            row([w["n"], w["preview"]]),
+            w["model"],
+        ]
+
+    def more(self) -> widgets.Widget:
+        """Every other option, in a collapsed "More options" section."""
+        rest = [self.widgets[n] for n in self.fields if n not in MAIN_FIELDS and n not in _SIZE_FIELDS]
+        accordion = widgets.Accordion(children=[widgets.VBox(rest)], selected_index=None)
+        accordion.set_title(0, "More options")
+        return accordion
+
+    def values(self) -> dict[str, Any]:
+        """The options as the controls show them (width/height from the size row)."""
+        values = {name: widget.value for name, widget in self.widgets.items() if name not in _SIZE_FIELDS}
+        values["width"], values["height"] = self.size.get()
+        return values
+
+    def request(self) -> PaintRequest:
+        """The request the controls describe, on top of the panel's defaults (not yet validated)."""
+        return self.defaults.replace(**self.values())
+
+    def load(self, request: PaintRequest, keep: tuple[str, ...] = ("n", "repeat")) -> None:
+        """Put a request's settings into the controls (``keep`` names controls left as they are)."""
+        for name, widget in self.widgets.items():
+            if name in _SIZE_FIELDS or name in keep:
+                continue
+            value = getattr(request, name)
+            if isinstance(widget, widgets.Dropdown) and value not in widget.options:
+                continue
+            if value is not None:
+                widget.value = value
+        self.size.set(request.width, request.height)

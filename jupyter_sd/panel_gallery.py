@@ -1,0 +1,130 @@
+"""The panel's gallery strip: finished pictures, newest first; a click shows one large with its recipe."""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import ipywidgets as widgets
+from PIL import Image
+
+from .panel_controls import set_tooltip
+from .request import PaintRequest
+from .result import PaintResult, png_bytes
+from .store import load_request
+
+THUMB_SIDE = 96
+MAX_ITEMS = 48
+"""Thumbnails kept in the strip; older ones drop out (their files stay on disk)."""
+
+
+@dataclass
+class Item:
+    """One finished picture: the image, its A1111 infotext, its file (if saved) and its own recipe."""
+
+    number: int
+    image: Image.Image
+    infotext: str
+    path: Path | None
+    request: PaintRequest
+
+    def recipe(self) -> PaintRequest:
+        """The recipe that paints this picture again: from its file's metadata when saved, else from memory."""
+        if self.path is not None and self.path.is_file():
+            try:
+                return load_request(self.path)
+            except (OSError, ValueError):
+                pass
+        return self.request
+
+
+def _thumbnail(image: Image.Image) -> bytes:
+    thumb = image.copy()
+    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    return png_bytes(thumb)
+
+
+def info_html(item: Item) -> str:
+    """The picture's generation data as escaped, preformatted text, with its file."""
+    where = f"<br><small>{html.escape(str(item.path))}</small>" if item.path else "<br><small>not saved</small>"
+    return f'<pre style="white-space:pre-wrap;margin:0">{html.escape(item.infotext)}</pre>{where}'
+
+
+class Gallery(widgets.VBox):
+    """A strip of thumbnails (newest first) over a detail view with the picture, its recipe and "reuse".
+
+    Parameters
+    ----------
+    on_reuse
+        Called with the picture's recipe when "reuse" is pressed (the panel loads it into its controls).
+    """
+
+    def __init__(self, on_reuse: Callable[[PaintRequest], None] | None = None) -> None:
+        self.on_reuse = on_reuse
+        self.items: list[Item] = []
+        self.selected: Item | None = None
+        self._count = 0
+        self._lock = threading.Lock()
+        self._tiles: dict[int, widgets.Widget] = {}
+        self.strip = widgets.HBox(layout=widgets.Layout(overflow_x="auto", width="100%"))
+        self.strip.add_class("jupyter-sd-gallery")
+        self.image = widgets.Image(format="png", width="384px")
+        self.image.add_class("jupyter-sd-detail-image")
+        self.info = widgets.HTML(value="")
+        self.info.add_class("jupyter-sd-detail-info")
+        self.reuse = widgets.Button(description="reuse", icon="reply", layout=widgets.Layout(width="auto"))
+        self.reuse.add_class("jupyter-sd-reuse")
+        set_tooltip(self.reuse, "Load this picture's settings (and its seed) into the controls")
+        self.close_button = widgets.Button(description="close", icon="times", layout=widgets.Layout(width="auto"))
+        self.reuse.on_click(lambda _: self._reuse())
+        self.close_button.on_click(lambda _: self.hide())
+        self.detail = widgets.HBox(
+            [self.image, widgets.VBox([self.info, widgets.HBox([self.reuse, self.close_button])])],
+            layout=widgets.Layout(display="none"),
+        )
+        self.detail.add_class("jupyter-sd-detail")
+        super().__init__([self.strip, self.detail])
+
+    def add(self, result: PaintResult) -> list[Item]:
+        """Add a result's pictures at the front of the strip."""
+        new = []
+        for index, (image, seed) in enumerate(zip(result.images, result.seeds)):
+            self._count += 1
+            path = result.paths[index] if index < len(result.paths) else None
+            new.append(Item(self._count, image, result.infotext(index), path, result.request.replace(seed=seed)))
+        with self._lock:
+            for item in new:
+                self._tiles[item.number] = self._tile(item)
+            self.items = (new[::-1] + self.items)[:MAX_ITEMS]
+            for number in set(self._tiles) - {item.number for item in self.items}:
+                self._tiles.pop(number).close()
+            self.strip.children = tuple(self._tiles[item.number] for item in self.items)
+        return new
+
+    def _tile(self, item: Item) -> widgets.Widget:
+        thumb = widgets.Image(value=_thumbnail(item.image), format="png", width=f"{THUMB_SIDE}px")
+        button = widgets.Button(description=f"#{item.number}", layout=widgets.Layout(width=f"{THUMB_SIDE}px"))
+        button.add_class("jupyter-sd-thumb")
+        set_tooltip(button, item.infotext.splitlines()[0][:200] if item.infotext else "")
+        button.on_click(lambda _: self.show(item))
+        return widgets.VBox([thumb, button], layout=widgets.Layout(margin="2px", min_width=f"{THUMB_SIDE + 4}px"))
+
+    def show(self, item: Item) -> None:
+        """Show a picture large, with its generation data and file."""
+        self.selected = item
+        with self.image.hold_sync():
+            self.image.value = png_bytes(item.image)
+        self.info.value = info_html(item)
+        self.detail.layout.display = ""
+
+    def hide(self) -> None:
+        """Close the detail view."""
+        self.selected = None
+        self.detail.layout.display = "none"
+
+    def _reuse(self) -> None:
+        if self.selected is not None and self.on_reuse is not None:
+            self.on_reuse(self.selected.recipe())
