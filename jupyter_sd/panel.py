@@ -174,6 +174,14 @@ class Panel(widgets.VBox):
         self.stop_button.disabled = current is None
 
 
+def _native_if_out_of_range(request: PaintRequest) -> PaintRequest:
+    """A resolved size outside the size options' range can only be a model's native size: ask for native again."""
+    low, high = next(f for f in option_fields() if f.name == "width").metadata["range"]
+    if request.width is not None and not (low <= request.width <= high and low <= request.height <= high):
+        return request.replace(width=None, height=None)
+    return request
+
+
 class CellControls(widgets.VBox):
     """Steps, guidance and seed controls under a ``%%paint --ui`` result, and "again" to paint it anew.
 
@@ -191,7 +199,7 @@ class CellControls(widgets.VBox):
     _FIELDS = ("steps", "guidance", "seed")
 
     def __init__(self, result: PaintResult, user_ns: Mapping[str, Any] | None = None) -> None:
-        self.base = result.request
+        self.base = _native_if_out_of_range(result.request)
         self.user_ns = _user_ns(user_ns)
         self.results: list[PaintResult] = [result]
         self.last_error: BaseException | None = None
