@@ -1,0 +1,36 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jupyter_sd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_all_matches_public_names():
+    public = {name for name in dir(jupyter_sd) if not name.startswith("_")}
+    modules = {name for name in public if type(getattr(jupyter_sd, name)).__name__ == "module"}
+    assert set(jupyter_sd.__all__) - {"__version__", "Panel"} == public - modules - {"annotations", "Any"}
+
+
+def test_version_matches_labextension():
+    package = json.loads((ROOT / "labextension" / "package.json").read_text())
+    assert package["version"] == jupyter_sd.__version__
+
+
+def test_import_and_load_ext_do_not_import_torch():
+    code = (
+        "import sys, jupyter_sd\n"
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "start_ipython().run_line_magic('load_ext', 'jupyter_sd')\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'ipywidgets') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_request_samplers_store_import_no_ipython():
+    code = "import sys, jupyter_sd.request, jupyter_sd.samplers, jupyter_sd.store, jupyter_sd.engine; print('IPython' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
