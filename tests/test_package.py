@@ -34,3 +34,15 @@ def test_request_samplers_store_import_no_ipython():
     code = "import sys, jupyter_sd.request, jupyter_sd.samplers, jupyter_sd.store, jupyter_sd.engine; print('IPython' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_readme_lists_every_option_and_runs_the_test_command():
+    from jupyter_sd.request import option_fields
+
+    readme = (ROOT / "README.md").read_text()
+    for f in option_fields():
+        for flag in f.metadata["flags"]:
+            assert f"`{flag}`" in readme, flag
+    test_command = 'pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest'
+    assert test_command in readme
+    assert test_command in (ROOT / ".ci" / "run").read_text()
