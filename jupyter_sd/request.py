@@ -80,7 +80,7 @@ class PaintRequest:
         metadata=_option(
             "Image width in pixels, a multiple of 8 (default: the model's native size).",
             flags=("--width", "-W"),
-            range=(64, 2048),
+            range=(8, 4096),
             step=8,
         ),
     )
@@ -89,7 +89,7 @@ class PaintRequest:
         metadata=_option(
             "Image height in pixels, a multiple of 8 (default: the model's native size).",
             flags=("--height", "-H"),
-            range=(64, 2048),
+            range=(8, 4096),
             step=8,
         ),
     )

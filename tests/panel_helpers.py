@@ -113,7 +113,7 @@ class WidgetKernel:
         assert reply["content"]["status"] == "ok", f"{code!r} failed: {outputs}"
         return outputs
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 30, what: str | Callable[[], str] = "") -> Any:
         """Read messages until `predicate()` holds; AssertionError naming `what` on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -121,7 +121,7 @@ class WidgetKernel:
             value = predicate()
             if value:
                 return value
-        raise AssertionError(f"timed out waiting for {what or predicate}")
+        raise AssertionError(f"timed out waiting for {what() if callable(what) else what or predicate}")
 
     # -- looking at widgets -------------------------------------------------------------------------------------
 

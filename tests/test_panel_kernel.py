@@ -82,7 +82,7 @@ def test_panel_generate_stop_queue_and_errors(kernel):
         "import time as _t\n"
         "from jupyter_sd import painter as _p\n"
         f"_pipe = _p.get_engine().pipeline(_p.new_request(model={kernel.model!r}))\n"
-        "_hook = _pipe.unet.register_forward_pre_hook(lambda *a: _t.sleep(0.03))"
+        "_hook = _pipe.unet.register_forward_pre_hook(lambda *a: _t.sleep(0.05))"
     )
     kernel.set(steps, value=150)
     kernel.click(find("jupyter-sd-generate"))
@@ -92,7 +92,11 @@ def test_panel_generate_stop_queue_and_errors(kernel):
     kernel.click(find("jupyter-sd-generate"))
     remove = kernel.wait_for(lambda: kernel.find("jupyter-sd-remove", queue), 10, "a queued job")
     kernel.click(remove[0])
-    kernel.wait_for(lambda: len(kernel.children(queue)) == 1, 10, "the queue to shrink")
+    kernel.wait_for(
+        lambda: len(kernel.children(queue)) == 1, 10,
+        lambda: f"the queue to shrink: {[kernel.state(row).get('value') for row in kernel.children(queue)]}"
+        f" {kernel.state(bar)} {_status(kernel, panel)}",
+    )
     kernel.click(find("jupyter-sd-stop"))
     kernel.wait_for(lambda: "stopped at step" in _status(kernel, panel), 30, "the stop")
     kernel.wait_for(lambda: not kernel.children(queue), 10, "an empty queue")

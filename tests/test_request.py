@@ -143,7 +143,7 @@ def test_body_short_last_line_is_prompt():
         ({"seed": -2}, "seed: must be -1–4294967295 (got -2)"),
         ({"width": 500, "height": 500}, "size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)"),
         ({"width": 512}, "size: give both width and height"),
-        ({"width": 8, "height": 8}, "width: must be 64–2048 (got 8)"),
+        ({"width": 0, "height": 8}, "width: must be 8–4096 (got 0)"),
         ({"sampler": "Euler b"}, "sampler: unknown 'Euler b' (allowed: DPM++ 2M,"),
         ({"sampler": "euler a"}, "Did you mean 'Euler a'?"),
         ({"schedule": "karras"}, "Did you mean 'Karras'?"),

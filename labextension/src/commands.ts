@@ -12,6 +12,9 @@ import { paintCellSource } from './infotext';
 import { IPaintImage } from './paths';
 import { CommandIDs, CoreCommandIDs } from './tokens';
 
+/** A command icon (a `LabIcon` in the app). */
+type Icon = CommandRegistry.ICommandOptions['icon'];
+
 /** What the commands need from the active notebook and its kernel. */
 export interface INotebookOps {
   /** Whether a notebook is open (the one commands act on). */
@@ -40,7 +43,7 @@ export function registerNotebookCommands(
   ops: INotebookOps,
   options: () => ICommandOptions | null,
   trans: TranslationBundle,
-  icon?: CommandRegistry.ICommandOptions['icon']
+  icons: { paint?: Icon; panel?: Icon } = {}
 ): void {
   // Without settings (they failed to load) there is no template: stay disabled.
   const ready = () => ops.hasNotebook() && options() !== null;
@@ -54,7 +57,7 @@ export function registerNotebookCommands(
   commands.addCommand(CommandIDs.insertPaintCell, {
     label: trans.__('Insert %%paint cell'),
     caption: trans.__('Insert a %%paint cell below the active cell'),
-    icon,
+    icon: icons.paint,
     isEnabled: ready,
     execute: async () => {
       const opts = await prepare();
@@ -66,6 +69,7 @@ export function registerNotebookCommands(
   commands.addCommand(CommandIDs.openPanel, {
     label: trans.__('Open paint panel'),
     caption: trans.__('Insert a cell that opens the paint panel, and run it'),
+    icon: icons.panel,
     isEnabled: ready,
     execute: async () => {
       const opts = await prepare();
@@ -106,7 +110,8 @@ export function registerGalleryCommands(
   model: GalleryModel,
   ops: INotebookOps,
   env: IGalleryEnv,
-  trans: TranslationBundle
+  trans: TranslationBundle,
+  icon?: Icon
 ): void {
   const infotext = async (image: IPaintImage): Promise<string | null> => {
     const details = await model.details(image);
@@ -118,6 +123,7 @@ export function registerGalleryCommands(
   commands.addCommand(CommandIDs.openGallery, {
     label: trans.__('Open paint gallery'),
     caption: trans.__('Show the images painted beside the notebook'),
+    icon,
     execute: () => env.showGallery()
   });
   commands.addCommand(CommandIDs.refreshGallery, {

@@ -3,6 +3,7 @@ import { ICommandPalette } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
+import { paletteIcon } from '@jupyterlab/ui-components';
 
 import { ICommandOptions, registerNotebookCommands } from '../commands';
 import { paintIcon } from '../icons';
@@ -39,7 +40,10 @@ async function activateCommands(
   } catch (e) {
     console.error('jupyter-sd: could not load the command settings', e);
   }
-  registerNotebookCommands(app.commands, trackerOps(tracker), () => options, trans, paintIcon);
+  registerNotebookCommands(app.commands, trackerOps(tracker), () => options, trans, {
+    paint: paintIcon,
+    panel: paletteIcon
+  });
   tracker.currentChanged.connect(() => app.commands.notifyCommandChanged());
   for (const command of [CommandIDs.insertPaintCell, CommandIDs.openPanel]) {
     palette?.addItem({ command, category: trans.__(PALETTE_CATEGORY) });

@@ -104,7 +104,7 @@ async function activateGallery(
       return picked ? picked.path : null;
     }
   };
-  registerGalleryCommands(app.commands, model, ops, env, trans);
+  registerGalleryCommands(app.commands, model, ops, env, trans, imageIcon);
   palette?.addItem({
     command: CommandIDs.openGallery,
     category: trans.__(PALETTE_CATEGORY)
