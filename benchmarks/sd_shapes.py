@@ -1,0 +1,63 @@
+"""Random-weight pipelines with Stable Diffusion 1.5's architecture (optionally narrower), built from config.
+
+Nothing is downloaded: the benchmarks measure our overhead around the real UNet/VAE shapes, not picture quality.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from tiny_pipeline import _tokenizer  # noqa: E402
+
+
+def make_sd15_shaped(folder: str | Path, width: int = 320, text_width: int = 768, text_layers: int = 12, seed: int = 0) -> Path:
+    """Save an SD-1.5-shaped pipeline: UNet channels (w, 2w, 4w, 4w), cross-attention, an 8× VAE.
+
+    ``width=320, text_width=768, text_layers=12`` is SD 1.5's full size (860 M UNet parameters).
+    """
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = _tokenizer(folder / "_tok")
+    heads = max(1, width // 40)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        block_out_channels=(width, 2 * width, 4 * width, 4 * width),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=2,
+        cross_attention_dim=text_width,
+        attention_head_dim=8 if width == 320 else heads,
+        norm_num_groups=32,
+    )
+    vae_width = 128 if width == 320 else max(32, width // 2)
+    vae = AutoencoderKL(
+        block_out_channels=(vae_width, 2 * vae_width, 4 * vae_width, 4 * vae_width),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
+        norm_num_groups=32,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=4 * text_width,
+            num_hidden_layers=text_layers, num_attention_heads=max(1, text_width // 64),
+            max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        )
+    )
+    tokenizer.model_max_length = 77
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1)
+    pipe = StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    return folder
