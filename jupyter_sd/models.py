@@ -135,25 +135,32 @@ def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = ""
 
     _silence_loading_bars()
     kwargs: dict[str, Any] = {_dtype_keyword(diffusers.__version__): dtype}
-    try:
-        if source.kind == "single-file":
-            if config:
-                kwargs["config"] = config
+    if source.kind == "single-file":
+        if config:
+            kwargs["config"] = config
+        try:
             pipe = diffusers.StableDiffusionPipeline.from_single_file(source.location, **kwargs)
-        else:
+        except Exception as error:  # the single-file loader raises many kinds for a file it can't map
+            msg = (
+                f"model: could not load '{source.location}' as a Stable Diffusion checkpoint ({_first_line(error)}); "
+                "if it is one, pass --model-config with a diffusers folder of the same architecture"
+            )
+            raise ValueError(msg) from error
+    else:
+        try:
             model_index = diffusers.DiffusionPipeline.load_config(source.location)
             if "safety_checker" in model_index:
                 kwargs.update(safety_checker=None, requires_safety_checker=False)
             pipe = diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
-    except (OSError, EnvironmentError) as error:
-        if source.kind == "folder":
-            raise
-        msg = (
-            f"model: could not load '{source.location}' ({_first_line(error)}); it is not in the Hugging Face cache "
-            "and the hub can't be reached: download it where there is internet, or pass a local folder or "
-            ".safetensors file with --model"
-        )
-        raise ValueError(msg) from error
+        except OSError as error:
+            if source.kind == "folder":
+                raise
+            msg = (
+                f"model: could not load '{source.location}' ({_first_line(error)}); it is not in the Hugging Face "
+                "cache and the hub can't be reached: download it where there is internet, or pass a local folder "
+                "or .safetensors file with --model"
+            )
+            raise ValueError(msg) from error
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -137,15 +137,8 @@ def decode_latents(pipe: Any, latents: Any) -> Any:
     if needs_upcast:
         vae.to(dtype=torch.float32)
     try:
-        scaled = latents.to(dtype) / vae.config.scaling_factor
-        mean = getattr(vae.config, "latents_mean", None)
-        std = getattr(vae.config, "latents_std", None)
-        if mean is not None and std is not None:
-            mean_t = torch.tensor(mean).view(1, -1, 1, 1).to(latents.device, dtype)
-            std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents.device, dtype)
-            scaled = latents.to(dtype) * std_t / vae.config.scaling_factor + mean_t
         with torch.no_grad():
-            return vae.decode(scaled, return_dict=False)[0].float()
+            return vae.decode(latents.to(dtype) / vae.config.scaling_factor, return_dict=False)[0].float()
     finally:
         if needs_upcast:
             vae.to(dtype=torch.float16)

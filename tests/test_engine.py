@@ -196,3 +196,14 @@ def test_bad_models_fail_cleanly(engine, tmp_path, monkeypatch, model, message):
 def test_folder_without_model_index(engine, tmp_path):
     with pytest.raises(ValueError, match="is not a diffusers model"):
         engine.generate(PaintRequest(prompt="a", model=str(tmp_path), steps=1))
+
+
+def test_single_file_that_is_not_a_checkpoint(engine, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tmp_path / "notes.safetensors"
+    save_file({"hello": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match=r"model: could not load '.*notes.safetensors' as a Stable Diffusion checkpoint"):
+        engine.generate(PaintRequest(prompt="a", model=str(path), steps=1))
+    assert not engine.busy
