@@ -8,7 +8,7 @@ import type { CommandRegistry } from '@lumino/commands';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { GalleryModel } from './galleryModel';
-import { paintCellSource } from './infotext';
+import { PAINT_MAGIC, paintCellSource } from './infotext';
 import { IPaintImage } from './paths';
 import { CommandIDs, CoreCommandIDs } from './tokens';
 
@@ -55,8 +55,8 @@ export function registerNotebookCommands(
     return opts;
   };
   commands.addCommand(CommandIDs.insertPaintCell, {
-    label: trans.__('Insert %%paint cell'),
-    caption: trans.__('Insert a %%paint cell below the active cell'),
+    label: trans.__('Insert %1 cell', PAINT_MAGIC),
+    caption: trans.__('Insert a %1 cell below the active cell', PAINT_MAGIC),
     icon: icons.paint,
     isEnabled: ready,
     execute: async () => {
@@ -140,7 +140,7 @@ export function registerGalleryCommands(
     }
   });
   commands.addCommand(CommandIDs.insertImageCell, {
-    label: trans.__('Insert as %%paint cell'),
+    label: trans.__('Insert as %1 cell', PAINT_MAGIC),
     isEnabled: () => ops.hasNotebook(),
     execute: async args => {
       const image = pathArg(args, model);

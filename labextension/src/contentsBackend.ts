@@ -6,7 +6,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { Contents, ServerConnection } from '@jupyterlab/services';
 
 import { IGalleryBackend } from './galleryModel';
-import { IContentsEntry } from './paths';
+import { dirname, IContentsEntry } from './paths';
 
 /** The gallery's backend on a contents manager. */
 export function contentsBackend(
@@ -15,19 +15,37 @@ export function contentsBackend(
 ): IGalleryBackend {
   const fileUrl = (path: string) =>
     URLExt.join(settings.baseUrl, 'files', URLExt.encodeParts(path));
+  const entries = async (folder: string): Promise<IContentsEntry[] | null> => {
+    try {
+      const model = await contents.get(folder, { content: true, type: 'directory' });
+      return (model.content as IContentsEntry[]) ?? [];
+    } catch (e) {
+      if ((e as ServerConnection.ResponseError).response?.status === 404) {
+        return null;
+      }
+      throw e;
+    }
+  };
+  // A folder that does not exist yet (nothing painted) is watched through its
+  // parent, so polling does not fill the server log with 404s.
+  const missing = new Set<string>();
   return {
     fileUrl,
 
     list: async (folder: string) => {
-      try {
-        const model = await contents.get(folder, { content: true, type: 'directory' });
-        return (model.content as IContentsEntry[]) ?? [];
-      } catch (e) {
-        if ((e as ServerConnection.ResponseError).response?.status === 404) {
+      if (missing.has(folder)) {
+        const name = folder.split('/').pop();
+        const parent = await entries(dirname(folder));
+        if (!parent?.some(e => e.name === name && e.type === 'directory')) {
           return null;
         }
-        throw e;
+        missing.delete(folder);
       }
+      const found = await entries(folder);
+      if (found === null) {
+        missing.add(folder);
+      }
+      return found;
     },
 
     readBytes: async (path: string) => {

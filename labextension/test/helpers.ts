@@ -54,8 +54,8 @@ export function expected(): Record<string, IExpected> {
 /** Node's zlib, to check the reader also works with another inflater. */
 export const nodeInflate = async (data: Uint8Array) => new Uint8Array(inflateSync(data));
 
-/** A translation bundle that returns its input (with %1… substituted). */
+/** A translation bundle formatting like JupyterLab's gettext: %1… are arguments, %% is %. */
 export const trans = {
   __: (s: string, ...args: unknown[]) =>
-    s.replace(/%(\d+)/g, (_, i) => String(args[Number(i) - 1]))
+    s.replace(/%%|%(\d+)/g, (m, i) => (m === '%%' ? '%' : String(args[Number(i) - 1])))
 } as any;

@@ -2,6 +2,7 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import React from 'react';
 
 import { GalleryModel } from '../galleryModel';
+import { PAINT_MAGIC } from '../infotext';
 import { IPaintImage } from '../paths';
 import { ImageDetails } from './ImageDetails';
 import { useModelChanged } from './useModel';
@@ -84,7 +85,7 @@ export function Gallery(props: IGalleryProps): JSX.Element {
       )}
       {folder !== null && model.images.length === 0 && !model.error && (
         <div className="jp-sd-note jp-sd-empty">
-          {trans.__('No images yet. Run a %%paint cell to paint one.')}
+          {trans.__('No images yet. Run a %1 cell to paint one.', PAINT_MAGIC)}
         </div>
       )}
       <ul className="jp-sd-grid" aria-label={trans.__('Images, newest first')}>

@@ -2,6 +2,7 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import React, { useEffect, useState } from 'react';
 
 import { IImageDetails } from '../galleryModel';
+import { PAINT_MAGIC } from '../infotext';
 import { IPaintImage } from '../paths';
 
 /** Properties of the selected image's large view. */
@@ -78,12 +79,12 @@ export function ImageDetails(props: IImageDetailsProps): JSX.Element {
           disabled={!hasData || !props.canInsert}
           title={
             props.canInsert
-              ? trans.__('Insert a %%paint cell that re-runs this image, below the active cell')
+              ? trans.__('Insert a %1 cell that re-runs this image, below the active cell', PAINT_MAGIC)
               : trans.__('Open a notebook to insert a cell')
           }
           onClick={() => props.onInsert(image)}
         >
-          {trans.__('Insert as %%paint cell')}
+          {trans.__('Insert as %1 cell', PAINT_MAGIC)}
         </button>
         <button
           className="jp-sd-button"
