@@ -9,6 +9,7 @@ metadata), on a worker thread so the kernel stays free.
 from __future__ import annotations
 
 import html
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,6 +72,7 @@ class Panel(widgets.VBox):
         self.controls = Controls(self.defaults)
         self.results: list[PaintResult] = []
         self.last_error: BaseException | None = None
+        self._refresh_lock = threading.Lock()
 
         self.generate_button = _button(
             "Generate", "paint-brush", "jupyter-sd-generate", "Paint with these settings (queued if busy)", "primary"
@@ -157,21 +159,29 @@ class Panel(widgets.VBox):
             self.gallery.add(result)
 
     def _refresh(self) -> None:
-        """Show the queue and the buttons' state (called from either thread)."""
-        current, queued = self.worker.current, self.worker.queued
-        rows: list[widgets.Widget] = []
-        if current is not None:
-            rows.append(widgets.HTML(value=f"▶ {html.escape(current.describe())}"))
-        for job in queued:
-            remove = widgets.Button(icon="times", description="remove", layout=widgets.Layout(width="auto"))
-            remove.add_class("jupyter-sd-remove")
-            remove.on_click(lambda _, job=job: self.worker.remove(job))
-            rows.append(widgets.HBox([remove, widgets.HTML(value=f"⏳ {html.escape(job.describe())}")]))
-        old = self.queue_box.children
-        self.queue_box.children = tuple(rows)
-        for row in old:
-            row.close()
-        self.stop_button.disabled = current is None
+        """Show the queue and the buttons' state (called from either thread).
+
+        Reading the worker's state and showing it happen under one lock, so a refresh that read an older state
+        can never overwrite a newer one.
+        """
+        with self._refresh_lock:
+            current, queued = self.worker.current, self.worker.queued
+            rows: list[widgets.Widget] = []
+            if current is not None:
+                rows.append(widgets.HTML(value=f"painting {html.escape(current.describe())}"))
+            for job in queued:
+                remove = widgets.Button(icon="times", description="remove", layout=widgets.Layout(width="auto"))
+                remove.add_class("jupyter-sd-remove")
+                remove.on_click(lambda _, job=job: self.worker.remove(job))
+                label = widgets.HTML(value=f"queued {html.escape(job.describe())}")
+                rows.append(widgets.HBox([remove, label]))
+            old = self.queue_box.children
+            self.queue_box.children = tuple(rows)
+            for row in old:
+                for child in getattr(row, "children", ()):
+                    child.close()
+                row.close()
+            self.stop_button.disabled = current is None
 
 
 def _native_if_out_of_range(request: PaintRequest) -> PaintRequest:
@@ -203,6 +213,7 @@ class CellControls(widgets.VBox):
         self.user_ns = _user_ns(user_ns)
         self.results: list[PaintResult] = [result]
         self.last_error: BaseException | None = None
+        self._refresh_lock = threading.Lock()
         fields = {f.name: f for f in option_fields()}
         seed = result.seeds[0] if result.seeds else self.base.seed
         start = {"steps": self.base.steps, "guidance": self.base.guidance, "seed": seed}
@@ -252,7 +263,7 @@ class CellControls(widgets.VBox):
             self.last_error = job.error
 
     def _refresh(self) -> None:
-        current = self.worker.current
-        self.stop_button.disabled = current is None
-        waiting = len(self.worker.queued)
-        self.again_button.description = f"again (+{waiting} queued)" if waiting else "again"
+        with self._refresh_lock:
+            current, waiting = self.worker.current, len(self.worker.queued)
+            self.stop_button.disabled = current is None
+            self.again_button.description = f"again (+{waiting} queued)" if waiting else "again"

@@ -22,7 +22,7 @@ NATIVE, CUSTOM = "native", "custom"
 MAIN_FIELDS = ("prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "schedule", "n", "model", "preview")
 """Fields shown up front (width and height are the size row); every other field goes under "More options"."""
 _SIZE_FIELDS = ("width", "height")
-_LABELS = {"negative_prompt": "Negative", "n": "Images", "preview": "Preview", "guidance": "CFG scale"}
+_LABELS = {"negative_prompt": "Negative", "n": "Images", "preview": "Preview", "guidance": "CFG scale", "schedule": "Schedule"}
 _SLIDER_SPAN = 10_000
 """An int range wider than this gets a bounded text box instead of a slider (the seed)."""
 _DESCRIPTION = {"description_width": "7em"}
@@ -83,7 +83,9 @@ def control_for(f: dataclasses.Field, value: Any) -> widgets.Widget:
     elif kind == "float":
         widget = widgets.FloatText(value=float(value or 0.0), **common)
     else:
-        widget = widgets.Text(value=value or "", placeholder=_first_sentence(meta["help"]), **common)
+        widget = widgets.Text(
+            value=value or "", placeholder=_first_sentence(meta["help"]), layout=widgets.Layout(width="60%"), **common
+        )
     set_tooltip(widget, meta["help"])
     widget.add_class(css_class(f.name))
     return widget

@@ -56,7 +56,7 @@ class LiveArea(widgets.VBox):
         self.error.add_class("jupyter-sd-error")
         self.image = widgets.Image(format="png", width=PREVIEW_WIDTH, layout=widgets.Layout(display="none"))
         self.image.add_class("jupyter-sd-image")
-        super().__init__([widgets.HBox([self.bar, self.status]), self.error, self.image])
+        super().__init__([self.bar, self.status, self.error, self.image])
 
     def say(self, text: str) -> None:
         """Show a status line (always escaped: it may quote the prompt)."""
