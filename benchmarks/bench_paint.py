@@ -48,14 +48,29 @@ def bench(name: str, model: Path, size: int, steps: int, runs: int, outdir: Path
     raw = StableDiffusionPipeline.from_pretrained(model, safety_checker=None)
     raw.set_progress_bar_config(disable=True)
     base = dict(raw.scheduler.config)
-    request = PaintRequest(prompt="a red circle on a blue background", model=str(model), steps=steps, seed=1234,
-                           width=size, height=size, outdir=str(outdir), preview="auto", preview_interval=0.2)
+    request = PaintRequest(
+        prompt="a red circle on a blue background",
+        model=str(model),
+        steps=steps,
+        seed=1234,
+        width=size,
+        height=size,
+        outdir=str(outdir),
+        preview="auto",
+        preview_interval=0.2,
+    )
 
     def raw_run():
         raw.scheduler = make_scheduler(request.sampler, request.schedule, base)
         started = time.perf_counter()
-        image = raw(request.prompt, num_inference_steps=steps, guidance_scale=request.guidance, width=size, height=size,
-                    generator=[torch.Generator("cpu").manual_seed(request.seed)]).images[0]
+        image = raw(
+            request.prompt,
+            num_inference_steps=steps,
+            guidance_scale=request.guidance,
+            width=size,
+            height=size,
+            generator=[torch.Generator("cpu").manual_seed(request.seed)],
+        ).images[0]
         return time.perf_counter() - started, image
 
     def our_run():
@@ -89,7 +104,6 @@ def bench(name: str, model: Path, size: int, steps: int, runs: int, outdir: Path
         "one step s": step_time,
         "preview ms": preview_cost * 1000,
     }
-    del raw
     return row
 
 

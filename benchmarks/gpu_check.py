@@ -51,15 +51,30 @@ def main() -> None:
         raw = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, torch_dtype=torch.float16).to("cuda")
         raw.set_progress_bar_config(disable=True)
         base = dict(raw.scheduler.config)
-        request = PaintRequest(prompt="a watercolor fox in a snowy forest", model=str(folder), steps=STEPS, seed=42,
-                               width=SIZE, height=SIZE, dtype="float16", device="cuda", outdir=str(Path(tmp) / "out"))
+        request = PaintRequest(
+            prompt="a watercolor fox in a snowy forest",
+            model=str(folder),
+            steps=STEPS,
+            seed=42,
+            width=SIZE,
+            height=SIZE,
+            dtype="float16",
+            device="cuda",
+            outdir=str(Path(tmp) / "out"),
+        )
 
         def raw_run():
             raw.scheduler = make_scheduler(request.sampler, request.schedule, base)
             torch.cuda.synchronize()
             started = time.perf_counter()
-            image = raw(request.prompt, num_inference_steps=STEPS, guidance_scale=request.guidance, width=SIZE, height=SIZE,
-                        generator=[torch.Generator("cpu").manual_seed(request.seed)]).images[0]
+            image = raw(
+                request.prompt,
+                num_inference_steps=STEPS,
+                guidance_scale=request.guidance,
+                width=SIZE,
+                height=SIZE,
+                generator=[torch.Generator("cpu").manual_seed(request.seed)],
+            ).images[0]
             torch.cuda.synchronize()
             return time.perf_counter() - started, image
 
@@ -90,7 +105,10 @@ def main() -> None:
             ("%%paint it/s (previews on, saving)", f"{STEPS / our_t:.2f}"),
             ("wall ratio %%paint/raw", f"{our_t / raw_t:.3f}"),
             ("peak GPU memory (both pipelines)", f"{peak:.2f} GiB"),
-            ("time to first preview", f"{statistics.median(firsts) * 1000:.0f} ms (one step ≈ {raw_t / STEPS * 1000:.0f} ms)"),
+            (
+                "time to first preview",
+                f"{statistics.median(firsts) * 1000:.0f} ms (one step ≈ {raw_t / STEPS * 1000:.0f} ms)",
+            ),
             ("identical pixels", str(same)),
         ]
         width = max(len(k) for k, _ in rows)

@@ -13,7 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tiny_pipeline import _tokenizer  # noqa: E402
 
 
-def make_sd15_shaped(folder: str | Path, width: int = 320, text_width: int = 768, text_layers: int = 12, seed: int = 0) -> Path:
+def make_sd15_shaped(
+    folder: str | Path, width: int = 320, text_width: int = 768, text_layers: int = 12, seed: int = 0
+) -> Path:
     """Save an SD-1.5-shaped pipeline: UNet channels (w, 2w, 4w, 4w), cross-attention, an 8× VAE.
 
     ``width=320, text_width=768, text_layers=12`` is SD 1.5's full size (860 M UNet parameters).
@@ -48,16 +50,30 @@ def make_sd15_shaped(folder: str | Path, width: int = 320, text_width: int = 768
     )
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=text_width, intermediate_size=4 * text_width,
-            num_hidden_layers=text_layers, num_attention_heads=max(1, text_width // 64),
-            max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+            vocab_size=len(tokenizer),
+            hidden_size=text_width,
+            intermediate_size=4 * text_width,
+            num_hidden_layers=text_layers,
+            num_attention_heads=max(1, text_width // 64),
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
         )
     )
     tokenizer.model_max_length = 77
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1)
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
+    )
     pipe = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)
     return folder

@@ -20,7 +20,7 @@ from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve
 from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 from .request import MAX_SEED, PaintRequest
 from .result import PaintResult
-from .samplers import make_scheduler, resolve_schedule
+from .samplers import make_scheduler
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
 
@@ -111,7 +111,11 @@ def _x0_from(scheduler: Any, output: Any, args: tuple, kwargs: dict) -> Any:
             if value is not None:
                 return value
     model_outputs = getattr(scheduler, "model_outputs", None)
-    if model_outputs and model_outputs[-1] is not None and getattr(scheduler.config, "algorithm_type", "dpmsolver++") != "dpmsolver":
+    if (
+        model_outputs
+        and model_outputs[-1] is not None
+        and getattr(scheduler.config, "algorithm_type", "dpmsolver++") != "dpmsolver"
+    ):
         return model_outputs[-1]
     # PNDM and friends: x0 = (x_t - sqrt(1 - a_t) * eps) / sqrt(a_t) for epsilon prediction.
     model_output = kwargs.get("model_output", args[0] if args else None)
@@ -172,8 +176,11 @@ class Engine:
                 dtype=str(self._key[2]).replace("torch.", ""),
                 load_seconds=round(self.load_seconds, 2),
             )
-            params = sum(p.numel() for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
-                         for p in getattr(getattr(self._pipe, name, None), "parameters", lambda: [])())
+            params = sum(
+                p.numel()
+                for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
+                for p in getattr(getattr(self._pipe, name, None), "parameters", lambda: [])()
+            )
             info["parameters_millions"] = round(params / 1e6, 1)
             if str(self._key[1]).startswith("cuda"):
                 info["gpu_allocated_gb"] = round(torch.cuda.memory_allocated() / 2**30, 2)

@@ -75,7 +75,8 @@ def resolve_model(model: str, allow_pickle: bool = False) -> ModelSource:
         return ModelSource(str(path.resolve()), "single-file", _short_name(path.stem))
     if _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
         return ModelSource(model, "hub", model)
-    msg = f"model: no such file or folder '{model}' (allowed: a hub id like org/name, a diffusers folder, a .safetensors file)"
+    allowed = "a hub id like org/name, a diffusers folder, a .safetensors file"
+    msg = f"model: no such file or folder '{model}' (allowed: {allowed})"
     raise ValueError(msg)
 
 
@@ -166,7 +167,7 @@ def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = ""
 
 
 def _dtype_keyword(version: str) -> str:
-    """diffusers 0.42 renamed ``torch_dtype`` to ``dtype``; Colab's older diffusers only knows the old name."""
+    """Diffusers 0.42 renamed ``torch_dtype`` to ``dtype``; Colab's older diffusers only knows the old name."""
     major, minor = (int(part) for part in version.split(".")[:2])
     return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
 

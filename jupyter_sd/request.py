@@ -133,7 +133,9 @@ class PaintRequest:
     )
     preview: str = field(
         default="auto",
-        metadata=_option("Live preview: auto, latent2rgb, taesd, full or none.", flags=("--preview",), choices=PREVIEW_MODES),
+        metadata=_option(
+            "Live preview: auto, latent2rgb, taesd, full or none.", flags=("--preview",), choices=PREVIEW_MODES
+        ),
     )
     preview_interval: float = field(
         default=0.2,
@@ -147,7 +149,9 @@ class PaintRequest:
             "Folder for the images (default: a folder beside the notebook).", flags=("--outdir", "-o"), kernel=True
         ),
     )
-    save: bool = field(default=True, metadata=_option("Save the images as PNG files with their recipe.", flags=("--save",)))
+    save: bool = field(
+        default=True, metadata=_option("Save the images as PNG files with their recipe.", flags=("--save",))
+    )
     save_incomplete: bool = field(
         default=False, metadata=_option("Also save an interrupted picture.", flags=("--save-incomplete",))
     )
@@ -156,7 +160,9 @@ class PaintRequest:
     )
     dtype: str = field(
         default="auto",
-        metadata=_option("Weights dtype: auto, float16, bfloat16 or float32.", flags=("--dtype",), choices=DTYPES, kernel=True),
+        metadata=_option(
+            "Weights dtype: auto, float16, bfloat16 or float32.", flags=("--dtype",), choices=DTYPES, kernel=True
+        ),
     )
     allow_pickle: bool = field(
         default=False,
@@ -311,7 +317,8 @@ def coerce_value(name: str, value: Any) -> Any:
                 return False
             raise ValueError
     except ValueError:
-        msg = f"{name}: expected {'a whole number' if kind == 'int' else 'a number' if kind == 'float' else 'true or false'} (got '{text}')"
+        expected = {"int": "a whole number", "float": "a number"}.get(kind, "true or false")
+        msg = f"{name}: expected {expected} (got '{text}')"
         raise ValueError(msg) from None
     if name == "dtype":
         return _DTYPE_ALIASES.get(text.lower(), text.lower())

@@ -83,9 +83,13 @@ class PaintResult:
         count = len(self.images)
         parts = [f"{count} image{'s' if count != 1 else ''}"]
         if self.seeds:
-            parts.append("seed " + ", ".join(str(seed) for seed in self.seeds[:8]) + ("…" if len(self.seeds) > 8 else ""))
+            parts.append(
+                "seed " + ", ".join(str(seed) for seed in self.seeds[:8]) + ("…" if len(self.seeds) > 8 else "")
+            )
         if self.interrupted:
             parts.append(f"interrupted at step {self.interrupted_at}/{self.steps_total}")
         if self.paths:
-            parts.append("saved " + ", ".join(path.name for path in self.paths[:4]) + ("…" if len(self.paths) > 4 else ""))
+            parts.append(
+                "saved " + ", ".join(path.name for path in self.paths[:4]) + ("…" if len(self.paths) > 4 else "")
+            )
         return f"<PaintResult: {'; '.join(parts)}>"

@@ -62,7 +62,9 @@ def summary_text(result: PaintResult) -> str:
     where = ""
     if result.paths:
         folder = result.paths[0].parent
-        where = f" · saved {', '.join(p.name for p in result.paths[:4])}{'…' if len(result.paths) > 4 else ''} in {folder}"
+        where = (
+            f" · saved {', '.join(p.name for p in result.paths[:4])}{'…' if len(result.paths) > 4 else ''} in {folder}"
+        )
     elif result.interrupted and result.images:
         where = " · not saved (--save-incomplete keeps interrupted pictures)"
     return f"{head} · seed {seeds}{where}" if seeds else head
@@ -73,8 +75,13 @@ def _image_bundle(image: Image.Image, alt: str) -> dict[str, Any]:
 
 
 def _status_bundle(text: str, step: int = 0, total: int = 0) -> dict[str, Any]:
-    bar = f'<progress value="{step}" max="{total}" style="width:14em;vertical-align:middle"></progress> ' if total else ""
-    return {"text/plain": text, "text/html": f'<div class="jupyter-sd-status">{bar}<code>{html.escape(text)}</code></div>'}
+    bar = (
+        f'<progress value="{step}" max="{total}" style="width:14em;vertical-align:middle"></progress> ' if total else ""
+    )
+    return {
+        "text/plain": text,
+        "text/html": f'<div class="jupyter-sd-status">{bar}<code>{html.escape(text)}</code></div>',
+    }
 
 
 class InlineView(Progress):
@@ -108,7 +115,9 @@ class InlineView(Progress):
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         if previews:
-            self._publish(_image_bundle(image_grid(previews), f"preview at step {step}/{total}"), self._preview_id, True)
+            self._publish(
+                _image_bundle(image_grid(previews), f"preview at step {step}/{total}"), self._preview_id, True
+            )
             self.frames += 1
         rate, eta = self._rate.update(step, total)
         now = time.perf_counter()

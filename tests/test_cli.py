@@ -5,12 +5,23 @@ from PIL import Image
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "jupyter_sd.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_sd.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_cli_paints_and_prints_the_path(tiny_model_dir, tmp_path):
-    done = run_cli("a red circle on a blue background", "--model", str(tiny_model_dir), "--steps", "3", "--seed", "1",
-                   "-o", str(tmp_path / "out"))
+    done = run_cli(
+        "a red circle on a blue background",
+        "--model",
+        str(tiny_model_dir),
+        "--steps",
+        "3",
+        "--seed",
+        "1",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert done.returncode == 0, done.stderr
     path = tmp_path / "out" / "00001-1.png"
     assert done.stdout.strip() == str(path)

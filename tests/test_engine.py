@@ -38,12 +38,23 @@ def _raw(pipe, sampler, schedule, seeds, steps=4, guidance=7.0, prompt="a red ci
     ).images
 
 
-@pytest.mark.parametrize(("sampler", "schedule"), [("DPM++ 2M", "Automatic"), ("Euler a", "Automatic"), ("DDIM", "SGM Uniform")])
+@pytest.mark.parametrize(
+    ("sampler", "schedule"), [("DPM++ 2M", "Automatic"), ("Euler a", "Automatic"), ("DDIM", "SGM Uniform")]
+)
 def test_same_pixels_as_raw_diffusers(engine, raw_pipe, tiny_model_dir, sampler, schedule):
-    raw_pipe._base_config = dict(raw_pipe.scheduler.config) if not hasattr(raw_pipe, "_base_config") else raw_pipe._base_config
+    raw_pipe._base_config = (
+        dict(raw_pipe.scheduler.config) if not hasattr(raw_pipe, "_base_config") else raw_pipe._base_config
+    )
     expected = _raw(raw_pipe, sampler, schedule, [5])[0]
-    request = PaintRequest(prompt="a red circle", model=str(tiny_model_dir), steps=4, seed=5, sampler=sampler,
-                           schedule=schedule, preview_interval=0)
+    request = PaintRequest(
+        prompt="a red circle",
+        model=str(tiny_model_dir),
+        steps=4,
+        seed=5,
+        sampler=sampler,
+        schedule=schedule,
+        preview_interval=0,
+    )
     result = engine.generate(request)
     assert _pixels(expected).std() > 1  # not a blank picture: equality means something
     assert np.array_equal(_pixels(result.images[0]), _pixels(expected))
@@ -51,7 +62,9 @@ def test_same_pixels_as_raw_diffusers(engine, raw_pipe, tiny_model_dir, sampler,
 
 
 def test_ancestral_sampler_follows_the_seed(engine, tiny_model_dir):
-    request = PaintRequest(prompt="a cat", model=str(tiny_model_dir), steps=4, seed=9, sampler="Euler a", preview="none")
+    request = PaintRequest(
+        prompt="a cat", model=str(tiny_model_dir), steps=4, seed=9, sampler="Euler a", preview="none"
+    )
     first = engine.generate(request).images[0]
     second = engine.generate(request).images[0]
     other = engine.generate(request.replace(seed=10)).images[0]
@@ -60,7 +73,9 @@ def test_ancestral_sampler_follows_the_seed(engine, tiny_model_dir):
 
 
 def test_batch_image_k_is_seed_plus_k(engine, tiny_model_dir):
-    request = PaintRequest(prompt="a fox", model=str(tiny_model_dir), steps=3, seed=100, n=3, sampler="Euler a", preview="none")
+    request = PaintRequest(
+        prompt="a fox", model=str(tiny_model_dir), steps=3, seed=100, n=3, sampler="Euler a", preview="none"
+    )
     batch = engine.generate(request)
     assert batch.seeds == [100, 101, 102]
     for k in range(3):
@@ -97,14 +112,18 @@ class Recorder(Progress):
 
 def test_previews_every_step_without_throttle(engine, tiny_model_dir):
     recorder = Recorder()
-    engine.generate(PaintRequest(prompt="a dog", model=str(tiny_model_dir), steps=5, seed=1, preview_interval=0), recorder)
+    engine.generate(
+        PaintRequest(prompt="a dog", model=str(tiny_model_dir), steps=5, seed=1, preview_interval=0), recorder
+    )
     assert recorder.steps == [(i, 5) for i in range(1, 6)]
     assert len(recorder.frames) == 5 and recorder.frames[0][0].size == (16, 16)
 
 
 def test_previews_throttled_by_time(engine, tiny_model_dir):
     recorder = Recorder()
-    engine.generate(PaintRequest(prompt="a dog", model=str(tiny_model_dir), steps=6, seed=1, preview_interval=30), recorder)
+    engine.generate(
+        PaintRequest(prompt="a dog", model=str(tiny_model_dir), steps=6, seed=1, preview_interval=30), recorder
+    )
     assert len(recorder.frames) == 1  # only the first step shows a frame within 30 s
 
 
@@ -112,7 +131,8 @@ def test_preview_shows_x0_not_noise(engine, tiny_model_dir):
     """The last preview (x0 of the last step) looks like the final picture, unlike the noisy latent would."""
     recorder = Recorder()
     result = engine.generate(
-        PaintRequest(prompt="a dog", model=str(tiny_model_dir), steps=6, seed=3, preview="full", preview_interval=0), recorder
+        PaintRequest(prompt="a dog", model=str(tiny_model_dir), steps=6, seed=3, preview="full", preview_interval=0),
+        recorder,
     )
     final = _pixels(result.images[0])
     first_frame = _pixels(recorder.frames[0][0])
@@ -147,7 +167,9 @@ def test_stop_before_start_paints_nothing(engine, tiny_model_dir):
 def test_every_sampler_runs(engine, tiny_model_dir, sampler):
     recorder = Recorder()
     result = engine.generate(
-        PaintRequest(prompt="a red square", model=str(tiny_model_dir), steps=3, seed=1, sampler=sampler, preview_interval=0),
+        PaintRequest(
+            prompt="a red square", model=str(tiny_model_dir), steps=3, seed=1, sampler=sampler, preview_interval=0
+        ),
         recorder,
     )
     image = _pixels(result.images[0])
@@ -157,7 +179,9 @@ def test_every_sampler_runs(engine, tiny_model_dir, sampler):
 
 
 def test_schedule_not_available_for_sampler(engine, tiny_model_dir):
-    with pytest.raises(ValueError, match=r"schedule: 'Karras' is not available with sampler 'DDIM' \(allowed: Automatic, SGM Uniform\)"):
+    with pytest.raises(
+        ValueError, match=r"schedule: 'Karras' is not available with sampler 'DDIM' \(allowed: Automatic, SGM Uniform\)"
+    ):
         engine.generate(PaintRequest(prompt="a", model=str(tiny_model_dir), steps=2, sampler="DDIM", schedule="Karras"))
 
 
@@ -204,6 +228,8 @@ def test_single_file_that_is_not_a_checkpoint(engine, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = tmp_path / "notes.safetensors"
     save_file({"hello": torch.zeros(2)}, str(path))
-    with pytest.raises(ValueError, match=r"model: could not load '.*notes.safetensors' as a Stable Diffusion checkpoint"):
+    with pytest.raises(
+        ValueError, match=r"model: could not load '.*notes.safetensors' as a Stable Diffusion checkpoint"
+    ):
         engine.generate(PaintRequest(prompt="a", model=str(path), steps=1))
     assert not engine.busy

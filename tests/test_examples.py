@@ -14,12 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(not (BUNDLED_MODEL / "model_index.json").is_file(), reason="the bundled tiny model is not built yet")
+@pytest.mark.skipif(
+    not (BUNDLED_MODEL / "model_index.json").is_file(), reason="the bundled tiny model is not built yet"
+)
 def test_quickstart_runs_top_to_bottom(tmp_path):
     notebook_file = tmp_path / "quickstart.ipynb"
     shutil.copy(ROOT / "examples" / "quickstart.ipynb", notebook_file)
     notebook = nbformat.read(notebook_file, as_version=4)
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     # what Jupyter Server tells a notebook's kernel, so pictures go beside the notebook
     notebook.cells.insert(0, nbformat.v4.new_code_cell(f"__session__ = {str(notebook_file)!r}"))
     client.execute()

@@ -3,13 +3,11 @@
 import base64
 import io
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from kernel_client import of_type, reply_status, running_kernel, stream_text
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +80,10 @@ def test_bad_option_is_one_line_and_writes_nothing(kernel, tiny_model_dir):
     assert reply["status"] == "error" and reply["ename"] == "UsageError"
     # IPython shows a UsageError as one line on stderr, with no traceback
     shown = [m["content"]["text"] for m in of_type(messages, "stream") if m["content"]["name"] == "stderr"]
-    assert "".join(shown).strip() == "UsageError: size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)"
+    assert (
+        "".join(shown).strip()
+        == "UsageError: size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)"
+    )
     assert not of_type(messages, "error")
     assert not (kernel.cwd / "bad").exists()
 

@@ -61,13 +61,17 @@ def test_unknown_variable(shell):
 
 def test_variables_fill_the_prompt(shell, tiny_model_dir, tmp_path):
     shell.user_ns["colour"] = "red"
-    result = run(shell, f"%%paint --model {tiny_model_dir} --steps 1 --seed 3 -o {tmp_path}\na {{colour}} fox {{{{literal}}}}")
+    result = run(
+        shell, f"%%paint --model {tiny_model_dir} --steps 1 --seed 3 -o {tmp_path}\na {{colour}} fox {{{{literal}}}}"
+    )
     assert result.request.prompt == "a red fox {literal}"
     assert expand_variables("no braces", {}) == "no braces"
 
 
 def test_quoted_values_and_line_magic(shell, tiny_model_dir, tmp_path):
-    result = run(shell, f'%paint --model {tiny_model_dir} --steps 2 --sampler "DPM++ 2M SDE" --seed 8 -o {tmp_path} a tiny fox')
+    result = run(
+        shell, f'%paint --model {tiny_model_dir} --steps 2 --sampler "DPM++ 2M SDE" --seed 8 -o {tmp_path} a tiny fox'
+    )
     assert result.request.sampler == "DPM++ 2M SDE" and result.request.prompt == "a tiny fox"
     assert [p.name for p in result.paths] == ["00001-8.png"]
 

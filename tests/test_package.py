@@ -31,7 +31,8 @@ def test_import_and_load_ext_do_not_import_torch():
 
 
 def test_request_samplers_store_import_no_ipython():
-    code = "import sys, jupyter_sd.request, jupyter_sd.samplers, jupyter_sd.store, jupyter_sd.engine; print('IPython' in sys.modules)"
+    modules = "jupyter_sd.request, jupyter_sd.samplers, jupyter_sd.store, jupyter_sd.engine"
+    code = f"import sys, {modules}; print('IPython' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
 

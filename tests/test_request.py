@@ -76,7 +76,11 @@ def test_fixture_values_apply():
     assert request.prompt.startswith("masterpiece, best quality")
     assert request.negative_prompt == "lowres, blurry, bad anatomy"
     assert (request.steps, request.sampler, request.schedule, request.guidance, request.seed) == (
-        20, "DPM++ 2M", "Karras", 7.0, 1234567,
+        20,
+        "DPM++ 2M",
+        "Karras",
+        7.0,
+        1234567,
     )
     assert (request.width, request.height) == (512, 768)
     assert request.model == ""  # a civitai checkpoint name is not something we can load: keep the kernel's model
@@ -104,14 +108,31 @@ def test_round_trip_every_field():
     )
     text = request.to_infotext()
     again = PaintRequest.from_infotext(text)
-    for name in ("prompt", "negative_prompt", "steps", "guidance", "seed", "width", "height", "sampler", "schedule", "model"):
+    for name in (
+        "prompt",
+        "negative_prompt",
+        "steps",
+        "guidance",
+        "seed",
+        "width",
+        "height",
+        "sampler",
+        "schedule",
+        "model",
+    ):
         assert getattr(again, name) == getattr(request, name), name
     assert a1111_parse(text)["Seed"] == "987654321"
 
 
 @pytest.mark.parametrize(
     ("value", "written"),
-    [("plain", "plain"), ("a, b", '"a, b"'), ("x: y", '"x: y"'), ("two\nlines", '"two\\nlines"'), ('say "hi"', 'say "hi"')],
+    [
+        ("plain", "plain"),
+        ("a, b", '"a, b"'),
+        ("x: y", '"x: y"'),
+        ("two\nlines", '"two\\nlines"'),
+        ('say "hi"', 'say "hi"'),
+    ],
 )
 def test_quote_rule(value, written):
     assert quote_value(value) == written
@@ -141,7 +162,10 @@ def test_body_short_last_line_is_prompt():
         ({"steps": 151}, "steps: must be 1–150 (got 151)"),
         ({"guidance": -1.0}, "guidance: must be 0–30 (got -1)"),
         ({"seed": -2}, "seed: must be -1–4294967295 (got -2)"),
-        ({"width": 500, "height": 500}, "size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)"),
+        (
+            {"width": 500, "height": 500},
+            "size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)",
+        ),
         ({"width": 512}, "size: give both width and height"),
         ({"width": 0, "height": 8}, "width: must be 8–4096 (got 0)"),
         ({"sampler": "Euler b"}, "sampler: unknown 'Euler b' (allowed: DPM++ 2M,"),

@@ -1,6 +1,5 @@
 import json
 import multiprocessing
-import os
 
 import numpy as np
 import pytest
@@ -45,7 +44,9 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
 
 
 def test_png_carries_infotext_and_request(tmp_path):
-    request = PaintRequest(prompt="a fox, snow", negative_prompt="blur", steps=12, seed=5, width=64, height=64, model="tiny")
+    request = PaintRequest(
+        prompt="a fox, snow", negative_prompt="blur", steps=12, seed=5, width=64, height=64, model="tiny"
+    )
     text = request.to_infotext()
     path = save_image(_image(), tmp_path, 5, png_info(text, request, {"seed": 5}))
     with Image.open(path) as image:
@@ -60,7 +61,13 @@ def test_load_request_from_a1111_png(tmp_path):
     text = "a cat\nNegative prompt: dog\nSteps: 9, Sampler: Euler a, CFG scale: 5, Seed: 77, Size: 64x64, Model: tiny"
     path = save_image(_image(), tmp_path, 77, png_info(text))
     request = load_request(path)
-    assert (request.prompt, request.negative_prompt, request.steps, request.seed, request.model) == ("a cat", "dog", 9, 77, "tiny")
+    assert (request.prompt, request.negative_prompt, request.steps, request.seed, request.model) == (
+        "a cat",
+        "dog",
+        9,
+        77,
+        "tiny",
+    )
 
 
 def test_load_request_without_metadata(tmp_path):
@@ -98,4 +105,7 @@ def test_folder_without_notebook(tmp_path, monkeypatch):
 
 
 def test_folder_in_colab_without_drive():
-    assert str(default_output_dir({}, {"COLAB_RELEASE_TAG": "x"})) in ("/content/jupyter_sd-paint", "/content/drive/MyDrive/jupyter_sd-paint")
+    assert str(default_output_dir({}, {"COLAB_RELEASE_TAG": "x"})) in (
+        "/content/jupyter_sd-paint",
+        "/content/drive/MyDrive/jupyter_sd-paint",
+    )
