@@ -86,9 +86,9 @@ def next_number(folder: Path) -> int:
 def save_image(image: Image.Image, folder: str | os.PathLike, seed: int, info: PngInfo) -> Path:
     """Write `image` as the next ``NNNNN-SEED.png`` in `folder`, atomically and without overwriting anything.
 
-    The PNG is written to a temporary file first, then its final name is claimed with an exclusive create (the
-    claim retries with the next number if another writer got there first) and the temp file renamed onto it, so
-    a reader never sees a half-written picture and two kernels never share a number.
+    The PNG is written to a temporary file first; then its number is claimed (an exclusively created marker, so
+    two writers never share a number whatever their seeds; a lost claim retries with the next number) and the
+    temp file renamed into place, so a reader never sees a half-written picture.
 
     Returns
     -------
@@ -103,18 +103,37 @@ def save_image(image: Image.Image, folder: str | os.PathLike, seed: int, info: P
             image.save(handle, format="PNG", pnginfo=info)
         number = next_number(folder)
         while True:
-            target = folder / f"{number:05d}-{seed}.png"
-            try:
-                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-            except FileExistsError:
+            claim = _claim(folder, number)
+            if claim is None:
                 number = max(number + 1, next_number(folder))
                 continue
-            os.replace(tmp_name, target)
-            return target
+            try:
+                target = folder / f"{number:05d}-{seed}.png"
+                os.replace(tmp_name, target)
+                return target
+            finally:
+                os.unlink(claim)
     except BaseException:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise
+
+
+def _claim(folder: Path, number: int) -> Path | None:
+    """Claim a number for this writer, or return None if another writer has it or a file already uses it.
+
+    The claim is an exclusively created marker file (the number alone, whatever the seed), checked against the
+    folder after it is made: a writer that finished with this number made its file before dropping its marker.
+    """
+    marker = folder / f".{number:05d}.claim"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return None
+    if any(name.startswith(f"{number:05d}-") for name in os.listdir(folder)):
+        os.unlink(marker)
+        return None
+    return marker
 
 
 def read_parameters(path: str | os.PathLike) -> str:
