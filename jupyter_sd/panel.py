@@ -77,7 +77,9 @@ class Panel(widgets.VBox):
         self.generate_button = _button(
             "Generate", "paint-brush", "jupyter-sd-generate", "Paint with these settings (queued if busy)", "primary"
         )
-        self.stop_button = _button("Stop", "stop", "jupyter-sd-stop", "Stop at the next step, keeping the picture", "danger")
+        self.stop_button = _button(
+            "Stop", "stop", "jupyter-sd-stop", "Stop at the next step, keeping the picture", "danger"
+        )
         self.stop_button.disabled = True
         self.generate_button.on_click(lambda _: self.generate())
         self.stop_button.on_click(lambda _: self.stop())
@@ -153,8 +155,9 @@ class Panel(widgets.VBox):
         self.results.append(result)
         if result.seeds:
             self.controls.seed.remember(result.seeds[0])
-        if job.request.width is None and result.request.width:
-            self.controls.size.set_native(result.request.width, result.request.height)
+        native = (result.request.width, result.request.height)
+        if job.request.width is None and native[0] and self.controls.size.native != native:
+            self.controls.size.set_native(*native)
         if result.images:
             self.gallery.add(result)
 
@@ -184,14 +187,6 @@ class Panel(widgets.VBox):
             self.stop_button.disabled = current is None
 
 
-def _native_if_out_of_range(request: PaintRequest) -> PaintRequest:
-    """A resolved size outside the size options' range can only be a model's native size: ask for native again."""
-    low, high = next(f for f in option_fields() if f.name == "width").metadata["range"]
-    if request.width is not None and not (low <= request.width <= high and low <= request.height <= high):
-        return request.replace(width=None, height=None)
-    return request
-
-
 class CellControls(widgets.VBox):
     """Steps, guidance and seed controls under a ``%%paint --ui`` result, and "again" to paint it anew.
 
@@ -209,7 +204,7 @@ class CellControls(widgets.VBox):
     _FIELDS = ("steps", "guidance", "seed")
 
     def __init__(self, result: PaintResult, user_ns: Mapping[str, Any] | None = None) -> None:
-        self.base = _native_if_out_of_range(result.request)
+        self.base = result.request
         self.user_ns = _user_ns(user_ns)
         self.results: list[PaintResult] = [result]
         self.last_error: BaseException | None = None
@@ -222,7 +217,9 @@ class CellControls(widgets.VBox):
         random = _button("random", "random", "jupyter-sd-seed-random", "Seed -1: a new one each time")
         random.layout = widgets.Layout(width="auto")
         random.on_click(lambda _: setattr(self.widgets["seed"], "value", -1))
-        self.again_button = _button("again", "redo", "jupyter-sd-again", "Paint this prompt again with these values", "primary")
+        self.again_button = _button(
+            "again", "refresh", "jupyter-sd-again", "Paint this prompt again with these values", "primary"
+        )
         self.stop_button = _button("Stop", "stop", "jupyter-sd-stop", "Stop at the next step", "danger")
         self.stop_button.disabled = True
         self.again_button.on_click(lambda _: self.again())

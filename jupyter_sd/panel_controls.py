@@ -22,7 +22,13 @@ NATIVE, CUSTOM = "native", "custom"
 MAIN_FIELDS = ("prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "schedule", "n", "model", "preview")
 """Fields shown up front (width and height are the size row); every other field goes under "More options"."""
 _SIZE_FIELDS = ("width", "height")
-_LABELS = {"negative_prompt": "Negative", "n": "Images", "preview": "Preview", "guidance": "CFG scale", "schedule": "Schedule"}
+_LABELS = {
+    "negative_prompt": "Negative",
+    "n": "Images",
+    "preview": "Preview",
+    "guidance": "CFG scale",
+    "schedule": "Schedule",
+}
 _SLIDER_SPAN = 10_000
 """An int range wider than this gets a bounded text box instead of a slider (the seed)."""
 _DESCRIPTION = {"description_width": "7em"}
@@ -56,8 +62,11 @@ def control_for(f: dataclasses.Field, value: Any) -> widgets.Widget:
     common: dict[str, Any] = {"description": label(f), "style": dict(_DESCRIPTION)}
     if f.name in ("prompt", "negative_prompt"):
         widget = widgets.Textarea(
-            value=value or "", placeholder=meta["help"], rows=3 if f.name == "prompt" else 2,
-            layout=widgets.Layout(width="98%"), **common,
+            value=value or "",
+            placeholder=meta["help"],
+            rows=3 if f.name == "prompt" else 2,
+            layout=widgets.Layout(width="98%"),
+            **common,
         )
     elif meta["choices"]:
         widget = widgets.Dropdown(options=list(meta["choices"]), value=value, **common)
@@ -75,8 +84,13 @@ def control_for(f: dataclasses.Field, value: Any) -> widgets.Widget:
         low, high = (float(x) for x in meta["range"])
         step = float(meta["step"] or 0.01)
         widget = widgets.FloatSlider(
-            value=float(value), min=low, max=high, step=step, readout_format=f".{_decimals(step)}f",
-            continuous_update=False, **common,
+            value=float(value),
+            min=low,
+            max=high,
+            step=step,
+            readout_format=f".{_decimals(step)}f",
+            continuous_update=False,
+            **common,
         )
     elif kind == "int":
         widget = widgets.IntText(value=int(value or 0), **common)
@@ -103,7 +117,9 @@ class SizeControl(widgets.HBox):
         low, high = fields["width"].metadata["range"]
         self._choices = [s for s in SIZES if all(low <= int(x) <= high for x in s.split("x"))]
         self.dropdown = widgets.Dropdown(
-            options=self._options("model's native"), description="Size", style=dict(_DESCRIPTION),
+            options=self._options("model's native"),
+            description="Size",
+            style=dict(_DESCRIPTION),
         )
         set_tooltip(self.dropdown, "Image size; 'custom' shows width and height (multiples of 8).")
         self.dropdown.add_class(css_class("size"))
@@ -204,9 +220,11 @@ class Controls:
         w = self.widgets
         row = widgets.HBox
         return [
-            w["prompt"], w["negative_prompt"],
+            w["prompt"],
+            w["negative_prompt"],
             row([w["steps"], w["guidance"]]),
-            self.seed, self.size,
+            self.seed,
+            self.size,
             row([w["sampler"], w["schedule"]]),
             row([w["n"], w["preview"]]),
             w["model"],

@@ -71,7 +71,7 @@ class Gallery(widgets.VBox):
         self._tiles: dict[int, widgets.Widget] = {}
         self.strip = widgets.HBox(layout=widgets.Layout(overflow_x="auto", width="100%"))
         self.strip.add_class("jupyter-sd-gallery")
-        self.image = widgets.Image(format="png", width="384px")
+        self.image = widgets.Image(format="png", width="384")
         self.image.add_class("jupyter-sd-detail-image")
         self.info = widgets.HTML(value="")
         self.info.add_class("jupyter-sd-detail-info")
@@ -105,7 +105,7 @@ class Gallery(widgets.VBox):
         return new
 
     def _tile(self, item: Item) -> widgets.Widget:
-        thumb = widgets.Image(value=_thumbnail(item.image), format="png", width=f"{THUMB_SIDE}px")
+        thumb = widgets.Image(value=_thumbnail(item.image), format="png", width=str(THUMB_SIDE))
         button = widgets.Button(description=f"#{item.number}", layout=widgets.Layout(width=f"{THUMB_SIDE}px"))
         button.add_class("jupyter-sd-thumb")
         set_tooltip(button, item.infotext.splitlines()[0][:200] if item.infotext else "")

@@ -25,7 +25,7 @@ from .request import PaintRequest
 from .result import PaintResult, image_grid, png_bytes
 from .views import STATUS_INTERVAL, _Rate, status_text, summary_text
 
-PREVIEW_WIDTH = "384px"
+PREVIEW_WIDTH = "384"
 
 
 def error_line(error: BaseException) -> str:
@@ -238,6 +238,8 @@ class Worker:
 
     def _run(self, job: Job) -> None:
         self.area.fail("")
+        if painter.get_engine().busy:  # a %%paint cell (or another panel) has the GPU: say why nothing moves
+            self.area.say("waiting for the picture being painted elsewhere to finish…")
         try:
             job.result = painter.render(
                 job.request, LiveView(self.area), stop=job.stop, user_ns=self.user_ns, reraise_interrupt=False

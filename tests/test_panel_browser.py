@@ -26,8 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-headless-shell")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -81,10 +86,21 @@ def lab(tmp_path, tiny_model_dir):
     log = open(tmp_path / "lab.log", "wb")
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ServerApp.token=",
-            "--ServerApp.password=", f"--port={port}", f"--notebook-dir={notebooks}", "--ServerApp.ip=127.0.0.1",
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--allow-root",
+            "--no-browser",
+            "--ServerApp.token=",
+            "--ServerApp.password=",
+            f"--port={port}",
+            f"--notebook-dir={notebooks}",
+            "--ServerApp.ip=127.0.0.1",
         ],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -201,7 +217,9 @@ def _drive(page, url: str, notebooks: Path) -> None:
         "() => document.querySelector('.jupyter-sd-steps .widget-readout').textContent.trim() === '150'"
     )
     panel.locator(".jupyter-sd-generate").click()
-    page.wait_for_function("() => /step ([2-9]|\\d\\d+)\\/150/.test(document.querySelector('.jupyter-sd-status').textContent)")
+    page.wait_for_function(
+        "() => /step ([2-9]|\\d\\d+)\\/150/.test(document.querySelector('.jupyter-sd-status').textContent)"
+    )
     panel.locator(".jupyter-sd-stop").click()
     page.wait_for_function("() => document.querySelector('.jupyter-sd-status').textContent.includes('stopped at step')")
     panel.locator(".jupyter-sd-gallery img").nth(1).wait_for()  # the stopped run's last preview, kept

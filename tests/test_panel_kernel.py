@@ -93,9 +93,12 @@ def test_panel_generate_stop_queue_and_errors(kernel):
     remove = kernel.wait_for(lambda: kernel.find("jupyter-sd-remove", queue), 10, "a queued job")
     kernel.click(remove[0])
     kernel.wait_for(
-        lambda: len(kernel.children(queue)) == 1, 10,
-        lambda: f"the queue to shrink: {[kernel.state(row).get('value') for row in kernel.children(queue)]}"
-        f" {kernel.state(bar)} {_status(kernel, panel)}",
+        lambda: len(kernel.children(queue)) == 1,
+        10,
+        lambda: (
+            f"the queue to shrink: {[kernel.state(row).get('value') for row in kernel.children(queue)]}"
+            f" {kernel.state(bar)} {_status(kernel, panel)}"
+        ),
     )
     kernel.click(find("jupyter-sd-stop"))
     kernel.wait_for(lambda: "stopped at step" in _status(kernel, panel), 30, "the stop")
@@ -118,9 +121,7 @@ def test_panel_generate_stop_queue_and_errors(kernel):
     assert kernel.state(error)["value"] == ""
 
     # the worker never printed: nothing went to a cell's output from the thread
-    assert kernel.streams[streams_before:] == [
-        s for s in kernel.streams[streams_before:] if s["text"] == "42\n"
-    ]
+    assert kernel.streams[streams_before:] == [s for s in kernel.streams[streams_before:] if s["text"] == "42\n"]
 
 
 def test_cell_controls_paint_again(kernel):
