@@ -185,6 +185,7 @@ class Engine:
             if str(self._key[1]).startswith("cuda"):
                 info["gpu_allocated_gb"] = round(torch.cuda.memory_allocated() / 2**30, 2)
                 info["gpu_peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        info["process_memory_gb"] = _process_memory_gb()
         return info
 
     def unload(self) -> None:
@@ -407,6 +408,15 @@ def _native_size(pipe: Any) -> int:
     sample = getattr(denoiser.config, "sample_size", 64)
     sample = sample[0] if isinstance(sample, (list, tuple)) else sample
     return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
+def _process_memory_gb() -> float | None:
+    """The kernel's resident memory, where the platform tells it (psutil comes with ipykernel)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover
+        return None
+    return round(psutil.Process().memory_info().rss / 2**30, 2)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -233,3 +233,30 @@ def test_single_file_that_is_not_a_checkpoint(engine, tmp_path, monkeypatch):
     ):
         engine.generate(PaintRequest(prompt="a", model=str(path), steps=1))
     assert not engine.busy
+
+
+def test_taesd_previews_from_a_local_folder(engine, tiny_model_dir, tmp_path):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+        latent_channels=4,
+        upsampling_scaling_factor=2,
+    ).save_pretrained(tmp_path / "taesd")
+    engine.taesd = str(tmp_path / "taesd")
+    try:
+        recorder = Recorder()
+        request = PaintRequest(
+            prompt="a dog", model=str(tiny_model_dir), steps=3, seed=1, preview="taesd", preview_interval=0
+        )
+        engine.generate(request, recorder)
+        assert len(recorder.frames) == 3 and recorder.frames[0][0].size == (16, 16)
+        assert engine._previewer(request.replace(width=16, height=16, preview="auto"), engine._pipe).mode == "taesd"
+    finally:
+        engine.taesd = ""
+    with pytest.raises(ValueError, match="preview: 'taesd' needs a TAESD model"):
+        engine.generate(request)
