@@ -420,5 +420,5 @@ def _process_memory_gb() -> float | None:
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
-    name = type(error).__name__
-    return name == "OutOfMemoryError" or "out of memory" in str(error).lower()
+    text = str(error).lower()
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text

@@ -260,3 +260,21 @@ def test_taesd_previews_from_a_local_folder(engine, tiny_model_dir, tmp_path):
         engine.taesd = ""
     with pytest.raises(ValueError, match="preview: 'taesd' needs a TAESD model"):
         engine.generate(request)
+
+
+def test_out_of_memory_is_one_line_and_the_engine_recovers(engine, tiny_model_dir):
+    """A device OOM (injected into the real UNet: one can't be provoked safely on a CPU) leaves the engine usable."""
+    request = PaintRequest(prompt="a", model=str(tiny_model_dir), steps=2, seed=1, preview="none", n=3)
+    pipe = engine.pipeline(request)
+
+    def exhausted(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    hook = pipe.unet.register_forward_pre_hook(exhausted)
+    try:
+        with pytest.raises(MemoryError, match=r"out of memory painting 3 image\(s\) at 16x16: try a smaller size"):
+            engine.generate(request)
+    finally:
+        hook.remove()
+    assert not engine.busy
+    assert len(engine.generate(request).images) == 3
