@@ -18,7 +18,7 @@ import ipywidgets as widgets
 from . import painter
 from .panel_controls import Controls, control_for, set_tooltip
 from .panel_gallery import Gallery
-from .panel_worker import Job, LiveArea, Worker, error_line
+from .panel_worker import Job, LiveArea, Worker, background_default, error_line
 from .request import PaintRequest, option_fields, parse_size
 from .result import PaintResult
 
@@ -52,6 +52,9 @@ class Panel(widgets.VBox):
     ----------
     user_ns
         The notebook's namespace, used to save pictures beside the notebook (default: the running shell's).
+    background
+        Paint on a worker thread so the kernel stays free (default: yes, except in Colab, whose front end does not
+        show widget updates sent while the kernel is idle; there Generate waits for its picture).
     **options
         Starting values for the controls, on top of the kernel's defaults (``%paint config``), e.g.
         ``Panel(steps=30, model="org/name", size="512x768")``.
@@ -62,7 +65,10 @@ class Panel(widgets.VBox):
         For an unknown option or an invalid value.
     """
 
-    def __init__(self, *, user_ns: Mapping[str, Any] | None = None, **options: Any) -> None:
+    def __init__(
+        self, *, user_ns: Mapping[str, Any] | None = None, background: bool | None = None, **options: Any
+    ) -> None:
+        self.background = background_default() if background is None else background
         for name in _IGNORED:
             options.pop(name, None)
         if "size" in options:
@@ -81,6 +87,8 @@ class Panel(widgets.VBox):
             "Stop", "stop", "jupyter-sd-stop", "Stop at the next step, keeping the picture", "danger"
         )
         self.stop_button.disabled = True
+        if not self.background:
+            set_tooltip(self.stop_button, "Runtime → Interrupt execution stops the picture here (Colab)")
         self.generate_button.on_click(lambda _: self.generate())
         self.stop_button.on_click(lambda _: self.stop())
         self.live = LiveArea()
@@ -126,7 +134,7 @@ class Panel(widgets.VBox):
             self.live.fail(error_line(error))
             return None
         self.live.fail("")
-        return self.worker.submit(request)
+        return self.worker.submit(request, wait=not self.background)
 
     def stop(self) -> None:
         """Stop the running picture at its next step (the queued ones still run)."""
@@ -199,11 +207,16 @@ class CellControls(widgets.VBox):
         The cell's result: its resolved request is the recipe "again" starts from.
     user_ns
         The notebook's namespace (for saving beside the notebook).
+    background
+        Paint on a worker thread (default: yes, except in Colab; see `Panel`).
     """
 
     _FIELDS = ("steps", "guidance", "seed")
 
-    def __init__(self, result: PaintResult, user_ns: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, result: PaintResult, user_ns: Mapping[str, Any] | None = None, background: bool | None = None
+    ) -> None:
+        self.background = background_default() if background is None else background
         self.base = result.request
         self.user_ns = _user_ns(user_ns)
         self.results: list[PaintResult] = [result]
@@ -247,7 +260,7 @@ class CellControls(widgets.VBox):
             self.last_error = error
             self.live.fail(error_line(error))
             return None
-        return self.worker.submit(request)
+        return self.worker.submit(request, wait=not self.background)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the painting is done; False on timeout."""

@@ -69,7 +69,7 @@ class Gallery(widgets.VBox):
         self._count = 0
         self._lock = threading.Lock()
         self._tiles: dict[int, widgets.Widget] = {}
-        self.strip = widgets.HBox(layout=widgets.Layout(overflow_x="auto", width="100%"))
+        self.strip = widgets.HBox(layout=widgets.Layout(overflow="auto", width="100%"))
         self.strip.add_class("jupyter-sd-gallery")
         self.image = widgets.Image(format="png", width="384")
         self.image.add_class("jupyter-sd-detail-image")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,16 @@ from .result import PaintResult, image_grid, png_bytes
 from .views import STATUS_INTERVAL, _Rate, status_text, summary_text
 
 PREVIEW_WIDTH = "384"
+
+
+def background_default() -> bool:
+    """Whether the panel paints in the background (the kernel stays free) by default: everywhere but Colab.
+
+    Colab's front end drops widget updates a kernel sends while it is idle (googlecolab/colabtools#3373), so a
+    background worker's previews would not show there. In Colab, Generate waits for its picture instead (the
+    updates then belong to the button's click, which Colab shows), and Runtime → Interrupt stops it.
+    """
+    return "google.colab" not in sys.modules
 
 
 def error_line(error: BaseException) -> str:
@@ -181,8 +192,15 @@ class Worker:
         with self._lock:
             return list(self._queue)
 
-    def submit(self, request: PaintRequest) -> Job:
-        """Queue a request; it runs as soon as the jobs before it are done."""
+    def submit(self, request: PaintRequest, wait: bool = False) -> Job:
+        """Queue a request; it runs as soon as the jobs before it are done.
+
+        Parameters
+        ----------
+        wait
+            Block until the job is done (the foreground mode, see `background_default`). A kernel interrupt
+            while waiting stops the picture at its next step, keeping it.
+        """
         job = Job(request)
         with self._lock:
             self._queue.append(job)
@@ -190,6 +208,13 @@ class Worker:
                 self._thread = threading.Thread(target=self._loop, name="jupyter_sd-panel", daemon=True)
                 self._thread.start()
         self.on_change()
+        if wait:
+            try:
+                while not job.done.wait(0.1):
+                    pass
+            except KeyboardInterrupt:
+                job.stop.set()
+                job.done.wait()
         return job
 
     def remove(self, job: Job) -> bool:

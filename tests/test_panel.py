@@ -240,3 +240,17 @@ def test_cell_controls_paint_again(tiny_model_dir, tmp_path, fresh_settings):
     assert again.request.steps == 3 and again.request.guidance == 5.0 and again.seeds == result.seeds
     assert again.request.prompt == "a green fox" and controls.live.image.value
     assert len(list(tmp_path.glob("*.png"))) == 2
+
+
+def test_foreground_mode_waits_for_the_picture(tiny_model_dir, tmp_path, fresh_settings, monkeypatch):
+    import sys
+
+    from jupyter_sd.panel_worker import background_default
+
+    assert background_default() is True
+    monkeypatch.setitem(sys.modules, "google.colab", object())  # Colab: updates sent while idle are not shown
+    assert background_default() is False
+    made = Panel(model=str(tiny_model_dir), outdir=str(tmp_path), steps=2, prompt="a fox", user_ns={})
+    assert made.background is False
+    job = made.generate()
+    assert job.done.is_set() and job.result is not None and len(made.gallery.items) == 1
