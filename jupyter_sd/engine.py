@@ -265,6 +265,8 @@ class Engine:
         stop = stop or threading.Event()
         # 1. validate
         request.validate()
+        if self.busy:
+            progress.notice("waiting for the picture being painted (the panel or another thread) to finish…")
         with self._lock:
             self._stop = stop
             try:

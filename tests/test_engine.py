@@ -1,4 +1,5 @@
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -278,3 +279,24 @@ def test_out_of_memory_is_one_line_and_the_engine_recovers(engine, tiny_model_di
         hook.remove()
     assert not engine.busy
     assert len(engine.generate(request).images) == 3
+
+
+def test_one_generation_at_a_time(engine, tiny_model_dir):
+    """A second caller waits for the lock (and is told so); both finish with their own pictures."""
+    request = PaintRequest(prompt="a", model=str(tiny_model_dir), steps=4, seed=1, preview="none")
+    engine.pipeline(request)
+    started, results = threading.Event(), {}
+
+    class Slow(Progress):
+        def step(self, step, total, previews):
+            started.set()
+            time.sleep(0.2)
+
+    worker = threading.Thread(target=lambda: results.setdefault("first", engine.generate(request, Slow())))
+    worker.start()
+    started.wait(30)
+    recorder = Recorder()
+    results["second"] = engine.generate(request.replace(seed=2), recorder)
+    worker.join()
+    assert any("waiting for the picture being painted" in text for text in recorder.notices)
+    assert results["first"].seeds == [1] and results["second"].seeds == [2]
