@@ -50,7 +50,7 @@ async function shot(page: Page, name: string) {
 }
 
 async function openNotebook(page: Page, name: string) {
-  await page.goto(`/lab/tree/${name}`);
+  await page.goto(`/lab/tree/${name}?reset`);
   await expect(page.locator('.jp-NotebookPanel .jp-Cell').first()).toBeVisible({ timeout: 60_000 });
   // Wait for the kernel, so runs do not race its start.
   await expect(page.locator('#jp-main-statusbar')).toContainText('| Idle', { timeout: 90_000 });
@@ -67,7 +67,8 @@ async function runCell(page: Page, index: number, timeout = 180_000) {
 }
 
 async function runCommand(page: Page, label: string) {
-  await cells(page).first().locator('.jp-InputPrompt').click();
+  // Focus the notebook without changing its active cell.
+  await page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-mod-active .jp-InputPrompt').click();
   await page.keyboard.press('Control+Shift+C');
   const input = page.locator('.lm-CommandPalette-input');
   await input.fill(label);
