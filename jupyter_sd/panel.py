@@ -25,6 +25,8 @@ from .result import PaintResult
 __all__ = ["CellControls", "Panel"]
 
 _IGNORED = ("help", "ui")
+KEEP_RESULTS = 16
+"""Results a panel keeps in memory (`Panel.results`); the gallery keeps its own pictures, files stay on disk."""
 
 
 def _user_ns(user_ns: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -160,7 +162,7 @@ class Panel(widgets.VBox):
         if result is None:
             self.last_error = job.error
             return
-        self.results.append(result)
+        self.results = [*self.results, result][-KEEP_RESULTS:]
         if result.seeds:
             self.controls.seed.remember(result.seeds[0])
         native = (result.request.width, result.request.height)
@@ -268,7 +270,7 @@ class CellControls(widgets.VBox):
 
     def _finished(self, job: Job) -> None:
         if job.result is not None:
-            self.results.append(job.result)
+            self.results = [*self.results, job.result][-KEEP_RESULTS:]
         else:
             self.last_error = job.error
 

@@ -17,7 +17,7 @@ from .result import PaintResult, png_bytes
 from .store import load_request
 
 THUMB_SIDE = 96
-MAX_ITEMS = 48
+MAX_ITEMS = 32
 """Thumbnails kept in the strip; older ones drop out (their files stay on disk)."""
 
 
@@ -100,7 +100,10 @@ class Gallery(widgets.VBox):
                 self._tiles[item.number] = self._tile(item)
             self.items = (new[::-1] + self.items)[:MAX_ITEMS]
             for number in set(self._tiles) - {item.number for item in self.items}:
-                self._tiles.pop(number).close()
+                tile = self._tiles.pop(number)
+                for child in tile.children:
+                    child.close()
+                tile.close()
             self.strip.children = tuple(self._tiles[item.number] for item in self.items)
         return new
 

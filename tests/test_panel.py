@@ -211,6 +211,12 @@ def test_worker_errors_other_than_value_error_name_their_type(panel, monkeypatch
     assert "RuntimeError: CUDA error: device-side assert" in panel.live.error.value
     assert "more lines" not in panel.live.error.value
     assert panel.live.bar.bar_style == "danger"
+    from jupyter_sd.panel_worker import error_line
+
+    assert error_line(MemoryError("out of memory painting 4 image(s): try -n 1")) == (
+        "out of memory painting 4 image(s): try -n 1"
+    )
+    assert error_line(KeyError("x")) == "KeyError: 'x'" and error_line(RuntimeError()) == "RuntimeError"
 
 
 def test_prompt_html_is_shown_as_text(panel):

@@ -224,3 +224,12 @@ def _drive(page, url: str, notebooks: Path) -> None:
     page.wait_for_function("() => document.querySelector('.jupyter-sd-status').textContent.includes('stopped at step')")
     panel.locator(".jupyter-sd-gallery img").nth(1).wait_for()  # the stopped run's last preview, kept
     assert panel.locator(".jupyter-sd-gallery img").count() == 2
+
+    # a thumbnail opens the picture large with its generation data
+    panel.locator(".jupyter-sd-thumb").last.click()
+    info = panel.locator(".jupyter-sd-detail-info")
+    info.wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('.jupyter-sd-detail-info').textContent.includes('Steps: 5, Sampler: DPM++ 2M')"
+    )
+    assert "a red circle" in info.text_content()
