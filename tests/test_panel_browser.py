@@ -76,6 +76,9 @@ def lab(tmp_path, tiny_model_dir):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     (notebooks / "panel.ipynb").write_text(json.dumps(_notebook(tiny_model_dir)))
+    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news toast
     port = _free_port()
     env = {
         **os.environ,
@@ -163,7 +166,7 @@ def test_panel_in_jupyterlab(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page = browser.new_page(viewport={"width": 1280, "height": 2000})
         try:
             _drive(page, url, notebooks)
         finally:
