@@ -146,6 +146,11 @@ class Panel(widgets.VBox):
         """Wait until every queued picture is done; False on timeout."""
         return self.worker.wait(timeout)
 
+    def close(self) -> None:
+        """Close the panel: drop its queue and stop its running picture, then close the widget."""
+        self.worker.cancel()
+        super().close()
+
     def load(self, request: PaintRequest) -> None:
         """Put a request's settings (e.g. a gallery picture's) into the controls."""
         self.controls.load(request)

@@ -227,6 +227,15 @@ class Worker:
         self.on_change()
         return True
 
+    def cancel(self) -> None:
+        """Drop every queued job and stop the running one."""
+        with self._lock:
+            dropped, self._queue = self._queue, []
+        for job in dropped:
+            job.done.set()
+        self.stop()
+        self.on_change()
+
     def stop(self) -> None:
         """Stop the running job at its next step (the queue carries on)."""
         with self._lock:

@@ -173,6 +173,20 @@ def test_stop_keeps_last_preview_and_queue_is_removable(panel, tiny_model_dir):
     assert len(panel.gallery.items) == 1
 
 
+def test_close_cancels_queue_and_stops(panel, tiny_model_dir):
+    hook = _slow_pipeline(tiny_model_dir)
+    try:
+        panel.controls.widgets["steps"].value = 150
+        first = panel.generate()
+        second = panel.generate()
+        assert _wait_for(lambda: panel.live.bar.value >= 1)
+        panel.close()
+        assert panel.wait(30)
+    finally:
+        hook.remove()
+    assert first.result.interrupted and second.result is None and second.done.is_set()
+
+
 def test_kernel_thread_stays_free(panel, tiny_model_dir):
     hook = _slow_pipeline(tiny_model_dir)
     try:
