@@ -6,7 +6,7 @@
  * mime type of code cells of Python kernels). Markdown cells, raw cells and other
  * kernels' cells get no decorations, so their highlighting is untouched.
  */
-import { RangeSetBuilder, StateEffect } from '@codemirror/state';
+import { Extension, RangeSetBuilder, StateEffect } from '@codemirror/state';
 import {
   Decoration,
   DecorationSet,
@@ -14,15 +14,10 @@ import {
   ViewPlugin,
   ViewUpdate
 } from '@codemirror/view';
-import { CodeEditor } from '@jupyterlab/codeeditor';
-import {
-  EditorExtensionRegistry,
-  IEditorExtensionFactory
-} from '@jupyterlab/codemirror';
+import type { CodeEditor } from '@jupyterlab/codeeditor';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { paintTokens } from './paintSyntax';
-import { WidgetIDs } from './tokens';
 
 /** The mime type JupyterLab gives code cells of Python kernels. */
 export const IPYTHON_MIME = 'text/x-ipython';
@@ -53,7 +48,7 @@ const refresh = StateEffect.define<null>();
 
 function decorations(
   view: EditorView,
-  model: CodeEditor.IModel,
+  model: IHighlightModel,
   sw: HighlightSwitch
 ): DecorationSet {
   const builder = new RangeSetBuilder<Decoration>();
@@ -68,8 +63,11 @@ function decorations(
   return builder.finish();
 }
 
-/** The CodeMirror extension for one editor. */
-function paintHighlight(model: CodeEditor.IModel, sw: HighlightSwitch) {
+/** The part of the editor's model the highlighting reads. */
+export type IHighlightModel = Pick<CodeEditor.IModel, 'mimeType' | 'mimeTypeChanged'>;
+
+/** The CodeMirror extension for one editor: decorations while it holds a `%%paint` cell. */
+export function paintHighlight(model: IHighlightModel, sw: HighlightSwitch): Extension {
   return ViewPlugin.fromClass(
     class {
       decorations: DecorationSet;
@@ -101,17 +99,4 @@ function paintHighlight(model: CodeEditor.IModel, sw: HighlightSwitch) {
     },
     { decorations: v => v.decorations }
   );
-}
-
-/** The editor-extension factory to add to `IEditorExtensionRegistry`. */
-export function paintHighlightFactory(
-  sw: HighlightSwitch
-): IEditorExtensionFactory<undefined> {
-  return Object.freeze({
-    name: WidgetIDs.highlightExtension,
-    factory: (options: IEditorExtensionFactory.IOptions) =>
-      EditorExtensionRegistry.createImmutableExtension(
-        paintHighlight(options.model, sw)
-      )
-  });
 }

@@ -1,9 +1,13 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { IEditorExtensionRegistry } from '@jupyterlab/codemirror';
+import {
+  EditorExtensionRegistry,
+  IEditorExtensionFactory,
+  IEditorExtensionRegistry
+} from '@jupyterlab/codemirror';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
-import { HighlightSwitch, paintHighlightFactory } from '../highlight';
-import { PluginIDs } from '../tokens';
+import { HighlightSwitch, paintHighlight } from '../highlight';
+import { PluginIDs, WidgetIDs } from '../tokens';
 
 /** `%%paint` highlighting in the code cells of Python kernels. */
 export const highlightPlugin: JupyterFrontEndPlugin<void> = {
@@ -21,7 +25,13 @@ async function activateHighlight(
   settingRegistry: ISettingRegistry | null
 ): Promise<void> {
   const sw = new HighlightSwitch();
-  registry.addExtension(paintHighlightFactory(sw));
+  // Every editor gets the extension; it decorates only while the editor holds
+  // IPython code whose first line is %%paint (the mime type can change later).
+  registry.addExtension({
+    name: WidgetIDs.highlightExtension,
+    factory: (options: IEditorExtensionFactory.IOptions) =>
+      EditorExtensionRegistry.createImmutableExtension(paintHighlight(options.model, sw))
+  });
   if (!settingRegistry) {
     return;
   }

@@ -162,6 +162,27 @@ test('paint, find in gallery, insert as cell, re-run with identical pixels', asy
   await runCell(page, 4);
   await expect(cells(page).nth(4).locator('.jp-OutputArea-output')).toContainText('PIXELS SAME');
   await shot(page, '04-same-pixels');
+
+  // The toolbar's brush inserts an empty %%paint cell below the active cell.
+  let count = await cells(page).count();
+  await toolbar.locator('[data-jp-item-name="jupyter-sd-insert-paint-cell"] button').click();
+  await expect(cells(page)).toHaveCount(count + 1);
+  await expect(page.locator('.jp-Notebook .jp-Cell.jp-mod-active .cm-content')).toHaveText('%%paint');
+
+  // "Open paint panel" inserts `%paint panel` and runs it: a widget output appears.
+  count = await cells(page).count();
+  await runCommand(page, 'Open paint panel');
+  await expect(cells(page)).toHaveCount(count + 1);
+  const panelCell = page.locator('.jp-Notebook .jp-Cell', { hasText: '%paint panel' });
+  await expect(panelCell.locator('.jp-InputPrompt')).toHaveText(/\[\d+\]/, { timeout: 120_000 });
+  await expect(panelCell.locator('.jp-OutputArea-output .jupyter-widgets').first()).toBeVisible({
+    timeout: 60_000
+  });
+  await shot(page, '05-panel');
+
+  // "Open image" opens the file in JupyterLab's image viewer (00001-1.png is still selected).
+  await details.getByRole('button', { name: 'Open image' }).click();
+  await expect(page.locator('.lm-DockPanel-tabBar .lm-TabBar-tabLabel', { hasText: '00001-1.png' })).toBeVisible();
   expect(dialogs).toEqual([]);
 });
 
@@ -188,7 +209,7 @@ test('a hostile prompt renders as text; delete asks first', async ({ page, reque
   await expect(prompt).toHaveText('<img src=x onerror=alert(1)>');
   await expect(prompt.locator('img')).toHaveCount(0);
   await expect(gallery.locator('.jp-sd-param-negative')).toHaveText('<script>alert("x")</script>');
-  await shot(page, '05-hostile-prompt');
+  await shot(page, '06-hostile-prompt');
 
   // Delete: cancel keeps the file, accept removes it.
   await gallery.getByRole('button', { name: 'Delete' }).click();
