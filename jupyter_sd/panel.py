@@ -232,11 +232,11 @@ class CellControls(widgets.VBox):
         fields = {f.name: f for f in option_fields()}
         seed = result.seeds[0] if result.seeds else self.base.seed
         start = {"steps": self.base.steps, "guidance": self.base.guidance, "seed": seed}
-        self.widgets = {name: control_for(fields[name], start[name]) for name in self._FIELDS}
-        self.widgets["seed"].layout = widgets.Layout(width="16em")
+        self.inputs = {name: control_for(fields[name], start[name]) for name in self._FIELDS}
+        self.inputs["seed"].layout = widgets.Layout(width="16em")
         random = _button("random", "random", "jupyter-sd-seed-random", "Seed -1: a new one each time")
         random.layout = widgets.Layout(width="auto")
-        random.on_click(lambda _: setattr(self.widgets["seed"], "value", -1))
+        random.on_click(lambda _: setattr(self.inputs["seed"], "value", -1))
         self.again_button = _button(
             "again", "refresh", "jupyter-sd-again", "Paint this prompt again with these values", "primary"
         )
@@ -248,8 +248,8 @@ class CellControls(widgets.VBox):
         self.worker = Worker(self.live, self.user_ns, on_change=self._refresh, on_result=self._finished)
         super().__init__(
             [
-                widgets.HBox([self.widgets["steps"], self.widgets["guidance"]]),
-                widgets.HBox([self.widgets["seed"], random, self.again_button, self.stop_button]),
+                widgets.HBox([self.inputs["steps"], self.inputs["guidance"]]),
+                widgets.HBox([self.inputs["seed"], random, self.again_button, self.stop_button]),
                 self.live,
             ]
         )
@@ -257,7 +257,7 @@ class CellControls(widgets.VBox):
 
     def request(self) -> PaintRequest:
         """The cell's recipe with the controls' steps, guidance and seed."""
-        return self.base.replace(**{name: w.value for name, w in self.widgets.items()}).validate()
+        return self.base.replace(**{name: w.value for name, w in self.inputs.items()}).validate()
 
     def again(self) -> Job | None:
         """Paint the cell's prompt again with the controls' values (queued behind a running one)."""

@@ -250,10 +250,10 @@ def test_cell_controls_paint_again(tiny_model_dir, tmp_path, fresh_settings):
     request = painter.new_request(prompt="a green fox", model=str(tiny_model_dir), outdir=str(tmp_path), steps=2)
     result = painter.render(request, None)
     controls = CellControls(result, user_ns={})
-    assert controls.widgets["seed"].value == result.seeds[0]
-    assert controls.widgets["steps"].value == 2
-    controls.widgets["steps"].value = 3
-    controls.widgets["guidance"].value = 5.0
+    assert controls.inputs["seed"].value == result.seeds[0]
+    assert controls.inputs["steps"].value == 2
+    controls.inputs["steps"].value = 3
+    controls.inputs["guidance"].value = 5.0
     controls.again_button.click()
     assert controls.wait(60)
     again = controls.results[-1]
