@@ -51,3 +51,6 @@ export enum CoreCommandIDs {
 
 /** The category of our commands in the palette. */
 export const PALETTE_CATEGORY = 'Stable Diffusion';
+
+/** The translation domain of our strings (the Python package's name). */
+export const TRANSLATION_DOMAIN = 'jupyter_sd';

@@ -8,7 +8,7 @@ import { paletteIcon } from '@jupyterlab/ui-components';
 import { ICommandOptions, registerNotebookCommands } from '../commands';
 import { paintIcon } from '../icons';
 import { trackerOps } from '../notebookOps';
-import { CommandIDs, PALETTE_CATEGORY, PluginIDs } from '../tokens';
+import { CommandIDs, PALETTE_CATEGORY, PluginIDs, TRANSLATION_DOMAIN } from '../tokens';
 
 /** Commands that add paint cells to the notebook (palette and notebook toolbar). */
 export const commandsPlugin: JupyterFrontEndPlugin<void> = {
@@ -27,7 +27,7 @@ async function activateCommands(
   palette: ICommandPalette | null,
   translator: ITranslator | null
 ): Promise<void> {
-  const trans = (translator ?? nullTranslator).load('jupyter_sd');
+  const trans = (translator ?? nullTranslator).load(TRANSLATION_DOMAIN);
   // The schema holds the defaults; the commands stay disabled if it fails to load.
   let options: ICommandOptions | null = null;
   try {

@@ -17,7 +17,13 @@ import { GalleryModel } from '../galleryModel';
 import { GalleryWidget } from '../galleryWidget';
 import { trackerOps } from '../notebookOps';
 import { normalize, paintFolderFor } from '../paths';
-import { CommandIDs, PALETTE_CATEGORY, PluginIDs, WidgetIDs } from '../tokens';
+import {
+  CommandIDs,
+  PALETTE_CATEGORY,
+  PluginIDs,
+  TRANSLATION_DOMAIN,
+  WidgetIDs
+} from '../tokens';
 
 /** The paint gallery in the left sidebar. */
 export const galleryPlugin: JupyterFrontEndPlugin<void> = {
@@ -39,7 +45,7 @@ async function activateGallery(
   translator: ITranslator | null
 ): Promise<void> {
   translator = translator ?? nullTranslator;
-  const trans = translator.load('jupyter_sd');
+  const trans = translator.load(TRANSLATION_DOMAIN);
   const { contents, serverSettings } = app.serviceManager;
   const model = new GalleryModel(contentsBackend(contents, serverSettings));
   const ops = trackerOps(tracker);
