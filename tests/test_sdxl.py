@@ -1,0 +1,118 @@
+"""Nothing assumes SD1: a tiny random SDXL pipeline (two text encoders, text_time conditioning) through the engine."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from tiny_sdxl import make_tiny_sdxl
+
+from jupyter_sd.engine import Engine, Progress
+from jupyter_sd.preview import LATENT_RGB, latent_family
+from jupyter_sd.request import PaintRequest
+from jupyter_sd.samplers import make_scheduler
+
+
+def _pixels(image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+class Recorder(Progress):
+    def __init__(self, stop_at=None, event=None):
+        self.steps, self.frames = [], []
+        self.stop_at, self.event = stop_at, event
+
+    def step(self, step, total, previews):
+        self.steps.append((step, total))
+        if previews:
+            self.frames.append(previews)
+        if self.stop_at == step:
+            self.event.set()
+
+
+@pytest.fixture(scope="module")
+def sdxl_dir(tmp_path_factory):
+    return make_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()
+
+
+@pytest.fixture(scope="module")
+def raw_pipe(sdxl_dir):
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_sdxl_paints_with_sdxl_previews(engine, sdxl_dir):
+    recorder = Recorder()
+    request = PaintRequest(prompt="a red circle", model=str(sdxl_dir), steps=3, seed=5, n=2, preview_interval=0)
+    result = engine.generate(request, recorder)
+    pipe = engine._pipe
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline" and engine.info()["pipeline"] == type(pipe).__name__
+    assert pipe.vae.config.scaling_factor == 0.13025 and pipe.vae.config.force_upcast
+    assert latent_family(pipe.vae.config) == "sdxl" and engine._latent_rgb == LATENT_RGB["sdxl"]
+    assert result.seeds == [5, 6] and (result.request.width, result.request.height) == (16, 16)  # native size
+    assert [image.size for image in result.images] == [(16, 16)] * 2 and not result.interrupted
+    assert recorder.steps == [(1, 3), (2, 3), (3, 3)]
+    assert len(recorder.frames) == 3 and all(len(frames) == 2 for frames in recorder.frames)
+    assert engine._previewer(result.request, pipe).mode == "latent2rgb"
+    # the model name recorded for metadata is the folder's, and the infotext says so
+    assert f"Model: {sdxl_dir.name}" in result.infotext(0)
+
+
+@pytest.mark.parametrize(("sampler", "schedule"), [("DPM++ 2M", "Automatic"), ("Euler a", "Automatic")])
+def test_same_pixels_as_raw_diffusers(engine, raw_pipe, sdxl_dir, sampler, schedule):
+    seed = 5
+    raw_pipe.scheduler = make_scheduler(sampler, schedule, dict(raw_pipe.scheduler.config))
+    expected = raw_pipe(
+        "a red circle",
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        generator=[torch.Generator("cpu").manual_seed(seed)],
+    ).images[0]
+    request = PaintRequest(
+        prompt="a red circle", model=str(sdxl_dir), steps=4, seed=seed, sampler=sampler, schedule=schedule
+    )
+    result = engine.generate(request)
+    assert _pixels(expected).std() > 1  # not a blank picture: equality means something
+    assert np.array_equal(_pixels(result.images[0]), _pixels(expected))
+
+
+def test_stop_returns_the_last_x0_picture(engine, raw_pipe, sdxl_dir):
+    """Stopped after step 2 of 20, the picture is that step's x0, not diffusers' decode of the noisy latent."""
+    request = PaintRequest(
+        prompt="a dog", model=str(sdxl_dir), steps=20, seed=3, sampler="Euler", preview="full", preview_interval=0
+    )
+    event = threading.Event()
+    stopped = engine.generate(request, Recorder(stop_at=1, event=event), stop=event)
+    assert stopped.interrupted_at == 2 and stopped.stopped_by == "stop" and not engine.busy
+    assert len(stopped.images) == 1 and stopped.complete == 0
+    assert "Interrupted: at step 2/20" in stopped.infotext(0)
+    # the same seed, stopped later: its full-VAE preview of step 2 shows step 2's x0
+    later = Recorder(stop_at=3, event=threading.Event())
+    engine.generate(request, later, stop=later.event)
+    picture, x0_at_2 = _pixels(stopped.images[0]), _pixels(later.frames[1][0])
+    assert np.abs(picture - x0_at_2).max() <= 1  # one decode, rounded once by the preview, once by diffusers
+    # diffusers' own interrupt decodes the noisy latent of step 2 instead: a different picture
+    raw_pipe.scheduler = make_scheduler("Euler", "Automatic", dict(raw_pipe.scheduler.config))
+
+    def interrupt_after_step_2(pipe, index, timestep, tensors):
+        pipe._interrupt = pipe._interrupt or index == 1
+        return tensors
+
+    noisy = raw_pipe(
+        "a dog",
+        num_inference_steps=20,
+        guidance_scale=7.0,
+        generator=[torch.Generator("cpu").manual_seed(3)],
+        callback_on_step_end=interrupt_after_step_2,
+    ).images[0]
+    assert np.abs(picture - _pixels(noisy)).mean() > 4
