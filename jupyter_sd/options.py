@@ -6,7 +6,7 @@ import argparse
 import shlex
 from typing import Any
 
-from .request import _base_type, coerce_value, option_fields, parse_size
+from .request import coerce_value, field_kind, option_fields, parse_size
 
 _SIZE_HELP = "Image size as WIDTHxHEIGHT, multiples of 8 (default: the model's native size)."
 
@@ -55,7 +55,7 @@ def build_parser(prog: str, prompt_words: bool) -> argparse.ArgumentParser:
         if not meta["flags"]:
             continue
         help_text = meta["help"] + _range_text(meta) + ("" if f.default in (None, "") else f" Default: {f.default}.")
-        if _base_type(f) == "bool":
+        if field_kind(f) == "bool":
             parser.add_argument(*meta["flags"], dest=f.name, action=argparse.BooleanOptionalAction, help=help_text)
         else:
             metavar = f.name.upper().replace("_", "-")

@@ -13,7 +13,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .request import PaintRequest, _base_type, option_fields
+from .request import PaintRequest, field_kind, option_fields
 
 SIZES = ("512x512", "512x768", "768x512", "768x768", "1024x1024", "832x1216", "1216x832", "256x256")
 """Common sizes offered besides the model's native one and "custom"."""
@@ -58,7 +58,7 @@ def _decimals(step: float) -> int:
 
 def control_for(f: dataclasses.Field, value: Any) -> widgets.Widget:
     """Make the widget for one request field, its limits and choices taken from the field's metadata."""
-    meta, kind = f.metadata, _base_type(f)
+    meta, kind = f.metadata, field_kind(f)
     common: dict[str, Any] = {"description": label(f), "style": dict(_DESCRIPTION)}
     if f.name in ("prompt", "negative_prompt"):
         widget = widgets.Textarea(

@@ -24,7 +24,7 @@ from . import painter
 from .engine import Progress
 from .request import PaintRequest
 from .result import PaintResult, image_grid, png_bytes
-from .views import STATUS_INTERVAL, _Rate, status_text, summary_text
+from .views import STATUS_INTERVAL, StepRate, status_text, summary_text
 
 PREVIEW_WIDTH = "384"
 
@@ -92,7 +92,7 @@ class LiveView(Progress):
 
     def __init__(self, area: LiveArea) -> None:
         self.area = area
-        self._rate = _Rate()
+        self._rate = StepRate()
         self._last_status = 0.0
         self._batch, self._batches = 0, 1
         self.frames = 0
@@ -102,7 +102,7 @@ class LiveView(Progress):
 
     def start(self, request: PaintRequest, batch: int, batches: int) -> None:  # noqa: D102
         self._batch, self._batches = batch, batches
-        self._rate = _Rate()
+        self._rate = StepRate()
         with self.area.bar.hold_sync():
             self.area.bar.max, self.area.bar.value = request.steps, 0
             self.area.bar.bar_style = ""

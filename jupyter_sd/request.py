@@ -278,7 +278,8 @@ def option_fields() -> tuple[dataclasses.Field, ...]:
     return fields(PaintRequest)
 
 
-def _base_type(f: dataclasses.Field) -> str:
+def field_kind(f: dataclasses.Field) -> str:
+    """The option's value type as a name: ``int``, ``float``, ``bool`` or ``str`` (``int | None`` is ``int``)."""
     return str(f.type).replace(" | None", "").replace("Optional[", "").rstrip("]")
 
 
@@ -296,7 +297,7 @@ def coerce_value(name: str, value: Any) -> Any:
         hint = difflib.get_close_matches(name, _FIELDS, n=1)
         msg = f"unknown option '{name}' (allowed: {allowed})" + (f". Did you mean '{hint[0]}'?" if hint else "")
         raise ValueError(msg)
-    kind = _base_type(f)
+    kind = field_kind(f)
     if value is None or not isinstance(value, str):
         if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -332,7 +333,7 @@ def coerce_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
-    kind = _base_type(f)
+    kind = field_kind(f)
     if value is None and f.default is None:
         return
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[kind]

@@ -23,7 +23,7 @@ STATUS_INTERVAL = 0.1
 """Seconds between progress-line updates (the last step is always shown)."""
 
 
-class _Rate:
+class StepRate:
     """Steps per second and time left, measured from the first finished step of a batch."""
 
     def __init__(self) -> None:
@@ -32,6 +32,7 @@ class _Rate:
         self.started = time.perf_counter()
 
     def update(self, step: int, total: int) -> tuple[float, float]:
+        """Record that `step` of `total` is done; return (steps per second, seconds left)."""
         now = time.perf_counter()
         if self.first is None:
             self.first, self.first_step = now, step
@@ -90,7 +91,7 @@ class InlineView(Progress):
     def __init__(self) -> None:
         self._preview_id: str | None = None
         self._status_id: str | None = None
-        self._rate = _Rate()
+        self._rate = StepRate()
         self._last_status = 0.0
         self._batch, self._batches = 0, 1
         self.frames = 0
@@ -107,7 +108,7 @@ class InlineView(Progress):
         from uuid import uuid4
 
         self._batch, self._batches = batch, batches
-        self._rate = _Rate()
+        self._rate = StepRate()
         if self._status_id is None:
             self._preview_id, self._status_id = uuid4().hex, uuid4().hex
             self._publish({"text/plain": ""}, self._preview_id, update=False)
