@@ -62,7 +62,8 @@ export function paintFolderFor(notebookPath: string): string {
 
 /** A listing entry as a paint image, or null when it is not a PNG file. */
 export function toPaintImage(entry: IContentsEntry): IPaintImage | null {
-  if (entry.type !== 'file' || !/\.png$/i.test(entry.name)) {
+  // Hidden names are the writer's temporary files (`.tmp-….png`), never finished images.
+  if (entry.type !== 'file' || entry.name.startsWith('.') || !/\.png$/i.test(entry.name)) {
     return null;
   }
   const m = NAME.exec(entry.name);

@@ -37,7 +37,8 @@ describe('paintImages', () => {
       entry('notes.txt'),
       entry('sub', undefined, 'directory'),
       entry('00001-42.png'),
-      entry('.tmp-abc.png.partial')
+      entry('.tmp-abc.png.partial'),
+      entry('.tmp-k2j3.png')
     ]);
     expect(images.map(i => i.name)).toEqual(['00010-3.png', '00002-7.png', '00001-42.png']);
     expect(images[0]).toMatchObject({ index: 10, seed: '3', path: 'nb-paint/00010-3.png' });
