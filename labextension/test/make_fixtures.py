@@ -87,6 +87,7 @@ def _samples() -> list[str]:
 
 
 def main() -> None:
+    """Write the fixtures and expected.json."""
     HERE.mkdir(parents=True, exist_ok=True)
     cases: dict[str, tuple[str | None, PngInfo | None, str]] = {
         "text-latin1.png": (PLAIN, _request_info(PLAIN), "tEXt"),

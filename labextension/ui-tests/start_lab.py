@@ -22,6 +22,7 @@ BUILT = REPO / "jupyter_sd" / "labextension"
 
 
 def main() -> None:
+    """Empty ROOT, then replace this process with the JupyterLab server."""
     port, root = sys.argv[1], Path(sys.argv[2])
     if not (BUILT / "package.json").exists():
         sys.exit(f"start_lab: {BUILT} is missing; run 'jlpm build' in labextension/ first")
@@ -42,11 +43,16 @@ def main() -> None:
         "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
     }
     argv = [
-        sys.executable, "-m", "jupyterlab",
-        "--no-browser", "--allow-root",
-        f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
         "--ServerApp.ip=127.0.0.1",
-        "--IdentityProvider.token=", "--ServerApp.password=",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",
         f"--ServerApp.root_dir={root}",
         f"--LabApp.user_settings_dir={state / 'settings'}",
