@@ -78,6 +78,15 @@ def test_fixture_parses_the_same_in_python(name):
     assert params == want["params"]
 
 
+def test_a1111_samples_parse_as_recorded_for_jest():
+    """samples-python.json (which Jest compares with the TypeScript parser) matches Python's parse today."""
+    recorded = json.loads((FIXTURES / "samples-python.json").read_text(encoding="utf-8"))
+    assert len(recorded) >= 5
+    for entry in recorded:
+        prompt, negative, params = parse_infotext(entry["text"])
+        assert (prompt, negative, params) == (entry["prompt"], entry["negativePrompt"], entry["params"])
+
+
 def test_fixtures_cover_every_text_chunk_kind():
     kinds = {entry["chunk"] for entry in _expected().values()}
     assert {"tEXt", "iTXt", "iTXt (compressed)", "zTXt", "none"} <= kinds

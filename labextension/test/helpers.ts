@@ -10,7 +10,17 @@ export const SAMPLES_FILE = path.resolve(
   '../../../shared/fixtures/a1111-infotext-samples.txt'
 );
 
+/**
+ * The sample blocks: from the shared file when this checkout sits beside it, else the
+ * copy make_fixtures.py recorded in samples-python.json (a lone clone, e.g. in CI).
+ */
 export function readSamples(file = SAMPLES_FILE): string[] {
+  if (!fs.existsSync(file)) {
+    const recorded = JSON.parse(
+      fs.readFileSync(path.join(FIXTURES, 'samples-python.json'), 'utf-8')
+    );
+    return recorded.map((r: { text: string }) => r.text);
+  }
   const blocks: string[] = [];
   let current: string[] = [];
   const flush = () => {

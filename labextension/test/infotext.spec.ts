@@ -9,7 +9,10 @@ import {
   unquote
 } from '../src/infotext';
 import { readPngText } from '../src/png';
-import { expected, fixture, readSamples } from './helpers';
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { expected, fixture, FIXTURES, readSamples } from './helpers';
 
 const SAMPLES = readSamples();
 const EXPECTED = expected();
@@ -134,6 +137,25 @@ describe('the same file parses the same in both languages', () => {
       expect(paramsObject(info)).toEqual(want.params);
     }
   );
+});
+
+describe('every A1111 sample parses as in Python', () => {
+  const recorded: Array<{ text: string; prompt: string; negativePrompt: string; params: object }> =
+    JSON.parse(fs.readFileSync(path.join(FIXTURES, 'samples-python.json'), 'utf-8'));
+
+  it('covers the shared samples file', () => {
+    expect(recorded.map(r => r.text)).toEqual(SAMPLES);
+  });
+
+  it.each(recorded.map((r, i) => [i + 1, r]))('sample %i', (_, r) => {
+    const want = r as (typeof recorded)[number];
+    const info = parseInfotext(want.text);
+    expect([info.prompt, info.negativePrompt, paramsObject(info)]).toEqual([
+      want.prompt,
+      want.negativePrompt,
+      want.params
+    ]);
+  });
 });
 
 describe('paintCellSource', () => {

@@ -8,7 +8,8 @@ is not latin-1) plus the compressed variants other tools write (zTXt, compressed
 iTXt). ``expected.json`` records what jupyter_sd's Python parser reads from each
 file; the Jest tests check the TypeScript parser reads the same, and
 ``tests/test_labextension.py`` checks the committed files still parse that way in
-Python, so the same file parses the same in both languages.
+Python, so the same file parses the same in both languages. ``samples-python.json``
+does the same for every block of the shared A1111 samples file.
 """
 
 from __future__ import annotations
@@ -120,7 +121,13 @@ def main() -> None:
     shutil.rmtree(scratch)
     out = HERE / "expected.json"
     out.write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(cases)} fixtures and {out.relative_to(ROOT)}")
+    samples = []
+    for text in _samples():
+        prompt, negative, params = parse_infotext(text)
+        samples.append({"text": text, "prompt": prompt, "negativePrompt": negative, "params": params})
+    out_samples = HERE / "samples-python.json"
+    out_samples.write_text(json.dumps(samples, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {len(cases)} fixtures, {out.relative_to(ROOT)} and {out_samples.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
