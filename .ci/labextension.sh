@@ -24,6 +24,7 @@ echo "== labextension: node packages (from yarn.lock) and the production build"
 cd labextension
 jlpm install --immutable
 jlpm build:prod
+jlpm prettier:check
 
 echo "== labextension: jest"
 jlpm test --ci

@@ -3,9 +3,6 @@ module.exports = {
   testEnvironment: 'node',
   testMatch: ['<rootDir>/test/**/*.spec.ts?(x)'],
   transform: {
-    '^.+\\.tsx?$': [
-      'ts-jest',
-      { tsconfig: '<rootDir>/tsconfig.test.json' }
-    ]
+    '^.+\\.tsx?$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.test.json' }]
   }
 };

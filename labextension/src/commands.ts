@@ -116,7 +116,10 @@ export function registerGalleryCommands(
   const infotext = async (image: IPaintImage): Promise<string | null> => {
     const details = await model.details(image);
     if (details.infotext === null) {
-      env.error(trans.__('No generation data'), trans.__('%1 has no parameters chunk.', image.name));
+      env.error(
+        trans.__('No generation data'),
+        trans.__('%1 has no parameters chunk.', image.name)
+      );
     }
     return details.infotext;
   };

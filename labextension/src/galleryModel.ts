@@ -188,7 +188,10 @@ export class GalleryModel {
     this.stopPolling();
     this._interval = Math.max(250, intervalMs);
     const tick = async () => {
-      await this.refresh();
+      // A browser tab in the background does not poll.
+      if (!globalThis.document?.hidden) {
+        await this.refresh();
+      }
       if (this._timer !== null) {
         this._timer = setTimeout(tick, this._interval);
       }

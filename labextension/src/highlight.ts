@@ -7,13 +7,7 @@
  * kernels' cells get no decorations, so their highlighting is untouched.
  */
 import { Extension, RangeSetBuilder, StateEffect } from '@codemirror/state';
-import {
-  Decoration,
-  DecorationSet,
-  EditorView,
-  ViewPlugin,
-  ViewUpdate
-} from '@codemirror/view';
+import { Decoration, DecorationSet, EditorView, ViewPlugin, ViewUpdate } from '@codemirror/view';
 import type { CodeEditor } from '@jupyterlab/codeeditor';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -46,11 +40,7 @@ export class HighlightSwitch {
 
 const refresh = StateEffect.define<null>();
 
-function decorations(
-  view: EditorView,
-  model: IHighlightModel,
-  sw: HighlightSwitch
-): DecorationSet {
+function decorations(view: EditorView, model: IHighlightModel, sw: HighlightSwitch): DecorationSet {
   const builder = new RangeSetBuilder<Decoration>();
   if (!sw.enabled || model.mimeType !== IPYTHON_MIME) {
     return builder.finish();
@@ -79,9 +69,7 @@ export function paintHighlight(model: IHighlightModel, sw: HighlightSwitch): Ext
       }
 
       update(update: ViewUpdate): void {
-        const poked = update.transactions.some(tr =>
-          tr.effects.some(e => e.is(refresh))
-        );
+        const poked = update.transactions.some(tr => tr.effects.some(e => e.is(refresh)));
         if (update.docChanged || poked) {
           this.decorations = decorations(update.view, model, sw);
         }

@@ -128,9 +128,7 @@ export function formatInfotext(info: IInfotext): string {
   const params = info.params
     .map(({ key, value }) => (key === value ? key : `${key}: ${quote(value)}`))
     .join(', ');
-  const negative = info.negativePrompt
-    ? `\n${NEGATIVE} ${info.negativePrompt}`
-    : '';
+  const negative = info.negativePrompt ? `\n${NEGATIVE} ${info.negativePrompt}` : '';
   return `${info.prompt}${negative}\n${params}`.trim();
 }
 

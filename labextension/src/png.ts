@@ -45,9 +45,7 @@ function nul(data: Uint8Array, from: number): number {
  * Whether the bytes start with the PNG signature.
  */
 export function isPng(bytes: Uint8Array): boolean {
-  return (
-    bytes.length >= SIGNATURE.length && SIGNATURE.every((b, i) => bytes[i] === b)
-  );
+  return bytes.length >= SIGNATURE.length && SIGNATURE.every((b, i) => bytes[i] === b);
 }
 
 /**

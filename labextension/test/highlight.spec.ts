@@ -36,7 +36,13 @@ describe('paint highlighting in CodeMirror', () => {
   it('decorates a %%paint cell of a Python kernel', () => {
     const { marked, view } = editor(PAINT, new FakeModel(IPYTHON_MIME));
     const classes = marked().join(' ');
-    for (const cls of ['jp-sd-magic', 'jp-sd-option', 'jp-sd-prompt', 'jp-sd-weight', 'jp-sd-param-key']) {
+    for (const cls of [
+      'jp-sd-magic',
+      'jp-sd-option',
+      'jp-sd-prompt',
+      'jp-sd-weight',
+      'jp-sd-param-key'
+    ]) {
       expect(classes).toContain(cls);
     }
     view.destroy();

@@ -126,17 +126,14 @@ describe('parseInfotext edge cases', () => {
 });
 
 describe('the same file parses the same in both languages', () => {
-  it.each(Object.keys(EXPECTED).filter(n => EXPECTED[n].parameters !== null))(
-    '%s',
-    async name => {
-      const text = (await readPngText(fixture(name))).get('parameters')!;
-      const info = parseInfotext(text);
-      const want = EXPECTED[name];
-      expect(info.prompt).toBe(want.prompt);
-      expect(info.negativePrompt).toBe(want.negativePrompt);
-      expect(paramsObject(info)).toEqual(want.params);
-    }
-  );
+  it.each(Object.keys(EXPECTED).filter(n => EXPECTED[n].parameters !== null))('%s', async name => {
+    const text = (await readPngText(fixture(name))).get('parameters')!;
+    const info = parseInfotext(text);
+    const want = EXPECTED[name];
+    expect(info.prompt).toBe(want.prompt);
+    expect(info.negativePrompt).toBe(want.negativePrompt);
+    expect(paramsObject(info)).toEqual(want.params);
+  });
 });
 
 describe('every A1111 sample parses as in Python', () => {

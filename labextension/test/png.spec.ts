@@ -34,9 +34,7 @@ describe('readPngText', () => {
 
   it('rejects bytes that are not a PNG', async () => {
     expect(isPng(new Uint8Array([1, 2, 3]))).toBe(false);
-    await expect(readPngText(new TextEncoder().encode('GIF89a...'))).rejects.toThrow(
-      /not a PNG/
-    );
+    await expect(readPngText(new TextEncoder().encode('GIF89a...'))).rejects.toThrow(/not a PNG/);
   });
 
   it('stops cleanly at a truncated file', async () => {

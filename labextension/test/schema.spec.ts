@@ -7,25 +7,37 @@ const SCHEMA_DIR = path.join(__dirname, '..', 'schema');
 const schemas = fs
   .readdirSync(SCHEMA_DIR)
   .filter(f => f.endsWith('.json'))
-  .map(f => ({ stem: f.replace(/\.json$/, ''), schema: JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, f), 'utf-8')) }));
+  .map(f => ({
+    stem: f.replace(/\.json$/, ''),
+    schema: JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, f), 'utf-8'))
+  }));
 
 describe('settings schemas', () => {
   it('has one schema per plugin, named after the end of its id', () => {
     const stems = schemas.map(s => s.stem).sort();
-    const ids = Object.values(PluginIDs).map(id => id.split(':').pop()).sort();
+    const ids = Object.values(PluginIDs)
+      .map(id => id.split(':').pop())
+      .sort();
     expect(stems).toEqual(ids);
     expect(Object.values(PluginIDs).every(id => id.startsWith('jupyter-sd:'))).toBe(true);
   });
 
-  it.each(schemas.map(s => [s.stem, s.schema]))('%s: every property has a title, description and default', (_, schema) => {
-    const s = schema as any;
-    expect(s.title).toBeTruthy();
-    expect(s.additionalProperties).toBe(false);
-    for (const [name, prop] of Object.entries<any>(s.properties)) {
-      expect([name, typeof prop.title, typeof prop.description]).toEqual([name, 'string', 'string']);
-      expect(prop).toHaveProperty('default');
+  it.each(schemas.map(s => [s.stem, s.schema]))(
+    '%s: every property has a title, description and default',
+    (_, schema) => {
+      const s = schema as any;
+      expect(s.title).toBeTruthy();
+      expect(s.additionalProperties).toBe(false);
+      for (const [name, prop] of Object.entries<any>(s.properties)) {
+        expect([name, typeof prop.title, typeof prop.description]).toEqual([
+          name,
+          'string',
+          'string'
+        ]);
+        expect(prop).toHaveProperty('default');
+      }
     }
-  });
+  );
 
   it('points toolbars and menus at our commands', () => {
     const ids = new Set<string>(Object.values(CommandIDs));

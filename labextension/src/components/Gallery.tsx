@@ -92,9 +92,7 @@ export function Gallery(props: IGalleryProps): JSX.Element {
         {model.images.map(image => (
           <li key={image.path}>
             <button
-              className={
-                'jp-sd-thumb' + (image.path === selected?.path ? ' jp-mod-selected' : '')
-              }
+              className={'jp-sd-thumb' + (image.path === selected?.path ? ' jp-mod-selected' : '')}
               title={image.name}
               data-path={image.path}
               aria-pressed={image.path === selected?.path}

@@ -79,36 +79,30 @@ export function ImageDetails(props: IImageDetailsProps): JSX.Element {
           disabled={!hasData || !props.canInsert}
           title={
             props.canInsert
-              ? trans.__('Insert a %1 cell that re-runs this image, below the active cell', PAINT_MAGIC)
+              ? trans.__(
+                  'Insert a %1 cell that re-runs this image, below the active cell',
+                  PAINT_MAGIC
+                )
               : trans.__('Open a notebook to insert a cell')
           }
           onClick={() => props.onInsert(image)}
         >
           {trans.__('Insert as %1 cell', PAINT_MAGIC)}
         </button>
-        <button
-          className="jp-sd-button"
-          disabled={!hasData}
-          onClick={() => props.onCopy(image)}
-        >
+        <button className="jp-sd-button" disabled={!hasData} onClick={() => props.onCopy(image)}>
           {trans.__('Copy generation data')}
         </button>
         <button className="jp-sd-button" onClick={() => props.onOpen(image)}>
           {trans.__('Open image')}
         </button>
-        <button
-          className="jp-sd-button jp-mod-warn"
-          onClick={() => props.onDelete(image)}
-        >
+        <button className="jp-sd-button jp-mod-warn" onClick={() => props.onDelete(image)}>
           {trans.__('Delete')}
         </button>
       </div>
       {state.kind === 'loading' && (
         <div className="jp-sd-note">{trans.__('Reading generation data…')}</div>
       )}
-      {state.kind === 'failed' && (
-        <div className="jp-sd-note jp-sd-error">{state.message}</div>
-      )}
+      {state.kind === 'failed' && <div className="jp-sd-note jp-sd-error">{state.message}</div>}
       {state.kind === 'ready' && parsed === null && (
         <div className="jp-sd-note">{trans.__('This image has no generation data.')}</div>
       )}

@@ -1,9 +1,11 @@
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import {
-  ILayoutRestorer,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
-import { Clipboard, Dialog, ICommandPalette, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+  Clipboard,
+  Dialog,
+  ICommandPalette,
+  showDialog,
+  showErrorMessage
+} from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog } from '@jupyterlab/filebrowser';
 import { INotebookTracker } from '@jupyterlab/notebook';
@@ -17,13 +19,7 @@ import { GalleryModel } from '../galleryModel';
 import { GalleryWidget } from '../galleryWidget';
 import { trackerOps } from '../notebookOps';
 import { normalize, paintFolderFor } from '../paths';
-import {
-  CommandIDs,
-  PALETTE_CATEGORY,
-  PluginIDs,
-  TRANSLATION_DOMAIN,
-  WidgetIDs
-} from '../tokens';
+import { CommandIDs, PALETTE_CATEGORY, PluginIDs, TRANSLATION_DOMAIN, WidgetIDs } from '../tokens';
 
 /** The paint gallery in the left sidebar. */
 export const galleryPlugin: JupyterFrontEndPlugin<void> = {

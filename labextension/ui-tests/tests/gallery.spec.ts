@@ -56,7 +56,8 @@ async function openNotebook(page: Page, name: string) {
   await expect(page.locator('#jp-main-statusbar')).toContainText('| Idle', { timeout: 90_000 });
 }
 
-const cells = (page: Page) => page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell');
+const cells = (page: Page) =>
+  page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell');
 
 /** Run one cell (by index) and wait until it has an execution count. */
 async function runCell(page: Page, index: number, timeout = 180_000) {
@@ -68,7 +69,9 @@ async function runCell(page: Page, index: number, timeout = 180_000) {
 
 async function runCommand(page: Page, label: string) {
   // Focus the notebook without changing its active cell.
-  await page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-mod-active .jp-InputPrompt').click();
+  await page
+    .locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell.jp-mod-active .jp-InputPrompt')
+    .click();
   await page.keyboard.press('Control+Shift+C');
   const input = page.locator('.lm-CommandPalette-input');
   await input.fill(label);
@@ -82,7 +85,10 @@ async function exists(request: APIRequestContext, p: string) {
 
 const BUNDLED_MODEL = path.resolve(__dirname, '../../../jupyter_sd/models/tiny/model_index.json');
 
-test('paint, find in gallery, insert as cell, re-run with identical pixels', async ({ page, request }) => {
+test('paint, find in gallery, insert as cell, re-run with identical pixels', async ({
+  page,
+  request
+}) => {
   const model = process.env.JSD_UI_MODEL;
   test.skip(
     !model && !fs.existsSync(BUNDLED_MODEL),
@@ -127,7 +133,9 @@ test('paint, find in gallery, insert as cell, re-run with identical pixels', asy
 
   await runCell(page, 0);
   await runCell(page, 1);
-  await expect.poll(() => exists(request, 'demo-paint/00001-1.png'), { timeout: 60_000 }).toBe(true);
+  await expect
+    .poll(() => exists(request, 'demo-paint/00001-1.png'), { timeout: 60_000 })
+    .toBe(true);
   await shot(page, '01-painted');
 
   // The gallery, from the palette, shows the new image with its parameters.
@@ -157,7 +165,9 @@ test('paint, find in gallery, insert as cell, re-run with identical pixels', asy
 
   // Re-run it: a second file, and the gallery shows it first.
   await runCell(page, 3);
-  await expect.poll(() => exists(request, 'demo-paint/00002-1.png'), { timeout: 60_000 }).toBe(true);
+  await expect
+    .poll(() => exists(request, 'demo-paint/00002-1.png'), { timeout: 60_000 })
+    .toBe(true);
   await expect(gallery.locator('.jp-sd-thumb').first()).toHaveAttribute(
     'data-path',
     'demo-paint/00002-1.png',
@@ -173,7 +183,9 @@ test('paint, find in gallery, insert as cell, re-run with identical pixels', asy
   let count = await cells(page).count();
   await toolbar.locator('[data-jp-item-name="jupyter-sd-insert-paint-cell"] button').click();
   await expect(cells(page)).toHaveCount(count + 1);
-  await expect(page.locator('.jp-Notebook .jp-Cell.jp-mod-active .cm-content')).toHaveText('%%paint');
+  await expect(page.locator('.jp-Notebook .jp-Cell.jp-mod-active .cm-content')).toHaveText(
+    '%%paint'
+  );
 
   // "Open paint panel" inserts `%paint panel` and runs it: a widget output appears.
   count = await cells(page).count();
@@ -188,7 +200,9 @@ test('paint, find in gallery, insert as cell, re-run with identical pixels', asy
 
   // "Open image" opens the file in JupyterLab's image viewer (00001-1.png is still selected).
   await details.getByRole('button', { name: 'Open image' }).click();
-  await expect(page.locator('.lm-DockPanel-tabBar .lm-TabBar-tabLabel', { hasText: '00001-1.png' })).toBeVisible();
+  await expect(
+    page.locator('.lm-DockPanel-tabBar .lm-TabBar-tabLabel', { hasText: '00001-1.png' })
+  ).toBeVisible();
   expect(dialogs).toEqual([]);
 });
 
