@@ -140,7 +140,7 @@ def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = ""
         if config:
             kwargs["config"] = config
         try:
-            pipe = diffusers.StableDiffusionPipeline.from_single_file(source.location, **kwargs)
+            pipe = _single_file_class(diffusers, config).from_single_file(source.location, **kwargs)
         except Exception as error:  # the single-file loader raises many kinds for a file it can't map
             msg = (
                 f"model: could not load '{source.location}' as a Stable Diffusion checkpoint ({_first_line(error)}); "
@@ -164,6 +164,19 @@ def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = ""
             raise ValueError(msg) from error
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _single_file_class(diffusers: Any, config: str) -> Any:
+    """The pipeline class ``config``'s model_index.json names (SDXL, SD 2, ...); Stable Diffusion 1.x without one."""
+    if config:
+        try:
+            name = diffusers.DiffusionPipeline.load_config(config).get("_class_name", "")
+        except Exception:  # unreadable or not cached: from_single_file reports it with the right message
+            name = ""
+        cls = getattr(diffusers, name, None) if name else None
+        if cls is not None and hasattr(cls, "from_single_file"):
+            return cls
+    return diffusers.StableDiffusionPipeline
 
 
 def _dtype_keyword(version: str) -> str:
