@@ -6,8 +6,10 @@ follows diffusers' ``scripts/convert_diffusers_to_original_stable_diffusion.py``
 levels and two layers per block to whatever the UNet and VAE configs say, so the tiny test pipeline converts too.
 
 The file holds what civitai checkpoints hold: ``model.diffusion_model.*`` (UNet), ``first_stage_model.*`` (VAE)
-and ``cond_stage_model.transformer.text_model.*`` (CLIP text encoder); configs, tokenizer and scheduler stay in
-the folder, which is what ``from_single_file(..., config=folder)`` reads them from.
+and ``cond_stage_model.transformer.text_model.*`` (CLIP text encoder); for SDXL (a folder with ``text_encoder_2``)
+``conditioner.embedders.0.transformer.text_model.*`` (CLIP-L) and ``conditioner.embedders.1.model.*`` (the second
+encoder in OpenCLIP's layout, fused q/k/v). Configs, tokenizers and scheduler stay in the folder, which is what
+``from_single_file(..., config=folder)`` reads them from.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.transformer."
+SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_TEXT_2_PREFIX = "conditioner.embedders.1.model."
 
 _UNET_TOP = {
     "time_embedding.linear_1.": "time_embed.0.",
@@ -142,6 +146,47 @@ def clip_to_ldm(state: dict[str, Any]) -> dict[str, Any]:
     return {name if name.startswith("text_model.") else "text_model." + name: t for name, t in state.items()}
 
 
+_OPEN_CLIP_TOP = {
+    "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+    "text_model.embeddings.position_embedding.weight": "positional_embedding",
+    "text_model.final_layer_norm.weight": "ln_final.weight",
+    "text_model.final_layer_norm.bias": "ln_final.bias",
+}
+_OPEN_CLIP_LAYER = {
+    "layer_norm1.": "ln_1.",
+    "layer_norm2.": "ln_2.",
+    "mlp.fc1.": "mlp.c_fc.",
+    "mlp.fc2.": "mlp.c_proj.",
+    "self_attn.out_proj.": "attn.out_proj.",
+}
+
+
+def open_clip_to_ldm(state: dict[str, Any]) -> dict[str, Any]:
+    """Write a transformers ``CLIPTextModelWithProjection`` in OpenCLIP's layout (SDXL's second text encoder).
+
+    OpenCLIP fuses q, k and v into ``attn.in_proj_*`` and stores ``text_projection`` transposed.
+    """
+    state = {n if n.startswith(("text_model.", "text_projection.")) else "text_model." + n: t for n, t in state.items()}
+    out: dict[str, Any] = {"text_projection": state["text_projection.weight"].T}
+    fused: dict[str, dict[str, Any]] = {}
+    for name, tensor in state.items():
+        if name in _OPEN_CLIP_TOP:
+            out[_OPEN_CLIP_TOP[name]] = tensor
+        elif name.startswith("text_model.encoder.layers."):
+            layer, rest = name.removeprefix("text_model.encoder.layers.").split(".", 1)
+            where = f"transformer.resblocks.{layer}."
+            if rest.startswith("self_attn.") and rest.split(".")[1] in ("q_proj", "k_proj", "v_proj"):
+                _, proj, kind = rest.split(".")
+                fused.setdefault(f"{where}attn.in_proj_{kind}", {})[proj] = tensor
+            else:
+                out[where + _replace_start(rest, _OPEN_CLIP_LAYER)] = tensor
+    import torch
+
+    for name, parts in fused.items():
+        out[name] = torch.cat([parts["q_proj"], parts["k_proj"], parts["v_proj"]])
+    return out
+
+
 def _weights(folder: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -156,7 +201,7 @@ def _weights(folder: Path) -> dict[str, Any]:
 
 
 def ldm_state_dict(folder: str | Path) -> dict[str, Any]:
-    """Return the original-layout state dict of the diffusers SD pipeline saved in `folder`."""
+    """Return the original-layout state dict of the diffusers SD or SDXL pipeline saved in `folder`."""
     folder = Path(folder)
     unet_config = json.loads((folder / "unet" / "config.json").read_text())
     vae_config = json.loads((folder / "vae" / "config.json").read_text())
@@ -165,8 +210,12 @@ def ldm_state_dict(folder: str | Path) -> dict[str, Any]:
         state[UNET_PREFIX + name] = tensor
     for name, tensor in vae_to_ldm(_weights(folder / "vae"), vae_config).items():
         state[VAE_PREFIX + name] = tensor
+    sdxl = (folder / "text_encoder_2").is_dir()
     for name, tensor in clip_to_ldm(_weights(folder / "text_encoder")).items():
-        state[TEXT_PREFIX + name] = tensor
+        state[(SDXL_TEXT_PREFIX if sdxl else TEXT_PREFIX) + name] = tensor
+    if sdxl:
+        for name, tensor in open_clip_to_ldm(_weights(folder / "text_encoder_2")).items():
+            state[SDXL_TEXT_2_PREFIX + name] = tensor
     return state
 
 
@@ -176,7 +225,8 @@ def convert_to_ldm_checkpoint(folder: str | Path, path: str | Path) -> Path:
     Parameters
     ----------
     folder
-        A folder saved by ``StableDiffusionPipeline.save_pretrained`` (e.g. ``tiny_pipeline.make_tiny_pipeline``).
+        A folder saved by ``StableDiffusionPipeline.save_pretrained`` (e.g. ``tiny_pipeline.make_tiny_pipeline``)
+        or ``StableDiffusionXLPipeline.save_pretrained`` (``tiny_sdxl.make_tiny_sdxl``).
     path
         Where to write the checkpoint.
 

@@ -1,4 +1,5 @@
-"""Nothing assumes SD1: a tiny random SDXL pipeline (two text encoders, text_time conditioning) through the engine."""
+"""Nothing assumes SD1: a tiny random SDXL pipeline (two text encoders, text_time conditioning) through the engine,
+from its folder and as one original-layout ``.safetensors`` file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from ldm_checkpoint import SDXL_TEXT_2_PREFIX, SDXL_TEXT_PREFIX, config_only_copy, convert_to_ldm_checkpoint
 from tiny_sdxl import make_tiny_sdxl
 
 from jupyter_sd.engine import Engine, Progress
@@ -30,6 +32,15 @@ class Recorder(Progress):
             self.frames.append(previews)
         if self.stop_at == step:
             self.event.set()
+
+
+@pytest.fixture()
+def offline(monkeypatch):
+    """Nothing may reach the hub: huggingface_hub reads HF_HUB_OFFLINE at import, so patch its constant too."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +127,21 @@ def test_stop_returns_the_last_x0_picture(engine, raw_pipe, sdxl_dir):
         callback_on_step_end=interrupt_after_step_2,
     ).images[0]
     assert np.abs(picture - _pixels(noisy)).mean() > 4
+
+
+def test_sdxl_single_file_loads_as_sdxl(engine, sdxl_dir, tmp_path, offline):
+    """An SDXL checkpoint in the original layout, with an SDXL --model-config, paints what its folder paints."""
+    from safetensors import safe_open
+
+    path = convert_to_ldm_checkpoint(sdxl_dir, tmp_path / "tiny-xl.safetensors")
+    with safe_open(str(path), "pt") as checkpoint:
+        names = list(checkpoint.keys())
+    assert any(name.startswith(SDXL_TEXT_PREFIX + "text_model.") for name in names)
+    assert SDXL_TEXT_2_PREFIX + "transformer.resblocks.0.attn.in_proj_weight" in names
+    configs = config_only_copy(sdxl_dir, tmp_path / "configs")  # every weight must come from the file
+    request = PaintRequest(prompt="a red circle", model=str(path), model_config=str(configs), steps=3, seed=5)
+    from_file = engine.generate(request)
+    assert engine.info()["pipeline"] == "StableDiffusionXLPipeline"
+    assert latent_family(engine._pipe.vae.config) == "sdxl"
+    from_folder = engine.generate(request.replace(model=str(sdxl_dir), model_config=""))
+    assert np.array_equal(_pixels(from_file.images[0]), _pixels(from_folder.images[0]))

@@ -12,7 +12,10 @@ from pathlib import Path
 from tiny_pipeline import _tokenizer
 
 TEXT_WIDTH = 32
-"""Hidden size of each text encoder: the UNet attends to both, concatenated (2 × 32)."""
+"""Hidden size of the first (CLIP-L style) text encoder."""
+TEXT_2_WIDTH = 48
+"""Hidden size of the second (bigG style) encoder. The UNet attends to both, concatenated (32 + 48); the widths
+differ, as in SDXL (768, 1280), because that is how diffusers' single-file loader tells the two apart."""
 POOLED_WIDTH = 32
 """``projection_dim`` of the second encoder: its pooled output joins the six size/crop numbers in ``add_embedding``."""
 TIME_WIDTH = 8
@@ -20,13 +23,13 @@ TIME_WIDTH = 8
 SDXL_SCALING = 0.13025
 
 
-def _text_config(tokenizer, projection_dim: int | None = None):
+def _text_config(tokenizer, width: int, projection_dim: int | None = None):
     from transformers import CLIPTextConfig
 
     extra = {"projection_dim": projection_dim} if projection_dim else {}
     return CLIPTextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=TEXT_WIDTH,
+        hidden_size=width,
         intermediate_size=64,
         num_hidden_layers=2,  # SDXL reads the penultimate hidden state
         num_attention_heads=4,
@@ -58,7 +61,7 @@ def make_tiny_sdxl(folder: str | Path, seed: int = 0, sample_size: int = 8) -> P
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         transformer_layers_per_block=(1, 2),
-        cross_attention_dim=2 * TEXT_WIDTH,
+        cross_attention_dim=TEXT_WIDTH + TEXT_2_WIDTH,
         addition_embed_type="text_time",
         addition_time_embed_dim=TIME_WIDTH,
         projection_class_embeddings_input_dim=6 * TIME_WIDTH + POOLED_WIDTH,
@@ -85,8 +88,8 @@ def make_tiny_sdxl(folder: str | Path, seed: int = 0, sample_size: int = 8) -> P
     )
     pipe = StableDiffusionXLPipeline(
         vae=vae,
-        text_encoder=CLIPTextModel(_text_config(tokenizer)),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer, POOLED_WIDTH)),
+        text_encoder=CLIPTextModel(_text_config(tokenizer, TEXT_WIDTH)),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer, TEXT_2_WIDTH, POOLED_WIDTH)),
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
