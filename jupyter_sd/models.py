@@ -140,7 +140,7 @@ def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = ""
         if config:
             kwargs["config"] = config
         try:
-            pipe = _single_file_class(diffusers, config).from_single_file(source.location, **kwargs)
+            pipe = _single_file_class(diffusers, config, source.location).from_single_file(source.location, **kwargs)
         except Exception as error:  # the single-file loader raises many kinds for a file it can't map
             msg = (
                 f"model: could not load '{source.location}' as a Stable Diffusion checkpoint ({_first_line(error)}); "
@@ -166,8 +166,18 @@ def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = ""
     return pipe.to(device)
 
 
-def _single_file_class(diffusers: Any, config: str) -> Any:
-    """The pipeline class ``config``'s model_index.json names (SDXL, SD 2, ...); Stable Diffusion 1.x without one."""
+def _single_file_class(diffusers: Any, config: str, path: str = "") -> Any:
+    """Pick the pipeline class for a single-file checkpoint.
+
+    The class ``config``'s model_index.json names (SDXL, SD 2, ...); else SDXL when the file holds SDXL's second
+    text encoder; else Stable Diffusion 1.x/2.x.
+    """
+    if not config and path.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as checkpoint:
+            if any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys()):
+                return diffusers.StableDiffusionXLPipeline
     if config:
         try:
             name = diffusers.DiffusionPipeline.load_config(config).get("_class_name", "")

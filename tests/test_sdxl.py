@@ -146,3 +146,15 @@ def test_sdxl_single_file_loads_as_sdxl(engine, sdxl_dir, tmp_path, offline):
     assert latent_family(engine._pipe.vae.config) == "sdxl"
     from_folder = engine.generate(request.replace(model=str(sdxl_dir), model_config=""))
     assert np.array_equal(_pixels(from_file.images[0]), _pixels(from_folder.images[0]))
+
+
+def test_single_file_class_without_config_reads_the_checkpoint(sdxl_dir, tiny_model_dir, tmp_path):
+    """Without --model-config, an SDXL file is still opened as SDXL (its configs then come from the hub cache)."""
+    import diffusers
+
+    from jupyter_sd.models import _single_file_class
+
+    sdxl_file = convert_to_ldm_checkpoint(sdxl_dir, tmp_path / "xl.safetensors")
+    sd_file = convert_to_ldm_checkpoint(tiny_model_dir, tmp_path / "sd.safetensors")
+    assert _single_file_class(diffusers, "", str(sdxl_file)) is diffusers.StableDiffusionXLPipeline
+    assert _single_file_class(diffusers, "", str(sd_file)) is diffusers.StableDiffusionPipeline
