@@ -19,8 +19,11 @@ type Icon = CommandRegistry.ICommandOptions['icon'];
 export interface INotebookOps {
   /** Whether a notebook is open (the one commands act on). */
   hasNotebook(): boolean;
-  /** Insert a code cell below the active cell and make it active. */
-  insertCellBelow(source: string): void;
+  /**
+   * Insert a code cell below the active cell and make it active; with `edit`, put
+   * the cursor at its end, ready to type.
+   */
+  insertCellBelow(source: string, edit?: boolean): void;
   /** Run the active cell. */
   runActiveCell(): Promise<void>;
   /** Load `jupyter_sd` in the kernel, silently; resolves even if that fails. */
@@ -62,7 +65,7 @@ export function registerNotebookCommands(
     execute: async () => {
       const opts = await prepare();
       if (opts) {
-        ops.insertCellBelow(opts.cellTemplate);
+        ops.insertCellBelow(opts.cellTemplate, true);
       }
     }
   });

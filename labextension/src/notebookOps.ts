@@ -17,7 +17,7 @@ export function trackerOps(tracker: INotebookTracker): INotebookOps {
   return {
     hasNotebook: () => tracker.currentWidget !== null,
 
-    insertCellBelow: (source: string) => {
+    insertCellBelow: (source: string, edit = false) => {
       const panel = tracker.currentWidget;
       const notebook = panel?.content;
       if (!notebook?.model) {
@@ -31,7 +31,20 @@ export function trackerOps(tracker: INotebookTracker): INotebookOps {
       });
       notebook.activeCellIndex = index;
       notebook.deselectAll();
-      notebook.activeCell?.node.scrollIntoView({ block: 'nearest' });
+      const cell = notebook.activeCell;
+      cell?.node.scrollIntoView({ block: 'nearest' });
+      if (edit && cell) {
+        void cell.ready.then(() => {
+          const editor = cell.editor;
+          if (!editor) {
+            return;
+          }
+          notebook.mode = 'edit';
+          const line = editor.lineCount - 1;
+          editor.setCursorPosition({ line, column: editor.getLine(line)?.length ?? 0 });
+          editor.focus();
+        });
+      }
     },
 
     runActiveCell: async () => {

@@ -183,9 +183,14 @@ test('paint, find in gallery, insert as cell, re-run with identical pixels', asy
   let count = await cells(page).count();
   await toolbar.locator('[data-jp-item-name="jupyter-sd-insert-paint-cell"] button').click();
   await expect(cells(page)).toHaveCount(count + 1);
-  await expect(page.locator('.jp-Notebook .jp-Cell.jp-mod-active .cm-content')).toHaveText(
-    '%%paint'
-  );
+  const fresh = page.locator('.jp-Notebook .jp-Cell.jp-mod-active');
+  await expect(fresh.locator('.cm-content')).toHaveText('%%paint');
+  // ...in edit mode, cursor on the prompt line, highlighted as it is typed.
+  await expect(page.locator('.jp-Notebook.jp-mod-editMode')).toBeVisible();
+  await page.keyboard.type('a blue (square:1.1)');
+  await expect(fresh.locator('.cm-line').nth(1)).toHaveText('a blue (square:1.1)');
+  await expect(fresh.locator('.jp-sd-prompt').first()).toContainText('a blue');
+  await expect(fresh.locator('.jp-sd-weight')).toHaveText('1.1');
 
   // "Open paint panel" inserts `%paint panel` and runs it: a widget output appears.
   count = await cells(page).count();
