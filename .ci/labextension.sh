@@ -17,8 +17,9 @@ if [ -z "${CHROMIUM:-}" ] && ! command -v chromium-headless-shell >/dev/null && 
     || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
-echo "== labextension: Python build tools (jlpm comes with JupyterLab)"
+echo "== labextension: Python build tools (jlpm comes with JupyterLab) and jupyter_sd for the kernel"
 python -m pip install -q "jupyterlab>=4.0,<5" "hatchling>=1.21" "hatch-jupyter-builder>=0.5" pillow pytest
+python -c "import jupyter_sd, diffusers, ipykernel" 2>/dev/null || python -m pip install -q -e ".[test]"
 
 echo "== labextension: node packages (from yarn.lock) and the production build"
 cd labextension
