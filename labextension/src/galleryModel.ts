@@ -34,6 +34,9 @@ export interface IImageDetails {
 /** Where the gallery's folder came from. */
 export type FolderSource = 'notebook' | 'picked' | 'default';
 
+/** A floor under the poll interval, whatever the settings say. */
+const MIN_POLL_MS = 250;
+
 /** Keyword of the PNG chunk holding A1111 infotext. */
 export const PARAMETERS_CHUNK = 'parameters';
 /** Keyword of the PNG chunk holding our request as JSON. */
@@ -186,14 +189,14 @@ export class GalleryModel {
   /** Poll the folder every `intervalMs` until `stopPolling()`. */
   startPolling(intervalMs: number): void {
     this.stopPolling();
-    this._interval = Math.max(250, intervalMs);
+    const interval = Math.max(MIN_POLL_MS, intervalMs);
     const tick = async () => {
       // A browser tab in the background does not poll.
       if (!globalThis.document?.hidden) {
         await this.refresh();
       }
       if (this._timer !== null) {
-        this._timer = setTimeout(tick, this._interval);
+        this._timer = setTimeout(tick, interval);
       }
     };
     this._timer = setTimeout(tick, 0);
@@ -235,6 +238,5 @@ export class GalleryModel {
   private _error = '';
   private _details = new Map<string, Promise<IImageDetails>>();
   private _timer: ReturnType<typeof setTimeout> | null = null;
-  private _interval = 2000;
   private _changed = new Signal<this, void>(this);
 }

@@ -18,14 +18,17 @@ export class GalleryWidget extends ReactWidget {
     this.addClass('jp-sd-gallery-panel');
   }
 
-  /** Milliseconds between folder listings while the gallery is visible. */
-  get pollInterval(): number {
+  /**
+   * Milliseconds between folder listings while the gallery is visible (from the
+   * settings; `null`, the start value, means no polling, only manual refresh).
+   */
+  get pollInterval(): number | null {
     return this._interval;
   }
-  set pollInterval(ms: number) {
+  set pollInterval(ms: number | null) {
     this._interval = ms;
     if (this.isVisible) {
-      this._props.model.startPolling(ms);
+      this._startPolling();
     }
   }
 
@@ -43,7 +46,7 @@ export class GalleryWidget extends ReactWidget {
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
-    this._props.model.startPolling(this._interval);
+    this._startPolling();
   }
 
   protected onBeforeHide(msg: Message): void {
@@ -56,6 +59,15 @@ export class GalleryWidget extends ReactWidget {
     super.dispose();
   }
 
+  private _startPolling(): void {
+    if (this._interval === null) {
+      this._props.model.stopPolling();
+      void this._props.model.refresh();
+    } else {
+      this._props.model.startPolling(this._interval);
+    }
+  }
+
   private _props: IGalleryProps;
-  private _interval = 2000;
+  private _interval: number | null = null;
 }

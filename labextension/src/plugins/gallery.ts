@@ -62,18 +62,19 @@ async function activateGallery(
   widget.title.icon = imageIcon;
   widget.title.caption = trans.__('Paint gallery');
 
-  let defaultFolder = 'paint-outputs';
+  // From the settings (the schema holds the default); null until they load.
+  let defaultFolder: string | null = null;
   const follow = (force = false) => {
+    const panel = tracker.currentWidget;
+    widget.update({ canInsert: panel !== null });
     if (model.source === 'picked' && !force) {
       return;
     }
-    const panel = tracker.currentWidget;
     if (panel) {
       model.setFolder(paintFolderFor(panel.context.path), 'notebook');
-    } else {
+    } else if (defaultFolder !== null) {
       model.setFolder(normalize(defaultFolder), 'default');
     }
-    widget.update({ canInsert: panel !== null });
   };
   tracker.currentChanged.connect(() => follow());
   tracker.widgetAdded.connect((_, panel) => {
