@@ -246,3 +246,32 @@ test('a hostile prompt renders as text; delete asks first', async ({ page, reque
   await expect(gallery.locator('.jp-sd-thumb')).toHaveCount(1);
   expect(dialogs).toEqual([]);
 });
+
+test('without a notebook the gallery shows paint-outputs; Folder… shows another', async ({
+  page,
+  request
+}) => {
+  await putPng(request, 'paint-outputs/00001-5.png', 'text-latin1.png');
+  await putPng(request, 'elsewhere/00003-9.png', 'ztxt.png');
+  await page.goto('/lab?reset');
+  await page.locator('.lm-TabBar-tab[data-id="jupyter-sd-gallery"]').click();
+  const gallery = page.locator('#jupyter-sd-gallery');
+  await expect(gallery.locator('.jp-sd-gallery-folder')).toHaveText('/paint-outputs');
+  await expect(gallery.locator('.jp-sd-thumb')).toHaveCount(1);
+
+  // Without a notebook there is nowhere to insert a cell.
+  await gallery.locator('.jp-sd-thumb').click();
+  await expect(gallery.getByRole('button', { name: 'Insert as %%paint cell' })).toBeDisabled();
+
+  await gallery.getByRole('button', { name: 'Folder…' }).click();
+  const dialog = page.locator('.jp-Dialog');
+  await dialog.locator('.jp-DirListing-item', { hasText: 'elsewhere' }).click();
+  await dialog.getByRole('button', { name: 'Select' }).click();
+  await expect(gallery.locator('.jp-sd-gallery-folder')).toHaveText('/elsewhere');
+  await expect(gallery.locator('.jp-sd-thumb')).toHaveAttribute(
+    'data-path',
+    'elsewhere/00003-9.png'
+  );
+  await expect(gallery.getByRole('button', { name: 'Follow notebook' })).toBeVisible();
+  await shot(page, '07-picked-folder');
+});
