@@ -14,6 +14,21 @@ const PROMPT = 'a red circle on a blue background';
 
 test.describe.configure({ mode: 'serial' });
 
+// Our own errors (logged as `jupyter-sd: …`) and uncaught page errors fail every test.
+const problems: string[] = [];
+test.beforeEach(({ page }) => {
+  problems.length = 0;
+  page.on('pageerror', e => problems.push(`pageerror: ${e.message}`));
+  page.on('console', m => {
+    if (m.type() === 'error' && m.text().includes('jupyter-sd')) {
+      problems.push(m.text());
+    }
+  });
+});
+test.afterEach(() => {
+  expect(problems).toEqual([]);
+});
+
 function code(source: string) {
   return { cell_type: 'code', source, metadata: {}, outputs: [], execution_count: null };
 }
