@@ -107,6 +107,15 @@ describe('Gallery', () => {
     ]);
   });
 
+  it('selects the image a context menu opens on (the menu acts on the selection)', async () => {
+    await render();
+    const thumb = host.querySelector('[data-path="demo-paint/00001-1.png"]') as HTMLElement;
+    await act(async () => {
+      thumb.dispatchEvent(new MouseEvent('contextmenu', { bubbles: true }));
+    });
+    expect(model.selected?.path).toBe('demo-paint/00001-1.png');
+  });
+
   it('renders a hostile prompt as text, never as markup', async () => {
     await render();
     await act(async () => model.select('demo-paint/00002-7.png'));

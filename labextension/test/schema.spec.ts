@@ -49,6 +49,7 @@ describe('settings schemas', () => {
       for (const menu of schema['jupyter.lab.menus']?.main ?? []) {
         used.push(...menu.items.map((i: any) => i.command));
       }
+      used.push(...(schema['jupyter.lab.menus']?.context ?? []).map((i: any) => i.command));
     }
     expect(used.length).toBeGreaterThan(0);
     expect(used.filter(c => !ids.has(c))).toEqual([]);

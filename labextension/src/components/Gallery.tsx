@@ -97,6 +97,7 @@ export function Gallery(props: IGalleryProps): JSX.Element {
               data-path={image.path}
               aria-pressed={image.path === selected?.path}
               onClick={() => model.select(image.path === selected?.path ? null : image.path)}
+              onContextMenu={() => model.select(image.path)}
             >
               <img src={model.imageUrl(image)} alt={image.name} loading="lazy" />
             </button>

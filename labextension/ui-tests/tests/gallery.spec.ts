@@ -289,4 +289,13 @@ test('without a notebook the gallery shows paint-outputs; Folder… shows anothe
   );
   await expect(gallery.getByRole('button', { name: 'Follow notebook' })).toBeVisible();
   await shot(page, '07-picked-folder');
+
+  // The thumbnail's context menu acts on that image.
+  await gallery.locator('.jp-sd-thumb').click({ button: 'right' });
+  const menu = page.locator('.lm-Menu');
+  await expect(menu.getByText('Copy generation data')).toBeVisible();
+  await menu.getByText('Open image').click();
+  await expect(
+    page.locator('.lm-DockPanel-tabBar .lm-TabBar-tabLabel', { hasText: '00003-9.png' })
+  ).toBeVisible();
 });
