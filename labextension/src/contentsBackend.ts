@@ -6,7 +6,8 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { Contents, ServerConnection } from '@jupyterlab/services';
 
 import { IGalleryBackend } from './galleryModel';
-import { dirname, IContentsEntry } from './paths';
+import { watchMissingFolders } from './listing';
+import { IContentsEntry } from './paths';
 
 /** The gallery's backend on a contents manager. */
 export function contentsBackend(
@@ -26,27 +27,10 @@ export function contentsBackend(
       throw e;
     }
   };
-  // A folder that does not exist yet (nothing painted) is watched through its
-  // parent, so polling does not fill the server log with 404s.
-  const missing = new Set<string>();
   return {
     fileUrl,
 
-    list: async (folder: string) => {
-      if (missing.has(folder)) {
-        const name = folder.split('/').pop();
-        const parent = await entries(dirname(folder));
-        if (!parent?.some(e => e.name === name && e.type === 'directory')) {
-          return null;
-        }
-        missing.delete(folder);
-      }
-      const found = await entries(folder);
-      if (found === null) {
-        missing.add(folder);
-      }
-      return found;
-    },
+    list: watchMissingFolders(entries),
 
     readBytes: async (path: string) => {
       const response = await ServerConnection.makeRequest(
