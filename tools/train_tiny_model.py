@@ -558,6 +558,10 @@ def train_unet(args, vae, tok, log, outdir: Path):
         now = time.gmtime()
         deadline = time.time() + ((hh * 60 + mm) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
     for step in bar:
+        if args.stop_after is not None and step > args.stop_after:
+            log(f"--stop-after {args.stop_after} reached")
+            history["stopped_early_at"] = step
+            break
         if deadline is not None and time.time() > deadline and best[1] > 0:
             log(f"deadline {args.deadline} UTC reached at step {step}: stopping early")
             history["stopped_early_at"] = step
@@ -683,6 +687,9 @@ def main(argv=None):
     p.add_argument("--guidance", type=float, default=7.0, help="guidance used for validation")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--quick", action="store_true", help="tiny run to check the plumbing")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop UNet training after this many steps (the learning-rate schedule still spans "
+                        "--unet-steps): reproduces a run that a --deadline cut short")
     p.add_argument("--deadline", default=None,
                    help="UTC wall-clock time HH:MM after which UNet training stops early and exports the best "
                         "checkpoint (a safety net for shared machines; the run is then not reproducible)")
@@ -732,6 +739,7 @@ def main(argv=None):
     log(f"colour accuracy on 24 training captions (new seeds): {train_acc:.3f}")
 
     out.mkdir(parents=True, exist_ok=True)
+    pipe.scheduler = make_scheduler()  # generate() swapped in DPM++: ship the SD-style training schedule
     pipe.save_pretrained(out, safe_serialization=True)
     for name in ("vocab.json", "merges.txt"):  # the slow CLIPTokenizer (and older transformers) read these
         (out / "tokenizer" / name).write_bytes((work / "tokenizer" / name).read_bytes())
