@@ -57,8 +57,10 @@ def main() -> None:
     print(f"model folder size: {size / 1e6:.2f} MB")
     print(f"import torch+diffusers: {import_s:.2f} s")
     print(f"load (from_pretrained): first {loads[0]:.3f} s, median {statistics.median(loads):.3f} s (target <= 1 s)")
-    print(f"64x64, 20 steps, CFG {args.guidance:g}, batch 1: median {statistics.median(gens):.3f} s, "
-          f"min {min(gens):.3f} s (target <= 2 s)")
+    print(
+        f"64x64, 20 steps, CFG {args.guidance:g}, batch 1: median {statistics.median(gens):.3f} s, "
+        f"min {min(gens):.3f} s (target <= 2 s)"
+    )
 
 
 if __name__ == "__main__":

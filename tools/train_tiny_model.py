@@ -33,7 +33,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -495,12 +494,10 @@ def evaluate(pipe, combos, guidance: float, seed0: int = 1000, detail: bool = Fa
 
 def train_unet(args, vae, tok, log, outdir: Path):
     import torch
-    import torch.nn.functional as F
     from diffusers import DDPMScheduler
     from tqdm import tqdm
 
     torch.manual_seed(args.seed + 1)
-    rng = random.Random(args.seed + 1)
     combos = train_combos()
     t0 = time.time()
     latents, caps, imgs = encode_dataset(vae, combos, args.per_combo, args.seed + 2)
@@ -508,17 +505,26 @@ def train_unet(args, vae, tok, log, outdir: Path):
         before = vae.decode(latents[:8]).sample
     mu, sd = standardise_vae(vae, latents)
     latents = (latents - mu[None, :, None, None]) / sd[None, :, None, None]
-    log(f"encoded {len(latents)} training pictures in {time.time() - t0:.0f}s; latent mean {mu.tolist()} std {sd.tolist()}")
+    log(
+        f"encoded {len(latents)} training pictures in {time.time() - t0:.0f}s; "
+        f"latent mean {mu.tolist()} std {sd.tolist()}"
+    )
     with torch.no_grad():  # check the folding: the standardised latents must decode to the same pictures
         after = vae.decode(latents[:8]).sample
         again = vae.encode(to_tensor(imgs[:8])).latent_dist.mode()
-    log(f"standardisation check: decode change {(after - before).abs().max().item():.2e}, "
-        f"encode change {(again - latents[:8]).abs().max().item():.2e}")
+    log(
+        f"standardisation check: decode change {(after - before).abs().max().item():.2e}, "
+        f"encode change {(again - latents[:8]).abs().max().item():.2e}"
+    )
 
-    ids_all = tok(caps, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+    ids_all = tok(
+        caps, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
     empty_ids = tok([""], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
 
-    text_encoder = make_text_encoder(len(tok), tok.model_max_length, tok.bos_token_id, tok.eos_token_id, args.text_width, args.text_layers)
+    text_encoder = make_text_encoder(
+        len(tok), tok.model_max_length, tok.bos_token_id, tok.eos_token_id, args.text_width, args.text_layers
+    )
     unet = make_unet(tuple(args.unet_channels), args.unet_layers, args.text_width)
     n_unet = sum(p.numel() for p in unet.parameters())
     n_te = sum(p.numel() for p in text_encoder.parameters())
@@ -540,8 +546,12 @@ def train_unet(args, vae, tok, log, outdir: Path):
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
     for p in list(ema_unet.parameters()) + list(ema_te.parameters()):
         p.requires_grad_(False)
-    pairs = list(zip(list(unet.parameters()) + list(text_encoder.parameters()),
-                     list(ema_unet.parameters()) + list(ema_te.parameters())))
+    pairs = list(
+        zip(
+            list(unet.parameters()) + list(text_encoder.parameters()),
+            list(ema_unet.parameters()) + list(ema_te.parameters()),
+        )
+    )
 
     held = heldout_combos()
     val_pipe = make_pipeline(vae, ema_te, tok, ema_unet)
@@ -602,13 +612,18 @@ def train_unet(args, vae, tok, log, outdir: Path):
             history["eval_step"].append(step)
             history["eval_acc"].append(acc)
             history["eval_time"].append(time.time() - t_start)
-            log(f"step {step}: loss {np.mean(run_loss[-200:]):.4f}, held-out colour accuracy {acc:.3f} "
+            log(
+                f"step {step}: loss {np.mean(run_loss[-200:]):.4f}, held-out colour accuracy {acc:.3f} "
                 f"(shape colour {fg_acc:.2f}, background {bg_acc:.2f}) "
-                f"(guidance {args.guidance}, eval {time.time() - te:.1f}s, elapsed {(time.time() - t_start) / 60:.1f} min)")
+                f"(guidance {args.guidance}, eval {time.time() - te:.1f}s, "
+                f"elapsed {(time.time() - t_start) / 60:.1f} min)"
+            )
             if acc >= best[0]:
                 best = (acc, step)
-                torch.save({"unet": ema_unet.state_dict(), "te": ema_te.state_dict(), "step": step, "acc": acc},
-                           outdir / "best.pt")
+                torch.save(
+                    {"unet": ema_unet.state_dict(), "te": ema_te.state_dict(), "step": step, "acc": acc},
+                    outdir / "best.pt",
+                )
             json.dump(history, open(outdir / "history.json", "w"))
     best_state = torch.load(outdir / "best.pt")
     ema_unet.load_state_dict(best_state["unet"])
@@ -633,7 +648,7 @@ def plot_loss(history, path: Path):
     ax2 = ax.twinx()
     ax2.plot(history["eval_step"], history["eval_acc"], "o-", color="C1", label="held-out colour accuracy")
     ax2.set_ylim(0, 1.05)
-    ax2.set_ylabel("accuracy (guidance %g)" % history.get("guidance", 7))
+    ax2.set_ylabel("accuracy (guidance {:g})".format(history.get("guidance", 7)))
     fig.legend(loc="upper center", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -687,12 +702,19 @@ def main(argv=None):
     p.add_argument("--guidance", type=float, default=7.0, help="guidance used for validation")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--quick", action="store_true", help="tiny run to check the plumbing")
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="stop UNet training after this many steps (the learning-rate schedule still spans "
-                        "--unet-steps): reproduces a run that a --deadline cut short")
-    p.add_argument("--deadline", default=None,
-                   help="UTC wall-clock time HH:MM after which UNet training stops early and exports the best "
-                        "checkpoint (a safety net for shared machines; the run is then not reproducible)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop UNet training after this many steps (the learning-rate schedule still spans "
+        "--unet-steps): reproduces a run that a --deadline cut short",
+    )
+    p.add_argument(
+        "--deadline",
+        default=None,
+        help="UTC wall-clock time HH:MM after which UNet training stops early and exports the best "
+        "checkpoint (a safety net for shared machines; the run is then not reproducible)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.vae_steps, args.vae_max_steps, args.vae_polish = 20, 40, 10
@@ -719,8 +741,10 @@ def main(argv=None):
     log(f"train combos {len(train_combos())}, held-out combos {len(heldout_combos())}")
     # 1. tokenizer
     tok = build_tokenizer(work / "tokenizer", args.max_length)
-    log(f"tokenizer: {len(tok)} tokens; {caption('red', 'circle', 'blue')!r} -> "
-        f"{tok.convert_ids_to_tokens(tok(caption('red', 'circle', 'blue')).input_ids)}")
+    log(
+        f"tokenizer: {len(tok)} tokens; {caption('red', 'circle', 'blue')!r} -> "
+        f"{tok.convert_ids_to_tokens(tok(caption('red', 'circle', 'blue')).input_ids)}"
+    )
     # 2. VAE
     t0 = time.time()
     vae, vae_losses, vae_rt = train_vae(args, log)
