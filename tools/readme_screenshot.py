@@ -23,8 +23,7 @@ from test_panel_browser import CHROMIUM_ARGS, _chromium, _free_port, _run_cell  
 
 CELLS = [
     "%load_ext jupyter_sd",
-    "%%paint --steps 20 --seed 3 -n 4 --size 128x128\n"
-    "a yellow triangle on a purple background\nNegative prompt: a green square",
+    "%%paint --steps 20 --seed 3 -n 4\na yellow triangle on a purple background\nNegative prompt: a green square",
 ]
 
 
@@ -73,13 +72,20 @@ def main(target: Path) -> None:
                     time.sleep(0.3)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1100, "height": 760})
+                page = browser.new_page(viewport={"width": 1000, "height": 560}, device_scale_factor=1.5)
                 page.set_default_timeout(120_000)
                 page.goto(f"{url}/lab/tree/shapes.ipynb")
                 page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+                page.locator("#jp-left-stack").first.wait_for()
+                page.locator(
+                    ".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current"
+                ).first.click()  # fold the file browser
                 for index in range(len(CELLS)):
                     _run_cell(page, index)
                 page.locator(".jp-OutputArea-output img").last.wait_for()
+                no_news = page.locator(".jp-Notification-Toast-Close, .jp-toast-buttonBar button:has-text('No')")
+                if no_news.count():
+                    no_news.first.click()
                 time.sleep(1)
                 page.screenshot(path=str(target))
                 browser.close()
