@@ -43,10 +43,14 @@ def pipe():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from diffusers import StableDiffusionPipeline
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # one thread: the tiny model gains little from more, and on a busy 2-core machine (parallel test runs)
+    # two OpenMP threads were 6x slower than one (124 s against 20 s for this file)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     p = StableDiffusionPipeline.from_pretrained(MODEL, safety_checker=None, local_files_only=True)
     p.set_progress_bar_config(disable=True)
-    return p
+    yield p
+    torch.set_num_threads(threads)
 
 
 def _sampler(pipe, cls_name="DPMSolverMultistepScheduler", **overrides):
