@@ -180,3 +180,12 @@ def test_128_pixels_runs(pipe):
     out = _draw(pipe, ["a yellow triangle on a black background"], [4], steps=5, size=128, output_type="np")
     assert out.shape == (1, 128, 128, 3)
     assert np.isfinite(out).all()
+
+
+def test_text_encoder_loads_in_older_transformers():
+    """Weights live under ``text_model.`` as on the hub: transformers 4.x (Colab) would otherwise start from random."""
+    from safetensors import safe_open
+
+    with safe_open(str(MODEL / "text_encoder" / "model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert keys and all(key.startswith("text_model.") for key in keys)

@@ -278,6 +278,19 @@ def make_scheduler():
     )
 
 
+def prefix_text_encoder_keys(path: Path) -> None:
+    """Write the text encoder's weights under ``text_model.``, as SD checkpoints on the hub have them.
+
+    transformers 5 saves CLIPTextModel without that level; transformers 4.x (Colab's) then finds none of its weights
+    and quietly starts from random ones. Both versions load the prefixed names.
+    """
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(path))
+    weights = {key if key.startswith("text_model.") else f"text_model.{key}": value for key, value in weights.items()}
+    save_file(weights, str(path), metadata={"format": "pt"})
+
+
 def make_pipeline(vae, text_encoder, tokenizer, unet):
     from diffusers import StableDiffusionPipeline
 
@@ -767,6 +780,7 @@ def main(argv=None):
     pipe.save_pretrained(out, safe_serialization=True)
     for name in ("vocab.json", "merges.txt"):  # the slow CLIPTokenizer (and older transformers) read these
         (out / "tokenizer" / name).write_bytes((work / "tokenizer" / name).read_bytes())
+    prefix_text_encoder_keys(out / "text_encoder" / "model.safetensors")
     rgb = fit_latent_rgb(latents, imgs)
     log(f"latent_rgb fit RMSE {rgb.pop('_rmse'):.4f} (in [-1, 1] units)")
     (out / "latent_rgb.json").write_text(json.dumps(rgb) + "\n")
