@@ -331,7 +331,7 @@ class Engine:
         if request.preview == "none":
             return None
         taesd = None
-        if request.preview in ("auto", "taesd"):
+        if self.taesd and request.preview in ("auto", "taesd"):
             taesd = self._taesd_model(str(pipe.device), pipe.vae.dtype)
         return Previewer(request.preview, pipe, self._latent_rgb, taesd, (request.width, request.height))
 
