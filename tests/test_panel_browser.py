@@ -7,18 +7,14 @@ Generate and sees the preview and the final picture; then presses Stop on a long
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lab_server import notebook_json, running_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,28 +42,14 @@ def _chromium() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _notebook(model: Path) -> dict:
-    def cell(source: str) -> dict:
-        return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
-
+def _notebook(model: Path) -> str:
     slow = (
         "import time\n"
         "from jupyter_sd import painter\n"
         f"pipe = painter.get_engine().pipeline(painter.new_request(model={str(model)!r}))\n"
         "hook = pipe.unet.register_forward_pre_hook(lambda *a: time.sleep(0.05))  # a long run, to press Stop on"
     )
-    return {
-        "cells": [cell("%load_ext jupyter_sd"), cell(slow), cell(f"%paint panel --model {model} --steps 3")],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
+    return notebook_json("%load_ext jupyter_sd", slow, f"%paint panel --model {model} --steps 3")
 
 
 @pytest.fixture()
@@ -75,56 +57,12 @@ def lab(tmp_path, tiny_model_dir):
     pytest.importorskip("jupyterlab", reason="pip install 'jupyterlab>=4,<5'")
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    (notebooks / "panel.ipynb").write_text(json.dumps(_notebook(tiny_model_dir)))
-    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news toast
-    port = _free_port()
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-    }
-    log = open(tmp_path / "lab.log", "wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--allow-root",
-            "--no-browser",
-            "--ServerApp.token=",
-            "--ServerApp.password=",
-            f"--port={port}",
-            f"--notebook-dir={notebooks}",
-            "--ServerApp.ip=127.0.0.1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    (notebooks / "panel.ipynb").write_text(_notebook(tiny_model_dir))
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status", timeout=2).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
-                time.sleep(0.3)
-        yield url, notebooks
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        with running_lab(notebooks, tmp_path) as url:
+            yield url, notebooks
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 def _poll(predicate, timeout: float) -> bool:
