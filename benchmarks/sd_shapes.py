@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tiny_pipeline import _tokenizer  # noqa: E402
+from tiny_pipeline import _tokenizer, save_sd_pipeline  # noqa: E402
 
 
 def make_sd15_shaped(
@@ -21,7 +21,7 @@ def make_sd15_shaped(
     ``width=320, text_width=768, text_layers=12`` is SD 1.5's full size (860 M UNet parameters).
     """
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
@@ -62,18 +62,4 @@ def make_sd15_shaped(
         )
     )
     tokenizer.model_max_length = 77
-    scheduler = PNDMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
-    )
-    pipe = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder)
-    return folder
+    return save_sd_pipeline(folder, unet, vae, text_encoder, tokenizer)

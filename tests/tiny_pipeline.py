@@ -44,7 +44,7 @@ def _tokenizer(folder: Path):
 def make_tiny_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, block_channels=(16, 32)) -> Path:
     """Build a random SD-shaped pipeline (4-channel latents, cross-attention) and save it to `folder`."""
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
@@ -85,6 +85,13 @@ def make_tiny_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, 
             pad_token_id=1,
         )
     )
+    return save_sd_pipeline(folder, unet, vae, text_encoder, tokenizer)
+
+
+def save_sd_pipeline(folder: Path, unet, vae, text_encoder, tokenizer) -> Path:
+    """Assemble a StableDiffusionPipeline with SD's training schedule (as PNDM) and no safety checker; save it."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
     scheduler = PNDMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
     )
@@ -99,4 +106,4 @@ def make_tiny_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, 
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)
-    return folder
+    return Path(folder)
