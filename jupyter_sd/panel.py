@@ -148,7 +148,9 @@ class Panel(widgets.VBox):
 
     def close(self) -> None:
         """Close the panel: drop its queue and stop its running picture, then close the widget."""
-        self.worker.cancel()
+        worker = getattr(self, "worker", None)  # absent when __init__ refused its options
+        if worker is not None:
+            worker.cancel()
         super().close()
 
     def load(self, request: PaintRequest) -> None:
