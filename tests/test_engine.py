@@ -4,6 +4,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from progress_recorder import Recorder
 
 from jupyter_sd.engine import Engine, Progress
 from jupyter_sd.request import PaintRequest
@@ -93,22 +94,6 @@ def test_random_seed_is_recorded(engine, tiny_model_dir):
     result = engine.generate(PaintRequest(prompt="a fox", model=str(tiny_model_dir), steps=2, preview="none"))
     assert result.request.seed == result.seeds[0] >= 0
     assert (result.request.width, result.request.height) == (16, 16)  # the model's native size
-
-
-class Recorder(Progress):
-    def __init__(self, stop_at=None, event=None):
-        self.steps, self.frames, self.notices = [], [], []
-        self.stop_at, self.event = stop_at, event
-
-    def notice(self, text):
-        self.notices.append(text)
-
-    def step(self, step, total, previews):
-        self.steps.append((step, total))
-        if previews:
-            self.frames.append(previews)
-        if self.stop_at == step:
-            self.event.set()
 
 
 def test_previews_every_step_without_throttle(engine, tiny_model_dir):

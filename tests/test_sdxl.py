@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from ldm_checkpoint import SDXL_TEXT_2_PREFIX, SDXL_TEXT_PREFIX, config_only_copy, convert_to_ldm_checkpoint
+from progress_recorder import Recorder
 from tiny_sdxl import make_tiny_sdxl
 
-from jupyter_sd.engine import Engine, Progress
+from jupyter_sd.engine import Engine
 from jupyter_sd.preview import LATENT_RGB, latent_family
 from jupyter_sd.request import PaintRequest
 from jupyter_sd.samplers import make_scheduler
@@ -19,19 +20,6 @@ from jupyter_sd.samplers import make_scheduler
 
 def _pixels(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
-
-
-class Recorder(Progress):
-    def __init__(self, stop_at=None, event=None):
-        self.steps, self.frames = [], []
-        self.stop_at, self.event = stop_at, event
-
-    def step(self, step, total, previews):
-        self.steps.append((step, total))
-        if previews:
-            self.frames.append(previews)
-        if self.stop_at == step:
-            self.event.set()
 
 
 @pytest.fixture()

@@ -41,10 +41,27 @@ def _tokenizer(folder: Path):
     return tokenizer
 
 
+def tiny_vae(sample_size: int, **config):
+    """A random two-level AutoencoderKL with 4 latent channels (images twice the latent size)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=sample_size,
+        **config,
+    )
+
+
 def make_tiny_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, block_channels=(16, 32)) -> Path:
     """Build a random SD-shaped pipeline (4-channel latents, cross-attention) and save it to `folder`."""
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
@@ -62,16 +79,7 @@ def make_tiny_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, 
         attention_head_dim=8,
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=sample_size * 2,
-    )
+    vae = tiny_vae(sample_size * 2)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),

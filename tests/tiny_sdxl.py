@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tiny_pipeline import _tokenizer
+from tiny_pipeline import _tokenizer, tiny_vae
 
 TEXT_WIDTH = 32
 """Hidden size of the first (CLIP-L style) text encoder."""
@@ -44,7 +44,7 @@ def _text_config(tokenizer, width: int, projection_dim: int | None = None):
 def make_tiny_sdxl(folder: str | Path, seed: int = 0, sample_size: int = 8) -> Path:
     """Build a random SDXL-shaped pipeline (16×16 images by default) and save it to `folder`."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     folder = Path(folder)
@@ -67,15 +67,8 @@ def make_tiny_sdxl(folder: str | Path, seed: int = 0, sample_size: int = 8) -> P
         projection_class_embeddings_input_dim=6 * TIME_WIDTH + POOLED_WIDTH,
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=sample_size * 2,
+    vae = tiny_vae(
+        sample_size * 2,
         scaling_factor=SDXL_SCALING,
         force_upcast=True,  # SDXL's VAE overflows in float16: pipelines decode it in float32
     )
