@@ -28,6 +28,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
+def offline(monkeypatch):
+    """Nothing may reach the hub: huggingface_hub reads HF_HUB_OFFLINE at import, so patch its constant too."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture()
 def fresh_settings():
     """Reset the kernel's defaults around a test."""
     from jupyter_sd import painter

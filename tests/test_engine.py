@@ -193,8 +193,7 @@ def test_pipeline_is_cached_and_swapped(engine, tiny_model_dir, tmp_path):
         ("some-org/not-cached-model", "is not in the Hugging Face cache and the hub can't be reached"),
     ],
 )
-def test_bad_models_fail_cleanly(engine, tmp_path, monkeypatch, model, message):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_bad_models_fail_cleanly(engine, tmp_path, offline, model, message):
     if model.endswith(".ckpt"):
         (tmp_path / model).write_bytes(b"x")
         model = str(tmp_path / model)
@@ -208,10 +207,9 @@ def test_folder_without_model_index(engine, tmp_path):
         engine.generate(PaintRequest(prompt="a", model=str(tmp_path), steps=1))
 
 
-def test_single_file_that_is_not_a_checkpoint(engine, tmp_path, monkeypatch):
+def test_single_file_that_is_not_a_checkpoint(engine, tmp_path, offline):
     from safetensors.torch import save_file
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     path = tmp_path / "notes.safetensors"
     save_file({"hello": torch.zeros(2)}, str(path))
     with pytest.raises(

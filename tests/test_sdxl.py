@@ -22,15 +22,6 @@ def _pixels(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
-@pytest.fixture()
-def offline(monkeypatch):
-    """Nothing may reach the hub: huggingface_hub reads HF_HUB_OFFLINE at import, so patch its constant too."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
 @pytest.fixture(scope="module")
 def sdxl_dir(tmp_path_factory):
     return make_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))

@@ -30,15 +30,6 @@ def _pixels(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
-@pytest.fixture()
-def offline(monkeypatch):
-    """Nothing may reach the hub: huggingface_hub reads HF_HUB_OFFLINE at import, so patch its constant too."""
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tiny_model_dir, tmp_path_factory):
     """The tiny pipeline as one LDM-layout file, and a copy of its folder with configs but no weights."""
