@@ -21,13 +21,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from sd_shapes import make_sd15_shaped  # noqa: E402
+from sd_shapes import make_sd15_shaped, plain_call  # noqa: E402
 from tiny_pipeline import make_tiny_pipeline  # noqa: E402
 
 from jupyter_sd.engine import Progress  # noqa: E402
 from jupyter_sd.painter import get_engine, render  # noqa: E402
 from jupyter_sd.request import PaintRequest  # noqa: E402
-from jupyter_sd.samplers import make_scheduler  # noqa: E402
 
 
 class Clock(Progress):
@@ -64,16 +63,8 @@ def bench(name: str, model: Path, size: int, steps: int, runs: int, outdir: Path
     )
 
     def raw_run(pipe):
-        pipe.scheduler = make_scheduler(request.sampler, request.schedule, base)
         started = time.perf_counter()
-        image = pipe(
-            request.prompt,
-            num_inference_steps=steps,
-            guidance_scale=request.guidance,
-            width=size,
-            height=size,
-            generator=[torch.Generator("cpu").manual_seed(request.seed)],
-        ).images[0]
+        image = plain_call(pipe, request, base)
         return time.perf_counter() - started, image
 
     def our_run():

@@ -20,12 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sd_shapes import make_sd15_shaped  # noqa: E402
+from sd_shapes import make_sd15_shaped, plain_call  # noqa: E402
 
 from jupyter_sd.engine import Progress  # noqa: E402
 from jupyter_sd.painter import get_engine, render  # noqa: E402
 from jupyter_sd.request import PaintRequest  # noqa: E402
-from jupyter_sd.samplers import make_scheduler  # noqa: E402
 
 STEPS, SIZE, RUNS = 20, 512, 3
 
@@ -64,17 +63,9 @@ def main() -> None:
         )
 
         def raw_run():
-            raw.scheduler = make_scheduler(request.sampler, request.schedule, base)
             torch.cuda.synchronize()
             started = time.perf_counter()
-            image = raw(
-                request.prompt,
-                num_inference_steps=STEPS,
-                guidance_scale=request.guidance,
-                width=SIZE,
-                height=SIZE,
-                generator=[torch.Generator("cpu").manual_seed(request.seed)],
-            ).images[0]
+            image = plain_call(raw, request, base)
             torch.cuda.synchronize()
             return time.perf_counter() - started, image
 

@@ -63,3 +63,20 @@ def make_sd15_shaped(
     )
     tokenizer.model_max_length = 77
     return save_sd_pipeline(folder, unet, vae, text_encoder, tokenizer)
+
+
+def plain_call(pipe, request, base_config: dict):
+    """The baseline: a plain diffusers call with the request's sampler, seed, size, steps and guidance."""
+    import torch
+
+    from jupyter_sd.samplers import make_scheduler
+
+    pipe.scheduler = make_scheduler(request.sampler, request.schedule, base_config)
+    return pipe(
+        request.prompt,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        width=request.width,
+        height=request.height,
+        generator=[torch.Generator("cpu").manual_seed(request.seed)],
+    ).images[0]
