@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from jupyter_sd.models import BUNDLED_MODEL
+from jupyter_sd.engine.models import BUNDLED_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

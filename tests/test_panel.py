@@ -12,7 +12,7 @@ import ipywidgets as widgets  # noqa: E402
 
 from jupyter_sd import painter  # noqa: E402
 from jupyter_sd.panel import CellControls, Panel  # noqa: E402
-from jupyter_sd.panel_controls import css_class  # noqa: E402
+from jupyter_sd.panel.controls import css_class  # noqa: E402
 from jupyter_sd.request import option_fields  # noqa: E402
 from jupyter_sd.store import load_request, read_parameters  # noqa: E402
 
@@ -225,7 +225,7 @@ def test_worker_errors_other_than_value_error_name_their_type(panel, monkeypatch
     assert "RuntimeError: CUDA error: device-side assert" in panel.live.error.value
     assert "more lines" not in panel.live.error.value
     assert panel.live.bar.bar_style == "danger"
-    from jupyter_sd.panel_worker import error_line
+    from jupyter_sd.panel.worker import error_line
 
     assert error_line(MemoryError("out of memory painting 4 image(s): try -n 1")) == (
         "out of memory painting 4 image(s): try -n 1"
@@ -265,7 +265,7 @@ def test_cell_controls_paint_again(tiny_model_dir, tmp_path, fresh_settings):
 def test_foreground_mode_waits_for_the_picture(tiny_model_dir, tmp_path, fresh_settings, monkeypatch):
     import sys
 
-    from jupyter_sd.panel_worker import background_default
+    from jupyter_sd.panel.worker import background_default
 
     assert background_default() is True
     monkeypatch.setitem(sys.modules, "google.colab", object())  # Colab: updates sent while idle are not shown

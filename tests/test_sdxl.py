@@ -13,7 +13,7 @@ from progress_recorder import Recorder
 from tiny_sdxl import make_tiny_sdxl
 
 from jupyter_sd.engine import Engine
-from jupyter_sd.preview import LATENT_RGB, latent_family
+from jupyter_sd.engine.preview import LATENT_RGB, latent_family
 from jupyter_sd.request import PaintRequest
 from jupyter_sd.samplers import make_scheduler
 
@@ -131,7 +131,7 @@ def test_single_file_class_without_config_reads_the_checkpoint(sdxl_dir, tiny_mo
     """Without --model-config, an SDXL file is still opened as SDXL (its configs then come from the hub cache)."""
     import diffusers
 
-    from jupyter_sd.models import _single_file_class
+    from jupyter_sd.engine.models import _single_file_class
 
     sdxl_file = convert_to_ldm_checkpoint(sdxl_dir, tmp_path / "xl.safetensors")
     sd_file = convert_to_ldm_checkpoint(tiny_model_dir, tmp_path / "sd.safetensors")

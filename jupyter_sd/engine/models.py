@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BUNDLED_MODEL = Path(__file__).parent / "models" / "tiny"
+BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
 BUNDLED_NAME = "tiny"
 DEFAULT_CUDA_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")

@@ -20,11 +20,11 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from . import painter
-from .engine import Progress
-from .request import PaintRequest
-from .result import PaintResult, image_grid, png_bytes
-from .views import STATUS_INTERVAL, StepRate, status_text, summary_text
+from .. import painter
+from ..engine import Progress
+from ..request import PaintRequest
+from ..result import PaintResult, image_grid, png_bytes
+from ..views import STATUS_INTERVAL, StepRate, status_text, summary_text
 
 PREVIEW_WIDTH = "384"
 

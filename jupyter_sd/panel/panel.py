@@ -15,12 +15,12 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from . import painter
-from .panel_controls import Controls, control_for, set_tooltip
-from .panel_gallery import Gallery
-from .panel_worker import Job, LiveArea, Worker, background_default, error_line
-from .request import PaintRequest, option_fields, parse_size
-from .result import PaintResult
+from .. import painter
+from .controls import Controls, control_for, set_tooltip
+from .gallery import Gallery
+from .worker import Job, LiveArea, Worker, background_default, error_line
+from ..request import PaintRequest, option_fields, parse_size
+from ..result import PaintResult
 
 __all__ = ["CellControls", "Panel"]
 
