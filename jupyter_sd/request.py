@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .infotext import format_infotext, parse_infotext
 from .samplers import SAMPLERS, SCHEDULES
 
 PREVIEW_MODES = ("auto", "latent2rgb", "taesd", "full", "none")
@@ -378,62 +378,6 @@ def parse_size(text: str) -> tuple[int, int]:
         msg = f"size: expected WIDTHxHEIGHT such as 512x512 (got '{text}')"
         raise ValueError(msg)
     return int(match.group(1)), int(match.group(2))
-
-
-# -- A1111 infotext format --------------------------------------------------------------------------------------
-
-# A1111's own rule (modules/infotext_utils.py): a key, a colon, then a JSON-quoted value or anything up to a comma.
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-
-
-def quote_value(value: Any) -> str:
-    """Quote an infotext value exactly as A1111 does: JSON-quoted only if it holds ``,``, ``:`` or a newline."""
-    text = str(value)
-    if "," not in text and "\n" not in text and ":" not in text:
-        return text
-    return json.dumps(text, ensure_ascii=False)
-
-
-def format_infotext(prompt: str, negative_prompt: str, params: dict[str, Any]) -> str:
-    """Write prompt, negative prompt and parameters as A1111 generation data."""
-    line = ", ".join(f"{key}: {quote_value(value)}" for key, value in params.items() if value is not None)
-    negative = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
-    return f"{prompt}{negative}\n{line}".strip()
-
-
-def is_params_line(line: str) -> bool:
-    """Tell whether a line is an A1111 parameters line (A1111's test: at least 3 ``Key: value`` pairs)."""
-    return len(_RE_PARAM.findall(line)) >= 3
-
-
-def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
-    """Split A1111 generation data into prompt, negative prompt and the raw ``Key: value`` parameters.
-
-    Follows A1111's parser: the last line is the parameters line only when it holds at least three pairs; a line
-    starting ``Negative prompt:`` starts the negative prompt, which runs to the parameters line.
-    """
-    *lines, last = text.strip().split("\n")
-    if not is_params_line(last):
-        lines.append(last)
-        last = ""
-    prompt: list[str] = []
-    negative: list[str] = []
-    in_negative = False
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            in_negative = True
-            line = line[len("Negative prompt:") :].strip()
-        (negative if in_negative else prompt).append(line)
-    params: dict[str, str] = {}
-    for key, value in _RE_PARAM.findall(last):
-        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
-        params[key.strip()] = value.strip() if isinstance(value, str) else value
-    return "\n".join(prompt), "\n".join(negative), params
 
 
 _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")

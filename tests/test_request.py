@@ -4,16 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_sd.request import (
-    PaintRequest,
-    format_infotext,
-    is_params_line,
-    parse_body,
-    parse_infotext,
-    quote_value,
-)
+from jupyter_sd.infotext import format_infotext, is_params_line, parse_infotext, quote_value
+from jupyter_sd.request import PaintRequest, parse_body
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "a1111-infotext-samples.txt"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "a1111-infotext-samples.txt"
 
 
 def a1111_samples() -> list[str]:

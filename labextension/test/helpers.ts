@@ -4,23 +4,14 @@ import { inflateSync } from 'zlib';
 
 export const FIXTURES = path.join(__dirname, 'fixtures');
 
-/** The A1111 samples shared by the whole project (blocks between `=====` lines). */
+/** The A1111 samples the Python and Jest tests share (blocks between `=====` lines). */
 export const SAMPLES_FILE = path.resolve(
   __dirname,
-  '../../../shared/fixtures/a1111-infotext-samples.txt'
+  '../../tests/fixtures/a1111-infotext-samples.txt'
 );
 
-/**
- * The sample blocks: from the shared file when this checkout sits beside it, else the
- * copy make_fixtures.py recorded in samples-python.json (a lone clone, e.g. in CI).
- */
+/** The sample blocks of the repository's own samples file. */
 export function readSamples(file = SAMPLES_FILE): string[] {
-  if (!fs.existsSync(file)) {
-    const recorded = JSON.parse(
-      fs.readFileSync(path.join(FIXTURES, 'samples-python.json'), 'utf-8')
-    );
-    return recorded.map((r: { text: string }) => r.text);
-  }
   const blocks: string[] = [];
   let current: string[] = [];
   const flush = () => {

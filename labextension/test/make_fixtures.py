@@ -9,7 +9,7 @@ iTXt). ``expected.json`` records what jupyter_sd's Python parser reads from each
 file; the Jest tests check the TypeScript parser reads the same, and
 ``tests/test_labextension.py`` checks the committed files still parse that way in
 Python, so the same file parses the same in both languages. ``samples-python.json``
-does the same for every block of the shared A1111 samples file.
+does the same for every block of the A1111 samples file in tests/fixtures/.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from jupyter_sd import store  # noqa: E402
-from jupyter_sd.request import PaintRequest, parse_infotext  # noqa: E402
+from jupyter_sd.infotext import parse_infotext  # noqa: E402
+from jupyter_sd.request import PaintRequest  # noqa: E402
 
 HERE = Path(__file__).resolve().parent / "fixtures"
-SAMPLES = ROOT.parent / "shared" / "fixtures" / "a1111-infotext-samples.txt"
+SAMPLES = ROOT / "tests" / "fixtures" / "a1111-infotext-samples.txt"
 
 PLAIN = (
     "masterpiece, best quality, a watercolor fox in a snowy forest, soft light\n"
