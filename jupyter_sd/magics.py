@@ -14,6 +14,7 @@ from traitlets import Unicode, observe
 from . import painter
 from .options import build_parser, parse_options
 from .request import coerce_options, option_fields, parse_body
+from .xyz_axes import split_plot_options
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel")
 _USAGE = """\
@@ -34,6 +35,9 @@ Line magic:
     %paint info                 what is loaded, on which device, memory
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
+
+X/Y/Z plot: --x/--y/--z 'Name: values' paint one picture per value (or pair, or triple) and a labelled grid:
+    %%paint --x "Steps: 10, 20, 30" --y "CFG scale: 3-9 [4]" --z "Sampler: Euler a, DPM++ 2M" --seed 1
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
@@ -117,6 +121,7 @@ class PaintMagics(Magics):
             print(HELP)
             return None
         with_controls = options.pop("ui", False)
+        plot = split_plot_options(options)
         if cell is not None:
             body = expand_variables(cell, self.shell.user_ns)
             options = {**parse_body(body), **options}
@@ -124,6 +129,10 @@ class PaintMagics(Magics):
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
         request = painter.new_request(**options).validate()
+        if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
+            from .xyz import run_plot
+
+            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
