@@ -12,7 +12,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Unicode, observe
 
 from . import painter
-from .options import build_parser, parse_options
+from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel")
@@ -51,7 +51,7 @@ class _Variables(string.Formatter):
 
     def get_value(self, key: Any, args: Any, kwargs: Mapping[str, Any]) -> Any:
         if isinstance(key, str) and key not in kwargs:
-            msg = f"prompt: {{{key}}} is not a notebook variable (write {{{{ and }}}} for literal braces)"
+            msg = f"prompt: {{{one_line(key)}}} is not a notebook variable (write {{{{ and }}}} for literal braces)"
             raise ValueError(msg)
         return super().get_value(key, args, kwargs)
 
@@ -105,7 +105,7 @@ class PaintMagics(Magics):
         try:
             return self._paint(line, cell)
         except (ValueError, MemoryError) as error:
-            raise UsageError(str(error)) from None
+            raise UsageError(one_line(str(error))) from None
 
     def _paint(self, line: str, cell: str | None) -> Any:
         first = line.strip().split(maxsplit=1)

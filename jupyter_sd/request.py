@@ -362,7 +362,7 @@ class PaintRequest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PaintRequest:
         """Build a request from a dict such as `to_dict()` wrote, ignoring keys it does not know."""
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | {"size"}
         return cls(**coerce_options({k: v for k, v in data.items() if k in known}))
 
     # -- validation -------------------------------------------------------------------------------------------
@@ -596,7 +596,16 @@ def coerce_value(name: str, value: Any) -> Any:
 
 
 def coerce_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Coerce every value of an options dict (see `coerce_value`)."""
+    """Coerce every value of an options dict (see `coerce_value`).
+
+    ``size`` (``"512x768"``, as ``--size`` and A1111 write it) is accepted wherever options are, and becomes
+    ``width`` and ``height``; this is the one place that happens.
+    """
+    options = dict(options)
+    if "size" in options:
+        size = options.pop("size")
+        if size not in (None, ""):
+            options["width"], options["height"] = parse_size(str(size))
     return {name: coerce_value(name, value) for name, value in options.items()}
 
 
