@@ -33,8 +33,11 @@ _models_dir: Path | None = None
 
 
 def default_models_dir() -> Path:
-    """Where the models folder is when nobody said: Drive's ``MyDrive/jupyter_sd/models`` when Drive is mounted
-    in Colab, else ``~/.cache/jupyter_sd/models`` (``$JUPYTER_SD_MODELS`` overrides both)."""
+    """Where the models folder is when nobody said.
+
+    Drive's ``MyDrive/jupyter_sd/models`` when Drive is mounted in Colab, else ``~/.cache/jupyter_sd/models``;
+    ``$JUPYTER_SD_MODELS`` overrides both.
+    """
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
     if _COLAB_DRIVE_MODELS.parent.parent.is_dir():

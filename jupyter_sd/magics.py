@@ -12,8 +12,8 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Unicode, observe
 
 from . import library, painter
-from .options import build_parser, parse_options
 from .infotext import parse_infotext
+from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel", "models")
@@ -53,7 +53,7 @@ class _Variables(string.Formatter):
 
     def get_value(self, key: Any, args: Any, kwargs: Mapping[str, Any]) -> Any:
         if isinstance(key, str) and key not in kwargs:
-            msg = f"prompt: {{{key}}} is not a notebook variable (write {{{{ and }}}} for literal braces)"
+            msg = f"prompt: {{{one_line(key)}}} is not a notebook variable (write {{{{ and }}}} for literal braces)"
             raise ValueError(msg)
         return super().get_value(key, args, kwargs)
 
@@ -107,7 +107,7 @@ class PaintMagics(Magics):
         try:
             return self._paint(line, cell)
         except (ValueError, MemoryError) as error:
-            raise UsageError(str(error)) from None
+            raise UsageError(one_line(str(error))) from None
 
     def _paint(self, line: str, cell: str | None) -> Any:
         first = line.strip().split(maxsplit=1)

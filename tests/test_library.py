@@ -9,7 +9,6 @@ import os
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 
 from jupyter_sd import library
 from jupyter_sd.infotext import parse_infotext
@@ -126,7 +125,7 @@ CIVITAI = (
     "(masterpiece:1.2), best quality, a red circle on a blue background <lora:add_detail:0.8>\n"
     "Negative prompt: (worst quality:1.4), lowres, EasyNegative\n"
     "Steps: 12, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 64x64, "
-    "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, ADetailer model: face_yolov8n.pt, Hires upscale: 2, "
+    "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, ADetailer model: face_yolov8n.pt, Face restoration: CodeFormer, "
     'Lora hashes: "add_detail: 7c6bad76eb54", RNG: CPU, Version: v1.10.1'
 )
 
@@ -139,7 +138,7 @@ def test_pasted_model_is_found_by_name_then_by_hash(models):
     renamed = {**params, "Model": "renamed", "Model hash": hashlib.sha256(data).hexdigest()[:10]}
     assert options_from_params(renamed)["model"] == str(ckpt)
     assert pasted_notes(renamed, "v1-5-pruned-emaonly") == [
-        "ignored from the generation data: ADetailer model, Hires upscale"
+        "ignored from the generation data: ADetailer model, Face restoration"
     ]
 
 
@@ -180,11 +179,23 @@ def test_written_keys_follow_a1111s_order():
 # -- %paint models and %paint config models= -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+class _Shell:
+    """The magic object itself: ``%paint models`` and ``%paint config`` need no kernel (test_magics owns the
+    process's one global test shell, which IPython lets start only once)."""
+
+    def __init__(self) -> None:
+        from jupyter_sd.magics import PaintMagics
+
+        self.magics = PaintMagics(shell=None)
+
+    def run_line_magic(self, name: str, line: str):
+        assert name == "paint"
+        return self.magics.paint(line)
+
+
+@pytest.fixture()
 def shell():
-    ip = start_ipython()
-    ip.run_line_magic("load_ext", "jupyter_sd")
-    return ip
+    return _Shell()
 
 
 def test_paint_models_prints_the_table(shell, models, capsys):
