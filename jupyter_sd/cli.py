@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import painter
-from .options import build_parser, parse_options
+from .options import build_parser, one_line, parse_options
 from .xyz_axes import split_plot_options
 
 _DESCRIPTION = """\
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = painter.render(request, ConsoleView(), reraise_interrupt=False)
     except (ValueError, MemoryError) as error:
-        print(f"jupyter-sd: {error}", file=sys.stderr)
+        print(f"jupyter-sd: {one_line(str(error))}", file=sys.stderr)
         return 2
     for path in result.paths:
         print(path)

@@ -124,10 +124,6 @@ def paint(prompt: str = "", *, view: Progress | None = None, **options: Any) -> 
         from .xyz import xyz
 
         return xyz(prompt, view=view, **options)
-    if "size" in options:
-        from .request import parse_size
-
-        options["width"], options["height"] = parse_size(str(options.pop("size")))
     user_ns = None
     try:
         from IPython import get_ipython

@@ -20,7 +20,7 @@ from PIL import Image
 from . import painter
 from .engine import Progress
 from .infotext import quote_value
-from .request import MAX_SEED, PaintRequest, parse_size
+from .request import MAX_SEED, PaintRequest
 from .result import PaintResult, image_grid
 from .store import png_info, save_image
 from .xyz_axes import PLOT_OPTIONS, AxisValues, parse_axis, split_plot_options
@@ -105,9 +105,14 @@ def _confirm(axis: AxisValues, base: PaintRequest) -> None:
         if search not in base.prompt and search not in base.negative_prompt:
             msg = f"{axis.which}: Prompt S/R did not find '{search}' in the prompt or negative prompt"
             raise ValueError(msg)
-    elif label == "Lora weight" and "<lora:" not in base.prompt:
-        msg = f"{axis.which}: Lora weight varies the first <lora:name:weight> tag, and the prompt has none"
-        raise ValueError(msg)
+    elif label == "Lora weight":
+        from .prompts import extract_networks
+
+        if not extract_networks(base.prompt)[1]:
+            msg = f"{axis.which}: Lora weight varies the first <lora:name:weight> tag, and the prompt has none"
+            raise ValueError(msg)
+    elif label == "VAE":
+        _confirm_files(axis, "vae", skip=("", "none", "automatic", "auto"))
     elif label == "Checkpoint name":
         from .engine.models import resolve_model
 
@@ -117,6 +122,19 @@ def _confirm(axis: AxisValues, base: PaintRequest) -> None:
             except ValueError as error:
                 msg = f"{axis.which}: Checkpoint name value '{value}': {error}"
                 raise ValueError(msg) from None
+
+
+def _confirm_files(axis: AxisValues, kind: str, skip: tuple[str, ...]) -> None:
+    """Every value names a file or folder, or a model in the models folder (``library``)."""
+    from pathlib import Path
+
+    from . import library
+
+    for value in axis.values:
+        if value.lower() in skip or Path(value).expanduser().exists() or library.find_model(kind, value):
+            continue
+        msg = f"{axis.which}: {axis.axis.label} value '{value}': {library.not_found_message(kind, value)}"
+        raise ValueError(msg)
 
 
 def _cell_request(base: PaintRequest, axes: list[AxisValues], index: Index) -> PaintRequest:
@@ -318,8 +336,6 @@ def xyz(
     ValueError
         For a bad axis, value or option (one line), before anything is painted.
     """
-    if "size" in options:
-        options["width"], options["height"] = parse_size(str(options.pop("size")))
     specs = {**split_plot_options(options), **{k: v for k, v in {"x": x, "y": y, "z": z}.items() if v}}
     request = painter.new_request(prompt=prompt, **options)
     return run_plot(request, specs, view, stop=stop, user_ns=_user_ns())

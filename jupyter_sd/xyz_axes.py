@@ -118,18 +118,28 @@ def _prompt_sr(request: PaintRequest, value: str, values: list[Any]) -> dict[str
     }
 
 
-_LORA_TAG = re.compile(r"<lora:([^:>]+)(?::([^:>]*))?((?::[^>]*)?)>")
+_LORA_TAG = re.compile(r"<(lora|lyco):([^:>]+)(?::[^>]*)?>")
 
 
 def _lora_weight(request: PaintRequest, value: float, values: list[Any]) -> dict[str, Any]:
+    """Set the first LoRA tag's multiplier (text encoder and UNet alike): ``<lora:ink:0.8>`` → ``<lora:ink:0.5>``."""
     text = _format_float(value)
-    prompt = _LORA_TAG.sub(lambda m: f"<lora:{m.group(1)}:{text}{m.group(3)}>", request.prompt, count=1)
+    prompt = _LORA_TAG.sub(lambda m: f"<{m.group(1)}:{m.group(2)}:{text}>", request.prompt, count=1)
     return {"prompt": prompt}
+
+
+_AUTOMATIC_VAE = ("none", "automatic", "auto")
+
+
+def _vae(request: PaintRequest, value: str, values: list[Any]) -> dict[str, Any]:
+    """A1111's ``None`` / ``Automatic`` VAE values mean the model's own VAE."""
+    return {"vae": "" if value.lower() in _AUTOMATIC_VAE else value}
 
 
 SPECIAL_AXES: tuple[Axis, ...] = (
     Axis("Seed", "int", "seed", random_minus_one=True),
     Axis("Var. seed", "int", "variation_seed", aliases=("Variation seed", "subseed"), random_minus_one=True),
+    Axis("Var. strength", "float", "variation_strength", aliases=("Variation seed strength", "subseed strength")),
     Axis("Steps", "int", "steps"),
     Axis("CFG Scale", "float", "guidance", aliases=("CFG", "guidance scale")),
     Axis("Prompt S/R", "str", None, aliases=("prompt sr", "prompt search replace"), labels="raw", apply=_prompt_sr),
@@ -141,7 +151,7 @@ SPECIAL_AXES: tuple[Axis, ...] = (
     Axis("Hires upscale", "float", "hires"),
     Axis("Hires steps", "int", "hires_steps"),
     Axis("Size", "size", None, aliases=("WxH",)),
-    Axis("VAE", "str", "vae", cost=0.7, labels="basename"),
+    Axis("VAE", "str", "vae", cost=0.7, apply=_vae),
     Axis(
         "Lora weight",
         "float",

@@ -155,11 +155,29 @@ def test_lora_weight_rewrites_the_first_tag_only():
     axis = next(a for a in SPECIAL_AXES if a.label == "Lora weight")
     request = PaintRequest(prompt="a fox <lora:ink:0.8> and <lora:paper:1>, <lora:x>")
     assert axis.changes(request, 0.25, [0.25])["prompt"] == "a fox <lora:ink:0.25> and <lora:paper:1>, <lora:x>"
-    request = PaintRequest(prompt="<lora:ink> fox")
-    assert axis.changes(request, 1.5, [1.5])["prompt"] == "<lora:ink:1.5> fox"
+    request = PaintRequest(prompt="<lyco:ink> fox <lora:b:1>")
+    assert axis.changes(request, 1.5, [1.5])["prompt"] == "<lyco:ink:1.5> fox <lora:b:1>"
+    request = PaintRequest(prompt="<lora:ink:0.8:0.3> fox")  # text encoder and UNet weights alike
+    assert axis.changes(request, 0.5, [0.5])["prompt"] == "<lora:ink:0.5> fox"
     if axis.missing() is None:
-        with pytest.raises(ValueError, match="the prompt has none"):
+        from jupyter_sd.prompts import extract_networks
+
+        checked = plan(PaintRequest(prompt="a fox <lora:ink:0.8>"), {"x": "Lora weight: 0-1 [3]"})
+        weights = [extract_networks(r.prompt)[1][0].unet_weight for r in checked.requests.values()]
+        assert weights == [0.0, 0.5, 1.0]
+        with pytest.raises(ValueError, match="^x: Lora weight varies the first <lora:name:weight> tag, and the"):
             plan(PaintRequest(prompt="a fox"), {"x": "Lora weight: 0.5, 1"})
+
+
+def test_vae_axis_values_must_exist(tmp_path):
+    if find_axis("VAE").missing() is not None:
+        pytest.skip("this version has no vae option")
+    (tmp_path / "ink.safetensors").write_bytes(b"")
+    checked = plan(PaintRequest(prompt="a fox"), {"x": f"VAE: None, {tmp_path / 'ink.safetensors'}"})
+    assert [r.vae for r in checked.requests.values()] == ["", str(tmp_path / "ink.safetensors")]
+    assert checked.axes[0].labels[0] == "VAE: None"
+    with pytest.raises(ValueError, match="^x: VAE value 'nosuchvae': vae: no 'nosuchvae' in "):
+        plan(PaintRequest(prompt="a fox"), {"x": "VAE: nosuchvae"})
 
 
 # -- the grid -------------------------------------------------------------------------------------------------------
@@ -399,9 +417,9 @@ def test_stop_event_before_start_paints_nothing(tiny_model_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def shell():
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing import globalipapp
 
-    ip = start_ipython()
+    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # started once per process, maybe by another module
     ip.run_line_magic("load_ext", "jupyter_sd")
     return ip
 
