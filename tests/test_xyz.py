@@ -542,3 +542,56 @@ def test_example_notebook_runs_top_to_bottom(tmp_path):
     assert tables and "Sampler" in tables[0]["data"]["text/html"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "Script: X/Y/Z plot, X Type: Prompt S/R" in text and "Fixed Y Values" in text
+
+
+# -- the panel's section -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def section(tiny_model_dir, tmp_path, fresh_settings):
+    pytest.importorskip("ipywidgets")
+    from jupyter_sd.panel import Panel
+    from jupyter_sd.panel.xyz_section import XYZSection
+
+    panel = Panel(model=str(tiny_model_dir), outdir=str(tmp_path / "out"), steps=2, seed=5, user_ns={})
+    panel.controls.widgets["prompt"].value = "a red circle"
+    found = [child for child in panel.children if isinstance(child, XYZSection)]
+    assert len(found) == 1
+    yield found[0]
+    found[0].stop()
+    found[0].wait(60)
+
+
+def test_panel_section_lists_the_generated_axes_and_plots(section, tmp_path):
+    from jupyter_sd.xyz_axes import axes
+
+    kind, values = section.rows["x"]
+    assert set(kind.options) == {"Nothing"} | {a.label for a in axes() if a.missing() is None}
+    kind.value, values.value = "Steps", "1, 2"
+    section.rows["y"][0].value, section.rows["y"][1].value = "CFG Scale", "5, 7"
+    assert section.specs() == {"x": "Steps: 1, 2", "y": "CFG Scale: 5, 7"}
+    assert section.plot() is not None and section.wait(120)
+    plot = section.result
+    assert len(plot) == 4 and plot.path == tmp_path / "out" / "00005-xyz.png"
+    shown = Image.open(io.BytesIO(section.grid.value))
+    assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(plot.grid))
+    assert "4/4 cells" in section.status.value and not section.error.value
+    assert plot[2, 7].request.prompt == "a red circle" and plot[2, 7].request.seed == 5
+    assert not section.plot_button.disabled and section.stop_button.disabled
+
+
+def test_panel_section_refuses_a_bad_axis_in_one_line(section, tmp_path):
+    section.rows["x"][0].value, section.rows["x"][1].value = "Prompt S/R", "cat, dog"
+    assert section.plot() is None
+    assert "Prompt S/R did not find &#x27;cat&#x27;" in section.error.value
+    assert not (tmp_path / "out").exists()
+
+
+def test_panel_section_stop_keeps_finished_cells(section, tmp_path):
+    section.rows["x"][0].value, section.rows["x"][1].value = "Seed", "1, 2, 3"
+    section.grid.observe(lambda change: section.stop(), names="value")  # Stop as soon as the first cell shows
+    assert section.plot() is not None and section.wait(120)
+    plot = section.result
+    assert plot.stopped_by == "stop" and len(plot) == 1
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00001-1.png", "00002-xyz.png"]
+    assert "stopped after 1/3 cells" in section.status.value
