@@ -23,14 +23,13 @@ from .infotext import quote_value
 from .request import MAX_SEED, PaintRequest
 from .result import PaintResult, image_grid
 from .store import png_info, save_image
-from .xyz_axes import PLOT_OPTIONS, AxisValues, parse_axis, split_plot_options
+from .xyz_axes import PLOT_OPTIONS, SCRIPT_TITLE, AxisValues, parse_axis, split_plot_options
 from .xyz_grid import GridLayout
 from .xyz_result import Index, PlotResult
 from .xyz_views import PlotView, default_plot_view
 
 __all__ = ["Plan", "PlotResult", "plan", "run_plot", "xyz"]
 
-SCRIPT_TITLE = "X/Y/Z plot"
 last_plot: PlotResult | None = None
 """The last plot this kernel ran (kept when an interrupt re-raises ``KeyboardInterrupt``)."""
 

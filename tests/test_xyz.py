@@ -463,6 +463,23 @@ def test_cell_and_line_magic_and_paint_make_plots(shell, tiny_model_dir, tmp_pat
     assert same.all()
 
 
+def test_pasted_grid_infotext_paints_the_same_plot_again(shell, tiny_model_dir, tmp_path, capsys):
+    first = _run(
+        shell, f'%%paint --model {tiny_model_dir} -o {tmp_path / "a"} --x "Seed: -1, 7" --y "Steps: 1, 2"\na fox'
+    )
+    assert "Fixed X Values" in first.infotext
+    capsys.readouterr()
+    again = _run(shell, f"%%paint --model {tiny_model_dir} -o {tmp_path / 'b'}\n{first.infotext}")
+    assert type(again).__name__ == "PlotResult" and len(again) == 4
+    assert [a.text for a in again.axes] == [first.axes[0].texts[0] + ", 7", "1, 2"]
+    for index, cell in first.cells.items():
+        assert again.cells[index].seeds == cell.seeds
+        assert np.array_equal(np.asarray(again.cells[index].images[0]), np.asarray(cell.images[0]))
+    assert "Script" not in capsys.readouterr().out  # the grid's own keys are not reported as ignored
+    with pytest.raises(UsageError, match="^ui: --ui puts controls under one picture"):
+        _run(shell, f'%%paint --ui --model {tiny_model_dir} --x "Steps: 1, 2"\na fox')
+
+
 def test_cli_plot_prints_every_file(tiny_model_dir, tmp_path, capsys):
     from jupyter_sd.cli import main
 
