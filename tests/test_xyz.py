@@ -518,7 +518,7 @@ def test_kernel_interrupt_mid_plot_shows_the_partial_grid(tiny_model_dir, tmp_pa
     assert state["sent"] and reply_status(messages) == "ok"
     updates = [m["content"]["data"] for m in of_type(messages, "update_display_data")]
     grids = [d for d in updates if d.get("text/plain", "").startswith("X/Y/Z grid, 1/3 cells")]
-    assert grids and "image/png" in grids[0]  # the live grid, filled in after the first cell
+    assert grids and "image/jpeg" in grids[0]  # the live grid, filled in after the first cell
     statuses = [d.get("text/plain", "") for d in updates]
     assert any(s.startswith("interrupted after 1/3 cells") for s in statuses)
     result = of_type(messages, "execute_result")[0]["content"]["data"]

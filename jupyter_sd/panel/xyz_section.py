@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from PIL import Image
 
-from ..result import PaintResult
+from ..result import PaintResult, png_bytes
 from ..xyz_axes import PLOT_OPTIONS, axes
 from ..xyz_result import Index, PlotResult
-from ..xyz_views import PlotView, live_png, summary
+from ..xyz_views import PlotView, live_jpeg, summary
 from .controls import set_tooltip
 from .worker import error_line, jpeg_bytes
 
@@ -59,7 +59,7 @@ class _WidgetPlotView(PlotView):
         self.section.preview.layout.display = "none"
         self.section.bar.bar_style = "warning" if plot.interrupted else "success"
         if plot.grid is not None:
-            self.section.show(plot.grid)
+            self.section.show(plot.grid, final=True)
         self.section.say(summary(plot))
 
 
@@ -94,7 +94,7 @@ class XYZSection(widgets.Accordion):
         self.status.add_class("jupyter-sd-xyz-status")
         self.error = widgets.HTML(value="")
         self.error.add_class("jupyter-sd-error")
-        self.grid = widgets.Image(format="png", width=GRID_WIDTH, layout=widgets.Layout(display="none"))
+        self.grid = widgets.Image(format="jpeg", width=GRID_WIDTH, layout=widgets.Layout(display="none"))
         self.grid.add_class("jupyter-sd-xyz-grid")
         self.preview = widgets.Image(format="jpeg", width="128", layout=widgets.Layout(display="none"))
         self.result: PlotResult | None = None
@@ -125,10 +125,11 @@ class XYZSection(widgets.Accordion):
         """Show an error line; empty clears it."""
         self.error.value = f'<span style="color:#c62828">⚠ {html.escape(text)}</span>' if text else ""
 
-    def show(self, grid: Image.Image) -> None:
-        """Show the (live or final) grid."""
-        self.grid.value = live_png(grid)
-        self.grid.layout.display = ""
+    def show(self, grid: Image.Image, final: bool = False) -> None:
+        """Show the live grid (JPEG) or the final one (PNG)."""
+        with self.grid.hold_sync():
+            self.grid.format, self.grid.value = ("png", png_bytes(grid)) if final else ("jpeg", live_jpeg(grid))
+            self.grid.layout.display = ""
 
     def specs(self) -> dict[str, str]:
         """The axes the rows describe, as ``{"x": "Steps: 10, 20"}`` (rows set to Nothing are left out)."""
