@@ -19,6 +19,7 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
+from .conditioning import build_conditioning
 from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
 from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 
@@ -150,6 +151,8 @@ class Engine:
         self.load_count = 0
         self.load_seconds = 0.0
         self.last_result: PaintResult | None = None
+        self.networks_key: Any = ()
+        """What the text encoders carry besides the model (LoRA, embeddings): part of the embedding cache key."""
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -348,6 +351,10 @@ class Engine:
         import torch
 
         capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
+        conditioning = build_conditioning(
+            pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
+            networks_key=self.networks_key,
+        )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         done = 0
         last_frame = -math.inf
@@ -357,6 +364,7 @@ class Engine:
             total = getattr(pipe_, "num_timesteps", request.steps) or request.steps
             done = max(1, math.ceil((index + 1) * request.steps / total))
             capture.latents = tensors["latents"]
+            tensors = conditioning.on_step(pipe_, index, timestep, tensors)
             if stop.is_set():
                 raise _Stopped(done)
             previews = None
@@ -368,8 +376,7 @@ class Engine:
             return tensors
 
         call = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
+            **conditioning.pipeline_kwargs(),
             "num_inference_steps": request.steps,
             "guidance_scale": request.guidance,
             "width": request.width,
@@ -382,7 +389,8 @@ class Engine:
         try:
             if stop.is_set():
                 raise _Stopped(0)
-            return pipe(**call).images
+            with conditioning.applied(pipe):
+                return pipe(**call).images
         except _Stopped as stopped:
             result.interrupted_at, result.stopped_by = stopped.step, "stop"
         except KeyboardInterrupt:
@@ -402,6 +410,11 @@ class Engine:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def _a1111_steps(pipe: Any, steps: int) -> int:
+    """The steps A1111 counts for prompt editing: one per denoiser call, so twice the steps on second-order samplers."""
+    return steps * 2 if getattr(pipe.scheduler, "order", 1) == 2 else steps
 
 
 def _native_size(pipe: Any) -> int:
