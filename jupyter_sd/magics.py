@@ -15,6 +15,7 @@ from . import library, painter
 from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
+from .xyz_axes import split_plot_options
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel", "models")
 _USAGE = """\
@@ -36,6 +37,9 @@ Line magic:
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
+
+X/Y/Z plot: --x/--y/--z 'Name: values' paint one picture per value (or pair, or triple) and a labelled grid:
+    %%paint --x "Steps: 10, 20, 30" --y "CFG scale: 3-9 [4]" --z "Sampler: Euler a, DPM++ 2M" --seed 1
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
@@ -124,6 +128,7 @@ class PaintMagics(Magics):
             print(HELP)
             return None
         with_controls = options.pop("ui", False)
+        plot = split_plot_options(options)
         pasted: dict[str, str] = {}
         model_given = "model" in options
         if cell is not None:
@@ -134,6 +139,10 @@ class PaintMagics(Magics):
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
         request = painter.new_request(**options).validate()
+        if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
+            from .xyz import run_plot
+
+            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
