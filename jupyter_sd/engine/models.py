@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..drive import local_copy
+
 BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
 BUNDLED_NAME = "tiny"
 DEFAULT_CUDA_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -72,7 +74,7 @@ def resolve_model(model: str, allow_pickle: bool = False) -> ModelSource:
         if path.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
             msg = f"model: '{model}' is not a checkpoint (allowed: a diffusers folder, .safetensors, a hub id)"
             raise ValueError(msg)
-        return ModelSource(str(path.resolve()), "single-file", _short_name(path.stem))
+        return ModelSource(str(local_copy(path.resolve())), "single-file", _short_name(path.stem))  # Drive → disk
     if _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
         return ModelSource(model, "hub", model)
     allowed = "a hub id like org/name, a diffusers folder, a .safetensors file"
