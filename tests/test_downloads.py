@@ -104,10 +104,11 @@ def test_civitai_lora_and_checkpoint_land_in_their_subfolders(web, models, check
     assert "--model tinyMix_v1" in got.summary()
     assert not list(models.rglob("*.part"))
 
-    # usable at once: the engine resolves and paints the downloaded file
+    # usable by name at once: the LoRA is found by its stem, the checkpoint paints with --model <stem>
     from jupyter_sd import paint
 
-    result = paint("a fox", model=str(got.path), model_config=str(tiny_model_dir), steps=1, seed=1, save=False)
+    assert library.find_model("lora", "Film Grain Style").path == models / "Lora" / "Film Grain Style.safetensors"
+    result = paint("a fox", model="tinyMix_v1", model_config=str(tiny_model_dir), steps=1, seed=1, save=False)
     assert result.model_name == "tinyMix_v1" and len(result.images) == 1
 
     # a second download of the same version finds the file and keeps it
