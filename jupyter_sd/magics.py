@@ -9,12 +9,13 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Unicode, observe
+from traitlets import Bool, Unicode, observe
 
 from . import library, painter
 from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
+from .xyz_axes import split_plot_options
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel", "models")
 _USAGE = """\
@@ -36,6 +37,9 @@ Line magic:
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
+
+X/Y/Z plot: --x/--y/--z 'Name: values' paint one picture per value (or pair, or triple) and a labelled grid:
+    %%paint --x "Steps: 10, 20, 30" --y "CFG scale: 3-9 [4]" --z "Sampler: Euler a, DPM++ 2M" --seed 1
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
@@ -89,6 +93,11 @@ class PaintMagics(Magics):
     device = Unicode("auto", help="Default device: auto, cuda, cuda:N, mps or cpu.").tag(config=True)
     dtype = Unicode("auto", help="Default dtype: auto, float16, bfloat16 or float32.").tag(config=True)
     taesd = Unicode("", help="TAESD model (hub id or folder) for fast, sharp previews.").tag(config=True)
+    warm_imports = Bool(
+        True,
+        help="Import torch and diffusers in the background once %load_ext's cell is done, so the first picture "
+        "is quicker (set it to False in that cell, or in the IPython config, to keep the kernel idle).",
+    ).tag(config=True)
 
     @observe(*_KERNEL_TRAITS)
     def _sync_setting(self, change: dict[str, Any]) -> None:
@@ -119,6 +128,7 @@ class PaintMagics(Magics):
             print(HELP)
             return None
         with_controls = options.pop("ui", False)
+        plot = split_plot_options(options)
         pasted: dict[str, str] = {}
         model_given = "model" in options
         if cell is not None:
@@ -129,6 +139,10 @@ class PaintMagics(Magics):
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
         request = painter.new_request(**options).validate()
+        if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
+            from .xyz import run_plot
+
+            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
@@ -250,3 +264,23 @@ def load_ipython_extension(ipython: Any) -> None:
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     ipython.register_magics(magics)
+    _warm_after_cell(ipython, magics)
+
+
+def _warm_after_cell(ipython: Any, magics: PaintMagics) -> None:
+    """Start the background imports when the cell that loaded the extension is done (unless turned off there)."""
+
+    def start(*args: Any) -> None:
+        try:
+            ipython.events.unregister("post_run_cell", start)
+        except ValueError:  # pragma: no cover - already gone
+            pass
+        if magics.warm_imports:
+            from .engine import warmup
+
+            warmup.start()
+
+    events = getattr(ipython, "events", None)
+    if events is None:  # pragma: no cover - every IPython shell has events
+        return
+    events.register("post_run_cell", start)

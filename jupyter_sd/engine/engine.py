@@ -19,8 +19,9 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
+from . import warmup
+from .models import ModelSource, check_available, load_pipeline, pick_device, pick_dtype, resolve_model
 from .networks import apply_networks
-from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
 from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
@@ -210,6 +211,10 @@ class Engine:
         """Return the pipeline for the request's model, device and dtype, loading it only if it changed."""
         progress = progress or Progress()
         source = resolve_model(request.model, request.allow_pickle)
+        local_only = None
+        if self._source is None or source.location != self._source.location:
+            local_only = check_available(source)  # a missing hub model fails here, in a second, before torch
+        warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
         dtype = pick_dtype(request.dtype, device)
         key = (source.location, device, dtype, request.model_config)
@@ -220,7 +225,7 @@ class Engine:
             self._release()  # free the old model before loading the new one
             progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
             started = time.perf_counter()
-            pipe = load_pipeline(source, device, dtype, request.model_config)
+            pipe = load_pipeline(source, device, dtype, request.model_config, local_only)
             self.load_seconds = time.perf_counter() - started
             self.load_count += 1
             self._pipe, self._key, self._source = pipe, key, source
