@@ -157,6 +157,11 @@ def _lora_weight(request: PaintRequest, value: float, values: list[Any]) -> dict
     return {"prompt": prompt}
 
 
+def _denoising(request: PaintRequest, value: float, values: list[Any]) -> dict[str, Any]:
+    """A1111 has one denoising strength, for img2img and for the hires pass alike: set both."""
+    return {"strength": value, **({"hires_denoise": value} if "hires_denoise" in _fields() else {})}
+
+
 _AUTOMATIC_VAE = ("none", "automatic", "auto")
 
 
@@ -176,7 +181,7 @@ SPECIAL_AXES: tuple[Axis, ...] = (
     Axis("Schedule type", "str", "schedule", aliases=("scheduler",)),
     Axis("Checkpoint name", "str", "model", cost=1.0, aliases=("checkpoint",), labels="basename"),
     Axis("Clip skip", "int", "clip_skip"),
-    Axis("Denoising", "float", "strength", aliases=("Denoising strength",)),
+    Axis("Denoising", "float", "strength", aliases=("Denoising strength",), apply=_denoising),
     Axis("Hires upscale", "float", "hires"),
     Axis("Hires steps", "int", "hires_steps"),
     Axis("Size", "size", None, aliases=("WxH",)),

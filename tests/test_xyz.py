@@ -612,3 +612,69 @@ def test_panel_section_stop_keeps_finished_cells(section, tmp_path):
     assert plot.stopped_by == "stop" and len(plot) == 1
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00001-1.png", "00002-xyz.png"]
     assert "stopped after 1/3 cells" in section.status.value
+
+
+# -- axes of other modules' options (skipped where this version lacks them) ---------------------------------------
+
+
+def _available(label):
+    try:
+        return find_axis(label).missing() is None
+    except ValueError:
+        return False
+
+
+@pytest.mark.skipif(not _available("Clip skip"), reason="no clip_skip option in this version")
+def test_clip_skip_axis_changes_the_picture_and_is_recorded(tiny_model_dir, tmp_path):
+    request = PaintRequest(prompt="a fox", model=str(tiny_model_dir), seed=3, steps=2, outdir=str(tmp_path))
+    plot = run_plot(request, {"x": "Clip skip: 1, 2"}, Recorder())
+    first, second = plot[1], plot[2]
+    assert second.request.clip_skip == 2
+    assert "Clip skip: 2" in read_parameters(second.paths[0])
+    assert not np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0]))
+    alone = painter.render(request.replace(clip_skip=2, outdir=str(tmp_path / "alone")), reraise_interrupt=False)
+    assert np.abs(np.asarray(alone.images[0], dtype=int) - np.asarray(second.images[0], dtype=int)).max() <= 1
+
+
+@pytest.mark.skipif(not (_available("Lora weight") and _available("VAE")), reason="no LoRA/VAE support here")
+def test_lora_weight_and_vae_axes_on_real_files(tiny_model_dir, tmp_path):
+    pytest.importorskip("peft")
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from ldm_checkpoint import vae_to_ldm
+    from safetensors.torch import save_file
+    from test_networks import kohya_lora
+    from tiny_pipeline import tiny_vae
+
+    from jupyter_sd import library
+
+    root = tmp_path / "models"
+    for folder in library.SUBFOLDERS.values():
+        (root / folder).mkdir(parents=True)
+    kohya_lora(StableDiffusionPipeline.from_pretrained(tiny_model_dir), root / "Lora" / "ink.safetensors")
+    torch.manual_seed(7)
+    vae = tiny_vae(16)
+    save_file(
+        {k: v.contiguous() for k, v in vae_to_ldm(vae.state_dict(), dict(vae.config)).items()},
+        str(root / "VAE" / "alt-vae.safetensors"),
+    )
+    library.set_models_dir(root)
+    try:
+        request = PaintRequest(
+            prompt="a fox <lora:ink:0.8>", model=str(tiny_model_dir), seed=3, steps=2, outdir=str(tmp_path / "out")
+        )
+        checked = plan(request, {"x": "Lora weight: 0, 1", "y": "VAE: None, alt-vae"})
+        assert checked.order == [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0)]
+        assert checked.requests[(1, 0, 0)].prompt == "a fox <lora:ink:1>"
+        loads = painter.get_engine().load_count
+        plot = run_plot(request, {"y": "Lora weight: 0, 1", "x": "VAE: None, alt-vae"}, Recorder())
+        assert plot.axes[0].which == "x" and len(plot) == 4
+        assert painter.get_engine().load_count - loads <= 1  # the model itself loads at most once
+        none, weighted = plot["None", 0], plot["None", 1]
+        assert not np.array_equal(np.asarray(none.images[0]), np.asarray(weighted.images[0]))
+        plain = painter.render(request.replace(prompt="a fox", outdir=str(tmp_path / "plain")), reraise_interrupt=False)
+        assert np.abs(np.asarray(plain.images[0], dtype=int) - np.asarray(none.images[0], dtype=int)).max() <= 1
+        assert not np.array_equal(np.asarray(plot["alt-vae", 0].images[0]), np.asarray(none.images[0]))
+        assert "VAE: alt-vae" in read_parameters(plot["alt-vae", 1].paths[0])
+    finally:
+        library.set_models_dir(None)
