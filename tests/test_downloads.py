@@ -250,6 +250,10 @@ def test_hub_file_lands_by_its_tensors_with_sha256_checked(hub, models):
     hub.add_hub_file("someone/loras", "styles/ink.safetensors", data)
     got = downloads.download("https://huggingface.co/someone/loras/blob/main/styles/ink.safetensors")
     assert got.path == models / "Lora" / "ink.safetensors" and got.path.read_bytes() == data and got.checked
+    gets = len(hub.requests("/someone/loras/resolve/main/styles/ink.safetensors"))
+    again = downloads.download("https://huggingface.co/someone/loras/blob/main/styles/ink.safetensors")
+    assert again.already and again.path == got.path  # found by name and sha256: only the HEAD was asked
+    assert len(hub.requests("/someone/loras/resolve/main/styles/ink.safetensors")) == gets + 1
 
 
 def test_hub_checksum_mismatch_removes_the_file(hub, models):
@@ -398,3 +402,35 @@ def test_hub_repo_fetches_what_from_pretrained_reads_into_the_cache(hub, models,
     assert len(wanted) >= 8
     assert fetched == wanted
     assert "into the Hugging Face cache" in got.summary()
+
+
+def test_kernel_interrupt_keeps_the_part_and_the_same_line_resumes(web, tmp_path):
+    from kernel_client import of_type, reply_status, running_kernel, stream_text
+
+    data = lora_bytes(400)  # 4 tensors of 640 KB
+    web.files["/files/slow.safetensors"] = Served(data, delay=0.05)
+    models = tmp_path / "kernel-models"
+    line = f"%paint download {web.base}/files/slow.safetensors"
+    with running_kernel(tmp_path, env={library.ENV_VAR: str(models)}) as kernel:
+        kernel.execute("%load_ext jupyter_sd")
+        sent = {"interrupt": False}
+
+        def interrupt_once_progress_shows(message, messages):
+            if message["msg_type"] == "update_display_data" and not sent["interrupt"]:
+                sent["interrupt"] = True
+                kernel.interrupt()
+
+        first = kernel.execute(line, on_message=interrupt_once_progress_shows)
+        assert sent["interrupt"] and reply_status(first) == "ok"
+        assert "download: interrupted; run the same line again" in stream_text(first)
+        progress = of_type(first, "display_data")[0]["content"]["data"]["text/plain"]
+        assert progress.startswith("slow.safetensors  ") and "MB/s" in progress and "%" in progress
+        part = models / "slow.safetensors.part"
+        kept = part.stat().st_size
+        assert 0 < kept < len(data) and part.read_bytes() == data[:kept]
+
+        web.files["/files/slow.safetensors"].delay = 0
+        second = kernel.execute(line)
+        assert reply_status(second) == "ok" and "downloaded: slow.safetensors (LoRA" in stream_text(second)
+    assert (models / "Lora" / "slow.safetensors").read_bytes() == data and not part.exists()
+    assert web.requests("/files/slow.safetensors")[-1]["Range"] == f"bytes={kept}-"
