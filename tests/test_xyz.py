@@ -678,3 +678,16 @@ def test_lora_weight_and_vae_axes_on_real_files(tiny_model_dir, tmp_path):
         assert "VAE: alt-vae" in read_parameters(plot["alt-vae", 1].paths[0])
     finally:
         library.set_models_dir(None)
+
+
+def test_axis_grid_and_result_modules_sit_at_the_bottom():
+    from pathlib import Path
+
+    from test_package import ABOVE, _imported_modules
+
+    root = Path(__file__).resolve().parents[1] / "jupyter_sd"
+    for name in ("xyz_axes", "xyz_grid", "xyz_result"):
+        imported = _imported_modules(root / f"{name}.py")
+        upward = {m for m in imported if m.startswith("jupyter_sd.") and m.split(".")[1] in (*ABOVE, "xyz_views")}
+        heavy = {m for m in imported if m.split(".")[0] in ("torch", "diffusers", "IPython", "ipywidgets")}
+        assert not upward and not heavy, (name, upward, heavy)
