@@ -38,6 +38,8 @@ _UNSUPPORTED_KINDS = {
 """LyCORIS kinds A1111 loads and diffusers' LoRA converter refuses: a key's suffix → the kind's name."""
 
 
+_TEXT_FIELDS = ("prompt", "negative_prompt", "hires_prompt")
+"""The request's fields the text encoder reads."""
 _SAY_HASHING_ABOVE = 100_000_000
 """Hashing a file this big takes seconds (a checkpoint: half a minute on Drive): say so, once per file."""
 
@@ -46,9 +48,9 @@ _SAY_HASHING_ABOVE = 100_000_000
 class AppliedNetworks:
     """What the networks stage did for one request."""
 
-    prompt: str
-    """The prompt as the text encoder should read it: network tags out, multi-vector embeddings expanded."""
-    negative_prompt: str
+    texts: dict[str, str]
+    """The prompts (``prompt``, ``negative_prompt``, ``hires_prompt``) as the text encoder should read them, where
+    they differ from the request's: network tags out, multi-vector embeddings expanded to their tokens."""
     key: tuple
     """Hashable: the LoRA files and weights, embeddings and VAE in use (equal keys paint with equal networks)."""
     text_key: tuple
@@ -59,7 +61,7 @@ class AppliedNetworks:
 
     def text_request(self, request: PaintRequest) -> PaintRequest:
         """The request with the prompts the text encoder reads (the saved recipe keeps the user's text)."""
-        return request.replace(prompt=self.prompt, negative_prompt=self.negative_prompt)
+        return request.replace(**self.texts) if self.texts else request
 
 
 @dataclass
@@ -115,30 +117,35 @@ def apply_networks(
     ValueError
         For a malformed tag such as ``<lora:>`` (before anything is loaded).
     """
-    prompt, tags, unsupported = extract_networks(request.prompt)
-    negative, negative_tags, negative_unsupported = extract_networks(request.negative_prompt)
-    for tag in unsupported + negative_unsupported:
-        notice(f"prompt: <{tag}> is a kind of extra network jupyter_sd does not support; painting without it")
-    if negative_tags:
-        names = ", ".join(f"<lora:{tag.name}>" for tag in negative_tags)
+    texts, tags = {}, {}
+    for name in _TEXT_FIELDS:
+        text, tags[name], unsupported = extract_networks(getattr(request, name, "") or "")
+        texts[name] = text
+        for tag in unsupported:
+            notice(f"prompt: <{tag}> is a kind of extra network jupyter_sd does not support; painting without it")
+    if tags["negative_prompt"]:
+        names = ", ".join(f"<lora:{tag.name}>" for tag in tags["negative_prompt"])
         notice(f"prompt: {names} in the negative prompt does nothing (A1111 applies LoRA from the prompt only)")
+    if tags["hires_prompt"] and {t.name for t in tags["hires_prompt"]} != {t.name for t in tags["prompt"]}:
+        notice("prompt: the hires pass uses the prompt's LoRA (other LoRA in the hires prompt are not applied)")
     state = state_of(pipe)
     params: dict[str, str] = {}
     if model_file:
         params["Model hash"] = _hash_with_notice("checkpoint", Path(model_file), notice)
     vae_key = _set_vae(pipe, state, request, notice, params)
-    loras = _set_loras(pipe, state, tags, request.allow_pickle, notice)
+    loras = _set_loras(pipe, state, tags["prompt"], request.allow_pickle, notice)
     if loras:
         params["Lora hashes"] = ", ".join(f"{_alias(tag.name)}: {state.loras[path].short_hash}" for path, tag in loras)
-    prompt, negative, used = _use_embeddings(pipe, state, prompt, negative, request.allow_pickle, notice)
+    used = _use_embeddings(pipe, state, texts, request.allow_pickle, notice)
     if used:
         params["TI hashes"] = ", ".join(f"{_alias(stem)}: {state.embeddings[path].short_hash}" for stem, path in used)
-    lora_key = tuple((path, state.loras[path].stamp, tag.te_weight, tag.unet_weight) for path, tag in loras)
+    lora_key = tuple((path, state.loras[path].stamp[:2], tag.te_weight, tag.unet_weight) for path, tag in loras)
     text_key = (
         tuple((path, stamp, te) for path, stamp, te, _ in lora_key),
-        tuple((stem, state.embeddings[path].stamp) for stem, path in used),
+        tuple((stem, state.embeddings[path].stamp[:2]) for stem, path in used),
     )
-    return AppliedNetworks(prompt, negative, (lora_key, text_key[1], vae_key), text_key, params)
+    changed = {name: text for name, text in texts.items() if text != (getattr(request, name, "") or "")}
+    return AppliedNetworks(changed, (lora_key, text_key[1], vae_key), text_key, params)
 
 
 def _alias(name: str) -> str:
@@ -325,25 +332,27 @@ _WORD_EDGE = r"(?<![\w\-.]){}(?![\w\-])"
 
 
 def _use_embeddings(
-    pipe: Any, state: _State, prompt: str, negative: str, allow_pickle: bool, notice: Notice
-) -> tuple[str, str, list[tuple[str, str]]]:
-    """Load the embeddings whose file stem is a word of either prompt (A1111's trigger), expand multi-vector ones."""
+    pipe: Any, state: _State, texts: dict[str, str], allow_pickle: bool, notice: Notice
+) -> list[tuple[str, str]]:
+    """Load the embeddings whose file stem is a word of a prompt (A1111's trigger), expanding multi-vector ones
+    in `texts` to their tokens; return the (stem, path) of those used."""
     candidates = library.list_models("embedding")
     if not candidates or not hasattr(pipe, "load_textual_inversion"):
-        return prompt, negative, []
+        return []
     used: list[tuple[str, str]] = []
     for model in candidates:
         pattern = re.compile(_WORD_EDGE.format(re.escape(model.name)), re.IGNORECASE)
-        if not (pattern.search(prompt) or pattern.search(negative)):
+        if not any(pattern.search(text) for text in texts.values()):
             continue
         if not _load_embedding(pipe, state, model.path, model.name, allow_pickle, notice):
             continue
         tokens = state.embeddings[str(model.path)].tokens
         if len(tokens) > 1:
             expanded = " ".join(tokens)
-            prompt, negative = (pattern.sub(lambda _: expanded, text) for text in (prompt, negative))
+            for name, text in texts.items():
+                texts[name] = pattern.sub(lambda _: expanded, text)
         used.append((model.name, str(model.path)))
-    return prompt, negative, used
+    return used
 
 
 def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickle: bool, notice: Notice) -> bool:
