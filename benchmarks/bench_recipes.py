@@ -76,7 +76,9 @@ def main() -> None:
         library.set_models_dir(tmp / "models")
         from diffusers import StableDiffusionPipeline
 
-        kohya_lora(StableDiffusionPipeline.from_pretrained(model), _mkdir(tmp / "models" / "Lora") / "detail.safetensors")
+        kohya_lora(
+            StableDiffusionPipeline.from_pretrained(model), _mkdir(tmp / "models" / "Lora") / "detail.safetensors"
+        )
         request = _request(model, tmp / "out", args.steps, args.size, 0.8)
         render(request, Progress(), reraise_interrupt=False)  # load, load the LoRA, warm up
         engine = get_engine()

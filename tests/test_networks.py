@@ -26,6 +26,7 @@ from jupyter_sd.samplers import make_scheduler
 
 pytest.importorskip("peft")
 
+
 class Notes(Progress):
     """Keeps the one-line notices a generation gives."""
 
@@ -183,8 +184,12 @@ def test_bad_lora_files_are_one_line_each_nothing_half_loaded(engine, models, ti
     raw = (models["root"] / "Lora" / "add_detail.safetensors").read_bytes()
     _bad_file(models, "truncated.safetensors", raw[: len(raw) // 3])
     key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
-    _bad_file(models, "loha.safetensors", {f"{key}.hada_w1_a": torch.zeros(4, 4), f"{key}.hada_w1_b": torch.zeros(4, 32),
-                                            f"{key}.alpha": torch.tensor(1.0)})  # fmt: skip
+    loha = {
+        f"{key}.hada_w1_a": torch.zeros(4, 4),
+        f"{key}.hada_w1_b": torch.zeros(4, 32),
+        f"{key}.alpha": torch.ones(()),
+    }
+    _bad_file(models, "loha.safetensors", loha)
     xl = {}
     for te in ("lora_te1_", "lora_te2_"):  # SDXL's two text encoders, as kohya names them
         xl[f"{te}text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight"] = torch.zeros(4, 32)
@@ -242,7 +247,10 @@ def test_an_embedding_is_triggered_by_its_file_name_and_expands(engine, models, 
     table = plain.text_encoder.get_input_embeddings().weight
     assert torch.equal(table[ids], models["vectors"])  # the prompt's word became the file's two vectors
     assert_pixels_close(result.images[0], _raw(plain, "a red circle, (EasyNeg EasyNeg_1:1.0)", negative="blue"))
-    assert parse_infotext(result.infotext(0))[2]["TI hashes"] == f"EasyNeg: {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    assert (
+        parse_infotext(result.infotext(0))[2]["TI hashes"]
+        == f"EasyNeg: {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    )
     plain_text = engine.generate(_request(tiny_model_dir, "a red circle, (EasyNeg:1.0)".replace("EasyNeg", "blue")))
     assert not np.array_equal(pixels(plain_text.images[0]), pixels(result.images[0]))
 
@@ -312,7 +320,9 @@ def test_the_civitai_recipe_round_trips(models, tiny_model_dir, tmp_path, fresh_
     from jupyter_sd.request import ignored_infotext_keys
 
     root = models["root"]
-    checkpoint = convert_to_ldm_checkpoint(tiny_model_dir, root / "Stable-diffusion" / "v1-5-pruned-emaonly.safetensors")
+    checkpoint = convert_to_ldm_checkpoint(
+        tiny_model_dir, root / "Stable-diffusion" / "v1-5-pruned-emaonly.safetensors"
+    )
     shutil.copy(root / "embeddings" / "EasyNeg.safetensors", root / "embeddings" / "EasyNegative.safetensors")
     fresh_settings.update(model_config=str(config_only_copy(tiny_model_dir, tmp_path / "configs")),
                           outdir=str(tmp_path / "out"), preview="none")  # fmt: skip

@@ -1,5 +1,7 @@
-"""A1111's extra networks on the loaded pipeline: LoRA from ``<lora:…>`` tags, textual-inversion embeddings
-triggered by their file name, and an external VAE.
+"""A1111's extra networks on the loaded pipeline: LoRA tags, embeddings by file name, an external VAE.
+
+LoRA come from ``<lora:…>`` tags; a textual-inversion embedding is triggered by its file name; ``--vae`` swaps the
+decoder.
 
 Files come from the models folder (`jupyter_sd.library`). What loads stays loaded on the pipeline (one peft adapter
 per LoRA file, one token set per embedding), so the next cell that names it loads nothing; each request only sets
@@ -102,9 +104,7 @@ def state_of(pipe: Any) -> _State:
     return state
 
 
-def apply_networks(
-    pipe: Any, request: PaintRequest, notice: Notice, model_file: str | None = None
-) -> AppliedNetworks:
+def apply_networks(pipe: Any, request: PaintRequest, notice: Notice, model_file: str | None = None) -> AppliedNetworks:
     """Put the request's LoRA, embeddings and VAE on the pipeline; say in one line what could not be used.
 
     Parameters
@@ -166,7 +166,7 @@ def _hash_with_notice(kind: str, path: Path, notice: Notice) -> str:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """diffusers and peft log and warn while loading adapters; what matters reaches the user as our one line."""
+    """Diffusers and peft log and warn while loading adapters; what matters reaches the user as our one line."""
     loggers = [logging.getLogger(name) for name in ("diffusers", "peft", "transformers")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -263,7 +263,11 @@ def _load_lora(pipe: Any, state: _State, path: Path, allow_pickle: bool, notice:
             raise ValueError(msg)
     except (ValueError, OSError) as error:
         state.refused[key] = stamp
-        notice(str(error) if str(error).startswith("lora:") else f"lora: could not read {path.name} ({_first_line(error)}); painting without it")
+        notice(
+            str(error)
+            if str(error).startswith("lora:")
+            else f"lora: could not read {path.name} ({_first_line(error)}); painting without it"
+        )
         return False
     state.loras[key] = _LoadedLora(adapter, stamp, library.short_hash("lora", path), components)
     state.loads += 1
@@ -321,7 +325,10 @@ def _activate(pipe: Any, state: _State, active: dict[str, Any]) -> None:
             loaded = state.loras[path]
             names.append(loaded.adapter)
             weights.append(
-                {part: tag.unet_weight if part in ("unet", "transformer") else tag.te_weight for part in loaded.components}
+                {
+                    part: tag.unet_weight if part in ("unet", "transformer") else tag.te_weight
+                    for part in loaded.components
+                }
             )
         pipe.set_adapters(names, weights)
 
@@ -334,8 +341,10 @@ _WORD_EDGE = r"(?<![\w\-.]){}(?![\w\-])"
 def _use_embeddings(
     pipe: Any, state: _State, texts: dict[str, str], allow_pickle: bool, notice: Notice
 ) -> list[tuple[str, str]]:
-    """Load the embeddings whose file stem is a word of a prompt (A1111's trigger), expanding multi-vector ones
-    in `texts` to their tokens; return the (stem, path) of those used."""
+    """Load the embeddings whose file stem is a word of a prompt (A1111's trigger); return (stem, path) of each.
+
+    Multi-vector embeddings are expanded in `texts` to all their tokens.
+    """
     candidates = library.list_models("embedding")
     if not candidates or not hasattr(pipe, "load_textual_inversion"):
         return []
@@ -348,9 +357,9 @@ def _use_embeddings(
             continue
         tokens = state.embeddings[str(model.path)].tokens
         if len(tokens) > 1:
-            expanded = " ".join(tokens)
+            expanded = " ".join(tokens).replace("\\", "\\\\")
             for name, text in texts.items():
-                texts[name] = pattern.sub(lambda _: expanded, text)
+                texts[name] = pattern.sub(expanded, text)
         used.append((model.name, str(model.path)))
     return used
 
@@ -368,9 +377,12 @@ def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickl
         del state.embeddings[key]
     try:
         vectors = _embedding_vectors(path, _read_weights(path, allow_pickle, "embedding"), pipe)
-        for encoder, tokenizer, tensor in vectors:
+        for _, tokenizer, _ in vectors:
             if stem in tokenizer.get_vocab() or f"{stem}_1" in tokenizer.get_vocab():
-                msg = f"embedding: {path.name} is named like a word the model already knows ('{stem}'); rename the file to use it"
+                msg = (
+                    f"embedding: {path.name} is named like a word the model already knows ('{stem}'); "
+                    "rename the file to use it"
+                )
                 raise ValueError(msg)
         with _quiet():
             for encoder, tokenizer, tensor in vectors:
@@ -378,7 +390,11 @@ def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickl
     except (ValueError, OSError, RuntimeError) as error:
         state.refused[key] = stamp
         text = str(error)
-        notice(text if text.startswith("embedding:") else f"embedding: could not read {path.name} ({_first_line(error)}); painting without it")
+        notice(
+            text
+            if text.startswith("embedding:")
+            else f"embedding: could not read {path.name} ({_first_line(error)}); painting without it"
+        )
         return False
     count = vectors[0][2].shape[0]
     tokens = (stem, *(f"{stem}_{i}" for i in range(1, count)))
@@ -388,8 +404,10 @@ def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickl
 
 
 def _embedding_vectors(path: Path, data: Any, pipe: Any) -> list[tuple[Any, Any, Any]]:
-    """The (text encoder, tokenizer, vectors) to load: A1111 ``.pt`` (``string_to_param``), A1111 safetensors
-    (``emb_params``), diffusers' one-key files, SDXL's ``clip_l``/``clip_g`` pair.
+    """The (text encoder, tokenizer, vectors) to load, from any layout A1111 reads.
+
+    A1111 ``.pt`` (``string_to_param``), A1111 safetensors (``emb_params``), diffusers' one-key files, SDXL's
+    ``clip_l``/``clip_g`` pair.
 
     Raises
     ------
@@ -449,7 +467,11 @@ def _set_vae(pipe: Any, state: _State, request: PaintRequest, notice: Notice, pa
             vae = _load_vae(path, pipe, request.allow_pickle)
         except (ValueError, OSError, RuntimeError) as error:
             text = str(error)
-            notice(text if text.startswith("vae:") else f"vae: could not load {path.name} ({_first_line(error)}); painting with the model's own")
+            notice(
+                text
+                if text.startswith("vae:")
+                else f"vae: could not load {path.name} ({_first_line(error)}); painting with the model's own"
+            )
             if state.own_vae is not None and state.vae is not None:
                 pipe.vae = state.own_vae
                 state.vae = None
@@ -494,6 +516,8 @@ def _load_vae(path: Path, pipe: Any, allow_pickle: bool) -> Any:
         try:
             vae.load_state_dict(weights, strict=True)
         except RuntimeError as error:
-            msg = f"vae: {path.name} does not fit this model's VAE ({_first_line(error)}); painting with the model's own"
+            msg = (
+                f"vae: {path.name} does not fit this model's VAE ({_first_line(error)}); painting with the model's own"
+            )
             raise ValueError(msg) from error
     return vae.to(own.device, own.dtype)
