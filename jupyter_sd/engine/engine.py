@@ -20,6 +20,7 @@ from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
 from . import warmup
+from .conditioning import build_conditioning
 from .models import ModelSource, check_available, load_pipeline, pick_device, pick_dtype, resolve_model
 from .networks import apply_networks
 from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
@@ -152,6 +153,8 @@ class Engine:
         self.load_count = 0
         self.load_seconds = 0.0
         self.last_result: PaintResult | None = None
+        self.networks_key: Any = ()
+        """What the text encoders carry besides the model (LoRA, embeddings): part of the embedding cache key."""
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -359,6 +362,10 @@ class Engine:
         import torch
 
         capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
+        conditioning = build_conditioning(
+            pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
+            networks_key=self.networks_key,
+        )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         done = 0
         last_frame = -math.inf
@@ -368,6 +375,7 @@ class Engine:
             total = getattr(pipe_, "num_timesteps", request.steps) or request.steps
             done = max(1, math.ceil((index + 1) * request.steps / total))
             capture.latents = tensors["latents"]
+            tensors = conditioning.on_step(pipe_, index, timestep, tensors)
             if stop.is_set():
                 raise _Stopped(done)
             previews = None
@@ -379,8 +387,7 @@ class Engine:
             return tensors
 
         call = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
+            **conditioning.pipeline_kwargs(),
             "num_inference_steps": request.steps,
             "guidance_scale": request.guidance,
             "width": request.width,
@@ -393,7 +400,8 @@ class Engine:
         try:
             if stop.is_set():
                 raise _Stopped(0)
-            return pipe(**call).images
+            with conditioning.applied(pipe):
+                return pipe(**call).images
         except _Stopped as stopped:
             result.interrupted_at, result.stopped_by = stopped.step, "stop"
         except KeyboardInterrupt:
@@ -413,6 +421,11 @@ class Engine:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def _a1111_steps(pipe: Any, steps: int) -> int:
+    """The steps A1111 counts for prompt editing: one per denoiser call, so twice the steps on second-order samplers."""
+    return steps * 2 if getattr(pipe.scheduler, "order", 1) == 2 else steps
 
 
 def _native_size(pipe: Any) -> int:
