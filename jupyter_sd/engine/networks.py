@@ -50,9 +50,6 @@ _SAY_HASHING_ABOVE = 100_000_000
 class AppliedNetworks:
     """What the networks stage did for one request."""
 
-    texts: dict[str, str]
-    """The prompts (``prompt``, ``negative_prompt``, ``hires_prompt``) as the text encoder should read them, where
-    they differ from the request's: network tags out, multi-vector embeddings expanded to their tokens."""
     key: tuple
     """Hashable: the LoRA files and weights, embeddings and VAE in use (equal keys paint with equal networks)."""
     text_key: tuple
@@ -60,10 +57,6 @@ class AppliedNetworks:
     conditioning cache."""
     params: dict[str, str] = field(default_factory=dict)
     """A1111 infotext keys: ``Model hash``, ``VAE hash``, ``VAE``, ``Lora hashes``, ``TI hashes``."""
-
-    def text_request(self, request: PaintRequest) -> PaintRequest:
-        """The request with the prompts the text encoder reads (the saved recipe keeps the user's text)."""
-        return request.replace(**self.texts) if self.texts else request
 
 
 @dataclass
@@ -144,8 +137,7 @@ def apply_networks(pipe: Any, request: PaintRequest, notice: Notice, model_file:
         tuple((path, stamp, te) for path, stamp, te, _ in lora_key),
         tuple((stem, state.embeddings[path].stamp[:2]) for stem, path in used),
     )
-    changed = {name: text for name, text in texts.items() if text != (getattr(request, name, "") or "")}
-    return AppliedNetworks(changed, (lora_key, text_key[1], vae_key), text_key, params)
+    return AppliedNetworks((lora_key, text_key[1], vae_key), text_key, params)
 
 
 def _alias(name: str) -> str:
@@ -343,7 +335,8 @@ def _use_embeddings(
 ) -> list[tuple[str, str]]:
     """Load the embeddings whose file stem is a word of a prompt (A1111's trigger); return (stem, path) of each.
 
-    Multi-vector embeddings are expanded in `texts` to all their tokens.
+    A multi-vector embedding is loaded as diffusers does (``stem``, ``stem_1``, …); conditioning.py expands the
+    word to all its vectors and keeps them in one chunk.
     """
     candidates = library.list_models("embedding")
     if not candidates or not hasattr(pipe, "load_textual_inversion"):
@@ -355,11 +348,6 @@ def _use_embeddings(
             continue
         if not _load_embedding(pipe, state, model.path, model.name, allow_pickle, notice):
             continue
-        tokens = state.embeddings[str(model.path)].tokens
-        if len(tokens) > 1:
-            expanded = " ".join(tokens).replace("\\", "\\\\")
-            for name, text in texts.items():
-                texts[name] = pattern.sub(expanded, text)
         used.append((model.name, str(model.path)))
     return used
 
