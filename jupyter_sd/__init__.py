@@ -11,16 +11,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchResult",
     "Panel",
     "PaintRequest",
     "PaintResult",
     "__version__",
+    "batch",
     "get_engine",
     "load_ipython_extension",
     "load_request",
     "paint",
 ]
 
+from .batch import batch  # the function; the module stays importable as ``from jupyter_sd.batch import ...``
+from .batch_result import BatchResult
 from .painter import get_engine, paint
 from .request import PaintRequest
 from .result import PaintResult

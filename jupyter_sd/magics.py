@@ -15,7 +15,7 @@ from . import painter
 from .options import build_parser, parse_options
 from .request import coerce_options, option_fields, parse_body
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "batch")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -34,6 +34,7 @@ Line magic:
     %paint info                 what is loaded, on which device, memory
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
+    %paint batch FILE [options] paint every prompt/recipe of a file or folder, here or on Ray (--ray auto)
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
@@ -192,6 +193,15 @@ class PaintMagics(Magics):
             msg = f"panel: not available ({error})"
             raise ValueError(msg) from None
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
+
+    def _batch(self, rest: str) -> Any:
+        from .batch import COMMAND_HELP, batch, parse_command
+
+        source, runner, options = parse_command(rest)
+        if options.pop("help", False):
+            print(COMMAND_HELP)
+            return None
+        return batch(source, **runner, **options)
 
 
 PaintMagics.paint.__doc__ = HELP
