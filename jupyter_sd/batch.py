@@ -21,6 +21,7 @@ from . import painter
 from .batch_input import read_entries
 from .batch_result import BatchItem, BatchResult
 from .batch_view import BatchTracker, BatchView
+from .options import one_line
 from .request import PaintRequest, parse_size
 
 BATCH_KEY = "batch_key"
@@ -49,6 +50,25 @@ def request_key(request: PaintRequest, occurrence: int = 0) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
+class InvalidBatch(ValueError):
+    """Some requests of a batch are invalid: `invalid` lists every ``(where, reason)``; the message the first few."""
+
+    SHOWN = 3
+
+    def __init__(self, invalid: list[tuple[str, str]], total: int) -> None:
+        self.invalid = [(where, one_line(reason)) for where, reason in invalid]
+        listed = "; ".join(f"{where}: {reason}" for where, reason in self.invalid[: self.SHOWN])
+        more = f"; and {len(invalid) - self.SHOWN} more" if len(invalid) > self.SHOWN else ""
+        super().__init__(
+            f"batch: {len(invalid)} of {total} requests are invalid, nothing was painted (--skip-bad paints the "
+            f"rest): {listed}{more}"
+        )
+
+    def lines(self) -> list[str]:
+        """Every invalid request as ``file:line: reason``, one per line."""
+        return [f"{where}: {reason}" for where, reason in self.invalid]
+
+
 def plan(source: Any, options: Mapping[str, Any], skip_bad: bool = False) -> list[BatchItem]:
     """Read `source`, overlay `options` on each entry (over the kernel's defaults) and validate every request.
 
@@ -60,7 +80,8 @@ def plan(source: Any, options: Mapping[str, Any], skip_bad: bool = False) -> lis
     Raises
     ------
     ValueError
-        For a bad batch option, or (without `skip_bad`) listing every invalid entry as ``file:line: reason``.
+        For a bad batch option; `InvalidBatch` (without `skip_bad`) listing every invalid entry as ``file:line:
+        reason``.
     """
     options = dict(options)
     if "size" in options:
@@ -82,12 +103,9 @@ def plan(source: Any, options: Mapping[str, Any], skip_bad: bool = False) -> lis
         base = request_key(request)
         occurrence = seen[base] = seen.get(base, -1) + 1
         items.append(BatchItem(entry.where, request, key=request_key(request, occurrence)))
-    bad = [item for item in items if item.status == "invalid"]
+    bad = [(item.where, item.reason) for item in items if item.status == "invalid"]
     if bad and not skip_bad:
-        head = (
-            f"batch: {len(bad)} of {len(items)} requests are invalid; nothing was painted (--skip-bad paints the rest)"
-        )
-        raise ValueError("\n".join([head] + [f"  {item.where}: {item.reason}" for item in bad]))
+        raise InvalidBatch(bad, len(items))
     if not any(item.status == "pending" for item in items):
         raise ValueError("batch: nothing to paint (no valid request in the input)")
     return items

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import painter
-from .options import build_parser, parse_options
+from .options import build_parser, one_line, parse_options
 
 _DESCRIPTION = """\
 Paint a picture from a text prompt and save it as a PNG with its full recipe inside.
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = painter.render(request, ConsoleView(), reraise_interrupt=False)
     except (ValueError, MemoryError) as error:
-        print(f"jupyter-sd: {error}", file=sys.stderr)
+        print(f"jupyter-sd: {one_line(str(error))}", file=sys.stderr)
         return 2
     for path in result.paths:
         print(path)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _batch(argv: list[str]) -> int:
     """``jupyter-sd batch FILE [options]``: exit code 2 for bad input, 1 when a request failed, 130 when stopped."""
-    from .batch import COMMAND_HELP, batch, parse_command
+    from .batch import COMMAND_HELP, InvalidBatch, batch, parse_command
     from .batch_view import ConsoleBatchView
 
     try:
@@ -54,8 +54,12 @@ def _batch(argv: list[str]) -> int:
             print(COMMAND_HELP.replace("%paint batch", "jupyter-sd batch"))
             return 0
         result = batch(source, view=ConsoleBatchView(), **runner, **options)
-    except (ValueError, MemoryError) as error:
+    except InvalidBatch as error:
+        print("\n".join(error.lines()), file=sys.stderr)
         print(f"jupyter-sd: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, MemoryError) as error:
+        print(f"jupyter-sd: {one_line(str(error))}", file=sys.stderr)
         return 2
     print(repr(result))
     return 130 if result.stopped else 1 if result.failures else 0

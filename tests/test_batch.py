@@ -16,7 +16,7 @@ from IPython.testing.globalipapp import start_ipython
 from PIL import Image
 
 import jupyter_sd
-from jupyter_sd.batch import BATCH_KEY, parse_command, plan, request_key
+from jupyter_sd.batch import BATCH_KEY, InvalidBatch, parse_command, plan, request_key
 from jupyter_sd.batch_input import read_entries
 from jupyter_sd.batch_view import BatchTracker, BatchView, InlineBatchView
 from jupyter_sd.request import PaintRequest
@@ -56,12 +56,23 @@ def mixed(tmp_path, offline, fresh_settings):
 
 def test_bad_line_is_listed_with_its_line_number_and_nothing_runs(mixed, tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(InvalidBatch) as info:
         jupyter_sd.batch(mixed, seed=1, outdir=str(out), model="tiny", size="64x64")
-    lines = str(info.value).splitlines()
-    assert lines[0].startswith("batch: 1 of 4 requests are invalid; nothing was painted")
-    assert lines[1:] == [f"  prompts.txt:9: {BAD_SAMPLER}"]
+    assert str(info.value) == (
+        f"batch: 1 of 4 requests are invalid, nothing was painted (--skip-bad paints the rest): prompts.txt:9: "
+        f"{BAD_SAMPLER}"
+    )
+    assert info.value.lines() == [f"prompts.txt:9: {BAD_SAMPLER}"]
     assert not out.exists()
+
+
+def test_many_bad_lines_one_line_error_naming_the_first_few(tmp_path, fresh_settings):
+    (tmp_path / "p.txt").write_text("".join(f"--steps {200 + k * 100} p{k}\n" for k in range(5)) + "fine\n")
+    with pytest.raises(InvalidBatch) as info:
+        plan(tmp_path / "p.txt", {})
+    assert "\n" not in str(info.value)
+    assert str(info.value).endswith("p.txt:3: steps: must be 1–150 (got 400); and 2 more")
+    assert len(info.value.lines()) == 5 and info.value.lines()[4] == "p.txt:5: steps: must be 1–150 (got 600)"
 
 
 def test_mixed_file_paints_the_right_files_with_the_right_infotext(mixed, tmp_path):
@@ -264,11 +275,12 @@ def shell():
     return ip
 
 
-def test_magic_batch(shell, mixed, tmp_path):
+def test_magic_batch(shell, mixed, tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(UsageError) as info:
         shell.run_line_magic("paint", f"batch {mixed} -o {out} --model tiny")
     assert type(info.value) is UsageError and f"prompts.txt:9: {BAD_SAMPLER}" in str(info.value)
+    assert capsys.readouterr().out == f"prompts.txt:9: {BAD_SAMPLER}\n"
     result = shell.run_line_magic("paint", f"batch {mixed} --skip-bad -o {out} --model tiny --steps 2 -s 64x64")
     assert isinstance(result, jupyter_sd.BatchResult) and result.painted == 3 and len(pngs(out)) == 3
     assert "painted" in result._repr_html_()
@@ -279,6 +291,7 @@ def test_cli_batch(mixed, tmp_path):
 
     out = tmp_path / "out"
     assert main(["batch", str(mixed), "-o", str(out), "--model", "tiny"]) == 2
+    assert not out.exists()
     assert main(["batch", str(mixed), "--skip-bad", "-o", str(out), "--model", "tiny", "--steps", "2",
                  "-s", "64x64"]) == 1  # fmt: skip
     assert len(pngs(out)) == 3

@@ -11,10 +11,10 @@ from pathlib import Path
 import ipywidgets as widgets
 from PIL import Image
 
-from .controls import set_tooltip
 from ..request import PaintRequest
 from ..result import PaintResult, png_bytes
 from ..store import load_request
+from .controls import set_tooltip
 
 THUMB_SIDE = 96
 MAX_ITEMS = 32

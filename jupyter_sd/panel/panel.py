@@ -16,11 +16,11 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import painter
+from ..request import PaintRequest, option_fields
+from ..result import PaintResult
 from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery
 from .worker import Job, LiveArea, Worker, background_default, error_line
-from ..request import PaintRequest, option_fields, parse_size
-from ..result import PaintResult
 
 __all__ = ["CellControls", "Panel"]
 
@@ -73,8 +73,6 @@ class Panel(widgets.VBox):
         self.background = background_default() if background is None else background
         for name in _IGNORED:
             options.pop(name, None)
-        if "size" in options:
-            options["width"], options["height"] = parse_size(str(options.pop("size")))
         self.defaults = painter.new_request(**options).validate()
         self.user_ns = _user_ns(user_ns)
         self.controls = Controls(self.defaults)
