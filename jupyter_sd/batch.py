@@ -182,6 +182,7 @@ def run_local(
             continue
         if stop.is_set():
             return True
+        started = time.perf_counter()
         try:
             result = painter.render(
                 item.request,
@@ -199,6 +200,7 @@ def run_local(
             item.status, item.reason = "failed", f"{type(error).__name__}: {error}"
         else:
             item.paths, item.seeds = list(result.paths), list(result.seeds)
+            item.seconds = time.perf_counter() - started
             tracker.image_done(len(result.paths))
             if result.interrupted:
                 item.status = "stopped"
@@ -271,18 +273,19 @@ def batch(
             view.notice(f"skipped invalid {item.where}: {item.reason}")
     tracker = BatchTracker(sum(item.images for item in todo), len(todo), skipped)
     started = time.perf_counter()
+    save_seconds = 0.0
     if cluster is None:
         stopped = run_local(items, view, tracker, stop, user_ns) if todo else False
         where = "local"
     else:
         from .batch_ray import run_ray
 
-        stopped, where = run_ray(
+        stopped, where, save_seconds = run_ray(
             items, cluster, view, tracker, stop, user_ns, workers, cpus_per_worker, gpus_per_worker, shared_outdir
         )
     if todo:
         view.update(tracker, final=True)
-    return BatchResult(items, time.perf_counter() - started, tracker.first_image, stopped, where)
+    return BatchResult(items, time.perf_counter() - started, tracker.first_image, stopped, where, save_seconds)
 
 
 # -- the command line: %paint batch FILE [options] and jupyter-sd batch FILE [options] ---------------------------

@@ -162,14 +162,20 @@ def run_ray(
     cpus_per_worker: float,
     gpus_per_worker: float,
     shared_outdir: bool,
-) -> tuple[bool, str]:
-    """Paint the pending requests on Ray Data actors and save what comes back; returns (stopped, cluster name)."""
+) -> tuple[bool, str, float]:
+    """Paint the pending requests on Ray Data actors and save what comes back.
+
+    Returns
+    -------
+    tuple
+        Whether the batch was stopped, the cluster's name, and the seconds the driver spent saving.
+    """
     import json
 
     name = connect(cluster)
     todo = [item for item in items if item.status == "pending"]
     if not todo:
-        return False, name
+        return False, name, 0.0
     from ray.data import ActorPoolStrategy, DataContext
 
     context = DataContext.get_current()
@@ -205,7 +211,7 @@ def run_ray(
         close = getattr(stream, "close", None)
         if close is not None:
             close()  # ends the execution: Ray stops the actors
-    return stopped or any(item.status == "pending" for item in items), name
+    return stopped or any(item.status == "pending" for item in items), name, saver.save_seconds
 
 
 def _from_items(rows: list[dict[str, Any]]) -> Any:
@@ -266,6 +272,7 @@ class _Saver:
             path = Path(row["path"])
         self.save_seconds += time.perf_counter() - started
         item.paths.append(path)
+        item.seconds = float(row.get("seconds") or 0.0)
         if row.get("seed") is not None:
             item.seeds.append(int(row["seed"]))
         self.tracker.image_done()

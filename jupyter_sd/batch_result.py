@@ -24,6 +24,8 @@ class BatchItem:
     reason: str = ""
     worker: str = ""
     """The Ray actor that painted it (empty locally)."""
+    seconds: float = 0.0
+    """Time spent painting it (on its Ray worker, or here), without waiting or saving."""
 
     @property
     def images(self) -> int:
@@ -41,6 +43,8 @@ class BatchResult:
     """Seconds from the start until the first picture was on disk."""
     stopped: bool = False
     cluster: str = "local"
+    save_seconds: float = 0.0
+    """Time the notebook spent saving pictures sent back by Ray workers (the part all workers share)."""
 
     def _with(self, status: str) -> list[BatchItem]:
         return [item for item in self.items if item.status == status]
