@@ -15,12 +15,14 @@ __all__ = [
     "Panel",
     "PaintRequest",
     "PaintResult",
+    "PlotResult",
     "__version__",
     "batch",
     "get_engine",
     "load_ipython_extension",
     "load_request",
     "paint",
+    "xyz",
 ]
 
 from .batch import batch  # the function; the module stays importable as ``from jupyter_sd.batch import ...``
@@ -29,6 +31,8 @@ from .painter import get_engine, paint
 from .request import PaintRequest
 from .result import PaintResult
 from .store import load_request
+from .xyz import xyz
+from .xyz_result import PlotResult
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -9,14 +9,15 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Unicode, observe
+from traitlets import Bool, Unicode, observe
 
 from . import library, painter
 from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
+from .xyz_axes import split_plot_options
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "batch")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -37,6 +38,12 @@ Line magic:
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
     %paint batch FILE [options] paint every prompt/recipe of a file or folder, here or on Ray (--ray auto)
+    %paint download URL [--kind K]  a civitai / Hugging Face / http(s) model into the models folder
+    %paint drive                (Colab) keep models and pictures on Google Drive, in MyDrive/jupyter_sd/
+    %paint zip [FOLDER]         zip the pictures (metadata intact) and offer the zip for download
+
+X/Y/Z plot: --x/--y/--z 'Name: values' paint one picture per value (or pair, or triple) and a labelled grid:
+    %%paint --x "Steps: 10, 20, 30" --y "CFG scale: 3-9 [4]" --z "Sampler: Euler a, DPM++ 2M" --seed 1
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
@@ -90,6 +97,11 @@ class PaintMagics(Magics):
     device = Unicode("auto", help="Default device: auto, cuda, cuda:N, mps or cpu.").tag(config=True)
     dtype = Unicode("auto", help="Default dtype: auto, float16, bfloat16 or float32.").tag(config=True)
     taesd = Unicode("", help="TAESD model (hub id or folder) for fast, sharp previews.").tag(config=True)
+    warm_imports = Bool(
+        True,
+        help="Import torch and diffusers in the background once %load_ext's cell is done, so the first picture "
+        "is quicker (set it to False in that cell, or in the IPython config, to keep the kernel idle).",
+    ).tag(config=True)
 
     @observe(*_KERNEL_TRAITS)
     def _sync_setting(self, change: dict[str, Any]) -> None:
@@ -120,6 +132,7 @@ class PaintMagics(Magics):
             print(HELP)
             return None
         with_controls = options.pop("ui", False)
+        plot = split_plot_options(options)
         pasted: dict[str, str] = {}
         model_given = "model" in options
         if cell is not None:
@@ -130,6 +143,10 @@ class PaintMagics(Magics):
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
         request = painter.new_request(**options).validate()
+        if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
+            from .xyz import run_plot
+
+            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
@@ -157,6 +174,7 @@ class PaintMagics(Magics):
             changes[key.strip().replace("-", "_")] = value
         taesd = changes.pop("taesd", None)
         models = changes.pop("models", None)
+        token = changes.pop("civitai_token", None)
         if changes:
             typed = coerce_options(changes)
             painter.new_request(**typed).validate()  # refuse a bad default before keeping any of them
@@ -169,7 +187,11 @@ class PaintMagics(Magics):
             self.taesd = taesd
         if models is not None:
             library.set_models_dir(models)
-        if not changes and taesd is None and models is None:
+        if token is not None:
+            from . import downloads
+
+            downloads.set_civitai_token(token)
+        if not changes and taesd is None and models is None and token is None:
             defaults = painter.new_request()
             for key in _config_keys():
                 if key == "models":
@@ -178,6 +200,9 @@ class PaintMagics(Magics):
                     value = self.taesd if key == "taesd" else getattr(defaults, key)
                     mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
                 print(f"{key} = {value!r}{mark}")
+            from . import downloads
+
+            print(f"civitai_token = {'(set)' if downloads.civitai_token() else '(none: $CIVITAI_TOKEN)'}")
 
     def _info(self, rest: str) -> dict[str, Any]:
         from IPython.display import JSON, display
@@ -220,6 +245,41 @@ class PaintMagics(Magics):
             print("\n".join(one_line(line) for line in error.lines()))  # all of them; the error names the first few
             raise
 
+    def _download(self, rest: str) -> None:
+        from .downloads import download
+
+        words = shlex.split(rest)
+        kind = None
+        if "--kind" in words[:-1]:
+            at = words.index("--kind")
+            kind = words.pop(at + 1)
+            words.pop(at)
+        if len(words) != 1:
+            msg = "download: expected one link (%paint download URL [--kind checkpoint|lora|embedding|vae])"
+            raise ValueError(msg)
+        try:
+            print(download(words[0], kind=kind).summary())
+        except KeyboardInterrupt:
+            print("download: interrupted; run the same line again to resume where it stopped")
+
+    def _drive(self, rest: str) -> None:
+        from .drive import use_drive
+        from .store import notebook_path
+
+        notebook = notebook_path(self.shell.user_ns)
+        models, outputs = use_drive(notebook.name if notebook else None)
+        self.outdir = str(outputs)
+        print(f"Google Drive: models in {models} (A1111's subfolders), pictures in {outputs}")
+
+    def _zip(self, rest: str) -> None:
+        from .drive import offer_download, zip_pictures
+
+        words = shlex.split(rest)
+        if len(words) > 1:
+            msg = f"zip: expected at most one folder (got {len(words)}: {rest})"
+            raise ValueError(msg)
+        folder = words[0] if words else painter.output_folder(painter.new_request(), self.shell.user_ns)
+        offer_download(zip_pictures(folder))
 
     def _models(self, rest: str) -> None:
         words = shlex.split(rest)
@@ -264,3 +324,23 @@ def load_ipython_extension(ipython: Any) -> None:
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     ipython.register_magics(magics)
+    _warm_after_cell(ipython, magics)
+
+
+def _warm_after_cell(ipython: Any, magics: PaintMagics) -> None:
+    """Start the background imports when the cell that loaded the extension is done (unless turned off there)."""
+
+    def start(*args: Any) -> None:
+        try:
+            ipython.events.unregister("post_run_cell", start)
+        except ValueError:  # pragma: no cover - already gone
+            pass
+        if magics.warm_imports:
+            from .engine import warmup
+
+            warmup.start()
+
+    events = getattr(ipython, "events", None)
+    if events is None:  # pragma: no cover - every IPython shell has events
+        return
+    events.register("post_run_cell", start)

@@ -19,7 +19,10 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
-from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
+from . import warmup
+from .conditioning import build_conditioning
+from .models import ModelSource, check_available, load_pipeline, pick_device, pick_dtype, resolve_model
+from .networks import apply_networks
 from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
@@ -150,6 +153,8 @@ class Engine:
         self.load_count = 0
         self.load_seconds = 0.0
         self.last_result: PaintResult | None = None
+        self.networks_key: Any = ()
+        """What the text encoders carry besides the model (LoRA, embeddings): part of the embedding cache key."""
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -209,6 +214,10 @@ class Engine:
         """Return the pipeline for the request's model, device and dtype, loading it only if it changed."""
         progress = progress or Progress()
         source = resolve_model(request.model, request.allow_pickle)
+        local_only = None
+        if self._source is None or source.location != self._source.location:
+            local_only = check_available(source)  # a missing hub model fails here, in a second, before torch
+        warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
         dtype = pick_dtype(request.dtype, device)
         key = (source.location, device, dtype, request.model_config)
@@ -219,7 +228,7 @@ class Engine:
             self._release()  # free the old model before loading the new one
             progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
             started = time.perf_counter()
-            pipe = load_pipeline(source, device, dtype, request.model_config)
+            pipe = load_pipeline(source, device, dtype, request.model_config, local_only)
             self.load_seconds = time.perf_counter() - started
             self.load_count += 1
             self._pipe, self._key, self._source = pipe, key, source
@@ -273,16 +282,21 @@ class Engine:
                 # 2. cached pipeline
                 pipe = self.pipeline(request, progress)
                 request = self._resolve(request, pipe)
+                # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
+                model_file = self._source.location if self._source.kind == "single-file" else None
+                networks = apply_networks(pipe, request, progress.notice, model_file)
                 # 3. sampler
                 self._set_sampler(pipe, request)
-                result = PaintResult(request=request, model_name=self._source.name, steps_total=request.steps)
+                result = PaintResult(
+                    request=request, model_name=self._source.name, steps_total=request.steps, params=networks.params
+                )
                 previewer = self._previewer(request, pipe)
                 started = time.perf_counter()
                 for batch in range(request.repeat):
                     seeds = [request.seed + batch * request.n + k for k in range(request.n)]
                     progress.start(request, batch, request.repeat)
                     # 4. denoise and 5. decode
-                    images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
+                    images = self._denoise(pipe, networks.text_request(request), seeds, previewer, progress, stop, result)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
@@ -348,6 +362,10 @@ class Engine:
         import torch
 
         capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
+        conditioning = build_conditioning(
+            pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
+            networks_key=self.networks_key,
+        )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         done = 0
         last_frame = -math.inf
@@ -357,6 +375,7 @@ class Engine:
             total = getattr(pipe_, "num_timesteps", request.steps) or request.steps
             done = max(1, math.ceil((index + 1) * request.steps / total))
             capture.latents = tensors["latents"]
+            tensors = conditioning.on_step(pipe_, index, timestep, tensors)
             if stop.is_set():
                 raise _Stopped(done)
             previews = None
@@ -368,8 +387,7 @@ class Engine:
             return tensors
 
         call = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
+            **conditioning.pipeline_kwargs(),
             "num_inference_steps": request.steps,
             "guidance_scale": request.guidance,
             "width": request.width,
@@ -382,7 +400,8 @@ class Engine:
         try:
             if stop.is_set():
                 raise _Stopped(0)
-            return pipe(**call).images
+            with conditioning.applied(pipe):
+                return pipe(**call).images
         except _Stopped as stopped:
             result.interrupted_at, result.stopped_by = stopped.step, "stop"
         except KeyboardInterrupt:
@@ -402,6 +421,11 @@ class Engine:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def _a1111_steps(pipe: Any, steps: int) -> int:
+    """The steps A1111 counts for prompt editing: one per denoiser call, so twice the steps on second-order samplers."""
+    return steps * 2 if getattr(pipe.scheduler, "order", 1) == 2 else steps
 
 
 def _native_size(pipe: Any) -> int:
