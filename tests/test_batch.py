@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
+from IPython.testing import globalipapp
 from PIL import Image
 
 import jupyter_sd
@@ -23,6 +23,7 @@ from jupyter_sd.request import PaintRequest
 from jupyter_sd.samplers import SAMPLERS
 
 FAST = {"model": "tiny", "steps": 2, "size": "64x64"}
+VERSION = f", Version: jupyter_sd {jupyter_sd.__version__}"
 MIXED = """\
 # prompts for the demo model
 a red circle on a blue background
@@ -86,11 +87,11 @@ def test_mixed_file_paints_the_right_files_with_the_right_infotext(mixed, tmp_pa
     assert files[0].name == f"00001-{first_seed}.png"
     expected = [
         f"a red circle on a blue background\nSteps: 2, Sampler: DPM++ 2M, Schedule type: Automatic, CFG scale: 7, "
-        f"Seed: {first_seed}, Size: 64x64, Model: tiny",
+        f"Seed: {first_seed}, Size: 64x64, Model: tiny{VERSION}",
         "a green square on a white background\nSteps: 2, Sampler: DPM++ 2M, Schedule type: Automatic, CFG scale: 4, "
-        "Seed: 9, Size: 64x64, Model: tiny",
+        f"Seed: 9, Size: 64x64, Model: tiny{VERSION}",
         "a yellow triangle on a black background\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a, "
-        "Schedule type: Automatic, CFG scale: 5, Seed: 7, Size: 64x64, Model: tiny",
+        f"Schedule type: Automatic, CFG scale: 5, Seed: 7, Size: 64x64, Model: tiny{VERSION}",
     ]
     assert [recipe(path)[0] for path in files] == expected
     keys = [recipe(path)[1][BATCH_KEY] for path in files]
@@ -270,7 +271,7 @@ def test_command_line_splits_batch_and_request_options():
 
 @pytest.fixture(scope="module")
 def shell():
-    ip = start_ipython()
+    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # one global shell per test session
     ip.run_line_magic("load_ext", "jupyter_sd")
     return ip
 
