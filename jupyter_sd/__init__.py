@@ -18,6 +18,7 @@ __all__ = [
     "PlotResult",
     "__version__",
     "batch",
+    "download",
     "get_engine",
     "load_ipython_extension",
     "load_request",
@@ -27,6 +28,7 @@ __all__ = [
 
 from .batch import batch  # the function; the module stays importable as ``from jupyter_sd.batch import ...``
 from .batch_result import BatchResult
+from .downloads import download
 from .painter import get_engine, paint
 from .request import PaintRequest
 from .result import PaintResult
