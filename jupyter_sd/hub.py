@@ -76,11 +76,11 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
     staging = library.models_dir() / _STAGING / repo.replace("/", "--")
     with _hub_errors(f"{repo}/{filename}"):
         url = hub.hf_hub_url(repo, filename, revision=revision, endpoint=_endpoint())
-        meta = hub.get_hf_file_metadata(url, endpoint=_endpoint())
-        if kind is not None:
-            existing = library.subfolder(folder_kind(kind)) / name
-            if existing.exists():
-                return _existing(existing, kind, meta.etag)
+        meta = hub.get_hf_file_metadata(url)  # the url carries the endpoint
+        for each in [kind] if kind else [k for k in KINDS if k != "lycoris"]:
+            existing = library.subfolder(folder_kind(each)) / name
+            if existing.exists() and (kind or _existing_sha_matches(existing, meta.etag)):
+                return _existing(existing, kind or file_kind(existing) or each, meta.etag)
         check_space(library.models_dir(), meta.size or 0, name)
         local = Path(hub.hf_hub_download(repo, filename, revision=revision, local_dir=staging, endpoint=_endpoint()))
     actual = _sha256(local)
@@ -119,6 +119,11 @@ def _existing(path: Path, kind: str, etag: str | None) -> Downloaded:
         msg = f"download: {path} already exists and is a different file; move it away to download this one"
         raise ValueError(msg)
     return Downloaded(path, kind, path.stat().st_size, actual, bool(_SHA256.match(expected)), already=True)
+
+
+def _existing_sha_matches(path: Path, etag: str | None) -> bool:
+    expected = (etag or "").strip('"').lower()
+    return bool(_SHA256.match(expected)) and _sha256(path) == expected
 
 
 def _repo(repo: str, revision: str | None) -> Downloaded:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +29,8 @@ class Served:
     """Answer 401 unless ``Authorization: Bearer <token>`` comes with the request."""
     content_type: str = "application/octet-stream"
     disposition: str | None = None
+    delay: float = 0.0
+    """Seconds to wait after each 64 KiB sent (a slow link, so a test can interrupt mid-download)."""
 
 
 @dataclass
@@ -142,6 +145,16 @@ def _handler(web: FakeWeb) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(rest[:cut])
                 self.wfile.flush()
                 self.close_connection = True
+                return None
+            if served.delay:
+                self.send_response(status)
+                for key, value in {**headers, "Content-Length": str(len(rest))}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                for offset in range(0, len(rest), 65536):
+                    self.wfile.write(rest[offset : offset + 65536])
+                    self.wfile.flush()
+                    time.sleep(served.delay)
                 return None
             return self._send(status, rest, headers, body)
 

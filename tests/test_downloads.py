@@ -199,6 +199,18 @@ def test_kind_from_the_tensors_when_civitai_api_is_down(web, models, checkpoint_
     assert got.path == models / "Stable-diffusion" / "fromTensors_v2.safetensors" and not got.checked
 
 
+def test_unknown_kind_keeps_the_file_and_kind_finishes_it(web, models):
+    data = save({"text_model.embeddings.position_ids": np.arange(8, dtype=np.int64)[None]})
+    web.files["/files/mystery.safetensors"] = Served(data)
+    with pytest.raises(ValueError, match=r"can't tell from its tensors .* run the same download again with --kind"):
+        downloads.download(f"{web.base}/files/mystery.safetensors")
+    assert (models / "mystery.safetensors.part").read_bytes() == data  # kept, under no real name
+    got = downloads.download(f"{web.base}/files/mystery.safetensors", kind="vae")
+    assert got.path == models / "VAE" / "mystery.safetensors" and got.path.read_bytes() == data
+    assert "--vae mystery" in got.summary() and not list(models.rglob("*.part"))
+    assert web.requests("/files/mystery.safetensors")[-1]["Range"] == f"bytes={len(data)}-"  # nothing left: 416
+
+
 def test_plain_http_pickle_is_kept_and_marked(web, models):
     state = {"string_to_param": {"*": [0.0] * 4}, "name": "mytoken"}
     web.files["/files/mytoken.pt"] = Served(zip_pickle(state))
@@ -250,6 +262,10 @@ def test_hub_file_lands_by_its_tensors_with_sha256_checked(hub, models):
     hub.add_hub_file("someone/loras", "styles/ink.safetensors", data)
     got = downloads.download("https://huggingface.co/someone/loras/blob/main/styles/ink.safetensors")
     assert got.path == models / "Lora" / "ink.safetensors" and got.path.read_bytes() == data and got.checked
+    gets = len(hub.requests("/someone/loras/resolve/main/styles/ink.safetensors"))
+    again = downloads.download("https://huggingface.co/someone/loras/blob/main/styles/ink.safetensors")
+    assert again.already and again.path == got.path  # found by name and sha256: only the HEAD was asked
+    assert len(hub.requests("/someone/loras/resolve/main/styles/ink.safetensors")) == gets + 1
 
 
 def test_hub_checksum_mismatch_removes_the_file(hub, models):
@@ -364,6 +380,8 @@ def test_magic_download_prints_one_line_and_errors_are_usage_errors(shell, web, 
     assert type(info.value) is UsageError and "not a civitai link" in str(info.value)
     with pytest.raises(UsageError, match="expected one link"):
         run(shell, "%paint download")
+    with pytest.raises(UsageError, match=r"--kind must be one of checkpoint, lora, .*, vae \(got 'model'\)"):
+        run(shell, f"%paint download {web.base}/x.safetensors --kind model")
 
 
 def test_magic_config_keeps_the_civitai_token_out_of_sight(shell, web, models, capsys):
@@ -398,3 +416,35 @@ def test_hub_repo_fetches_what_from_pretrained_reads_into_the_cache(hub, models,
     assert len(wanted) >= 8
     assert fetched == wanted
     assert "into the Hugging Face cache" in got.summary()
+
+
+def test_kernel_interrupt_keeps_the_part_and_the_same_line_resumes(web, tmp_path):
+    from kernel_client import of_type, reply_status, running_kernel, stream_text
+
+    data = lora_bytes(400)  # 4 tensors of 640 KB
+    web.files["/files/slow.safetensors"] = Served(data, delay=0.05)
+    models = tmp_path / "kernel-models"
+    line = f"%paint download {web.base}/files/slow.safetensors"
+    with running_kernel(tmp_path, env={library.ENV_VAR: str(models)}) as kernel:
+        kernel.execute("%load_ext jupyter_sd")
+        sent = {"interrupt": False}
+
+        def interrupt_once_progress_shows(message, messages):
+            if message["msg_type"] == "update_display_data" and not sent["interrupt"]:
+                sent["interrupt"] = True
+                kernel.interrupt()
+
+        first = kernel.execute(line, on_message=interrupt_once_progress_shows)
+        assert sent["interrupt"] and reply_status(first) == "ok"
+        assert "download: interrupted; run the same line again" in stream_text(first)
+        progress = of_type(first, "display_data")[0]["content"]["data"]["text/plain"]
+        assert progress.startswith("slow.safetensors  ") and "MB/s" in progress and "%" in progress
+        part = models / "slow.safetensors.part"
+        kept = part.stat().st_size
+        assert 0 < kept < len(data) and part.read_bytes() == data[:kept]
+
+        web.files["/files/slow.safetensors"].delay = 0
+        second = kernel.execute(line)
+        assert reply_status(second) == "ok" and "downloaded: slow.safetensors (LoRA" in stream_text(second)
+    assert (models / "Lora" / "slow.safetensors").read_bytes() == data and not part.exists()
+    assert web.requests("/files/slow.safetensors")[-1]["Range"] == f"bytes={kept}-"
