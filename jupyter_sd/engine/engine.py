@@ -285,6 +285,7 @@ class Engine:
                 # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
                 model_file = self._source.location if self._source.kind == "single-file" else None
                 networks = apply_networks(pipe, request, progress.notice, model_file)
+                self.networks_key = networks.text_key  # what the text encoders carry: the embedding cache key
                 # 3. sampler
                 self._set_sampler(pipe, request)
                 result = PaintResult(
@@ -296,7 +297,7 @@ class Engine:
                     seeds = [request.seed + batch * request.n + k for k in range(request.n)]
                     progress.start(request, batch, request.repeat)
                     # 4. denoise and 5. decode
-                    images = self._denoise(pipe, networks.text_request(request), seeds, previewer, progress, stop, result)
+                    images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
@@ -366,6 +367,9 @@ class Engine:
             pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
             networks_key=self.networks_key,
         )
+        if conditioning.unsupported and not result.images:  # said once, before the first batch
+            tags = ", ".join(f"<{tag}>" for tag in conditioning.unsupported)
+            progress.notice(f"not supported, left out of the prompt: {tags}")
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         done = 0
         last_frame = -math.inf
