@@ -1,0 +1,229 @@
+"""Fitting the GPU: offload, attention slicing, VAE tiling, the fp16 VAE rescue, and the fast mode for big GPUs.
+
+A free Colab T4 has about 15 GB of VRAM: SDXL in fp16 fits whole, a 6 GB card needs model offload, and SDXL's VAE
+in fp16 can overflow into a black (NaN) picture. Each function here is one stage the engine calls; none of them
+changes what is painted, only where and how the tensors live (the VAE rescue redoes a decode in float32).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+GB = 2**30
+ACTIVATIONS_GB = {"SD1": 1.5, "SD2": 2.0, "SDXL": 3.5}
+"""Working memory on top of the weights for one native-size picture in fp16 (measured roughly; auto mode's margin)."""
+TILE_ABOVE = 1536 * 1536
+"""``--vae-tiling auto`` tiles pictures with more pixels than this."""
+_OFFLOADED = "_jupyter_sd_offload"
+
+
+def weights_gb(pipe: Any) -> float:
+    """The size of the pipeline's weights in GB (what has to sit on the GPU without offload)."""
+    total = 0
+    for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2"):
+        module = getattr(pipe, name, None)
+        for param in getattr(module, "parameters", lambda: [])():
+            total += param.numel() * param.element_size()
+    return total / GB
+
+
+def free_vram_gb(device: str) -> float | None:
+    """Free memory on a CUDA device in GB (None elsewhere)."""
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return free / GB
+
+
+def choose_offload(mode: str, device: str, pipe: Any, family: str) -> tuple[str, str]:
+    """Resolve ``--offload`` to none, model or sequential, with a few words saying why for the load line.
+
+    Raises
+    ------
+    ValueError
+        For model or sequential offload where there is no CUDA device to offload to.
+    """
+    if mode in ("model", "sequential") and not device.startswith("cuda"):
+        msg = (
+            f"offload: '{mode}' offload moves weights between the CPU and a CUDA GPU; there is none here "
+            f"(device {device}) (allowed here: auto, none) (got '{mode}')"
+        )
+        raise ValueError(msg)
+    if mode != "auto":
+        return mode, ""
+    free = free_vram_gb(device)
+    if free is None:
+        return "none", ""
+    need = weights_gb(pipe) + ACTIVATIONS_GB.get(family, 2.0)
+    if free >= need:
+        return "none", f"{free:.0f} GB free"
+    if free >= max(need - weights_gb(pipe) * 0.6, 1.5):  # the UNet alone, with its working memory, fits
+        return "model", f"model offload: {free:.1f} GB free, {need:.1f} GB needed"
+    return "sequential", f"sequential offload: {free:.1f} GB free, {need:.1f} GB needed"
+
+
+def place(pipe: Any, device: str, offload: str) -> Any:
+    """Put the pipeline on its device, whole or offloaded (diffusers' cpu-offload hooks)."""
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe = pipe.to(device)
+    setattr(pipe, _OFFLOADED, offload)
+    return pipe
+
+
+def set_attention(pipe: Any, mode: str) -> None:
+    """``--attention``: PyTorch's fused SDPA (diffusers' default) or sliced attention, which needs less memory."""
+    if mode == "slicing":
+        pipe.enable_attention_slicing()
+    elif hasattr(pipe, "disable_attention_slicing"):
+        pipe.disable_attention_slicing()
+
+
+def wants_tiling(mode: str, width: int, height: int) -> bool:
+    """Whether ``--vae-tiling`` means tiles for a picture of this size."""
+    return mode == "on" or (mode == "auto" and width * height > TILE_ABOVE)
+
+
+def set_vae_tiling(pipe: Any, on: bool) -> None:
+    """Decode in tiles, or whole (diffusers 0.42 keeps the switch on the VAE, not the pipeline)."""
+    vae = getattr(pipe, "vae", None)
+    if vae is None or not hasattr(vae, "enable_tiling"):
+        return
+    vae.enable_tiling() if on else vae.disable_tiling()
+
+
+class VaeGuard:
+    """Wrap the VAE's ``decode``: a NaN/Inf picture from a half-precision VAE is decoded again in float32, and an
+    out-of-memory in the decode is retried once in tiles, each said in one line (as A1111 does).
+
+    After a rescue the VAE stays in float32 for the rest of the session, so the next picture is right first time.
+    """
+
+    def __init__(self, vae: Any, notice: Callable[[str], None] | None = None) -> None:
+        self.vae = vae
+        self.notice = notice or (lambda text: None)
+        self.rescued = 0
+        self.tiled_retries = 0
+        self._decode = vae.decode
+        vae.decode = self.decode
+
+    def decode(self, z: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        z = z.to(self.vae.dtype)
+        try:
+            output = self._decode(z, *args, **kwargs)
+        except Exception as error:
+            if not _is_oom(error) or getattr(self.vae, "use_tiling", True):
+                raise
+            _free_cuda()
+            self.vae.enable_tiling()
+            self.tiled_retries += 1
+            self.notice("out of memory decoding the picture: retried in tiles (--vae-tiling on)")
+            output = self._decode(z, *args, **kwargs)
+        sample = output[0] if isinstance(output, tuple) else output.sample
+        if torch.isfinite(sample).all():
+            return output
+        if self.vae.dtype == torch.float32:
+            self.notice("the VAE produced NaN/Inf even in float32: the picture is black (try another --vae)")
+            return output
+        self.vae.to(torch.float32)
+        self.rescued += 1
+        self.notice(
+            f"the VAE produced NaN in {str(z.dtype).replace('torch.', '')}: decoded again in float32 (it stays "
+            "float32 now; --vae madebyollin/sdxl-vae-fp16-fix avoids this)"
+        )
+        return self._decode(z.float(), *args, **kwargs)
+
+
+def _is_oom(error: BaseException) -> bool:
+    text = str(error).lower()
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in text
+
+
+def _free_cuda() -> None:
+    import gc
+
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class FastMode:
+    """``--fast``: channels_last, fused QKV projections, SDPA, and ``torch.compile`` of the UNet's repeated blocks.
+
+    Regional compilation (diffusers' ``compile_repeated_blocks``) compiles one transformer block and reuses it, so
+    the first compile takes seconds, not minutes. Compiled graphs stay with the pipeline across cells; the first
+    picture at a new size (or batch) compiles again once, and `before_call` says so.
+    """
+
+    def __init__(self, pipe: Any, device: str) -> None:
+        import torch
+
+        self.compiled = False
+        self.shapes: set[tuple[int, int, int]] = set()
+        self.applied: list[str] = []
+        denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        for name in ("unet", "vae"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+        self.applied.append("channels_last")
+        if hasattr(pipe, "fuse_qkv_projections"):
+            try:
+                pipe.fuse_qkv_projections()
+                self.applied.append("fused QKV")
+            except Exception:  # a model whose attention can't be fused (added KV projections): keep it unfused
+                pass
+        self.applied.append("SDPA")
+        if not device.startswith("cuda"):
+            self.reason = f"torch.compile is used on CUDA only (here: {device})"
+            return
+        if hasattr(denoiser, "compile_repeated_blocks") and getattr(denoiser, "_repeated_blocks", None):
+            denoiser.compile_repeated_blocks(fullgraph=True)
+        else:
+            denoiser.compile(fullgraph=False)
+        self.compiled = True
+        self.applied.append("torch.compile (repeated blocks)")
+        self.reason = ""
+
+    def describe(self) -> str:
+        """The line said once when fast mode is set up."""
+        text = "fast mode: " + ", ".join(self.applied)
+        return text + (f"; {self.reason}" if self.reason else "")
+
+    def before_call(self, width: int, height: int, n: int) -> str:
+        """A line to show before painting at a size not compiled yet (empty when nothing compiles)."""
+        shape = (width, height, n)
+        if not self.compiled or shape in self.shapes:
+            return ""
+        first = not self.shapes
+        self.shapes.add(shape)
+        what = "compiling" if first else "new size: compiling again"
+        return f"fast mode: {what} for {width}x{height}{f' ×{n}' if n > 1 else ''} (once per size)…"
+
+
+def peak_rss_gb() -> float | None:
+    """The process's peak resident memory so far in GB (Linux/macOS), for the single-file loading ratio."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import sys
+
+    return peak / (GB if sys.platform == "darwin" else 2**20)
+
+
+def ceil_gb(value: float) -> int:
+    """Round GB up for messages."""
+    return int(math.ceil(value))
