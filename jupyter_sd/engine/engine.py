@@ -21,6 +21,7 @@ from ..result import PaintResult
 from ..samplers import make_scheduler
 from . import warmup
 from .models import ModelSource, check_available, load_pipeline, pick_device, pick_dtype, resolve_model
+from .networks import apply_networks
 from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
@@ -278,16 +279,21 @@ class Engine:
                 # 2. cached pipeline
                 pipe = self.pipeline(request, progress)
                 request = self._resolve(request, pipe)
+                # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
+                model_file = self._source.location if self._source.kind == "single-file" else None
+                networks = apply_networks(pipe, request, progress.notice, model_file)
                 # 3. sampler
                 self._set_sampler(pipe, request)
-                result = PaintResult(request=request, model_name=self._source.name, steps_total=request.steps)
+                result = PaintResult(
+                    request=request, model_name=self._source.name, steps_total=request.steps, params=networks.params
+                )
                 previewer = self._previewer(request, pipe)
                 started = time.perf_counter()
                 for batch in range(request.repeat):
                     seeds = [request.seed + batch * request.n + k for k in range(request.n)]
                     progress.start(request, batch, request.repeat)
                     # 4. denoise and 5. decode
-                    images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
+                    images = self._denoise(pipe, networks.text_request(request), seeds, previewer, progress, stop, result)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
