@@ -7,7 +7,6 @@ changes what is painted, only where and how the tensors live (the VAE rescue red
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +38,22 @@ def free_vram_gb(device: str) -> float | None:
     return free / GB
 
 
+def check_offload(mode: str, device: str) -> None:
+    """Refuse, before anything loads, model or sequential offload where there is no CUDA device to offload to.
+
+    Raises
+    ------
+    ValueError
+        One line naming the option, what is allowed here and the value.
+    """
+    if mode in ("model", "sequential") and not device.startswith("cuda"):
+        msg = (
+            f"offload: '{mode}' offload moves weights between the CPU and a CUDA GPU, and this runs on {device} "
+            f"(allowed here: auto, none) (got '{mode}')"
+        )
+        raise ValueError(msg)
+
+
 def choose_offload(mode: str, device: str, pipe: Any, family: str) -> tuple[str, str]:
     """Resolve ``--offload`` to none, model or sequential, with a few words saying why for the load line.
 
@@ -47,12 +62,7 @@ def choose_offload(mode: str, device: str, pipe: Any, family: str) -> tuple[str,
     ValueError
         For model or sequential offload where there is no CUDA device to offload to.
     """
-    if mode in ("model", "sequential") and not device.startswith("cuda"):
-        msg = (
-            f"offload: '{mode}' offload moves weights between the CPU and a CUDA GPU; there is none here "
-            f"(device {device}) (allowed here: auto, none) (got '{mode}')"
-        )
-        raise ValueError(msg)
+    check_offload(mode, device)
     if mode != "auto":
         return mode, ""
     free = free_vram_gb(device)
@@ -196,6 +206,14 @@ class FastMode:
         self.applied.append("torch.compile (repeated blocks)")
         self.reason = ""
 
+    def unfuse(self, pipe: Any) -> bool:
+        """Undo the fused QKV projections (a LoRA patches the unfused ones); True if they were fused."""
+        if "fused QKV" not in self.applied or not hasattr(pipe, "unfuse_qkv_projections"):
+            return False
+        pipe.unfuse_qkv_projections()
+        self.applied.remove("fused QKV")
+        return True
+
     def describe(self) -> str:
         """The line said once when fast mode is set up."""
         text = "fast mode: " + ", ".join(self.applied)
@@ -212,6 +230,51 @@ class FastMode:
         return f"fast mode: {what} for {width}x{height}{f' ×{n}' if n > 1 else ''} (once per size)…"
 
 
+class MemoryPlan:
+    """What `setup` decided for one loaded pipeline, and the per-picture stage (`before_call`)."""
+
+    def __init__(self, offload: str, why: str, fast: FastMode | None) -> None:
+        self.offload = offload
+        self.why = why
+        self.fast = fast
+
+    def describe(self) -> str:
+        """Words for the load line: the offload mode when there is one, and why."""
+        if self.offload == "none":
+            return ""
+        return self.why or f"{self.offload} offload"
+
+    def before_call(self, pipe: Any, request: Any, notice: Callable[[str], None]) -> None:
+        """Per picture: attention, tiling, the VAE guard (which may have been swapped by --vae), compile notices."""
+        set_attention(pipe, request.attention)
+        set_vae_tiling(pipe, wants_tiling(request.vae_tiling, request.width, request.height))
+        guard = getattr(pipe.vae, "_jupyter_sd_guard", None)
+        if guard is None:
+            guard = VaeGuard(pipe.vae)
+            pipe.vae._jupyter_sd_guard = guard
+        guard.notice = notice
+        if self.fast is not None:
+            if "<lora:" in request.prompt.lower() and self.fast.unfuse(pipe):
+                notice("fast mode: QKV projections unfused, so the LoRA applies")
+            line = self.fast.before_call(request.width, request.height, request.n)
+            if line:
+                notice(line)
+
+
+def setup(pipe: Any, device: str, family: str, offload: str, fast: bool) -> tuple[Any, MemoryPlan]:
+    """Place a freshly loaded (CPU) pipeline on its device as ``--offload`` says, and set up ``--fast``.
+
+    Raises
+    ------
+    ValueError
+        For offload where there is no CUDA device.
+    """
+    mode, why = choose_offload(offload, device, pipe, family)
+    pipe = place(pipe, device, mode)
+    fast_mode = FastMode(pipe, device) if fast else None
+    return pipe, MemoryPlan(mode, why, fast_mode)
+
+
 def peak_rss_gb() -> float | None:
     """The process's peak resident memory so far in GB (Linux/macOS), for the single-file loading ratio."""
     try:
@@ -222,8 +285,3 @@ def peak_rss_gb() -> float | None:
     import sys
 
     return peak / (GB if sys.platform == "darwin" else 2**20)
-
-
-def ceil_gb(value: float) -> int:
-    """Round GB up for messages."""
-    return int(math.ceil(value))
