@@ -18,14 +18,25 @@ TILE_ABOVE = 1536 * 1536
 _OFFLOADED = "_jupyter_sd_offload"
 
 
-def weights_gb(pipe: Any) -> float:
-    """The size of the pipeline's weights in GB (what has to sit on the GPU without offload)."""
-    total = 0
+def component_gb(pipe: Any) -> dict[str, float]:
+    """The size of each model in the pipeline in GB (what has to sit on the GPU, all or one at a time)."""
+    sizes = {}
     for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2"):
         module = getattr(pipe, name, None)
-        for param in getattr(module, "parameters", lambda: [])():
-            total += param.numel() * param.element_size()
-    return total / GB
+        params = list(getattr(module, "parameters", lambda: [])())
+        if params:
+            sizes[name] = sum(p.numel() * p.element_size() for p in params) / GB
+    return sizes
+
+
+def offload_for(free_gb: float, sizes: dict[str, float], family: str) -> str:
+    """Auto offload: none when everything fits with room to work, model offload when the biggest model fits with
+    half a GB to spare (one model on the GPU at a time), else sequential (layer by layer)."""
+    if free_gb >= sum(sizes.values()) + ACTIVATIONS_GB.get(family, 2.0):
+        return "none"
+    if free_gb >= max(sizes.values(), default=0.0) + 0.5:
+        return "model"
+    return "sequential"
 
 
 def free_vram_gb(device: str) -> float | None:
@@ -68,12 +79,8 @@ def choose_offload(mode: str, device: str, pipe: Any, family: str) -> tuple[str,
     free = free_vram_gb(device)
     if free is None:
         return "none", ""
-    need = weights_gb(pipe) + ACTIVATIONS_GB.get(family, 2.0)
-    if free >= need:
-        return "none", f"{free:.0f} GB free"
-    if free >= max(need - weights_gb(pipe) * 0.6, 1.5):  # the UNet alone, with its working memory, fits
-        return "model", f"model offload: {free:.1f} GB free, {need:.1f} GB needed"
-    return "sequential", f"sequential offload: {free:.1f} GB free, {need:.1f} GB needed"
+    chosen = offload_for(free, component_gb(pipe), family)
+    return chosen, f"{free:.1f} GB free" + ("" if chosen == "none" else f": {chosen} offload")
 
 
 def place(pipe: Any, device: str, offload: str) -> Any:
@@ -88,12 +95,22 @@ def place(pipe: Any, device: str, offload: str) -> Any:
     return pipe
 
 
-def set_attention(pipe: Any, mode: str) -> None:
-    """``--attention``: PyTorch's fused SDPA (diffusers' default) or sliced attention, which needs less memory."""
-    if mode == "slicing":
+def set_attention(pipe: Any, mode: str) -> bool:
+    """``--attention``: PyTorch's fused SDPA (diffusers' default) or sliced attention, which needs less memory.
+
+    Returns whether the attention processors were reset (which undoes fused QKV projections).
+    """
+    denoiser = getattr(pipe, "unet", None)
+    sliced = denoiser is not None and any(
+        type(p).__name__ == "SlicedAttnProcessor" for p in denoiser.attn_processors.values()
+    )
+    if mode == "slicing" and not sliced:
         pipe.enable_attention_slicing()
-    elif hasattr(pipe, "disable_attention_slicing"):
+        return True
+    if mode == "sdpa" and sliced:
         pipe.disable_attention_slicing()
+        return True
+    return False
 
 
 def wants_tiling(mode: str, width: int, height: int) -> bool:
@@ -144,7 +161,10 @@ class VaeGuard:
         if self.vae.dtype == torch.float32:
             self.notice("the VAE produced NaN/Inf even in float32: the picture is black (try another --vae)")
             return output
-        self.vae.to(torch.float32)
+        from .quiet import quiet
+
+        with quiet():  # diffusers warns about casting with to(); we mean it
+            self.vae.to(torch.float32)
         self.rescued += 1
         self.notice(
             f"the VAE produced NaN in {str(z.dtype).replace('torch.', '')}: decoded again in float32 (it stays "
@@ -206,6 +226,11 @@ class FastMode:
         self.applied.append("torch.compile (repeated blocks)")
         self.reason = ""
 
+    def fuse_again(self, pipe: Any) -> None:
+        """Fuse the QKV projections again after the attention processors were reset (slicing turned off)."""
+        if "fused QKV" in self.applied:
+            pipe.fuse_qkv_projections()
+
     def unfuse(self, pipe: Any) -> bool:
         """Undo the fused QKV projections (a LoRA patches the unfused ones); True if they were fused."""
         if "fused QKV" not in self.applied or not hasattr(pipe, "unfuse_qkv_projections"):
@@ -246,7 +271,8 @@ class MemoryPlan:
 
     def before_call(self, pipe: Any, request: Any, notice: Callable[[str], None]) -> None:
         """Per picture: attention, tiling, the VAE guard (which may have been swapped by --vae), compile notices."""
-        set_attention(pipe, request.attention)
+        if set_attention(pipe, request.attention) and self.fast is not None and request.attention == "sdpa":
+            self.fast.fuse_again(pipe)
         set_vae_tiling(pipe, wants_tiling(request.vae_tiling, request.width, request.height))
         guard = getattr(pipe.vae, "_jupyter_sd_guard", None)
         if guard is None:

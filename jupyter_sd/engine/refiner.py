@@ -14,6 +14,7 @@ from typing import Any
 
 from ..samplers import make_scheduler
 from .models import ModelSource, load_pipeline
+from .quiet import quiet
 
 _SHARED = ("vae", "text_encoder_2", "tokenizer_2")
 
@@ -32,9 +33,10 @@ class Refiner:
             if getattr(base, name, None) is not None and _same_config(getattr(plain, name, None), getattr(base, name))
         }
         components = {**plain.components, **shared}
-        self.pipe = diffusers.StableDiffusionXLImg2ImgPipeline.from_pipe(plain, **components)
-        self.pipe.set_progress_bar_config(disable=True)
-        self.pipe.to(device)
+        with quiet():
+            self.pipe = diffusers.StableDiffusionXLImg2ImgPipeline.from_pipe(plain, **components)
+            self.pipe.set_progress_bar_config(disable=True)
+            self.pipe.to(device)
         self.shared = sorted(shared)
         self.base_config = dict(self.pipe.scheduler.config)
 
