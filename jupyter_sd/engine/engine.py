@@ -21,6 +21,7 @@ from ..result import PaintResult
 from ..samplers import make_scheduler
 from . import warmup
 from . import memory
+from .conditioning import build_conditioning
 from .models import (
     ModelSource,
     check_available,
@@ -168,6 +169,8 @@ class Engine:
         self.load_count = 0
         self.load_seconds = 0.0
         self.last_result: PaintResult | None = None
+        self.networks_key: Any = ()
+        """What the text encoders carry besides the model (LoRA, embeddings): part of the embedding cache key."""
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -421,6 +424,10 @@ class Engine:
         import torch
 
         capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
+        conditioning = build_conditioning(
+            pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
+            networks_key=self.networks_key,
+        )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         refiner = self._refiner if request.refiner else None
         base_steps = refiner.base_steps(request) if refiner is not None else 0
@@ -434,6 +441,8 @@ class Engine:
             if refiner is not None:  # base then refiner: one count over both passes
                 done = min(request.steps, index + 1 + (base_steps if pipe_ is refiner.pipe else 0))
             capture.latents = tensors["latents"]
+            if refiner is None or pipe_ is not refiner.pipe:  # the refiner encodes its own prompt
+                tensors = conditioning.on_step(pipe_, index, timestep, tensors)
             if stop.is_set():
                 raise _Stopped(done)
             previews = None
@@ -445,8 +454,7 @@ class Engine:
             return tensors
 
         call = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
+            **conditioning.pipeline_kwargs(),
             "num_inference_steps": request.steps,
             "guidance_scale": request.guidance,
             "width": request.width,
@@ -461,12 +469,13 @@ class Engine:
         try:
             if stop.is_set():
                 raise _Stopped(0)
-            if refiner is not None:  # 4b. the refiner paints the last steps (refiner.py)
-                latents = pipe(**call).images
+            with conditioning.applied(pipe):
+                images = pipe(**call).images
+            if refiner is not None:  # 4b. the refiner paints the last steps from the base's latents (refiner.py)
                 refiner.set_sampler(request)
                 capture = _X0Capture(refiner.pipe.scheduler)
-                return refiner.refine(latents, call, request, on_step_end)
-            return pipe(**call).images
+                images = refiner.refine(images, call, request, on_step_end)
+            return images
         except _Stopped as stopped:
             result.interrupted_at, result.stopped_by = stopped.step, "stop"
         except KeyboardInterrupt:
@@ -486,6 +495,11 @@ class Engine:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def _a1111_steps(pipe: Any, steps: int) -> int:
+    """The steps A1111 counts for prompt editing: one per denoiser call, so twice the steps on second-order samplers."""
+    return steps * 2 if getattr(pipe.scheduler, "order", 1) == 2 else steps
 
 
 def _native_size(pipe: Any) -> int:

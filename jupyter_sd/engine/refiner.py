@@ -58,12 +58,10 @@ class Refiner:
         self, latents: Any, call: dict[str, Any], request: Any, on_step_end: Callable[..., dict[str, Any]]
     ) -> list[Any]:
         """Paint the last steps from the base's latents (after `set_sampler`); returns the pictures."""
-        refiner_call = {
-            key: call[key]
-            for key in ("prompt", "negative_prompt", "num_inference_steps", "guidance_scale", "generator")
-            if key in call
-        }
+        refiner_call = {key: call[key] for key in ("num_inference_steps", "guidance_scale", "generator") if key in call}
         refiner_call.update(
+            prompt=request.prompt,  # the refiner has its own text encoder: plain text, A1111 weights not applied
+            negative_prompt=request.negative_prompt or None,
             image=latents,
             denoising_start=request.refiner_switch,
             num_images_per_prompt=1,  # the latents already hold the whole batch
