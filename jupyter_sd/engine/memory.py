@@ -158,8 +158,7 @@ class VaeGuard:
         sample = output[0] if isinstance(output, tuple) else output.sample
         if torch.isfinite(sample).all():
             return output
-        if self.vae.dtype == torch.float32:
-            self.notice("the VAE produced NaN/Inf even in float32: the picture is black (try another --vae)")
+        if self.vae.dtype == torch.float32:  # nothing to rescue with: the model itself is broken here
             return output
         from .quiet import quiet
 
