@@ -15,9 +15,9 @@ from . import library, painter
 from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
-from .xyz_axes import split_plot_options
+from .xyz_axes import plot_from_params, plot_infotext_keys, split_plot_options
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -37,6 +37,7 @@ Line magic:
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
+    %paint batch FILE [options] paint every prompt/recipe of a file or folder, here or on Ray (--ray auto)
     %paint download URL [--kind K]  a civitai / Hugging Face / http(s) model into the models folder
     %paint drive                (Colab) keep models and pictures on Google Drive, in MyDrive/jupyter_sd/
     %paint zip [FOLDER]         zip the pictures (metadata intact) and offer the zip for download
@@ -139,6 +140,7 @@ class PaintMagics(Magics):
             body = expand_variables(cell, self.shell.user_ns)
             pasted = parse_infotext(body)[2]
             options = {**parse_body(body), **options}
+            plot = plot or plot_from_params(pasted)  # a pasted X/Y/Z grid's generation data paints it again
         if not options.get("prompt", "").strip():
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
@@ -146,7 +148,14 @@ class PaintMagics(Magics):
         if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
             from .xyz import run_plot
 
-            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+            if with_controls:
+                msg = "ui: --ui puts controls under one picture; it does not apply to X/Y/Z plots"
+                raise ValueError(msg)
+            grid = run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+            pasted = {key: value for key, value in pasted.items() if key not in plot_infotext_keys()}
+            for note in pasted_notes(pasted, grid.model_name, model_given):
+                print(note)
+            return grid
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
@@ -234,6 +243,19 @@ class PaintMagics(Magics):
             msg = f"panel: not available ({error})"
             raise ValueError(msg) from None
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
+
+    def _batch(self, rest: str) -> Any:
+        from .batch import COMMAND_HELP, InvalidBatch, batch, parse_command
+
+        source, runner, options = parse_command(rest)
+        if options.pop("help", False):
+            print(COMMAND_HELP)
+            return None
+        try:
+            return batch(source, **runner, **options)
+        except InvalidBatch as error:
+            print("\n".join(one_line(line) for line in error.lines()))  # all of them; the error names the first few
+            raise
 
     def _download(self, rest: str) -> None:
         from .downloads import download

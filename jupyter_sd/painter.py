@@ -39,8 +39,9 @@ def new_request(**options: Any) -> PaintRequest:
 class ImageSaver(Progress):
     """Save each finished batch as soon as it is done, so a later interrupt cannot lose it."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, metadata: dict[str, Any] | None = None) -> None:
         self.folder = folder
+        self.metadata = metadata or {}  # more keys for the JSON chunk (a batch's request key)
 
     def batch(self, images: list[Any], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
         request = result.request
@@ -51,7 +52,7 @@ class ImageSaver(Progress):
             index = first + offset
             recipe = request.replace(seed=seed, n=1, repeat=1)
             extra = {"seed": seed, "interrupted_at": result.interrupted_at if index >= result.complete else None}
-            info = png_info(result.infotext(index), recipe, extra)
+            info = png_info(result.infotext(index), recipe, {**self.metadata, **extra})
             result.paths.append(save_image(image, self.folder, seed, info))
 
 
@@ -67,6 +68,8 @@ def render(
     stop: threading.Event | None = None,
     user_ns: Mapping[str, Any] | None = None,
     reraise_interrupt: bool = True,
+    folder: Path | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> PaintResult:
     """Paint a request on the kernel's engine, saving as it goes and showing progress in `view`.
 
@@ -75,6 +78,9 @@ def render(
     reraise_interrupt
         After a kernel interrupt, re-raise ``KeyboardInterrupt`` (so a loop of ``paint()`` calls stops) once the
         interrupted result is kept in ``get_engine().last_result``. The magic passes False and shows the result.
+    folder, metadata
+        Save into `folder` instead of the request's output folder; add `metadata` to each PNG's JSON chunk (batches
+        use both: a Ray worker paints into a scratch folder, and every picture carries its request's key).
 
     Raises
     ------
@@ -82,7 +88,7 @@ def render(
         For an invalid request, before anything is loaded or written.
     """
     request.validate()
-    saver = ImageSaver(output_folder(request, user_ns))
+    saver = ImageSaver(folder or output_folder(request, user_ns), metadata)
     result = get_engine().generate(request, Fanout(saver, view), stop)
     if reraise_interrupt and result.stopped_by == "interrupt":
         raise KeyboardInterrupt
