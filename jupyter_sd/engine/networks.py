@@ -111,11 +111,8 @@ def apply_networks(pipe: Any, request: PaintRequest, notice: Notice, model_file:
         For a malformed tag such as ``<lora:>`` (before anything is loaded).
     """
     texts, tags = {}, {}
-    for name in _TEXT_FIELDS:
-        text, tags[name], unsupported = extract_networks(getattr(request, name, "") or "")
-        texts[name] = text
-        for tag in unsupported:
-            notice(f"prompt: <{tag}> is a kind of extra network jupyter_sd does not support; painting without it")
+    for name in _TEXT_FIELDS:  # (tags of unsupported kinds are said by the engine, with the conditioning)
+        texts[name], tags[name], _ = extract_networks(getattr(request, name, "") or "")
     if tags["negative_prompt"]:
         names = ", ".join(f"<lora:{tag.name}>" for tag in tags["negative_prompt"])
         notice(f"prompt: {names} in the negative prompt does nothing (A1111 applies LoRA from the prompt only)")
