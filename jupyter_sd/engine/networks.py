@@ -277,10 +277,8 @@ def _check_lora(path: Path, weights: dict[str, Any], pipe: Any) -> None:
         or key.startswith("text_encoder_2.")
         for key in weights
     )
-    is_xl_model = getattr(pipe, "text_encoder_2", None) is not None
-    if is_xl_lora != is_xl_model:
-        made_for, this = ("SDXL", "SD 1.x/2.x") if is_xl_lora else ("SD 1.x/2.x", "SDXL")
-        msg = f"lora: {path.name} is made for {made_for} and this model is {this}; painting without it"
+    if is_xl_lora and getattr(pipe, "text_encoder_2", None) is None:  # (the other way round, loading refuses it)
+        msg = f"lora: {path.name} is made for SDXL and this model is SD 1.x/2.x; painting without it"
         raise ValueError(msg)
 
 
