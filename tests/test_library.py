@@ -255,3 +255,13 @@ def test_model_option_finds_a_checkpoint_by_name_or_hash(models):
     assert resolve_model(hashlib.sha256(data).hexdigest()[:10]).location == str(path.resolve())
     with pytest.raises(ValueError, match="model: no such file or folder 'dreamshaper8' .*Did you mean 'dreamshaper_8'"):
         resolve_model("dreamshaper8")
+
+
+def test_a_lora_is_also_found_by_the_name_kohya_stored_in_it(models):
+    from safetensors.numpy import save_file
+
+    path = models / "Lora" / "detail_v2-000010.safetensors"
+    save_file({"a": np.zeros(3, np.float32)}, str(path), metadata={"ss_output_name": "add_detail"})
+    assert library.safetensors_metadata(path) == {"ss_output_name": "add_detail"}
+    assert library.find_model("lora", "add_detail").path == path
+    assert library.find_model("lora", "detail_v2-000010").path == path
