@@ -367,9 +367,6 @@ class Engine:
             pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
             networks_key=self.networks_key,
         )
-        if conditioning.unsupported and not result.images:  # said once, before the first batch
-            tags = ", ".join(f"<{tag}>" for tag in conditioning.unsupported)
-            progress.notice(f"not supported, left out of the prompt: {tags}")
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         done = 0
         last_frame = -math.inf
