@@ -531,6 +531,8 @@ def test_kernel_interrupt_mid_plot_shows_the_partial_grid(tiny_model_dir, tmp_pa
         messages = kernel.execute(cell, on_message=interrupt_in_second_cell, timeout=300)
         after = kernel.execute(f"%%paint --model {tiny_model_dir} --steps 1 --seed 1 -o {tmp_path / 'next'}\nnext")
     assert state["sent"] and reply_status(messages) == "ok"
+    shown = [m["content"]["data"] for m in of_type(messages, "display_data")]
+    assert any(d.get("text/plain") == "X/Y/Z grid (placeholders)" and "image/jpeg" in d for d in shown)
     updates = [m["content"]["data"] for m in of_type(messages, "update_display_data")]
     grids = [d for d in updates if d.get("text/plain", "").startswith("X/Y/Z grid, 1/3 cells")]
     assert grids and "image/jpeg" in grids[0]  # the live grid, filled in after the first cell
