@@ -1,6 +1,7 @@
 """The magic in a real InteractiveShell: parsing, one-line errors, config, variables."""
 
 import pytest
+from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
@@ -9,7 +10,7 @@ from jupyter_sd.magics import HELP, expand_variables
 
 @pytest.fixture(scope="module")
 def shell():
-    ip = start_ipython()
+    ip = start_ipython() or get_ipython()  # one test shell per process: the second start returns None
     ip.run_line_magic("load_ext", "jupyter_sd")
     return ip
 
