@@ -14,17 +14,21 @@ __all__ = [
     "Panel",
     "PaintRequest",
     "PaintResult",
+    "PlotResult",
     "__version__",
     "get_engine",
     "load_ipython_extension",
     "load_request",
     "paint",
+    "xyz",
 ]
 
 from .painter import get_engine, paint
 from .request import PaintRequest
 from .result import PaintResult
 from .store import load_request
+from .xyz import xyz
+from .xyz_result import PlotResult
 
 
 def load_ipython_extension(ipython: Any) -> None:

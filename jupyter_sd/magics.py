@@ -12,11 +12,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Unicode, observe
 
-from . import painter
+from . import library, painter
+from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
-from .request import coerce_options, option_fields, parse_body
+from .request import coerce_options, option_fields, parse_body, pasted_notes
+from .xyz_axes import split_plot_options
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -35,6 +37,10 @@ Line magic:
     %paint info                 what is loaded, on which device, memory
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
+    %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
+
+X/Y/Z plot: --x/--y/--z 'Name: values' paint one picture per value (or pair, or triple) and a labelled grid:
+    %%paint --x "Steps: 10, 20, 30" --y "CFG scale: 3-9 [4]" --z "Sampler: Euler a, DPM++ 2M" --seed 1
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
@@ -144,16 +150,26 @@ class PaintMagics(Magics):
             print(HELP)
             return None
         with_controls = options.pop("ui", False)
+        plot = split_plot_options(options)
+        pasted: dict[str, str] = {}
+        model_given = "model" in options
         if cell is not None:
             body = expand_variables(cell, self.shell.user_ns)
+            pasted = parse_infotext(body)[2]
             options = {**parse_body(body), **options}
         if not options.get("prompt", "").strip():
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
         request = painter.new_request(**options).validate()
+        if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
+            from .xyz import run_plot
+
+            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
+        for note in pasted_notes(pasted, result.model_name, model_given):
+            print(note)
         if with_controls:
             from IPython.display import display
 
@@ -175,6 +191,7 @@ class PaintMagics(Magics):
                 raise ValueError(msg)
             changes[key.strip().replace("-", "_")] = value
         taesd = changes.pop("taesd", None)
+        models = changes.pop("models", None)
         if changes:
             typed = coerce_options(changes)
             painter.new_request(**typed).validate()  # refuse a bad default before keeping any of them
@@ -185,11 +202,16 @@ class PaintMagics(Magics):
                     painter.settings[key] = value
         if taesd is not None:
             self.taesd = taesd
-        if not changes and taesd is None:
+        if models is not None:
+            library.set_models_dir(models)
+        if not changes and taesd is None and models is None:
             defaults = painter.new_request()
             for key in _config_keys():
-                value = self.taesd if key == "taesd" else getattr(defaults, key)
-                mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
+                if key == "models":
+                    value, mark = str(library.models_dir()), " (set)" if library.is_models_dir_set() else ""
+                else:
+                    value = self.taesd if key == "taesd" else getattr(defaults, key)
+                    mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
                 print(f"{key} = {value!r}{mark}")
 
     def _info(self, rest: str) -> dict[str, Any]:
@@ -221,11 +243,41 @@ class PaintMagics(Magics):
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
 
 
+    def _models(self, rest: str) -> None:
+        words = shlex.split(rest)
+        if len(words) > 2:
+            msg = f"models: expected %paint models [KIND] [NAME] (got '{rest}')"
+            raise ValueError(msg)
+        kind, name = None, None
+        if words:
+            try:
+                kind = library.kind_named(words[0])
+            except ValueError:
+                if len(words) == 2:
+                    raise
+                name = words[0]  # %paint models NAME: look in every subfolder
+            if len(words) == 2:
+                name = words[1]
+        if name is not None:
+            rows = [library.model_row(m) for m in library.find_models(name, kind)]
+            if not rows:
+                raise ValueError(library.not_found_message(kind, name))
+        else:
+            rows = library.models_table(kind)
+        if not rows:
+            where = library.subfolder(kind) if kind else library.models_dir()
+            folders = ", ".join(f"{folder}/" for folder in library.SUBFOLDERS.values())
+            print(f"no models in {where} (A1111's layout: {folders}; %paint config models=DIR points at another)")
+            return
+        print(f"models in {library.models_dir()}")
+        print(library.format_table(rows))
+
+
 PaintMagics.paint.__doc__ = HELP
 
 
 def _config_keys() -> list[str]:
-    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd"]
+    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd", "models"]
 
 
 def load_ipython_extension(ipython: Any) -> None:

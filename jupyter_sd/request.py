@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .infotext import format_infotext, parse_infotext
+from . import library
+from .infotext import format_infotext, order_params, parse_infotext
 from .samplers import SAMPLERS, SCHEDULES
 
 PREVIEW_MODES = ("auto", "latent2rgb", "taesd", "full", "none")
@@ -145,6 +146,15 @@ class PaintRequest:
             "For a single .safetensors checkpoint: a diffusers folder or hub id with its configs.",
             flags=("--model-config",),
             kernel=True,
+        ),
+    )
+    vae: str = field(
+        default="",
+        metadata=_option(
+            "External VAE: a name in the models folder's VAE/, or a .safetensors file or diffusers folder "
+            "(default: the model's own).",
+            flags=("--vae",),
+            infotext="VAE",
         ),
     )
     preview: str = field(
@@ -529,7 +539,7 @@ class PaintRequest:
         """
         params = self.infotext_params(seed, model_name)
         params.update(extra or {})
-        return format_infotext(self.prompt, self.negative_prompt, params)
+        return format_infotext(self.prompt, self.negative_prompt, order_params(params))
 
     @classmethod
     def from_infotext(cls, text: str, **overrides: Any) -> PaintRequest:
@@ -682,23 +692,23 @@ _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 def options_from_params(params: dict[str, str]) -> dict[str, Any]:
     """Map A1111 parameters onto request options, keeping only those we can honour.
 
-    ``Size`` becomes width and height. ``Model`` is applied only when it names something loadable here (the bundled
-    ``tiny`` model or a hub id); a civitai checkpoint name such as ``v1-5-pruned-emaonly`` is left to the kernel's
-    model rather than failing to load.
+    ``Size`` becomes width and height. ``Model`` / ``Model hash`` are looked up in the models folder's
+    ``Stable-diffusion/`` (by file stem, then by hash); otherwise ``Model`` is applied only when it names something
+    loadable here (the bundled ``tiny`` model or a hub id), and the kernel's model paints (`pasted_notes` says so).
     """
     options: dict[str, Any] = {}
     for key, value in params.items():
         if key == "Size":
             options["width"], options["height"] = parse_size(value)
-        elif key == "Model":
-            if value == "tiny" or _HUB_ID_RE.match(value):
-                options["model"] = value
         elif key in _INFOTEXT_VALUES:
             name, values = _INFOTEXT_VALUES[key]
             if value in values:
                 options[name] = values[value]
-        elif key in INFOTEXT_KEYS:
+        elif key in INFOTEXT_KEYS and INFOTEXT_KEYS[key] != "model":
             options[INFOTEXT_KEYS[key]] = value
+    model = _pasted_model(params)
+    if model:
+        options["model"] = model
     if ("Hires upscale" in params or "Hires resize" in params) and "strength" in options:
         options["hires_denoise"] = options.pop("strength")  # a txt2img picture's strength is its hires pass's
     return options
@@ -709,6 +719,65 @@ _INFOTEXT_VALUES = {
     "Mask mode": ("invert_mask", {"Inpaint not masked": True, "Inpaint masked": False}),
 }
 """Infotext keys whose A1111 values are spelled differently from the option's."""
+
+
+def _pasted_model(params: dict[str, str]) -> str | None:
+    """The model a pasted ``Model`` / ``Model hash`` names, if we can load it here."""
+    name, model_hash = params.get("Model", "").strip(), params.get("Model hash", "").strip()
+    if name == "tiny" or _HUB_ID_RE.match(name):
+        return name
+    for wanted in (name, model_hash):
+        found = library.find_model("checkpoint", wanted) if wanted else None
+        if found is not None:
+            return str(found.path)
+    return None
+
+
+_KNOWN_KEYS = {"Size", "Model", "Model hash", "Lora hashes", "TI hashes", "VAE hash", "Hashes", "Version", "User"}
+"""Keys applied without a field of their own (Size, Model), or ours to recompute (hashes) or say nothing (Version)."""
+_HONOURED_VALUES = {"RNG": ("CPU",), "Emphasis": ("Original",)}
+"""Keys with no option whose value is what we do anyway (noise from torch's CPU generator; A1111's default emphasis)."""
+
+
+def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
+    """The pasted keys that are neither applied nor known, in the order pasted.
+
+    Applied means an option's field declares the key (``infotext=`` metadata), so a new option stops being listed
+    here as soon as its field exists.
+    """
+    known = set(INFOTEXT_KEYS) | _KNOWN_KEYS
+    return [
+        key
+        for key, value in params.items()
+        if key not in known and str(value).strip() not in _HONOURED_VALUES.get(key, ())
+    ]
+
+
+def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool = False) -> list[str]:
+    """Lines to show after painting from pasted generation data: a model we could not find, keys we ignored.
+
+    Parameters
+    ----------
+    params
+        The pasted ``Key: value`` parameters.
+    painted_model
+        The short name of the model that painted.
+    model_given
+        Whether ``--model`` was given too (then the pasted model was overridden on purpose, not missed).
+    """
+    notes = []
+    name, model_hash = params.get("Model", "").strip(), params.get("Model hash", "").strip()
+    if (name or model_hash) and not model_given and name != painted_model and _pasted_model(params) is None:
+        what = " ".join(part for part in (f"'{name}'" if name else "", f"(hash {model_hash})" if model_hash else "") if part)
+        hints = library.close_matches("checkpoint", name) if name else []
+        closest = f" (closest: {', '.join(hints)})" if hints else ""
+        notes.append(
+            f"model: {what} is not in {library.subfolder('checkpoint')}{closest}; painted with {painted_model} instead"
+        )
+    ignored = ignored_infotext_keys(params)
+    if ignored:
+        notes.append(f"ignored from the generation data: {', '.join(ignored)}")
+    return notes
 
 
 # -- a %%paint cell body ------------------------------------------------------------------------------------------
