@@ -510,8 +510,6 @@ class PaintRequest:
             if self.masked_content != "original":
                 params["Masked content"] = self.masked_content
         if self.hires_enabled:
-            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
-                params["Hires sampler"] = self.hires_sampler
             if self.hires_prompt and self.hires_prompt != self.prompt:
                 params["Hires prompt"] = self.hires_prompt
             if self.hires_size:
@@ -521,6 +519,8 @@ class PaintRequest:
             if self.hires_steps:
                 params["Hires steps"] = self.hires_steps
             params["Hires upscaler"] = self.hires_upscaler
+            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
+                params["Hires sampler"] = self.hires_sampler
         return params
 
     def to_infotext(
