@@ -10,7 +10,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Unicode, observe
+from traitlets import Bool, Unicode, observe
 
 from . import library, painter
 from .infotext import parse_infotext
@@ -119,6 +119,11 @@ class PaintMagics(Magics):
     device = Unicode("auto", help="Default device: auto, cuda, cuda:N, mps or cpu.").tag(config=True)
     dtype = Unicode("auto", help="Default dtype: auto, float16, bfloat16 or float32.").tag(config=True)
     taesd = Unicode("", help="TAESD model (hub id or folder) for fast, sharp previews.").tag(config=True)
+    warm_imports = Bool(
+        True,
+        help="Import torch and diffusers in the background once %load_ext's cell is done, so the first picture "
+        "is quicker (set it to False in that cell, or in the IPython config, to keep the kernel idle).",
+    ).tag(config=True)
 
     @observe(*_KERNEL_TRAITS)
     def _sync_setting(self, change: dict[str, Any]) -> None:
@@ -286,3 +291,23 @@ def load_ipython_extension(ipython: Any) -> None:
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     ipython.register_magics(magics)
+    _warm_after_cell(ipython, magics)
+
+
+def _warm_after_cell(ipython: Any, magics: PaintMagics) -> None:
+    """Start the background imports when the cell that loaded the extension is done (unless turned off there)."""
+
+    def start(*args: Any) -> None:
+        try:
+            ipython.events.unregister("post_run_cell", start)
+        except ValueError:  # pragma: no cover - already gone
+            pass
+        if magics.warm_imports:
+            from .engine import warmup
+
+            warmup.start()
+
+    events = getattr(ipython, "events", None)
+    if events is None:  # pragma: no cover - every IPython shell has events
+        return
+    events.register("post_run_cell", start)

@@ -17,8 +17,9 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
-from . import modes
-from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
+from . import modes, warmup
+from .models import ModelSource, check_available, load_pipeline, pick_device, pick_dtype, resolve_model
+from .networks import apply_networks
 from .pictures import Pictures
 from .preview import Previewer, load_latent_rgb
 from .seeds import batch_seeds
@@ -165,6 +166,10 @@ class Engine:
         """Return the pipeline for the request's model, device and dtype, loading it only if it changed."""
         progress = progress or Progress()
         source = resolve_model(request.model, request.allow_pickle)
+        local_only = None
+        if self._source is None or source.location != self._source.location:
+            local_only = check_available(source)  # a missing hub model fails here, in a second, before torch
+        warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
         dtype = pick_dtype(request.dtype, device)
         key = (source.location, device, dtype, request.model_config)
@@ -175,7 +180,7 @@ class Engine:
             self._release()  # free the old model before loading the new one
             progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
             started = time.perf_counter()
-            pipe = load_pipeline(source, device, dtype, request.model_config)
+            pipe = load_pipeline(source, device, dtype, request.model_config, local_only)
             self.load_seconds = time.perf_counter() - started
             self.load_count += 1
             self._pipe, self._key, self._source = pipe, key, source
@@ -236,11 +241,17 @@ class Engine:
                 # 2. cached pipeline
                 pipe = self.pipeline(request, progress)
                 request = self._resolve(request, pipe, pictures)
+                # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
+                model_file = self._source.location if self._source.kind == "single-file" else None
+                networks = apply_networks(pipe, request, progress.notice, model_file)
                 # 3. sampler
                 self._set_sampler(pipe, request)
                 plan = modes.pass_plan(request)
                 result = PaintResult(
-                    request=request, model_name=self._source.name, steps_total=sum(p.steps for p in plan)
+                    request=request,
+                    model_name=self._source.name,
+                    steps_total=sum(p.steps for p in plan),
+                    params=networks.params,
                 )
                 previewer = self._previewer(request, pipe)
                 runner = modes.PassRunner(
@@ -253,8 +264,9 @@ class Engine:
                         request.seed, request.variation_seed, request.variation_strength, first, request.n
                     )
                     progress.start(request, batch, request.repeat)
-                    # 4. denoise (every pass of the mode) and 5. decode
-                    images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner)
+                    # 4. denoise (every pass of the mode, modes.py) and 5. decode
+                    text_request = networks.text_request(request)
+                    images = modes.paint_batch(pipe, text_request, seeds, subseeds, pictures, runner)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)

@@ -141,7 +141,11 @@ def derived_pipeline(pipe: Any, kind: str) -> Any:
         derived = auto.from_pipe(pipe)
         derived.set_progress_bar_config(disable=True)
         cache[kind] = derived
-    return cache[kind]
+    derived = cache[kind]
+    for name, module in pipe.components.items():  # a VAE swapped in since (--vae) must reach every mode
+        if name != "scheduler" and name in derived.components and derived.components[name] is not module:
+            setattr(derived, name, module)
+    return derived
 
 
 class PassRunner:
