@@ -16,6 +16,7 @@ __all__ = [
     "PaintResult",
     "PlotResult",
     "__version__",
+    "download",
     "get_engine",
     "load_ipython_extension",
     "load_request",
@@ -23,6 +24,7 @@ __all__ = [
     "xyz",
 ]
 
+from .downloads import download
 from .painter import get_engine, paint
 from .request import PaintRequest
 from .result import PaintResult

@@ -18,7 +18,7 @@ from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
 from .xyz_axes import split_plot_options
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel", "models")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -38,6 +38,9 @@ Line magic:
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
+    %paint download URL [--kind K]  a civitai / Hugging Face / http(s) model into the models folder
+    %paint drive                (Colab) keep models and pictures on Google Drive, in MyDrive/jupyter_sd/
+    %paint zip [FOLDER]         zip the pictures (metadata intact) and offer the zip for download
 
 X/Y/Z plot: --x/--y/--z 'Name: values' paint one picture per value (or pair, or triple) and a labelled grid:
     %%paint --x "Steps: 10, 20, 30" --y "CFG scale: 3-9 [4]" --z "Sampler: Euler a, DPM++ 2M" --seed 1
@@ -197,6 +200,7 @@ class PaintMagics(Magics):
             changes[key.strip().replace("-", "_")] = value
         taesd = changes.pop("taesd", None)
         models = changes.pop("models", None)
+        token = changes.pop("civitai_token", None)
         if changes:
             typed = coerce_options(changes)
             painter.new_request(**typed).validate()  # refuse a bad default before keeping any of them
@@ -209,7 +213,11 @@ class PaintMagics(Magics):
             self.taesd = taesd
         if models is not None:
             library.set_models_dir(models)
-        if not changes and taesd is None and models is None:
+        if token is not None:
+            from . import downloads
+
+            downloads.set_civitai_token(token)
+        if not changes and taesd is None and models is None and token is None:
             defaults = painter.new_request()
             for key in _config_keys():
                 if key == "models":
@@ -218,6 +226,9 @@ class PaintMagics(Magics):
                     value = self.taesd if key == "taesd" else getattr(defaults, key)
                     mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
                 print(f"{key} = {value!r}{mark}")
+            from . import downloads
+
+            print(f"civitai_token = {'(set)' if downloads.civitai_token() else '(none: $CIVITAI_TOKEN)'}")
 
     def _info(self, rest: str) -> dict[str, Any]:
         from IPython.display import JSON, display
@@ -247,6 +258,41 @@ class PaintMagics(Magics):
             raise ValueError(msg) from None
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
 
+    def _download(self, rest: str) -> None:
+        from .downloads import download
+
+        words = shlex.split(rest)
+        kind = None
+        if "--kind" in words[:-1]:
+            at = words.index("--kind")
+            kind = words.pop(at + 1)
+            words.pop(at)
+        if len(words) != 1:
+            msg = "download: expected one link (%paint download URL [--kind checkpoint|lora|embedding|vae])"
+            raise ValueError(msg)
+        try:
+            print(download(words[0], kind=kind).summary())
+        except KeyboardInterrupt:
+            print("download: interrupted; run the same line again to resume where it stopped")
+
+    def _drive(self, rest: str) -> None:
+        from .drive import use_drive
+        from .store import notebook_path
+
+        notebook = notebook_path(self.shell.user_ns)
+        models, outputs = use_drive(notebook.name if notebook else None)
+        self.outdir = str(outputs)
+        print(f"Google Drive: models in {models} (A1111's subfolders), pictures in {outputs}")
+
+    def _zip(self, rest: str) -> None:
+        from .drive import offer_download, zip_pictures
+
+        words = shlex.split(rest)
+        if len(words) > 1:
+            msg = f"zip: expected at most one folder (got {len(words)}: {rest})"
+            raise ValueError(msg)
+        folder = words[0] if words else painter.output_folder(painter.new_request(), self.shell.user_ns)
+        offer_download(zip_pictures(folder))
 
     def _models(self, rest: str) -> None:
         words = shlex.split(rest)

@@ -1,16 +1,15 @@
 """The magic in a real InteractiveShell: parsing, one-line errors, config, variables."""
 
 import pytest
-from IPython import get_ipython
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
+from IPython.testing import globalipapp
 
 from jupyter_sd.magics import HELP, expand_variables
 
 
 @pytest.fixture(scope="module")
 def shell():
-    ip = start_ipython() or get_ipython()  # one test shell per process: the second start returns None
+    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # another module may have started it
     ip.run_line_magic("load_ext", "jupyter_sd")
     return ip
 

@@ -18,6 +18,7 @@ from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
 from . import modes, warmup
+from .conditioning import build_conditioning
 from .models import ModelSource, check_available, load_pipeline, pick_device, pick_dtype, resolve_model
 from .networks import apply_networks
 from .pictures import Pictures
@@ -107,6 +108,8 @@ class Engine:
         self.load_count = 0
         self.load_seconds = 0.0
         self.last_result: PaintResult | None = None
+        self.networks_key: Any = ()
+        """What the text encoders carry besides the model (LoRA, embeddings): part of the embedding cache key."""
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -266,7 +269,9 @@ class Engine:
                     progress.start(request, batch, request.repeat)
                     # 4. denoise (every pass of the mode, modes.py) and 5. decode
                     text_request = networks.text_request(request)
-                    images = modes.paint_batch(pipe, text_request, seeds, subseeds, pictures, runner)
+                    images = modes.paint_batch(
+                        pipe, text_request, seeds, subseeds, pictures, runner, self._conditioning(text_request)
+                    )
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
@@ -320,6 +325,22 @@ class Engine:
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
 
+    def _conditioning(self, request: PaintRequest) -> modes.Condition:
+        """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""
+
+        def condition(pipe: Any, prompt: str, steps: int, hires_steps: int | None = None) -> Any:
+            return build_conditioning(
+                pipe,
+                prompt,
+                request.negative_prompt,
+                _a1111_steps(pipe, steps),
+                request.clip_skip,
+                hires_steps=None if hires_steps is None else _a1111_steps(pipe, hires_steps),
+                networks_key=self.networks_key,
+            )
+
+        return condition
+
     def _previewer(self, request: PaintRequest, pipe: Any) -> Previewer | None:
         if request.preview == "none":
             return None
@@ -337,6 +358,11 @@ class Engine:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def _a1111_steps(pipe: Any, steps: int) -> int:
+    """The steps A1111 counts for prompt editing: one per denoiser call, so twice the steps on second-order samplers."""
+    return steps * 2 if getattr(pipe.scheduler, "order", 1) == 2 else steps
 
 
 def _native_size(pipe: Any) -> int:

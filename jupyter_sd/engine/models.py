@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import library
+from ..drive import local_copy
 
 BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
 BUNDLED_NAME = "tiny"
@@ -77,7 +78,7 @@ def resolve_model(model: str, allow_pickle: bool = False) -> ModelSource:
         if path.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
             msg = f"model: '{model}' is not a checkpoint (allowed: a diffusers folder, .safetensors, a hub id)"
             raise ValueError(msg)
-        return ModelSource(str(path.resolve()), "single-file", _short_name(path.stem))
+        return ModelSource(str(local_copy(path.resolve())), "single-file", _short_name(path.stem))  # Drive → disk
     found = library.find_model("checkpoint", model)  # a file stem or A1111 hash in the models folder
     if found is not None:
         return resolve_model(str(found.path), allow_pickle)
