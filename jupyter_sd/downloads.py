@@ -44,7 +44,8 @@ _CIVITAI_TYPES = {
     "VAE": "vae",
 }
 _TOKEN_HINT = (
-    f"set {CIVITAI_TOKEN_ENV} (an API key from civitai.com → Account settings) or %paint config civitai_token=KEY"
+    f"set {CIVITAI_TOKEN_ENV} (an API key from civitai.com → Account settings; an environment variable or a Colab "
+    "secret) or %paint config civitai_token=KEY"
 )
 _civitai_token: str | None = None
 
@@ -56,8 +57,20 @@ def set_civitai_token(token: str | None) -> None:
 
 
 def civitai_token() -> str | None:
-    """The civitai API key: the one set in this kernel, else ``$CIVITAI_TOKEN``."""
-    return _civitai_token or os.environ.get(CIVITAI_TOKEN_ENV) or None
+    """The civitai API key: the one set in this kernel, else ``$CIVITAI_TOKEN``, else Colab's secret of that name."""
+    return _civitai_token or os.environ.get(CIVITAI_TOKEN_ENV) or _colab_secret(CIVITAI_TOKEN_ENV)
+
+
+def _colab_secret(name: str) -> str | None:
+    """A secret from Colab's Secrets panel (🔑), when running in Colab and the notebook was given access."""
+    try:
+        from google.colab import userdata
+    except ImportError:
+        return None
+    try:
+        return userdata.get(name) or None
+    except Exception:  # no such secret, or access not granted: as if unset  # noqa: BLE001
+        return None
 
 
 @dataclass
@@ -88,7 +101,7 @@ class Downloaded:
             "lora": f"use it in a prompt as <lora:{stem}:0.8>",
             "lycoris": f"use it in a prompt as <lora:{stem}:0.8>",
             "embedding": f"write {stem} in a prompt",
-            "vae": f"its name is {stem}",
+            "vae": f"paint with --vae {stem}",
         }[self.kind]
         verb = "already there" if self.already else "downloaded"
         checked = ", sha256 checked" if self.checked else ""
@@ -319,6 +332,10 @@ def fetch_model(
         response.close()
         return _verified_existing(final, kind, sha256, size)
     part = final.with_name(name + ".part")
+    staged = library.models_dir() / (name + ".part")  # an earlier try whose kind was unknown left it here
+    if kind and not part.exists() and staged.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, part)
     have = part.stat().st_size if part.is_file() else 0
     if have:
         response.close()

@@ -16,7 +16,7 @@ from . import library, painter
 from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
-from .xyz_axes import split_plot_options
+from .xyz_axes import plot_from_params, plot_infotext_keys, split_plot_options
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip")
 _USAGE = """\
@@ -165,6 +165,7 @@ class PaintMagics(Magics):
             body = expand_variables(cell, self.shell.user_ns)
             pasted = parse_infotext(body)[2]
             options = {**parse_body(body), **options}
+            plot = plot or plot_from_params(pasted)  # a pasted X/Y/Z grid's generation data paints it again
         if not options.get("prompt", "").strip():
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
@@ -172,7 +173,14 @@ class PaintMagics(Magics):
         if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
             from .xyz import run_plot
 
-            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+            if with_controls:
+                msg = "ui: --ui puts controls under one picture; it does not apply to X/Y/Z plots"
+                raise ValueError(msg)
+            grid = run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+            pasted = {key: value for key, value in pasted.items() if key not in plot_infotext_keys()}
+            for note in pasted_notes(pasted, grid.model_name, model_given):
+                print(note)
+            return grid
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)

@@ -43,6 +43,12 @@ class PlotResult:
         return self.stopped_by is not None
 
     @property
+    def model_name(self) -> str:
+        """The short name of the model that painted the first cell (empty before any cell)."""
+        ordered = self._ordered()
+        return ordered[0][1].model_name if ordered else ""
+
+    @property
     def paths(self) -> list[Path]:
         """Every cell's saved files, in grid order."""
         return [path for _, result in self._ordered() for path in result.paths]

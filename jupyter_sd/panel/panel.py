@@ -21,6 +21,7 @@ from ..result import PaintResult
 from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery
 from .worker import Job, LiveArea, Worker, background_default, error_line
+from .xyz_section import XYZSection
 
 __all__ = ["CellControls", "Panel"]
 
@@ -106,6 +107,7 @@ class Panel(widgets.VBox):
                 self.live,
                 self.queue_box,
                 self.gallery,
+                XYZSection(self),
             ]
         )
         self.add_class("jupyter-sd-panel")
