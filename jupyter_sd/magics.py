@@ -18,7 +18,7 @@ from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
 from .xyz_axes import plot_from_params, plot_infotext_keys, split_plot_options
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -38,6 +38,7 @@ Line magic:
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
+    %paint batch FILE [options] paint every prompt/recipe of a file or folder, here or on Ray (--ray auto)
     %paint download URL [--kind K]  a civitai / Hugging Face / http(s) model into the models folder
     %paint drive                (Colab) keep models and pictures on Google Drive, in MyDrive/jupyter_sd/
     %paint zip [FOLDER]         zip the pictures (metadata intact) and offer the zip for download
@@ -265,6 +266,19 @@ class PaintMagics(Magics):
             msg = f"panel: not available ({error})"
             raise ValueError(msg) from None
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
+
+    def _batch(self, rest: str) -> Any:
+        from .batch import COMMAND_HELP, InvalidBatch, batch, parse_command
+
+        source, runner, options = parse_command(rest)
+        if options.pop("help", False):
+            print(COMMAND_HELP)
+            return None
+        try:
+            return batch(source, **runner, **options)
+        except InvalidBatch as error:
+            print("\n".join(one_line(line) for line in error.lines()))  # all of them; the error names the first few
+            raise
 
     def _download(self, rest: str) -> None:
         from .downloads import download

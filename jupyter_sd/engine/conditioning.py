@@ -88,14 +88,15 @@ def build_conditioning(
     if not encoders:
         kwargs = {"prompt": prompt_text, "negative_prompt": negative_text or None}
         return Conditioning(kwargs=kwargs, networks=networks, unsupported=unsupported + negative_unsupported)
-    clip_skip = 1 if len(encoders) > 1 else clip_skip
+    sdxl = any(e.role.startswith("sdxl") for e in encoders)
+    clip_skip = 1 if sdxl else clip_skip
     key = (steps, hires_steps, clip_skip, networks_key)
     parts = [
         (weight, _encode_cached(encoders, text, key, steps, hires_steps, clip_skip))
         for text, weight in split_and(prompt_text)
     ]
     uncond = _encode_cached(encoders, negative_text, key, steps, hires_steps, clip_skip)
-    if not negative_text and len(encoders) > 1 and pipe.config.get("force_zeros_for_empty_prompt"):
+    if not negative_text and sdxl and pipe.config.get("force_zeros_for_empty_prompt"):
         # SDXL's empty negative prompt is zeros, in diffusers and in A1111
         _, embeds, pooled = parts[0][1].entries[0]
         uncond = _Schedule([(uncond.entries[-1][0], _zeros(embeds, embeds.shape[1]), _zeros_like(pooled))])
@@ -203,13 +204,14 @@ class Conditioning:
         new = torch.cat([negative.repeat(images, 1, 1), embeds.repeat(images, 1, 1)]) if guided else embeds.repeat(
             images, 1, 1
         )
-        tensors["prompt_embeds"] = new
+        device = tensors["latents"].device if "latents" in tensors else new.device
+        tensors["prompt_embeds"] = new.to(device)
         if pooled is not None:
             tensors["add_text_embeds"] = (
                 torch.cat([negative_pooled.repeat(images, 1), pooled.repeat(images, 1)])
                 if guided
                 else pooled.repeat(images, 1)
-            )
+            ).to(device)
         return tensors
 
     def _changes(self, before: int, after: int) -> bool:
@@ -259,10 +261,12 @@ class _UNetWrapper:
         for n, (embeds, _) in enumerate(rows):
             by_length.setdefault(embeds.shape[1], []).append(n)
         for members in by_length.values():  # one UNet call per length: A1111 batches what it can
-            hidden = torch.cat([rows[n][0].repeat(images, 1, 1) for n in members]).to(encoder_hidden_states.dtype)
+            hidden = torch.cat([rows[n][0].repeat(images, 1, 1) for n in members])
+            hidden = hidden.to(device=sample.device, dtype=encoder_hidden_states.dtype)
             extra = dict(kwargs)
             if added is not None:
-                pooled = torch.cat([rows[n][1].repeat(images, 1) for n in members]).to(added["text_embeds"].dtype)
+                pooled = torch.cat([rows[n][1].repeat(images, 1) for n in members])
+                pooled = pooled.to(device=sample.device, dtype=added["text_embeds"].dtype)
                 ids = time_ids[images:] if guided else time_ids
                 if guided:
                     ids = torch.cat([time_ids[:images] if n == 0 else ids for n in members])

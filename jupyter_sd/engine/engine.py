@@ -260,6 +260,8 @@ class Engine:
                 runner = modes.PassRunner(
                     request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config
                 )
+                text_request = networks.text_request(request)
+                condition = self._conditioning(text_request, progress)
                 started = time.perf_counter()
                 for batch in range(request.repeat):
                     first = batch * request.n
@@ -268,10 +270,7 @@ class Engine:
                     )
                     progress.start(request, batch, request.repeat)
                     # 4. denoise (every pass of the mode, modes.py) and 5. decode
-                    text_request = networks.text_request(request)
-                    images = modes.paint_batch(
-                        pipe, text_request, seeds, subseeds, pictures, runner, self._conditioning(text_request)
-                    )
+                    images = modes.paint_batch(pipe, text_request, seeds, subseeds, pictures, runner, condition)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
@@ -325,11 +324,12 @@ class Engine:
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
 
-    def _conditioning(self, request: PaintRequest) -> modes.Condition:
+    def _conditioning(self, request: PaintRequest, progress: Progress) -> modes.Condition:
         """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""
+        told: set[str] = set()
 
         def condition(pipe: Any, prompt: str, steps: int, hires_steps: int | None = None) -> Any:
-            return build_conditioning(
+            conditioning = build_conditioning(
                 pipe,
                 prompt,
                 request.negative_prompt,
@@ -338,6 +338,12 @@ class Engine:
                 hires_steps=None if hires_steps is None else _a1111_steps(pipe, hires_steps),
                 networks_key=self.networks_key,
             )
+            unsupported = [tag for tag in conditioning.unsupported if tag not in told]
+            if unsupported:  # said once per request, not once per batch or pass
+                told.update(unsupported)
+                tags = ", ".join(f"<{tag}>" for tag in unsupported)
+                progress.notice(f"not supported, left out of the prompt: {tags}")
+            return conditioning
 
         return condition
 
