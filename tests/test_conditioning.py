@@ -283,7 +283,12 @@ def _px(image):
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
-def test_second_identical_request_encodes_nothing(sd_dir):
+def test_second_identical_request_encodes_nothing(sd_dir, tmp_path):
+    from lora_files import kohya_lora
+
+    from jupyter_sd import library
+
+    library.set_models_dir(tmp_path)
     engine = Engine()
     _paint(engine, sd_dir, "a (red:1.2) circle", "dog")
     calls = []
@@ -293,11 +298,13 @@ def test_second_identical_request_encodes_nothing(sd_dir):
         assert calls == []
         _paint(engine, sd_dir, "a (red:1.2) circle", "dog", clip_skip=2)  # clip skip is part of the key
         assert len(calls) == 2
-        engine.networks_key = ("lora", "x", 0.5)  # so is what the networks engineer loads
-        _paint(engine, sd_dir, "a (red:1.2) circle", "dog", clip_skip=2)
+        (tmp_path / "Lora").mkdir()
+        kohya_lora(engine._pipe, tmp_path / "Lora" / "x.safetensors")
+        _paint(engine, sd_dir, "a (red:1.2) circle <lora:x:0.5>", "dog", clip_skip=2)  # so are the LoRA loaded
         assert len(calls) == 4
     finally:
         hook.remove()
+        library.set_models_dir(None)
 
 
 def test_lora_tags_are_taken_out_of_the_text(pipe):

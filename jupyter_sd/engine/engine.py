@@ -247,6 +247,7 @@ class Engine:
                 # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
                 model_file = self._source.location if self._source.kind == "single-file" else None
                 networks = apply_networks(pipe, request, progress.notice, model_file)
+                self.networks_key = networks.text_key  # what the text encoders carry: the embedding cache key
                 # 3. sampler
                 self._set_sampler(pipe, request)
                 plan = modes.pass_plan(request)
@@ -260,8 +261,7 @@ class Engine:
                 runner = modes.PassRunner(
                     request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config
                 )
-                text_request = networks.text_request(request)
-                condition = self._conditioning(text_request, progress)
+                condition = self._conditioning(request, progress)
                 started = time.perf_counter()
                 for batch in range(request.repeat):
                     first = batch * request.n
@@ -270,7 +270,7 @@ class Engine:
                     )
                     progress.start(request, batch, request.repeat)
                     # 4. denoise (every pass of the mode, modes.py) and 5. decode
-                    images = modes.paint_batch(pipe, text_request, seeds, subseeds, pictures, runner, condition)
+                    images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner, condition)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
