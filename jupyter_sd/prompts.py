@@ -381,10 +381,10 @@ _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 
 
 def parse_attention(text: str) -> list[tuple[str, float]]:
-    """Split one prompt text into ``(text, weight)`` pieces by A1111's emphasis syntax.
+    r"""Split one prompt text into ``(text, weight)`` pieces by A1111's emphasis syntax.
 
     ``(x)`` multiplies by 1.1, ``[x]`` divides by 1.1, ``(x:1.3)`` multiplies by 1.3; nested brackets multiply;
-    a bracket left open applies to the end of the text; ``\\( \\) \\[ \\] \\\\`` are literal characters.
+    a bracket left open applies to the end of the text; ``\( \) \[ \] \\`` are literal characters.
     Adjacent pieces of equal weight are merged; ``BREAK`` (a word on its own) becomes ``("BREAK", -1)``.
 
     Raises

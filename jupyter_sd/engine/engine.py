@@ -261,7 +261,7 @@ class Engine:
                 runner = modes.PassRunner(
                     request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config
                 )
-                condition = self._conditioning(request, progress)
+                condition = self._conditioning(request)
                 started = time.perf_counter()
                 for batch in range(request.repeat):
                     first = batch * request.n
@@ -324,12 +324,11 @@ class Engine:
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
 
-    def _conditioning(self, request: PaintRequest, progress: Progress) -> modes.Condition:
+    def _conditioning(self, request: PaintRequest) -> modes.Condition:
         """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""
-        told: set[str] = set()
 
         def condition(pipe: Any, prompt: str, steps: int, hires_steps: int | None = None) -> Any:
-            conditioning = build_conditioning(
+            return build_conditioning(
                 pipe,
                 prompt,
                 request.negative_prompt,
@@ -338,12 +337,6 @@ class Engine:
                 hires_steps=None if hires_steps is None else _a1111_steps(pipe, hires_steps),
                 networks_key=self.networks_key,
             )
-            unsupported = [tag for tag in conditioning.unsupported if tag not in told]
-            if unsupported:  # said once per request, not once per batch or pass
-                told.update(unsupported)
-                tags = ", ".join(f"<{tag}>" for tag in unsupported)
-                progress.notice(f"not supported, left out of the prompt: {tags}")
-            return conditioning
 
         return condition
 
