@@ -518,6 +518,9 @@ class PaintRequest:
             )
             raise ValueError(msg)
         hires = self.hires > 0 or bool(self.hires_size)
+        if getattr(self, "refiner", "") and (hires or self.init or self.variation_strength > 0):
+            msg = "refiner: works with plain text-to-image only (not with --init, --hires or a variation seed)"
+            raise ValueError(msg)
         if hires and self.init:
             msg = "hires: the hires fix is for text-to-image; with --init, paint at the size you want (--size)"
             raise ValueError(msg)
@@ -542,7 +545,10 @@ class PaintRequest:
         return not self.init and (self.hires > 0 or bool(self.hires_size))
 
     def hires_target(self) -> tuple[int, int, int, int]:
-        """A1111's hires size: (width, height) upscaled to, and the latent rows/columns cropped (`truncate`).
+        """A1111's hires size: (width, height) upscaled to, and the pixels cropped off (x, y) to reach `hires_size`.
+
+        With ``--hires-size`` of another aspect the picture is upscaled to cover it, keeping its aspect, and the
+        excess is cropped from the latents (half each side, as A1111's ``truncate_x``/``truncate_y``).
 
         Raises
         ------
@@ -559,7 +565,7 @@ class PaintRequest:
                 to_x, to_y = resize_x, resize_x * height // width
             else:
                 to_x, to_y = resize_y * width // height, resize_y
-            truncate_x, truncate_y = (to_x - resize_x) // 8, (to_y - resize_y) // 8
+            truncate_x, truncate_y = to_x - resize_x, to_y - resize_y
         if max(to_x, to_y) > MAX_SIDE:
             msg = f"hires: the hires size must be at most {MAX_SIDE} a side (got {to_x}x{to_y})"
             raise ValueError(msg)
@@ -616,8 +622,6 @@ class PaintRequest:
             if self.masked_content != "original":
                 params["Masked content"] = self.masked_content
         if self.hires_enabled:
-            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
-                params["Hires sampler"] = self.hires_sampler
             if self.hires_prompt and self.hires_prompt != self.prompt:
                 params["Hires prompt"] = self.hires_prompt
             if self.hires_size:
@@ -627,6 +631,8 @@ class PaintRequest:
             if self.hires_steps:
                 params["Hires steps"] = self.hires_steps
             params["Hires upscaler"] = self.hires_upscaler
+            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
+                params["Hires sampler"] = self.hires_sampler
         return params
 
     def to_infotext(
