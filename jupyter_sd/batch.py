@@ -273,6 +273,8 @@ def batch(
             view.notice(f"skipped invalid {item.where}: {item.reason}")
     tracker = BatchTracker(sum(item.images for item in todo), len(todo), skipped)
     started = time.perf_counter()
+    if todo:
+        view.update(tracker)  # the bar from the start: a Ray cluster takes a while to start its actors
     save_seconds = 0.0
     if cluster is None:
         stopped = run_local(items, view, tracker, stop, user_ns) if todo else False
