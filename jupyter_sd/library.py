@@ -237,8 +237,11 @@ def old_model_hash(path: str | os.PathLike[str]) -> str:
 
 
 def short_hash(kind: str, path: str | os.PathLike[str]) -> str:
-    """The hash A1111 writes for this kind: ``Model hash``/``VAE hash`` 10 hex of sha256; ``TI hashes`` 12 hex
-    of sha256; ``Lora hashes`` 12 hex of the addnet hash (sha256 for a non-safetensors LoRA)."""
+    """The hash A1111 writes for this kind of file.
+
+    ``Model hash``/``VAE hash``: 10 hex of sha256; ``TI hashes``: 12 hex of sha256; ``Lora hashes``: 12 hex of the
+    addnet hash (sha256 for a non-safetensors LoRA).
+    """
     path = Path(path)
     if kind == "lora" and path.suffix.lower() == ".safetensors":
         return addnet_hash(path)[:12]

@@ -134,10 +134,11 @@ class PaintMagics(Magics):
         with_controls = options.pop("ui", False)
         plot = split_plot_options(options)
         pasted: dict[str, str] = {}
+        pasted_prompt = ""
         model_given = "model" in options
         if cell is not None:
             body = expand_variables(cell, self.shell.user_ns)
-            pasted = parse_infotext(body)[2]
+            pasted_prompt, _, pasted = parse_infotext(body)
             options = {**parse_body(body), **options}
             plot = plot or plot_from_params(pasted)  # a pasted X/Y/Z grid's generation data paints it again
         if not options.get("prompt", "").strip():
@@ -158,7 +159,7 @@ class PaintMagics(Magics):
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
-        for note in pasted_notes(pasted, result.model_name, model_given):
+        for note in pasted_notes(pasted, result.model_name, model_given, pasted_prompt):
             print(note)
         if with_controls:
             from IPython.display import display

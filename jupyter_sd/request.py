@@ -554,6 +554,7 @@ class PaintRequest:
     def from_infotext(cls, text: str, **overrides: Any) -> PaintRequest:
         """Re-create a request from A1111 generation data (as pasted, or read from a PNG)."""
         prompt, negative, params = parse_infotext(text)
+        prompt = relink_loras(prompt, params)[0]
         options = {"prompt": prompt, "negative_prompt": negative, **options_from_params(params), **overrides}
         return cls(**coerce_options(options))
 
@@ -762,7 +763,42 @@ def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
     ]
 
 
-def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool = False) -> list[str]:
+_LORA_TAG = re.compile(r"<(lora|lyco):([^:>]+)([:>])")
+
+
+def relink_loras(prompt: str, params: dict[str, str]) -> tuple[str, list[str]]:
+    """A1111's paste rule: a ``<lora:NAME>`` not in ``Lora/`` is looked up by its pasted ``Lora hashes`` entry.
+
+    Returns
+    -------
+    tuple
+        The prompt with such tags renamed to the local file's name, and one line per renamed tag.
+    """
+    hashes = {}
+    for item in params.get("Lora hashes", "").split(","):
+        name, _, value = item.strip().rpartition(":")
+        if name.strip() and value.strip():
+            hashes[name.strip()] = value.strip()
+    notes: list[str] = []
+    if not hashes:
+        return prompt, notes
+
+    def relink(match: re.Match[str]) -> str:
+        name = match.group(2).strip()
+        if name not in hashes or library.find_model("lora", name) is not None:
+            return match.group(0)
+        found = library.find_model("lora", hashes[name])
+        if found is None:
+            return match.group(0)
+        notes.append(f"lora: '{name}' is not in {library.subfolder('lora')}; using {found.name}, which has its hash")
+        return f"<{match.group(1)}:{found.name}{match.group(3)}"
+
+    return _LORA_TAG.sub(relink, prompt), notes
+
+
+def pasted_notes(
+    params: dict[str, str], painted_model: str, model_given: bool = False, prompt: str = ""
+) -> list[str]:
     """Lines to show after painting from pasted generation data: a model we could not find, keys we ignored.
 
     Parameters
@@ -773,11 +809,14 @@ def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool =
         The short name of the model that painted.
     model_given
         Whether ``--model`` was given too (then the pasted model was overridden on purpose, not missed).
+    prompt
+        The pasted prompt (for the LoRA found by hash rather than by name, see `relink_loras`).
     """
-    notes = []
+    notes = relink_loras(prompt, params)[1]
     name, model_hash = params.get("Model", "").strip(), params.get("Model hash", "").strip()
     if (name or model_hash) and not model_given and name != painted_model and _pasted_model(params) is None:
-        what = " ".join(part for part in (f"'{name}'" if name else "", f"(hash {model_hash})" if model_hash else "") if part)
+        parts = (f"'{name}'" if name else "", f"(hash {model_hash})" if model_hash else "")
+        what = " ".join(part for part in parts if part)
         hints = library.close_matches("checkpoint", name) if name else []
         closest = f" (closest: {', '.join(hints)})" if hints else ""
         notes.append(
@@ -801,7 +840,7 @@ def parse_body(body: str) -> dict[str, Any]:
         Options (``prompt``, ``negative_prompt`` and whatever a trailing A1111 parameters line sets), as text.
     """
     prompt, negative, params = parse_infotext(body)
-    options: dict[str, Any] = {"prompt": prompt}
+    options: dict[str, Any] = {"prompt": relink_loras(prompt, params)[0]}
     if negative:
         options["negative_prompt"] = negative
     options.update(options_from_params(params))

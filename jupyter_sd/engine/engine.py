@@ -285,6 +285,7 @@ class Engine:
                 # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
                 model_file = self._source.location if self._source.kind == "single-file" else None
                 networks = apply_networks(pipe, request, progress.notice, model_file)
+                self.networks_key = networks.text_key  # what the text encoders carry: the embedding cache key
                 # 3. sampler
                 self._set_sampler(pipe, request)
                 result = PaintResult(
@@ -296,7 +297,7 @@ class Engine:
                     seeds = [request.seed + batch * request.n + k for k in range(request.n)]
                     progress.start(request, batch, request.repeat)
                     # 4. denoise and 5. decode
-                    images = self._denoise(pipe, networks.text_request(request), seeds, previewer, progress, stop, result)
+                    images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
