@@ -97,6 +97,7 @@ class PaintMagics(Magics):
     device = Unicode("auto", help="Default device: auto, cuda, cuda:N, mps or cpu.").tag(config=True)
     dtype = Unicode("auto", help="Default dtype: auto, float16, bfloat16 or float32.").tag(config=True)
     taesd = Unicode("", help="TAESD model (hub id or folder) for fast, sharp previews.").tag(config=True)
+    taesdxl = Unicode("", help="TAESDXL model (e.g. madebyollin/taesdxl) for SDXL previews.").tag(config=True)
     warm_imports = Bool(
         True,
         help="Import torch and diffusers in the background once %load_ext's cell is done, so the first picture "
@@ -111,9 +112,9 @@ class PaintMagics(Magics):
         else:
             painter.settings[change["name"]] = change["new"]
 
-    @observe("taesd")
+    @observe("taesd", "taesdxl")
     def _sync_taesd(self, change: dict[str, Any]) -> None:
-        painter.get_engine().taesd = change["new"]
+        setattr(painter.get_engine(), change["name"], change["new"])
 
     @line_cell_magic
     def paint(self, line: str = "", cell: str | None = None) -> Any:  # noqa: D102 (help is HELP, set below)
@@ -182,6 +183,9 @@ class PaintMagics(Magics):
                 raise ValueError(msg)
             changes[key.strip().replace("-", "_")] = value
         taesd = changes.pop("taesd", None)
+        taesdxl = changes.pop("taesdxl", None)
+        if taesdxl is not None:
+            self.taesdxl = taesdxl
         models = changes.pop("models", None)
         token = changes.pop("civitai_token", None)
         if changes:
@@ -200,14 +204,14 @@ class PaintMagics(Magics):
             from . import downloads
 
             downloads.set_civitai_token(token)
-        if not changes and taesd is None and models is None and token is None:
+        if not changes and taesd is None and models is None and token is None and taesdxl is None:
             defaults = painter.new_request()
             for key in _config_keys():
                 if key == "models":
                     value, mark = str(library.models_dir()), " (set)" if library.is_models_dir_set() else ""
                 else:
-                    value = self.taesd if key == "taesd" else getattr(defaults, key)
-                    mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
+                    value = getattr(self, key) if key in ("taesd", "taesdxl") else getattr(defaults, key)
+                    mark = " (set)" if key in painter.settings or (key in ("taesd", "taesdxl") and value) else ""
                 print(f"{key} = {value!r}{mark}")
             from . import downloads
 
@@ -324,7 +328,7 @@ PaintMagics.paint.__doc__ = HELP
 
 
 def _config_keys() -> list[str]:
-    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd", "models"]
+    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd", "taesdxl", "models"]
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import library
 from .infotext import format_infotext, order_params, parse_infotext
+from .presets import PRESET_CHOICES
 from .samplers import SAMPLERS, SCHEDULES
 
 PREVIEW_MODES = ("auto", "latent2rgb", "taesd", "full", "none")
@@ -38,6 +39,9 @@ LATENT_UPSCALERS = {
 """A1111's latent upscale modes: name → (torch interpolate mode, antialias)."""
 IMAGE_UPSCALERS = ("Lanczos", "Nearest")
 SAME_SAMPLER = "Use same sampler"
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+VAE_TILING_MODES = ("auto", "on", "off")
+ATTENTION_MODES = ("sdpa", "slicing")
 
 
 def _option(
@@ -364,6 +368,73 @@ class PaintRequest:
         ),
     )
 
+    # -- SDXL refiner, few-step presets, memory and speed (engine/memory.py, presets.py) -----------------------------
+    preset: str = field(
+        default="auto",
+        metadata=_option(
+            "Few-step model defaults (steps, CFG, sampler): auto detects SD-Turbo, SDXL-Turbo, LCM, Lightning and "
+            "Hyper-SD; none never applies one; or name one to force it. Options you set win.",
+            flags=("--preset",),
+            choices=PRESET_CHOICES,
+        ),
+    )
+    refiner: str = field(
+        default="",
+        metadata=_option(
+            "SDXL refiner model (hub id, folder or .safetensors) that paints the last steps; empty for none.",
+            flags=("--refiner",),
+            infotext="Refiner",
+            kernel=True,
+        ),
+    )
+    refiner_switch: float = field(
+        default=0.8,
+        metadata=_option(
+            "Fraction of the steps after which the refiner takes over.",
+            flags=("--refiner-switch",),
+            infotext="Refiner switch at",
+            range=(0.01, 1.0),
+            step=0.01,
+        ),
+    )
+    offload: str = field(
+        default="auto",
+        metadata=_option(
+            "GPU memory: none (all on the GPU), model (one model at a time on the GPU), sequential (layer by "
+            "layer: least memory, slowest), auto (from the free VRAM and the model).",
+            flags=("--offload",),
+            choices=OFFLOAD_MODES,
+            kernel=True,
+        ),
+    )
+    vae_tiling: str = field(
+        default="auto",
+        metadata=_option(
+            "Decode the picture in tiles to save memory: auto (over about 1536x1536, and to retry after an "
+            "out-of-memory in the VAE), on, off.",
+            flags=("--vae-tiling",),
+            choices=VAE_TILING_MODES,
+        ),
+    )
+    attention: str = field(
+        default="sdpa",
+        metadata=_option(
+            "Attention: sdpa (PyTorch's fused kernel, fast) or slicing (less memory, slower).",
+            flags=("--attention",),
+            choices=ATTENTION_MODES,
+            kernel=True,
+        ),
+    )
+    fast: bool = field(
+        default=False,
+        metadata=_option(
+            "Fast mode for big GPUs: channels_last, fused QKV projections and torch.compile of the UNet's repeated "
+            "blocks (the first picture at each size compiles).",
+            flags=("--fast",),
+            kernel=True,
+        ),
+    )
+
     # -- derived values ---------------------------------------------------------------------------------------
 
     @property
@@ -503,6 +574,9 @@ class PaintRequest:
         if self.clip_skip != 1:
             params["Clip skip"] = self.clip_skip
         params.update(self._mode_params())
+        if self.refiner:
+            params["Refiner"] = self.refiner
+            params["Refiner switch at"] = _format_number(self.refiner_switch)
         return params
 
     def _mode_params(self) -> dict[str, Any]:
@@ -714,8 +788,11 @@ def options_from_params(params: dict[str, str]) -> dict[str, Any]:
             name, values = _INFOTEXT_VALUES[key]
             if value in values:
                 options[name] = values[value]
-        elif key in INFOTEXT_KEYS and INFOTEXT_KEYS[key] != "model":
+        elif key in INFOTEXT_KEYS and INFOTEXT_KEYS[key] not in ("model", "refiner"):
             options[INFOTEXT_KEYS[key]] = value
+    refiner = _pasted_refiner(params.get("Refiner", ""))
+    if refiner:
+        options["refiner"] = refiner
     model = _pasted_model(params)
     if model:
         options["model"] = model
@@ -741,6 +818,15 @@ def _pasted_model(params: dict[str, str]) -> str | None:
         if found is not None:
             return str(found.path)
     return None
+
+
+def _pasted_refiner(value: str) -> str | None:
+    """A pasted ``Refiner`` (A1111 writes ``name [hash]``) if it is loadable here: a hub id or in the models folder."""
+    name = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", value.strip())
+    if _HUB_ID_RE.match(name):
+        return name
+    found = library.find_model("checkpoint", name) if name else None
+    return str(found.path) if found is not None else None
 
 
 _KNOWN_KEYS = {"Size", "Model", "Model hash", "Lora hashes", "TI hashes", "VAE hash", "Hashes", "Version", "User"}
