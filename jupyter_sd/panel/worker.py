@@ -21,9 +21,10 @@ import ipywidgets as widgets
 from PIL import Image
 
 from .. import painter
-from ..engine import Progress
+from ..engine import Fanout, Progress
 from ..request import PaintRequest
 from ..result import PaintResult, image_grid, png_bytes
+from ..store import attach_input
 from ..views import STATUS_INTERVAL, StepRate, status_text, summary_text
 
 PREVIEW_WIDTH = "384"
@@ -112,6 +113,10 @@ class LiveView(Progress):
         if previews:
             self.area.show(image_grid(previews), preview=True)
             self.frames += 1
+        if total != self.area.bar.max:  # a pass of another length began (the hires pass)
+            self._rate = StepRate()
+            with self.area.bar.hold_sync():
+                self.area.bar.max, self.area.bar.value = total, 0
         rate, eta = self._rate.update(step, total)
         now = time.perf_counter()
         if step == total or now - self._last_status >= STATUS_INTERVAL:
@@ -131,12 +136,35 @@ class LiveView(Progress):
 _numbers = itertools.count(1)
 
 
-class Job:
-    """One queued request, with its own stop flag and, once run, its result or error."""
+class InputSaver(Progress):
+    """Write a job's in-memory inputs (the painted mask) beside each picture just saved, and record them in it."""
 
-    def __init__(self, request: PaintRequest) -> None:
+    def __init__(self, inputs: dict[str, bytes], area: LiveArea) -> None:
+        self.inputs = inputs
+        self.area = area
+        self._seen = 0
+
+    def batch(self, images: list[Image.Image], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
+        saved, self._seen = result.paths[self._seen :], len(result.paths)
+        for path in saved:
+            for role, png in self.inputs.items():
+                try:
+                    attach_input(path, role, png)
+                except (OSError, ValueError) as error:  # the picture itself is saved: say so, keep going
+                    self.area.fail(f"{role}: not saved beside {path.name} ({error})")
+
+
+class Job:
+    """One queued request, with its own stop flag and, once run, its result or error.
+
+    ``inputs`` are pictures the request used that live only in the panel (role → PNG bytes, e.g. the painted
+    mask): they are saved beside each picture as it is saved.
+    """
+
+    def __init__(self, request: PaintRequest, inputs: dict[str, bytes] | None = None) -> None:
         self.number = next(_numbers)
         self.request = request
+        self.inputs = dict(inputs or {})
         self.stop = threading.Event()
         self.result: PaintResult | None = None
         self.error: BaseException | None = None
@@ -192,16 +220,18 @@ class Worker:
         with self._lock:
             return list(self._queue)
 
-    def submit(self, request: PaintRequest, wait: bool = False) -> Job:
+    def submit(self, request: PaintRequest, wait: bool = False, inputs: dict[str, bytes] | None = None) -> Job:
         """Queue a request; it runs as soon as the jobs before it are done.
 
         Parameters
         ----------
+        inputs
+            In-memory inputs to save beside each picture (see `Job`).
         wait
             Block until the job is done (the foreground mode, see `background_default`). A kernel interrupt
             while waiting stops the picture at its next step, keeping it.
         """
-        job = Job(request)
+        job = Job(request, inputs)
         with self._lock:
             self._queue.append(job)
             if self._thread is None:
@@ -275,9 +305,8 @@ class Worker:
         if painter.get_engine().busy:  # a %%paint cell (or another panel) has the GPU: say why nothing moves
             self.area.say("waiting for the picture being painted elsewhere to finish…")
         try:
-            job.result = painter.render(
-                job.request, LiveView(self.area), stop=job.stop, user_ns=self.user_ns, reraise_interrupt=False
-            )
+            view = Fanout(InputSaver(job.inputs, self.area), LiveView(self.area)) if job.inputs else LiveView(self.area)
+            job.result = painter.render(job.request, view, stop=job.stop, user_ns=self.user_ns, reraise_interrupt=False)
         except Exception as error:  # shown as one line; the panel keeps working
             job.error = error
             self.area.bar.bar_style = "danger"
