@@ -29,6 +29,8 @@ export interface IContentsEntry {
 }
 
 const NAME = /^(\d+)-(\d+)\.png$/i;
+/** An input saved beside a picture (`NNNNN-SEED-mask.png`, `-init.png`): not a painting of its own. */
+const COMPANION = /^\d+-\d+-(mask|init)\.png$/i;
 
 /** Strip leading/trailing slashes and collapse repeats. */
 export function normalize(path: string): string {
@@ -63,7 +65,12 @@ export function paintFolderFor(notebookPath: string): string {
 /** A listing entry as a paint image, or null when it is not a PNG file. */
 export function toPaintImage(entry: IContentsEntry): IPaintImage | null {
   // Hidden names are the writer's temporary files (`.tmp-….png`), never finished images.
-  if (entry.type !== 'file' || entry.name.startsWith('.') || !/\.png$/i.test(entry.name)) {
+  if (
+    entry.type !== 'file' ||
+    entry.name.startsWith('.') ||
+    !/\.png$/i.test(entry.name) ||
+    COMPANION.test(entry.name)
+  ) {
     return null;
   }
   const m = NAME.exec(entry.name);
