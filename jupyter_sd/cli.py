@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import painter
-from .options import build_parser, parse_options
+from .options import build_parser, one_line, parse_options
 
 _DESCRIPTION = """\
 Paint a picture from a text prompt and save it as a PNG with its full recipe inside.
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result = painter.render(request, ConsoleView(), reraise_interrupt=False)
     except (ValueError, MemoryError) as error:
-        print(f"jupyter-sd: {error}", file=sys.stderr)
+        print(f"jupyter-sd: {one_line(str(error))}", file=sys.stderr)
         return 2
     for path in result.paths:
         print(path)

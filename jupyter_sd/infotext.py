@@ -14,6 +14,28 @@ from typing import Any
 _RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 
+A1111_ORDER: tuple[str, ...] = (
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration", "Size",
+    "Model hash", "Model", "FP8 weight", "Cache FP16 weight for LoRA", "VAE hash", "VAE", "Variation seed",
+    "Variation seed strength", "Seed resize from", "Denoising strength", "Conditional mask weight", "Clip skip",
+    "ENSD", "Token merging ratio", "Token merging ratio hr", "Init image hash", "RNG", "NGMS", "Tiling",
+    "Hires prompt", "Hires negative prompt", "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler",
+    "Hires checkpoint", "Hires sampler", "Hires schedule type", "Hires CFG Scale",
+    "*",
+    "Lora hashes", "TI hashes", "Emphasis", "Version", "User",
+)  # fmt: skip
+"""The order A1111's ``create_infotext`` writes keys in (v1.10): its fixed keys, the hires keys its txt2img adds
+first, then other extensions' keys (``*``, in the order they came), then the network hashes and the version."""
+
+_RANK = {key: rank for rank, key in enumerate(A1111_ORDER)}
+
+
+def order_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Put parameters in A1111's order (keys it does not know keep their own order, after the hires keys)."""
+    other = _RANK["*"]
+    return dict(sorted(params.items(), key=lambda item: _RANK.get(item[0], other)))
+
+
 def quote_value(value: Any) -> str:
     """Quote an infotext value exactly as A1111 does: JSON-quoted only if it holds ``,``, ``:`` or a newline."""
     text = str(value)

@@ -11,11 +11,12 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Unicode, observe
 
-from . import painter
-from .options import build_parser, parse_options
-from .request import coerce_options, option_fields, parse_body
+from . import library, painter
+from .infotext import parse_infotext
+from .options import build_parser, one_line, parse_options
+from .request import coerce_options, option_fields, parse_body, pasted_notes
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -34,6 +35,7 @@ Line magic:
     %paint info                 what is loaded, on which device, memory
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
+    %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
@@ -51,7 +53,7 @@ class _Variables(string.Formatter):
 
     def get_value(self, key: Any, args: Any, kwargs: Mapping[str, Any]) -> Any:
         if isinstance(key, str) and key not in kwargs:
-            msg = f"prompt: {{{key}}} is not a notebook variable (write {{{{ and }}}} for literal braces)"
+            msg = f"prompt: {{{one_line(key)}}} is not a notebook variable (write {{{{ and }}}} for literal braces)"
             raise ValueError(msg)
         return super().get_value(key, args, kwargs)
 
@@ -105,7 +107,7 @@ class PaintMagics(Magics):
         try:
             return self._paint(line, cell)
         except (ValueError, MemoryError) as error:
-            raise UsageError(str(error)) from None
+            raise UsageError(one_line(str(error))) from None
 
     def _paint(self, line: str, cell: str | None) -> Any:
         first = line.strip().split(maxsplit=1)
@@ -117,8 +119,11 @@ class PaintMagics(Magics):
             print(HELP)
             return None
         with_controls = options.pop("ui", False)
+        pasted: dict[str, str] = {}
+        model_given = "model" in options
         if cell is not None:
             body = expand_variables(cell, self.shell.user_ns)
+            pasted = parse_infotext(body)[2]
             options = {**parse_body(body), **options}
         if not options.get("prompt", "").strip():
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
@@ -127,6 +132,8 @@ class PaintMagics(Magics):
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
+        for note in pasted_notes(pasted, result.model_name, model_given):
+            print(note)
         if with_controls:
             from IPython.display import display
 
@@ -148,6 +155,7 @@ class PaintMagics(Magics):
                 raise ValueError(msg)
             changes[key.strip().replace("-", "_")] = value
         taesd = changes.pop("taesd", None)
+        models = changes.pop("models", None)
         if changes:
             typed = coerce_options(changes)
             painter.new_request(**typed).validate()  # refuse a bad default before keeping any of them
@@ -158,11 +166,16 @@ class PaintMagics(Magics):
                     painter.settings[key] = value
         if taesd is not None:
             self.taesd = taesd
-        if not changes and taesd is None:
+        if models is not None:
+            library.set_models_dir(models)
+        if not changes and taesd is None and models is None:
             defaults = painter.new_request()
             for key in _config_keys():
-                value = self.taesd if key == "taesd" else getattr(defaults, key)
-                mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
+                if key == "models":
+                    value, mark = str(library.models_dir()), " (set)" if library.is_models_dir_set() else ""
+                else:
+                    value = self.taesd if key == "taesd" else getattr(defaults, key)
+                    mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
                 print(f"{key} = {value!r}{mark}")
 
     def _info(self, rest: str) -> dict[str, Any]:
@@ -194,11 +207,41 @@ class PaintMagics(Magics):
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
 
 
+    def _models(self, rest: str) -> None:
+        words = shlex.split(rest)
+        if len(words) > 2:
+            msg = f"models: expected %paint models [KIND] [NAME] (got '{rest}')"
+            raise ValueError(msg)
+        kind, name = None, None
+        if words:
+            try:
+                kind = library.kind_named(words[0])
+            except ValueError:
+                if len(words) == 2:
+                    raise
+                name = words[0]  # %paint models NAME: look in every subfolder
+            if len(words) == 2:
+                name = words[1]
+        if name is not None:
+            rows = [library.model_row(m) for m in library.find_models(name, kind)]
+            if not rows:
+                raise ValueError(library.not_found_message(kind, name))
+        else:
+            rows = library.models_table(kind)
+        if not rows:
+            where = library.subfolder(kind) if kind else library.models_dir()
+            folders = ", ".join(f"{folder}/" for folder in library.SUBFOLDERS.values())
+            print(f"no models in {where} (A1111's layout: {folders}; %paint config models=DIR points at another)")
+            return
+        print(f"models in {library.models_dir()}")
+        print(library.format_table(rows))
+
+
 PaintMagics.paint.__doc__ = HELP
 
 
 def _config_keys() -> list[str]:
-    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd"]
+    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd", "models"]
 
 
 def load_ipython_extension(ipython: Any) -> None:

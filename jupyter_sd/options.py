@@ -6,7 +6,7 @@ import argparse
 import shlex
 from typing import Any
 
-from .request import coerce_value, field_kind, option_fields, parse_size
+from .request import coerce_options, field_kind, option_fields
 
 _SIZE_HELP = "Image size as WIDTHxHEIGHT, multiples of 8 (default: the model's native size)."
 
@@ -27,6 +27,11 @@ def _range_text(meta: dict[str, Any]) -> str:
         low, high = meta["range"]
         return f" Range: {low:g}–{high:g}."
     return ""
+
+
+def one_line(text: str) -> str:
+    """Every refusal is one line: a newline inside the offending text (a prompt, a path) is shown escaped."""
+    return text.replace("\r", "\\r").replace("\n", "\\n").strip()
 
 
 def build_parser(prog: str, prompt_words: bool) -> argparse.ArgumentParser:
@@ -87,8 +92,5 @@ def parse_options(parser: argparse.ArgumentParser, line: str | list[str]) -> dic
         words = namespace.pop("prompt")
         if words:
             options["prompt"] = " ".join(words)
-    if "size" in namespace:
-        options["width"], options["height"] = parse_size(namespace.pop("size"))
-    for name, value in namespace.items():
-        options[name] = coerce_value(name, value)
+    options.update(coerce_options(namespace))
     return options

@@ -116,10 +116,6 @@ def paint(prompt: str = "", *, view: Progress | None = None, **options: Any) -> 
     ValueError
         For an unknown option or an invalid value (one line, naming the option).
     """
-    if "size" in options:
-        from .request import parse_size
-
-        options["width"], options["height"] = parse_size(str(options.pop("size")))
     user_ns = None
     try:
         from IPython import get_ipython

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .infotext import format_infotext, parse_infotext
+from . import library
+from .infotext import format_infotext, order_params, parse_infotext
 from .samplers import SAMPLERS, SCHEDULES
 
 PREVIEW_MODES = ("auto", "latent2rgb", "taesd", "full", "none")
@@ -21,6 +23,21 @@ DTYPES = ("auto", "float16", "bfloat16", "float32")
 _DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 MAX_SEED = 2**32 - 1
+MAX_SIDE = 4096
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
+INPAINT_AREAS = ("whole", "masked")
+MASKED_CONTENT = ("original", "fill", "latent noise", "latent nothing")
+LATENT_UPSCALERS = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+"""A1111's latent upscale modes: name → (torch interpolate mode, antialias)."""
+IMAGE_UPSCALERS = ("Lanczos", "Nearest")
+SAME_SAMPLER = "Use same sampler"
 
 
 def _option(
@@ -131,6 +148,15 @@ class PaintRequest:
             kernel=True,
         ),
     )
+    vae: str = field(
+        default="",
+        metadata=_option(
+            "External VAE: a name in the models folder's VAE/, or a .safetensors file or diffusers folder "
+            "(default: the model's own).",
+            flags=("--vae",),
+            infotext="VAE",
+        ),
+    )
     preview: str = field(
         default="auto",
         metadata=_option(
@@ -173,6 +199,161 @@ class PaintRequest:
         ),
     )
 
+    # -- img2img and inpainting (engine/modes.py) ---------------------------------------------------------------
+    init: str = field(
+        default="",
+        metadata=_option(
+            "Start from this picture (img2img): a file, a URL, _ (the last result) or {name} of a notebook variable.",
+            flags=("--init",),
+        ),
+    )
+    strength: float = field(
+        default=0.75,
+        metadata=_option(
+            "How much of the init picture to repaint: 0 keeps it, 1 paints anew.",
+            flags=("--strength", "--denoise"),
+            infotext="Denoising strength",
+            range=(0.0, 1.0),
+            step=0.01,
+        ),
+    )
+    resize_mode: str = field(
+        default="Just resize",
+        metadata=_option(
+            "How an init picture of another size is fitted to the size painted.",
+            flags=("--resize-mode",),
+            choices=RESIZE_MODES,
+        ),
+    )
+    mask: str = field(
+        default="",
+        metadata=_option(
+            "Inpaint: repaint where this mask is white (a file, URL, _ or {name}; an RGBA init's alpha works too).",
+            flags=("--mask",),
+        ),
+    )
+    mask_blur: int = field(
+        default=4,
+        metadata=_option(
+            "Blur of the mask's edge in pixels.", flags=("--mask-blur",), infotext="Mask blur", range=(0, 64)
+        ),
+    )
+    inpaint_area: str = field(
+        default="whole",
+        metadata=_option(
+            "Inpaint the whole picture, or only the masked area at full resolution (A1111's 'Only masked').",
+            flags=("--inpaint-area",),
+            infotext="Inpaint area",
+            choices=INPAINT_AREAS,
+        ),
+    )
+    padding: int = field(
+        default=32,
+        metadata=_option(
+            "With --inpaint-area masked: pixels of context around the mask.",
+            flags=("--padding",),
+            infotext="Masked area padding",
+            range=(0, 256),
+        ),
+    )
+    masked_content: str = field(
+        default="original",
+        metadata=_option(
+            "What the masked area starts from.",
+            flags=("--masked-content",),
+            infotext="Masked content",
+            choices=MASKED_CONTENT,
+        ),
+    )
+    invert_mask: bool = field(
+        default=False,
+        metadata=_option("Repaint where the mask is black instead.", flags=("--invert-mask",), infotext="Mask mode"),
+    )
+
+    # -- hires fix --------------------------------------------------------------------------------------------------
+    hires: float = field(
+        default=0.0,
+        metadata=_option(
+            "Hires fix: paint, upscale by this factor and denoise again (0 = off).",
+            flags=("--hires",),
+            infotext="Hires upscale",
+            range=(0.0, 8.0),
+            step=0.05,
+        ),
+    )
+    hires_size: str = field(
+        default="",
+        metadata=_option(
+            "Hires fix to this size (WxH) instead of a factor.", flags=("--hires-size",), infotext="Hires resize"
+        ),
+    )
+    hires_steps: int = field(
+        default=0,
+        metadata=_option(
+            "Steps of the hires pass (0 = same as --steps).",
+            flags=("--hires-steps",),
+            infotext="Hires steps",
+            range=(0, 150),
+        ),
+    )
+    hires_denoise: float = field(
+        default=0.7,
+        metadata=_option(
+            "Denoising strength of the hires pass.", flags=("--hires-denoise",), range=(0.0, 1.0), step=0.01
+        ),
+    )
+    hires_upscaler: str = field(
+        default="Latent",
+        metadata=_option(
+            "How the first pass is enlarged: a latent mode, or an image mode (decode, resize, encode).",
+            flags=("--hires-upscaler",),
+            infotext="Hires upscaler",
+            choices=(*LATENT_UPSCALERS, *IMAGE_UPSCALERS),
+        ),
+    )
+    hires_sampler: str = field(
+        default=SAME_SAMPLER,
+        metadata=_option(
+            "Sampler of the hires pass.",
+            flags=("--hires-sampler",),
+            infotext="Hires sampler",
+            choices=(SAME_SAMPLER, *SAMPLERS),
+        ),
+    )
+    hires_prompt: str = field(
+        default="",
+        metadata=_option("Prompt of the hires pass (default: the prompt).", flags=("--hires-prompt",), infotext="Hires prompt"),
+    )
+
+    # -- variation seeds (engine/seeds.py) ---------------------------------------------------------------------------
+    variation_seed: int = field(
+        default=-1,
+        metadata=_option(
+            "Seed of the noise mixed in by --variation-strength; -1 picks one. Image k of a batch uses it+k.",
+            flags=("--variation-seed",),
+            infotext="Variation seed",
+            range=(-1, MAX_SEED),
+        ),
+    )
+    variation_strength: float = field(
+        default=0.0,
+        metadata=_option(
+            "How much of the variation seed's noise to mix in (slerp), as A1111; the seed stays fixed over a batch.",
+            flags=("--variation-strength",),
+            infotext="Variation seed strength",
+            range=(0.0, 1.0),
+            step=0.01,
+        ),
+    )
+    seed_resize_from: str = field(
+        default="",
+        metadata=_option(
+            "Make the noise as for this size (WxH) and centre it, so a seed keeps its picture at another size.",
+            flags=("--seed-resize-from",),
+            infotext="Seed resize from",
+        ),
+    )
+
     # -- derived values ---------------------------------------------------------------------------------------
 
     @property
@@ -191,7 +372,7 @@ class PaintRequest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PaintRequest:
         """Build a request from a dict such as `to_dict()` wrote, ignoring keys it does not know."""
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | {"size"}
         return cls(**coerce_options({k: v for k, v in data.items() if k in known}))
 
     # -- validation -------------------------------------------------------------------------------------------
@@ -221,7 +402,68 @@ class PaintRequest:
         if not _DEVICE_RE.match(self.device):
             msg = f"device: must be auto, cpu, mps, cuda or cuda:N (got '{self.device}')"
             raise ValueError(msg)
+        self._validate_modes()
         return self
+
+    def _validate_modes(self) -> None:
+        """The img2img, inpaint, hires and variation options: what goes with what."""
+        if self.mask and not self.init:
+            msg = f"mask: needs --init, the picture to repaint (got --mask '{self.mask}' without --init)"
+            raise ValueError(msg)
+        if self.init and int(self.steps * self.strength) < 1:
+            least = math.ceil(100 / self.steps) / 100
+            msg = (
+                f"strength: with --steps {self.steps} it must be at least {least:g} to paint one step "
+                f"(got {_format_number(self.strength)})"
+            )
+            raise ValueError(msg)
+        hires = self.hires > 0 or bool(self.hires_size)
+        if hires and self.init:
+            msg = "hires: the hires fix is for text-to-image; with --init, paint at the size you want (--size)"
+            raise ValueError(msg)
+        if self.hires_size:
+            _check_side_pair("hires_size", self.hires_size)
+        if hires and self.hires_denoise <= 0:
+            msg = "hires_denoise: must be above 0 for a hires pass (got 0)"
+            raise ValueError(msg)
+        if hires and self.width is not None:
+            self.hires_target()
+        if self.seed_resize_from:
+            _check_side_pair("seed_resize_from", self.seed_resize_from)
+
+    @property
+    def mode(self) -> str:
+        """Which passes paint this request: ``txt2img``, ``img2img`` or ``inpaint``, then maybe ``hires``."""
+        return "inpaint" if self.mask else "img2img" if self.init else "txt2img"
+
+    @property
+    def hires_enabled(self) -> bool:
+        """Whether a hires pass follows the first pass."""
+        return not self.init and (self.hires > 0 or bool(self.hires_size))
+
+    def hires_target(self) -> tuple[int, int, int, int]:
+        """A1111's hires size: (width, height) upscaled to, and the latent rows/columns cropped (`truncate`).
+
+        Raises
+        ------
+        ValueError
+            When the hires size passes 4096 pixels a side.
+        """
+        width, height = self.width or 0, self.height or 0
+        truncate_x = truncate_y = 0
+        if not self.hires_size:
+            to_x, to_y = int(width * self.hires), int(height * self.hires)
+        else:
+            resize_x, resize_y = parse_size(self.hires_size)
+            if width / height < resize_x / resize_y:
+                to_x, to_y = resize_x, resize_x * height // width
+            else:
+                to_x, to_y = resize_y * width // height, resize_y
+            truncate_x, truncate_y = (to_x - resize_x) // 8, (to_y - resize_y) // 8
+        if max(to_x, to_y) > MAX_SIDE:
+            msg = f"hires: the hires size must be at most {MAX_SIDE} a side (got {to_x}x{to_y})"
+            raise ValueError(msg)
+        return to_x, to_y, truncate_x, truncate_y
 
     # -- A1111 infotext ---------------------------------------------------------------------------------------
 
@@ -239,6 +481,43 @@ class PaintRequest:
         name = model_name if model_name is not None else self.model
         if name:
             params["Model"] = name
+        if self.variation_strength > 0:
+            params["Variation seed"] = self.variation_seed
+            params["Variation seed strength"] = _format_number(self.variation_strength)
+        if self.seed_resize_from:
+            params["Seed resize from"] = self.seed_resize_from
+        if self.init:
+            params["Denoising strength"] = _format_number(self.strength)
+        elif self.hires_enabled:
+            params["Denoising strength"] = _format_number(self.hires_denoise)
+        params.update(self._mode_params())
+        return params
+
+    def _mode_params(self) -> dict[str, Any]:
+        """The inpaint and hires keys, written when A1111 writes them and in its order (its processing.py)."""
+        params: dict[str, Any] = {}
+        if self.mode == "inpaint":
+            if self.invert_mask:
+                params["Mask mode"] = "Inpaint not masked"
+            if self.mask_blur > 0:
+                params["Mask blur"] = self.mask_blur
+            if self.inpaint_area == "masked":
+                params["Inpaint area"] = "Only masked"
+                params["Masked area padding"] = self.padding
+            if self.masked_content != "original":
+                params["Masked content"] = self.masked_content
+        if self.hires_enabled:
+            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
+                params["Hires sampler"] = self.hires_sampler
+            if self.hires_prompt and self.hires_prompt != self.prompt:
+                params["Hires prompt"] = self.hires_prompt
+            if self.hires_size:
+                params["Hires resize"] = self.hires_size
+            else:
+                params["Hires upscale"] = _format_number(self.hires)
+            if self.hires_steps:
+                params["Hires steps"] = self.hires_steps
+            params["Hires upscaler"] = self.hires_upscaler
         return params
 
     def to_infotext(
@@ -257,7 +536,7 @@ class PaintRequest:
         """
         params = self.infotext_params(seed, model_name)
         params.update(extra or {})
-        return format_infotext(self.prompt, self.negative_prompt, params)
+        return format_infotext(self.prompt, self.negative_prompt, order_params(params))
 
     @classmethod
     def from_infotext(cls, text: str, **overrides: Any) -> PaintRequest:
@@ -327,7 +606,16 @@ def coerce_value(name: str, value: Any) -> Any:
 
 
 def coerce_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Coerce every value of an options dict (see `coerce_value`)."""
+    """Coerce every value of an options dict (see `coerce_value`).
+
+    ``size`` (``"512x768"``, as ``--size`` and A1111 write it) is accepted wherever options are, and becomes
+    ``width`` and ``height``; this is the one place that happens.
+    """
+    options = dict(options)
+    if "size" in options:
+        size = options.pop("size")
+        if size not in (None, ""):
+            options["width"], options["height"] = parse_size(str(size))
     return {name: coerce_value(name, value) for name, value in options.items()}
 
 
@@ -352,6 +640,21 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
         if not hint:
             hint = [c for c in meta["choices"] if c.lower() == value.lower()]
         raise ValueError(msg + (f". Did you mean '{hint[0]}'?" if hint else ""))
+
+
+def _check_side_pair(name: str, text: str) -> None:
+    """A ``WxH`` option: two multiples of 8, each 8–4096."""
+    try:
+        width, height = parse_size(text)
+    except ValueError:
+        msg = f"{name}: expected WIDTHxHEIGHT such as 1024x1024 (got '{text}')"
+        raise ValueError(msg) from None
+    if not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE):
+        msg = f"{name}: width and height must be 8–{MAX_SIDE} (got {text})"
+        raise ValueError(msg)
+    if width % 8 or height % 8:
+        msg = f"{name}: width and height must be multiples of 8 (got {text})"
+        raise ValueError(msg)
 
 
 def _round8(value: int) -> int:
@@ -386,20 +689,92 @@ _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 def options_from_params(params: dict[str, str]) -> dict[str, Any]:
     """Map A1111 parameters onto request options, keeping only those we can honour.
 
-    ``Size`` becomes width and height. ``Model`` is applied only when it names something loadable here (the bundled
-    ``tiny`` model or a hub id); a civitai checkpoint name such as ``v1-5-pruned-emaonly`` is left to the kernel's
-    model rather than failing to load.
+    ``Size`` becomes width and height. ``Model`` / ``Model hash`` are looked up in the models folder's
+    ``Stable-diffusion/`` (by file stem, then by hash); otherwise ``Model`` is applied only when it names something
+    loadable here (the bundled ``tiny`` model or a hub id), and the kernel's model paints (`pasted_notes` says so).
     """
     options: dict[str, Any] = {}
     for key, value in params.items():
         if key == "Size":
             options["width"], options["height"] = parse_size(value)
-        elif key == "Model":
-            if value == "tiny" or _HUB_ID_RE.match(value):
-                options["model"] = value
-        elif key in INFOTEXT_KEYS:
+        elif key in _INFOTEXT_VALUES:
+            name, values = _INFOTEXT_VALUES[key]
+            if value in values:
+                options[name] = values[value]
+        elif key in INFOTEXT_KEYS and INFOTEXT_KEYS[key] != "model":
             options[INFOTEXT_KEYS[key]] = value
+    model = _pasted_model(params)
+    if model:
+        options["model"] = model
+    if ("Hires upscale" in params or "Hires resize" in params) and "strength" in options:
+        options["hires_denoise"] = options.pop("strength")  # a txt2img picture's strength is its hires pass's
     return options
+
+
+_INFOTEXT_VALUES = {
+    "Inpaint area": ("inpaint_area", {"Only masked": "masked", "Whole picture": "whole"}),
+    "Mask mode": ("invert_mask", {"Inpaint not masked": True, "Inpaint masked": False}),
+}
+"""Infotext keys whose A1111 values are spelled differently from the option's."""
+
+
+def _pasted_model(params: dict[str, str]) -> str | None:
+    """The model a pasted ``Model`` / ``Model hash`` names, if we can load it here."""
+    name, model_hash = params.get("Model", "").strip(), params.get("Model hash", "").strip()
+    if name == "tiny" or _HUB_ID_RE.match(name):
+        return name
+    for wanted in (name, model_hash):
+        found = library.find_model("checkpoint", wanted) if wanted else None
+        if found is not None:
+            return str(found.path)
+    return None
+
+
+_KNOWN_KEYS = {"Size", "Model", "Model hash", "Lora hashes", "TI hashes", "VAE hash", "Hashes", "Version", "User"}
+"""Keys applied without a field of their own (Size, Model), or ours to recompute (hashes) or say nothing (Version)."""
+_HONOURED_VALUES = {"RNG": ("CPU",), "Emphasis": ("Original",)}
+"""Keys with no option whose value is what we do anyway (noise from torch's CPU generator; A1111's default emphasis)."""
+
+
+def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
+    """The pasted keys that are neither applied nor known, in the order pasted.
+
+    Applied means an option's field declares the key (``infotext=`` metadata), so a new option stops being listed
+    here as soon as its field exists.
+    """
+    known = set(INFOTEXT_KEYS) | _KNOWN_KEYS
+    return [
+        key
+        for key, value in params.items()
+        if key not in known and str(value).strip() not in _HONOURED_VALUES.get(key, ())
+    ]
+
+
+def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool = False) -> list[str]:
+    """Lines to show after painting from pasted generation data: a model we could not find, keys we ignored.
+
+    Parameters
+    ----------
+    params
+        The pasted ``Key: value`` parameters.
+    painted_model
+        The short name of the model that painted.
+    model_given
+        Whether ``--model`` was given too (then the pasted model was overridden on purpose, not missed).
+    """
+    notes = []
+    name, model_hash = params.get("Model", "").strip(), params.get("Model hash", "").strip()
+    if (name or model_hash) and not model_given and name != painted_model and _pasted_model(params) is None:
+        what = " ".join(part for part in (f"'{name}'" if name else "", f"(hash {model_hash})" if model_hash else "") if part)
+        hints = library.close_matches("checkpoint", name) if name else []
+        closest = f" (closest: {', '.join(hints)})" if hints else ""
+        notes.append(
+            f"model: {what} is not in {library.subfolder('checkpoint')}{closest}; painted with {painted_model} instead"
+        )
+    ignored = ignored_infotext_keys(params)
+    if ignored:
+        notes.append(f"ignored from the generation data: {', '.join(ignored)}")
+    return notes
 
 
 # -- a %%paint cell body ------------------------------------------------------------------------------------------

@@ -59,6 +59,29 @@ def test_unknown_variable(shell):
         run(shell, "%%paint\na {colour} fox")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "a fox {\nNegative prompt: blurry}",  # a brace left open across lines: the name holds a newline
+        "a fox {\nNegative prompt: blurry",  # never closed
+        "a fox }\nNegative prompt: x",
+    ],
+)
+def test_brace_refusals_are_one_line(shell, tmp_path, body):
+    with pytest.raises(UsageError) as info:
+        run(shell, f"%%paint -o {tmp_path / 'out'}\n{body}")
+    assert type(info.value) is UsageError
+    text = str(info.value)
+    assert text.startswith("prompt:") and "\n" not in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_brace_across_lines_shows_the_text_escaped(shell):
+    with pytest.raises(UsageError) as info:
+        run(shell, "%%paint\na fox {\nNegative prompt} rest")
+    assert str(info.value).startswith("prompt: {\\nNegative prompt} is not a notebook variable")
+
+
 def test_variables_fill_the_prompt(shell, tiny_model_dir, tmp_path):
     shell.user_ns["colour"] = "red"
     result = run(

@@ -47,3 +47,40 @@ def test_readme_lists_every_option_and_runs_the_test_command():
     test_command = 'pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest'
     assert test_command in readme
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+BOTTOM = ("request", "infotext", "prompts", "samplers", "options", "result", "library", "store")
+ABOVE = ("engine", "views", "painter", "xyz", "batch", "panel", "magics", "cli")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The jupyter_sd modules and third-party packages a module imports, anywhere in it."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # from .x import y / from . import x
+                base = [node.module.split(".")[0]] if node.module else [alias.name for alias in node.names]
+                names.update(f"jupyter_sd.{name}" for name in base)
+            elif node.module:
+                names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_bottom_modules_import_nothing_above_them():
+    """The wave-2 rooms: bottom modules never reach up into the engine or the front ends, nor into IPython."""
+    present = [name for name in BOTTOM if (ROOT / "jupyter_sd" / f"{name}.py").is_file()]
+    assert {"request", "infotext", "library", "store"} <= set(present)
+    for name in present:
+        imported = _imported_modules(ROOT / "jupyter_sd" / f"{name}.py")
+        upward = {m for m in imported if m.split(".")[0] == "jupyter_sd" and m.split(".")[1] in ABOVE}
+        ui = {m for m in imported if m.split(".")[0] in ("IPython", "ipywidgets", "ipykernel")}
+        assert not upward and not ui, (name, upward, ui)
+
+
+def test_engine_and_panel_packages_keep_their_public_names():
+    from jupyter_sd.engine import Engine, Progress  # noqa: F401
+    from jupyter_sd.panel import CellControls, Panel  # noqa: F401

@@ -1,67 +1,7 @@
-import json
-import re
-from pathlib import Path
-
 import pytest
+from infotext_samples import a1111_parse, a1111_samples
 
-from jupyter_sd.infotext import format_infotext, is_params_line, parse_infotext, quote_value
 from jupyter_sd.request import PaintRequest, parse_body
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "a1111-infotext-samples.txt"
-
-
-def a1111_samples() -> list[str]:
-    text = FIXTURES.read_text()
-    blocks = [block.strip("\n") for block in re.split(r"(?m)^=====$", text)[1:]]
-    return [block for block in blocks if block.strip()]
-
-
-# A1111's own parser, as in modules/infotext_utils.py, kept here to check we write what it reads.
-_A1111_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-
-
-def a1111_parse(text: str) -> dict:
-    res = {}
-    prompt, negative, done = "", "", False
-    *lines, lastline = text.strip().split("\n")
-    if len(_A1111_RE_PARAM.findall(lastline)) < 3:
-        lines.append(lastline)
-        lastline = ""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            done = True
-            line = line[16:].strip()
-        if done:
-            negative += ("" if negative == "" else "\n") + line
-        else:
-            prompt += ("" if prompt == "" else "\n") + line
-    res["Prompt"], res["Negative prompt"] = prompt, negative
-    for k, v in _A1111_RE_PARAM.findall(lastline):
-        if v[:1] == '"' and v[-1:] == '"':
-            v = json.loads(v)
-        res[k] = v
-    return res
-
-
-def test_fixture_has_samples():
-    assert len(a1111_samples()) == 5
-
-
-@pytest.mark.parametrize("sample", a1111_samples())
-def test_parse_matches_a1111(sample):
-    prompt, negative, params = parse_infotext(sample)
-    reference = a1111_parse(sample)
-    assert prompt == reference.pop("Prompt")
-    assert negative == reference.pop("Negative prompt")
-    assert params == reference
-
-
-@pytest.mark.parametrize("sample", a1111_samples())
-def test_params_rewrite_is_identical(sample):
-    """Writing back what we parsed gives the same text (quoting included)."""
-    prompt, negative, params = parse_infotext(sample)
-    assert format_infotext(prompt, negative, params) == sample.strip()
 
 
 def test_fixture_values_apply():
@@ -118,34 +58,12 @@ def test_round_trip_every_field():
     assert a1111_parse(text)["Seed"] == "987654321"
 
 
-@pytest.mark.parametrize(
-    ("value", "written"),
-    [
-        ("plain", "plain"),
-        ("a, b", '"a, b"'),
-        ("x: y", '"x: y"'),
-        ("two\nlines", '"two\\nlines"'),
-        ('say "hi"', 'say "hi"'),
-    ],
-)
-def test_quote_rule(value, written):
-    assert quote_value(value) == written
-
-
-def test_a1111_reads_our_quoting():
-    text = format_infotext("p", "", {"Steps": 5, "Sampler": "Euler", "Model": "my model, v2", "Note": "a: b"})
-    assert a1111_parse(text)["Model"] == "my model, v2"
-    assert a1111_parse(text)["Note"] == "a: b"
-
-
 def test_body_without_params_line():
     options = parse_body("a watercolor fox\nNegative prompt: blurry")
     assert options == {"prompt": "a watercolor fox", "negative_prompt": "blurry"}
 
 
 def test_body_short_last_line_is_prompt():
-    # two "key: value" pairs are not a parameters line (A1111 needs three)
-    assert not is_params_line("style: anime, mood: calm")
     assert parse_body("a cat\nstyle: anime, mood: calm")["prompt"] == "a cat\nstyle: anime, mood: calm"
 
 
@@ -187,3 +105,21 @@ def test_coercion_errors_name_the_option():
         coerce_value("stpes", "3")
     assert coerce_value("dtype", "fp16") == "float16"
     assert coerce_value("guidance", "7") == 7.0
+
+
+@pytest.mark.parametrize("size", ["64x96", "64X96", " 64 x 96 "])
+def test_size_is_accepted_wherever_options_are(size):
+    from jupyter_sd import painter
+    from jupyter_sd.options import build_parser, parse_options
+
+    assert (painter.new_request(size=size).width, painter.new_request(size=size).height) == (64, 96)
+    assert PaintRequest().replace(size=size).size == "64x96"
+    assert PaintRequest.from_dict({"size": size}).size == "64x96"
+    assert parse_options(build_parser("x", prompt_words=False), ["--size", size]) == {"width": 64, "height": 96}
+
+
+def test_bad_size_is_one_line():
+    from jupyter_sd import painter
+
+    with pytest.raises(ValueError, match=r"^size: expected WIDTHxHEIGHT such as 512x512 \(got '64'\)$"):
+        painter.new_request(size="64")

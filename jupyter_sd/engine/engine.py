@@ -16,11 +16,11 @@ from typing import Any
 
 from PIL import Image
 
-from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
-from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
+from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
+from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import library
+
 BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
 BUNDLED_NAME = "tiny"
 DEFAULT_CUDA_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -73,10 +75,16 @@ def resolve_model(model: str, allow_pickle: bool = False) -> ModelSource:
             msg = f"model: '{model}' is not a checkpoint (allowed: a diffusers folder, .safetensors, a hub id)"
             raise ValueError(msg)
         return ModelSource(str(path.resolve()), "single-file", _short_name(path.stem))
+    found = library.find_model("checkpoint", model)  # a file stem or A1111 hash in the models folder
+    if found is not None:
+        return resolve_model(str(found.path), allow_pickle)
     if _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
         return ModelSource(model, "hub", model)
-    allowed = "a hub id like org/name, a diffusers folder, a .safetensors file"
-    msg = f"model: no such file or folder '{model}' (allowed: {allowed})"
+    allowed = "a hub id like org/name, a diffusers folder, a .safetensors file, a name in the models folder"
+    hints = library.close_matches("checkpoint", model)
+    msg = f"model: no such file or folder '{model}' (allowed: {allowed})" + (
+        f". Did you mean '{hints[0]}'?" if hints else ""
+    )
     raise ValueError(msg)
 
 

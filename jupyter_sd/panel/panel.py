@@ -18,7 +18,7 @@ import ipywidgets as widgets
 from PIL import Image
 
 from .. import painter
-from ..request import PaintRequest, option_fields, parse_size
+from ..request import PaintRequest, option_fields
 from ..result import PaintResult
 from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery, Item
@@ -76,8 +76,6 @@ class Panel(widgets.VBox):
         self.background = background_default() if background is None else background
         for name in _IGNORED:
             options.pop(name, None)
-        if "size" in options:
-            options["width"], options["height"] = parse_size(str(options.pop("size")))
         self.defaults = painter.new_request(**options).validate()
         self.user_ns = _user_ns(user_ns)
         self.controls = Controls(self.defaults)
