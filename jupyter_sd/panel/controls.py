@@ -28,6 +28,8 @@ SECTIONS = {
 }
 """Fields shown in a section of their own, hidden under a toggle until used; while a section is off its fields
 keep their declared defaults in the request (what the panel shows is what it paints)."""
+DEFAULT_HIRES_FACTOR = 2.0
+"""The upscale factor the hires section starts from when switched on (A1111's default)."""
 _SIZE_FIELDS = ("width", "height")
 _SECTION_OF = {name: section for section, names in SECTIONS.items() for name in names}
 _LABELS = {
@@ -257,6 +259,8 @@ class Controls:
             "hires": Section("hires", "Hires fix", "Paint small, upscale, then denoise again at the bigger size"),
         }
         self.sections["inpaint"].toggle.observe(self._inpaint_needs_init, names="value")
+        self.sections["img2img"].toggle.observe(self._one_mode, names="value")
+        self.sections["hires"].toggle.observe(self._one_mode, names="value")
         self.open_used(defaults)
 
     def section_fields(self, section: str) -> list[str]:
@@ -279,6 +283,21 @@ class Controls:
     def _inpaint_needs_init(self, change: dict[str, Any]) -> None:
         if change["new"]:
             self.sections["img2img"].toggle.value = True
+
+    def _one_mode(self, change: dict[str, Any]) -> None:
+        """img2img and the hires fix exclude each other (hires is for text-to-image): one on turns the other off.
+
+        Switching hires on with no factor and no size set starts from A1111's usual factor 2.
+        """
+        if not change["new"]:
+            return
+        img2img, hires = self.sections["img2img"], self.sections["hires"]
+        other = hires if change["owner"] is img2img.toggle else img2img
+        other.toggle.value = False
+        if other is img2img and "hires" in self.widgets:
+            factor, size = self.widgets["hires"], self.widgets.get("hires_size")
+            if not factor.value and not (size is not None and size.value):
+                factor.value = DEFAULT_HIRES_FACTOR
 
     def main_rows(self) -> list[widgets.Widget]:
         """The controls shown up front, two or three to a row."""

@@ -74,8 +74,9 @@ def read_picture(data: bytes, name: str) -> Image.Image:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             return image.copy()
-    except (UnidentifiedImageError, OSError) as error:
-        msg = f"init: cannot read the uploaded file '{name}' as a picture (PNG, JPEG or WebP) ({error})"
+    except (UnidentifiedImageError, OSError):
+        kind = "PNG, JPEG, WebP"
+        msg = f"init: cannot read the uploaded file '{name}' as a picture (allowed: {kind}; got {len(data)} bytes)"
         raise ValueError(msg) from None
 
 

@@ -96,6 +96,7 @@ class LiveView(Progress):
         self._rate = StepRate()
         self._last_status = 0.0
         self._batch, self._batches = 0, 1
+        self._phase = ""
         self.frames = 0
 
     def notice(self, text: str) -> None:  # noqa: D102
@@ -108,6 +109,13 @@ class LiveView(Progress):
             self.area.bar.max, self.area.bar.value = request.steps, 0
             self.area.bar.bar_style = ""
         self.area.say(f"painting {request.prompt[:60]!r}…")
+
+    def phase(self, label: str, index: int, count: int, steps: int) -> None:
+        """A pass begins (the hires pass after the first): the bar restarts for its steps, the line names it."""
+        self._phase = f"{label} {index + 1}/{count}" if count > 1 else ""
+        self._rate = StepRate()
+        with self.area.bar.hold_sync():
+            self.area.bar.max, self.area.bar.value = max(1, steps), 0
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         if previews:
@@ -122,7 +130,11 @@ class LiveView(Progress):
         if step == total or now - self._last_status >= STATUS_INTERVAL:
             self._last_status = now
             self.area.bar.value = min(step, self.area.bar.max)
-            self.area.say(status_text(step, total, rate, eta, self._batch, self._batches))
+            text = status_text(step, total, rate, eta, self._batch, self._batches)
+            if self._phase:
+                head, _, rest = text.rpartition("step ")
+                text = f"{head}{self._phase} · step {rest}"
+            self.area.say(text)
 
     def finish(self, result: PaintResult) -> None:  # noqa: D102
         with self.area.bar.hold_sync():
