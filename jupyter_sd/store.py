@@ -144,15 +144,15 @@ def companion_path(picture: str | os.PathLike, role: str) -> Path:
 
 
 def file_record(path: str | os.PathLike) -> dict[str, str]:
-    """Path and sha256 of an input file, as the JSON chunk records it."""
-    return {"path": os.fspath(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    """Path (absolute) and sha256 of an input file, as the JSON chunk records it."""
+    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
 
 
 def attach_input(picture: str | os.PathLike, role: str, png: bytes) -> Path:
     """Save one of a picture's inputs (``role`` = ``mask`` or ``init``) beside it and point its recipe at it.
 
     The input is written as `companion_path` (never overwriting a file), then the picture's JSON chunk is
-    rewritten so its request's `role` option names that file and ``inputs[role]`` records its path and sha256:
+    rewritten so its request's `role` option names that file and the chunk's `role` key records its path and sha256:
     `load_request` then paints the same picture again. Both files are replaced atomically (temp file + rename),
     so a reader sees the old picture or the new one, never half of one; the pixels are unchanged.
 
@@ -186,8 +186,9 @@ def attach_input(picture: str | os.PathLike, role: str, png: bytes) -> Path:
             if os.path.exists(tmp_input):
                 os.unlink(tmp_input)
         payload = json.loads(text[REQUEST_KEY])
-        payload.setdefault("request", {})[role] = os.fspath(target)
-        payload.setdefault("inputs", {})[role] = file_record(target)
+        record = file_record(target)
+        payload.setdefault("request", {})[role] = record["path"]
+        payload[role] = record
         info = PngInfo()
         for key, value in text.items():
             info.add_text(key, json.dumps(payload, ensure_ascii=False) if key == REQUEST_KEY else value)

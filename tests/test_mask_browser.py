@@ -125,5 +125,5 @@ def _check_saved(folder: Path) -> None:
         assert mask.getpixel((x, y)) == 0, (x, y)  # black away from it
     with Image.open(picture) as image:
         payload = json.loads(image.text[REQUEST_KEY])
-    assert payload["inputs"]["mask"]["path"] == str(mask_file)
-    assert load_request(picture).mask == str(mask_file)  # the recipe re-runs with the saved mask
+    assert payload["mask"]["path"] == str(mask_file.resolve())
+    assert load_request(picture).mask == str(mask_file.resolve())  # the recipe re-runs with the saved mask

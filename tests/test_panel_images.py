@@ -187,9 +187,9 @@ def test_painted_mask_inpaints_and_is_saved_beside_the_picture(panel, tmp_path):
     with Image.open(picture) as image:
         payload = json.loads(image.text[REQUEST_KEY])
         painted = np.asarray(image.convert("RGB"), dtype=int)
-    assert payload["inputs"]["mask"]["path"] == str(beside) and len(payload["inputs"]["mask"]["sha256"]) == 64
+    assert payload["mask"]["path"] == str(beside.resolve()) and len(payload["mask"]["sha256"]) == 64
     recipe = load_request(picture)
-    assert recipe.mask == str(beside) and recipe.mode == "inpaint" and recipe.mask_blur == 0
+    assert recipe.mask == str(beside.resolve()) and recipe.mode == "inpaint" and recipe.mask_blur == 0
     # outside the mask the init's pixels are kept (pasted back), inside they are repainted
     keep = np.asarray(mask) == 0
     assert np.abs(painted[keep] - np.asarray(init, dtype=int)[keep]).max() <= 1
