@@ -442,7 +442,10 @@ class PaintRequest:
         return not self.init and (self.hires > 0 or bool(self.hires_size))
 
     def hires_target(self) -> tuple[int, int, int, int]:
-        """A1111's hires size: (width, height) upscaled to, and the latent rows/columns cropped (`truncate`).
+        """A1111's hires size: (width, height) upscaled to, and the pixels cropped off (x, y) to reach `hires_size`.
+
+        With ``--hires-size`` of another aspect the picture is upscaled to cover it, keeping its aspect, and the
+        excess is cropped from the latents (half each side, as A1111's ``truncate_x``/``truncate_y``).
 
         Raises
         ------
@@ -459,7 +462,7 @@ class PaintRequest:
                 to_x, to_y = resize_x, resize_x * height // width
             else:
                 to_x, to_y = resize_y * width // height, resize_y
-            truncate_x, truncate_y = (to_x - resize_x) // 8, (to_y - resize_y) // 8
+            truncate_x, truncate_y = to_x - resize_x, to_y - resize_y
         if max(to_x, to_y) > MAX_SIDE:
             msg = f"hires: the hires size must be at most {MAX_SIDE} a side (got {to_x}x{to_y})"
             raise ValueError(msg)

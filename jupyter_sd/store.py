@@ -9,6 +9,7 @@ whole request.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -202,6 +203,42 @@ def attach_input(picture: str | os.PathLike, role: str, png: bytes) -> Path:
                 os.unlink(tmp_picture)
             raise
     return target
+def save_input(image: Image.Image, folder: str | os.PathLike, kind: str) -> dict[str, str]:
+    """Save an init or mask that exists only in memory as ``KIND-HASH.png`` in `folder` (once: named by content).
+
+    Returns
+    -------
+    dict
+        ``{"path": ..., "sha256": ...}`` of the file, as the JSON chunk records it.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    target = folder / f"{kind}-{digest[:12]}.png"
+    if not target.is_file():
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp_name, target)
+    return {"path": str(target.resolve()), "sha256": digest}
+
+
+def _check_input(payload: dict, name: str) -> None:
+    """Refuse to re-run from an init or mask file that is gone or changed since the picture was painted."""
+    record = payload.get(name)
+    if not isinstance(record, dict) or "path" not in record:
+        return
+    path = Path(record["path"])
+    if not path.is_file():
+        msg = f"load_request: the {name} picture {path} is no longer there"
+        raise ValueError(msg)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if record.get("sha256") and digest != record["sha256"]:
+        msg = f"load_request: the {name} picture {path} changed since it was painted from (sha256 differs)"
+        raise ValueError(msg)
 
 
 def read_parameters(path: str | os.PathLike) -> str:
@@ -224,6 +261,8 @@ def load_request(path: str | os.PathLike) -> PaintRequest:
         text = dict(image.text)
     if REQUEST_KEY in text:
         payload = json.loads(text[REQUEST_KEY])
+        for name in ("init", "mask"):
+            _check_input(payload, name)
         request = PaintRequest.from_dict(payload["request"])
         return request.replace(seed=payload.get("seed", request.seed), n=1, repeat=1)
     if PARAMETERS_KEY in text:

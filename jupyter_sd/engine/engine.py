@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import functools
 import gc
-import math
 import secrets
 import threading
 import time
@@ -19,8 +17,11 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
+from . import modes
 from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
-from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
+from .pictures import Pictures
+from .preview import Previewer, load_latent_rgb
+from .seeds import batch_seeds
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
 
@@ -33,6 +34,12 @@ class Progress:
 
     def start(self, request: PaintRequest, batch: int, batches: int) -> None:
         """A batch is about to be denoised (`batch` counts from 0)."""
+
+    def phase(self, label: str, index: int, count: int, steps: int) -> None:
+        """A denoising pass starts: `label` (txt2img, img2img, inpaint, hires) is pass `index` (from 0) of `count`.
+
+        Steps are then reported per pass (``step(i, steps)``). Listeners written before passes existed ignore it.
+        """
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:
         """A step finished; `previews` holds one picture per image when this step shows a frame."""
@@ -58,6 +65,12 @@ class Fanout(Progress):
         for listener in self.listeners:
             listener.start(request, batch, batches)
 
+    def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
+        for listener in self.listeners:
+            phase = getattr(listener, "phase", None)  # listeners that predate passes may not have it
+            if phase is not None:
+                phase(label, index, count, steps)
+
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         for listener in self.listeners:
             listener.step(step, total, previews)
@@ -69,63 +82,6 @@ class Fanout(Progress):
     def finish(self, result: PaintResult) -> None:  # noqa: D102
         for listener in self.listeners:
             listener.finish(result)
-
-
-class _Stopped(Exception):
-    """Raised from the step callback to leave the denoising loop at once (no noisy decode)."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(step)
-        self.step = step
-
-
-class _X0Capture:
-    """Wrap ``scheduler.step`` to keep the predicted clean sample (x0), which SD pipelines throw away.
-
-    `functools.wraps` keeps ``step``'s signature visible: pipelines inspect it to decide whether to pass
-    ``generator``, and a bare ``*args`` wrapper would make ancestral samplers ignore the seed.
-    """
-
-    def __init__(self, scheduler: Any) -> None:
-        self.x0: Any = None
-        self.latents: Any = None
-        original = scheduler.step
-
-        @functools.wraps(original)
-        def step(*args: Any, **kwargs: Any) -> Any:
-            output = original(*args, **kwargs)
-            self.x0 = _x0_from(scheduler, output, args, kwargs)
-            return output
-
-        scheduler.step = step
-
-
-def _x0_from(scheduler: Any, output: Any, args: tuple, kwargs: dict) -> Any:
-    """Find x0 in a scheduler step's output, its state, or (epsilon schedulers) compute it."""
-    if isinstance(output, tuple):
-        if len(output) > 1 and output[1] is not None:
-            return output[1]
-    else:
-        for name in ("pred_original_sample", "denoised"):
-            value = getattr(output, name, None)
-            if value is not None:
-                return value
-    model_outputs = getattr(scheduler, "model_outputs", None)
-    if (
-        model_outputs
-        and model_outputs[-1] is not None
-        and getattr(scheduler.config, "algorithm_type", "dpmsolver++") != "dpmsolver"
-    ):
-        return model_outputs[-1]
-    # PNDM and friends: x0 = (x_t - sqrt(1 - a_t) * eps) / sqrt(a_t) for epsilon prediction.
-    model_output = kwargs.get("model_output", args[0] if args else None)
-    timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-    sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
-    alphas = getattr(scheduler, "alphas_cumprod", None)
-    if alphas is None or sample is None or getattr(scheduler.config, "prediction_type", "") != "epsilon":
-        return None
-    alpha = alphas[int(timestep)].to(sample.device, sample.dtype)
-    return (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
 
 
 class Engine:
@@ -242,9 +198,16 @@ class Engine:
     # -- the recipe -------------------------------------------------------------------------------------------
 
     def generate(
-        self, request: PaintRequest, progress: Progress | None = None, stop: threading.Event | None = None
+        self,
+        request: PaintRequest,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        pictures: Pictures | None = None,
     ) -> PaintResult:
         """Paint `request`, reporting to `progress`; `stop` (or `Engine.stop`) ends it early, keeping the last x0.
+
+        `pictures` holds the loaded init and mask of an img2img or inpaint request (the front end resolves the
+        request's ``init`` / ``mask`` text into pictures; the engine never reads files or notebook variables).
 
         A kernel interrupt (``KeyboardInterrupt``) inside the loop is caught too: the result is then marked
         ``stopped_by == "interrupt"`` and the caller decides whether to re-raise.
@@ -272,21 +235,31 @@ class Engine:
             try:
                 # 2. cached pipeline
                 pipe = self.pipeline(request, progress)
-                request = self._resolve(request, pipe)
+                request = self._resolve(request, pipe, pictures)
                 # 3. sampler
                 self._set_sampler(pipe, request)
-                result = PaintResult(request=request, model_name=self._source.name, steps_total=request.steps)
+                plan = modes.pass_plan(request)
+                result = PaintResult(
+                    request=request, model_name=self._source.name, steps_total=sum(p.steps for p in plan)
+                )
                 previewer = self._previewer(request, pipe)
+                runner = modes.PassRunner(
+                    request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config
+                )
                 started = time.perf_counter()
                 for batch in range(request.repeat):
-                    seeds = [request.seed + batch * request.n + k for k in range(request.n)]
+                    first = batch * request.n
+                    seeds, subseeds = batch_seeds(
+                        request.seed, request.variation_seed, request.variation_strength, first, request.n
+                    )
                     progress.start(request, batch, request.repeat)
-                    # 4. denoise and 5. decode
-                    images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
+                    # 4. denoise (every pass of the mode) and 5. decode
+                    images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
                     result.seeds += seeds[: len(images)]
+                    result.variation_seeds += subseeds[: len(images)]
                     result.elapsed = time.perf_counter() - started
                     progress.batch(images, seeds[: len(images)], result)
                     if result.interrupted:
@@ -306,15 +279,23 @@ class Engine:
         progress.finish(result)
         return result
 
-    def _resolve(self, request: PaintRequest, pipe: Any) -> PaintRequest:
-        """Fill in what "default" meant: the model's native size, a random seed, the model that loaded."""
+    def _resolve(self, request: PaintRequest, pipe: Any, pictures: Pictures | None = None) -> PaintRequest:
+        """Fill in what "default" meant: the native size (an init's own), random seeds, the model that loaded."""
         changes: dict[str, Any] = {"model": self._model_string()}
         if request.width is None:
-            native = _native_size(pipe)
-            changes.update(width=native, height=native)
+            if request.init and pictures is not None and pictures.init is not None:
+                width, height = (min(4096, max(8, side // 8 * 8)) for side in pictures.init.size)
+            else:
+                width = height = _native_size(pipe)
+            changes.update(width=width, height=height)
         if request.seed == -1:
             changes["seed"] = secrets.randbelow(MAX_SEED - request.n * request.repeat)
-        return request.replace(**changes)
+        if request.variation_seed == -1 and request.variation_strength > 0:
+            changes["variation_seed"] = secrets.randbelow(MAX_SEED - request.n * request.repeat)
+        resolved = request.replace(**changes)
+        if resolved.hires_enabled:
+            resolved.hires_target()  # the hires size is known only now that the size is
+        return resolved
 
     def _model_string(self) -> str:
         source = self._source
@@ -334,64 +315,6 @@ class Engine:
         if self.taesd and request.preview in ("auto", "taesd"):
             taesd = self._taesd_model(str(pipe.device), pipe.vae.dtype)
         return Previewer(request.preview, pipe, self._latent_rgb, taesd, (request.width, request.height))
-
-    def _denoise(
-        self,
-        pipe: Any,
-        request: PaintRequest,
-        seeds: list[int],
-        previewer: Previewer | None,
-        progress: Progress,
-        stop: threading.Event,
-        result: PaintResult,
-    ) -> list[Image.Image]:
-        import torch
-
-        capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        done = 0
-        last_frame = -math.inf
-
-        def on_step_end(pipe_: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            nonlocal done, last_frame
-            total = getattr(pipe_, "num_timesteps", request.steps) or request.steps
-            done = max(1, math.ceil((index + 1) * request.steps / total))
-            capture.latents = tensors["latents"]
-            if stop.is_set():
-                raise _Stopped(done)
-            previews = None
-            if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
-                x0 = capture.x0 if capture.x0 is not None else tensors["latents"]
-                previews = previewer(x0)
-                last_frame = time.perf_counter()
-            progress.step(done, request.steps, previews)
-            return tensors
-
-        call = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance,
-            "width": request.width,
-            "height": request.height,
-            "num_images_per_prompt": request.n,
-            "generator": generators,
-            "callback_on_step_end": on_step_end,
-            "callback_on_step_end_tensor_inputs": ["latents"],
-        }
-        try:
-            if stop.is_set():
-                raise _Stopped(0)
-            return pipe(**call).images
-        except _Stopped as stopped:
-            result.interrupted_at, result.stopped_by = stopped.step, "stop"
-        except KeyboardInterrupt:
-            result.interrupted_at, result.stopped_by = done, "interrupt"
-        # Stopped: keep the last predicted clean picture, never diffusers' decode of the noisy latent.
-        latents = capture.x0 if capture.x0 is not None else capture.latents
-        if latents is None:
-            return []
-        return to_pil(pipe, decode_latents(pipe, latents))
 
     def _recover_memory(self) -> None:
         gc.collect()

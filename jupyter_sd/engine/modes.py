@@ -1,0 +1,421 @@
+"""One pass function per mode, over the same loaded components: txt2img, img2img, inpaint, then the hires pass.
+
+img2img and inpaint pipelines are made from the loaded one with diffusers' ``from_pipe`` (AutoPipelineForImage2Image
+/ AutoPipelineForInpainting): they share its modules, so switching modes loads nothing and takes no memory, and the
+engine's cache key stays the txt2img one. `PassRunner` runs one pipeline call with live x0 previews and the
+engine's stop; the functions here decide which passes a request takes and what goes into and out of each.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from PIL import Image
+
+from ..request import LATENT_UPSCALERS, SAME_SAMPLER, PaintRequest, parse_size
+from ..result import PaintResult
+from ..samplers import make_scheduler
+from . import pictures as pics
+from .pictures import Pictures
+from .preview import Previewer, decode_latents, to_pil
+from .seeds import image_noise, needs_own_noise
+
+__all__ = ["PassRunner", "Pictures", "hires_steps", "paint_batch", "pass_plan"]
+
+
+class Stopped(Exception):
+    """Raised from the step callback to leave the denoising loop at once (no noisy decode)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(step)
+        self.step = step
+
+
+class X0Capture:
+    """Wrap ``scheduler.step`` to keep the predicted clean sample (x0), which SD pipelines throw away.
+
+    `functools.wraps` keeps ``step``'s signature visible: pipelines inspect it to decide whether to pass
+    ``generator``, and a bare ``*args`` wrapper would make ancestral samplers ignore the seed.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.x0: Any = None
+        self.latents: Any = None
+        original = scheduler.step
+
+        @functools.wraps(original)
+        def step(*args: Any, **kwargs: Any) -> Any:
+            output = original(*args, **kwargs)
+            self.x0 = x0_from(scheduler, output, args, kwargs)
+            return output
+
+        scheduler.step = step
+
+
+def x0_from(scheduler: Any, output: Any, args: tuple, kwargs: dict) -> Any:
+    """Find x0 in a scheduler step's output, its state, or (epsilon schedulers) compute it."""
+    if isinstance(output, tuple):
+        if len(output) > 1 and output[1] is not None:
+            return output[1]
+    else:
+        for name in ("pred_original_sample", "denoised"):
+            value = getattr(output, name, None)
+            if value is not None:
+                return value
+    model_outputs = getattr(scheduler, "model_outputs", None)
+    if (
+        model_outputs
+        and model_outputs[-1] is not None
+        and getattr(scheduler.config, "algorithm_type", "dpmsolver++") != "dpmsolver"
+    ):
+        return model_outputs[-1]
+    # PNDM and friends: x0 = (x_t - sqrt(1 - a_t) * eps) / sqrt(a_t) for epsilon prediction.
+    model_output = kwargs.get("model_output", args[0] if args else None)
+    timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+    sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None or sample is None or getattr(scheduler.config, "prediction_type", "") != "epsilon":
+        return None
+    alpha = alphas[int(timestep)].to(sample.device, sample.dtype)
+    return (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
+
+
+def _override_noise(scheduler: Any, noise: Any) -> None:
+    """Make the scheduler noise the init with `noise` (variation seeds) instead of what diffusers drew.
+
+    img2img and inpaint pipelines draw their noise from the generators and hand it to ``add_noise``; replacing it
+    there keeps the generators' state (ancestral samplers' step noise) exactly as without a variation.
+    """
+    original = scheduler.add_noise
+
+    @functools.wraps(original)
+    def add_noise(original_samples: Any, _noise: Any, timesteps: Any) -> Any:
+        return original(original_samples, noise.to(original_samples.device, original_samples.dtype), timesteps)
+
+    scheduler.add_noise = add_noise
+
+
+@dataclass
+class Pass:
+    """One denoising pass of a request: its label for the progress line and the steps it runs."""
+
+    label: str
+    steps: int
+
+
+def hires_steps(request: PaintRequest) -> tuple[int, float]:
+    """A1111's hires schedule: ``int(steps / min(denoise, 0.999))`` steps scheduled, the last `steps` run.
+
+    Returns the scheduled step count and the diffusers strength that runs exactly the hires steps (A1111's
+    ``t_enc + 1``; ``strength = denoise`` alone would run one fewer whenever ``int(N·denoise)`` rounds down).
+    """
+    run = request.hires_steps or request.steps
+    scheduled = int(run / min(request.hires_denoise, 0.999))
+    return scheduled, min(1.0, (run + 0.5) / scheduled)
+
+
+def pass_plan(request: PaintRequest) -> list[Pass]:
+    """The passes a (resolved) request takes, in order."""
+    if request.init:
+        return [Pass(request.mode, min(int(request.steps * request.strength), request.steps))]
+    plan = [Pass("txt2img", request.steps)]
+    if request.hires_enabled:
+        plan.append(Pass("hires", request.hires_steps or request.steps))
+    return plan
+
+
+def derived_pipeline(pipe: Any, kind: str) -> Any:
+    """The img2img or inpaint pipeline over `pipe`'s modules (``from_pipe``), made once and kept on `pipe`."""
+    if kind == "txt2img":
+        return pipe
+    cache = pipe.__dict__.setdefault("_jupyter_sd_modes", {})
+    if kind not in cache:
+        import diffusers
+
+        auto = diffusers.AutoPipelineForInpainting if kind == "inpaint" else diffusers.AutoPipelineForImage2Image
+        derived = auto.from_pipe(pipe)
+        derived.set_progress_bar_config(disable=True)
+        cache[kind] = derived
+    return cache[kind]
+
+
+class PassRunner:
+    """Run pipeline calls with live x0 previews, step reports and the engine's stop, for one request.
+
+    Steps are reported per pass (``step(i, steps_of_this_pass)``) after a ``phase`` event naming the pass; a stop
+    or kernel interrupt is recorded on `result` with the step counted over all passes, and the pass returns the
+    pictures of its last x0 (never diffusers' decode of the noisy latent).
+    """
+
+    def __init__(
+        self,
+        request: PaintRequest,
+        previewer: Previewer | None,
+        progress: Any,
+        stop: threading.Event,
+        result: PaintResult,
+        base_config: dict,
+    ) -> None:
+        self.request, self.previewer, self.progress, self.stop, self.result = request, previewer, progress, stop, result
+        self.base_config = base_config
+        self.plan = pass_plan(request)
+        self.steps_before = 0
+
+    def scheduler(self, sampler: str) -> Any:
+        """A fresh scheduler for a pass (from the model's own config, as the engine's sampler table says)."""
+        return make_scheduler(sampler, self.request.schedule, self.base_config)
+
+    def run(self, pipe: Any, call: dict[str, Any], index: int, size: tuple[int, int]) -> tuple[Any, bool]:
+        """Run pass `index` of the plan; return (the pipeline's images or latents, False) or (x0 pictures, True)."""
+        current = self.plan[index]
+        steps = current.steps
+        self.progress_phase(current.label, index, len(self.plan), steps)
+        capture = X0Capture(pipe.scheduler)  # the scheduler was just made for this pass
+        if self.previewer is not None:
+            self.previewer.size = size
+        done = 0
+        last_frame = -math.inf
+        request, previewer, progress, stop = self.request, self.previewer, self.progress, self.stop
+
+        def on_step_end(pipe_: Any, i: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal done, last_frame
+            total = getattr(pipe_, "num_timesteps", steps) or steps
+            done = max(1, math.ceil((i + 1) * steps / total))
+            capture.latents = tensors["latents"]
+            if stop.is_set():
+                raise Stopped(done)
+            previews = None
+            if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
+                previews = previewer(capture.x0 if capture.x0 is not None else tensors["latents"])
+                last_frame = time.perf_counter()
+            progress.step(done, steps, previews)
+            return tensors
+
+        call = {**call, "callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]}
+        try:
+            if stop.is_set():
+                raise Stopped(0)
+            output = pipe(**call).images
+            self.steps_before += steps
+            return output, False
+        except Stopped as stopped:
+            self.result.interrupted_at, self.result.stopped_by = self.steps_before + stopped.step, "stop"
+        except KeyboardInterrupt:
+            self.result.interrupted_at, self.result.stopped_by = self.steps_before + done, "interrupt"
+        latents = capture.x0 if capture.x0 is not None else capture.latents
+        if latents is None:
+            return [], True
+        return to_pil(pipe, decode_latents(pipe, latents)), True
+
+    def progress_phase(self, label: str, index: int, count: int, steps: int) -> None:
+        phase = getattr(self.progress, "phase", None)
+        if phase is not None:
+            phase(label, index, count, steps)
+
+
+PromptKwargs = Callable[[Any, PaintRequest, str, int, "int | None"], dict[str, Any]]
+
+
+def plain_prompt_kwargs(pipe: Any, request: PaintRequest, prompt: str, steps: int, hires: int | None) -> dict:
+    """How a pass's prompt reaches the pipeline (the conditioning module replaces this with embeddings)."""
+    return {"prompt": prompt, "negative_prompt": request.negative_prompt or None}
+
+
+def paint_batch(
+    pipe: Any,
+    request: PaintRequest,
+    seeds: list[int],
+    subseeds: list[int],
+    pictures: Pictures | None,
+    runner: PassRunner,
+    prompt_kwargs: PromptKwargs = plain_prompt_kwargs,
+) -> list[Image.Image]:
+    """Paint one batch through the request's passes; return its pictures (the last x0 ones when stopped)."""
+    import torch
+
+    def generators() -> list[Any]:
+        return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+
+    common = {
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance,
+        "num_images_per_prompt": len(seeds),
+        **prompt_kwargs(pipe, request, request.prompt, request.steps, None),
+    }
+    if request.init:
+        return _paint_from_init(pipe, request, seeds, subseeds, pictures, runner, common, generators)
+    pipe.scheduler = runner.scheduler(request.sampler)
+    gens = generators()
+    call = {**common, "width": request.width, "height": request.height, "generator": gens}
+    if needs_own_noise(request):
+        call["latents"] = _noise(pipe, request, seeds, subseeds, (request.width, request.height), gens)
+    if not request.hires_enabled:
+        images, _ = runner.run(pipe, call, 0, (request.width, request.height))
+        return images
+    latents, stopped = runner.run(pipe, {**call, "output_type": "latent"}, 0, (request.width, request.height))
+    if stopped:
+        return latents
+    return _hires_pass(pipe, request, seeds, subseeds, latents, runner, prompt_kwargs, generators)
+
+
+def _noise(pipe: Any, request: PaintRequest, seeds: list, subseeds: list, size: tuple, gens: list) -> Any:
+    channels = pipe.vae.config.latent_channels
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    resize_from = parse_size(request.seed_resize_from) if request.seed_resize_from else None
+    noise = image_noise(
+        (channels, size[1] // factor, size[0] // factor), seeds, subseeds, request.variation_strength, resize_from, gens
+    )
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    return noise.to(pipe.device, denoiser.dtype)
+
+
+def _hires_pass(
+    pipe: Any,
+    request: PaintRequest,
+    seeds: list[int],
+    subseeds: list[int],
+    latents: Any,
+    runner: PassRunner,
+    prompt_kwargs: PromptKwargs,
+    generators: Callable[[], list],
+) -> list[Image.Image]:
+    """A1111's hires fix: enlarge the first pass, then img2img from fresh noise of the same seeds at the new size."""
+    import torch
+
+    to_x, to_y, excess_x, excess_y = request.hires_target()
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    truncate_x, truncate_y = excess_x // factor, excess_y // factor
+    if request.hires_upscaler in LATENT_UPSCALERS:
+        mode, antialias = LATENT_UPSCALERS[request.hires_upscaler]
+        latents = torch.nn.functional.interpolate(
+            latents, size=(to_y // factor, to_x // factor), mode=mode, antialias=antialias
+        )
+    else:
+        resample = Image.LANCZOS if request.hires_upscaler == "Lanczos" else Image.NEAREST
+        images = [image.resize((to_x, to_y), resample) for image in to_pil(pipe, decode_latents(pipe, latents))]
+        latents = _encode(pipe, images, seeds)
+    height, width = latents.shape[2], latents.shape[3]
+    latents = latents[:, :, truncate_y // 2 : height - (truncate_y + 1) // 2, truncate_x // 2 : width - (truncate_x + 1) // 2]
+    size = (latents.shape[3] * factor, latents.shape[2] * factor)
+    img2img = derived_pipeline(pipe, "img2img")
+    sampler = request.sampler if request.hires_sampler == SAME_SAMPLER else request.hires_sampler
+    img2img.scheduler = runner.scheduler(sampler)
+    if needs_own_noise(request):
+        _override_noise(img2img.scheduler, _noise(pipe, request, seeds, subseeds, size, generators()))
+    scheduled, strength = hires_steps(request)
+    run = request.hires_steps or request.steps
+    call = {
+        "image": latents,
+        "strength": strength,
+        "num_inference_steps": scheduled,
+        "guidance_scale": request.guidance,
+        "num_images_per_prompt": len(seeds),  # one prompt, a batch of latents: batch size = images per prompt
+        "generator": generators(),
+        **prompt_kwargs(pipe, request, request.hires_prompt or request.prompt, request.steps, run),
+    }
+    images, _ = runner.run(img2img, call, 1, size)
+    return images
+
+
+def _encode(pipe: Any, images: list[Image.Image], seeds: list[int]) -> Any:
+    """Encode pictures to sampler-space latents (each sampled with its own seed, as diffusers' img2img does)."""
+    import torch
+
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+
+    tensor = pipe.image_processor.preprocess(images).to(pipe.device, pipe.vae.dtype)
+    with torch.no_grad():
+        latents = [
+            retrieve_latents(pipe.vae.encode(tensor[i : i + 1]), generator=torch.Generator("cpu").manual_seed(seed))
+            for i, seed in enumerate(seeds)
+        ]
+    return torch.cat(latents) * pipe.vae.config.scaling_factor
+
+
+def _paint_from_init(
+    pipe: Any,
+    request: PaintRequest,
+    seeds: list[int],
+    subseeds: list[int],
+    pictures: Pictures | None,
+    runner: PassRunner,
+    common: dict[str, Any],
+    generators: Callable[[], list],
+) -> list[Image.Image]:
+    """img2img and inpaint: fit the init (and mask), paint, paste the original back outside the mask."""
+    if pictures is None or pictures.init is None:
+        msg = f"init: the picture '{request.init}' was not loaded (paint through paint()/%%paint, or pass pictures=)"
+        raise ValueError(msg)
+    size = (request.width, request.height)
+    init = pics.flatten(pictures.init)
+    mode = request.mode
+    kind = "inpaint" if mode == "inpaint" else "img2img"
+    derived = derived_pipeline(pipe, kind)
+    derived.scheduler = runner.scheduler(request.sampler)
+    gens = generators()
+    if needs_own_noise(request):
+        _override_noise(derived.scheduler, _noise(pipe, request, seeds, subseeds, size, generators()))
+    call = {**common, "strength": request.strength, "generator": gens}
+    if mode == "img2img":
+        call["image"] = pics.resize_image(request.resize_mode, init, *size)
+        images, _ = runner.run(derived, call, 0, size)
+        return images
+    mask = pictures.mask
+    if mask.size != init.size:
+        runner.progress.notice(f"mask: {mask.width}x{mask.height} resized to the init's {init.width}x{init.height}")
+        mask = mask.resize(init.size, Image.LANCZOS)
+    sharp = pics.repaint_mask(mask, request.invert_mask)
+    if sharp.getbbox() is None:
+        msg = "mask: no part of it is white, so nothing would be repainted (white = repaint; see --invert-mask)"
+        raise ValueError(msg)
+    if request.inpaint_area == "masked":
+        blurred = pics.gaussian_blur(sharp, request.mask_blur)
+        region = pics.crop_region(blurred, request.padding)
+        region = pics.expand_crop_region(region, *size, init.width, init.height)
+        painted_init = pics.resize_image(2, init.crop(region), *size)
+        paint_mask = pics.resize_image(2, sharp.crop(region), *size)
+        overlay, original = blurred, init
+    else:
+        region = None
+        painted_init = pics.resize_image(request.resize_mode, init, *size)
+        paint_mask = pics.resize_image(request.resize_mode, sharp, *size)
+        blurred = pics.gaussian_blur(paint_mask, request.mask_blur)
+        overlay, original = pics.whole_overlay(blurred), painted_init
+    fill_mask = pics.gaussian_blur(paint_mask, request.mask_blur)
+    call.update(_masked_content(derived, request, painted_init, paint_mask, fill_mask, seeds))
+    call.update(mask_image=paint_mask, height=size[1], width=size[0])
+    images, _ = runner.run(derived, call, 0, size)
+    return [pics.paste_back(image, original, overlay, region) for image in images]
+
+
+def _masked_content(
+    pipe: Any, request: PaintRequest, init: Image.Image, mask: Image.Image, blurred: Image.Image, seeds: list[int]
+) -> dict[str, Any]:
+    """What the masked area starts from: the init (``original``), its surroundings (``fill``), or latents."""
+    if request.masked_content == "original":
+        return {"image": init}
+    if request.masked_content == "fill":
+        return {"image": pics.fill_masked(init, blurred)}
+    import numpy as np
+    import torch
+
+    latents = _encode(pipe, [init] * len(seeds), seeds)
+    small = mask.resize((latents.shape[3], latents.shape[2]))
+    keep = torch.from_numpy(1.0 - np.around(np.asarray(small, dtype=np.float32) / 255.0))[None, None]
+    keep = keep.to(latents.device, latents.dtype)
+    if request.masked_content == "latent noise":
+        noise = image_noise(tuple(latents.shape[1:]), seeds).to(latents.device, latents.dtype)
+        latents = latents * keep + noise * (1 - keep)
+    else:
+        latents = latents * keep
+    masked = latents
+    if pipe.unet.config.in_channels == 9:
+        grey = Image.new("RGB", init.size, (128, 128, 128))  # 0 in the VAE's [-1, 1], as diffusers masks it
+        hidden = Image.composite(grey, init, mask.point(lambda x: 255 if x >= 128 else 0))
+        masked = _encode(pipe, [hidden] * len(seeds), seeds)
+    return {"image": latents, "masked_image_latents": masked}
