@@ -137,3 +137,48 @@ def test_cell_controls_paint_again(kernel):
     assert kernel.state(image)["value"][:4] == b"\x89PNG"
     latest = max((kernel.workdir / "notebook-paint").glob("*-7.png"))
     assert load_request(latest).steps == 3
+
+
+def test_panel_stop_during_the_hires_pass(kernel):
+    """Stop pressed while the hires pass runs: its last x0 is kept at the hires size, nothing is saved, and the
+    next cell paints without loading anything."""
+    folder = kernel.workdir / "notebook-paint"
+    before = set(folder.glob("*.png")) if folder.is_dir() else set()
+    outputs = kernel.execute(
+        f"%paint panel --model {kernel.model} --steps 2 --seed 3 --hires 2 --hires-steps 150 --hires-denoise 0.99"
+    )
+    panel = kernel.displayed(outputs)
+    find = lambda css: kernel.one(css, panel)  # noqa: E731
+    assert kernel.state(find("jupyter-sd-hires-toggle"))["value"] is True  # the options used open their section
+    kernel.set(find("jupyter-sd-prompt"), value="a red circle")
+    kernel.execute(
+        "import time as _t\n"
+        "from jupyter_sd import painter as _p\n"
+        f"_pipe = _p.get_engine().pipeline(_p.new_request(model={kernel.model!r}))\n"
+        "_loads = _p.get_engine().load_count\n"
+        "_hook = _pipe.unet.register_forward_pre_hook(lambda *a: _t.sleep(0.05))"
+    )
+    bar, gallery = find("jupyter-sd-progress"), find("jupyter-sd-gallery")
+    tiles = len(kernel.children(gallery))
+    kernel.click(find("jupyter-sd-generate"))
+    kernel.wait_for(
+        lambda: "hires 2/2 · step" in _status(kernel, panel) and kernel.state(bar)["value"] >= 2,
+        60,
+        lambda: f"the hires pass: {_status(kernel, panel)}",
+    )
+    assert kernel.state(bar)["max"] == 150  # the bar counts the hires pass's own steps
+    kernel.click(find("jupyter-sd-stop"))
+    kernel.wait_for(lambda: "stopped at step" in _status(kernel, panel), 30, "the stop")
+    kernel.execute("_hook.remove()")
+    kernel.wait_for(lambda: len(kernel.children(gallery)) == tiles + 1, 10, "the kept picture in the gallery")
+    from io import BytesIO
+
+    from PIL import Image
+
+    shown = Image.open(BytesIO(kernel.state(find("jupyter-sd-image"))["value"]))
+    assert shown.size == (32, 32)  # the hires pass's x0 (16×16 doubled), not the first pass's picture
+    after = set(folder.glob("*.png")) if folder.is_dir() else set()
+    assert after == before  # stopped, and --save-incomplete is off: nothing written
+    outputs = kernel.execute(f"%%paint --model {kernel.model} --steps 2 --seed 4\na blue square")
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert kernel.execute("print(_p.get_engine().load_count - _loads)")[0]["text"] == "0\n"

@@ -43,6 +43,15 @@ _LABELS = {
     "resize_mode": "Resize mode",
     "hires": "Upscale by",
     "hires_size": "Resize to",
+    "masked_content": "Masked content",
+    "inpaint_area": "Inpaint area",
+    "padding": "Padding",
+    "invert_mask": "Invert mask (repaint the black part)",
+    "hires_steps": "Hires steps",
+    "hires_denoise": "Denoising",
+    "hires_upscaler": "Upscaler",
+    "hires_sampler": "Hires sampler",
+    "hires_prompt": "Hires prompt",
 }
 _SLIDER_SPAN = 10_000
 """An int range wider than this gets a bounded text box instead of a slider (the seed)."""
@@ -253,6 +262,12 @@ class Controls:
             elif name not in _SIZE_FIELDS:
                 self.widgets[name] = control_for(f, getattr(defaults, name))
         self.widgets["width"], self.widgets["height"] = self.size.width, self.size.height
+        for name in _SECTION_OF:
+            widget = self.widgets.get(name)
+            if widget is not None and not isinstance(widget, widgets.Checkbox):
+                widget.style = {"description_width": "9em"}
+            if isinstance(widget, widgets.Text):
+                widget.layout = widgets.Layout(width="90%")
         self.sections = {
             "img2img": Section("img2img", "img2img / inpaint", "Start from a picture: upload one or send one here"),
             "inpaint": Section("inpaint", "inpaint: paint a mask", "Repaint only where you paint over the picture"),

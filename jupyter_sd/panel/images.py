@@ -131,7 +131,7 @@ class ImageInput(widgets.VBox):
         super().__init__(
             [
                 widgets.HBox([self.upload, self.use_last, self.forget]),
-                widgets.HBox([self.thumb, widgets.VBox([self.about, *img2img])]),
+                widgets.HBox([self.thumb, widgets.VBox([self.about, *img2img], layout=widgets.Layout(flex="1"))]),
                 inpaint.toggle,
                 inpaint.box,
             ]

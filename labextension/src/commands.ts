@@ -161,7 +161,10 @@ export function registerGalleryCommands(
   });
   commands.addCommand(CommandIDs.insertImg2imgCell, {
     label: trans.__('Insert as img2img cell'),
-    caption: trans.__('Insert a %1 --init cell that starts from this image, with its recipe', PAINT_MAGIC),
+    caption: trans.__(
+      'Insert a %1 --init cell that starts from this image, with its recipe',
+      PAINT_MAGIC
+    ),
     isEnabled: () => ops.hasNotebook(),
     execute: async args => {
       const image = pathArg(args, model);

@@ -29,8 +29,11 @@ export interface IContentsEntry {
 }
 
 const NAME = /^(\d+)-(\d+)\.png$/i;
-/** An input saved beside a picture (`NNNNN-SEED-mask.png`, `-init.png`): not a painting of its own. */
-const COMPANION = /^\d+-\d+-(mask|init)\.png$/i;
+/**
+ * An input saved beside the pictures, not a painting of its own: a picture's mask or init
+ * (`NNNNN-SEED-mask.png`), or an in-memory init or mask kept once by its hash (`mask-HASH.png`).
+ */
+const COMPANION = /^(\d+-\d+-(mask|init)|(init|mask)-[0-9a-f]{12})\.png$/i;
 
 /** Strip leading/trailing slashes and collapse repeats. */
 export function normalize(path: string): string {

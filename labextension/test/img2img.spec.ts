@@ -24,6 +24,8 @@ describe('img2imgCellSource', () => {
     expect(img2imgCellSource(text, 'nb/My NB-paint/00003-1.png', 'nb/My NB.ipynb')).toBe(
       "%%paint --init 'My NB-paint/00003-1.png'\na fox\nNegative prompt: blurry\nSteps: 20, Seed: 1"
     );
-    expect(img2imgCellSource('a fox', 'p/00001-1.png', null)).toBe('%%paint --init p/00001-1.png\na fox');
+    expect(img2imgCellSource('a fox', 'p/00001-1.png', null)).toBe(
+      '%%paint --init p/00001-1.png\na fox'
+    );
   });
 });
