@@ -25,7 +25,7 @@ from ..engine import Fanout, Progress
 from ..request import PaintRequest
 from ..result import PaintResult, image_grid, png_bytes
 from ..store import attach_input
-from ..views import STATUS_INTERVAL, StepRate, status_text, summary_text
+from ..views import STATUS_INTERVAL, StepRate, phase_text, status_text, summary_text
 
 PREVIEW_WIDTH = "384"
 
@@ -112,7 +112,7 @@ class LiveView(Progress):
 
     def phase(self, label: str, index: int, count: int, steps: int) -> None:
         """A pass begins (the hires pass after the first): the bar restarts for its steps, the line names it."""
-        self._phase = f"{label} {index + 1}/{count}" if count > 1 else ""
+        self._phase = phase_text(label, index, count)
         self._rate = StepRate()
         with self.area.bar.hold_sync():
             self.area.bar.max, self.area.bar.value = max(1, steps), 0
@@ -130,11 +130,7 @@ class LiveView(Progress):
         if step == total or now - self._last_status >= STATUS_INTERVAL:
             self._last_status = now
             self.area.bar.value = min(step, self.area.bar.max)
-            text = status_text(step, total, rate, eta, self._batch, self._batches)
-            if self._phase:
-                head, _, rest = text.rpartition("step ")
-                text = f"{head}{self._phase} · step {rest}"
-            self.area.say(text)
+            self.area.say(status_text(step, total, rate, eta, self._batch, self._batches, self._phase))
 
     def finish(self, result: PaintResult) -> None:  # noqa: D102
         with self.area.bar.hold_sync():
