@@ -225,3 +225,23 @@ def test_stop_during_the_hires_pass_keeps_its_x0(panel, tiny_model_dir):
     assert "stopped at step" in panel.live.status.value and panel.live.bar.bar_style == "warning"
     assert painter.get_engine().load_count == loads
     assert isinstance(PaintRequest().hires, float)
+
+
+def test_attach_input_never_overwrites_and_keeps_the_pixels(tmp_path):
+    from jupyter_sd.store import attach_input, png_info, read_parameters, save_image
+
+    picture = _circle()
+    request = PaintRequest(prompt="a fox", init="x.png", mask="<object>", seed=3)
+    path = save_image(picture, tmp_path, 3, png_info("a fox\nSteps: 20, Seed: 3", request, {"seed": 3}))
+    mask = Image.new("L", (16, 16), 255)
+    beside = attach_input(path, "mask", _png(mask))
+    assert beside == tmp_path / "00001-3-mask.png" and beside.read_bytes() == _png(mask)
+    with Image.open(path) as image:
+        assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(picture))
+        payload = json.loads(image.text[REQUEST_KEY])
+    assert payload["seed"] == 3 and payload["request"]["init"] == "x.png"
+    assert payload["mask"]["path"] == str(beside.resolve()) and read_parameters(path) == "a fox\nSteps: 20, Seed: 3"
+    with pytest.raises(FileExistsError):
+        attach_input(path, "mask", _png(Image.new("L", (16, 16), 0)))
+    assert beside.read_bytes() == _png(mask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00001-3-mask.png", "00001-3.png"]  # no temp files left
