@@ -14,17 +14,23 @@ __all__ = [
     "Panel",
     "PaintRequest",
     "PaintResult",
+    "PlotResult",
     "__version__",
+    "download",
     "get_engine",
     "load_ipython_extension",
     "load_request",
     "paint",
+    "xyz",
 ]
 
+from .downloads import download
 from .painter import get_engine, paint
 from .request import PaintRequest
 from .result import PaintResult
 from .store import load_request
+from .xyz import xyz
+from .xyz_result import PlotResult
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -6,6 +6,7 @@ import sys
 
 from . import painter
 from .options import build_parser, one_line, parse_options
+from .xyz_axes import split_plot_options
 
 _DESCRIPTION = """\
 Paint a picture from a text prompt and save it as a PNG with its full recipe inside.
@@ -28,7 +29,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not options.get("prompt", "").strip():
             raise ValueError("prompt: empty; give what to paint as the first argument")
+        plot = split_plot_options(options)
         request = painter.new_request(**options).validate()
+        if plot:  # --x/--y/--z: an X/Y/Z plot (xyz.py)
+            from .xyz import run_plot
+
+            grid = run_plot(request, plot, reraise_interrupt=False)
+            for path in [*grid.paths, *([grid.path] if grid.path else [])]:
+                print(path)
+            return 130 if grid.stopped_by == "interrupt" else 0
         from .views import ConsoleView
 
         result = painter.render(request, ConsoleView(), reraise_interrupt=False)

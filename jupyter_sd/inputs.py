@@ -115,13 +115,17 @@ def load_picture(
         if name not in namespace:
             msg = f"{option}: {{{name}}} is not a notebook variable"
             raise ValueError(msg)
-        return _from_object(option, namespace[name], f"{{{name}}}")
+        value = namespace[name]
+        if isinstance(value, (str, os.PathLike)) and str(value).strip() not in ("_", f"{{{name}}}"):
+            return load_picture(option, str(value), namespace, last)  # a variable holding a path or URL
+        return _from_object(option, value, f"{{{name}}}")
     if text.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(text, timeout=URL_TIMEOUT) as response:  # noqa: S310 (http(s) only)
                 data = response.read()
         except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", None) or error
+            http = isinstance(error, urllib.error.HTTPError)
+            reason = error if http else getattr(error, "reason", None) or error
             msg = f"{option}: could not download '{text}' ({str(reason).splitlines()[0][:120]})"
             raise ValueError(msg) from None
         return _open(option, data, f"'{text}'"), None

@@ -245,6 +245,16 @@ def short_hash(kind: str, path: str | os.PathLike[str]) -> str:
     return sha256(path)[: 12 if kind in ("lora", "embedding") else 10]
 
 
+def has_cached_hash(kind: str, path: str | os.PathLike[str]) -> bool:
+    """Whether `short_hash` of this file is in the cache already (else it reads the whole file, GBs for a model)."""
+    path = Path(path)
+    which = "addnet" if kind == "lora" and path.suffix.lower() == ".safetensors" else "sha256"
+    stat = path.stat()
+    with _cache_lock:
+        entry = _load_cache(hash_cache_path()).get(str(path.resolve()))
+    return bool(entry) and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime and which in entry
+
+
 def _sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import string
 from collections.abc import Mapping
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Unicode, observe
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from traitlets import Bool, Unicode, observe
 
 from . import library, painter
 from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
+from .xyz_axes import split_plot_options
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel", "models")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -36,6 +38,12 @@ Line magic:
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
+    %paint download URL [--kind K]  a civitai / Hugging Face / http(s) model into the models folder
+    %paint drive                (Colab) keep models and pictures on Google Drive, in MyDrive/jupyter_sd/
+    %paint zip [FOLDER]         zip the pictures (metadata intact) and offer the zip for download
+
+X/Y/Z plot: --x/--y/--z 'Name: values' paint one picture per value (or pair, or triple) and a labelled grid:
+    %%paint --x "Steps: 10, 20, 30" --y "CFG scale: 3-9 [4]" --z "Sampler: Euler a, DPM++ 2M" --seed 1
 
 """
 _CELL_PARSER = build_parser("%%paint", prompt_words=False)
@@ -80,6 +88,31 @@ def expand_variables(body: str, namespace: Mapping[str, Any]) -> str:
         raise ValueError(msg) from None
 
 
+_PICTURE_OPTION = re.compile(r"""(--init|--mask)(\s+|=)(\{\w+\})""")
+
+
+def expand_line(line: str, namespace: Mapping[str, Any]) -> str:
+    """IPython's ``{name}`` / ``$name`` expansion of a magic line, except a picture named for ``--init``/``--mask``.
+
+    ``--init {photo}`` keeps the name, so the picture itself (not its text) reaches the loader; every other
+    ``{name}`` is replaced by the variable's text as IPython does (and left as it is when it can't be).
+    """
+    from IPython.utils.text import DollarFormatter
+
+    kept: list[str] = []
+
+    def keep(match: re.Match) -> str:
+        kept.append(match.group(3))
+        return f"{match.group(1)}{match.group(2)}\x00{len(kept) - 1}\x00"
+
+    protected = _PICTURE_OPTION.sub(keep, line)
+    try:
+        expanded = DollarFormatter().vformat(protected, args=[], kwargs=namespace)
+    except Exception:  # IPython leaves a line it cannot expand as it is
+        expanded = protected
+    return re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], expanded)
+
+
 @magics_class
 class PaintMagics(Magics):
     """The ``%%paint`` magics. Kernel-wide settings are traitlets: ``%config PaintMagics.model = '...'`` works."""
@@ -89,6 +122,11 @@ class PaintMagics(Magics):
     device = Unicode("auto", help="Default device: auto, cuda, cuda:N, mps or cpu.").tag(config=True)
     dtype = Unicode("auto", help="Default dtype: auto, float16, bfloat16 or float32.").tag(config=True)
     taesd = Unicode("", help="TAESD model (hub id or folder) for fast, sharp previews.").tag(config=True)
+    warm_imports = Bool(
+        True,
+        help="Import torch and diffusers in the background once %load_ext's cell is done, so the first picture "
+        "is quicker (set it to False in that cell, or in the IPython config, to keep the kernel idle).",
+    ).tag(config=True)
 
     @observe(*_KERNEL_TRAITS)
     def _sync_setting(self, change: dict[str, Any]) -> None:
@@ -102,10 +140,11 @@ class PaintMagics(Magics):
     def _sync_taesd(self, change: dict[str, Any]) -> None:
         painter.get_engine().taesd = change["new"]
 
+    @no_var_expand  # we expand the line ourselves: --init {name} / --mask {name} must reach us as names
     @line_cell_magic
     def paint(self, line: str = "", cell: str | None = None) -> Any:  # noqa: D102 (help is HELP, set below)
         try:
-            return self._paint(line, cell)
+            return self._paint(expand_line(line, self.shell.user_ns), cell)
         except (ValueError, MemoryError) as error:
             raise UsageError(one_line(str(error))) from None
 
@@ -119,6 +158,7 @@ class PaintMagics(Magics):
             print(HELP)
             return None
         with_controls = options.pop("ui", False)
+        plot = split_plot_options(options)
         pasted: dict[str, str] = {}
         model_given = "model" in options
         if cell is not None:
@@ -129,6 +169,10 @@ class PaintMagics(Magics):
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
         request = painter.new_request(**options).validate()
+        if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
+            from .xyz import run_plot
+
+            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
@@ -156,6 +200,7 @@ class PaintMagics(Magics):
             changes[key.strip().replace("-", "_")] = value
         taesd = changes.pop("taesd", None)
         models = changes.pop("models", None)
+        token = changes.pop("civitai_token", None)
         if changes:
             typed = coerce_options(changes)
             painter.new_request(**typed).validate()  # refuse a bad default before keeping any of them
@@ -168,7 +213,11 @@ class PaintMagics(Magics):
             self.taesd = taesd
         if models is not None:
             library.set_models_dir(models)
-        if not changes and taesd is None and models is None:
+        if token is not None:
+            from . import downloads
+
+            downloads.set_civitai_token(token)
+        if not changes and taesd is None and models is None and token is None:
             defaults = painter.new_request()
             for key in _config_keys():
                 if key == "models":
@@ -177,6 +226,9 @@ class PaintMagics(Magics):
                     value = self.taesd if key == "taesd" else getattr(defaults, key)
                     mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
                 print(f"{key} = {value!r}{mark}")
+            from . import downloads
+
+            print(f"civitai_token = {'(set)' if downloads.civitai_token() else '(none: $CIVITAI_TOKEN)'}")
 
     def _info(self, rest: str) -> dict[str, Any]:
         from IPython.display import JSON, display
@@ -206,6 +258,41 @@ class PaintMagics(Magics):
             raise ValueError(msg) from None
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
 
+    def _download(self, rest: str) -> None:
+        from .downloads import download
+
+        words = shlex.split(rest)
+        kind = None
+        if "--kind" in words[:-1]:
+            at = words.index("--kind")
+            kind = words.pop(at + 1)
+            words.pop(at)
+        if len(words) != 1:
+            msg = "download: expected one link (%paint download URL [--kind checkpoint|lora|embedding|vae])"
+            raise ValueError(msg)
+        try:
+            print(download(words[0], kind=kind).summary())
+        except KeyboardInterrupt:
+            print("download: interrupted; run the same line again to resume where it stopped")
+
+    def _drive(self, rest: str) -> None:
+        from .drive import use_drive
+        from .store import notebook_path
+
+        notebook = notebook_path(self.shell.user_ns)
+        models, outputs = use_drive(notebook.name if notebook else None)
+        self.outdir = str(outputs)
+        print(f"Google Drive: models in {models} (A1111's subfolders), pictures in {outputs}")
+
+    def _zip(self, rest: str) -> None:
+        from .drive import offer_download, zip_pictures
+
+        words = shlex.split(rest)
+        if len(words) > 1:
+            msg = f"zip: expected at most one folder (got {len(words)}: {rest})"
+            raise ValueError(msg)
+        folder = words[0] if words else painter.output_folder(painter.new_request(), self.shell.user_ns)
+        offer_download(zip_pictures(folder))
 
     def _models(self, rest: str) -> None:
         words = shlex.split(rest)
@@ -250,3 +337,23 @@ def load_ipython_extension(ipython: Any) -> None:
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     ipython.register_magics(magics)
+    _warm_after_cell(ipython, magics)
+
+
+def _warm_after_cell(ipython: Any, magics: PaintMagics) -> None:
+    """Start the background imports when the cell that loaded the extension is done (unless turned off there)."""
+
+    def start(*args: Any) -> None:
+        try:
+            ipython.events.unregister("post_run_cell", start)
+        except ValueError:  # pragma: no cover - already gone
+            pass
+        if magics.warm_imports:
+            from .engine import warmup
+
+            warmup.start()
+
+    events = getattr(ipython, "events", None)
+    if events is None:  # pragma: no cover - every IPython shell has events
+        return
+    events.register("post_run_cell", start)

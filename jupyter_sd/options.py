@@ -7,6 +7,7 @@ import shlex
 from typing import Any
 
 from .request import coerce_options, field_kind, option_fields
+from .xyz_axes import PLOT_OPTIONS
 
 _SIZE_HELP = "Image size as WIDTHxHEIGHT, multiples of 8 (default: the model's native size)."
 
@@ -55,6 +56,8 @@ def build_parser(prog: str, prompt_words: bool) -> argparse.ArgumentParser:
     if prompt_words:
         parser.add_argument("prompt", nargs="*", help="What to paint.")
     parser.add_argument("--size", "-s", metavar="WxH", help=_SIZE_HELP)
+    for name, help_text in PLOT_OPTIONS.items():  # --x/--y/--z describe a plot, not a picture: see xyz_axes.py
+        parser.add_argument(f"--{name}", dest=name, metavar="'NAME: VALUES'", help=help_text)
     for f in option_fields():
         meta = f.metadata
         if not meta["flags"]:
@@ -92,5 +95,8 @@ def parse_options(parser: argparse.ArgumentParser, line: str | list[str]) -> dic
         words = namespace.pop("prompt")
         if words:
             options["prompt"] = " ".join(words)
+    for name in PLOT_OPTIONS:  # axis text is read by xyz_axes, not coerced as an option
+        if name in namespace:
+            options[name] = namespace.pop(name)
     options.update(coerce_options(namespace))
     return options

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import Engine, Fanout, Progress
 from .engine.pictures import Pictures
@@ -16,6 +16,9 @@ from .inputs import OBJECT, load_pictures
 from .request import PaintRequest, coerce_options
 from .result import PaintResult
 from .store import default_output_dir, png_info, save_image, save_input
+
+if TYPE_CHECKING:
+    from .xyz_result import PlotResult
 
 _engine: Engine | None = None
 settings: dict[str, Any] = {}
@@ -129,10 +132,11 @@ def _default_view() -> Progress | None:
     return ConsoleView()
 
 
-def paint(prompt: str = "", *, view: Progress | None = None, **options: Any) -> PaintResult:
+def paint(prompt: str = "", *, view: Progress | None = None, **options: Any) -> PaintResult | PlotResult:
     """Paint `prompt` with the same options as ``%%paint`` (``steps=``, ``guidance=``, ``seed=``, ``size=`` …).
 
-    In a notebook the previews show in the cell; the result renders as the pictures.
+    In a notebook the previews show in the cell; the result renders as the pictures. With ``x=``/``y=``/``z=``
+    axes (``x="Steps: 10, 20"``) it paints an X/Y/Z plot and returns a `PlotResult` (see `jupyter_sd.xyz`).
 
     Returns
     -------
@@ -144,6 +148,10 @@ def paint(prompt: str = "", *, view: Progress | None = None, **options: Any) -> 
     ValueError
         For an unknown option or an invalid value (one line, naming the option).
     """
+    if any(options.get(name) for name in ("x", "y", "z")):  # an X/Y/Z plot (xyz.py sits above this module)
+        from .xyz import xyz
+
+        return xyz(prompt, view=view, **options)
     user_ns = None
     try:
         from IPython import get_ipython

@@ -157,6 +157,16 @@ class PaintRequest:
             infotext="VAE",
         ),
     )
+    clip_skip: int = field(
+        default=1,
+        metadata=_option(
+            "Clip skip, A1111's numbering: use the text encoder's N-th last layer (1 = the last; 2 for most anime "
+            "models). SDXL ignores it, as A1111 does.",
+            flags=("--clip-skip",),
+            infotext="Clip skip",
+            range=(1, 12),
+        ),
+    )
     preview: str = field(
         default="auto",
         metadata=_option(
@@ -493,6 +503,8 @@ class PaintRequest:
             params["Denoising strength"] = _format_number(self.strength)
         elif self.hires_enabled:
             params["Denoising strength"] = _format_number(self.hires_denoise)
+        if self.clip_skip != 1:
+            params["Clip skip"] = self.clip_skip
         params.update(self._mode_params())
         return params
 
@@ -510,8 +522,6 @@ class PaintRequest:
             if self.masked_content != "original":
                 params["Masked content"] = self.masked_content
         if self.hires_enabled:
-            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
-                params["Hires sampler"] = self.hires_sampler
             if self.hires_prompt and self.hires_prompt != self.prompt:
                 params["Hires prompt"] = self.hires_prompt
             if self.hires_size:
@@ -521,6 +531,8 @@ class PaintRequest:
             if self.hires_steps:
                 params["Hires steps"] = self.hires_steps
             params["Hires upscaler"] = self.hires_upscaler
+            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
+                params["Hires sampler"] = self.hires_sampler
         return params
 
     def to_infotext(

@@ -33,6 +33,12 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 @dataclass
 class PaintResult:
     """The pictures one request made, with the seed and file of each and the request that made them.
@@ -56,6 +62,8 @@ class PaintResult:
     steps_total: int = 0
     elapsed: float = 0.0
     model_name: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    """A1111 keys the engine adds to the request's own (``Model hash``, ``VAE hash``, ``Lora hashes``, …)."""
 
     @property
     def interrupted(self) -> bool:
@@ -77,7 +85,9 @@ class PaintResult:
     def infotext(self, index: int = 0) -> str:
         """The A1111 generation data of image `index`: its own seed, and the stop step if it was interrupted."""
         stopped = self.interrupted and index >= self.complete
-        extra = {"Interrupted": f"at step {self.interrupted_at}/{self.steps_total}"} if stopped else None
+        extra = {**self.params, "Version": f"jupyter_sd {_version()}"}
+        if stopped:
+            extra["Interrupted"] = f"at step {self.interrupted_at}/{self.steps_total}"
         return self.recipe(index).to_infotext(model_name=self.model_name, extra=extra)
 
     def grid(self) -> Image.Image | None:

@@ -51,8 +51,9 @@ def default_output_dir(user_ns: Mapping[str, Any] | None = None, environ: Mappin
     """Return the folder beside the notebook where its images go.
 
     The rule: for a notebook ``DIR/NAME.ipynb`` the folder is ``DIR/NAME-paint``. Without a known notebook it is
-    ``paint-outputs`` in the kernel's working directory; in Colab, ``MyDrive/jupyter_sd-paint`` when Drive is
-    mounted, else ``/content/jupyter_sd-paint``.
+    ``paint-outputs`` in the kernel's working directory; in Colab (which tells no notebook name) it is
+    ``MyDrive/jupyter_sd/outputs/colab`` when Drive is mounted, else ``/content/jupyter_sd/outputs/colab``;
+    ``%paint drive`` names the folder after the notebook instead.
     """
     environ = os.environ if environ is None else environ
     notebook = notebook_path(user_ns, environ)
@@ -60,7 +61,7 @@ def default_output_dir(user_ns: Mapping[str, Any] | None = None, environ: Mappin
         return notebook.parent / f"{notebook.stem}{FOLDER_SUFFIX}"
     if "COLAB_RELEASE_TAG" in environ or "COLAB_GPU" in environ:
         base = _COLAB_DRIVE if _COLAB_DRIVE.is_dir() else Path("/content")
-        return base / f"jupyter_sd{FOLDER_SUFFIX}"
+        return base / "jupyter_sd" / "outputs" / "colab"
     return Path.cwd() / NO_NOTEBOOK_FOLDER
 
 

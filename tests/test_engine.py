@@ -190,7 +190,7 @@ def test_pipeline_is_cached_and_swapped(engine, tiny_model_dir, tmp_path):
     [
         ("weights.ckpt", "is a pickle checkpoint, which can run arbitrary code"),
         ("/nonexistent/folder/model", "model: no such file or folder"),
-        ("some-org/not-cached-model", "is not in the Hugging Face cache and the hub can't be reached"),
+        ("some-org/not-cached-model", "is not in the Hugging Face cache and HF_HUB_OFFLINE is set"),
     ],
 )
 def test_bad_models_fail_cleanly(engine, tmp_path, offline, model, message):

@@ -40,5 +40,5 @@ def test_colab_notebook_is_valid_and_installs_the_package():
     notebook = nbformat.read(ROOT / "examples" / "colab.ipynb", as_version=4)
     nbformat.validate(notebook)
     source = "\n".join(cell.source for cell in notebook.cells)
-    assert "pip install" in source and "drive.mount" in source and "%load_ext jupyter_sd" in source
+    assert "pip install" in source and "%paint drive" in source and "%load_ext jupyter_sd" in source
     assert json.loads((ROOT / "examples" / "colab.ipynb").read_text())["metadata"]["accelerator"] == "GPU"

@@ -2,14 +2,14 @@
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
+from IPython.testing import globalipapp
 
 from jupyter_sd.magics import HELP, expand_variables
 
 
 @pytest.fixture(scope="module")
 def shell():
-    ip = start_ipython()
+    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # another module may have started it
     ip.run_line_magic("load_ext", "jupyter_sd")
     return ip
 

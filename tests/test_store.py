@@ -106,6 +106,6 @@ def test_folder_without_notebook(tmp_path, monkeypatch):
 
 def test_folder_in_colab_without_drive():
     assert str(default_output_dir({}, {"COLAB_RELEASE_TAG": "x"})) in (
-        "/content/jupyter_sd-paint",
-        "/content/drive/MyDrive/jupyter_sd-paint",
+        "/content/jupyter_sd/outputs/colab",
+        "/content/drive/MyDrive/jupyter_sd/outputs/colab",
     )

@@ -17,8 +17,10 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
-from . import modes
-from .models import ModelSource, load_pipeline, pick_device, pick_dtype, resolve_model
+from . import modes, warmup
+from .conditioning import build_conditioning
+from .models import ModelSource, check_available, load_pipeline, pick_device, pick_dtype, resolve_model
+from .networks import apply_networks
 from .pictures import Pictures
 from .preview import Previewer, load_latent_rgb
 from .seeds import batch_seeds
@@ -106,6 +108,8 @@ class Engine:
         self.load_count = 0
         self.load_seconds = 0.0
         self.last_result: PaintResult | None = None
+        self.networks_key: Any = ()
+        """What the text encoders carry besides the model (LoRA, embeddings): part of the embedding cache key."""
 
     # -- state ------------------------------------------------------------------------------------------------
 
@@ -165,6 +169,10 @@ class Engine:
         """Return the pipeline for the request's model, device and dtype, loading it only if it changed."""
         progress = progress or Progress()
         source = resolve_model(request.model, request.allow_pickle)
+        local_only = None
+        if self._source is None or source.location != self._source.location:
+            local_only = check_available(source)  # a missing hub model fails here, in a second, before torch
+        warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
         dtype = pick_dtype(request.dtype, device)
         key = (source.location, device, dtype, request.model_config)
@@ -175,7 +183,7 @@ class Engine:
             self._release()  # free the old model before loading the new one
             progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
             started = time.perf_counter()
-            pipe = load_pipeline(source, device, dtype, request.model_config)
+            pipe = load_pipeline(source, device, dtype, request.model_config, local_only)
             self.load_seconds = time.perf_counter() - started
             self.load_count += 1
             self._pipe, self._key, self._source = pipe, key, source
@@ -236,11 +244,17 @@ class Engine:
                 # 2. cached pipeline
                 pipe = self.pipeline(request, progress)
                 request = self._resolve(request, pipe, pictures)
+                # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
+                model_file = self._source.location if self._source.kind == "single-file" else None
+                networks = apply_networks(pipe, request, progress.notice, model_file)
                 # 3. sampler
                 self._set_sampler(pipe, request)
                 plan = modes.pass_plan(request)
                 result = PaintResult(
-                    request=request, model_name=self._source.name, steps_total=sum(p.steps for p in plan)
+                    request=request,
+                    model_name=self._source.name,
+                    steps_total=sum(p.steps for p in plan),
+                    params=networks.params,
                 )
                 previewer = self._previewer(request, pipe)
                 runner = modes.PassRunner(
@@ -253,8 +267,11 @@ class Engine:
                         request.seed, request.variation_seed, request.variation_strength, first, request.n
                     )
                     progress.start(request, batch, request.repeat)
-                    # 4. denoise (every pass of the mode) and 5. decode
-                    images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner)
+                    # 4. denoise (every pass of the mode, modes.py) and 5. decode
+                    text_request = networks.text_request(request)
+                    images = modes.paint_batch(
+                        pipe, text_request, seeds, subseeds, pictures, runner, self._conditioning(text_request)
+                    )
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
@@ -308,6 +325,22 @@ class Engine:
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
 
+    def _conditioning(self, request: PaintRequest) -> modes.Condition:
+        """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""
+
+        def condition(pipe: Any, prompt: str, steps: int, hires_steps: int | None = None) -> Any:
+            return build_conditioning(
+                pipe,
+                prompt,
+                request.negative_prompt,
+                _a1111_steps(pipe, steps),
+                request.clip_skip,
+                hires_steps=None if hires_steps is None else _a1111_steps(pipe, hires_steps),
+                networks_key=self.networks_key,
+            )
+
+        return condition
+
     def _previewer(self, request: PaintRequest, pipe: Any) -> Previewer | None:
         if request.preview == "none":
             return None
@@ -325,6 +358,11 @@ class Engine:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
+
+
+def _a1111_steps(pipe: Any, steps: int) -> int:
+    """The steps A1111 counts for prompt editing: one per denoiser call, so twice the steps on second-order samplers."""
+    return steps * 2 if getattr(pipe.scheduler, "order", 1) == 2 else steps
 
 
 def _native_size(pipe: Any) -> int:

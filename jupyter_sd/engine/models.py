@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import library
+from ..drive import local_copy
 
 BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
 BUNDLED_NAME = "tiny"
@@ -36,7 +37,10 @@ class ModelSource:
 
 
 def cuda_available() -> bool:
-    """Tell whether torch sees a CUDA device (imports torch)."""
+    """Tell whether torch sees a CUDA device (imports torch, after the background imports if they run)."""
+    from . import warmup
+
+    warmup.wait()
     import torch
 
     return torch.cuda.is_available()
@@ -74,7 +78,7 @@ def resolve_model(model: str, allow_pickle: bool = False) -> ModelSource:
         if path.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
             msg = f"model: '{model}' is not a checkpoint (allowed: a diffusers folder, .safetensors, a hub id)"
             raise ValueError(msg)
-        return ModelSource(str(path.resolve()), "single-file", _short_name(path.stem))
+        return ModelSource(str(local_copy(path.resolve())), "single-file", _short_name(path.stem))  # Drive → disk
     found = library.find_model("checkpoint", model)  # a file stem or A1111 hash in the models folder
     if found is not None:
         return resolve_model(str(found.path), allow_pickle)
@@ -115,63 +119,113 @@ def pick_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, _DTYPE_NAMES[dtype])
 
 
-def _silence_loading_bars() -> None:
-    """Loading would print tqdm widget bars into the cell: we show our own progress instead."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+def check_available(source: ModelSource) -> bool:
+    """Before anything heavy: can `source` be loaded here? For a hub id, True means "from the local cache only".
 
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
+    Raises
+    ------
+    ValueError
+        One line, within a second or two, for a hub model that is not cached while the hub is unreachable, or
+        that the hub does not know.
+    """
+    if source.kind != "hub":
+        return True
+    from .hub import check_hub_model
+
+    return check_hub_model(source.location)
 
 
-def load_pipeline(source: ModelSource, device: str, dtype: Any, config: str = "") -> Any:
-    """Load a text-to-image pipeline from `source` onto `device` in `dtype`.
+def load_pipeline(
+    source: ModelSource, device: str, dtype: Any, config: str = "", local_only: bool | None = None
+) -> Any:
+    """Load a text-to-image pipeline from `source` onto `device` in `dtype`, printing nothing of its own.
+
+    Third-party warnings, log lines and tqdm bars go to the ``jupyter_sd`` logger (see `quiet`).
 
     Parameters
     ----------
     config
         For single-file checkpoints: a diffusers folder or hub id whose configs describe the checkpoint's
         architecture (``from_single_file(config=...)``), so loading never needs the hub when it is local.
+    local_only
+        For a hub id: load from the local cache without any network (`check_available` says whether it can).
+        None asks `check_available` here.
 
     Raises
     ------
     ValueError
         When a hub model is not in the local cache and the hub cannot be reached, naming the model and the way out.
     """
-    import diffusers
+    from .quiet import quiet, refresh, silence_progress_bars
 
-    _silence_loading_bars()
-    kwargs: dict[str, Any] = {_dtype_keyword(diffusers.__version__): dtype}
-    if source.kind == "single-file":
-        if config:
-            kwargs["config"] = config
-        try:
-            pipe = _single_file_class(diffusers, config, source.location).from_single_file(source.location, **kwargs)
-        except Exception as error:  # the single-file loader raises many kinds for a file it can't map
-            msg = (
-                f"model: could not load '{source.location}' as a Stable Diffusion checkpoint ({_first_line(error)}); "
-                "if it is one, pass --model-config with a diffusers folder of the same architecture"
-            )
-            raise ValueError(msg) from error
-    else:
-        try:
-            model_index = diffusers.DiffusionPipeline.load_config(source.location)
-            if "safety_checker" in model_index:
-                kwargs.update(safety_checker=None, requires_safety_checker=False)
-            pipe = diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
-        except OSError as error:
-            if source.kind == "folder":
-                raise
-            msg = (
-                f"model: could not load '{source.location}' ({_first_line(error)}); it is not in the Hugging Face "
-                "cache and the hub can't be reached: download it where there is internet, or pass a local folder "
-                "or .safetensors file with --model"
-            )
-            raise ValueError(msg) from error
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    if local_only is None:
+        local_only = check_available(source)
+    with quiet():
+        _configure_transformers_logging()  # before diffusers imports transformers, so its first warning is caught
+        import diffusers
+
+        refresh()
+        silence_progress_bars()
+        kwargs: dict[str, Any] = {_dtype_keyword(diffusers.__version__): dtype}
+        if source.kind == "single-file":
+            pipe = _load_single_file(diffusers, source, config, kwargs)
+        else:
+            pipe = _load_pretrained(diffusers, source, kwargs, local_only)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe.to(device)
+
+
+def _load_pretrained(diffusers: Any, source: ModelSource, kwargs: dict[str, Any], local_only: bool) -> Any:
+    from . import hub
+
+    if source.kind == "hub" and local_only:
+        kwargs["local_files_only"] = True
+    try:
+        model_index = diffusers.DiffusionPipeline.load_config(source.location, **_only_local(kwargs))
+        if "safety_checker" in model_index:
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        return diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
+    except OSError as error:
+        if source.kind == "folder":
+            raise
+        if local_only and not hub.offline_mode() and hub.probe(source.location) == "found":
+            kwargs.pop("local_files_only", None)  # the cache holds only part of it: fetch the rest
+            return diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
+        msg = f"{hub.unreachable_message(source.location)} ({hub.describe(error)})"
+        raise ValueError(msg) from error
+
+
+def _load_single_file(diffusers: Any, source: ModelSource, config: str, kwargs: dict[str, Any]) -> Any:
+    from . import hub
+
+    if config:
+        kwargs["config"] = config
+        if not Path(config).expanduser().is_dir() and hub.is_cached(config):
+            kwargs["local_files_only"] = True
+    elif not hub.hub_usable():
+        kwargs["local_files_only"] = True  # its configs then come from the cache, or it fails in one line below
+    try:
+        return _single_file_class(diffusers, config, source.location).from_single_file(source.location, **kwargs)
+    except Exception as error:  # the single-file loader raises many kinds for a file it can't map
+        msg = (
+            f"model: could not load '{source.location}' as a Stable Diffusion checkpoint ({_first_line(error)}); "
+            "if it is one, pass --model-config with a diffusers folder of the same architecture"
+        )
+        raise ValueError(msg) from error
+
+
+def _configure_transformers_logging() -> None:
+    from .quiet import refresh
+
+    try:
+        import transformers.utils.logging  # noqa: F401 - makes its stderr handler, which `refresh` then filters
+    except ImportError:  # pragma: no cover - transformers comes with every pipeline we load
+        return
+    refresh()
+
+
+def _only_local(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {"local_files_only": True} if kwargs.get("local_files_only") else {}
 
 
 def _single_file_class(diffusers: Any, config: str, path: str = "") -> Any:

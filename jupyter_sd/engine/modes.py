@@ -8,6 +8,7 @@ engine's stop; the functions here decide which passes a request takes and what g
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
@@ -141,7 +142,11 @@ def derived_pipeline(pipe: Any, kind: str) -> Any:
         derived = auto.from_pipe(pipe)
         derived.set_progress_bar_config(disable=True)
         cache[kind] = derived
-    return cache[kind]
+    derived = cache[kind]
+    for name, module in pipe.components.items():  # a VAE swapped in since (--vae) must reach every mode
+        if name != "scheduler" and name in derived.components and derived.components[name] is not module:
+            setattr(derived, name, module)
+    return derived
 
 
 class PassRunner:
@@ -170,8 +175,14 @@ class PassRunner:
         """A fresh scheduler for a pass (from the model's own config, as the engine's sampler table says)."""
         return make_scheduler(sampler, self.request.schedule, self.base_config)
 
-    def run(self, pipe: Any, call: dict[str, Any], index: int, size: tuple[int, int]) -> tuple[Any, bool]:
-        """Run pass `index` of the plan; return (the pipeline's images or latents, False) or (x0 pictures, True)."""
+    def run(
+        self, pipe: Any, call: dict[str, Any], index: int, size: tuple[int, int], conditioning: Any = None
+    ) -> tuple[Any, bool]:
+        """Run pass `index` of the plan; return (the pipeline's images or latents, False) or (x0 pictures, True).
+
+        `conditioning` (conditioning.py's, for this pass) gives the prompt embeddings, swaps them at the steps the
+        prompt's editing says, and wraps the UNet for the call when ``AND`` or unequal lengths need it.
+        """
         current = self.plan[index]
         steps = current.steps
         self.progress_phase(current.label, index, len(self.plan), steps)
@@ -187,6 +198,8 @@ class PassRunner:
             total = getattr(pipe_, "num_timesteps", steps) or steps
             done = max(1, math.ceil((i + 1) * steps / total))
             capture.latents = tensors["latents"]
+            if conditioning is not None:
+                tensors = conditioning.on_step(pipe_, i, timestep, tensors)
             if stop.is_set():
                 raise Stopped(done)
             previews = None
@@ -196,11 +209,18 @@ class PassRunner:
             progress.step(done, steps, previews)
             return tensors
 
-        call = {**call, "callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]}
+        embeddings = conditioning.pipeline_kwargs() if conditioning is not None else {}
+        call = {
+            **embeddings,
+            **call,
+            "callback_on_step_end": on_step_end,
+            "callback_on_step_end_tensor_inputs": ["latents"],
+        }
         try:
             if stop.is_set():
                 raise Stopped(0)
-            output = pipe(**call).images
+            with conditioning.applied(pipe) if conditioning is not None else contextlib.nullcontext():
+                output = pipe(**call).images
             self.steps_before += steps
             return output, False
         except Stopped as stopped:
@@ -218,12 +238,24 @@ class PassRunner:
             phase(label, index, count, steps)
 
 
-PromptKwargs = Callable[[Any, PaintRequest, str, int, "int | None"], dict[str, Any]]
+Condition = Callable[..., Any]
+"""``condition(pass_pipe, prompt, steps, hires_steps=None)`` → the pass's conditioning (see conditioning.py)."""
 
 
-def plain_prompt_kwargs(pipe: Any, request: PaintRequest, prompt: str, steps: int, hires: int | None) -> dict:
-    """How a pass's prompt reaches the pipeline (the conditioning module replaces this with embeddings)."""
-    return {"prompt": prompt, "negative_prompt": request.negative_prompt or None}
+class _PlainText:
+    """Conditioning by the text itself, for callers without the engine's (diffusers encodes the prompt)."""
+
+    def __init__(self, prompt: str, negative: str) -> None:
+        self.kwargs = {"prompt": prompt, "negative_prompt": negative or None}
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        return dict(self.kwargs)
+
+    def on_step(self, pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        return tensors
+
+    def applied(self, pipe: Any) -> Any:
+        return contextlib.nullcontext()
 
 
 def paint_batch(
@@ -233,34 +265,36 @@ def paint_batch(
     subseeds: list[int],
     pictures: Pictures | None,
     runner: PassRunner,
-    prompt_kwargs: PromptKwargs = plain_prompt_kwargs,
+    condition: Condition | None = None,
 ) -> list[Image.Image]:
-    """Paint one batch through the request's passes; return its pictures (the last x0 ones when stopped)."""
+    """Paint one batch through the request's passes; return its pictures (the last x0 ones when stopped).
+
+    `condition` makes each pass's conditioning (the engine's: A1111 prompt syntax as embeddings); without it the
+    prompt goes to diffusers as text.
+    """
     import torch
+
+    condition = condition or (lambda pipe_, prompt, steps, hires_steps=None: _PlainText(prompt, request.negative_prompt))
 
     def generators() -> list[Any]:
         return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
-    common = {
-        "num_inference_steps": request.steps,
-        "guidance_scale": request.guidance,
-        "num_images_per_prompt": len(seeds),
-        **prompt_kwargs(pipe, request, request.prompt, request.steps, None),
-    }
+    common = {"num_inference_steps": request.steps, "guidance_scale": request.guidance, "num_images_per_prompt": len(seeds)}
     if request.init:
-        return _paint_from_init(pipe, request, seeds, subseeds, pictures, runner, common, generators)
+        return _paint_from_init(pipe, request, seeds, subseeds, pictures, runner, common, generators, condition)
     pipe.scheduler = runner.scheduler(request.sampler)
     gens = generators()
     call = {**common, "width": request.width, "height": request.height, "generator": gens}
     if needs_own_noise(request):
         call["latents"] = _noise(pipe, request, seeds, subseeds, (request.width, request.height), gens)
+    first = condition(pipe, request.prompt, request.steps)
     if not request.hires_enabled:
-        images, _ = runner.run(pipe, call, 0, (request.width, request.height))
+        images, _ = runner.run(pipe, call, 0, (request.width, request.height), first)
         return images
-    latents, stopped = runner.run(pipe, {**call, "output_type": "latent"}, 0, (request.width, request.height))
+    latents, stopped = runner.run(pipe, {**call, "output_type": "latent"}, 0, (request.width, request.height), first)
     if stopped:
         return latents
-    return _hires_pass(pipe, request, seeds, subseeds, latents, runner, prompt_kwargs, generators)
+    return _hires_pass(pipe, request, seeds, subseeds, latents, runner, condition, generators)
 
 
 def _noise(pipe: Any, request: PaintRequest, seeds: list, subseeds: list, size: tuple, gens: list) -> Any:
@@ -281,7 +315,7 @@ def _hires_pass(
     subseeds: list[int],
     latents: Any,
     runner: PassRunner,
-    prompt_kwargs: PromptKwargs,
+    condition: Condition,
     generators: Callable[[], list],
 ) -> list[Image.Image]:
     """A1111's hires fix: enlarge the first pass, then img2img from fresh noise of the same seeds at the new size."""
@@ -316,9 +350,9 @@ def _hires_pass(
         "guidance_scale": request.guidance,
         "num_images_per_prompt": len(seeds),  # one prompt, a batch of latents: batch size = images per prompt
         "generator": generators(),
-        **prompt_kwargs(pipe, request, request.hires_prompt or request.prompt, request.steps, run),
     }
-    images, _ = runner.run(img2img, call, 1, size)
+    conditioning = condition(img2img, request.hires_prompt or request.prompt, request.steps, run)
+    images, _ = runner.run(img2img, call, 1, size, conditioning)
     return images
 
 
@@ -346,6 +380,7 @@ def _paint_from_init(
     runner: PassRunner,
     common: dict[str, Any],
     generators: Callable[[], list],
+    condition: Condition,
 ) -> list[Image.Image]:
     """img2img and inpaint: fit the init (and mask), paint, paste the original back outside the mask."""
     if pictures is None or pictures.init is None:
@@ -363,7 +398,7 @@ def _paint_from_init(
     call = {**common, "strength": request.strength, "generator": gens}
     if mode == "img2img":
         call["image"] = pics.resize_image(request.resize_mode, init, *size)
-        images, _ = runner.run(derived, call, 0, size)
+        images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps))
         return images
     mask = pictures.mask
     if mask.size != init.size:
@@ -389,7 +424,7 @@ def _paint_from_init(
     fill_mask = pics.gaussian_blur(paint_mask, request.mask_blur)
     call.update(_masked_content(derived, request, painted_init, paint_mask, fill_mask, seeds))
     call.update(mask_image=paint_mask, height=size[1], width=size[0])
-    images, _ = runner.run(derived, call, 0, size)
+    images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps))
     return [pics.paste_back(image, original, overlay, region) for image in images]
 
 

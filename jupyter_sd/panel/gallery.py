@@ -113,7 +113,13 @@ class Gallery(widgets.VBox):
             layout=widgets.Layout(display="none"),
         )
         self.detail.add_class("jupyter-sd-detail")
-        super().__init__([self.strip, self.detail])
+        self.download_all = widgets.Button(description="download all", icon="download")
+        self.download_all.layout.width = "auto"
+        self.download_all.add_class("jupyter-sd-download-all")
+        set_tooltip(self.download_all, "A zip of every picture in this folder (metadata intact), to download")
+        self.download_all.on_click(lambda _: self._download_all())
+        self.download_output = widgets.Output()
+        super().__init__([self.strip, widgets.HBox([self.download_all, self.download_output]), self.detail])
 
     def add(self, result: PaintResult) -> list[Item]:
         """Add a result's pictures at the front of the strip."""
@@ -168,6 +174,20 @@ class Gallery(widgets.VBox):
         if self.selected is not None and self.on_reuse is not None:
             self.on_reuse(self.selected.recipe())
 
+    def _download_all(self) -> None:
+        """Zip the folder of the newest saved picture and offer it (``%paint zip`` for the panel)."""
+        from ..drive import offer_download, zip_pictures
+
+        folder = next((item.path.parent for item in self.items if item.path is not None), None)
+        with self.download_output:
+            self.download_output.clear_output()
+            if folder is None:
+                print("nothing saved yet")
+                return
+            try:
+                offer_download(zip_pictures(folder))
+            except (ValueError, OSError) as error:
+                print(error)
 
 def _close_all(widget: widgets.Widget) -> None:
     for child in getattr(widget, "children", ()):

@@ -140,7 +140,7 @@ describe('every A1111 sample parses as in Python', () => {
   const recorded: Array<{ text: string; prompt: string; negativePrompt: string; params: object }> =
     JSON.parse(fs.readFileSync(path.join(FIXTURES, 'samples-python.json'), 'utf-8'));
 
-  it('covers the repository's samples file', () => {
+  it('covers the samples file in tests/fixtures', () => {
     expect(recorded.map(r => r.text)).toEqual(SAMPLES);
   });
 

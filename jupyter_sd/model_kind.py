@@ -1,0 +1,109 @@
+"""What kind of model a file holds (checkpoint, LoRA, LyCORIS, embedding, VAE), read from its tensor names.
+
+Used when a download's kind is not known from civitai's answer. The names come from a ``.safetensors`` header
+(a length and a JSON table, no tensor data) or, for a pickle checkpoint, from the opcodes of its ``data.pkl``
+walked with `pickletools` — read, never unpickled, so no code in the file runs. No torch.
+"""
+
+from __future__ import annotations
+
+import json
+import pickletools
+import struct
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+_MAX_HEADER = 100 << 20
+_LYCORIS_MARKS = (".hada_w1", ".hada_w2", ".lokr_w1", ".lokr_w2", ".oft_", ".ia3", "oft_blocks", ".oft_diag")
+_LORA_MARKS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.", ".lora_mid.")
+_EMBEDDING_KEYS = {"emb_params", "string_to_param", "string_to_token", "clip_l", "clip_g", "*"}
+
+KINDS: dict[str, str] = {
+    "checkpoint": "checkpoint",
+    "lora": "LoRA",
+    "lycoris": "LyCORIS",
+    "embedding": "embedding",
+    "vae": "VAE",
+}
+"""What a file can hold → the word used for it in messages. LyCORIS files live with LoRA (A1111's ``Lora/``)."""
+
+
+def folder_kind(kind: str) -> str:
+    """The models-folder kind (`library.SUBFOLDERS` key) a file of `kind` goes into."""
+    return "lora" if kind == "lycoris" else kind
+
+
+def tensor_names(path: str | Path) -> list[str]:
+    """The tensor (and top-level key) names in a ``.safetensors`` file or a zip-format pickle checkpoint.
+
+    Raises
+    ------
+    ValueError
+        When the file is neither, or is damaged.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        start = handle.read(8)
+        if len(start) == 8 and not start.startswith(b"PK"):
+            (length,) = struct.unpack("<Q", start)
+            if 1 < length <= _MAX_HEADER:
+                try:
+                    header = json.loads(handle.read(length))
+                except ValueError:
+                    header = None
+                if isinstance(header, dict):
+                    return [key for key in header if key != "__metadata__"]
+    if zipfile.is_zipfile(path):
+        return _pickle_strings(path)
+    msg = f"download: {path.name} is neither a .safetensors file nor a zip-format pickle checkpoint"
+    raise ValueError(msg)
+
+
+def _pickle_strings(path: Path) -> list[str]:
+    """The strings a zip checkpoint's ``data.pkl`` mentions (its dict keys among them), without unpickling."""
+    with zipfile.ZipFile(path) as archive:
+        names = [name for name in archive.namelist() if name.endswith("data.pkl")]
+        if not names:
+            msg = f"download: {path.name} is a zip file without a data.pkl (not a torch checkpoint)"
+            raise ValueError(msg)
+        data = archive.read(names[0])
+    found = []
+    try:
+        for opcode, argument, _ in pickletools.genops(data):
+            if isinstance(argument, str) and "UNICODE" in opcode.name:
+                found.append(argument)
+    except Exception:  # a truncated or odd pickle: classify from what was read  # noqa: BLE001
+        pass
+    return found
+
+
+def classify(names: Iterable[str]) -> str | None:
+    """Tell a file's kind from its tensor names, or None when they fit no kind we know.
+
+    Checkpoints hold the UNet under ``model.diffusion_model.``; LoRA use kohya's ``lora_down``/``lora_up`` (LoCon
+    too) or PEFT's ``lora_A``/``lora_B``; LyCORIS adds LoHa (``hada_``), LoKr (``lokr_``), OFT and IA3; textual
+    inversion embeddings are a few vectors (``emb_params``, ``string_to_param``, SDXL's ``clip_l``/``clip_g``);
+    a VAE is an ``encoder.``/``decoder.`` pair alone.
+    """
+    names = list(names)
+    if any(name.startswith("model.diffusion_model.") for name in names):
+        return "checkpoint"
+    if any(mark in name for name in names for mark in _LYCORIS_MARKS):
+        return "lycoris"
+    if any(mark in name for name in names for mark in _LORA_MARKS):
+        return "lora"
+    if names and set(names) <= _EMBEDDING_KEYS | {"name", "step", "sd_checkpoint", "sd_checkpoint_name"}:
+        return "embedding"
+    if "string_to_param" in names:
+        return "embedding"
+    if any(name.startswith(("encoder.", "first_stage_model.encoder.")) for name in names) and any(
+        name.startswith(("decoder.", "first_stage_model.decoder.")) for name in names
+    ):
+        return "vae"
+    return None
+
+
+def file_kind(path: str | Path) -> str | None:
+    """Tell the kind of a model file from its tensor names (None when they fit no kind we know)."""
+    return classify(tensor_names(path))
