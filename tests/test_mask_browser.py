@@ -10,6 +10,7 @@ without Chromium, JupyterLab or Playwright.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,7 @@ def _drive(page, url: str, upload: Path) -> None:
     page.mouse.up()
     # the kernel has the mask when the panel says how much is painted
     page.wait_for_function(
-        "() => (document.querySelector('.jupyter-sd-mask-about')?.textContent || '').includes('painted: ')"
+        "() => (document.querySelector('.jupyter-sd-mask-about')?.textContent || '').includes('% of the picture')"
     )
     panel.locator(".jupyter-sd-generate").click()
     page.wait_for_function(
@@ -109,7 +110,7 @@ def _check_saved(folder: Path) -> None:
 
     from jupyter_sd.store import REQUEST_KEY, load_request
 
-    pictures = sorted(p for p in folder.glob("*.png") if not p.stem.endswith(("-mask", "-init")))
+    pictures = sorted(p for p in folder.glob("*.png") if re.fullmatch(r"\d{5}-\d+", p.stem))
     assert len(pictures) == 1, sorted(folder.iterdir())
     picture = pictures[0]
     mask_file = picture.with_name(f"{picture.stem}-mask.png")

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from jupyter_sd import painter  # noqa: E402
 from jupyter_sd.panel import Panel  # noqa: E402
 from jupyter_sd.panel.controls import SECTIONS  # noqa: E402
-from jupyter_sd.panel.images import INPUTS_FOLDER, uploaded_files  # noqa: E402
+from jupyter_sd.panel.images import uploaded_files  # noqa: E402
 from jupyter_sd.panel.mask import MaskPainter  # noqa: E402
 from jupyter_sd.request import PaintRequest, option_fields  # noqa: E402
 from jupyter_sd.store import REQUEST_KEY, load_request  # noqa: E402
@@ -100,8 +100,9 @@ def test_upload_in_both_widget_apis_becomes_the_init_file(panel, tmp_path):
     assert uploaded_files(()) == [] and uploaded_files({}) == []
 
     _upload(panel, "c.png", data)
-    staged = list((tmp_path / "out" / INPUTS_FOLDER).iterdir())
-    assert len(staged) == 1 and staged[0].read_bytes() == data  # the uploaded bytes, as they came
+    staged = list((tmp_path / "out").iterdir())
+    assert len(staged) == 1 and staged[0].name.startswith("init-")  # kept once, named by its content
+    assert np.array_equal(np.asarray(Image.open(staged[0])), np.asarray(_circle()))
     request = panel.request()
     assert request.init == str(staged[0]) and panel.controls.sections["img2img"].on
     assert (request.width, request.height) == (16, 16)  # the size follows the picture
@@ -111,6 +112,8 @@ def test_upload_in_both_widget_apis_becomes_the_init_file(panel, tmp_path):
     _upload(panel, "notes.png", b"not a picture")
     assert "init: cannot read the uploaded file 'notes.png' as a picture" in html.unescape(panel.live.error.value)
     assert len(list(staged[0].parent.iterdir())) == 1 and panel.request().init == str(staged[0])
+    _upload(panel, "again.png", data)  # the same picture again: the same file
+    assert len(list(staged[0].parent.iterdir())) == 1
 
 
 def test_use_last_picture_and_send_to_img2img(panel):

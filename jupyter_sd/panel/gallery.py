@@ -189,6 +189,7 @@ class Gallery(widgets.VBox):
             except (ValueError, OSError) as error:
                 print(error)
 
+
 def _close_all(widget: widgets.Widget) -> None:
     for child in getattr(widget, "children", ()):
         _close_all(child)

@@ -1,18 +1,15 @@
 """The panel's img2img / inpaint section: the init picture (upload, last picture, a gallery item) and its mask.
 
-Pictures that exist only in memory (an upload, the painted mask) are written once into an ``inputs/`` folder
-inside the output folder, named by their content's hash, and the request names that file: so every request
-the panel sends is an ordinary one (``init`` and ``mask`` are paths), its recipe re-runs from the saved PNG, and
-nothing in the notebook's namespace is touched. After each picture is saved, its painted mask is also written
-beside it as ``NNNNN-SEED-mask.png`` and recorded in its JSON chunk (`store.attach_input`).
+An uploaded picture (or an unsaved gallery one) is written once into the output folder as ``init-HASH.png``
+(`store.save_input`, named by content), so the *Init image* box and every recipe name a real file. The painted
+mask goes to the request as an object (``mask = <object>``, the picture handed to `painter.render`); after each
+picture is saved, the mask is written beside it as ``NNNNN-SEED-mask.png`` and recorded in its JSON chunk
+(`store.attach_input`), so `load_request` paints it again. Nothing in the notebook's namespace is touched.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,12 +17,12 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image, UnidentifiedImageError
 
+from ..inputs import OBJECT
 from ..result import png_bytes
+from ..store import save_input
 from .controls import Controls, set_tooltip
 from .mask import MaskPainter
 
-INPUTS_FOLDER = "inputs"
-"""Inside the output folder: uploaded pictures and painted masks, named by content hash."""
 THUMB_WIDTH = "128"
 
 
@@ -38,28 +35,6 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
     if isinstance(value, dict):
         return [(str(name), bytes(entry["content"])) for name, entry in value.items()]
     return [(str(entry.get("name", "upload")), bytes(entry["content"])) for entry in value or ()]
-
-
-def staged_path(folder: Path, kind: str, data: bytes, suffix: str = ".png") -> Path:
-    """Where `stage_input` keeps `data`: ``folder/inputs/KIND-HASH.SUFFIX``."""
-    return folder / INPUTS_FOLDER / f"{kind}-{hashlib.sha256(data).hexdigest()[:16]}{suffix.lower()}"
-
-
-def stage_input(folder: Path, kind: str, data: bytes, suffix: str = ".png") -> Path:
-    """Write `data` once as `staged_path` (same bytes, same file) and return its path."""
-    target = staged_path(folder, kind, data, suffix)
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
 
 
 def read_picture(data: bytes, name: str) -> Image.Image:
@@ -88,7 +63,7 @@ class ImageInput(widgets.VBox):
     controls
         The panel's controls: this section shows their img2img and inpaint fields and switches.
     folder
-        Returns the output folder of the request the controls describe (where ``inputs/`` goes).
+        Returns the output folder of the request the controls describe (where an upload is kept).
     last_picture
         Returns the panel's last picture and its file (None for the file when it was not saved), or None.
     on_error
@@ -148,14 +123,14 @@ class ImageInput(widgets.VBox):
     # -- choosing the picture ---------------------------------------------------------------------------------
 
     def use(self, image: Image.Image | None, path: Path | None = None, inpaint: bool | None = None) -> None:
-        """Start from `image` (its file `path`, or it is written into ``inputs/``); None for no init picture.
+        """Start from `image` (its file `path`, else it is kept as ``init-HASH.png``); None for no init picture.
 
         The section switches on, the size follows the picture when it is a valid size, and the mask painter
         starts empty over it; `inpaint` switches the mask painter on (True) or off (False).
         """
         sections = self.controls.sections
         if image is not None and path is None:
-            path = stage_input(self.folder(), "init", png_bytes(image))
+            path = Path(save_input(image, self.folder(), "init")["path"])
         self._show(image, path)
         if "init" in self.controls.widgets:
             self._loading = True
@@ -209,8 +184,7 @@ class ImageInput(widgets.VBox):
         except ValueError as error:
             self.on_error(str(error))
             return
-        suffix = Path(name).suffix or ".png"
-        self.use(image, stage_input(self.folder(), "upload", data, suffix))
+        self.use(image)
 
     def _typed(self, change: Any = None) -> None:
         """A path typed into the init box: show it (and paint over it) when it is a readable local file."""
@@ -239,11 +213,8 @@ class ImageInput(widgets.VBox):
 
     # -- handing the mask to a request ------------------------------------------------------------------------
 
-    def prepare(self, values: dict[str, Any]) -> dict[str, bytes]:
-        """Put the painted mask into a request's option values; return the inputs to save (role → PNG bytes).
-
-        The mask's file is named here and written by the caller (`stage_input`) once the request is valid; each
-        picture then also gets it beside itself.
+    def prepare(self, values: dict[str, Any]) -> dict[str, Image.Image]:
+        """Put the painted mask into a request's option values; return the pictures handed in as objects.
 
         Raises
         ------
@@ -253,9 +224,8 @@ class ImageInput(widgets.VBox):
         if not self.controls.section_on("inpaint") or "mask" not in values:
             return {}
         if self.painter.painted:
-            png = png_bytes(self.painter.mask_image())
-            values["mask"] = str(staged_path(self.folder(), "mask", png))  # written once the request is valid
-            return {"mask": png}
+            values["mask"] = OBJECT
+            return {"mask": self.painter.mask_image()}
         if not str(values.get("mask") or "").strip():
             msg = "mask: inpaint is on but nothing is painted (paint over the picture or name a mask file)"
             raise ValueError(msg)

@@ -22,7 +22,7 @@ from ..request import PaintRequest, option_fields
 from ..result import PaintResult
 from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery, Item
-from .images import ImageInput, stage_input
+from .images import ImageInput
 from .worker import Job, LiveArea, Worker, background_default, error_line
 
 __all__ = ["CellControls", "Panel"]
@@ -123,7 +123,7 @@ class Panel(widgets.VBox):
     # -- actions (the buttons call these; so can code) ---------------------------------------------------------
 
     def request(self) -> PaintRequest:
-        """The request the controls describe, validated (a painted mask is named by the file it will have).
+        """The request the controls describe, validated (a painted mask shows as ``mask = <object>``).
 
         Raises
         ------
@@ -132,26 +132,24 @@ class Panel(widgets.VBox):
         """
         return self._prepare()[0]
 
-    def _prepare(self) -> tuple[PaintRequest, dict[str, bytes]]:
+    def _prepare(self) -> tuple[PaintRequest, dict[str, Image.Image]]:
         values = self.controls.values()
-        inputs = self.images.prepare(values)
-        return self.defaults.replace(**values).validate(), inputs
+        pictures = self.images.prepare(values)
+        return self.defaults.replace(**values).validate(), pictures
 
     def generate(self) -> Job | None:
         """Queue a picture with the controls' settings; None (and an error line) when they are invalid."""
         try:
-            request, inputs = self._prepare()
+            request, pictures = self._prepare()
             if not request.prompt.strip():
                 msg = "prompt: empty; write what to paint"
                 raise ValueError(msg)
-            for role, png in inputs.items():  # written only now that the request is valid
-                stage_input(self._folder(request), role, png)
-        except (ValueError, OSError) as error:
+        except ValueError as error:
             self.last_error = error
             self.live.fail(error_line(error))
             return None
         self.live.fail("")
-        return self.worker.submit(request, wait=not self.background, inputs=inputs)
+        return self.worker.submit(request, wait=not self.background, pictures=pictures)
 
     def send_to(self, item: Item, mode: str = "img2img") -> None:
         """Start from a gallery picture: its recipe goes into the controls and it becomes the init picture.
@@ -185,11 +183,9 @@ class Panel(widgets.VBox):
         """Put a request's settings (e.g. a gallery picture's) into the controls."""
         self.controls.load(request)
 
-    def _folder(self, request: PaintRequest | None = None) -> Path:
-        """The output folder of the request the controls describe (where ``inputs/`` goes)."""
-        outdir = (request or self.defaults).outdir
-        if request is None and "outdir" in self.controls.widgets:
-            outdir = self.controls.widgets["outdir"].value
+    def _folder(self) -> Path:
+        """The output folder of the request the controls describe (where an uploaded picture is kept)."""
+        outdir = self.controls.widgets["outdir"].value if "outdir" in self.controls.widgets else self.defaults.outdir
         return painter.output_folder(self.defaults.replace(outdir=outdir), self.user_ns)
 
     def _last_picture(self) -> tuple[Image.Image, Path | None] | None:

@@ -145,17 +145,20 @@ _numbers = itertools.count(1)
 
 
 class InputSaver(Progress):
-    """Write a job's in-memory inputs (the painted mask) beside each picture just saved, and record them in it."""
+    """Write a job's pictures handed in as objects (the painted mask) beside each picture just saved.
 
-    def __init__(self, inputs: dict[str, bytes], area: LiveArea) -> None:
-        self.inputs = inputs
+    Each picture's recipe then names that file (`store.attach_input`).
+    """
+
+    def __init__(self, pictures: dict[str, Image.Image], area: LiveArea) -> None:
+        self.pngs = {role: png_bytes(image) for role, image in pictures.items()}
         self.area = area
         self._seen = 0
 
     def batch(self, images: list[Image.Image], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
         saved, self._seen = result.paths[self._seen :], len(result.paths)
         for path in saved:
-            for role, png in self.inputs.items():
+            for role, png in self.pngs.items():
                 try:
                     attach_input(path, role, png)
                 except (OSError, ValueError) as error:  # the picture itself is saved: say so, keep going
@@ -165,14 +168,14 @@ class InputSaver(Progress):
 class Job:
     """One queued request, with its own stop flag and, once run, its result or error.
 
-    ``inputs`` are pictures the request used that live only in the panel (role → PNG bytes, e.g. the painted
-    mask): they are saved beside each picture as it is saved.
+    ``pictures`` are the request's pictures handed in as objects (``{"mask": image}`` for the painted mask, its
+    option reading ``<object>``): each is saved beside every picture painted.
     """
 
-    def __init__(self, request: PaintRequest, inputs: dict[str, bytes] | None = None) -> None:
+    def __init__(self, request: PaintRequest, pictures: dict[str, Image.Image] | None = None) -> None:
         self.number = next(_numbers)
         self.request = request
-        self.inputs = dict(inputs or {})
+        self.pictures = dict(pictures or {})
         self.stop = threading.Event()
         self.result: PaintResult | None = None
         self.error: BaseException | None = None
@@ -228,18 +231,18 @@ class Worker:
         with self._lock:
             return list(self._queue)
 
-    def submit(self, request: PaintRequest, wait: bool = False, inputs: dict[str, bytes] | None = None) -> Job:
+    def submit(self, request: PaintRequest, wait: bool = False, pictures: dict[str, Image.Image] | None = None) -> Job:
         """Queue a request; it runs as soon as the jobs before it are done.
 
         Parameters
         ----------
-        inputs
-            In-memory inputs to save beside each picture (see `Job`).
+        pictures
+            The request's pictures handed in as objects (see `Job`).
         wait
             Block until the job is done (the foreground mode, see `background_default`). A kernel interrupt
             while waiting stops the picture at its next step, keeping it.
         """
-        job = Job(request, inputs)
+        job = Job(request, pictures)
         with self._lock:
             self._queue.append(job)
             if self._thread is None:
@@ -313,8 +316,17 @@ class Worker:
         if painter.get_engine().busy:  # a %%paint cell (or another panel) has the GPU: say why nothing moves
             self.area.say("waiting for the picture being painted elsewhere to finish…")
         try:
-            view = Fanout(InputSaver(job.inputs, self.area), LiveView(self.area)) if job.inputs else LiveView(self.area)
-            job.result = painter.render(job.request, view, stop=job.stop, user_ns=self.user_ns, reraise_interrupt=False)
+            view = LiveView(self.area)
+            if job.pictures:
+                view = Fanout(InputSaver(job.pictures, self.area), view)
+            job.result = painter.render(
+                job.request,
+                view,
+                stop=job.stop,
+                user_ns=self.user_ns,
+                reraise_interrupt=False,
+                pictures=job.pictures or None,
+            )
         except Exception as error:  # shown as one line; the panel keeps working
             job.error = error
             self.area.bar.bar_style = "danger"
