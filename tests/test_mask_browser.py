@@ -1,10 +1,10 @@
 """The mask painter in a real JupyterLab, in Debian's Chromium driven by Playwright.
 
 Opens the panel on the bundled model, uploads a picture through the panel's upload button, switches inpaint on,
-draws a stroke with the mouse across the middle of the canvas and presses Generate: the picture saved beside the
-notebook has its mask saved beside it (``NNNNN-SEED-mask.png``), white along the stroke and black elsewhere, and
-its JSON chunk names that file. A screenshot is saved as ``artifacts/mask-browser.png``. Skips (saying why)
-without Chromium, JupyterLab or Playwright.
+draws a stroke with the mouse across the middle of the canvas, erases its left part (undo, and erase again) and
+presses Generate: the picture saved beside the notebook has its mask saved beside it (``NNNNN-SEED-mask.png``),
+white along what is left of the stroke and black elsewhere, and its JSON chunk names that file. A screenshot is
+saved as ``artifacts/mask-browser.png``. Skips (saying why) without Chromium, JupyterLab or Playwright.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ SIDE = 64
 STROKE_Y = 0.5
 STROKE_X = (0.2, 0.8)
 """The stroke, as fractions of the canvas: a horizontal line across the middle."""
+ERASE_TO = 0.4
+"""The eraser then takes the line's left part, up to here."""
 
 
 @pytest.fixture()
@@ -87,15 +89,34 @@ def _drive(page, url: str, upload: Path) -> None:
     canvas.wait_for(state="visible")
     page.wait_for_function("() => document.querySelector('.jupyter-sd-mask-canvas').width === 64")
     box = canvas.bounding_box()
-    y = box["y"] + box["height"] * STROKE_Y
-    page.mouse.move(box["x"] + box["width"] * STROKE_X[0], y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * STROKE_X[1], y, steps=12)
-    page.mouse.up()
-    # the kernel has the mask when the panel says how much is painted
-    page.wait_for_function(
-        "() => (document.querySelector('.jupyter-sd-mask-about')?.textContent || '').includes('% of the picture')"
-    )
+
+    def stroke(x0: float, x1: float) -> None:
+        y = box["y"] + box["height"] * STROKE_Y
+        page.mouse.move(box["x"] + box["width"] * x0, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * x1, y, steps=12)
+        page.mouse.up()
+
+    def painted_share(other_than: str | None) -> str:
+        """The kernel's own count of the mask, once it differs from `other_than` (the mask reached it)."""
+        page.wait_for_function(
+            """(old) => {
+                const text = document.querySelector('.jupyter-sd-mask-about')?.textContent || '';
+                return text.includes('% of the picture') && text !== old;
+            }""",
+            arg=other_than,
+        )
+        return panel.locator(".jupyter-sd-mask-about").text_content()
+
+    stroke(*STROKE_X)  # paint the whole line
+    whole = painted_share(None)
+    panel.locator(".jupyter-sd-mask-erase").click()
+    stroke(STROKE_X[0] - 0.05, ERASE_TO)  # erase its left part
+    erased = painted_share(whole)
+    panel.locator(".jupyter-sd-mask-undo").click()  # the kernel undoes, the canvas redraws its mask
+    assert painted_share(erased) == whole
+    stroke(STROKE_X[0] - 0.05, ERASE_TO)  # the same erase on the redrawn canvas gives the same mask
+    assert painted_share(whole) == erased
     panel.locator(".jupyter-sd-generate").click()
     page.wait_for_function(
         "() => /1 image|⚠/.test(document.querySelector('.jupyter-sd-panel').textContent)", timeout=120_000
@@ -119,9 +140,11 @@ def _check_saved(folder: Path) -> None:
         mask = image.convert("L")
     assert mask.size == (SIDE, SIDE)
     row = round(SIDE * STROKE_Y)
-    start, end = (round(SIDE * x) for x in STROKE_X)
-    stroke = [mask.getpixel((x, row)) for x in range(start + 2, end - 2)]
-    assert min(stroke) >= 200, stroke  # white all along the stroke
+    start, end = round(SIDE * ERASE_TO), round(SIDE * STROKE_X[1])
+    stroke = [mask.getpixel((x, row)) for x in range(start + 4, end - 2)]
+    assert min(stroke) >= 200, stroke  # white along the stroke's part left after the eraser
+    erased = [mask.getpixel((x, row)) for x in range(round(SIDE * STROKE_X[0]) - 2, start - 4)]
+    assert max(erased) == 0, erased  # and black where the eraser went
     for x, y in ((2, 2), (SIDE - 3, 2), (SIDE // 2, 4), (SIDE // 2, SIDE - 5), (2, row), (SIDE - 3, row)):
         assert mask.getpixel((x, y)) == 0, (x, y)  # black away from it
     with Image.open(picture) as image:
