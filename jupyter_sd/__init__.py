@@ -11,11 +11,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchResult",
     "Panel",
     "PaintRequest",
     "PaintResult",
     "PlotResult",
     "__version__",
+    "batch",
     "download",
     "get_engine",
     "load_ipython_extension",
@@ -24,6 +26,8 @@ __all__ = [
     "xyz",
 ]
 
+from .batch import batch  # the function; the module stays importable as ``from jupyter_sd.batch import ...``
+from .batch_result import BatchResult
 from .downloads import download
 from .painter import get_engine, paint
 from .request import PaintRequest

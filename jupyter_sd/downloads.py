@@ -13,8 +13,10 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import re
 import socket
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -44,7 +46,8 @@ _CIVITAI_TYPES = {
     "VAE": "vae",
 }
 _TOKEN_HINT = (
-    f"set {CIVITAI_TOKEN_ENV} (an API key from civitai.com → Account settings) or %paint config civitai_token=KEY"
+    f"set {CIVITAI_TOKEN_ENV} (an API key from civitai.com → Account settings; an environment variable or a Colab "
+    "secret) or %paint config civitai_token=KEY"
 )
 _civitai_token: str | None = None
 
@@ -56,8 +59,20 @@ def set_civitai_token(token: str | None) -> None:
 
 
 def civitai_token() -> str | None:
-    """The civitai API key: the one set in this kernel, else ``$CIVITAI_TOKEN``."""
-    return _civitai_token or os.environ.get(CIVITAI_TOKEN_ENV) or None
+    """The civitai API key: the one set in this kernel, else ``$CIVITAI_TOKEN``, else Colab's secret of that name."""
+    return _civitai_token or os.environ.get(CIVITAI_TOKEN_ENV) or _colab_secret(CIVITAI_TOKEN_ENV)
+
+
+def _colab_secret(name: str) -> str | None:
+    """A secret from Colab's Secrets panel (🔑), when running in Colab and the notebook was given access."""
+    try:
+        from google.colab import userdata
+    except ImportError:
+        return None
+    try:
+        return userdata.get(name) or None
+    except Exception:  # no such secret, or access not granted: as if unset  # noqa: BLE001
+        return None
 
 
 @dataclass
@@ -88,7 +103,7 @@ class Downloaded:
             "lora": f"use it in a prompt as <lora:{stem}:0.8>",
             "lycoris": f"use it in a prompt as <lora:{stem}:0.8>",
             "embedding": f"write {stem} in a prompt",
-            "vae": f"its name is {stem}",
+            "vae": f"paint with --vae {stem}",
         }[self.kind]
         verb = "already there" if self.already else "downloaded"
         checked = ", sha256 checked" if self.checked else ""
@@ -319,6 +334,10 @@ def fetch_model(
         response.close()
         return _verified_existing(final, kind, sha256, size)
     part = final.with_name(name + ".part")
+    staged = library.models_dir() / (name + ".part")  # an earlier try whose kind was unknown left it here
+    if kind and not part.exists() and staged.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, part)
     have = part.stat().st_size if part.is_file() else 0
     if have:
         response.close()
@@ -333,7 +352,7 @@ def fetch_model(
         if response is not None:
             response.close()
         raise
-    digest = _hash_file(part, have)
+    digest = _Digest(_hash_file(part, have))
     folder.mkdir(parents=True, exist_ok=True)
     progress = ByteProgress(name, total, have)
     try:
@@ -350,13 +369,15 @@ def fetch_model(
             retries -= 1
             response = _open(url, headers, have, refusal_hint)
             if response is not None and response.status != 206:  # the server ignored the range: start over
-                have, digest = 0, hashlib.sha256()
+                digest.close()
+                have, digest = 0, _Digest(hashlib.sha256())
                 progress.done = progress.start = 0
             elif response is None:  # 416: nothing after `have`, the part is whole
                 break
     finally:
         progress.close()
-    return _finish(part, final, kind, digest.hexdigest(), sha256, info)
+        actual = digest.close()
+    return _finish(part, final, kind, actual, sha256, info)
 
 
 def _open(url: str, headers: dict[str, str], start: int, hint: str) -> Any:
@@ -445,6 +466,30 @@ def _verified_existing(path: Path, kind: str, expected: str | None, size: int | 
         msg = f"download: {path} already exists and is a different file; move it away to download this one"
         raise ValueError(msg)
     return Downloaded(path, kind, path.stat().st_size, actual, bool(expected), already=True)
+
+
+class _Digest:
+    """A sha256 fed on its own thread, so hashing overlaps the network and the disk (hashlib frees the GIL)."""
+
+    def __init__(self, digest: Any) -> None:
+        self._digest = digest
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="jupyter_sd-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._digest.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def close(self) -> str:
+        """Wait for the chunks queued so far and return the hex digest (later calls return it again)."""
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+        return self._digest.hexdigest()
 
 
 def _hash_file(path: Path, length: int) -> Any:

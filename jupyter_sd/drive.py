@@ -118,10 +118,12 @@ def _say(line: str, key: str | None = None) -> None:
     print(line)
 
 
-def zip_pictures(folder: str | os.PathLike[str]) -> Path:
-    """Write ``FOLDER.zip`` beside `folder` with every picture in it, stored byte for byte (metadata intact).
+def zip_pictures(folder: str | os.PathLike[str], into: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``FOLDER.zip`` with every picture in `folder`, stored byte for byte (metadata intact).
 
-    The zip is written under a temporary name and renamed when whole; an older zip of the folder is replaced.
+    The zip goes beside the folder (where Jupyter can serve it), or into `into`; for a folder on Google Drive,
+    onto the VM's local disk, so it isn't written to Drive and read back. It is written under a temporary name and
+    renamed when whole; an older zip of the folder is replaced.
 
     Raises
     ------
@@ -138,8 +140,11 @@ def zip_pictures(folder: str | os.PathLike[str]) -> Path:
     if not pictures:
         msg = f"zip: no pictures in {folder} (allowed: {', '.join(PICTURE_SUFFIXES)} files)"
         raise ValueError(msg)
-    target = folder.with_name(folder.name + ".zip")
-    check_space(folder.parent, sum(p.stat().st_size for p in pictures) + 64 * 1024, target.name, option="zip")
+    if into is None:
+        into = LOCAL_COPIES.parent if folder.is_relative_to(DRIVE_MOUNT.absolute()) else folder.parent
+    target = Path(into) / (folder.name + ".zip")
+    check_space(target.parent, sum(p.stat().st_size for p in pictures) + 64 * 1024, target.name, option="zip")
+    target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(f".{target.name}.part")
     try:
         with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_STORED) as archive:  # PNGs are compressed already

@@ -76,7 +76,7 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
     staging = library.models_dir() / _STAGING / repo.replace("/", "--")
     with _hub_errors(f"{repo}/{filename}"):
         url = hub.hf_hub_url(repo, filename, revision=revision, endpoint=_endpoint())
-        meta = hub.get_hf_file_metadata(url, endpoint=_endpoint())
+        meta = hub.get_hf_file_metadata(url)  # the url carries the endpoint
         for each in [kind] if kind else [k for k in KINDS if k != "lycoris"]:
             existing = library.subfolder(folder_kind(each)) / name
             if existing.exists() and (kind or _existing_sha_matches(existing, meta.etag)):

@@ -16,9 +16,9 @@ from . import library, painter
 from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
 from .request import coerce_options, option_fields, parse_body, pasted_notes
-from .xyz_axes import split_plot_options
+from .xyz_axes import plot_from_params, plot_infotext_keys, split_plot_options
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -38,6 +38,7 @@ Line magic:
     %paint unload               free the pipeline and its GPU memory
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
+    %paint batch FILE [options] paint every prompt/recipe of a file or folder, here or on Ray (--ray auto)
     %paint download URL [--kind K]  a civitai / Hugging Face / http(s) model into the models folder
     %paint drive                (Colab) keep models and pictures on Google Drive, in MyDrive/jupyter_sd/
     %paint zip [FOLDER]         zip the pictures (metadata intact) and offer the zip for download
@@ -122,6 +123,7 @@ class PaintMagics(Magics):
     device = Unicode("auto", help="Default device: auto, cuda, cuda:N, mps or cpu.").tag(config=True)
     dtype = Unicode("auto", help="Default dtype: auto, float16, bfloat16 or float32.").tag(config=True)
     taesd = Unicode("", help="TAESD model (hub id or folder) for fast, sharp previews.").tag(config=True)
+    taesdxl = Unicode("", help="TAESDXL model (e.g. madebyollin/taesdxl) for SDXL previews.").tag(config=True)
     warm_imports = Bool(
         True,
         help="Import torch and diffusers in the background once %load_ext's cell is done, so the first picture "
@@ -136,9 +138,9 @@ class PaintMagics(Magics):
         else:
             painter.settings[change["name"]] = change["new"]
 
-    @observe("taesd")
+    @observe("taesd", "taesdxl")
     def _sync_taesd(self, change: dict[str, Any]) -> None:
-        painter.get_engine().taesd = change["new"]
+        setattr(painter.get_engine(), change["name"], change["new"])
 
     @no_var_expand  # we expand the line ourselves: --init {name} / --mask {name} must reach us as names
     @line_cell_magic
@@ -160,11 +162,13 @@ class PaintMagics(Magics):
         with_controls = options.pop("ui", False)
         plot = split_plot_options(options)
         pasted: dict[str, str] = {}
+        pasted_prompt = ""
         model_given = "model" in options
         if cell is not None:
             body = expand_variables(cell, self.shell.user_ns)
-            pasted = parse_infotext(body)[2]
+            pasted_prompt, _, pasted = parse_infotext(body)
             options = {**parse_body(body), **options}
+            plot = plot or plot_from_params(pasted)  # a pasted X/Y/Z grid's generation data paints it again
         if not options.get("prompt", "").strip():
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
@@ -172,11 +176,18 @@ class PaintMagics(Magics):
         if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
             from .xyz import run_plot
 
-            return run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+            if with_controls:
+                msg = "ui: --ui puts controls under one picture; it does not apply to X/Y/Z plots"
+                raise ValueError(msg)
+            grid = run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+            pasted = {key: value for key, value in pasted.items() if key not in plot_infotext_keys()}
+            for note in pasted_notes(pasted, grid.model_name, model_given):
+                print(note)
+            return grid
         from .views import InlineView
 
         result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
-        for note in pasted_notes(pasted, result.model_name, model_given):
+        for note in pasted_notes(pasted, result.model_name, model_given, pasted_prompt):
             print(note)
         if with_controls:
             from IPython.display import display
@@ -199,6 +210,9 @@ class PaintMagics(Magics):
                 raise ValueError(msg)
             changes[key.strip().replace("-", "_")] = value
         taesd = changes.pop("taesd", None)
+        taesdxl = changes.pop("taesdxl", None)
+        if taesdxl is not None:
+            self.taesdxl = taesdxl
         models = changes.pop("models", None)
         token = changes.pop("civitai_token", None)
         if changes:
@@ -217,14 +231,14 @@ class PaintMagics(Magics):
             from . import downloads
 
             downloads.set_civitai_token(token)
-        if not changes and taesd is None and models is None and token is None:
+        if not changes and taesd is None and models is None and token is None and taesdxl is None:
             defaults = painter.new_request()
             for key in _config_keys():
                 if key == "models":
                     value, mark = str(library.models_dir()), " (set)" if library.is_models_dir_set() else ""
                 else:
-                    value = self.taesd if key == "taesd" else getattr(defaults, key)
-                    mark = " (set)" if key in painter.settings or (key == "taesd" and value) else ""
+                    value = getattr(self, key) if key in ("taesd", "taesdxl") else getattr(defaults, key)
+                    mark = " (set)" if key in painter.settings or (key in ("taesd", "taesdxl") and value) else ""
                 print(f"{key} = {value!r}{mark}")
             from . import downloads
 
@@ -257,6 +271,19 @@ class PaintMagics(Magics):
             msg = f"panel: not available ({error})"
             raise ValueError(msg) from None
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
+
+    def _batch(self, rest: str) -> Any:
+        from .batch import COMMAND_HELP, InvalidBatch, batch, parse_command
+
+        source, runner, options = parse_command(rest)
+        if options.pop("help", False):
+            print(COMMAND_HELP)
+            return None
+        try:
+            return batch(source, **runner, **options)
+        except InvalidBatch as error:
+            print("\n".join(one_line(line) for line in error.lines()))  # all of them; the error names the first few
+            raise
 
     def _download(self, rest: str) -> None:
         from .downloads import download
@@ -328,7 +355,7 @@ PaintMagics.paint.__doc__ = HELP
 
 
 def _config_keys() -> list[str]:
-    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd", "models"]
+    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd", "taesdxl", "models"]
 
 
 def load_ipython_extension(ipython: Any) -> None:

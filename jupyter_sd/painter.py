@@ -41,9 +41,10 @@ def new_request(**options: Any) -> PaintRequest:
 class ImageSaver(Progress):
     """Save each finished batch as soon as it is done, so a later interrupt cannot lose it."""
 
-    def __init__(self, folder: Path, pictures: Pictures | None = None) -> None:
+    def __init__(self, folder: Path, pictures: Pictures | None = None, metadata: dict[str, Any] | None = None) -> None:
         self.folder = folder
         self.pictures = pictures
+        self.metadata = metadata or {}  # more keys for the JSON chunk (a batch's request key)
 
     def batch(self, images: list[Any], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
         request = result.request
@@ -57,7 +58,7 @@ class ImageSaver(Progress):
             if inputs:
                 recipe = recipe.replace(**{name: record["path"] for name, record in inputs.items()})
             extra = {"seed": seed, "interrupted_at": result.interrupted_at if index >= result.complete else None}
-            info = png_info(result.infotext(index), recipe, {**extra, **inputs})
+            info = png_info(result.infotext(index), recipe, {**self.metadata, **extra, **inputs})
             result.paths.append(save_image(image, self.folder, seed, info))
 
     def _input_records(self) -> dict[str, dict]:
@@ -90,6 +91,8 @@ def render(
     user_ns: Mapping[str, Any] | None = None,
     reraise_interrupt: bool = True,
     pictures: Mapping[str, Any] | None = None,
+    folder: Path | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> PaintResult:
     """Paint a request on the kernel's engine, saving as it goes and showing progress in `view`.
 
@@ -101,6 +104,9 @@ def render(
     pictures
         ``{"init": ..., "mask": ...}`` given as objects (PIL image, `PaintResult`, numpy array) rather than as the
         request's text; the panel's upload and mask painter hand theirs in here.
+    folder, metadata
+        Save into `folder` instead of the request's output folder; add `metadata` to each PNG's JSON chunk (batches
+        use both: a Ray worker paints into a scratch folder, and every picture carries its request's key).
 
     Raises
     ------
@@ -110,7 +116,7 @@ def render(
     request.validate()
     engine = get_engine()
     loaded = load_pictures(request, user_ns, engine.last_result, pictures)
-    saver = ImageSaver(output_folder(request, user_ns), loaded)
+    saver = ImageSaver(folder or output_folder(request, user_ns), loaded, metadata)
     result = engine.generate(request, Fanout(saver, view), stop, loaded)
     if reraise_interrupt and result.stopped_by == "interrupt":
         raise KeyboardInterrupt

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import library
 from .infotext import format_infotext, order_params, parse_infotext
+from .presets import PRESET_CHOICES
 from .samplers import SAMPLERS, SCHEDULES
 
 PREVIEW_MODES = ("auto", "latent2rgb", "taesd", "full", "none")
@@ -38,6 +39,9 @@ LATENT_UPSCALERS = {
 """A1111's latent upscale modes: name → (torch interpolate mode, antialias)."""
 IMAGE_UPSCALERS = ("Lanczos", "Nearest")
 SAME_SAMPLER = "Use same sampler"
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+VAE_TILING_MODES = ("auto", "on", "off")
+ATTENTION_MODES = ("sdpa", "slicing")
 
 
 def _option(
@@ -364,6 +368,73 @@ class PaintRequest:
         ),
     )
 
+    # -- SDXL refiner, few-step presets, memory and speed (engine/memory.py, presets.py) -----------------------------
+    preset: str = field(
+        default="auto",
+        metadata=_option(
+            "Few-step model defaults (steps, CFG, sampler): auto detects SD-Turbo, SDXL-Turbo, LCM, Lightning and "
+            "Hyper-SD; none never applies one; or name one to force it. Options you set win.",
+            flags=("--preset",),
+            choices=PRESET_CHOICES,
+        ),
+    )
+    refiner: str = field(
+        default="",
+        metadata=_option(
+            "SDXL refiner model (hub id, folder or .safetensors) that paints the last steps; empty for none.",
+            flags=("--refiner",),
+            infotext="Refiner",
+            kernel=True,
+        ),
+    )
+    refiner_switch: float = field(
+        default=0.8,
+        metadata=_option(
+            "Fraction of the steps after which the refiner takes over.",
+            flags=("--refiner-switch",),
+            infotext="Refiner switch at",
+            range=(0.01, 1.0),
+            step=0.01,
+        ),
+    )
+    offload: str = field(
+        default="auto",
+        metadata=_option(
+            "GPU memory: none (all on the GPU), model (one model at a time on the GPU), sequential (layer by "
+            "layer: least memory, slowest), auto (from the free VRAM and the model).",
+            flags=("--offload",),
+            choices=OFFLOAD_MODES,
+            kernel=True,
+        ),
+    )
+    vae_tiling: str = field(
+        default="auto",
+        metadata=_option(
+            "Decode the picture in tiles to save memory: auto (over about 1536x1536, and to retry after an "
+            "out-of-memory in the VAE), on, off.",
+            flags=("--vae-tiling",),
+            choices=VAE_TILING_MODES,
+        ),
+    )
+    attention: str = field(
+        default="sdpa",
+        metadata=_option(
+            "Attention: sdpa (PyTorch's fused kernel, fast) or slicing (less memory, slower).",
+            flags=("--attention",),
+            choices=ATTENTION_MODES,
+            kernel=True,
+        ),
+    )
+    fast: bool = field(
+        default=False,
+        metadata=_option(
+            "Fast mode for big GPUs: channels_last, fused QKV projections and torch.compile of the UNet's repeated "
+            "blocks (the first picture at each size compiles).",
+            flags=("--fast",),
+            kernel=True,
+        ),
+    )
+
     # -- derived values ---------------------------------------------------------------------------------------
 
     @property
@@ -428,6 +499,9 @@ class PaintRequest:
             )
             raise ValueError(msg)
         hires = self.hires > 0 or bool(self.hires_size)
+        if getattr(self, "refiner", "") and (hires or self.init or self.variation_strength > 0):
+            msg = "refiner: works with plain text-to-image only (not with --init, --hires or a variation seed)"
+            raise ValueError(msg)
         if hires and self.init:
             msg = "hires: the hires fix is for text-to-image; with --init, paint at the size you want (--size)"
             raise ValueError(msg)
@@ -506,6 +580,9 @@ class PaintRequest:
         if self.clip_skip != 1:
             params["Clip skip"] = self.clip_skip
         params.update(self._mode_params())
+        if self.refiner:
+            params["Refiner"] = self.refiner
+            params["Refiner switch at"] = _format_number(self.refiner_switch)
         return params
 
     def _mode_params(self) -> dict[str, Any]:
@@ -557,6 +634,7 @@ class PaintRequest:
     def from_infotext(cls, text: str, **overrides: Any) -> PaintRequest:
         """Re-create a request from A1111 generation data (as pasted, or read from a PNG)."""
         prompt, negative, params = parse_infotext(text)
+        prompt = relink_loras(prompt, params)[0]
         options = {"prompt": prompt, "negative_prompt": negative, **options_from_params(params), **overrides}
         return cls(**coerce_options(options))
 
@@ -716,8 +794,11 @@ def options_from_params(params: dict[str, str]) -> dict[str, Any]:
             name, values = _INFOTEXT_VALUES[key]
             if value in values:
                 options[name] = values[value]
-        elif key in INFOTEXT_KEYS and INFOTEXT_KEYS[key] != "model":
+        elif key in INFOTEXT_KEYS and INFOTEXT_KEYS[key] not in ("model", "refiner"):
             options[INFOTEXT_KEYS[key]] = value
+    refiner = _pasted_refiner(params.get("Refiner", ""))
+    if refiner:
+        options["refiner"] = refiner
     model = _pasted_model(params)
     if model:
         options["model"] = model
@@ -745,6 +826,15 @@ def _pasted_model(params: dict[str, str]) -> str | None:
     return None
 
 
+def _pasted_refiner(value: str) -> str | None:
+    """A pasted ``Refiner`` (A1111 writes ``name [hash]``) if it is loadable here: a hub id or in the models folder."""
+    name = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", value.strip())
+    if _HUB_ID_RE.match(name):
+        return name
+    found = library.find_model("checkpoint", name) if name else None
+    return str(found.path) if found is not None else None
+
+
 _KNOWN_KEYS = {"Size", "Model", "Model hash", "Lora hashes", "TI hashes", "VAE hash", "Hashes", "Version", "User"}
 """Keys applied without a field of their own (Size, Model), or ours to recompute (hashes) or say nothing (Version)."""
 _HONOURED_VALUES = {"RNG": ("CPU",), "Emphasis": ("Original",)}
@@ -765,7 +855,42 @@ def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
     ]
 
 
-def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool = False) -> list[str]:
+_LORA_TAG = re.compile(r"<(lora|lyco):([^:>]+)([:>])")
+
+
+def relink_loras(prompt: str, params: dict[str, str]) -> tuple[str, list[str]]:
+    """A1111's paste rule: a ``<lora:NAME>`` not in ``Lora/`` is looked up by its pasted ``Lora hashes`` entry.
+
+    Returns
+    -------
+    tuple
+        The prompt with such tags renamed to the local file's name, and one line per renamed tag.
+    """
+    hashes = {}
+    for item in params.get("Lora hashes", "").split(","):
+        name, _, value = item.strip().rpartition(":")
+        if name.strip() and value.strip():
+            hashes[name.strip()] = value.strip()
+    notes: list[str] = []
+    if not hashes:
+        return prompt, notes
+
+    def relink(match: re.Match[str]) -> str:
+        name = match.group(2).strip()
+        if name not in hashes or library.find_model("lora", name) is not None:
+            return match.group(0)
+        found = library.find_model("lora", hashes[name])
+        if found is None:
+            return match.group(0)
+        notes.append(f"lora: '{name}' is not in {library.subfolder('lora')}; using {found.name}, which has its hash")
+        return f"<{match.group(1)}:{found.name}{match.group(3)}"
+
+    return _LORA_TAG.sub(relink, prompt), notes
+
+
+def pasted_notes(
+    params: dict[str, str], painted_model: str, model_given: bool = False, prompt: str = ""
+) -> list[str]:
     """Lines to show after painting from pasted generation data: a model we could not find, keys we ignored.
 
     Parameters
@@ -776,11 +901,14 @@ def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool =
         The short name of the model that painted.
     model_given
         Whether ``--model`` was given too (then the pasted model was overridden on purpose, not missed).
+    prompt
+        The pasted prompt (for the LoRA found by hash rather than by name, see `relink_loras`).
     """
-    notes = []
+    notes = relink_loras(prompt, params)[1]
     name, model_hash = params.get("Model", "").strip(), params.get("Model hash", "").strip()
     if (name or model_hash) and not model_given and name != painted_model and _pasted_model(params) is None:
-        what = " ".join(part for part in (f"'{name}'" if name else "", f"(hash {model_hash})" if model_hash else "") if part)
+        parts = (f"'{name}'" if name else "", f"(hash {model_hash})" if model_hash else "")
+        what = " ".join(part for part in parts if part)
         hints = library.close_matches("checkpoint", name) if name else []
         closest = f" (closest: {', '.join(hints)})" if hints else ""
         notes.append(
@@ -804,7 +932,7 @@ def parse_body(body: str) -> dict[str, Any]:
         Options (``prompt``, ``negative_prompt`` and whatever a trailing A1111 parameters line sets), as text.
     """
     prompt, negative, params = parse_infotext(body)
-    options: dict[str, Any] = {"prompt": prompt}
+    options: dict[str, Any] = {"prompt": relink_loras(prompt, params)[0]}
     if negative:
         options["negative_prompt"] = negative
     options.update(options_from_params(params))

@@ -38,6 +38,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "PLMS": SamplerSpec("PNDMScheduler", {"skip_prk_steps": True}),
     "UniPC": SamplerSpec("UniPCMultistepScheduler", {}),
     "LCM": SamplerSpec("LCMScheduler", {}),
+    "TCD": SamplerSpec("TCDScheduler", {}),
     "DDPM": SamplerSpec("DDPMScheduler", {}),
 }
 

@@ -86,8 +86,10 @@ def next_number(folder: Path) -> int:
     return highest + 1
 
 
-def save_image(image: Image.Image, folder: str | os.PathLike, seed: int, info: PngInfo) -> Path:
+def save_image(image: Image.Image, folder: str | os.PathLike, seed: int | str, info: PngInfo) -> Path:
     """Write `image` as the next ``NNNNN-SEED.png`` in `folder`, atomically and without overwriting anything.
+
+    `seed` may be a tag instead (``"xyz"`` names an X/Y/Z grid ``NNNNN-xyz.png``).
 
     The PNG is written to a temporary file first; then its number is claimed (an exclusively created marker, so
     two writers never share a number whatever their seeds; a lost claim retries with the next number) and the

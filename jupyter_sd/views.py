@@ -46,8 +46,10 @@ class StepRate:
 def status_text(
     step: int, total: int, rate: float, eta: float, batch: int = 0, batches: int = 1, phase: str = ""
 ) -> str:
-    """The progress line: ``step 5/20 · 3.1 it/s · ETA 5 s``, with the batch and the pass when there are several
-    (``batch 1/2 · hires 2/2 · step 5/10 · …``)."""
+    """The progress line: ``step 5/20 · 3.1 it/s · ETA 5 s``, with the batch and pass when there are several.
+
+    For example ``batch 1/2 · hires 2/2 · step 5/10 · 3.1 it/s · ETA 2 s``.
+    """
     prefix = f"batch {batch + 1}/{batches} · " if batches > 1 else ""
     prefix += f"{phase} · " if phase else ""
     return f"{prefix}step {step}/{total} · {rate:.1f} it/s · ETA {eta:.0f} s"

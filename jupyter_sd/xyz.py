@@ -23,14 +23,13 @@ from .infotext import quote_value
 from .request import MAX_SEED, PaintRequest
 from .result import PaintResult, image_grid
 from .store import png_info, save_image
-from .xyz_axes import PLOT_OPTIONS, AxisValues, parse_axis, split_plot_options
+from .xyz_axes import PLOT_OPTIONS, SCRIPT_TITLE, AxisValues, parse_axis
 from .xyz_grid import GridLayout
 from .xyz_result import Index, PlotResult
 from .xyz_views import PlotView, default_plot_view
 
 __all__ = ["Plan", "PlotResult", "plan", "run_plot", "xyz"]
 
-SCRIPT_TITLE = "X/Y/Z plot"
 last_plot: PlotResult | None = None
 """The last plot this kernel ran (kept when an interrupt re-raises ``KeyboardInterrupt``)."""
 
@@ -256,12 +255,14 @@ def run_plot(
                 result.stopped_by = cell.stopped_by
                 break
             result.cells[index] = cell
-            if layout is None:
-                layout = _layout(checked, cell.images[0].size)
+            layout = _fit(layout, checked, result, cell.images[0].size)
             layout.paste(index, cell.images[0])
             view.cell(index, cell, layout.canvas, number, len(cells))
     except KeyboardInterrupt:
         result.stopped_by = "interrupt"
+    except Exception:  # a cell failed (out of memory, say): keep and show what was made, then say why
+        result.stopped_by = "error"
+        raise
     finally:
         result.elapsed = time.perf_counter() - started
         _finish(result, checked, layout, user_ns)
@@ -272,15 +273,26 @@ def run_plot(
     return result
 
 
-def _layout(checked: Plan, first_size: tuple[int, int] | None) -> GridLayout | None:
-    """The labelled placeholder grid, once the cell size is known (explicit sizes, or the first picture's)."""
-    sizes = [(r.width, r.height) for r in checked.requests.values()]
-    if any(w is None for w, _ in sizes):
-        if first_size is None:
-            return None
-        sizes = [first_size if w is None else (w, h) for w, h in sizes]
+def _layout(checked: Plan, seen: tuple[int, int] | None) -> GridLayout | None:
+    """The labelled placeholder grid, once the cell size is known: the largest explicit size or picture seen."""
+    sizes = [(r.width, r.height) for r in checked.requests.values() if r.width is not None and r.height is not None]
+    if seen is not None:
+        sizes.append(seen)
+    elif len(sizes) < len(checked.requests):
+        return None  # a model's native size: known once its first picture is painted
     box = (max(w for w, _ in sizes), max(h for _, h in sizes))
     return GridLayout(box, checked.labels("x"), checked.labels("y"), checked.labels("z"))
+
+
+def _fit(layout: GridLayout | None, checked: Plan, result: PlotResult, size: tuple[int, int]) -> GridLayout:
+    """The layout, laid out again with a bigger box when a picture outgrows it (a Hires upscale axis, say)."""
+    if layout is not None and size[0] <= layout.cell[0] and size[1] <= layout.cell[1]:
+        return layout
+    seen = size if layout is None else (max(size[0], layout.cell[0]), max(size[1], layout.cell[1]))
+    grown = _layout(checked, seen)
+    for index, cell in result.cells.items():
+        grown.paste(index, cell.images[0])
+    return grown
 
 
 def _finish(result: PlotResult, checked: Plan, layout: GridLayout | None, user_ns: Mapping[str, Any] | None) -> None:
@@ -336,7 +348,7 @@ def xyz(
     ValueError
         For a bad axis, value or option (one line), before anything is painted.
     """
-    specs = {**split_plot_options(options), **{k: v for k, v in {"x": x, "y": y, "z": z}.items() if v}}
+    specs = {which: spec for which, spec in (("x", x), ("y", y), ("z", z)) if spec}
     request = painter.new_request(prompt=prompt, **options)
     return run_plot(request, specs, view, stop=stop, user_ns=_user_ns())
 

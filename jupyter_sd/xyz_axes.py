@@ -39,6 +39,35 @@ def split_plot_options(options: dict[str, Any]) -> dict[str, str]:
     return {name: value for name, value in given.items() if value not in (None, "")}
 
 
+SCRIPT_TITLE = "X/Y/Z plot"
+"""A1111's ``Script`` value in a grid's generation data."""
+
+
+def plot_infotext_keys() -> tuple[str, ...]:
+    """The grid's own infotext keys: ``Script``, ``X Type``, ``X Values``, ``Fixed X Values``, … ."""
+    return ("Script",) + tuple(
+        f"{prefix}{which.upper()} {part}"
+        for which in PLOT_OPTIONS
+        for prefix, part in (("", "Type"), ("", "Values"), ("Fixed ", "Values"))
+    )
+
+
+def plot_from_params(params: dict[str, str]) -> dict[str, str]:
+    """The axes of a pasted X/Y/Z grid's generation data (``Script: X/Y/Z plot, X Type: Steps, X Values: …``).
+
+    Fixed seed values (``Fixed X Values``) win over the ``-1`` typed, so the same grid is painted again.
+    """
+    if params.get("Script", "").strip() != SCRIPT_TITLE:
+        return {}
+    specs = {}
+    for which in PLOT_OPTIONS:
+        name = which.upper()
+        kind, values = params.get(f"{name} Type"), params.get(f"Fixed {name} Values") or params.get(f"{name} Values")
+        if kind and values:
+            specs[which] = f"{kind}: {values}"
+    return specs
+
+
 # -- axes ----------------------------------------------------------------------------------------------------------
 
 
@@ -128,6 +157,11 @@ def _lora_weight(request: PaintRequest, value: float, values: list[Any]) -> dict
     return {"prompt": prompt}
 
 
+def _denoising(request: PaintRequest, value: float, values: list[Any]) -> dict[str, Any]:
+    """A1111 has one denoising strength, for img2img and for the hires pass alike: set both."""
+    return {"strength": value, **({"hires_denoise": value} if "hires_denoise" in _fields() else {})}
+
+
 _AUTOMATIC_VAE = ("none", "automatic", "auto")
 
 
@@ -147,7 +181,7 @@ SPECIAL_AXES: tuple[Axis, ...] = (
     Axis("Schedule type", "str", "schedule", aliases=("scheduler",)),
     Axis("Checkpoint name", "str", "model", cost=1.0, aliases=("checkpoint",), labels="basename"),
     Axis("Clip skip", "int", "clip_skip"),
-    Axis("Denoising", "float", "strength", aliases=("Denoising strength",)),
+    Axis("Denoising", "float", "strength", aliases=("Denoising strength",), apply=_denoising),
     Axis("Hires upscale", "float", "hires"),
     Axis("Hires steps", "int", "hires_steps"),
     Axis("Size", "size", None, aliases=("WxH",)),

@@ -30,7 +30,9 @@ def _vocab_tokenizer(folder, pad_token="<|endoftext|>"):
     vocab.setdefault(",", len(vocab))
     vocab.setdefault(",</w>", len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab))
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16, pad_token=pad_token)
+    return CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16, pad_token=pad_token
+    )
 
 
 def _make_sd(folder, pad_token="<|endoftext|>"):
@@ -132,7 +134,10 @@ ROW = "a red circle on a blue square".split()  # one token per word in the tiny 
     [
         ("a (red:1.5) circle", [(["a", "red", "circle"], [1.0, 1.5, 1.0])]),
         ("a ((red)) [circle]", [(["a", "red", "circle"], [1.0, 1.1 * 1.1, 1 / 1.1])]),
-        ("a red circle BREAK a [blue] square", [_ones(["a", "red", "circle"]), (["a", "blue", "square"], [1, 1 / 1.1, 1])]),
+        (
+            "a red circle BREAK a [blue] square",
+            [_ones(["a", "red", "circle"]), (["a", "blue", "square"], [1, 1 / 1.1, 1])],
+        ),
         # 16 words without a comma: 14, then the rest
         (" ".join(ROW + ROW + ["cat", "dog"]), [_ones((ROW + ROW)[:14]), _ones(["cat", "dog"])]),
         # a comma among the last 20 tokens of a full chunk: what follows it moves to the next chunk
@@ -175,7 +180,9 @@ def test_textual_inversion_vectors_stay_in_one_chunk(pipe, sd_dir):
     pipe = _load(sd_dir)
     vectors = torch.randn(3, 32)
     pipe.load_textual_inversion({"emb_params": vectors}, token="mytok")
-    assert pipe.tokenizer.convert_tokens_to_ids(["mytok", "mytok_1", "mytok_2"]) == list(range(len(pipe.tokenizer) - 3, len(pipe.tokenizer)))
+    assert pipe.tokenizer.convert_tokens_to_ids(["mytok", "mytok_1", "mytok_2"]) == list(
+        range(len(pipe.tokenizer) - 3, len(pipe.tokenizer))
+    )
     # short: the same tokens diffusers' maybe_convert_prompt makes
     short = build_conditioning(pipe, "a mytok circle", "", 4).pipeline_kwargs()["prompt_embeds"]
     diffusers_own, _ = pipe.encode_prompt("a mytok circle", "cpu", 1, False)
@@ -207,9 +214,18 @@ def _reference_loop(pipe, conds_at, steps=4, guidance=7.0, seed=3):
     return pipe.image_processor.postprocess(image)[0]
 
 
-def _paint(engine, folder, prompt, negative="", **options):
-    request = PaintRequest(prompt=prompt, negative_prompt=negative, model=str(folder), steps=4, seed=3,
-                           sampler="Euler", preview="none", save=False, **options)
+def _paint(engine, folder, prompt, negative="", steps=4, **options):
+    request = PaintRequest(
+        prompt=prompt,
+        negative_prompt=negative,
+        model=str(folder),
+        steps=steps,
+        seed=3,
+        sampler="Euler",
+        preview="none",
+        save=False,
+        **options,
+    )
     return engine.generate(request).images[0]
 
 
@@ -224,11 +240,18 @@ def _embeds(pipe, text, clip_skip=1):
 
 def test_weighted_prompt_pixels_equal_raw_diffusers(engine, pipe, sd_dir):
     prompt = "a (red:1.4) circle BREAK on a [blue] square"
-    positive = _reference(pipe, [(["a", "red", "circle"], [1, 1.4, 1]), (["on", "a", "blue", "square"], [1, 1, 1 / 1.1, 1])], 2)
+    positive = _reference(
+        pipe, [(["a", "red", "circle"], [1, 1.4, 1]), (["on", "a", "blue", "square"], [1, 1, 1 / 1.1, 1])], 2
+    )
     negative = _reference(pipe, [_ones(["dog"]), _ones(["cat"])], 2)
     pipe.scheduler = make_scheduler("Euler", "Automatic", dict(pipe.scheduler.config))
-    expected = pipe(prompt_embeds=positive, negative_prompt_embeds=negative, num_inference_steps=4,
-                    guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(3)).images[0]
+    expected = pipe(
+        prompt_embeds=positive,
+        negative_prompt_embeds=negative,
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        generator=torch.Generator("cpu").manual_seed(3),
+    ).images[0]
     got = _paint(engine, sd_dir, prompt, "dog BREAK cat", clip_skip=2)
     assert_pixels_close(got, expected)
     assert "Clip skip: 2" in PaintRequest(prompt=prompt, clip_skip=2).to_infotext()
@@ -283,7 +306,12 @@ def _px(image):
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
-def test_second_identical_request_encodes_nothing(sd_dir):
+def test_second_identical_request_encodes_nothing(sd_dir, tmp_path):
+    from lora_files import kohya_lora
+
+    from jupyter_sd import library
+
+    library.set_models_dir(tmp_path)
     engine = Engine()
     _paint(engine, sd_dir, "a (red:1.2) circle", "dog")
     calls = []
@@ -291,13 +319,17 @@ def test_second_identical_request_encodes_nothing(sd_dir):
     try:
         _paint(engine, sd_dir, "a (red:1.2) circle", "dog")
         assert calls == []
+        _paint(engine, sd_dir, "a (red:1.2) circle", "dog", steps=6)  # no editing: the steps do not matter
+        assert calls == []
         _paint(engine, sd_dir, "a (red:1.2) circle", "dog", clip_skip=2)  # clip skip is part of the key
         assert len(calls) == 2
-        engine.networks_key = ("lora", "x", 0.5)  # so is what the networks engineer loads
-        _paint(engine, sd_dir, "a (red:1.2) circle", "dog", clip_skip=2)
+        (tmp_path / "Lora").mkdir()
+        kohya_lora(engine._pipe, tmp_path / "Lora" / "x.safetensors")
+        _paint(engine, sd_dir, "a (red:1.2) circle <lora:x:0.5>", "dog", clip_skip=2)  # so are the LoRA loaded
         assert len(calls) == 4
     finally:
         hook.remove()
+        library.set_models_dir(None)
 
 
 def test_lora_tags_are_taken_out_of_the_text(pipe):
@@ -340,8 +372,13 @@ def test_sdxl_paints_a_weighted_prompt(engine, sdxl_dir):
     torch.testing.assert_close(kwargs["pooled_prompt_embeds"], pooled)
     assert not kwargs["negative_prompt_embeds"].any()  # the empty negative is zeros, as in diffusers and A1111
     pipe.scheduler = make_scheduler("Euler", "Automatic", dict(pipe.scheduler.config))
-    expected = pipe(prompt_embeds=positive, pooled_prompt_embeds=pooled, num_inference_steps=4, guidance_scale=7.0,
-                    generator=torch.Generator("cpu").manual_seed(3)).images[0]
+    expected = pipe(
+        prompt_embeds=positive,
+        pooled_prompt_embeds=pooled,
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        generator=torch.Generator("cpu").manual_seed(3),
+    ).images[0]
     assert_pixels_close(_paint(engine, sdxl_dir, "a (red:1.3) circle", clip_skip=2), expected)
 
 

@@ -199,6 +199,18 @@ def test_kind_from_the_tensors_when_civitai_api_is_down(web, models, checkpoint_
     assert got.path == models / "Stable-diffusion" / "fromTensors_v2.safetensors" and not got.checked
 
 
+def test_unknown_kind_keeps_the_file_and_kind_finishes_it(web, models):
+    data = save({"text_model.embeddings.position_ids": np.arange(8, dtype=np.int64)[None]})
+    web.files["/files/mystery.safetensors"] = Served(data)
+    with pytest.raises(ValueError, match=r"can't tell from its tensors .* run the same download again with --kind"):
+        downloads.download(f"{web.base}/files/mystery.safetensors")
+    assert (models / "mystery.safetensors.part").read_bytes() == data  # kept, under no real name
+    got = downloads.download(f"{web.base}/files/mystery.safetensors", kind="vae")
+    assert got.path == models / "VAE" / "mystery.safetensors" and got.path.read_bytes() == data
+    assert "--vae mystery" in got.summary() and not list(models.rglob("*.part"))
+    assert web.requests("/files/mystery.safetensors")[-1]["Range"] == f"bytes={len(data)}-"  # nothing left: 416
+
+
 def test_plain_http_pickle_is_kept_and_marked(web, models):
     state = {"string_to_param": {"*": [0.0] * 4}, "name": "mytoken"}
     web.files["/files/mytoken.pt"] = Served(zip_pickle(state))
@@ -368,6 +380,8 @@ def test_magic_download_prints_one_line_and_errors_are_usage_errors(shell, web, 
     assert type(info.value) is UsageError and "not a civitai link" in str(info.value)
     with pytest.raises(UsageError, match="expected one link"):
         run(shell, "%paint download")
+    with pytest.raises(UsageError, match=r"--kind must be one of checkpoint, lora, .*, vae \(got 'model'\)"):
+        run(shell, f"%paint download {web.base}/x.safetensors --kind model")
 
 
 def test_magic_config_keeps_the_civitai_token_out_of_sight(shell, web, models, capsys):

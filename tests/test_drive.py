@@ -157,6 +157,34 @@ def test_zip_holds_every_picture_byte_for_byte(tmp_path):
         drive.zip_pictures(tmp_path / "missing")
 
 
+def test_zip_of_pictures_on_drive_is_written_to_local_disk(mount):
+    folder = mount / "MyDrive" / "jupyter_sd" / "outputs" / "fox"
+    pictures = make_pictures(folder, 2)
+    target = drive.zip_pictures(folder)
+    assert target == drive.LOCAL_COPIES.parent / "fox.zip" and not (folder.parent / "fox.zip").exists()
+    with zipfile.ZipFile(target) as archive:
+        assert [archive.read(f"fox/{p.name}") for p in pictures] == [p.read_bytes() for p in pictures]
+
+
+def test_civitai_token_from_a_colab_secret(colab, monkeypatch):
+    from jupyter_sd import downloads
+
+    monkeypatch.delenv("CIVITAI_TOKEN", raising=False)
+    secrets = {"CIVITAI_TOKEN": "from-the-secrets-panel"}
+
+    def get(name):
+        colab.append(("secret", name))
+        if name not in secrets:
+            raise KeyError(name)  # Colab raises SecretNotFoundError
+        return secrets[name]
+
+    sys.modules["google.colab"].userdata = types.SimpleNamespace(get=get)
+    monkeypatch.setitem(sys.modules, "google.colab.userdata", sys.modules["google.colab"].userdata)
+    assert downloads.civitai_token() == "from-the-secrets-panel" and colab == [("secret", "CIVITAI_TOKEN")]
+    secrets.clear()
+    assert downloads.civitai_token() is None
+
+
 def test_paint_zip_in_jupyter_shows_a_file_link(shell, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     make_pictures(tmp_path / "fox-paint", 2)

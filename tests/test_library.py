@@ -125,7 +125,8 @@ CIVITAI = (
     "(masterpiece:1.2), best quality, a red circle on a blue background <lora:add_detail:0.8>\n"
     "Negative prompt: (worst quality:1.4), lowres, EasyNegative\n"
     "Steps: 12, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 64x64, "
-    "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, ADetailer model: face_yolov8n.pt, Face restoration: CodeFormer, "
+    "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, ADetailer model: face_yolov8n.pt, "
+    "Face restoration: CodeFormer, "
     'Lora hashes: "add_detail: 7c6bad76eb54", RNG: CPU, Version: v1.10.1'
 )
 
@@ -227,3 +228,40 @@ def test_paint_config_models_sets_the_folder(shell, tmp_path, capsys):
         assert capsys.readouterr().out.startswith(f"no models in {tmp_path}")
     finally:
         library.set_models_dir(None)
+
+
+def test_a_pasted_lora_missing_by_name_is_found_by_its_hash(models):
+    from jupyter_sd.request import parse_body
+
+    lora = _safetensors(models / "Lora" / "more_details.safetensors")
+    addnet = library.addnet_hash(lora)[:12]
+    hashes = f'Lora hashes: "add_detail: {addnet}, gone: 0123456789ab"'
+    body = f"a cat <lora:add_detail:0.8>, <lora:gone:1>\nSteps: 2, Seed: 1, {hashes}"
+    assert parse_body(body)["prompt"] == "a cat <lora:more_details:0.8>, <lora:gone:1>"
+    prompt, _, params = parse_infotext(body)
+    assert pasted_notes(params, "tiny", prompt=prompt) == [
+        f"lora: 'add_detail' is not in {models / 'Lora'}; using more_details, which has its hash"
+    ]
+    assert PaintRequest.from_infotext(body).prompt == "a cat <lora:more_details:0.8>, <lora:gone:1>"
+
+
+def test_model_option_finds_a_checkpoint_by_name_or_hash(models):
+    from jupyter_sd.engine.models import resolve_model
+
+    data = _random_bytes(4000)
+    path = _write(models / "Stable-diffusion" / "dreamshaper_8.safetensors", data)
+    by_name = resolve_model("dreamshaper_8")
+    assert (by_name.location, by_name.kind, by_name.name) == (str(path.resolve()), "single-file", "dreamshaper_8")
+    assert resolve_model(hashlib.sha256(data).hexdigest()[:10]).location == str(path.resolve())
+    with pytest.raises(ValueError, match="model: no such file or folder 'dreamshaper8' .*Did you mean 'dreamshaper_8'"):
+        resolve_model("dreamshaper8")
+
+
+def test_a_lora_is_also_found_by_the_name_kohya_stored_in_it(models):
+    from safetensors.numpy import save_file
+
+    path = models / "Lora" / "detail_v2-000010.safetensors"
+    save_file({"a": np.zeros(3, np.float32)}, str(path), metadata={"ss_output_name": "add_detail"})
+    assert library.safetensors_metadata(path) == {"ss_output_name": "add_detail"}
+    assert library.find_model("lora", "add_detail").path == path
+    assert library.find_model("lora", "detail_v2-000010").path == path

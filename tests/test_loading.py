@@ -48,6 +48,14 @@ def _cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.Co
     return done, time.perf_counter() - started
 
 
+def _budget(env: dict[str, str]) -> float:
+    """3 s, the target on a quiet machine; on a busy one, the same multiple of what a bare start of the CLI
+    module takes now (the retries this guards against cost 20–30 s either way)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import jupyter_sd.cli"], env=env, check=True, timeout=120)
+    return max(3.0, 4 * (time.perf_counter() - started))
+
+
 def _lines(done: subprocess.CompletedProcess) -> list[str]:
     return [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
 
@@ -65,12 +73,13 @@ def put_in_hub_cache(folder: Path, cache: Path, repo_id: str) -> Path:
 def test_cli_unreachable_hub_is_one_line_in_seconds(tmp_path):
     env = _hub_env(tmp_path, f"http://127.0.0.1:{_closed_port()}")
     done, elapsed = _cli(["x", "--model", "nosuch/model"], env, tmp_path)
+    budget = _budget(env)
     lines = _lines(done)
     assert done.returncode == 2, lines
     assert len(lines) == 1, lines  # no retry lines, no deprecation warning, no "loading …" line
     assert lines[0].startswith("jupyter-sd: model: 'nosuch/model' is not in the Hugging Face cache")
     assert "can't be reached" in lines[0] and "--model" in lines[0]
-    assert elapsed < 3, f"took {elapsed:.1f} s"
+    assert elapsed < budget, f"took {elapsed:.1f} s"
     assert not list(tmp_path.glob("**/*.png"))
 
 
@@ -96,12 +105,13 @@ def test_cli_unknown_model_on_a_reachable_hub_is_one_line(tmp_path):
     try:
         env = _hub_env(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
         done, elapsed = _cli(["x", "--model", "nosuch/model"], env, tmp_path)
+        budget = _budget(env)
     finally:
         server.shutdown()
     lines = _lines(done)
     assert done.returncode == 2 and len(lines) == 1, lines
     assert lines[0].startswith("jupyter-sd: model: 'nosuch/model' is not on the Hugging Face hub"), lines
-    assert elapsed < 3, f"took {elapsed:.1f} s"
+    assert elapsed < budget, f"took {elapsed:.1f} s"
 
 
 def test_kernel_cell_unreachable_hub_is_one_line_in_seconds(tmp_path):
@@ -132,7 +142,7 @@ def test_cached_hub_model_loads_with_the_hub_unreachable(tmp_path, tiny_model_di
     lines = _lines(done)
     assert done.returncode == 0, lines
     assert [p.name for p in out.glob("*.png")] == ["00001-3.png"]
-    ours = ("loading jupyter-sd-test/tiny-cached on cpu", "loaded jupyter-sd-test/tiny-cached in", "1 image in")
+    ours = ("loading jupyter-sd-test/tiny-cached on cpu", "loaded jupyter-sd-test/tiny-cached (SD1, 16x16) in", "1 image in")
     for line in lines:
         text = line.split("\r")[-1]
         assert text.startswith(ours) or text.startswith("painting") or text == str(out / "00001-3.png"), lines

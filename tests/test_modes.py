@@ -190,22 +190,44 @@ def test_nine_channel_inpainting_checkpoint(engine, tmp_path):
         norm_num_groups=8,
     )
     text_encoder = CLIPTextModel(
-        CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=4, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
     )
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True)
     folder = tmp_path / "inpainting"
     StableDiffusionInpaintPipeline(
-        unet=unet, vae=tiny_vae(16), text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        unet=unet,
+        vae=tiny_vae(16),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     ).save_pretrained(folder)
     reference = StableDiffusionInpaintPipeline.from_pretrained(folder, safety_checker=None)
     reference.set_progress_bar_config(disable=True)
     reference.scheduler = make_scheduler("Euler", "Automatic", dict(reference.scheduler.config))
     init, mask = init_picture(), box_mask(16, (4, 4, 12, 12))
     painted = reference(
-        "a red circle", image=init, mask_image=mask, strength=1.0, num_inference_steps=4, guidance_scale=7.0,
-        height=16, width=16, generator=_gens([5]),
+        "a red circle",
+        image=init,
+        mask_image=mask,
+        strength=1.0,
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        height=16,
+        width=16,
+        generator=_gens([5]),
     ).images[0]
     own = Engine()
     request = _request(folder, init="x", mask="m", strength=1.0, mask_blur=0, steps=4, sampler="Euler")
@@ -219,15 +241,26 @@ def test_hires_equals_plain_diffusers_reference(engine, raw, tiny_model_dir):
     seeds, steps, hires_steps, denoise = [5, 6], 6, 4, 0.5
     raw["txt2img"].scheduler = make_scheduler("DPM++ 2M", "Automatic", raw["config"])
     latents = raw["txt2img"](
-        "a red circle", num_inference_steps=steps, guidance_scale=7.0, width=16, height=16,
-        num_images_per_prompt=2, generator=_gens(seeds), output_type="latent",
+        "a red circle",
+        num_inference_steps=steps,
+        guidance_scale=7.0,
+        width=16,
+        height=16,
+        num_images_per_prompt=2,
+        generator=_gens(seeds),
+        output_type="latent",
     ).images
     big = torch.nn.functional.interpolate(latents, size=(16, 16), mode="bilinear", antialias=False)
     raw["img2img"].scheduler = make_scheduler("DPM++ 2M", "Automatic", raw["config"])
     scheduled = int(hires_steps / min(denoise, 0.999))  # 8 steps scheduled, int(8 × 0.5) = 4 run
     expected = raw["img2img"](
-        "a red circle", image=big, strength=denoise, num_inference_steps=scheduled, guidance_scale=7.0,
-        num_images_per_prompt=2, generator=_gens(seeds),
+        "a red circle",
+        image=big,
+        strength=denoise,
+        num_inference_steps=scheduled,
+        guidance_scale=7.0,
+        num_images_per_prompt=2,
+        generator=_gens(seeds),
     ).images
     recorder = Recorder()
     request = _request(tiny_model_dir, seed=5, n=2, width=16, height=16, hires=2, hires_steps=4, hires_denoise=0.5)
@@ -245,8 +278,9 @@ def test_hires_equals_plain_diffusers_reference(engine, raw, tiny_model_dir):
 def test_hires_runs_exactly_the_hires_steps(engine, tiny_model_dir):
     """A1111 runs `hires_steps` of int(hires_steps / denoise) (its t_enc + 1), even where int(N·denoise) rounds down."""
     recorder = Recorder()
-    request = _request(tiny_model_dir, steps=2, width=16, height=16, hires=1.5, hires_steps=10, hires_denoise=0.7,
-                       preview="none")
+    request = _request(
+        tiny_model_dir, steps=2, width=16, height=16, hires=1.5, hires_steps=10, hires_denoise=0.7, preview="none"
+    )
     result = engine.generate(request, recorder)
     assert recorder.phases[-1] == ("hires", 1, 2, 10) and recorder.steps[-1] == (10, 10)
     assert result.images[0].size == (24, 24)
@@ -254,8 +288,17 @@ def test_hires_runs_exactly_the_hires_steps(engine, tiny_model_dir):
 
 @pytest.mark.parametrize("upscaler", ["Lanczos", "Nearest", "Latent (nearest-exact)", "Latent (bicubic antialiased)"])
 def test_hires_upscalers_and_resize(engine, tiny_model_dir, upscaler):
-    request = _request(tiny_model_dir, steps=2, width=16, height=16, hires_size="32x24", hires_upscaler=upscaler,
-                       hires_sampler="Euler a", hires_prompt="a blue fox", preview="none")
+    request = _request(
+        tiny_model_dir,
+        steps=2,
+        width=16,
+        height=16,
+        hires_size="32x24",
+        hires_upscaler=upscaler,
+        hires_sampler="Euler a",
+        hires_prompt="a blue fox",
+        preview="none",
+    )
     result = engine.generate(request)
     assert result.images[0].size == (32, 24)  # covered at 32x32, then cropped to the asked size as A1111
     text = result.infotext(0)
@@ -377,7 +420,8 @@ def test_init_from_a_file_and_load_request_reruns_it(shell, tiny_model_dir, tmp_
     from jupyter_sd import load_request, paint
 
     init_picture().save(tmp_path / "start.png")
-    cell = f"%%paint --model {tiny_model_dir} --steps 4 --seed 3 --init {tmp_path / 'start.png'} --strength 0.5 -o {tmp_path / 'out'}\na cat"
+    options = f"--steps 4 --seed 3 --init {tmp_path / 'start.png'} --strength 0.5 -o {tmp_path / 'out'}"
+    cell = f"%%paint --model {tiny_model_dir} {options}\na cat"
     result = run(shell, cell)
     request = load_request(result.paths[0])
     assert request.init == str((tmp_path / "start.png").resolve()) and request.strength == 0.5
@@ -417,7 +461,10 @@ def test_mask_alpha_and_a_mask_of_another_size(shell, tiny_model_dir, tmp_path, 
     alpha.paste(0, (4, 4, 12, 12))
     rgba.putalpha(alpha)
     shell.user_ns["rgba"] = rgba
-    result = run(shell, f"%%paint --model {tiny_model_dir} --steps 3 --init {{rgba}} --mask alpha --mask-blur 0 -o {tmp_path}\na cat")
+    result = run(
+        shell,
+        f"%%paint --model {tiny_model_dir} --steps 3 --init {{rgba}} --mask alpha --mask-blur 0 -o {tmp_path}\na cat",
+    )
     outside = np.asarray(alpha) == 255
     assert np.array_equal(pixels(result.images[0])[outside], pixels(init_picture())[outside])
     shell.user_ns["start"] = init_picture()
@@ -470,7 +517,9 @@ def test_bad_input_is_one_line_and_writes_nothing(shell, tiny_model_dir, tmp_pat
     last, painter.get_engine().last_result = painter.get_engine().last_result, None
     try:
         with pytest.raises(Exception) as info:
-            run(shell, f"%%paint --model {tiny_model_dir} --steps 4 {options.format(**values)} -o {tmp_path / 'out'}\nx")
+            run(
+                shell, f"%%paint --model {tiny_model_dir} --steps 4 {options.format(**values)} -o {tmp_path / 'out'}\nx"
+            )
     finally:
         painter.get_engine().last_result = last
     from IPython.core.error import UsageError

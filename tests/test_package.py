@@ -14,6 +14,11 @@ def test_all_matches_public_names():
     assert set(jupyter_sd.__all__) - {"__version__", "Panel"} == public - modules - {"annotations", "Any"}
 
 
+def test_batch_is_the_function_and_its_result_is_exported():
+    assert callable(jupyter_sd.batch) and jupyter_sd.batch.__module__ == "jupyter_sd.batch"
+    assert jupyter_sd.BatchResult.__module__ == "jupyter_sd.batch_result"
+
+
 def test_version_matches_labextension():
     package = json.loads((ROOT / "labextension" / "package.json").read_text())
     assert package["version"] == jupyter_sd.__version__
@@ -24,7 +29,7 @@ def test_import_and_load_ext_do_not_import_torch():
         "import sys, jupyter_sd\n"
         "from IPython.testing.globalipapp import start_ipython\n"
         "start_ipython().run_line_magic('load_ext', 'jupyter_sd')\n"
-        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'ipywidgets') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'ipywidgets', 'ray') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr

@@ -97,6 +97,19 @@ def test_prompt_schedule_doctests(prompt, expected):
     assert _g(prompt) == expected
 
 
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        # A1111 reads these either way depending on the process's string-hash seed: we always read the edit
+        ("(a[b:2]):", [[2, "(a):"], [10, "(ab):"]]),
+        ("[b:2]:", [[2, ":"], [10, "b:"]]),
+        ("[a[b:2]]:", [[2, "[a]:"], [10, "[ab]:"]]),
+    ],
+)
+def test_ambiguous_brackets_read_as_editing(prompt, expected):
+    assert _g(prompt) == expected
+
+
 def test_prompt_schedule_hires_doctests():
     assert _g("a [b:.5] c", 10, 10) == [[10, "a b c"]]
     assert _g("a [b:1.5] c", 10, 10) == [[5, "a  c"], [10, "a b c"]]

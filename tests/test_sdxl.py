@@ -140,3 +140,90 @@ def test_single_file_class_without_config_reads_the_checkpoint(sdxl_dir, tiny_mo
     sd_file = convert_to_ldm_checkpoint(tiny_model_dir, tmp_path / "sd.safetensors")
     assert _single_file_class(diffusers, "", str(sdxl_file)) is diffusers.StableDiffusionXLPipeline
     assert _single_file_class(diffusers, "", str(sd_file)) is diffusers.StableDiffusionPipeline
+
+
+# -- issue 16: family, size conditioning, refiner -----------------------------------------------------------------
+
+
+def test_load_line_and_info_say_the_family_and_native_size(sdxl_dir):
+    engine = Engine()
+    recorder = Recorder()
+    engine.generate(PaintRequest(prompt="a red circle", model=str(sdxl_dir), steps=2, seed=1), recorder)
+    loaded = [line for line in recorder.notices if line.startswith("loaded ")]
+    assert len(loaded) == 1 and loaded[0].startswith(f"loaded {sdxl_dir.name} (SDXL, 16x16) in ")
+    info = engine.info()
+    assert (info["family"], info["native_size"], info["offload"], info["fast"]) == ("SDXL", "16x16", "none", "off")
+
+
+def test_size_conditioning_reaches_the_unet(engine, sdxl_dir):
+    """A1111's SDXL conditioning: original size = target size = the picture's (height, width), crop (0, 0)."""
+    engine.generate(PaintRequest(prompt="a dog", model=str(sdxl_dir), steps=1, seed=1))  # load
+    seen = []
+
+    def keep_time_ids(module, args, kwargs):
+        seen.append(kwargs["added_cond_kwargs"]["time_ids"].clone())
+
+    handle = engine._pipe.unet.register_forward_pre_hook(keep_time_ids, with_kwargs=True)
+    try:
+        engine.generate(PaintRequest(prompt="a dog", model=str(sdxl_dir), steps=2, seed=1, width=24, height=16))
+    finally:
+        handle.remove()
+    assert len(seen) == 2
+    expected = torch.tensor([[16.0, 24.0, 0.0, 0.0, 16.0, 24.0]] * 2)  # CFG: negative and positive rows
+    assert torch.equal(seen[0].float().cpu(), expected)
+
+
+@pytest.fixture(scope="module")
+def refiner_dir(tmp_path_factory):
+    """Another tiny SDXL model (other weights) to refine with: its own UNet, the base's VAE and second encoder."""
+    return make_tiny_sdxl(tmp_path_factory.mktemp("tiny-refiner"), seed=1)
+
+
+def test_refiner_paints_the_last_steps_from_the_switch(sdxl_dir, refiner_dir):
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    engine = Engine()
+    request = PaintRequest(
+        prompt="a red circle", model=str(sdxl_dir), steps=5, seed=4, sampler="Euler",
+        refiner=str(refiner_dir), refiner_switch=0.6,
+    )  # fmt: skip
+    engine.generate(request.replace(refiner="", steps=1))  # load the base only
+    calls = []
+    base_hook = engine._pipe.unet.register_forward_pre_hook(lambda m, a: calls.append("base"))
+    recorder = Recorder()
+    try:
+        result = engine.generate(request, recorder)
+        refiner = engine._refiner
+        refiner_hook = refiner.pipe.unet.register_forward_pre_hook(lambda m, a: calls.append("refiner"))
+        calls.clear()
+        result = engine.generate(request, Recorder())
+    finally:
+        base_hook.remove()
+    refiner_hook.remove()
+    assert calls == ["base"] * 3 + ["refiner"] * 2  # 60 % of 5 steps on the base, the rest on the refiner
+    assert f"loaded refiner {refiner_dir.name}, sharing the base's text_encoder_2, tokenizer_2, vae" in recorder.notices
+    assert refiner.pipe.vae is engine._pipe.vae and refiner.pipe.text_encoder_2 is engine._pipe.text_encoder_2
+    assert recorder.steps == [(k, 5) for k in range(1, 6)]
+    assert "Refiner: " + str(refiner_dir) in result.infotext(0) and "Refiner switch at: 0.6" in result.infotext(0)
+    # the independent reference: diffusers' documented base + refiner recipe
+    base = StableDiffusionXLPipeline.from_pretrained(sdxl_dir)
+    second = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+        refiner_dir, vae=base.vae, text_encoder_2=base.text_encoder_2, tokenizer_2=base.tokenizer_2
+    )
+    for pipe in (base, second):
+        pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = make_scheduler("Euler", "Automatic", dict(pipe.scheduler.config))
+    generator = [torch.Generator().manual_seed(4)]
+    latents = base(
+        "a red circle", num_inference_steps=5, denoising_end=0.6, guidance_scale=7.0, output_type="latent",
+        generator=generator,
+    ).images  # fmt: skip
+    expected = second(
+        "a red circle", image=latents, num_inference_steps=5, denoising_start=0.6, guidance_scale=7.0,
+        generator=generator,
+    ).images[0]  # fmt: skip
+    assert _pixels(expected).std() > 1
+    assert np.abs(_pixels(result.images[0]) - _pixels(expected)).max() <= 1
+    # without --refiner the base paints alone again
+    alone = engine.generate(request.replace(refiner=""))
+    assert engine._refiner is None and not np.array_equal(_pixels(alone.images[0]), _pixels(result.images[0]))

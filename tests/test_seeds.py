@@ -98,12 +98,24 @@ def test_variation_picture_equals_latents_built_by_the_formula(engine, raw, tiny
         latents.append(torch.from_numpy(mixed).float())
     raw.scheduler = make_scheduler(sampler, "Automatic", raw._base)
     expected = raw(
-        "a red circle", num_inference_steps=5, guidance_scale=7.0, latents=torch.stack(latents), generator=generators,
+        "a red circle",
+        num_inference_steps=5,
+        guidance_scale=7.0,
+        latents=torch.stack(latents),
+        generator=generators,
         num_images_per_prompt=2,
     ).images
     request = PaintRequest(
-        prompt="a red circle", model=str(tiny_model_dir), steps=5, seed=5, n=2, sampler=sampler, save=False,
-        variation_seed=40, variation_strength=0.35, preview="none",
+        prompt="a red circle",
+        model=str(tiny_model_dir),
+        steps=5,
+        seed=5,
+        n=2,
+        sampler=sampler,
+        save=False,
+        variation_seed=40,
+        variation_strength=0.35,
+        preview="none",
     )
     result = engine.generate(request)
     for ours, theirs in zip(result.images, expected):
@@ -126,13 +138,16 @@ def test_strength_zero_is_the_plain_picture_and_one_is_the_variation_seeds(engin
 
 
 def test_random_variation_seed_is_recorded(engine, tiny_model_dir):
-    request = PaintRequest(prompt="a fox", model=str(tiny_model_dir), steps=2, seed=5, variation_strength=0.2,
-                           preview="none", save=False)
+    request = PaintRequest(
+        prompt="a fox", model=str(tiny_model_dir), steps=2, seed=5, variation_strength=0.2, preview="none", save=False
+    )
     result = engine.generate(request)
     assert result.request.variation_seed >= 0 and result.variation_seeds == [result.request.variation_seed]
 
 
-@pytest.mark.parametrize("options", [{"init": "x"}, {"init": "x", "mask": "m"}, {"hires": 2}, {"seed_resize_from": "32x32"}])
+@pytest.mark.parametrize(
+    "options", [{"init": "x"}, {"init": "x", "mask": "m"}, {"hires": 2}, {"seed_resize_from": "32x32"}]
+)
 def test_variation_applies_in_every_mode(engine, tiny_model_dir, options):
     from PIL import Image
 
@@ -140,8 +155,18 @@ def test_variation_applies_in_every_mode(engine, tiny_model_dir, options):
     mask = Image.new("L", (16, 16), 0)
     mask.paste(255, (4, 4, 12, 12))
     pictures = Pictures(init, mask if "mask" in options else None) if "init" in options else None
-    base = PaintRequest(prompt="a fox", model=str(tiny_model_dir), steps=4, seed=5, width=16, height=16,
-                        preview="none", save=False, mask_blur=0, **options)
+    base = PaintRequest(
+        prompt="a fox",
+        model=str(tiny_model_dir),
+        steps=4,
+        seed=5,
+        width=16,
+        height=16,
+        preview="none",
+        save=False,
+        mask_blur=0,
+        **options,
+    )
     plain = engine.generate(base, pictures=pictures).images[0]
     if "seed_resize_from" in options:
         assert not np.array_equal(pixels(plain), pixels(engine.generate(base.replace(seed_resize_from="")).images[0]))

@@ -328,6 +328,7 @@ def test_bundled_plot_grid_holds_each_cell_under_its_labels(bundled_plot):
     top = min(y for _, y in layout_y)
     left = min(x for z, _, x in layout_x if z == 0)
     assert top > 0 and left > 0
+    assert plot.grid.size == (2 * (left + 2 * 64), top + 2 * 64)  # two sub-grids of Y labels + 2×2 cells, under titles
     assert len(_dark_rows(plot.grid, (left, 0, left + 64, top)))
     assert len(_dark_rows(plot.grid, (0, top, left, top + 64)))
     # the live grid was sent after every cell, starting from the labelled placeholder
@@ -403,6 +404,20 @@ def test_interrupt_between_cells_shows_the_partial_grid(tiny_model_dir, tmp_path
     assert plot.grid is not None and (tmp_path / "00002-xyz.png").exists()
 
 
+def test_a_failing_cell_keeps_the_finished_ones_and_raises(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')  # no components
+    view = Recorder()
+    request = PaintRequest(prompt="a fox", seed=2, steps=1, outdir=str(tmp_path / "out"), preview="none")
+    with pytest.raises(Exception):  # noqa: B017 (whatever the loader raises reaches the caller)
+        run_plot(request, {"x": f"Checkpoint name: {tiny_model_dir}, {broken}"}, view)
+    plot = importlib.import_module("jupyter_sd.xyz").last_plot
+    assert plot.stopped_by == "error" and len(plot) == 1 and view.events[-1] == "finish"
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00001-2.png", "00002-xyz.png"]
+    assert "failed" in repr(plot)
+
+
 def test_stop_event_before_start_paints_nothing(tiny_model_dir, tmp_path):
     stop = threading.Event()
     stop.set()
@@ -463,6 +478,23 @@ def test_cell_and_line_magic_and_paint_make_plots(shell, tiny_model_dir, tmp_pat
     assert same.all()
 
 
+def test_pasted_grid_infotext_paints_the_same_plot_again(shell, tiny_model_dir, tmp_path, capsys):
+    first = _run(
+        shell, f'%%paint --model {tiny_model_dir} -o {tmp_path / "a"} --x "Seed: -1, 7" --y "Steps: 1, 2"\na fox'
+    )
+    assert "Fixed X Values" in first.infotext
+    capsys.readouterr()
+    again = _run(shell, f"%%paint --model {tiny_model_dir} -o {tmp_path / 'b'}\n{first.infotext}")
+    assert type(again).__name__ == "PlotResult" and len(again) == 4
+    assert [a.text for a in again.axes] == [first.axes[0].texts[0] + ", 7", "1, 2"]
+    for index, cell in first.cells.items():
+        assert again.cells[index].seeds == cell.seeds
+        assert np.array_equal(np.asarray(again.cells[index].images[0]), np.asarray(cell.images[0]))
+    assert "Script" not in capsys.readouterr().out  # the grid's own keys are not reported as ignored
+    with pytest.raises(UsageError, match="^ui: --ui puts controls under one picture"):
+        _run(shell, f'%%paint --ui --model {tiny_model_dir} --x "Steps: 1, 2"\na fox')
+
+
 def test_cli_plot_prints_every_file(tiny_model_dir, tmp_path, capsys):
     from jupyter_sd.cli import main
 
@@ -501,7 +533,7 @@ def test_kernel_interrupt_mid_plot_shows_the_partial_grid(tiny_model_dir, tmp_pa
     assert state["sent"] and reply_status(messages) == "ok"
     updates = [m["content"]["data"] for m in of_type(messages, "update_display_data")]
     grids = [d for d in updates if d.get("text/plain", "").startswith("X/Y/Z grid, 1/3 cells")]
-    assert grids and "image/png" in grids[0]  # the live grid, filled in after the first cell
+    assert grids and "image/jpeg" in grids[0]  # the live grid, filled in after the first cell
     statuses = [d.get("text/plain", "") for d in updates]
     assert any(s.startswith("interrupted after 1/3 cells") for s in statuses)
     result = of_type(messages, "execute_result")[0]["content"]["data"]
@@ -542,3 +574,135 @@ def test_example_notebook_runs_top_to_bottom(tmp_path):
     assert tables and "Sampler" in tables[0]["data"]["text/html"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "Script: X/Y/Z plot, X Type: Prompt S/R" in text and "Fixed Y Values" in text
+
+
+# -- the panel's section -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def section(tiny_model_dir, tmp_path, fresh_settings):
+    pytest.importorskip("ipywidgets")
+    from jupyter_sd.panel import Panel
+    from jupyter_sd.panel.xyz_section import XYZSection
+
+    panel = Panel(model=str(tiny_model_dir), outdir=str(tmp_path / "out"), steps=2, seed=5, user_ns={})
+    panel.controls.widgets["prompt"].value = "a red circle"
+    found = [child for child in panel.children if isinstance(child, XYZSection)]
+    assert len(found) == 1
+    yield found[0]
+    found[0].stop()
+    found[0].wait(60)
+
+
+def test_panel_section_lists_the_generated_axes_and_plots(section, tmp_path):
+    from jupyter_sd.xyz_axes import axes
+
+    kind, values = section.rows["x"]
+    assert set(kind.options) == {"Nothing"} | {a.label for a in axes() if a.missing() is None}
+    kind.value, values.value = "Steps", "1, 2"
+    section.rows["y"][0].value, section.rows["y"][1].value = "CFG Scale", "5, 7"
+    assert section.specs() == {"x": "Steps: 1, 2", "y": "CFG Scale: 5, 7"}
+    assert section.plot() is not None and section.wait(120)
+    plot = section.result
+    assert len(plot) == 4 and plot.path == tmp_path / "out" / "00005-xyz.png"
+    shown = Image.open(io.BytesIO(section.grid.value))
+    assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(plot.grid))
+    assert "4/4 cells" in section.status.value and not section.error.value
+    assert plot[2, 7].request.prompt == "a red circle" and plot[2, 7].request.seed == 5
+    assert not section.plot_button.disabled and section.stop_button.disabled
+
+
+def test_panel_section_refuses_a_bad_axis_in_one_line(section, tmp_path):
+    section.rows["x"][0].value, section.rows["x"][1].value = "Prompt S/R", "cat, dog"
+    assert section.plot() is None
+    assert "Prompt S/R did not find &#x27;cat&#x27;" in section.error.value
+    assert not (tmp_path / "out").exists()
+
+
+def test_panel_section_stop_keeps_finished_cells(section, tmp_path):
+    section.rows["x"][0].value, section.rows["x"][1].value = "Seed", "1, 2, 3"
+    section.grid.observe(lambda change: section.stop(), names="value")  # Stop as soon as the first cell shows
+    assert section.plot() is not None and section.wait(120)
+    plot = section.result
+    assert plot.stopped_by == "stop" and len(plot) == 1
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00001-1.png", "00002-xyz.png"]
+    assert "stopped after 1/3 cells" in section.status.value
+
+
+# -- axes of other modules' options (skipped where this version lacks them) ---------------------------------------
+
+
+def _available(label):
+    try:
+        return find_axis(label).missing() is None
+    except ValueError:
+        return False
+
+
+@pytest.mark.skipif(not _available("Clip skip"), reason="no clip_skip option in this version")
+def test_clip_skip_axis_changes_the_picture_and_is_recorded(tiny_model_dir, tmp_path):
+    request = PaintRequest(prompt="a fox", model=str(tiny_model_dir), seed=3, steps=2, outdir=str(tmp_path))
+    plot = run_plot(request, {"x": "Clip skip: 1, 2"}, Recorder())
+    first, second = plot[1], plot[2]
+    assert second.request.clip_skip == 2
+    assert "Clip skip: 2" in read_parameters(second.paths[0])
+    assert not np.array_equal(np.asarray(first.images[0]), np.asarray(second.images[0]))
+    alone = painter.render(request.replace(clip_skip=2, outdir=str(tmp_path / "alone")), reraise_interrupt=False)
+    assert np.abs(np.asarray(alone.images[0], dtype=int) - np.asarray(second.images[0], dtype=int)).max() <= 1
+
+
+@pytest.mark.skipif(not (_available("Lora weight") and _available("VAE")), reason="no LoRA/VAE support here")
+def test_lora_weight_and_vae_axes_on_real_files(tiny_model_dir, tmp_path):
+    pytest.importorskip("peft")
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from ldm_checkpoint import vae_to_ldm
+    from safetensors.torch import save_file
+    from test_networks import kohya_lora
+    from tiny_pipeline import tiny_vae
+
+    from jupyter_sd import library
+
+    root = tmp_path / "models"
+    for folder in library.SUBFOLDERS.values():
+        (root / folder).mkdir(parents=True)
+    kohya_lora(StableDiffusionPipeline.from_pretrained(tiny_model_dir), root / "Lora" / "ink.safetensors")
+    torch.manual_seed(7)
+    vae = tiny_vae(16)
+    save_file(
+        {k: v.contiguous() for k, v in vae_to_ldm(vae.state_dict(), dict(vae.config)).items()},
+        str(root / "VAE" / "alt-vae.safetensors"),
+    )
+    library.set_models_dir(root)
+    try:
+        request = PaintRequest(
+            prompt="a fox <lora:ink:0.8>", model=str(tiny_model_dir), seed=3, steps=2, outdir=str(tmp_path / "out")
+        )
+        checked = plan(request, {"x": "Lora weight: 0, 1", "y": "VAE: None, alt-vae"})
+        assert checked.order == [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0)]
+        assert checked.requests[(1, 0, 0)].prompt == "a fox <lora:ink:1>"
+        loads = painter.get_engine().load_count
+        plot = run_plot(request, {"y": "Lora weight: 0, 1", "x": "VAE: None, alt-vae"}, Recorder())
+        assert plot.axes[0].which == "x" and len(plot) == 4
+        assert painter.get_engine().load_count - loads <= 1  # the model itself loads at most once
+        none, weighted = plot["None", 0], plot["None", 1]
+        assert not np.array_equal(np.asarray(none.images[0]), np.asarray(weighted.images[0]))
+        plain = painter.render(request.replace(prompt="a fox", outdir=str(tmp_path / "plain")), reraise_interrupt=False)
+        assert np.abs(np.asarray(plain.images[0], dtype=int) - np.asarray(none.images[0], dtype=int)).max() <= 1
+        assert not np.array_equal(np.asarray(plot["alt-vae", 0].images[0]), np.asarray(none.images[0]))
+        assert "VAE: alt-vae" in read_parameters(plot["alt-vae", 1].paths[0])
+    finally:
+        library.set_models_dir(None)
+
+
+def test_axis_grid_and_result_modules_sit_at_the_bottom():
+    from pathlib import Path
+
+    from test_package import ABOVE, _imported_modules
+
+    root = Path(__file__).resolve().parents[1] / "jupyter_sd"
+    for name in ("xyz_axes", "xyz_grid", "xyz_result"):
+        imported = _imported_modules(root / f"{name}.py")
+        upward = {m for m in imported if m.startswith("jupyter_sd.") and m.split(".")[1] in (*ABOVE, "xyz_views")}
+        heavy = {m for m in imported if m.split(".")[0] in ("torch", "diffusers", "IPython", "ipywidgets")}
+        assert not upward and not heavy, (name, upward, heavy)

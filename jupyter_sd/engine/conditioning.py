@@ -18,16 +18,12 @@ every sampler keeps working. A plain prompt reaches diffusers as the same tensor
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-from ..prompts import ExtraNetwork, extract_networks, parse_attention, prompt_schedules, split_and
-
-COMMA_BACKTRACK = 20
-"""A1111's "Prompt word wrap length limit": how far back a comma may move text to the next chunk."""
-CACHE_SIZE = 16
-"""Encoded prompts kept per text encoder (A1111 keeps the last one; a notebook alternates between a few)."""
+from ..prompts import ExtraNetwork, extract_networks, prompt_schedules, split_and
+from .text_encoding import OPEN_CLIP_WIDTH, Schedule, encode_cached, encoders_of
 
 
 def build_conditioning(
@@ -84,23 +80,25 @@ def build_conditioning(
     """
     prompt_text, networks, unsupported = extract_networks(prompt)
     negative_text, _, negative_unsupported = extract_networks(negative)
-    encoders = _encoders(pipe)
+    encoders = encoders_of(pipe)
     if not encoders:
         kwargs = {"prompt": prompt_text, "negative_prompt": negative_text or None}
         return Conditioning(kwargs=kwargs, networks=networks, unsupported=unsupported + negative_unsupported)
-    clip_skip = 1 if len(encoders) > 1 else clip_skip
-    key = (steps, hires_steps, clip_skip, networks_key)
-    parts = [
-        (weight, _encode_cached(encoders, text, key, steps, hires_steps, clip_skip))
-        for text, weight in split_and(prompt_text)
-    ]
-    uncond = _encode_cached(encoders, negative_text, key, steps, hires_steps, clip_skip)
-    if not negative_text and len(encoders) > 1 and pipe.config.get("force_zeros_for_empty_prompt"):
+    sdxl = any(e.role.startswith("sdxl") for e in encoders)
+    if sdxl or encoders[0].model.config.hidden_size == OPEN_CLIP_WIDTH:
+        clip_skip = 1  # A1111 applies Clip skip to SD 1's CLIP only (SDXL and SD 2 keep their penultimate layer)
+
+    def encode(text: str) -> Schedule:
+        return encode_cached(encoders, prompt_schedules(text, steps, hires_steps), clip_skip, networks_key)
+
+    parts = [(weight, encode(text)) for text, weight in split_and(prompt_text)]
+    uncond = encode(negative_text)
+    if not negative_text and sdxl and pipe.config.get("force_zeros_for_empty_prompt"):
         # SDXL's empty negative prompt is zeros, in diffusers and in A1111
         _, embeds, pooled = parts[0][1].entries[0]
-        uncond = _Schedule([(uncond.entries[-1][0], _zeros(embeds, embeds.shape[1]), _zeros_like(pooled))])
+        uncond = Schedule([(uncond.entries[-1][0], _zeros(embeds, embeds.shape[1]), _zeros_like(pooled))])
     if pad_to_same_length:
-        empty = _encode_cached(encoders, "", key, steps, hires_steps, clip_skip).entries[0][1]
+        empty = encode("").entries[0][1]
         longest = max(s.length for s in [uncond] + [p for _, p in parts])
         uncond = uncond.padded(empty, longest)
         parts = [(w, p.padded(empty, longest)) for w, p in parts]
@@ -109,7 +107,7 @@ def build_conditioning(
 
 def clear_cache(pipe: Any) -> None:
     """Forget the embeddings cached on `pipe`'s text encoders (e.g. after changing their weights by hand)."""
-    for encoder in _encoders(pipe):
+    for encoder in encoders_of(pipe):
         encoder.cache.clear()
 
 
@@ -118,40 +116,12 @@ def clear_cache(pipe: Any) -> None:
 
 
 @dataclass
-class _Schedule:
-    """One prompt's embeddings over the steps: ``(end_at_step, embeddings [1, T, D], pooled [1, P] | None)``."""
-
-    entries: list[tuple[int, Any, Any]]
-
-    @property
-    def length(self) -> int:
-        return self.entries[0][1].shape[1]
-
-    def at(self, step: int) -> tuple[Any, Any]:
-        for end, embeds, pooled in self.entries:
-            if step <= end:
-                return embeds, pooled
-        return self.entries[-1][1], self.entries[-1][2]
-
-    def padded(self, empty: Any, length: int) -> _Schedule:
-        import torch
-
-        out = []
-        for end, embeds, pooled in self.entries:
-            repeats = (length - embeds.shape[1]) // empty.shape[1]
-            if repeats > 0:
-                embeds = torch.cat([embeds, empty.repeat(1, repeats, 1)], dim=1)
-            out.append((end, embeds, pooled))
-        return _Schedule(out)
-
-
-@dataclass
 class Conditioning:
     """The embeddings of one pass and the hooks that apply them (see :func:`build_conditioning`)."""
 
-    parts: list[tuple[float, _Schedule]] = field(default_factory=list)
+    parts: list[tuple[float, Schedule]] = field(default_factory=list)
     """The positive prompt's ``AND`` parts: (weight, schedule)."""
-    uncond: _Schedule | None = None
+    uncond: Schedule | None = None
     """The negative prompt's schedule."""
     networks: list[ExtraNetwork] = field(default_factory=list)
     """The ``<lora:…>`` tags of the prompt, in order."""
@@ -170,6 +140,7 @@ class Conditioning:
 
     @property
     def is_sdxl(self) -> bool:
+        """Whether these are SDXL embeddings (with pooled ones)."""
         return self.kwargs is None and self.parts[0][1].entries[0][2] is not None
 
     def pipeline_kwargs(self) -> dict[str, Any]:
@@ -200,16 +171,19 @@ class Conditioning:
         embeds, pooled = self.parts[0][1].at(self.step)
         negative, negative_pooled = self.uncond.at(self.step)
         guided = getattr(pipe, "do_classifier_free_guidance", True)
-        new = torch.cat([negative.repeat(images, 1, 1), embeds.repeat(images, 1, 1)]) if guided else embeds.repeat(
-            images, 1, 1
+        new = (
+            torch.cat([negative.repeat(images, 1, 1), embeds.repeat(images, 1, 1)])
+            if guided
+            else embeds.repeat(images, 1, 1)
         )
-        tensors["prompt_embeds"] = new
+        device = tensors["latents"].device if "latents" in tensors else new.device
+        tensors["prompt_embeds"] = new.to(device)
         if pooled is not None:
             tensors["add_text_embeds"] = (
                 torch.cat([negative_pooled.repeat(images, 1), pooled.repeat(images, 1)])
                 if guided
                 else pooled.repeat(images, 1)
-            )
+            ).to(device)
         return tensors
 
     def _changes(self, before: int, after: int) -> bool:
@@ -234,8 +208,11 @@ class Conditioning:
 
 
 class _UNetWrapper:
-    """Replaces ``unet.forward`` for one call: the negative half gets the negative prompt, the positive half
-    ``uncond + Σ wᵢ·(condᵢ − uncond)`` over the ``AND`` parts, each half with its own embeddings and length."""
+    """Stands in for ``unet.forward`` during one call, so CFG sees A1111's composable diffusion.
+
+    The negative half gets the negative prompt; the positive half ``uncond + Σ wᵢ·(condᵢ − uncond)`` over the
+    ``AND`` parts; each embedding keeps its own length (one UNet call per length).
+    """
 
     def __init__(self, conditioning: Conditioning, pipe: Any, forward: Any) -> None:
         self.conditioning, self.pipe, self.forward = conditioning, pipe, forward
@@ -259,10 +236,12 @@ class _UNetWrapper:
         for n, (embeds, _) in enumerate(rows):
             by_length.setdefault(embeds.shape[1], []).append(n)
         for members in by_length.values():  # one UNet call per length: A1111 batches what it can
-            hidden = torch.cat([rows[n][0].repeat(images, 1, 1) for n in members]).to(encoder_hidden_states.dtype)
+            hidden = torch.cat([rows[n][0].repeat(images, 1, 1) for n in members])
+            hidden = hidden.to(device=sample.device, dtype=encoder_hidden_states.dtype)
             extra = dict(kwargs)
             if added is not None:
-                pooled = torch.cat([rows[n][1].repeat(images, 1) for n in members]).to(added["text_embeds"].dtype)
+                pooled = torch.cat([rows[n][1].repeat(images, 1) for n in members])
+                pooled = pooled.to(device=sample.device, dtype=added["text_embeds"].dtype)
                 ids = time_ids[images:] if guided else time_ids
                 if guided:
                     ids = torch.cat([time_ids[:images] if n == 0 else ids for n in members])
@@ -285,182 +264,6 @@ class _UNetWrapper:
 
             return UNet2DConditionOutput(sample=result)
         return (result,)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# encoding
-
-
-class _Encoder:
-    """One tokenizer and text encoder, with A1111's chunking and emphasis."""
-
-    def __init__(self, tokenizer: Any, model: Any, role: str) -> None:
-        self.tokenizer, self.model, self.role = tokenizer, model, role
-        limit = min(int(tokenizer.model_max_length), int(model.config.max_position_embeddings))
-        self.chunk_length = limit - 2
-        self.bos = tokenizer.bos_token_id
-        self.eos = tokenizer.eos_token_id
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
-        self.comma = tokenizer.get_vocab().get(",</w>")
-        if not hasattr(model, "_jupyter_sd_cache"):
-            model._jupyter_sd_cache = OrderedDict()
-        self.cache: OrderedDict = model._jupyter_sd_cache
-
-    def embedding_groups(self) -> dict[int, list[int]]:
-        """Multi-vector textual-inversion tokens (``tok``, ``tok_1``, …, as diffusers adds them) → all their ids."""
-        added = self.tokenizer.get_added_vocab()
-        groups = {}
-        for token, first in added.items():
-            ids, k = [first], 1
-            while f"{token}_{k}" in added:
-                ids.append(added[f"{token}_{k}"])
-                k += 1
-            if len(ids) > 1:
-                groups[first] = ids
-        return groups
-
-    def chunks(self, text: str) -> list[tuple[list[int], list[float]]]:
-        """A1111's ``tokenize_line``: ``(token ids, weights)`` per chunk, each ``chunk_length + 2`` long."""
-        pieces = parse_attention(text)
-        ids = self.tokenizer([t for t, _ in pieces], add_special_tokens=False, truncation=False)["input_ids"]
-        groups = self.embedding_groups()
-        size = self.chunk_length
-        chunks: list[tuple[list[int], list[float]]] = []
-        tokens: list[int] = []
-        weights: list[float] = []
-        last_comma = -1
-
-        def close() -> None:
-            nonlocal tokens, weights, last_comma
-            fill = size - len(tokens)
-            chunks.append(([self.bos, *tokens, self.eos] + [self.pad] * fill, [1.0, *weights, 1.0] + [1.0] * fill))
-            tokens, weights, last_comma = [], [], -1
-
-        for (piece, weight), piece_ids in zip(pieces, ids):
-            if piece == "BREAK" and weight == -1:
-                close()
-                continue
-            for token in piece_ids:
-                unit = groups.get(token, [token])
-                if token == self.comma:
-                    last_comma = len(tokens)
-                elif len(tokens) == size and last_comma != -1 and len(tokens) - last_comma <= COMMA_BACKTRACK:
-                    moved_tokens, moved_weights = tokens[last_comma + 1 :], weights[last_comma + 1 :]
-                    tokens, weights = tokens[: last_comma + 1], weights[: last_comma + 1]
-                    close()
-                    tokens, weights = moved_tokens, moved_weights
-                if len(tokens) == size:
-                    close()
-                if len(unit) > 1 and len(tokens) + len(unit) > size:
-                    close()
-                tokens += unit
-                weights += [weight] * len(unit)
-        if tokens or not chunks:
-            close()
-        return chunks
-
-    def encode(self, texts: list[str], counts: list[int], clip_skip: int) -> tuple[list[Any], list[Any]]:
-        """Encode texts together as A1111 batches them: equal chunk counts, one emphasis mean per chunk batch."""
-        import torch
-
-        per_text = [self.chunks(t) for t in texts]
-        count = max(len(c) for c in per_text)
-        empty = ([self.bos, self.eos] + [self.pad] * self.chunk_length, [1.0] * (self.chunk_length + 2))
-        device = self.model.device
-        zs: list[list[Any]] = [[] for _ in texts]
-        pooled: list[Any] = [None] * len(texts)
-        share = torch.tensor(counts, dtype=torch.float64)
-        for c in range(count):
-            batch = [chunks[c] if c < len(chunks) else empty for chunks in per_text]
-            ids = torch.tensor([b[0] for b in batch], device=device)
-            z, pool = self._hidden(ids, clip_skip)
-            multipliers = torch.tensor([b[1] for b in batch], device=device, dtype=z.dtype)
-            if len(texts) == 1:
-                original = z.mean()
-                z = z * multipliers.unsqueeze(-1).expand(z.shape)
-                z = z * (original / z.mean())
-            else:  # the mean over the batch A1111 encodes: each text as often as the schedule lists it
-                weights = (share / share.sum()).to(device=device, dtype=z.dtype)
-                original = (z.mean(dim=(1, 2)) * weights).sum()
-                z = z * multipliers.unsqueeze(-1).expand(z.shape)
-                z = z * (original / (z.mean(dim=(1, 2)) * weights).sum())
-            for b in range(len(texts)):
-                zs[b].append(z[b : b + 1])
-                if c == 0 and pool is not None:
-                    pooled[b] = pool[b : b + 1]
-        return [torch.cat(z, dim=1) for z in zs], pooled
-
-    def _hidden(self, ids: Any, clip_skip: int) -> tuple[Any, Any]:
-        """The encoder's output for token ids: (hidden states as the pipeline uses them, pooled or None)."""
-        model = self.model
-        if self.role == "sd" and clip_skip <= 1:
-            output = model(ids)
-            return output[0], None
-        output = model(ids, output_hidden_states=True)
-        if self.role == "sd":
-            norm = getattr(getattr(model, "text_model", model), "final_layer_norm")  # transformers 5: no text_model
-            return norm(output.hidden_states[-clip_skip]), None
-        pooled = output.text_embeds if self.role == "sdxl_2" else None
-        return output.hidden_states[-2], pooled
-
-
-def _encoders(pipe: Any) -> list[_Encoder]:
-    tokenizer, model = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
-    tokenizer_2, model_2 = getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None)
-    if getattr(pipe, "unet", None) is None:
-        return []
-    if model_2 is not None and tokenizer_2 is not None:
-        first = [_Encoder(tokenizer, model, "sdxl_1")] if model is not None and tokenizer is not None else []
-        return [*first, _Encoder(tokenizer_2, model_2, "sdxl_2")]
-    if model is not None and tokenizer is not None and hasattr(model.config, "max_position_embeddings"):
-        return [_Encoder(tokenizer, model, "sd")]
-    return []
-
-
-def _encode_cached(
-    encoders: list[_Encoder], text: str, key: tuple, steps: int, hires_steps: int | None, clip_skip: int
-) -> _Schedule:
-    """One prompt's schedule of embeddings, from the cache when this text was encoded with this model before."""
-    first = encoders[0]
-    full_key = (text, *key, tuple(len(e.tokenizer) for e in encoders))
-    cached = first.cache.get(full_key)
-    if cached is not None:
-        first.cache.move_to_end(full_key)
-        return cached
-    schedule = prompt_schedules(text, steps, hires_steps)
-    texts: list[str] = []
-    counts: list[int] = []  # A1111 encodes one text per schedule entry, repeats included
-    for _, t in schedule:
-        if t in texts:
-            counts[texts.index(t)] += 1
-        else:
-            texts.append(t)
-            counts.append(1)
-    import torch
-
-    with torch.no_grad():
-        encoded = [e.encode(texts, counts, clip_skip) for e in encoders]
-    lengths = [z[0].shape[1] for z, _ in encoded]
-    if len(set(lengths)) > 1:  # SDXL's two tokenizers chunked differently: pad the shorter with empty chunks
-        encoded = [_pad_to(e, z, p, max(lengths), clip_skip) for e, (z, p) in zip(encoders, encoded)]
-    pooled = encoded[-1][1]
-    embeds = [torch.cat([z[i] for z, _ in encoded], dim=-1) for i in range(len(texts))]
-    result = _Schedule([(end, embeds[texts.index(t)], pooled[texts.index(t)]) for end, t in schedule])
-    first.cache[full_key] = result
-    while len(first.cache) > CACHE_SIZE:
-        first.cache.popitem(last=False)
-    return result
-
-
-def _pad_to(encoder: _Encoder, zs: list[Any], pooled: list[Any], length: int, clip_skip: int):
-    import torch
-
-    empty, _ = encoder.encode([""], [1], clip_skip)
-    out = []
-    for z in zs:
-        repeats = (length - z.shape[1]) // empty[0].shape[1]
-        out.append(torch.cat([z, empty[0].repeat(1, repeats, 1)], dim=1) if repeats else z)
-    return out, pooled
 
 
 def _zeros(like: Any, length: int) -> Any:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import secrets
 import threading
 import time
@@ -17,12 +18,23 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
-from . import modes, warmup
+from . import memory, modes, warmup
 from .conditioning import build_conditioning
-from .models import ModelSource, check_available, load_pipeline, pick_device, pick_dtype, resolve_model
+from .models import (
+    ModelSource,
+    check_available,
+    choose_preset,
+    load_pipeline,
+    model_family,
+    pick_device,
+    pick_dtype,
+    resolve_model,
+)
 from .networks import apply_networks
 from .pictures import Pictures
-from .preview import Previewer, load_latent_rgb
+from .passes import Stopped as _Stopped
+from .passes import X0Capture as _X0Capture
+from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 from .seeds import batch_seeds
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
@@ -103,8 +115,14 @@ class Engine:
         self._taesd_key: tuple | None = None
         self._stop: threading.Event | None = None
         self._told_bundled = False
+        self._family = ""
+        self._memory: memory.MemoryPlan | None = None
+        self._refiner: Any = None
+        self._told_presets: set[tuple[str, str]] = set()
         self.taesd = ""
         """A TAESD model (hub id or local folder) for ``--preview taesd``/``auto``; empty for none."""
+        self.taesdxl = ""
+        """The same for SDXL models (e.g. ``madebyollin/taesdxl``)."""
         self.load_count = 0
         self.load_seconds = 0.0
         self.last_result: PaintResult | None = None
@@ -132,6 +150,11 @@ class Engine:
             info.update(
                 model=self._source.location if self._source else "",
                 pipeline=type(self._pipe).__name__,
+                family=self._family,
+                native_size=f"{_native_size(self._pipe)}x{_native_size(self._pipe)}",
+                offload=self._memory.offload if self._memory else "none",
+                fast=self._memory.fast.describe() if self._memory and self._memory.fast else "off",
+                refiner=self._refiner.source.location if self._refiner is not None else "",
                 device=str(self._key[1]),
                 dtype=str(self._key[2]).replace("torch.", ""),
                 load_seconds=round(self.load_seconds, 2),
@@ -155,7 +178,7 @@ class Engine:
 
     def _release(self) -> None:
         device = self._key[1] if self._key else ""
-        self._pipe = self._key = self._source = self._latent_rgb = None
+        self._pipe = self._key = self._source = self._latent_rgb = self._memory = self._refiner = None
         self._taesd = self._taesd_key = None
         gc.collect()
         if str(device).startswith("cuda"):
@@ -175,7 +198,8 @@ class Engine:
         warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
         dtype = pick_dtype(request.dtype, device)
-        key = (source.location, device, dtype, request.model_config)
+        key = (source.location, device, dtype, request.model_config, request.offload, request.fast)
+        memory.check_offload(request.offload, device)
         if source.is_bundled and not self._told_bundled:
             progress.notice(BUNDLED_NOTICE)
             self._told_bundled = True
@@ -183,23 +207,35 @@ class Engine:
             self._release()  # free the old model before loading the new one
             progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
             started = time.perf_counter()
-            pipe = load_pipeline(source, device, dtype, request.model_config, local_only)
+            pipe = load_pipeline(source, None, dtype, request.model_config, local_only)
+            family = model_family(pipe)
+            pipe, self._memory = memory.setup(pipe, device, family, request.offload, request.fast)
             self.load_seconds = time.perf_counter() - started
             self.load_count += 1
             self._pipe, self._key, self._source = pipe, key, source
             model_dir = source.location if source.kind == "folder" else None
             self._latent_rgb = load_latent_rgb(model_dir, pipe.vae.config)
-            progress.notice(f"loaded {source.name} in {self.load_seconds:.1f} s")
+            native = _native_size(pipe)
+            self._family = family
+            about = ", ".join(filter(None, [family, f"{native}x{native}", self._memory.describe()]))
+            progress.notice(f"loaded {source.name} ({about}) in {self.load_seconds:.1f} s")
+            if self._memory.fast is not None:
+                progress.notice(self._memory.fast.describe())
         return self._pipe
 
+    def _taesd_name(self) -> str:
+        """TAESDXL for SDXL latents, TAESD for SD 1/2 (each decodes only its own family's latents)."""
+        return self.taesdxl if self._family == "SDXL" else self.taesd
+
     def _taesd_model(self, device: str, dtype: Any) -> Any:
-        if not self.taesd:
+        name = self._taesd_name()
+        if not name:
             return None
-        key = (self.taesd, device, dtype)
+        key = (name, device, dtype)
         if key != self._taesd_key:
             from diffusers import AutoencoderTiny
 
-            self._taesd = AutoencoderTiny.from_pretrained(self.taesd).to(device, dtype)
+            self._taesd = AutoencoderTiny.from_pretrained(name).to(device, dtype)
             self._taesd_key = key
         return self._taesd
 
@@ -244,9 +280,14 @@ class Engine:
                 # 2. cached pipeline
                 pipe = self.pipeline(request, progress)
                 request = self._resolve(request, pipe, pictures)
+                request = self._preset(request, pipe, progress)  # few-step defaults (presets.py)
                 # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
                 model_file = self._source.location if self._source.kind == "single-file" else None
                 networks = apply_networks(pipe, request, progress.notice, model_file)
+                self.networks_key = networks.text_key  # what the text encoders carry: the embedding cache key
+                # 2c. memory for this picture: attention, VAE tiling and rescue, compile notices (memory.py)
+                self._memory.before_call(pipe, request, progress.notice)
+                self._load_refiner(request, pipe, progress)
                 # 3. sampler
                 self._set_sampler(pipe, request)
                 plan = modes.pass_plan(request)
@@ -260,6 +301,7 @@ class Engine:
                 runner = modes.PassRunner(
                     request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config
                 )
+                condition = self._conditioning(request)
                 started = time.perf_counter()
                 for batch in range(request.repeat):
                     first = batch * request.n
@@ -267,11 +309,11 @@ class Engine:
                         request.seed, request.variation_seed, request.variation_strength, first, request.n
                     )
                     progress.start(request, batch, request.repeat)
-                    # 4. denoise (every pass of the mode, modes.py) and 5. decode
-                    text_request = networks.text_request(request)
-                    images = modes.paint_batch(
-                        pipe, text_request, seeds, subseeds, pictures, runner, self._conditioning(text_request)
-                    )
+                    # 4. denoise (every pass of the mode, modes.py; base + refiner in _denoise) and 5. decode
+                    if request.refiner:
+                        images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
+                    else:
+                        images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner, condition)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
@@ -314,6 +356,30 @@ class Engine:
             resolved.hires_target()  # the hires size is known only now that the size is
         return resolved
 
+    def _preset(self, request: PaintRequest, pipe: Any, progress: Progress) -> PaintRequest:
+        request, line = choose_preset(request, self._source, pipe, self._family)
+        told = (self._source.location, line)
+        if line and told not in self._told_presets:
+            self._told_presets.add(told)
+            progress.notice(line)
+        return request
+
+    def _load_refiner(self, request: PaintRequest, pipe: Any, progress: Progress) -> None:
+        """Load ``--refiner`` beside the base (once), or drop it when no longer asked for."""
+        if not request.refiner:
+            self._refiner = None
+            return
+        source = resolve_model(request.refiner, request.allow_pickle)
+        if self._refiner is not None and self._refiner.source.location == source.location:
+            return
+        from .refiner import Refiner
+
+        check_available(source)
+        progress.notice(f"loading refiner {source.name}…")
+        self._refiner = Refiner(source, pipe, str(self._key[1]), self._key[2])
+        shared = f", sharing the base's {', '.join(self._refiner.shared)}" if self._refiner.shared else ""
+        progress.notice(f"loaded refiner {source.name}{shared}")
+
     def _model_string(self) -> str:
         source = self._source
         return source.name if source.is_bundled or source.kind == "hub" else source.location
@@ -345,9 +411,84 @@ class Engine:
         if request.preview == "none":
             return None
         taesd = None
-        if self.taesd and request.preview in ("auto", "taesd"):
+        if self._taesd_name() and request.preview in ("auto", "taesd"):
             taesd = self._taesd_model(str(pipe.device), pipe.vae.dtype)
         return Previewer(request.preview, pipe, self._latent_rgb, taesd, (request.width, request.height))
+
+    def _denoise(
+        self,
+        pipe: Any,
+        request: PaintRequest,
+        seeds: list[int],
+        previewer: Previewer | None,
+        progress: Progress,
+        stop: threading.Event,
+        result: PaintResult,
+    ) -> list[Image.Image]:
+        import torch
+
+        capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
+        conditioning = build_conditioning(
+            pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
+            networks_key=self.networks_key,
+        )
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        refiner = self._refiner if request.refiner else None
+        base_steps = refiner.base_steps(request) if refiner is not None else 0
+        done = 0
+        last_frame = -math.inf
+
+        def on_step_end(pipe_: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal done, last_frame
+            total = getattr(pipe_, "num_timesteps", request.steps) or request.steps
+            done = max(1, math.ceil((index + 1) * request.steps / total))
+            if refiner is not None:  # base then refiner: one count over both passes
+                done = min(request.steps, index + 1 + (base_steps if pipe_ is refiner.pipe else 0))
+            capture.latents = tensors["latents"]
+            if refiner is None or pipe_ is not refiner.pipe:  # the refiner encodes its own prompt
+                tensors = conditioning.on_step(pipe_, index, timestep, tensors)
+            if stop.is_set():
+                raise _Stopped(done)
+            previews = None
+            if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
+                x0 = capture.x0 if capture.x0 is not None else tensors["latents"]
+                previews = previewer(x0)
+                last_frame = time.perf_counter()
+            progress.step(done, request.steps, previews)
+            return tensors
+
+        call = {
+            **conditioning.pipeline_kwargs(),
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance,
+            "width": request.width,
+            "height": request.height,
+            "num_images_per_prompt": request.n,
+            "generator": generators,
+            "callback_on_step_end": on_step_end,
+            "callback_on_step_end_tensor_inputs": ["latents"],
+        }
+        if refiner is not None:
+            call.update(refiner.base_call(request))
+        try:
+            if stop.is_set():
+                raise _Stopped(0)
+            with conditioning.applied(pipe):
+                images = pipe(**call).images
+            if refiner is not None:  # 4b. the refiner paints the last steps from the base's latents (refiner.py)
+                refiner.set_sampler(request)
+                capture = _X0Capture(refiner.pipe.scheduler)
+                images = refiner.refine(images, call, request, on_step_end)
+            return images
+        except _Stopped as stopped:
+            result.interrupted_at, result.stopped_by = stopped.step, "stop"
+        except KeyboardInterrupt:
+            result.interrupted_at, result.stopped_by = done, "interrupt"
+        # Stopped: keep the last predicted clean picture, never diffusers' decode of the noisy latent.
+        latents = capture.x0 if capture.x0 is not None else capture.latents
+        if latents is None:
+            return []
+        return to_pil(pipe, decode_latents(pipe, latents))
 
     def _recover_memory(self) -> None:
         gc.collect()

@@ -136,7 +136,7 @@ def check_available(source: ModelSource) -> bool:
 
 
 def load_pipeline(
-    source: ModelSource, device: str, dtype: Any, config: str = "", local_only: bool | None = None
+    source: ModelSource, device: str | None, dtype: Any, config: str = "", local_only: bool | None = None
 ) -> Any:
     """Load a text-to-image pipeline from `source` onto `device` in `dtype`, printing nothing of its own.
 
@@ -147,6 +147,8 @@ def load_pipeline(
     config
         For single-file checkpoints: a diffusers folder or hub id whose configs describe the checkpoint's
         architecture (``from_single_file(config=...)``), so loading never needs the hub when it is local.
+    device
+        Where to put it; None leaves it on the CPU (in `dtype`) for `memory.setup` to place or offload.
     local_only
         For a hub id: load from the local cache without any network (`check_available` says whether it can).
         None asks `check_available` here.
@@ -172,7 +174,7 @@ def load_pipeline(
         else:
             pipe = _load_pretrained(diffusers, source, kwargs, local_only)
         pipe.set_progress_bar_config(disable=True)
-        return pipe.to(device)
+        return pipe.to(device) if device else pipe
 
 
 def _load_pretrained(diffusers: Any, source: ModelSource, kwargs: dict[str, Any], local_only: bool) -> Any:
@@ -184,7 +186,7 @@ def _load_pretrained(diffusers: Any, source: ModelSource, kwargs: dict[str, Any]
         model_index = diffusers.DiffusionPipeline.load_config(source.location, **_only_local(kwargs))
         if "safety_checker" in model_index:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
-        return diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
+        return _from_pretrained(diffusers, source, kwargs)
     except OSError as error:
         if source.kind == "folder":
             raise
@@ -193,6 +195,19 @@ def _load_pretrained(diffusers: Any, source: ModelSource, kwargs: dict[str, Any]
             return diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
         msg = f"{hub.unreachable_message(source.location)} ({hub.describe(error)})"
         raise ValueError(msg) from error
+
+
+def _from_pretrained(diffusers: Any, source: ModelSource, kwargs: dict[str, Any]) -> Any:
+    """From the hub in half precision, try the ``fp16`` variant first: half the download and half the host RAM."""
+    import torch
+
+    dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+    if source.kind == "hub" and dtype == torch.float16:
+        try:
+            return diffusers.DiffusionPipeline.from_pretrained(source.location, variant="fp16", **kwargs)
+        except (OSError, ValueError):  # no fp16 files in this repository: the full-precision ones, cast on load
+            pass
+    return diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
 
 
 def _load_single_file(diffusers: Any, source: ModelSource, config: str, kwargs: dict[str, Any]) -> Any:
@@ -226,6 +241,67 @@ def _configure_transformers_logging() -> None:
 
 def _only_local(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"local_files_only": True} if kwargs.get("local_files_only") else {}
+
+
+def model_family(pipe: Any) -> str:
+    """SD1, SD2, SDXL (or the pipeline's class name for others), from the loaded components."""
+    name = type(pipe).__name__
+    if "XL" in name or getattr(pipe, "text_encoder_2", None) is not None:
+        return "SDXL"
+    unet = getattr(pipe, "unet", None)
+    if unet is not None and "StableDiffusion" in name:
+        width = unet.config.cross_attention_dim
+        return "SD2" if width == 1024 else "SD1"
+    return name.replace("Pipeline", "") or "model"
+
+
+def choose_preset(request: Any, source: ModelSource, pipe: Any, family: str) -> tuple[Any, str]:
+    """Apply ``--preset`` (auto: what the model says it is) to the options left at their defaults.
+
+    Returns
+    -------
+    tuple
+        The request with the preset's steps, CFG, sampler and schedule where the user set none, and the one line
+        saying which preset applied (empty when none did).
+    """
+    from dataclasses import fields
+
+    from .. import presets
+
+    if request.preset == "none":
+        return request, ""
+    if request.preset == "auto":
+        names = [source.name, Path(source.location).name, *presets.lora_names(request.prompt)]
+        scheduler = getattr(pipe, "_jupyter_sd_base_scheduler_config", None) or dict(pipe.scheduler.config)
+        found = presets.detect(names, scheduler, _model_card(source), family)
+        if found is None:
+            return request, ""
+        key, steps = found
+    else:
+        key, steps = request.preset, None
+    defaults = {f.name: f.default for f in fields(request)}
+    changes, line = presets.apply(
+        {name: getattr(request, name) for name in presets.PRESET_FIELDS}, defaults, key, steps
+    )
+    if request.preset != "auto":
+        line = line.replace(" detected:", " preset:")
+    return request.replace(**changes), line
+
+
+def _model_card(source: ModelSource) -> str:
+    """The model card (README.md) of a folder or a cached hub model, if there is one; never the network."""
+    path: Path | None = None
+    if source.kind == "folder":
+        path = Path(source.location) / "README.md"
+    elif source.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source.location, "README.md")
+        path = Path(cached) if isinstance(cached, str) else None
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[:20000] if path and path.is_file() else ""
+    except OSError:
+        return ""
 
 
 def _single_file_class(diffusers: Any, config: str, path: str = "") -> Any:

@@ -1,5 +1,7 @@
-"""A1111's extra networks on the loaded pipeline: LoRA from ``<lora:…>`` tags, textual-inversion embeddings
-triggered by their file name, and an external VAE.
+"""A1111's extra networks on the loaded pipeline: LoRA tags, embeddings by file name, an external VAE.
+
+LoRA come from ``<lora:…>`` tags; a textual-inversion embedding is triggered by its file name; ``--vae`` swaps the
+decoder.
 
 Files come from the models folder (`jupyter_sd.library`). What loads stays loaded on the pipeline (one peft adapter
 per LoRA file, one token set per embedding), so the next cell that names it loads nothing; each request only sets
@@ -38,6 +40,8 @@ _UNSUPPORTED_KINDS = {
 """LyCORIS kinds A1111 loads and diffusers' LoRA converter refuses: a key's suffix → the kind's name."""
 
 
+_TEXT_FIELDS = ("prompt", "negative_prompt", "hires_prompt")
+"""The request's fields the text encoder reads."""
 _SAY_HASHING_ABOVE = 100_000_000
 """Hashing a file this big takes seconds (a checkpoint: half a minute on Drive): say so, once per file."""
 
@@ -46,9 +50,6 @@ _SAY_HASHING_ABOVE = 100_000_000
 class AppliedNetworks:
     """What the networks stage did for one request."""
 
-    prompt: str
-    """The prompt as the text encoder should read it: network tags out, multi-vector embeddings expanded."""
-    negative_prompt: str
     key: tuple
     """Hashable: the LoRA files and weights, embeddings and VAE in use (equal keys paint with equal networks)."""
     text_key: tuple
@@ -56,10 +57,6 @@ class AppliedNetworks:
     conditioning cache."""
     params: dict[str, str] = field(default_factory=dict)
     """A1111 infotext keys: ``Model hash``, ``VAE hash``, ``VAE``, ``Lora hashes``, ``TI hashes``."""
-
-    def text_request(self, request: PaintRequest) -> PaintRequest:
-        """The request with the prompts the text encoder reads (the saved recipe keeps the user's text)."""
-        return request.replace(prompt=self.prompt, negative_prompt=self.negative_prompt)
 
 
 @dataclass
@@ -100,9 +97,7 @@ def state_of(pipe: Any) -> _State:
     return state
 
 
-def apply_networks(
-    pipe: Any, request: PaintRequest, notice: Notice, model_file: str | None = None
-) -> AppliedNetworks:
+def apply_networks(pipe: Any, request: PaintRequest, notice: Notice, model_file: str | None = None) -> AppliedNetworks:
     """Put the request's LoRA, embeddings and VAE on the pipeline; say in one line what could not be used.
 
     Parameters
@@ -115,30 +110,31 @@ def apply_networks(
     ValueError
         For a malformed tag such as ``<lora:>`` (before anything is loaded).
     """
-    prompt, tags, unsupported = extract_networks(request.prompt)
-    negative, negative_tags, negative_unsupported = extract_networks(request.negative_prompt)
-    for tag in unsupported + negative_unsupported:
-        notice(f"prompt: <{tag}> is a kind of extra network jupyter_sd does not support; painting without it")
-    if negative_tags:
-        names = ", ".join(f"<lora:{tag.name}>" for tag in negative_tags)
+    texts, tags = {}, {}
+    for name in _TEXT_FIELDS:  # (tags of unsupported kinds are said by the engine, with the conditioning)
+        texts[name], tags[name], _ = extract_networks(getattr(request, name, "") or "")
+    if tags["negative_prompt"]:
+        names = ", ".join(f"<lora:{tag.name}>" for tag in tags["negative_prompt"])
         notice(f"prompt: {names} in the negative prompt does nothing (A1111 applies LoRA from the prompt only)")
+    if tags["hires_prompt"] and {t.name for t in tags["hires_prompt"]} != {t.name for t in tags["prompt"]}:
+        notice("prompt: the hires pass uses the prompt's LoRA (other LoRA in the hires prompt are not applied)")
     state = state_of(pipe)
     params: dict[str, str] = {}
     if model_file:
         params["Model hash"] = _hash_with_notice("checkpoint", Path(model_file), notice)
     vae_key = _set_vae(pipe, state, request, notice, params)
-    loras = _set_loras(pipe, state, tags, request.allow_pickle, notice)
+    loras = _set_loras(pipe, state, tags["prompt"], request.allow_pickle, notice)
     if loras:
         params["Lora hashes"] = ", ".join(f"{_alias(tag.name)}: {state.loras[path].short_hash}" for path, tag in loras)
-    prompt, negative, used = _use_embeddings(pipe, state, prompt, negative, request.allow_pickle, notice)
+    used = _use_embeddings(pipe, state, texts, request.allow_pickle, notice)
     if used:
         params["TI hashes"] = ", ".join(f"{_alias(stem)}: {state.embeddings[path].short_hash}" for stem, path in used)
-    lora_key = tuple((path, state.loras[path].stamp, tag.te_weight, tag.unet_weight) for path, tag in loras)
+    lora_key = tuple((path, state.loras[path].stamp[:2], tag.te_weight, tag.unet_weight) for path, tag in loras)
     text_key = (
         tuple((path, stamp, te) for path, stamp, te, _ in lora_key),
-        tuple((stem, state.embeddings[path].stamp) for stem, path in used),
+        tuple((stem, state.embeddings[path].stamp[:2]) for stem, path in used),
     )
-    return AppliedNetworks(prompt, negative, (lora_key, text_key[1], vae_key), text_key, params)
+    return AppliedNetworks((lora_key, text_key[1], vae_key), text_key, params)
 
 
 def _alias(name: str) -> str:
@@ -159,7 +155,7 @@ def _hash_with_notice(kind: str, path: Path, notice: Notice) -> str:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """diffusers and peft log and warn while loading adapters; what matters reaches the user as our one line."""
+    """Diffusers and peft log and warn while loading adapters; what matters reaches the user as our one line."""
     loggers = [logging.getLogger(name) for name in ("diffusers", "peft", "transformers")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -256,7 +252,11 @@ def _load_lora(pipe: Any, state: _State, path: Path, allow_pickle: bool, notice:
             raise ValueError(msg)
     except (ValueError, OSError) as error:
         state.refused[key] = stamp
-        notice(str(error) if str(error).startswith("lora:") else f"lora: could not read {path.name} ({_first_line(error)}); painting without it")
+        notice(
+            str(error)
+            if str(error).startswith("lora:")
+            else f"lora: could not read {path.name} ({_first_line(error)}); painting without it"
+        )
         return False
     state.loras[key] = _LoadedLora(adapter, stamp, library.short_hash("lora", path), components)
     state.loads += 1
@@ -277,10 +277,8 @@ def _check_lora(path: Path, weights: dict[str, Any], pipe: Any) -> None:
         or key.startswith("text_encoder_2.")
         for key in weights
     )
-    is_xl_model = getattr(pipe, "text_encoder_2", None) is not None
-    if is_xl_lora != is_xl_model:
-        made_for, this = ("SDXL", "SD 1.x/2.x") if is_xl_lora else ("SD 1.x/2.x", "SDXL")
-        msg = f"lora: {path.name} is made for {made_for} and this model is {this}; painting without it"
+    if is_xl_lora and getattr(pipe, "text_encoder_2", None) is None:  # (the other way round, loading refuses it)
+        msg = f"lora: {path.name} is made for SDXL and this model is SD 1.x/2.x; painting without it"
         raise ValueError(msg)
 
 
@@ -314,7 +312,10 @@ def _activate(pipe: Any, state: _State, active: dict[str, Any]) -> None:
             loaded = state.loras[path]
             names.append(loaded.adapter)
             weights.append(
-                {part: tag.unet_weight if part in ("unet", "transformer") else tag.te_weight for part in loaded.components}
+                {
+                    part: tag.unet_weight if part in ("unet", "transformer") else tag.te_weight
+                    for part in loaded.components
+                }
             )
         pipe.set_adapters(names, weights)
 
@@ -325,25 +326,25 @@ _WORD_EDGE = r"(?<![\w\-.]){}(?![\w\-])"
 
 
 def _use_embeddings(
-    pipe: Any, state: _State, prompt: str, negative: str, allow_pickle: bool, notice: Notice
-) -> tuple[str, str, list[tuple[str, str]]]:
-    """Load the embeddings whose file stem is a word of either prompt (A1111's trigger), expand multi-vector ones."""
+    pipe: Any, state: _State, texts: dict[str, str], allow_pickle: bool, notice: Notice
+) -> list[tuple[str, str]]:
+    """Load the embeddings whose file stem is a word of a prompt (A1111's trigger); return (stem, path) of each.
+
+    A multi-vector embedding is loaded as diffusers does (``stem``, ``stem_1``, …); conditioning.py expands the
+    word to all its vectors and keeps them in one chunk.
+    """
     candidates = library.list_models("embedding")
     if not candidates or not hasattr(pipe, "load_textual_inversion"):
-        return prompt, negative, []
+        return []
     used: list[tuple[str, str]] = []
     for model in candidates:
         pattern = re.compile(_WORD_EDGE.format(re.escape(model.name)), re.IGNORECASE)
-        if not (pattern.search(prompt) or pattern.search(negative)):
+        if not any(pattern.search(text) for text in texts.values()):
             continue
         if not _load_embedding(pipe, state, model.path, model.name, allow_pickle, notice):
             continue
-        tokens = state.embeddings[str(model.path)].tokens
-        if len(tokens) > 1:
-            expanded = " ".join(tokens)
-            prompt, negative = (pattern.sub(lambda _: expanded, text) for text in (prompt, negative))
         used.append((model.name, str(model.path)))
-    return prompt, negative, used
+    return used
 
 
 def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickle: bool, notice: Notice) -> bool:
@@ -359,9 +360,12 @@ def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickl
         del state.embeddings[key]
     try:
         vectors = _embedding_vectors(path, _read_weights(path, allow_pickle, "embedding"), pipe)
-        for encoder, tokenizer, tensor in vectors:
+        for _, tokenizer, _ in vectors:
             if stem in tokenizer.get_vocab() or f"{stem}_1" in tokenizer.get_vocab():
-                msg = f"embedding: {path.name} is named like a word the model already knows ('{stem}'); rename the file to use it"
+                msg = (
+                    f"embedding: {path.name} is named like a word the model already knows ('{stem}'); "
+                    "rename the file to use it"
+                )
                 raise ValueError(msg)
         with _quiet():
             for encoder, tokenizer, tensor in vectors:
@@ -369,7 +373,11 @@ def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickl
     except (ValueError, OSError, RuntimeError) as error:
         state.refused[key] = stamp
         text = str(error)
-        notice(text if text.startswith("embedding:") else f"embedding: could not read {path.name} ({_first_line(error)}); painting without it")
+        notice(
+            text
+            if text.startswith("embedding:")
+            else f"embedding: could not read {path.name} ({_first_line(error)}); painting without it"
+        )
         return False
     count = vectors[0][2].shape[0]
     tokens = (stem, *(f"{stem}_{i}" for i in range(1, count)))
@@ -379,8 +387,10 @@ def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickl
 
 
 def _embedding_vectors(path: Path, data: Any, pipe: Any) -> list[tuple[Any, Any, Any]]:
-    """The (text encoder, tokenizer, vectors) to load: A1111 ``.pt`` (``string_to_param``), A1111 safetensors
-    (``emb_params``), diffusers' one-key files, SDXL's ``clip_l``/``clip_g`` pair.
+    """The (text encoder, tokenizer, vectors) to load, from any layout A1111 reads.
+
+    A1111 ``.pt`` (``string_to_param``), A1111 safetensors (``emb_params``), diffusers' one-key files, SDXL's
+    ``clip_l``/``clip_g`` pair.
 
     Raises
     ------
@@ -440,7 +450,11 @@ def _set_vae(pipe: Any, state: _State, request: PaintRequest, notice: Notice, pa
             vae = _load_vae(path, pipe, request.allow_pickle)
         except (ValueError, OSError, RuntimeError) as error:
             text = str(error)
-            notice(text if text.startswith("vae:") else f"vae: could not load {path.name} ({_first_line(error)}); painting with the model's own")
+            notice(
+                text
+                if text.startswith("vae:")
+                else f"vae: could not load {path.name} ({_first_line(error)}); painting with the model's own"
+            )
             if state.own_vae is not None and state.vae is not None:
                 pipe.vae = state.own_vae
                 state.vae = None
@@ -485,6 +499,8 @@ def _load_vae(path: Path, pipe: Any, allow_pickle: bool) -> Any:
         try:
             vae.load_state_dict(weights, strict=True)
         except RuntimeError as error:
-            msg = f"vae: {path.name} does not fit this model's VAE ({_first_line(error)}); painting with the model's own"
+            msg = (
+                f"vae: {path.name} does not fit this model's VAE ({_first_line(error)}); painting with the model's own"
+            )
             raise ValueError(msg) from error
     return vae.to(own.device, own.dtype)

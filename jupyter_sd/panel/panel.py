@@ -24,6 +24,7 @@ from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery, Item
 from .images import ImageInput
 from .worker import Job, LiveArea, Worker, background_default, error_line
+from .xyz_section import XYZSection
 
 __all__ = ["CellControls", "Panel"]
 
@@ -116,6 +117,7 @@ class Panel(widgets.VBox):
                 self.live,
                 self.queue_box,
                 self.gallery,
+                XYZSection(self),
             ]
         )
         self.add_class("jupyter-sd-panel")

@@ -17,7 +17,13 @@ export enum PaintClass {
   emphasis = 'jp-sd-emphasis',
   weight = 'jp-sd-weight',
   tag = 'jp-sd-tag',
-  keyword = 'jp-sd-keyword'
+  keyword = 'jp-sd-keyword',
+  /** The brackets and colons of prompt editing `[from:to:when]`. */
+  edit = 'jp-sd-edit',
+  /** The `when` of prompt editing: a step, or a fraction of the steps. */
+  editWhen = 'jp-sd-edit-when',
+  /** The brackets and bars of alternation `[a|b]`. */
+  alternation = 'jp-sd-alternation'
 }
 
 /** A highlighted range of the cell text (`from` inclusive, `to` exclusive). */
@@ -128,7 +134,69 @@ function paramLine(from: number, line: string, tokens: IPaintToken[]): void {
   }
 }
 
-/** Weights `(word:1.2)`, emphasis `(word)` / `[word]`, tags `<lora:name:0.8>`, BREAK/AND. */
+/** One part of an editing or alternation bracket: text, or a `(...)` group (which may hold a colon). */
+const PART = String.raw`(?:[^[\]\n:|()]|\([^()\n]*\))*`;
+/** `[to:when]`, `[from:to:when]`, `[from::when]`. */
+const EDIT = new RegExp(
+  String.raw`\[(${PART})(?::(${PART}))?:\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*\]`,
+  'dg'
+);
+/** `[a|b]`, `[a|b|c]`, `[fe|]male`. */
+const ALTERNATION = new RegExp(String.raw`\[${PART}(?:\|${PART})+\]`, 'g');
+
+/**
+ * Prompt editing and alternation: their punctuation and `when` are marked (the text inside keeps
+ * its own marks); the whole bracket is returned so plain emphasis does not claim it.
+ */
+function editParts(
+  text: string,
+  free: (a: number, b: number) => boolean,
+  add: (a: number, b: number, cls: PaintClass) => void
+): Array<[number, number]> {
+  const spans: Array<[number, number]> = [];
+  let m: RegExpExecArray | null;
+  EDIT.lastIndex = 0;
+  while ((m = EDIT.exec(text)) !== null) {
+    const [a, b] = [m.index, m.index + m[0].length];
+    if (!free(a, b)) {
+      continue;
+    }
+    const indices = m.indices!;
+    const marks: Array<[number, number, PaintClass]> = [[a, a + 1, PaintClass.edit]];
+    marks.push([indices[1][1], indices[1][1] + 1, PaintClass.edit]);
+    if (indices[2]) {
+      marks.push([indices[2][1], indices[2][1] + 1, PaintClass.edit]);
+    }
+    marks.push([indices[3][0], indices[3][1], PaintClass.editWhen]);
+    marks.push([b - 1, b, PaintClass.edit]);
+    marks.forEach(([x, y, cls]) => add(x, y, cls));
+    spans.push([a, b]);
+  }
+  ALTERNATION.lastIndex = 0;
+  while ((m = ALTERNATION.exec(text)) !== null) {
+    const [a, b] = [m.index, m.index + m[0].length];
+    if (!free(a, b) || spans.some(([x, y]) => a < y && b > x)) {
+      continue;
+    }
+    let depth = 0;
+    add(a, a + 1, PaintClass.alternation);
+    for (let i = a + 1; i < b - 1; i++) {
+      const c = text[i];
+      depth += c === '(' ? 1 : c === ')' ? -1 : 0;
+      if (c === '|' && depth === 0) {
+        add(i, i + 1, PaintClass.alternation);
+      }
+    }
+    add(b - 1, b, PaintClass.alternation);
+    spans.push([a, b]);
+  }
+  return spans;
+}
+
+/**
+ * Weights `(word:1.2)`, emphasis `(word)` / `[word]`, tags `<lora:name:0.8>`, prompt editing
+ * `[a:b:0.5]`, alternation `[a|b]`, BREAK/AND.
+ */
 function promptParts(from: number, text: string, tokens: IPaintToken[]): void {
   const taken: Array<[number, number]> = [];
   const free = (a: number, b: number) => taken.every(([x, y]) => b <= x || a >= y);
@@ -141,6 +209,7 @@ function promptParts(from: number, text: string, tokens: IPaintToken[]): void {
     add(m.index, m.index + m[0].length, PaintClass.tag);
     taken.push([m.index, m.index + m[0].length]);
   }
+  const tags = taken.slice();
   const weighted = /\(([^()]*?):\s*(-?\d+(?:\.\d+)?)\s*\)/g;
   while ((m = weighted.exec(text)) !== null) {
     const [a, b] = [m.index, m.index + m[0].length];
@@ -152,17 +221,22 @@ function promptParts(from: number, text: string, tokens: IPaintToken[]): void {
     add(a + w, a + w + m[2].length, PaintClass.weight);
     taken.push([a, b]);
   }
+  // Editing brackets may hold weighted groups ([(a:2):3], [a|(b:1.1)]): checked against tags only.
+  const edits = editParts(text, (a, b) => tags.every(([x, y]) => b <= x || a >= y), add);
+  // later marks may sit inside an editing bracket, never across its edge or on the bracket itself
+  const fits = (a: number, b: number) =>
+    free(a, b) && edits.every(([x, y]) => b <= x || a >= y || (a > x && b < y));
   const plain = /\([^()\n]*\)|\[[^[\]\n]*\]/g;
   while ((m = plain.exec(text)) !== null) {
     const [a, b] = [m.index, m.index + m[0].length];
-    if (free(a, b)) {
+    if (fits(a, b)) {
       add(a, b, PaintClass.emphasis);
       taken.push([a, b]);
     }
   }
   const keyword = /\b(BREAK|AND)\b/g;
   while ((m = keyword.exec(text)) !== null) {
-    if (free(m.index, m.index + m[0].length)) {
+    if (fits(m.index, m.index + m[0].length)) {
       add(m.index, m.index + m[0].length, PaintClass.keyword);
     }
   }

@@ -97,4 +97,82 @@ describe('paintTokens', () => {
       expect(q[PaintClass.prompt]?.length).toBeGreaterThan(0);
     }
   );
+
+  describe('prompt editing and alternation', () => {
+    /** Each token as [text, class], in order, inside the prompt line only. */
+    const marks = (prompt: string) =>
+      paintTokens(`%%paint\n${prompt}`)
+        .filter(t => t.cls !== PaintClass.prompt && t.cls !== PaintClass.magic)
+        .map(t => [`%%paint\n${prompt}`.slice(t.from, t.to), t.cls]);
+
+    it('marks the brackets, colons and when of [from:to:when]', () => {
+      expect(marks('a [cat:dog:0.5] b')).toEqual([
+        ['[', PaintClass.edit],
+        [':', PaintClass.edit],
+        [':', PaintClass.edit],
+        ['0.5', PaintClass.editWhen],
+        [']', PaintClass.edit]
+      ]);
+    });
+
+    it('marks [to:when] and [from::when] with integer steps', () => {
+      expect(marks('[b: 12 ]').map(m => m[0])).toEqual(['[', ':', '12', ']']);
+      expect(marks('[b::3]').map(m => m[0])).toEqual(['[', ':', ':', '3', ']']);
+    });
+
+    it('keeps the weights inside an editing bracket', () => {
+      expect(marks('[(a:2):3]')).toEqual([
+        ['[', PaintClass.edit],
+        ['(a:2)', PaintClass.emphasis],
+        ['2', PaintClass.weight],
+        [':', PaintClass.edit],
+        ['3', PaintClass.editWhen],
+        [']', PaintClass.edit]
+      ]);
+    });
+
+    it('marks the bars of alternation, empty options too', () => {
+      expect(marks('[cow|horse|(pig:1.1)] in a field')).toEqual([
+        ['[', PaintClass.alternation],
+        ['|', PaintClass.alternation],
+        ['|', PaintClass.alternation],
+        ['(pig:1.1)', PaintClass.emphasis],
+        ['1.1', PaintClass.weight],
+        [']', PaintClass.alternation]
+      ]);
+      expect(marks('[fe|]male').map(m => m[0])).toEqual(['[', '|', ']']);
+    });
+
+    it('nests: the inner bracket is marked inside the outer emphasis', () => {
+      const m = marks('((a [b:c:2]))');
+      expect(m.filter(x => x[1] === PaintClass.edit).map(x => x[0])).toEqual(['[', ':', ':', ']']);
+      expect(m).toContainEqual(['2', PaintClass.editWhen]);
+    });
+
+    it('leaves plain emphasis and malformed brackets alone', () => {
+      expect(marks('[blurry]')).toEqual([['[blurry]', PaintClass.emphasis]]);
+      expect(marks('[a:b:c:1]').some(m => m[1] === PaintClass.edit)).toBe(false);
+      expect(marks('[a:b]').some(m => m[1] === PaintClass.edit)).toBe(false);
+      expect(marks('a | b').some(m => m[1] === PaintClass.alternation)).toBe(false);
+    });
+
+    it('marks BREAK and AND, also next to editing brackets', () => {
+      expect(
+        marks('a [b:c:0.3] BREAK d AND e :0.5').filter(m => m[1] === PaintClass.keyword)
+      ).toEqual([
+        ['BREAK', PaintClass.keyword],
+        ['AND', PaintClass.keyword]
+      ]);
+      expect(marks('ANDROID BREAKfast').some(m => m[1] === PaintClass.keyword)).toBe(false);
+    });
+
+    it('does not look inside a tag', () => {
+      expect(marks('<lora:x:0.5> [a|b]')).toEqual([
+        ['<lora:x:0.5>', PaintClass.tag],
+        ['[', PaintClass.alternation],
+        ['|', PaintClass.alternation],
+        [']', PaintClass.alternation]
+      ]);
+    });
+  });
 });

@@ -1,0 +1,91 @@
+"""The SDXL refiner: a second model that paints the last steps (A1111's ``Refiner`` and ``Refiner switch at``).
+
+The base pipeline denoises up to the switch (``denoising_end``) and hands over its latents; the refiner, an
+img2img pipeline, goes on from there (``denoising_start``) with the same sampler, seeds and prompt. It is loaded
+beside the base and borrows the base's VAE and second text encoder when their configs match (as diffusers' SDXL
+refiner example does), so it costs only its UNet (and its own text encoder where it differs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ..samplers import make_scheduler
+from .models import ModelSource, load_pipeline
+from .quiet import quiet
+
+_SHARED = ("vae", "text_encoder_2", "tokenizer_2")
+
+
+class Refiner:
+    """A loaded refiner for one base pipeline."""
+
+    def __init__(self, source: ModelSource, base: Any, device: str, dtype: Any) -> None:
+        import diffusers
+
+        self.source = source
+        plain = load_pipeline(source, None, dtype)
+        shared = {
+            name: getattr(base, name)
+            for name in _SHARED
+            if getattr(base, name, None) is not None and _same_config(getattr(plain, name, None), getattr(base, name))
+        }
+        components = {**plain.components, **shared}
+        with quiet():
+            self.pipe = diffusers.StableDiffusionXLImg2ImgPipeline.from_pipe(plain, **components)
+            self.pipe.set_progress_bar_config(disable=True)
+            self.pipe.to(device)
+        self.shared = sorted(shared)
+        self.base_config = dict(self.pipe.scheduler.config)
+
+    @staticmethod
+    def base_call(request: Any) -> dict[str, Any]:
+        """What the base pass adds to its call: stop at the switch and hand over latents."""
+        return {"denoising_end": request.refiner_switch, "output_type": "latent"}
+
+    @staticmethod
+    def base_steps(request: Any) -> int:
+        """How many of the steps the base paints (diffusers counts the switch over the timesteps the same way)."""
+        return min(request.steps, max(1, math.ceil(request.steps * request.refiner_switch)))
+
+    def set_sampler(self, request: Any) -> None:
+        """The base's sampler and schedule, on the refiner's own scheduler config."""
+        self.pipe.scheduler = make_scheduler(request.sampler, request.schedule, self.base_config)
+
+    def refine(
+        self, latents: Any, call: dict[str, Any], request: Any, on_step_end: Callable[..., dict[str, Any]]
+    ) -> list[Any]:
+        """Paint the last steps from the base's latents (after `set_sampler`); returns the pictures."""
+        refiner_call = {key: call[key] for key in ("num_inference_steps", "guidance_scale", "generator") if key in call}
+        refiner_call.update(
+            prompt=request.prompt,  # the refiner has its own text encoder: plain text, A1111 weights not applied
+            negative_prompt=request.negative_prompt or None,
+            image=latents,
+            denoising_start=request.refiner_switch,
+            num_images_per_prompt=1,  # the latents already hold the whole batch
+            callback_on_step_end=on_step_end,
+            callback_on_step_end_tensor_inputs=["latents"],
+        )
+        if refiner_call.get("prompt") is not None and request.n > 1:
+            refiner_call["prompt"] = [refiner_call["prompt"]] * request.n
+            if refiner_call.get("negative_prompt") is not None:
+                refiner_call["negative_prompt"] = [refiner_call["negative_prompt"]] * request.n
+        return self.pipe(**refiner_call).images
+
+
+def _same_config(mine: Any, base: Any) -> bool:
+    """Whether two components are the same architecture (configs, or a tokenizer's vocabulary, match)."""
+    if mine is None or type(mine) is not type(base):
+        return False
+    if not hasattr(base, "config"):
+        return hasattr(base, "get_vocab") and mine.get_vocab() == base.get_vocab()
+    ignore = {"_name_or_path", "_commit_hash", "transformers_version", "_diffusers_version", "torch_dtype", "dtype"}
+
+    def plain(component: Any) -> dict[str, Any]:
+        config = component.config
+        data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        return {key: value for key, value in data.items() if key not in ignore}
+
+    return plain(mine) == plain(base)
