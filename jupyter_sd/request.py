@@ -171,6 +171,25 @@ class PaintRequest:
             range=(1, 12),
         ),
     )
+    emphasis: str = field(
+        default="Original",
+        metadata=_option(
+            "A1111's emphasis mode: Original (weights, rescaled to the original mean), No norm (weights only), "
+            "Ignore (weights ignored) or None (brackets and BREAK are plain text).",
+            flags=("--emphasis",),
+            infotext="Emphasis",
+            choices=("Original", "No norm", "Ignore", "None"),
+        ),
+    )
+    pad_conds: bool = field(
+        default=False,
+        metadata=_option(
+            "Pad the shorter of prompt and negative prompt with empty chunks (one UNet batch) instead of running "
+            "the two halves separately, as A1111's 'pad prompt/negative prompt to be same length'.",
+            flags=("--pad-conds",),
+            infotext="Pad conds",
+        ),
+    )
     preview: str = field(
         default="auto",
         metadata=_option(
@@ -579,6 +598,10 @@ class PaintRequest:
             params["Denoising strength"] = _format_number(self.hires_denoise)
         if self.clip_skip != 1:
             params["Clip skip"] = self.clip_skip
+        if self.emphasis != "Original":
+            params["Emphasis"] = self.emphasis
+        if self.pad_conds:
+            params["Pad conds"] = True
         params.update(self._mode_params())
         if self.refiner:
             params["Refiner"] = self.refiner

@@ -431,6 +431,8 @@ class Engine:
         conditioning = build_conditioning(
             pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
             networks_key=self.networks_key,
+            pad_to_same_length=request.pad_conds,
+            emphasis=request.emphasis,
         )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         refiner = self._refiner if request.refiner else None
