@@ -587,3 +587,23 @@ def test_kernel_interrupt_in_each_pass(kernel, tiny_model_dir, options, wait_for
     again = kernel.execute(f"%%paint --model {tiny_model_dir} --steps 2 --seed 6 -o after\nnext")
     assert reply_status(again) == "ok" and "loading" not in stream_text(again)
     assert stream_text(kernel.execute("print(jupyter_sd.get_engine().load_count)")) == before
+
+
+@pytest.mark.slow
+def test_example_notebook_runs_top_to_bottom(tmp_path):
+    import shutil
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook_file = tmp_path / "img2img.ipynb"
+    shutil.copy(ROOT / "examples" / "img2img.ipynb", notebook_file)
+    notebook = nbformat.read(notebook_file, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(f"__session__ = {str(notebook_file)!r}"))
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert "(128, 128) True" in "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert len(list((tmp_path / "img2img-paint").glob("0000*.png"))) == 4

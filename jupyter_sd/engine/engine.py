@@ -403,6 +403,8 @@ class Engine:
                 request.clip_skip,
                 hires_steps=None if hires_steps is None else _a1111_steps(pipe, hires_steps),
                 networks_key=self.networks_key,
+                pad_to_same_length=request.pad_conds,
+                emphasis=request.emphasis,
             )
 
         return condition
