@@ -267,3 +267,10 @@ def test_an_init_path_given_or_typed_shows_the_picture(tiny_model_dir, tmp_path,
     assert made.images.picture is None and made.images.thumb.layout.display == "none"
     made.controls.widgets["init"].value = str(path)
     assert made.images.picture.size == (24, 24) and made.request().strength == 0.5
+
+
+def test_an_upload_that_cannot_be_kept_is_one_line(panel, tmp_path):
+    (tmp_path / "out").write_text("a file where the output folder should be")
+    _upload(panel, "c.png", _png(_circle()))
+    assert "init: could not keep the picture in" in html.unescape(panel.live.error.value)
+    assert panel.controls.widgets["init"].value == "" and panel.images.picture is None
