@@ -80,7 +80,7 @@ def choose_offload(mode: str, device: str, pipe: Any, family: str) -> tuple[str,
     if free is None:
         return "none", ""
     chosen = offload_for(free, component_gb(pipe), family)
-    return chosen, f"{free:.1f} GB free" + ("" if chosen == "none" else f": {chosen} offload")
+    return chosen, (f"all on the GPU, {free:.1f} GB free" if chosen == "none" else f"{chosen} offload, {free:.1f} GB free")
 
 
 def place(pipe: Any, device: str, offload: str) -> Any:
@@ -265,7 +265,7 @@ class MemoryPlan:
     def describe(self) -> str:
         """Words for the load line: the offload mode when there is one, and why."""
         if self.offload == "none":
-            return ""
+            return self.why  # auto on CUDA says it kept everything on the GPU
         return self.why or f"{self.offload} offload"
 
     def before_call(self, pipe: Any, request: Any, notice: Callable[[str], None]) -> None:
