@@ -54,7 +54,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    import torch
     from ldm_checkpoint import config_only_copy, ldm_state_dict
     from safetensors.torch import save_file
     from sd_shapes import make_sd15_shaped
@@ -78,7 +77,8 @@ def main() -> None:
         print(f"file {size / 2**30:.2f} GiB (SD-1.5-shaped, fp16), {args.runs} runs each, interleaved")
         for which, label in (("ours", "jupyter_sd engine"), ("raw", "raw from_single_file")):
             values = ratios[which]
-            print(f"{label:<22} peak RSS growth / file size: min {min(values):.2f}×  median {statistics.median(values):.2f}×")
+            median = statistics.median(values)
+            print(f"{label:<22} peak RSS growth / file size: min {min(values):.2f}×  median {median:.2f}×")
         print(f"ratio of medians ours/raw: {statistics.median(ratios['ours']) / statistics.median(ratios['raw']):.2f}")
 
 

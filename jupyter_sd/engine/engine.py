@@ -19,8 +19,7 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
-from . import warmup
-from . import memory
+from . import memory, warmup
 from .conditioning import build_conditioning
 from .models import (
     ModelSource,
