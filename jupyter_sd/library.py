@@ -164,12 +164,33 @@ def find_model(kind: str, name: str) -> ModelFile | None:
         relative = model.path.relative_to(root).as_posix()
         if wanted in (model.name, relative, relative.rsplit(".", 1)[0]):
             return model
+    if kind == "lora":  # A1111 also knows a LoRA by the name kohya stored in it (its "alias")
+        for model in models:
+            if (
+                model.path.suffix.lower() == ".safetensors"
+                and safetensors_metadata(model.path).get("ss_output_name") == wanted
+            ):
+                return model
     if _HEX.match(name):
         prefix = name.lower()
         for model in models:
             if model.path.is_file() and any(h.startswith(prefix) for h in _hashes_of(kind, model.path, len(prefix))):
                 return model
     return None
+
+
+def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header (kohya keeps the LoRA's name and training notes there)."""
+    try:
+        with open(path, "rb") as file:
+            size = int.from_bytes(file.read(8), "little")
+            if not 0 < size < 100_000_000:
+                return {}
+            header = json.loads(file.read(size))
+    except (OSError, ValueError):
+        return {}
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _hashes_of(kind: str, path: Path, length: int) -> list[str]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import string
 from collections.abc import Mapping
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Unicode, observe
 
 from . import library, painter
@@ -88,6 +89,31 @@ def expand_variables(body: str, namespace: Mapping[str, Any]) -> str:
         raise ValueError(msg) from None
 
 
+_PICTURE_OPTION = re.compile(r"""(--init|--mask)(\s+|=)(\{\w+\})""")
+
+
+def expand_line(line: str, namespace: Mapping[str, Any]) -> str:
+    """IPython's ``{name}`` / ``$name`` expansion of a magic line, except a picture named for ``--init``/``--mask``.
+
+    ``--init {photo}`` keeps the name, so the picture itself (not its text) reaches the loader; every other
+    ``{name}`` is replaced by the variable's text as IPython does (and left as it is when it can't be).
+    """
+    from IPython.utils.text import DollarFormatter
+
+    kept: list[str] = []
+
+    def keep(match: re.Match) -> str:
+        kept.append(match.group(3))
+        return f"{match.group(1)}{match.group(2)}\x00{len(kept) - 1}\x00"
+
+    protected = _PICTURE_OPTION.sub(keep, line)
+    try:
+        expanded = DollarFormatter().vformat(protected, args=[], kwargs=namespace)
+    except Exception:  # IPython leaves a line it cannot expand as it is
+        expanded = protected
+    return re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], expanded)
+
+
 @magics_class
 class PaintMagics(Magics):
     """The ``%%paint`` magics. Kernel-wide settings are traitlets: ``%config PaintMagics.model = '...'`` works."""
@@ -116,10 +142,11 @@ class PaintMagics(Magics):
     def _sync_taesd(self, change: dict[str, Any]) -> None:
         setattr(painter.get_engine(), change["name"], change["new"])
 
+    @no_var_expand  # we expand the line ourselves: --init {name} / --mask {name} must reach us as names
     @line_cell_magic
     def paint(self, line: str = "", cell: str | None = None) -> Any:  # noqa: D102 (help is HELP, set below)
         try:
-            return self._paint(line, cell)
+            return self._paint(expand_line(line, self.shell.user_ns), cell)
         except (ValueError, MemoryError) as error:
             raise UsageError(one_line(str(error))) from None
 

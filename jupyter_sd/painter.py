@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .engine import Engine, Fanout, Progress
+from .engine.pictures import Pictures
+from .inputs import OBJECT, load_pictures
 from .request import PaintRequest, coerce_options
 from .result import PaintResult
-from .store import default_output_dir, png_info, save_image
+from .store import default_output_dir, png_info, save_image, save_input
 
 if TYPE_CHECKING:
     from .xyz_result import PlotResult
@@ -39,21 +41,41 @@ def new_request(**options: Any) -> PaintRequest:
 class ImageSaver(Progress):
     """Save each finished batch as soon as it is done, so a later interrupt cannot lose it."""
 
-    def __init__(self, folder: Path, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, folder: Path, pictures: Pictures | None = None, metadata: dict[str, Any] | None = None) -> None:
         self.folder = folder
+        self.pictures = pictures
         self.metadata = metadata or {}  # more keys for the JSON chunk (a batch's request key)
 
     def batch(self, images: list[Any], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
         request = result.request
         if not request.save or (result.interrupted and not request.save_incomplete):
             return
+        inputs = self._input_records()
         first = len(result.images) - len(images)
         for offset, (image, seed) in enumerate(zip(images, seeds)):
             index = first + offset
-            recipe = request.replace(seed=seed, n=1, repeat=1)
+            recipe = result.recipe(index)
+            if inputs:
+                recipe = recipe.replace(**{name: record["path"] for name, record in inputs.items()})
             extra = {"seed": seed, "interrupted_at": result.interrupted_at if index >= result.complete else None}
-            info = png_info(result.infotext(index), recipe, {**self.metadata, **extra})
+            info = png_info(result.infotext(index), recipe, {**self.metadata, **extra, **inputs})
             result.paths.append(save_image(image, self.folder, seed, info))
+
+    def _input_records(self) -> dict[str, dict]:
+        """Where the init and mask are on disk (path, sha256); in-memory ones are saved beside the pictures once."""
+        records: dict[str, dict] = {}
+        pictures = self.pictures
+        if pictures is None:
+            return records
+        for name in ("init", "mask"):
+            image, record = getattr(pictures, name), getattr(pictures, f"{name}_record")
+            if image is None:
+                continue
+            if record is None:
+                record = save_input(image, self.folder, name)
+                setattr(pictures, f"{name}_record", record)
+            records[name] = record
+        return records
 
 
 def output_folder(request: PaintRequest, user_ns: Mapping[str, Any] | None = None) -> Path:
@@ -68,6 +90,7 @@ def render(
     stop: threading.Event | None = None,
     user_ns: Mapping[str, Any] | None = None,
     reraise_interrupt: bool = True,
+    pictures: Mapping[str, Any] | None = None,
     folder: Path | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> PaintResult:
@@ -78,6 +101,9 @@ def render(
     reraise_interrupt
         After a kernel interrupt, re-raise ``KeyboardInterrupt`` (so a loop of ``paint()`` calls stops) once the
         interrupted result is kept in ``get_engine().last_result``. The magic passes False and shows the result.
+    pictures
+        ``{"init": ..., "mask": ...}`` given as objects (PIL image, `PaintResult`, numpy array) rather than as the
+        request's text; the panel's upload and mask painter hand theirs in here.
     folder, metadata
         Save into `folder` instead of the request's output folder; add `metadata` to each PNG's JSON chunk (batches
         use both: a Ray worker paints into a scratch folder, and every picture carries its request's key).
@@ -88,8 +114,10 @@ def render(
         For an invalid request, before anything is loaded or written.
     """
     request.validate()
-    saver = ImageSaver(folder or output_folder(request, user_ns), metadata)
-    result = get_engine().generate(request, Fanout(saver, view), stop)
+    engine = get_engine()
+    loaded = load_pictures(request, user_ns, engine.last_result, pictures)
+    saver = ImageSaver(folder or output_folder(request, user_ns), loaded, metadata)
+    result = engine.generate(request, Fanout(saver, view), stop, loaded)
     if reraise_interrupt and result.stopped_by == "interrupt":
         raise KeyboardInterrupt
     return result
@@ -138,5 +166,7 @@ def paint(prompt: str = "", *, view: Progress | None = None, **options: Any) -> 
         user_ns = shell.user_ns if shell is not None else None
     except ImportError:  # pragma: no cover
         pass
+    objects = {name: options.pop(name) for name in ("init", "mask") if not isinstance(options.get(name, ""), str)}
+    options.update({name: OBJECT for name in objects})
     request = new_request(prompt=prompt, **options)
-    return render(request, view if view is not None else _default_view(), user_ns=user_ns)
+    return render(request, view if view is not None else _default_view(), user_ns=user_ns, pictures=objects)

@@ -171,6 +171,25 @@ class PaintRequest:
             range=(1, 12),
         ),
     )
+    emphasis: str = field(
+        default="Original",
+        metadata=_option(
+            "A1111's emphasis mode: Original (weights, rescaled to the original mean), No norm (weights only), "
+            "Ignore (weights ignored) or None (brackets and BREAK are plain text).",
+            flags=("--emphasis",),
+            infotext="Emphasis",
+            choices=("Original", "No norm", "Ignore", "None"),
+        ),
+    )
+    pad_conds: bool = field(
+        default=False,
+        metadata=_option(
+            "Pad the shorter of prompt and negative prompt with empty chunks (one UNet batch) instead of running "
+            "the two halves separately, as A1111's 'pad prompt/negative prompt to be same length'.",
+            flags=("--pad-conds",),
+            infotext="Pad conds",
+        ),
+    )
     preview: str = field(
         default="auto",
         metadata=_option(
@@ -499,6 +518,9 @@ class PaintRequest:
             )
             raise ValueError(msg)
         hires = self.hires > 0 or bool(self.hires_size)
+        if getattr(self, "refiner", "") and (hires or self.init or self.variation_strength > 0):
+            msg = "refiner: works with plain text-to-image only (not with --init, --hires or a variation seed)"
+            raise ValueError(msg)
         if hires and self.init:
             msg = "hires: the hires fix is for text-to-image; with --init, paint at the size you want (--size)"
             raise ValueError(msg)
@@ -523,7 +545,10 @@ class PaintRequest:
         return not self.init and (self.hires > 0 or bool(self.hires_size))
 
     def hires_target(self) -> tuple[int, int, int, int]:
-        """A1111's hires size: (width, height) upscaled to, and the latent rows/columns cropped (`truncate`).
+        """A1111's hires size: (width, height) upscaled to, and the pixels cropped off (x, y) to reach `hires_size`.
+
+        With ``--hires-size`` of another aspect the picture is upscaled to cover it, keeping its aspect, and the
+        excess is cropped from the latents (half each side, as A1111's ``truncate_x``/``truncate_y``).
 
         Raises
         ------
@@ -540,7 +565,7 @@ class PaintRequest:
                 to_x, to_y = resize_x, resize_x * height // width
             else:
                 to_x, to_y = resize_y * width // height, resize_y
-            truncate_x, truncate_y = (to_x - resize_x) // 8, (to_y - resize_y) // 8
+            truncate_x, truncate_y = to_x - resize_x, to_y - resize_y
         if max(to_x, to_y) > MAX_SIDE:
             msg = f"hires: the hires size must be at most {MAX_SIDE} a side (got {to_x}x{to_y})"
             raise ValueError(msg)
@@ -573,6 +598,10 @@ class PaintRequest:
             params["Denoising strength"] = _format_number(self.hires_denoise)
         if self.clip_skip != 1:
             params["Clip skip"] = self.clip_skip
+        if self.emphasis != "Original":
+            params["Emphasis"] = self.emphasis
+        if self.pad_conds:
+            params["Pad conds"] = True
         params.update(self._mode_params())
         if self.refiner:
             params["Refiner"] = self.refiner
@@ -593,8 +622,6 @@ class PaintRequest:
             if self.masked_content != "original":
                 params["Masked content"] = self.masked_content
         if self.hires_enabled:
-            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
-                params["Hires sampler"] = self.hires_sampler
             if self.hires_prompt and self.hires_prompt != self.prompt:
                 params["Hires prompt"] = self.hires_prompt
             if self.hires_size:
@@ -604,6 +631,8 @@ class PaintRequest:
             if self.hires_steps:
                 params["Hires steps"] = self.hires_steps
             params["Hires upscaler"] = self.hires_upscaler
+            if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
+                params["Hires sampler"] = self.hires_sampler
         return params
 
     def to_infotext(

@@ -50,6 +50,8 @@ class PaintResult:
     request: PaintRequest
     images: list[Image.Image] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    variation_seeds: list[int] = field(default_factory=list)
+    """Each image's variation seed (A1111 counts it up over a batch while the seed stays fixed)."""
     paths: list[Path] = field(default_factory=list)
     interrupted_at: int | None = None
     """The step (1-based) at which a stop or interrupt ended the run, or None when it ran to the end."""
@@ -73,13 +75,20 @@ class PaintResult:
         """The first picture (the usual case: one prompt, one image)."""
         return self.images[0] if self.images else None
 
+    def recipe(self, index: int = 0) -> PaintRequest:
+        """The request that paints image `index` alone: its own seed and variation seed, one image."""
+        changes: dict = {"seed": self.seeds[index], "n": 1, "repeat": 1}
+        if index < len(self.variation_seeds):
+            changes["variation_seed"] = self.variation_seeds[index]
+        return self.request.replace(**changes)
+
     def infotext(self, index: int = 0) -> str:
         """The A1111 generation data of image `index`: its own seed, and the stop step if it was interrupted."""
         stopped = self.interrupted and index >= self.complete
         extra = {**self.params, "Version": f"jupyter_sd {_version()}"}
         if stopped:
             extra["Interrupted"] = f"at step {self.interrupted_at}/{self.steps_total}"
-        return self.request.to_infotext(seed=self.seeds[index], model_name=self.model_name, extra=extra)
+        return self.recipe(index).to_infotext(model_name=self.model_name, extra=extra)
 
     def grid(self) -> Image.Image | None:
         """All pictures in one grid image."""

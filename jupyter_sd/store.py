@@ -8,6 +8,8 @@ whole request.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -84,8 +86,10 @@ def next_number(folder: Path) -> int:
     return highest + 1
 
 
-def save_image(image: Image.Image, folder: str | os.PathLike, seed: int, info: PngInfo) -> Path:
+def save_image(image: Image.Image, folder: str | os.PathLike, seed: int | str, info: PngInfo) -> Path:
     """Write `image` as the next ``NNNNN-SEED.png`` in `folder`, atomically and without overwriting anything.
+
+    `seed` may be a tag instead (``"xyz"`` names an X/Y/Z grid ``NNNNN-xyz.png``).
 
     The PNG is written to a temporary file first; then its number is claimed (an exclusively created marker, so
     two writers never share a number whatever their seeds; a lost claim retries with the next number) and the
@@ -137,6 +141,109 @@ def _claim(folder: Path, number: int) -> Path | None:
     return marker
 
 
+def companion_path(picture: str | os.PathLike, role: str) -> Path:
+    """The file beside a picture that holds one of its inputs: ``00005-42.png`` → ``00005-42-mask.png``."""
+    picture = Path(picture)
+    return picture.with_name(f"{picture.stem}-{role}.png")
+
+
+def file_record(path: str | os.PathLike) -> dict[str, str]:
+    """Path (absolute) and sha256 of an input file, as the JSON chunk records it."""
+    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+
+
+def attach_input(picture: str | os.PathLike, role: str, png: bytes) -> Path:
+    """Save one of a picture's inputs (``role`` = ``mask`` or ``init``) beside it and point its recipe at it.
+
+    The input is written as `companion_path` (never overwriting a file), then the picture's JSON chunk is
+    rewritten so its request's `role` option names that file and the chunk's `role` key records its path and sha256:
+    `load_request` then paints the same picture again. Both files are replaced atomically (temp file + rename),
+    so a reader sees the old picture or the new one, never half of one; the pixels are unchanged.
+
+    Returns
+    -------
+    Path
+        The saved input file.
+
+    Raises
+    ------
+    FileExistsError
+        If the companion file already exists (nothing is changed then).
+    ValueError
+        If the picture carries no JSON recipe.
+    """
+    picture = Path(picture)
+    target = companion_path(picture, role)
+    with Image.open(picture) as image:
+        image.load()
+        text = dict(image.text)
+        if REQUEST_KEY not in text:
+            msg = f"attach_input: {picture} carries no '{REQUEST_KEY}' recipe"
+            raise ValueError(msg)
+        fd, tmp_input = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=picture.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(png)
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # claim: never overwrite
+            os.replace(tmp_input, target)
+        finally:
+            if os.path.exists(tmp_input):
+                os.unlink(tmp_input)
+        payload = json.loads(text[REQUEST_KEY])
+        record = file_record(target)
+        payload.setdefault("request", {})[role] = record["path"]
+        payload[role] = record
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, json.dumps(payload, ensure_ascii=False) if key == REQUEST_KEY else value)
+        fd, tmp_picture = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=picture.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                image.save(handle, format="PNG", pnginfo=info)
+            os.replace(tmp_picture, picture)
+        except BaseException:
+            if os.path.exists(tmp_picture):
+                os.unlink(tmp_picture)
+            raise
+    return target
+def save_input(image: Image.Image, folder: str | os.PathLike, kind: str) -> dict[str, str]:
+    """Save an init or mask that exists only in memory as ``KIND-HASH.png`` in `folder` (once: named by content).
+
+    Returns
+    -------
+    dict
+        ``{"path": ..., "sha256": ...}`` of the file, as the JSON chunk records it.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    target = folder / f"{kind}-{digest[:12]}.png"
+    if not target.is_file():
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp_name, target)
+    return {"path": str(target.resolve()), "sha256": digest}
+
+
+def _check_input(payload: dict, name: str) -> None:
+    """Refuse to re-run from an init or mask file that is gone or changed since the picture was painted."""
+    record = payload.get(name)
+    if not isinstance(record, dict) or "path" not in record:
+        return
+    path = Path(record["path"])
+    if not path.is_file():
+        msg = f"load_request: the {name} picture {path} is no longer there"
+        raise ValueError(msg)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if record.get("sha256") and digest != record["sha256"]:
+        msg = f"load_request: the {name} picture {path} changed since it was painted from (sha256 differs)"
+        raise ValueError(msg)
+
+
 def read_parameters(path: str | os.PathLike) -> str:
     """Return the A1111 ``parameters`` text of a PNG (empty if it has none)."""
     with Image.open(path) as image:
@@ -157,6 +264,8 @@ def load_request(path: str | os.PathLike) -> PaintRequest:
         text = dict(image.text)
     if REQUEST_KEY in text:
         payload = json.loads(text[REQUEST_KEY])
+        for name in ("init", "mask"):
+            _check_input(payload, name)
         request = PaintRequest.from_dict(payload["request"])
         return request.replace(seed=payload.get("seed", request.seed), n=1, repeat=1)
     if PARAMETERS_KEY in text:

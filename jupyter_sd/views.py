@@ -43,10 +43,21 @@ class StepRate:
         return rate, eta
 
 
-def status_text(step: int, total: int, rate: float, eta: float, batch: int = 0, batches: int = 1) -> str:
-    """The progress line: ``step 5/20 · 3.1 it/s · ETA 5 s`` (with the batch when there are several)."""
+def status_text(
+    step: int, total: int, rate: float, eta: float, batch: int = 0, batches: int = 1, phase: str = ""
+) -> str:
+    """The progress line: ``step 5/20 · 3.1 it/s · ETA 5 s``, with the batch and pass when there are several.
+
+    For example ``batch 1/2 · hires 2/2 · step 5/10 · 3.1 it/s · ETA 2 s``.
+    """
     prefix = f"batch {batch + 1}/{batches} · " if batches > 1 else ""
+    prefix += f"{phase} · " if phase else ""
     return f"{prefix}step {step}/{total} · {rate:.1f} it/s · ETA {eta:.0f} s"
+
+
+def phase_text(label: str, index: int, count: int) -> str:
+    """The pass part of the progress line: ``hires 2/2`` (empty for a single-pass request)."""
+    return f"{label} {index + 1}/{count}" if count > 1 else ""
 
 
 def summary_text(result: PaintResult) -> str:
@@ -94,6 +105,7 @@ class InlineView(Progress):
         self._rate = StepRate()
         self._last_status = 0.0
         self._batch, self._batches = 0, 1
+        self._phase = ""
         self.frames = 0
 
     def _publish(self, bundle: dict[str, Any], display_id: str | None, update: bool) -> None:
@@ -114,6 +126,10 @@ class InlineView(Progress):
             self._publish({"text/plain": ""}, self._preview_id, update=False)
             self._publish(_status_bundle(f"painting {request.prompt[:60]!r}…"), self._status_id, update=False)
 
+    def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
+        self._phase = phase_text(label, index, count)
+        self._rate = StepRate()
+
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         if previews:
             self._publish(
@@ -124,7 +140,7 @@ class InlineView(Progress):
         now = time.perf_counter()
         if step == total or now - self._last_status >= STATUS_INTERVAL:
             self._last_status = now
-            text = status_text(step, total, rate, eta, self._batch, self._batches)
+            text = status_text(step, total, rate, eta, self._batch, self._batches, self._phase)
             self._publish(_status_bundle(text, step, total), self._status_id, True)
 
     def finish(self, result: PaintResult) -> None:  # noqa: D102
@@ -151,6 +167,12 @@ class ConsoleView(Progress):
             self._bar.close()
         label = f"batch {batch + 1}/{batches}" if batches > 1 else "painting"
         self._bar = tqdm(total=request.steps, desc=label, unit="step", file=self.stream, leave=True)
+
+    def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
+        if self._bar is not None:
+            self._bar.reset(total=steps)
+            if count > 1:
+                self._bar.set_description(phase_text(label, index, count))
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         if self._bar is not None:

@@ -23,7 +23,7 @@ from .infotext import quote_value
 from .request import MAX_SEED, PaintRequest
 from .result import PaintResult, image_grid
 from .store import png_info, save_image
-from .xyz_axes import PLOT_OPTIONS, SCRIPT_TITLE, AxisValues, parse_axis, split_plot_options
+from .xyz_axes import PLOT_OPTIONS, SCRIPT_TITLE, AxisValues, parse_axis
 from .xyz_grid import GridLayout
 from .xyz_result import Index, PlotResult
 from .xyz_views import PlotView, default_plot_view
@@ -260,6 +260,9 @@ def run_plot(
             view.cell(index, cell, layout.canvas, number, len(cells))
     except KeyboardInterrupt:
         result.stopped_by = "interrupt"
+    except Exception:  # a cell failed (out of memory, say): keep and show what was made, then say why
+        result.stopped_by = "error"
+        raise
     finally:
         result.elapsed = time.perf_counter() - started
         _finish(result, checked, layout, user_ns)
@@ -345,7 +348,7 @@ def xyz(
     ValueError
         For a bad axis, value or option (one line), before anything is painted.
     """
-    specs = {**split_plot_options(options), **{k: v for k, v in {"x": x, "y": y, "z": z}.items() if v}}
+    specs = {which: spec for which, spec in (("x", x), ("y", y), ("z", z)) if spec}
     request = painter.new_request(prompt=prompt, **options)
     return run_plot(request, specs, view, stop=stop, user_ns=_user_ns())
 

@@ -34,7 +34,7 @@ class PlotResult:
     path: Path | None = None
     """The saved grid (``NNNNN-xyz.png``), or None when not saved."""
     stopped_by: str | None = None
-    """``"stop"`` or ``"interrupt"`` when the plot ended before its last cell."""
+    """``"stop"``, ``"interrupt"`` or ``"error"`` (a cell failed) when the plot ended before its last cell."""
     elapsed: float = 0.0
 
     @property
@@ -135,7 +135,7 @@ class PlotResult:
         shape = " × ".join(f"{len(a)} {a.axis.label}" for a in self.axes)
         parts = [f"{len(self.cells)}/{self.total} cells ({shape})"]
         if self.interrupted:
-            parts.append("stopped" if self.stopped_by == "stop" else "interrupted")
+            parts.append({"stop": "stopped", "interrupt": "interrupted"}.get(self.stopped_by, "failed"))
         if self.path is not None:
             parts.append(f"grid {self.path.name}")
         return f"<PlotResult: {'; '.join(parts)}>"

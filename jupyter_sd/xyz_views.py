@@ -59,7 +59,8 @@ def summary(plot: PlotResult) -> str:
     """One line saying how the plot ended and where the grid went."""
     head = f"{len(plot.cells)}/{plot.total} cells in {plot.elapsed:.1f} s"
     if plot.interrupted:
-        head = f"{'stopped' if plot.stopped_by == 'stop' else 'interrupted'} after {head} (finished cells kept)"
+        how = {"stop": "stopped", "interrupt": "interrupted"}.get(plot.stopped_by or "", "failed")
+        head = f"{how} after {head} (finished cells kept)"
     where = f" · grid {plot.path.name} in {plot.path.parent}" if plot.path is not None else ""
     return head + where
 

@@ -386,3 +386,38 @@ def test_sdxl_and_with_different_lengths_runs(engine, sdxl_dir):
     long_prompt = " ".join(WORDS + WORDS) + " AND a blue square :0.7"
     image = _paint(engine, sdxl_dir, long_prompt, "a dog")
     assert image.size == (16, 16)
+
+
+# -- A1111's emphasis modes and "pad conds" ------------------------------------------------------------------------
+
+
+def test_emphasis_modes(pipe):
+    prompt = "a (red:1.5) circle"
+    weights = torch.tensor([1.0, 1.0, 1.5, 1.0] + [1.0] * 12)[None, :, None]
+    plain = _reference(pipe, [_ones(["a", "red", "circle"])])
+    no_norm = build_conditioning(pipe, prompt, "", 4, emphasis="No norm").pipeline_kwargs()["prompt_embeds"]
+    torch.testing.assert_close(no_norm, plain * weights, rtol=1e-5, atol=1e-6)
+    ignore = build_conditioning(pipe, prompt, "", 4, emphasis="Ignore").pipeline_kwargs()["prompt_embeds"]
+    torch.testing.assert_close(ignore, plain, rtol=1e-5, atol=1e-6)
+    # None: the text goes to the tokenizer as written, as diffusers would take it
+    literal = build_conditioning(pipe, "a red BREAK circle", "", 4, emphasis="None").pipeline_kwargs()
+    diffusers_own, _ = pipe.encode_prompt("a red BREAK circle", "cpu", 1, False)
+    assert torch.equal(literal["prompt_embeds"], diffusers_own)
+
+
+def test_pad_conds_paints_what_diffusers_paints_with_the_padded_negative(engine, pipe, sd_dir):
+    long_prompt = " ".join(ROW + ROW + ["cat"])
+    positive = _reference(pipe, [_ones(ROW + ROW), _ones(["cat"])])
+    negative = torch.cat([_reference(pipe, [_ones(["dog"])]), _reference(pipe, [_ones([])])], dim=1)
+    pipe.scheduler = make_scheduler("Euler", "Automatic", dict(pipe.scheduler.config))
+    expected = pipe(
+        prompt_embeds=positive,
+        negative_prompt_embeds=negative,
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        generator=torch.Generator("cpu").manual_seed(3),
+    ).images[0]
+    assert_pixels_close(_paint(engine, sd_dir, long_prompt, "dog", pad_conds=True), expected)
+    separate = _paint(engine, sd_dir, long_prompt, "dog")
+    assert (abs(_px(separate) - _px(expected)) > 1).any()  # the default (separate halves) is another picture
+    assert "Pad conds: True" in PaintRequest(prompt="x", pad_conds=True).to_infotext()

@@ -243,3 +243,25 @@ def test_a_pasted_lora_missing_by_name_is_found_by_its_hash(models):
         f"lora: 'add_detail' is not in {models / 'Lora'}; using more_details, which has its hash"
     ]
     assert PaintRequest.from_infotext(body).prompt == "a cat <lora:more_details:0.8>, <lora:gone:1>"
+
+
+def test_model_option_finds_a_checkpoint_by_name_or_hash(models):
+    from jupyter_sd.engine.models import resolve_model
+
+    data = _random_bytes(4000)
+    path = _write(models / "Stable-diffusion" / "dreamshaper_8.safetensors", data)
+    by_name = resolve_model("dreamshaper_8")
+    assert (by_name.location, by_name.kind, by_name.name) == (str(path.resolve()), "single-file", "dreamshaper_8")
+    assert resolve_model(hashlib.sha256(data).hexdigest()[:10]).location == str(path.resolve())
+    with pytest.raises(ValueError, match="model: no such file or folder 'dreamshaper8' .*Did you mean 'dreamshaper_8'"):
+        resolve_model("dreamshaper8")
+
+
+def test_a_lora_is_also_found_by_the_name_kohya_stored_in_it(models):
+    from safetensors.numpy import save_file
+
+    path = models / "Lora" / "detail_v2-000010.safetensors"
+    save_file({"a": np.zeros(3, np.float32)}, str(path), metadata={"ss_output_name": "add_detail"})
+    assert library.safetensors_metadata(path) == {"ss_output_name": "add_detail"}
+    assert library.find_model("lora", "add_detail").path == path
+    assert library.find_model("lora", "detail_v2-000010").path == path

@@ -380,3 +380,30 @@ def test_the_civitai_recipe_round_trips(models, tiny_model_dir, tmp_path, fresh_
     assert "ignored from" not in capsys.readouterr().out
     assert _same(second.images[0], first.images[0])
     assert parse_infotext(Image.open(second.paths[0]).text["parameters"])[2] == params
+
+
+# -- SDXL ----------------------------------------------------------------------------------------------------------
+
+
+def test_sdxl_embedding_loads_into_both_encoders_and_an_sd_lora_is_one_line(tmp_path, models):
+    from tiny_sdxl import TEXT_2_WIDTH, TEXT_WIDTH, make_tiny_sdxl
+
+    sdxl = make_tiny_sdxl(tmp_path / "sdxl")
+    root = models["root"]
+    clip_l = torch.randn(2, TEXT_WIDTH, generator=torch.Generator().manual_seed(1))
+    clip_g = torch.randn(2, TEXT_2_WIDTH, generator=torch.Generator().manual_seed(2))
+    save_file({"clip_l": clip_l, "clip_g": clip_g}, str(root / "embeddings" / "xlneg.safetensors"))
+    engine = Engine()
+    notes = Notes()
+    result = engine.generate(_request(sdxl, "a red circle xlneg <lora:add_detail:1>"), notes)
+    pipe = engine._pipe
+    for tokenizer, encoder, vectors in ((pipe.tokenizer, pipe.text_encoder, clip_l),
+                                        (pipe.tokenizer_2, pipe.text_encoder_2, clip_g)):  # fmt: skip
+        ids = tokenizer("xlneg xlneg_1", add_special_tokens=False).input_ids
+        assert torch.equal(encoder.get_input_embeddings().weight[ids], vectors)
+    assert parse_infotext(result.infotext(0))[2]["TI hashes"].startswith("xlneg: ")
+    assert notes.lines == ["lora: could not load add_detail.safetensors on this model (its layer sizes are another "
+                           "model's); painting without it"]  # fmt: skip
+    assert not any(pipe.get_list_adapters().values())  # nothing half-loaded
+    assert pixels(result.images[0]).std() > 1
+    (root / "embeddings" / "xlneg.safetensors").unlink()

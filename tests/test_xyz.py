@@ -328,6 +328,7 @@ def test_bundled_plot_grid_holds_each_cell_under_its_labels(bundled_plot):
     top = min(y for _, y in layout_y)
     left = min(x for z, _, x in layout_x if z == 0)
     assert top > 0 and left > 0
+    assert plot.grid.size == (2 * (left + 2 * 64), top + 2 * 64)  # two sub-grids of Y labels + 2×2 cells, under titles
     assert len(_dark_rows(plot.grid, (left, 0, left + 64, top)))
     assert len(_dark_rows(plot.grid, (0, top, left, top + 64)))
     # the live grid was sent after every cell, starting from the labelled placeholder
@@ -401,6 +402,20 @@ def test_interrupt_between_cells_shows_the_partial_grid(tiny_model_dir, tmp_path
     assert plot.stopped_by == "interrupt" and len(plot) == 1 and view.events[-1] == "finish"
     assert 'Fixed X Values: "1, 2, 3"' in plot.infotext
     assert plot.grid is not None and (tmp_path / "00002-xyz.png").exists()
+
+
+def test_a_failing_cell_keeps_the_finished_ones_and_raises(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')  # no components
+    view = Recorder()
+    request = PaintRequest(prompt="a fox", seed=2, steps=1, outdir=str(tmp_path / "out"), preview="none")
+    with pytest.raises(Exception):  # noqa: B017 (whatever the loader raises reaches the caller)
+        run_plot(request, {"x": f"Checkpoint name: {tiny_model_dir}, {broken}"}, view)
+    plot = importlib.import_module("jupyter_sd.xyz").last_plot
+    assert plot.stopped_by == "error" and len(plot) == 1 and view.events[-1] == "finish"
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00001-2.png", "00002-xyz.png"]
+    assert "failed" in repr(plot)
 
 
 def test_stop_event_before_start_paints_nothing(tiny_model_dir, tmp_path):
@@ -678,3 +693,16 @@ def test_lora_weight_and_vae_axes_on_real_files(tiny_model_dir, tmp_path):
         assert "VAE: alt-vae" in read_parameters(plot["alt-vae", 1].paths[0])
     finally:
         library.set_models_dir(None)
+
+
+def test_axis_grid_and_result_modules_sit_at_the_bottom():
+    from pathlib import Path
+
+    from test_package import ABOVE, _imported_modules
+
+    root = Path(__file__).resolve().parents[1] / "jupyter_sd"
+    for name in ("xyz_axes", "xyz_grid", "xyz_result"):
+        imported = _imported_modules(root / f"{name}.py")
+        upward = {m for m in imported if m.startswith("jupyter_sd.") and m.split(".")[1] in (*ABOVE, "xyz_views")}
+        heavy = {m for m in imported if m.split(".")[0] in ("torch", "diffusers", "IPython", "ipywidgets")}
+        assert not upward and not heavy, (name, upward, heavy)

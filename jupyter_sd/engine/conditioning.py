@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..prompts import ExtraNetwork, extract_networks, prompt_schedules, split_and
-from .text_encoding import OPEN_CLIP_WIDTH, Schedule, encode_cached, encoders_of
+from .text_encoding import OPEN_CLIP_WIDTH, Encoding, Schedule, encode_cached, encoders_of
 
 
 def build_conditioning(
@@ -36,6 +36,7 @@ def build_conditioning(
     networks_key: Any = (),
     *,
     pad_to_same_length: bool = False,
+    emphasis: str = "Original",
 ) -> Conditioning:
     """Encode a prompt and negative prompt for one denoising pass of `pipe`.
 
@@ -67,6 +68,9 @@ def build_conditioning(
     pad_to_same_length
         A1111's "pad prompt/negative prompt to be same length": pad the shorter with empty-prompt chunks and run
         one batched UNet call, instead of running the halves separately when their chunk counts differ.
+    emphasis
+        A1111's emphasis mode: ``Original`` (weights, then the mean rescale), ``No norm`` (weights only),
+        ``Ignore`` (weights ignored) or ``None`` (brackets and ``BREAK`` are plain text).
 
     Returns
     -------
@@ -88,8 +92,10 @@ def build_conditioning(
     if sdxl or encoders[0].model.config.hidden_size == OPEN_CLIP_WIDTH:
         clip_skip = 1  # A1111 applies Clip skip to SD 1's CLIP only (SDXL and SD 2 keep their penultimate layer)
 
+    how = Encoding(clip_skip, emphasis)
+
     def encode(text: str) -> Schedule:
-        return encode_cached(encoders, prompt_schedules(text, steps, hires_steps), clip_skip, networks_key)
+        return encode_cached(encoders, prompt_schedules(text, steps, hires_steps), how, networks_key)
 
     parts = [(weight, encode(text)) for text, weight in split_and(prompt_text)]
     uncond = encode(negative_text)

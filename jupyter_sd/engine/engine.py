@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import math
 import secrets
@@ -19,7 +18,7 @@ from PIL import Image
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
-from . import memory, warmup
+from . import memory, modes, warmup
 from .conditioning import build_conditioning
 from .models import (
     ModelSource,
@@ -32,7 +31,11 @@ from .models import (
     resolve_model,
 )
 from .networks import apply_networks
+from .pictures import Pictures
+from .passes import Stopped as _Stopped
+from .passes import X0Capture as _X0Capture
 from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
+from .seeds import batch_seeds
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
 
@@ -45,6 +48,12 @@ class Progress:
 
     def start(self, request: PaintRequest, batch: int, batches: int) -> None:
         """A batch is about to be denoised (`batch` counts from 0)."""
+
+    def phase(self, label: str, index: int, count: int, steps: int) -> None:
+        """A denoising pass starts: `label` (txt2img, img2img, inpaint, hires) is pass `index` (from 0) of `count`.
+
+        Steps are then reported per pass (``step(i, steps)``). Listeners written before passes existed ignore it.
+        """
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:
         """A step finished; `previews` holds one picture per image when this step shows a frame."""
@@ -70,6 +79,12 @@ class Fanout(Progress):
         for listener in self.listeners:
             listener.start(request, batch, batches)
 
+    def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
+        for listener in self.listeners:
+            phase = getattr(listener, "phase", None)  # listeners that predate passes may not have it
+            if phase is not None:
+                phase(label, index, count, steps)
+
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         for listener in self.listeners:
             listener.step(step, total, previews)
@@ -81,63 +96,6 @@ class Fanout(Progress):
     def finish(self, result: PaintResult) -> None:  # noqa: D102
         for listener in self.listeners:
             listener.finish(result)
-
-
-class _Stopped(Exception):
-    """Raised from the step callback to leave the denoising loop at once (no noisy decode)."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(step)
-        self.step = step
-
-
-class _X0Capture:
-    """Wrap ``scheduler.step`` to keep the predicted clean sample (x0), which SD pipelines throw away.
-
-    `functools.wraps` keeps ``step``'s signature visible: pipelines inspect it to decide whether to pass
-    ``generator``, and a bare ``*args`` wrapper would make ancestral samplers ignore the seed.
-    """
-
-    def __init__(self, scheduler: Any) -> None:
-        self.x0: Any = None
-        self.latents: Any = None
-        original = scheduler.step
-
-        @functools.wraps(original)
-        def step(*args: Any, **kwargs: Any) -> Any:
-            output = original(*args, **kwargs)
-            self.x0 = _x0_from(scheduler, output, args, kwargs)
-            return output
-
-        scheduler.step = step
-
-
-def _x0_from(scheduler: Any, output: Any, args: tuple, kwargs: dict) -> Any:
-    """Find x0 in a scheduler step's output, its state, or (epsilon schedulers) compute it."""
-    if isinstance(output, tuple):
-        if len(output) > 1 and output[1] is not None:
-            return output[1]
-    else:
-        for name in ("pred_original_sample", "denoised"):
-            value = getattr(output, name, None)
-            if value is not None:
-                return value
-    model_outputs = getattr(scheduler, "model_outputs", None)
-    if (
-        model_outputs
-        and model_outputs[-1] is not None
-        and getattr(scheduler.config, "algorithm_type", "dpmsolver++") != "dpmsolver"
-    ):
-        return model_outputs[-1]
-    # PNDM and friends: x0 = (x_t - sqrt(1 - a_t) * eps) / sqrt(a_t) for epsilon prediction.
-    model_output = kwargs.get("model_output", args[0] if args else None)
-    timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-    sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
-    alphas = getattr(scheduler, "alphas_cumprod", None)
-    if alphas is None or sample is None or getattr(scheduler.config, "prediction_type", "") != "epsilon":
-        return None
-    alpha = alphas[int(timestep)].to(sample.device, sample.dtype)
-    return (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
 
 
 class Engine:
@@ -284,9 +242,16 @@ class Engine:
     # -- the recipe -------------------------------------------------------------------------------------------
 
     def generate(
-        self, request: PaintRequest, progress: Progress | None = None, stop: threading.Event | None = None
+        self,
+        request: PaintRequest,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+        pictures: Pictures | None = None,
     ) -> PaintResult:
         """Paint `request`, reporting to `progress`; `stop` (or `Engine.stop`) ends it early, keeping the last x0.
+
+        `pictures` holds the loaded init and mask of an img2img or inpaint request (the front end resolves the
+        request's ``init`` / ``mask`` text into pictures; the engine never reads files or notebook variables).
 
         A kernel interrupt (``KeyboardInterrupt``) inside the loop is caught too: the result is then marked
         ``stopped_by == "interrupt"`` and the caller decides whether to re-raise.
@@ -314,7 +279,7 @@ class Engine:
             try:
                 # 2. cached pipeline
                 pipe = self.pipeline(request, progress)
-                request = self._resolve(request, pipe)
+                request = self._resolve(request, pipe, pictures)
                 request = self._preset(request, pipe, progress)  # few-step defaults (presets.py)
                 # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
                 model_file = self._source.location if self._source.kind == "single-file" else None
@@ -325,20 +290,35 @@ class Engine:
                 self._load_refiner(request, pipe, progress)
                 # 3. sampler
                 self._set_sampler(pipe, request)
+                plan = modes.pass_plan(request)
                 result = PaintResult(
-                    request=request, model_name=self._source.name, steps_total=request.steps, params=networks.params
+                    request=request,
+                    model_name=self._source.name,
+                    steps_total=sum(p.steps for p in plan),
+                    params=networks.params,
                 )
                 previewer = self._previewer(request, pipe)
+                runner = modes.PassRunner(
+                    request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config
+                )
+                condition = self._conditioning(request)
                 started = time.perf_counter()
                 for batch in range(request.repeat):
-                    seeds = [request.seed + batch * request.n + k for k in range(request.n)]
+                    first = batch * request.n
+                    seeds, subseeds = batch_seeds(
+                        request.seed, request.variation_seed, request.variation_strength, first, request.n
+                    )
                     progress.start(request, batch, request.repeat)
-                    # 4. denoise and 5. decode
-                    images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
+                    # 4. denoise (every pass of the mode, modes.py; base + refiner in _denoise) and 5. decode
+                    if request.refiner:
+                        images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
+                    else:
+                        images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner, condition)
                     result.images += images
                     if not result.interrupted:
                         result.complete += len(images)
                     result.seeds += seeds[: len(images)]
+                    result.variation_seeds += subseeds[: len(images)]
                     result.elapsed = time.perf_counter() - started
                     progress.batch(images, seeds[: len(images)], result)
                     if result.interrupted:
@@ -358,15 +338,23 @@ class Engine:
         progress.finish(result)
         return result
 
-    def _resolve(self, request: PaintRequest, pipe: Any) -> PaintRequest:
-        """Fill in what "default" meant: the model's native size, a random seed, the model that loaded."""
+    def _resolve(self, request: PaintRequest, pipe: Any, pictures: Pictures | None = None) -> PaintRequest:
+        """Fill in what "default" meant: the native size (an init's own), random seeds, the model that loaded."""
         changes: dict[str, Any] = {"model": self._model_string()}
         if request.width is None:
-            native = _native_size(pipe)
-            changes.update(width=native, height=native)
+            if request.init and pictures is not None and pictures.init is not None:
+                width, height = (min(4096, max(8, side // 8 * 8)) for side in pictures.init.size)
+            else:
+                width = height = _native_size(pipe)
+            changes.update(width=width, height=height)
         if request.seed == -1:
             changes["seed"] = secrets.randbelow(MAX_SEED - request.n * request.repeat)
-        return request.replace(**changes)
+        if request.variation_seed == -1 and request.variation_strength > 0:
+            changes["variation_seed"] = secrets.randbelow(MAX_SEED - request.n * request.repeat)
+        resolved = request.replace(**changes)
+        if resolved.hires_enabled:
+            resolved.hires_target()  # the hires size is known only now that the size is
+        return resolved
 
     def _preset(self, request: PaintRequest, pipe: Any, progress: Progress) -> PaintRequest:
         request, line = choose_preset(request, self._source, pipe, self._family)
@@ -403,6 +391,24 @@ class Engine:
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
 
+    def _conditioning(self, request: PaintRequest) -> modes.Condition:
+        """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""
+
+        def condition(pipe: Any, prompt: str, steps: int, hires_steps: int | None = None) -> Any:
+            return build_conditioning(
+                pipe,
+                prompt,
+                request.negative_prompt,
+                _a1111_steps(pipe, steps),
+                request.clip_skip,
+                hires_steps=None if hires_steps is None else _a1111_steps(pipe, hires_steps),
+                networks_key=self.networks_key,
+                pad_to_same_length=request.pad_conds,
+                emphasis=request.emphasis,
+            )
+
+        return condition
+
     def _previewer(self, request: PaintRequest, pipe: Any) -> Previewer | None:
         if request.preview == "none":
             return None
@@ -427,6 +433,8 @@ class Engine:
         conditioning = build_conditioning(
             pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
             networks_key=self.networks_key,
+            pad_to_same_length=request.pad_conds,
+            emphasis=request.emphasis,
         )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         refiner = self._refiner if request.refiner else None

@@ -111,11 +111,8 @@ def apply_networks(pipe: Any, request: PaintRequest, notice: Notice, model_file:
         For a malformed tag such as ``<lora:>`` (before anything is loaded).
     """
     texts, tags = {}, {}
-    for name in _TEXT_FIELDS:
-        text, tags[name], unsupported = extract_networks(getattr(request, name, "") or "")
-        texts[name] = text
-        for tag in unsupported:
-            notice(f"prompt: <{tag}> is a kind of extra network jupyter_sd does not support; painting without it")
+    for name in _TEXT_FIELDS:  # (tags of unsupported kinds are said by the engine, with the conditioning)
+        texts[name], tags[name], _ = extract_networks(getattr(request, name, "") or "")
     if tags["negative_prompt"]:
         names = ", ".join(f"<lora:{tag.name}>" for tag in tags["negative_prompt"])
         notice(f"prompt: {names} in the negative prompt does nothing (A1111 applies LoRA from the prompt only)")
@@ -280,10 +277,8 @@ def _check_lora(path: Path, weights: dict[str, Any], pipe: Any) -> None:
         or key.startswith("text_encoder_2.")
         for key in weights
     )
-    is_xl_model = getattr(pipe, "text_encoder_2", None) is not None
-    if is_xl_lora != is_xl_model:
-        made_for, this = ("SDXL", "SD 1.x/2.x") if is_xl_lora else ("SD 1.x/2.x", "SDXL")
-        msg = f"lora: {path.name} is made for {made_for} and this model is {this}; painting without it"
+    if is_xl_lora and getattr(pipe, "text_encoder_2", None) is None:  # (the other way round, loading refuses it)
+        msg = f"lora: {path.name} is made for SDXL and this model is SD 1.x/2.x; painting without it"
         raise ValueError(msg)
 
 

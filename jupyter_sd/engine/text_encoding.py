@@ -18,6 +18,17 @@ OPEN_CLIP_WIDTH = 1024
 """The hidden size of SD 2's OpenCLIP ViT-H text encoder, which A1111 never applies Clip skip to."""
 CACHE_SIZE = 16
 """Encoded prompts kept per text encoder (A1111 keeps the last one; a notebook alternates between a few)."""
+EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
+"""A1111's "Emphasis mode" setting: rescale to the original mean, weights without the rescale, weights ignored
+(the syntax still read), or no emphasis syntax at all (brackets and BREAK are plain text)."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How texts become embeddings: A1111's Clip skip and emphasis mode (part of the cache key)."""
+
+    clip_skip: int = 1
+    emphasis: str = "Original"
 
 
 @dataclass
@@ -62,6 +73,7 @@ class _Encoder:
         self.eos = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
         self.comma = tokenizer.get_vocab().get(",</w>")
+        self.emphasis = "Original"
         if not hasattr(model, "_jupyter_sd_cache"):
             model._jupyter_sd_cache = OrderedDict()
         self.cache: OrderedDict = model._jupyter_sd_cache
@@ -81,7 +93,7 @@ class _Encoder:
 
     def chunks(self, text: str) -> list[tuple[list[int], list[float]]]:
         """A1111's ``tokenize_line``: ``(token ids, weights)`` per chunk, each ``chunk_length + 2`` long."""
-        pieces = parse_attention(text)
+        pieces = [(text, 1.0)] if self.emphasis == "None" else parse_attention(text)
         texts = [t for t, _ in pieces]
         ids = self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         groups = self.embedding_groups()
@@ -120,10 +132,11 @@ class _Encoder:
             close()
         return chunks
 
-    def encode(self, texts: list[str], counts: list[int], clip_skip: int) -> tuple[list[Any], list[Any]]:
+    def encode(self, texts: list[str], counts: list[int], how: Encoding) -> tuple[list[Any], list[Any]]:
         """Encode texts together as A1111 batches them: equal chunk counts, one emphasis mean per chunk batch."""
         import torch
 
+        self.emphasis = how.emphasis
         per_text = [self.chunks(t) for t in texts]
         count = max(len(c) for c in per_text)
         empty = ([self.bos, self.eos] + [self.pad] * self.chunk_length, [1.0] * (self.chunk_length + 2))
@@ -134,9 +147,13 @@ class _Encoder:
         for c in range(count):
             batch = [chunks[c] if c < len(chunks) else empty for chunks in per_text]
             ids = torch.tensor([b[0] for b in batch], device=device)
-            z, pool = self._hidden(ids, clip_skip)
+            z, pool = self._hidden(ids, how.clip_skip)
             multipliers = torch.tensor([b[1] for b in batch], device=device, dtype=z.dtype)
-            if len(texts) == 1:
+            if how.emphasis in ("Ignore", "None"):
+                pass
+            elif how.emphasis == "No norm":
+                z = z * multipliers.unsqueeze(-1).expand(z.shape)
+            elif len(texts) == 1:
                 original = z.mean()
                 z = z * multipliers.unsqueeze(-1).expand(z.shape)
                 z = z * (original / z.mean())
@@ -180,7 +197,7 @@ def encoders_of(pipe: Any) -> list[_Encoder]:
 
 
 def encode_cached(
-    encoders: list[_Encoder], schedule: list[tuple[int, str]], clip_skip: int, networks_key: Any
+    encoders: list[_Encoder], schedule: list[tuple[int, str]], how: Encoding, networks_key: Any
 ) -> Schedule:
     """One prompt's embeddings over its schedule, from the cache when these texts were encoded before."""
     texts: list[str] = []
@@ -192,7 +209,7 @@ def encode_cached(
             texts.append(t)
             counts.append(1)
     first = encoders[0]
-    key = (tuple(texts), tuple(counts), clip_skip, networks_key, tuple(len(e.tokenizer) for e in encoders))
+    key = (tuple(texts), tuple(counts), how, networks_key, tuple(len(e.tokenizer) for e in encoders))
     cached = first.cache.get(key)
     if cached is not None:
         first.cache.move_to_end(key)
@@ -201,10 +218,10 @@ def encode_cached(
     import torch
 
     with torch.no_grad():
-        encoded = [e.encode(texts, counts, clip_skip) for e in encoders]
+        encoded = [e.encode(texts, counts, how) for e in encoders]
     lengths = [z[0].shape[1] for z, _ in encoded]
     if len(set(lengths)) > 1:  # SDXL's two tokenizers chunked differently: pad the shorter with empty chunks
-        encoded = [_pad_to(e, z, p, max(lengths), clip_skip) for e, (z, p) in zip(encoders, encoded)]
+        encoded = [_pad_to(e, z, p, max(lengths), how) for e, (z, p) in zip(encoders, encoded)]
     pooled = encoded[-1][1]
     embeds = [torch.cat([z[i] for z, _ in encoded], dim=-1) for i in range(len(texts))]
     first.cache[key] = (embeds, pooled)
@@ -213,10 +230,10 @@ def encode_cached(
     return Schedule([(end, embeds[texts.index(t)], pooled[texts.index(t)]) for end, t in schedule])
 
 
-def _pad_to(encoder: _Encoder, zs: list[Any], pooled: list[Any], length: int, clip_skip: int):
+def _pad_to(encoder: _Encoder, zs: list[Any], pooled: list[Any], length: int, how: Encoding):
     import torch
 
-    empty, _ = encoder.encode([""], [1], clip_skip)
+    empty, _ = encoder.encode([""], [1], how)
     out = []
     for z in zs:
         repeats = (length - z.shape[1]) // empty[0].shape[1]

@@ -93,7 +93,7 @@ class XYZSection(widgets.Accordion):
         self.status = widgets.HTML(value="")
         self.status.add_class("jupyter-sd-xyz-status")
         self.error = widgets.HTML(value="")
-        self.error.add_class("jupyter-sd-error")
+        self.error.add_class("jupyter-sd-xyz-error")
         self.grid = widgets.Image(format="jpeg", width=GRID_WIDTH, layout=widgets.Layout(display="none"))
         self.grid.add_class("jupyter-sd-xyz-grid")
         self.preview = widgets.Image(format="jpeg", width="128", layout=widgets.Layout(display="none"))

@@ -1,0 +1,313 @@
+"""One pass function per mode, over the same loaded components: txt2img, img2img, inpaint, then the hires pass.
+
+img2img and inpaint pipelines are made from the loaded one with diffusers' ``from_pipe`` (AutoPipelineForImage2Image
+/ AutoPipelineForInpainting): they share its modules, so switching modes loads nothing and takes no memory, and the
+engine's cache key stays the txt2img one. `PassRunner` runs one pipeline call with live x0 previews and the
+engine's stop; the functions here decide which passes a request takes and what goes into and out of each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from PIL import Image
+
+from ..request import LATENT_UPSCALERS, SAME_SAMPLER, PaintRequest, parse_size
+from . import pictures as pics
+from .passes import PassRunner
+from .pictures import Pictures
+from .preview import decode_latents, to_pil
+from .seeds import image_noise, needs_own_noise
+
+__all__ = ["PassRunner", "Pictures", "hires_steps", "paint_batch", "pass_plan"]
+
+
+def _override_noise(scheduler: Any, noise: Any) -> None:
+    """Make the scheduler noise the init with `noise` (variation seeds) instead of what diffusers drew.
+
+    img2img and inpaint pipelines draw their noise from the generators and hand it to ``add_noise``; replacing it
+    there keeps the generators' state (ancestral samplers' step noise) exactly as without a variation.
+    """
+    original = scheduler.add_noise
+
+    @functools.wraps(original)
+    def add_noise(original_samples: Any, _noise: Any, timesteps: Any) -> Any:
+        return original(original_samples, noise.to(original_samples.device, original_samples.dtype), timesteps)
+
+    scheduler.add_noise = add_noise
+
+
+@dataclass
+class Pass:
+    """One denoising pass of a request: its label for the progress line and the steps it runs."""
+
+    label: str
+    steps: int
+
+
+def hires_steps(request: PaintRequest) -> tuple[int, float]:
+    """A1111's hires schedule: ``int(steps / min(denoise, 0.999))`` steps scheduled, the last `steps` run.
+
+    Returns the scheduled step count and the diffusers strength that runs exactly the hires steps (A1111's
+    ``t_enc + 1``; ``strength = denoise`` alone would run one fewer whenever ``int(N·denoise)`` rounds down).
+    """
+    run = request.hires_steps or request.steps
+    scheduled = int(run / min(request.hires_denoise, 0.999))
+    return scheduled, min(1.0, (run + 0.5) / scheduled)
+
+
+def pass_plan(request: PaintRequest) -> list[Pass]:
+    """The passes a (resolved) request takes, in order."""
+    if request.init:
+        return [Pass(request.mode, min(int(request.steps * request.strength), request.steps))]
+    plan = [Pass("txt2img", request.steps)]
+    if request.hires_enabled:
+        plan.append(Pass("hires", request.hires_steps or request.steps))
+    return plan
+
+
+def derived_pipeline(pipe: Any, kind: str) -> Any:
+    """The img2img or inpaint pipeline over `pipe`'s modules (``from_pipe``), made once and kept on `pipe`."""
+    if kind == "txt2img":
+        return pipe
+    cache = pipe.__dict__.setdefault("_jupyter_sd_modes", {})
+    if kind not in cache:
+        import diffusers
+
+        auto = diffusers.AutoPipelineForInpainting if kind == "inpaint" else diffusers.AutoPipelineForImage2Image
+        derived = auto.from_pipe(pipe)
+        derived.set_progress_bar_config(disable=True)
+        cache[kind] = derived
+    derived = cache[kind]
+    for name, module in pipe.components.items():  # a VAE swapped in since (--vae) must reach every mode
+        if name != "scheduler" and name in derived.components and derived.components[name] is not module:
+            setattr(derived, name, module)
+    return derived
+
+
+Condition = Callable[..., Any]
+"""``condition(pass_pipe, prompt, steps, hires_steps=None)`` → the pass's conditioning (see conditioning.py)."""
+
+
+class _PlainText:
+    """Conditioning by the text itself, for callers without the engine's (diffusers encodes the prompt)."""
+
+    def __init__(self, prompt: str, negative: str) -> None:
+        self.kwargs = {"prompt": prompt, "negative_prompt": negative or None}
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        return dict(self.kwargs)
+
+    def on_step(self, pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        return tensors
+
+    def applied(self, pipe: Any) -> Any:
+        return contextlib.nullcontext()
+
+
+def paint_batch(
+    pipe: Any,
+    request: PaintRequest,
+    seeds: list[int],
+    subseeds: list[int],
+    pictures: Pictures | None,
+    runner: PassRunner,
+    condition: Condition | None = None,
+) -> list[Image.Image]:
+    """Paint one batch through the request's passes; return its pictures (the last x0 ones when stopped).
+
+    `condition` makes each pass's conditioning (the engine's: A1111 prompt syntax as embeddings); without it the
+    prompt goes to diffusers as text.
+    """
+    import torch
+
+    condition = condition or (
+        lambda pipe_, prompt, steps, hires_steps=None: _PlainText(prompt, request.negative_prompt)
+    )
+
+    def generators() -> list[Any]:
+        return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+
+    common = {
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance,
+        "num_images_per_prompt": len(seeds),
+    }
+    if request.init:
+        return _paint_from_init(pipe, request, seeds, subseeds, pictures, runner, common, generators, condition)
+    pipe.scheduler = runner.scheduler(request.sampler)
+    gens = generators()
+    call = {**common, "width": request.width, "height": request.height, "generator": gens}
+    if needs_own_noise(request):
+        call["latents"] = _noise(pipe, request, seeds, subseeds, (request.width, request.height), gens)
+    first = condition(pipe, request.prompt, request.steps)
+    if not request.hires_enabled:
+        images, _ = runner.run(pipe, call, 0, (request.width, request.height), first)
+        return images
+    latents, stopped = runner.run(pipe, {**call, "output_type": "latent"}, 0, (request.width, request.height), first)
+    if stopped:
+        return latents
+    return _hires_pass(pipe, request, seeds, subseeds, latents, runner, condition, generators)
+
+
+def _noise(pipe: Any, request: PaintRequest, seeds: list, subseeds: list, size: tuple, gens: list) -> Any:
+    channels = pipe.vae.config.latent_channels
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    resize_from = parse_size(request.seed_resize_from) if request.seed_resize_from else None
+    noise = image_noise(
+        (channels, size[1] // factor, size[0] // factor), seeds, subseeds, request.variation_strength, resize_from, gens
+    )
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    return noise.to(pipe.device, denoiser.dtype)
+
+
+def _hires_pass(
+    pipe: Any,
+    request: PaintRequest,
+    seeds: list[int],
+    subseeds: list[int],
+    latents: Any,
+    runner: PassRunner,
+    condition: Condition,
+    generators: Callable[[], list],
+) -> list[Image.Image]:
+    """A1111's hires fix: enlarge the first pass, then img2img from fresh noise of the same seeds at the new size."""
+    import torch
+
+    to_x, to_y, excess_x, excess_y = request.hires_target()
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    truncate_x, truncate_y = excess_x // factor, excess_y // factor
+    if request.hires_upscaler in LATENT_UPSCALERS:
+        mode, antialias = LATENT_UPSCALERS[request.hires_upscaler]
+        latents = torch.nn.functional.interpolate(
+            latents, size=(to_y // factor, to_x // factor), mode=mode, antialias=antialias
+        )
+    else:
+        resample = Image.LANCZOS if request.hires_upscaler == "Lanczos" else Image.NEAREST
+        images = [image.resize((to_x, to_y), resample) for image in to_pil(pipe, decode_latents(pipe, latents))]
+        latents = _encode(pipe, images, seeds)
+    height, width = latents.shape[2], latents.shape[3]
+    latents = latents[
+        :, :, truncate_y // 2 : height - (truncate_y + 1) // 2, truncate_x // 2 : width - (truncate_x + 1) // 2
+    ]
+    size = (latents.shape[3] * factor, latents.shape[2] * factor)
+    img2img = derived_pipeline(pipe, "img2img")
+    sampler = request.sampler if request.hires_sampler == SAME_SAMPLER else request.hires_sampler
+    img2img.scheduler = runner.scheduler(sampler)
+    if needs_own_noise(request):
+        _override_noise(img2img.scheduler, _noise(pipe, request, seeds, subseeds, size, generators()))
+    scheduled, strength = hires_steps(request)
+    run = request.hires_steps or request.steps
+    call = {
+        "image": latents,
+        "strength": strength,
+        "num_inference_steps": scheduled,
+        "guidance_scale": request.guidance,
+        "num_images_per_prompt": len(seeds),  # one prompt, a batch of latents: batch size = images per prompt
+        "generator": generators(),
+    }
+    conditioning = condition(img2img, request.hires_prompt or request.prompt, request.steps, run)
+    images, _ = runner.run(img2img, call, 1, size, conditioning)
+    return images
+
+
+def _encode(pipe: Any, images: list[Image.Image], seeds: list[int]) -> Any:
+    """Encode pictures to sampler-space latents (each sampled with its own seed, as diffusers' img2img does)."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+
+    tensor = pipe.image_processor.preprocess(images).to(pipe.device, pipe.vae.dtype)
+    with torch.no_grad():
+        latents = [
+            retrieve_latents(pipe.vae.encode(tensor[i : i + 1]), generator=torch.Generator("cpu").manual_seed(seed))
+            for i, seed in enumerate(seeds)
+        ]
+    return torch.cat(latents) * pipe.vae.config.scaling_factor
+
+
+def _paint_from_init(
+    pipe: Any,
+    request: PaintRequest,
+    seeds: list[int],
+    subseeds: list[int],
+    pictures: Pictures | None,
+    runner: PassRunner,
+    common: dict[str, Any],
+    generators: Callable[[], list],
+    condition: Condition,
+) -> list[Image.Image]:
+    """img2img and inpaint: fit the init (and mask), paint, paste the original back outside the mask."""
+    if pictures is None or pictures.init is None:
+        msg = f"init: the picture '{request.init}' was not loaded (paint through paint()/%%paint, or pass pictures=)"
+        raise ValueError(msg)
+    size = (request.width, request.height)
+    init = pics.flatten(pictures.init)
+    mode = request.mode
+    kind = "inpaint" if mode == "inpaint" else "img2img"
+    derived = derived_pipeline(pipe, kind)
+    derived.scheduler = runner.scheduler(request.sampler)
+    gens = generators()
+    if needs_own_noise(request):
+        _override_noise(derived.scheduler, _noise(pipe, request, seeds, subseeds, size, generators()))
+    call = {**common, "strength": request.strength, "generator": gens}
+    if mode == "img2img":
+        call["image"] = pics.resize_image(request.resize_mode, init, *size)
+        images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps))
+        return images
+    mask = pictures.mask
+    if mask.size != init.size:
+        runner.progress.notice(f"mask: {mask.width}x{mask.height} resized to the init's {init.width}x{init.height}")
+        mask = mask.resize(init.size, Image.LANCZOS)
+    sharp = pics.repaint_mask(mask, request.invert_mask)
+    if sharp.getbbox() is None:
+        msg = "mask: no part of it is white, so nothing would be repainted (white = repaint; see --invert-mask)"
+        raise ValueError(msg)
+    if request.inpaint_area == "masked":
+        blurred = pics.gaussian_blur(sharp, request.mask_blur)
+        region = pics.crop_region(blurred, request.padding)
+        region = pics.expand_crop_region(region, *size, init.width, init.height)
+        painted_init = pics.resize_image(2, init.crop(region), *size)
+        paint_mask = pics.resize_image(2, sharp.crop(region), *size)
+        overlay, original = blurred, init
+    else:
+        region = None
+        painted_init = pics.resize_image(request.resize_mode, init, *size)
+        paint_mask = pics.resize_image(request.resize_mode, sharp, *size)
+        blurred = pics.gaussian_blur(paint_mask, request.mask_blur)
+        overlay, original = pics.whole_overlay(blurred), painted_init
+    fill_mask = pics.gaussian_blur(paint_mask, request.mask_blur)
+    call.update(_masked_content(derived, request, painted_init, paint_mask, fill_mask, seeds))
+    call.update(mask_image=paint_mask, height=size[1], width=size[0])
+    images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps))
+    return [pics.paste_back(image, original, overlay, region) for image in images]
+
+
+def _masked_content(
+    pipe: Any, request: PaintRequest, init: Image.Image, mask: Image.Image, blurred: Image.Image, seeds: list[int]
+) -> dict[str, Any]:
+    """What the masked area starts from: the init (``original``), its surroundings (``fill``), or latents."""
+    if request.masked_content == "original":
+        return {"image": init}
+    if request.masked_content == "fill":
+        return {"image": pics.fill_masked(init, blurred)}
+    import numpy as np
+    import torch
+
+    latents = _encode(pipe, [init] * len(seeds), seeds)
+    small = mask.resize((latents.shape[3], latents.shape[2]))
+    keep = torch.from_numpy(1.0 - np.around(np.asarray(small, dtype=np.float32) / 255.0))[None, None]
+    keep = keep.to(latents.device, latents.dtype)
+    if request.masked_content == "latent noise":
+        noise = image_noise(tuple(latents.shape[1:]), seeds).to(latents.device, latents.dtype)
+        latents = latents * keep + noise * (1 - keep)
+    else:
+        latents = latents * keep
+    masked = latents
+    if pipe.unet.config.in_channels == 9:
+        grey = Image.new("RGB", init.size, (128, 128, 128))  # 0 in the VAE's [-1, 1], as diffusers masks it
+        hidden = Image.composite(grey, init, mask.point(lambda x: 255 if x >= 128 else 0))
+        masked = _encode(pipe, [hidden] * len(seeds), seeds)
+    return {"image": latents, "masked_image_latents": masked}

@@ -1,0 +1,168 @@
+"""Running one denoising pass: live x0 previews, step reports, the engine's stop, the last x0 kept.
+
+`PassRunner` runs a pipeline call of whichever mode (modes.py decides the passes and what goes into each); the
+scheduler wrapper keeps the predicted clean sample that SD pipelines throw away, for previews and for stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import threading
+import time
+from typing import Any
+
+from ..request import PaintRequest
+from ..result import PaintResult
+from ..samplers import make_scheduler
+from .preview import Previewer, decode_latents, to_pil
+
+
+class Stopped(Exception):
+    """Raised from the step callback to leave the denoising loop at once (no noisy decode)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(step)
+        self.step = step
+
+
+class X0Capture:
+    """Wrap ``scheduler.step`` to keep the predicted clean sample (x0), which SD pipelines throw away.
+
+    `functools.wraps` keeps ``step``'s signature visible: pipelines inspect it to decide whether to pass
+    ``generator``, and a bare ``*args`` wrapper would make ancestral samplers ignore the seed.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.x0: Any = None
+        self.latents: Any = None
+        original = scheduler.step
+
+        @functools.wraps(original)
+        def step(*args: Any, **kwargs: Any) -> Any:
+            output = original(*args, **kwargs)
+            self.x0 = x0_from(scheduler, output, args, kwargs)
+            return output
+
+        scheduler.step = step
+
+
+def x0_from(scheduler: Any, output: Any, args: tuple, kwargs: dict) -> Any:
+    """Find x0 in a scheduler step's output, its state, or (epsilon schedulers) compute it."""
+    if isinstance(output, tuple):
+        if len(output) > 1 and output[1] is not None:
+            return output[1]
+    else:
+        for name in ("pred_original_sample", "denoised"):
+            value = getattr(output, name, None)
+            if value is not None:
+                return value
+    model_outputs = getattr(scheduler, "model_outputs", None)
+    if (
+        model_outputs
+        and model_outputs[-1] is not None
+        and getattr(scheduler.config, "algorithm_type", "dpmsolver++") != "dpmsolver"
+    ):
+        return model_outputs[-1]
+    # PNDM and friends: x0 = (x_t - sqrt(1 - a_t) * eps) / sqrt(a_t) for epsilon prediction.
+    model_output = kwargs.get("model_output", args[0] if args else None)
+    timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+    sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None or sample is None or getattr(scheduler.config, "prediction_type", "") != "epsilon":
+        return None
+    alpha = alphas[int(timestep)].to(sample.device, sample.dtype)
+    return (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
+
+
+class PassRunner:
+    """Run pipeline calls with live x0 previews, step reports and the engine's stop, for one request.
+
+    Steps are reported per pass (``step(i, steps_of_this_pass)``) after a ``phase`` event naming the pass; a stop
+    or kernel interrupt is recorded on `result` with the step counted over all passes, and the pass returns the
+    pictures of its last x0 (never diffusers' decode of the noisy latent).
+    """
+
+    def __init__(
+        self,
+        request: PaintRequest,
+        previewer: Previewer | None,
+        progress: Any,
+        stop: threading.Event,
+        result: PaintResult,
+        base_config: dict,
+    ) -> None:
+        self.request, self.previewer, self.progress, self.stop, self.result = request, previewer, progress, stop, result
+        self.base_config = base_config
+        from .modes import pass_plan
+
+        self.plan = pass_plan(request)
+        self.steps_before = 0
+
+    def scheduler(self, sampler: str) -> Any:
+        """A fresh scheduler for a pass (from the model's own config, as the engine's sampler table says)."""
+        return make_scheduler(sampler, self.request.schedule, self.base_config)
+
+    def run(
+        self, pipe: Any, call: dict[str, Any], index: int, size: tuple[int, int], conditioning: Any = None
+    ) -> tuple[Any, bool]:
+        """Run pass `index` of the plan; return (the pipeline's images or latents, False) or (x0 pictures, True).
+
+        `conditioning` (conditioning.py's, for this pass) gives the prompt embeddings, swaps them at the steps the
+        prompt's editing says, and wraps the UNet for the call when ``AND`` or unequal lengths need it.
+        """
+        current = self.plan[index]
+        steps = current.steps
+        self.progress_phase(current.label, index, len(self.plan), steps)
+        capture = X0Capture(pipe.scheduler)  # the scheduler was just made for this pass
+        if self.previewer is not None:
+            self.previewer.size = size
+        done = 0
+        last_frame = -math.inf
+        request, previewer, progress, stop = self.request, self.previewer, self.progress, self.stop
+
+        def on_step_end(pipe_: Any, i: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal done, last_frame
+            total = getattr(pipe_, "num_timesteps", steps) or steps
+            done = max(1, math.ceil((i + 1) * steps / total))
+            capture.latents = tensors["latents"]
+            if conditioning is not None:
+                tensors = conditioning.on_step(pipe_, i, timestep, tensors)
+            if stop.is_set():
+                raise Stopped(done)
+            previews = None
+            if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
+                previews = previewer(capture.x0 if capture.x0 is not None else tensors["latents"])
+                last_frame = time.perf_counter()
+            progress.step(done, steps, previews)
+            return tensors
+
+        embeddings = conditioning.pipeline_kwargs() if conditioning is not None else {}
+        call = {
+            **embeddings,
+            **call,
+            "callback_on_step_end": on_step_end,
+            "callback_on_step_end_tensor_inputs": ["latents"],
+        }
+        try:
+            if stop.is_set():
+                raise Stopped(0)
+            with conditioning.applied(pipe) if conditioning is not None else contextlib.nullcontext():
+                output = pipe(**call).images
+            self.steps_before += steps
+            return output, False
+        except Stopped as stopped:
+            self.result.interrupted_at, self.result.stopped_by = self.steps_before + stopped.step, "stop"
+        except KeyboardInterrupt:
+            self.result.interrupted_at, self.result.stopped_by = self.steps_before + done, "interrupt"
+        latents = capture.x0 if capture.x0 is not None else capture.latents
+        if latents is None:
+            return [], True
+        return to_pil(pipe, decode_latents(pipe, latents)), True
+
+    def progress_phase(self, label: str, index: int, count: int, steps: int) -> None:
+        """Tell the listener a pass starts (listeners that predate passes may not have ``phase``)."""
+        phase = getattr(self.progress, "phase", None)
+        if phase is not None:
+            phase(label, index, count, steps)
