@@ -450,6 +450,7 @@ def test_init_from_underscore_variables_and_urls(shell, tiny_model_dir, tmp_path
     for result in (from_image, from_array, from_floats):
         assert np.array_equal(pixels(result.images[0]), pixels(from_last.images[0]))
     assert load_request(from_last.paths[0]).init == str(first.paths[0].resolve())  # _ is a saved picture
+    assert from_last.request.init == str(first.paths[0].resolve())  # so "again" repaints from the same picture
     copy = Path(load_request(from_array.paths[0]).init)  # an array is saved beside the pictures once
     assert copy.parent == out and copy.name.startswith("init-")
     assert np.array_equal(pixels(Image.open(copy)), pixels(first.images[0]))
