@@ -208,6 +208,8 @@ def _first_line(error: BaseException) -> str:
 def _set_loras(pipe: Any, state: _State, tags: list, allow_pickle: bool, notice: Notice) -> list[tuple[str, Any]]:
     """Load what the tags name (once), then activate exactly those adapters with the tags' weights."""
     active: dict[str, Any] = {}
+    if tags and not _can_load_lora(pipe, notice):
+        tags = []
     for tag in tags:
         found = library.find_model("lora", tag.name)
         if found is None:
@@ -221,6 +223,19 @@ def _set_loras(pipe: Any, state: _State, tags: list, allow_pickle: bool, notice:
         _activate(pipe, state, active)
         state.active = wanted
     return list(active.items())
+
+
+def _can_load_lora(pipe: Any, notice: Notice) -> bool:
+    """LoRA need a pipeline with diffusers' LoRA loader and the peft package; else one line, and paint on."""
+    import importlib.util
+
+    if not hasattr(pipe, "load_lora_weights"):
+        notice(f"lora: {type(pipe).__name__} cannot load LoRA; painting without them")
+        return False
+    if importlib.util.find_spec("peft") is None:
+        notice("lora: LoRA need peft: pip install 'jupyter_sd[lora]' (or pip install peft); painting without them")
+        return False
+    return True
 
 
 def _load_lora(pipe: Any, state: _State, path: Path, allow_pickle: bool, notice: Notice) -> bool:
