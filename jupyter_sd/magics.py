@@ -355,7 +355,8 @@ PaintMagics.paint.__doc__ = HELP
 
 
 def _config_keys() -> list[str]:
-    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd", "taesdxl", "models"]
+    options = [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")]
+    return options + ["taesd", "taesdxl", "models"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
