@@ -243,6 +243,8 @@ def test_bad_lora_files_are_one_line_each_nothing_half_loaded(engine, models, ti
         assert_pixels_close(result.images[0], before, tolerance=0)  # painted on with the good LoRA alone
     again = engine.generate(_request(tiny_model_dir, good)).images[0]
     assert _same(again, before)
+    _, notes = _paint(engine, tiny_model_dir, f"{good} <lora:loha:1>")  # not tried again, but said again
+    assert notes == ["lora: loha.safetensors is a LoHa network, which diffusers cannot load; painting without it"]
 
 
 def test_a_malformed_tag_is_one_line_before_anything_loads(engine, models, tiny_model_dir):
@@ -419,3 +421,14 @@ def test_sdxl_embedding_loads_into_both_encoders_and_an_sd_lora_is_one_line(tmp_
     assert not any(pipe.get_list_adapters().values())  # nothing half-loaded
     assert pixels(result.images[0]).std() > 1
     (root / "embeddings" / "xlneg.safetensors").unlink()
+
+
+def test_only_the_most_recently_used_lora_stay_loaded(engine, models, tiny_model_dir, monkeypatch):
+    import jupyter_sd.engine.networks as networks
+
+    monkeypatch.setattr(networks, "KEEP_LORAS", 1)
+    first = engine.generate(_request(tiny_model_dir, "a fox <lora:add_detail:0.9>")).images[0]
+    engine.generate(_request(tiny_model_dir, "a fox <lora:other_detail:0.9>"))
+    assert sorted(a for names in engine._pipe.get_list_adapters().values() for a in names) == ["other_detail"] * 2
+    again = engine.generate(_request(tiny_model_dir, "a fox <lora:add_detail:0.9>")).images[0]  # loaded again
+    assert _same(again, first)
