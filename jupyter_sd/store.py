@@ -206,6 +206,8 @@ def attach_input(picture: str | os.PathLike, role: str, png: bytes) -> Path:
                 os.unlink(tmp_picture)
             raise
     return target
+
+
 def save_input(image: Image.Image, folder: str | os.PathLike, kind: str) -> dict[str, str]:
     """Save an init or mask that exists only in memory as ``KIND-HASH.png`` in `folder` (once: named by content).
 

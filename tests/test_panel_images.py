@@ -137,6 +137,13 @@ def test_use_last_picture_and_send_to_img2img(panel):
     assert panel.controls.sections["img2img"].on and not panel.controls.sections["inpaint"].on
     assert np.array_equal(np.asarray(panel.images.picture), np.asarray(panel.last_result.images[0]))
 
+    # the large view's "send to inpaint": the mask painter opens over the picture
+    panel.gallery.show(panel.gallery.items[0])
+    panel.gallery.send_buttons["inpaint"].click()
+    assert panel.controls.sections["inpaint"].on and panel.images.painter.width == 16
+    assert panel.images.painter.mask == b"" and panel.controls.widgets["init"].value == str(first)
+    panel.controls.sections["inpaint"].toggle.value = False
+
     panel.controls.widgets["strength"].value = 0.5
     panel.generate()
     assert panel.wait(60) and panel.last_error is None, panel.last_error
@@ -248,3 +255,22 @@ def test_attach_input_never_overwrites_and_keeps_the_pixels(tmp_path):
         attach_input(path, "mask", _png(Image.new("L", (16, 16), 0)))
     assert beside.read_bytes() == _png(mask)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00001-3-mask.png", "00001-3.png"]  # no temp files left
+
+
+def test_an_init_path_given_or_typed_shows_the_picture(tiny_model_dir, tmp_path, fresh_settings):
+    path = tmp_path / "start.png"
+    _circle(24).save(path)
+    made = Panel(model=str(tiny_model_dir), init=str(path), strength=0.5, user_ns={})
+    assert made.controls.sections["img2img"].on and not made.controls.sections["hires"].on
+    assert made.images.painter.width == 24 and "start.png" in made.images.about.value
+    made.controls.widgets["init"].value = str(tmp_path / "missing.png")  # typed: not a file (yet)
+    assert made.images.picture is None and made.images.thumb.layout.display == "none"
+    made.controls.widgets["init"].value = str(path)
+    assert made.images.picture.size == (24, 24) and made.request().strength == 0.5
+
+
+def test_an_upload_that_cannot_be_kept_is_one_line(panel, tmp_path):
+    (tmp_path / "out").write_text("a file where the output folder should be")
+    _upload(panel, "c.png", _png(_circle()))
+    assert "init: could not keep the picture in" in html.unescape(panel.live.error.value)
+    assert panel.controls.widgets["init"].value == "" and panel.images.picture is None

@@ -130,7 +130,11 @@ class ImageInput(widgets.VBox):
         """
         sections = self.controls.sections
         if image is not None and path is None:
-            path = Path(save_input(image, self.folder(), "init")["path"])
+            try:
+                path = Path(save_input(image, self.folder(), "init")["path"])
+            except OSError as error:  # e.g. a read-only output folder: say so, change nothing
+                self.on_error(f"init: could not keep the picture in {self.folder()} ({error})")
+                return
         self._show(image, path)
         if "init" in self.controls.widgets:
             self._loading = True
