@@ -80,3 +80,76 @@ def plain_call(pipe, request, base_config: dict):
         height=request.height,
         generator=[torch.Generator("cpu").manual_seed(request.seed)],
     ).images[0]
+
+
+def make_sdxl_shaped(folder: str | Path, seed: int = 0) -> Path:
+    """Save an SDXL-base-shaped pipeline with random weights in fp16 (2.6 B UNet parameters, both text encoders).
+
+    SDXL 1.0's configs: UNet (320, 640, 1280) with 1/2/10 transformer layers, text_time conditioning over the pooled
+    bigG output and six size numbers; CLIP-L (768, 12 layers) and bigG (1280, 32 layers) text encoders; the SD VAE
+    with SDXL's scaling factor.
+    """
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = _tokenizer(folder / "_tok")
+    tokenizer.model_max_length = 77
+
+    def text_config(width: int, layers: int, **extra):
+        return CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+            num_attention_heads=width // 64, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+            pad_token_id=1, hidden_act="gelu", **extra,
+        )  # fmt: skip
+
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # random init is much faster on the GPU
+        unet = UNet2DConditionModel(
+            sample_size=128,
+            block_out_channels=(320, 640, 1280),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            layers_per_block=2,
+            transformer_layers_per_block=(1, 2, 10),
+            attention_head_dim=(5, 10, 20),
+            use_linear_projection=True,
+            cross_attention_dim=2048,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816,
+            norm_num_groups=32,
+        ).half()
+        vae = AutoencoderKL(
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            layers_per_block=2,
+            sample_size=1024,
+            scaling_factor=0.13025,
+            force_upcast=True,
+            norm_num_groups=32,
+        ).half()
+        text_encoder = CLIPTextModel(text_config(768, 12)).half()
+        text_encoder_2 = CLIPTextModelWithProjection(text_config(1280, 32, projection_dim=1280)).half()
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+    )  # fmt: skip
+    pipe.to("cpu").save_pretrained(folder)
+    return folder
+
+
+def make_taesd_shaped(folder: str | Path, seed: int = 0) -> Path:
+    """Save a TAESD-shaped tiny autoencoder with random weights (for preview decode timings)."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    AutoencoderTiny().save_pretrained(folder)
+    return Path(folder)

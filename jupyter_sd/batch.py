@@ -177,40 +177,52 @@ def run_local(
     A request that fails (a model that won't load, out of memory) is recorded with its reason and the rest go on;
     a stop or kernel interrupt ends the batch, keeping every picture already saved.
     """
-    for item in items:
-        if item.status != "pending":
-            continue
-        if stop.is_set():
-            return True
-        started = time.perf_counter()
-        try:
-            result = painter.render(
-                item.request,
-                view.picture_view(),
-                stop=stop,
-                user_ns=user_ns,
-                reraise_interrupt=False,
-                metadata={BATCH_KEY: item.key},
-            )
-        except KeyboardInterrupt:
-            return True
-        except (ValueError, MemoryError) as error:
-            item.status, item.reason = "failed", str(error)
-        except Exception as error:  # one broken request must not lose the rest of a long batch
-            item.status, item.reason = "failed", f"{type(error).__name__}: {error}"
-        else:
-            item.paths, item.seeds = list(result.paths), list(result.seeds)
-            item.seconds = time.perf_counter() - started
-            tracker.image_done(len(result.paths))
-            if result.interrupted:
-                item.status = "stopped"
-                view.update(tracker, result.images[: result.complete])
+    try:
+        for item in items:
+            if item.status != "pending":
+                continue
+            if stop.is_set():
                 return True
-            item.status = "painted"
-            item.reason = "" if result.paths or not item.request.save else "not saved"
-        tracker.request_done(failed=item.status == "failed")
-        view.update(tracker, result.images if item.status == "painted" else [])
+            images = _paint_one(item, view, tracker, stop, user_ns)
+            if item.status == "stopped":
+                return True
+            tracker.request_done(failed=item.status == "failed")
+            view.update(tracker, images)
+    except KeyboardInterrupt:  # between pictures, or while one is saved or shown: what is saved stays saved
+        return True
     return False
+
+
+def _paint_one(
+    item: BatchItem, view: BatchView, tracker: BatchTracker, stop: threading.Event, user_ns: Mapping[str, Any] | None
+) -> list[Any]:
+    """Paint one request through `painter.render`, recording its fate on `item`; returns its finished pictures."""
+    started = time.perf_counter()
+    try:
+        result = painter.render(
+            item.request,
+            view.picture_view(),
+            stop=stop,
+            user_ns=user_ns,
+            reraise_interrupt=False,
+            metadata={BATCH_KEY: item.key},
+        )
+    except (ValueError, MemoryError) as error:
+        item.status, item.reason = "failed", str(error)
+        return []
+    except Exception as error:  # one broken request must not lose the rest of a long batch
+        item.status, item.reason = "failed", f"{type(error).__name__}: {error}"
+        return []
+    item.paths, item.seeds = list(result.paths), list(result.seeds)
+    item.seconds = time.perf_counter() - started
+    tracker.image_done(len(result.paths))
+    if result.interrupted:
+        item.status = "stopped"
+        view.update(tracker, result.images[: result.complete])
+        return []
+    item.status = "painted"
+    item.reason = "" if result.paths or not item.request.save else "not saved"
+    return result.images
 
 
 def batch(
@@ -273,6 +285,8 @@ def batch(
             view.notice(f"skipped invalid {item.where}: {item.reason}")
     tracker = BatchTracker(sum(item.images for item in todo), len(todo), skipped)
     started = time.perf_counter()
+    if todo:
+        view.update(tracker)  # the bar from the start: a Ray cluster takes a while to start its actors
     save_seconds = 0.0
     if cluster is None:
         stopped = run_local(items, view, tracker, stop, user_ns) if todo else False

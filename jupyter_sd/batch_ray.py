@@ -24,7 +24,7 @@ from .batch_result import BatchItem
 from .batch_view import BatchTracker, BatchView
 from .request import PaintRequest
 
-_COLUMNS = ("order", "index", "count", "seed", "png", "infotext", "path", "error", "worker", "seconds")
+_COLUMNS = ("order", "index", "count", "seed", "png", "infotext", "path", "error", "worker", "seconds", "start", "end")
 
 
 class PaintActor:
@@ -59,11 +59,12 @@ class PaintActor:
             for record in self._paint(int(order), str(key), request, bool(shared)):
                 for name in _COLUMNS:
                     out[name].append(record.get(name))
-        types = {"png": pyarrow.binary(), "seed": pyarrow.int64(), "seconds": pyarrow.float64()}
+        floats = {name: pyarrow.float64() for name in ("seconds", "start", "end")}
+        types = {"png": pyarrow.binary(), "seed": pyarrow.int64(), **floats}
         return pyarrow.table({name: pyarrow.array(out[name], types.get(name)) for name in _COLUMNS})
 
     def _paint(self, order: int, key: str, request: PaintRequest, shared: bool) -> list[dict[str, Any]]:
-        base = {"order": order, "worker": self.worker}
+        base = {"order": order, "worker": self.worker, "start": time.time()}
         started = time.perf_counter()
         if shared:  # a retried request may already be on the shared disk: never paint (and save) it twice
             index = self._indexes.setdefault(request.outdir, SavedIndex(request.outdir)).refresh()
@@ -89,6 +90,7 @@ class PaintActor:
             else:
                 record["png"] = path.read_bytes()
                 path.unlink()
+            record["end"] = time.time()
             records.append(record)
         return records or [{**base, "error": "painted nothing (saving is off?)"}]
 
@@ -273,6 +275,7 @@ class _Saver:
         self.save_seconds += time.perf_counter() - started
         item.paths.append(path)
         item.seconds = float(row.get("seconds") or 0.0)
+        item.times = {"start": row.get("start") or 0.0, "end": row.get("end") or 0.0, "saved": time.time()}
         if row.get("seed") is not None:
             item.seeds.append(int(row["seed"]))
         self.tracker.image_done()

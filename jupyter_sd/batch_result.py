@@ -26,6 +26,8 @@ class BatchItem:
     """The Ray actor that painted it (empty locally)."""
     seconds: float = 0.0
     """Time spent painting it (on its Ray worker, or here), without waiting or saving."""
+    times: dict[str, float] = field(default_factory=dict)
+    """Wall-clock moments (``time.time()``) on Ray: ``start``/``end`` of painting on the worker, ``saved`` here."""
 
     @property
     def images(self) -> int:

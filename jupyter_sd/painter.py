@@ -51,6 +51,8 @@ class ImageSaver(Progress):
         if not request.save or (result.interrupted and not request.save_incomplete):
             return
         inputs = self._input_records()
+        if inputs:  # in-memory inputs now have files: the result's recipe names them
+            result.request = result.request.replace(**{name: record["path"] for name, record in inputs.items()})
         first = len(result.images) - len(images)
         for offset, (image, seed) in enumerate(zip(images, seeds)):
             index = first + offset
@@ -76,6 +78,19 @@ class ImageSaver(Progress):
                 setattr(pictures, f"{name}_record", record)
             records[name] = record
         return records
+
+
+def _with_input_paths(request: PaintRequest, pictures: Pictures | None) -> PaintRequest:
+    """Name the init and mask by their files where they have one, so the result's recipe (and *again*) repaints
+    from the same pictures rather than from whatever ``_`` or a variable holds later."""
+    if pictures is None:
+        return request
+    changes = {
+        name: record["path"]
+        for name in ("init", "mask")
+        if (record := getattr(pictures, f"{name}_record")) is not None and getattr(request, name) != ""
+    }
+    return request.replace(**changes) if changes else request
 
 
 def output_folder(request: PaintRequest, user_ns: Mapping[str, Any] | None = None) -> Path:
@@ -116,6 +131,7 @@ def render(
     request.validate()
     engine = get_engine()
     loaded = load_pictures(request, user_ns, engine.last_result, pictures)
+    request = _with_input_paths(request, loaded)
     saver = ImageSaver(folder or output_folder(request, user_ns), loaded, metadata)
     result = engine.generate(request, Fanout(saver, view), stop, loaded)
     if reraise_interrupt and result.stopped_by == "interrupt":

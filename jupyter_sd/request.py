@@ -937,6 +937,9 @@ def pasted_notes(
         notes.append(
             f"model: {what} is not in {library.subfolder('checkpoint')}{closest}; painted with {painted_model} instead"
         )
+    refiner = params.get("Refiner", "").strip()
+    if refiner and _pasted_refiner(refiner) is None:
+        notes.append(f"refiner: '{refiner}' is not in {library.subfolder('checkpoint')}; painted without a refiner")
     ignored = ignored_infotext_keys(params)
     if ignored:
         notes.append(f"ignored from the generation data: {', '.join(ignored)}")

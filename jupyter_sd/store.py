@@ -141,6 +141,73 @@ def _claim(folder: Path, number: int) -> Path | None:
     return marker
 
 
+def companion_path(picture: str | os.PathLike, role: str) -> Path:
+    """The file beside a picture that holds one of its inputs: ``00005-42.png`` → ``00005-42-mask.png``."""
+    picture = Path(picture)
+    return picture.with_name(f"{picture.stem}-{role}.png")
+
+
+def file_record(path: str | os.PathLike) -> dict[str, str]:
+    """Path (absolute) and sha256 of an input file, as the JSON chunk records it."""
+    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+
+
+def attach_input(picture: str | os.PathLike, role: str, png: bytes) -> Path:
+    """Save one of a picture's inputs (``role`` = ``mask`` or ``init``) beside it and point its recipe at it.
+
+    The input is written as `companion_path` (never overwriting a file), then the picture's JSON chunk is
+    rewritten so its request's `role` option names that file and the chunk's `role` key records its path and sha256:
+    `load_request` then paints the same picture again. Both files are replaced atomically (temp file + rename),
+    so a reader sees the old picture or the new one, never half of one; the pixels are unchanged.
+
+    Returns
+    -------
+    Path
+        The saved input file.
+
+    Raises
+    ------
+    FileExistsError
+        If the companion file already exists (nothing is changed then).
+    ValueError
+        If the picture carries no JSON recipe.
+    """
+    picture = Path(picture)
+    target = companion_path(picture, role)
+    with Image.open(picture) as image:
+        image.load()
+        text = dict(image.text)
+        if REQUEST_KEY not in text:
+            msg = f"attach_input: {picture} carries no '{REQUEST_KEY}' recipe"
+            raise ValueError(msg)
+        fd, tmp_input = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=picture.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(png)
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # claim: never overwrite
+            os.replace(tmp_input, target)
+        finally:
+            if os.path.exists(tmp_input):
+                os.unlink(tmp_input)
+        payload = json.loads(text[REQUEST_KEY])
+        record = file_record(target)
+        payload.setdefault("request", {})[role] = record["path"]
+        payload[role] = record
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, json.dumps(payload, ensure_ascii=False) if key == REQUEST_KEY else value)
+        fd, tmp_picture = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=picture.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                image.save(handle, format="PNG", pnginfo=info)
+            os.replace(tmp_picture, picture)
+        except BaseException:
+            if os.path.exists(tmp_picture):
+                os.unlink(tmp_picture)
+            raise
+    return target
+
+
 def save_input(image: Image.Image, folder: str | os.PathLike, kind: str) -> dict[str, str]:
     """Save an init or mask that exists only in memory as ``KIND-HASH.png`` in `folder` (once: named by content).
 

@@ -172,3 +172,15 @@ class WidgetKernel:
     def click(self, model_id: str) -> None:
         """Click a Button."""
         self._send(model_id, {"method": "custom", "content": {"event": "click"}})
+
+    def set_binary(self, model_id: str, state: dict[str, Any], buffers: dict[tuple, bytes]) -> None:
+        """Change widget values that carry bytes (a file chosen in a FileUpload, a canvas's mask), sent as the
+        browser sends them: the bytes as binary buffers, each at its path in the state."""
+        data = {"method": "update", "state": state, "buffer_paths": [list(path) for path in buffers]}
+        msg = self.kc.session.msg("comm_msg", {"comm_id": model_id, "data": data})
+        msg["buffers"] = list(buffers.values())
+        self.kc.shell_channel.send(msg)
+
+    def custom(self, model_id: str, content: dict[str, Any]) -> None:
+        """Send a widget's own message (what an anywidget front end sends with ``model.send``)."""
+        self._send(model_id, {"method": "custom", "content": content})

@@ -297,3 +297,35 @@ def test_cli_batch(mixed, tmp_path):
                  "-s", "64x64"]) == 1  # fmt: skip
     assert len(pngs(out)) == 3
     assert main(["batch", "--help"]) == 0
+
+
+@pytest.mark.slow
+def test_in_a_kernel_previews_bar_thumbnails_and_interrupt_keeps_what_finished(tmp_path):
+    from kernel_client import of_type, reply_status, running_kernel
+
+    (tmp_path / "shapes.txt").write_text("".join(f"a red circle number {k}\n" for k in range(6)))
+    line = "%paint batch shapes.txt --model tiny --steps 20 --size 128x128 --seed 3 --preview-interval 0 -o out"
+    sent = {"interrupt": False}
+
+    def interrupt_after_first_thumbnail(message, messages):
+        html = message["content"].get("data", {}).get("text/html", "") if "content" in message else ""
+        if not sent["interrupt"] and 'class="jupyter-sd-batch"' in html and "<img" in html:
+            sent["interrupt"] = True
+            kernel.interrupt()
+
+    with running_kernel(tmp_path, env={"HF_HUB_OFFLINE": "1"}) as kernel:
+        assert reply_status(kernel.execute("%load_ext jupyter_sd")) == "ok"
+        messages = kernel.execute(line, timeout=300, on_message=interrupt_after_first_thumbnail)
+        assert sent["interrupt"] and reply_status(messages) == "ok"
+        shown = [m["content"]["data"] for m in of_type(messages, "display_data", "update_display_data")]
+        assert any("image/png" in data and data["text/plain"].startswith("preview at step") for data in shown)
+        bars = [data["text/plain"] for data in shown if 'class="jupyter-sd-batch"' in data.get("text/html", "")]
+        assert bars[0] == "batch 0/6 images · 0.00 images/s · ETA …" and bars[-1].startswith("batch ")
+        result = of_type(messages, "execute_result")[0]["content"]["data"]["text/plain"]
+        saved = sorted((tmp_path / "out").glob("*.png"))
+        assert "stopped" in result and 1 <= len(saved) < 6, result
+        assert f"{len(saved)} painted" in result
+        again = kernel.execute(line, timeout=300)
+        result = of_type(again, "execute_result")[0]["content"]["data"]["text/plain"]
+        assert f"{6 - len(saved)} painted" in result and f"{len(saved)} already saved" in result
+        assert len(list((tmp_path / "out").glob("*.png"))) == 6

@@ -141,3 +141,28 @@ def test_workers_write_to_a_shared_outdir(cluster, tmp_path):
     )
     assert result.painted == 4 and sorted(result.paths) == sorted(out.glob("*.png"))
     assert sorted(json.loads(Image.open(p).text["jupyter_sd"])["seed"] for p in result.paths) == [100, 101, 102, 103]
+
+
+class StopAfter(BatchView):
+    def __init__(self, stop, images):
+        self.stop, self.images = stop, images
+
+    def update(self, tracker, images=(), final=False):
+        if tracker.images_done >= self.images:
+            self.stop.set()
+
+
+def test_stop_keeps_what_finished_and_the_rerun_paints_the_rest(cluster, tmp_path):
+    import threading
+
+    out, stop = tmp_path / "ray", threading.Event()
+    requests = REQUESTS[:8]
+    result = jupyter_sd.batch(
+        requests, cluster=cluster, workers=2, outdir=str(out), view=StopAfter(stop, 2), stop=stop, **FAST
+    )
+    saved = sorted(out.glob("*.png"))
+    assert result.stopped and 2 <= result.painted < 8 and len(saved) == result.painted
+    rest = jupyter_sd.batch(requests, cluster=cluster, workers=2, outdir=str(out), view=BatchView(), **FAST)
+    assert (rest.painted, rest.skipped) == (8 - len(saved), len(saved))
+    seeds = sorted(json.loads(Image.open(path).text["jupyter_sd"])["seed"] for path in out.glob("*.png"))
+    assert seeds == [100 + k for k in range(8)]

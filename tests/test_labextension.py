@@ -114,6 +114,7 @@ def test_wheel_ships_the_prebuilt_extension(tmp_path):
         for stem in ("gallery", "highlight", "commands"):
             assert prefix + f"schemas/jupyter-sd/{stem}.json" in names
         assert not any("node_modules" in n or n.startswith("labextension/") for n in names)
+        assert "jupyter_sd/panel/mask.js" in names  # the mask painter's front end ships in the package
         zf.extractall(tmp_path / "unpacked")
 
     # What pip puts under sys.prefix/share/jupyter, JupyterLab finds through JUPYTER_PATH.

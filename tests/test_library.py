@@ -185,9 +185,11 @@ class _Shell:
     process's one global test shell, which IPython lets start only once)."""
 
     def __init__(self) -> None:
+        from types import SimpleNamespace
+
         from jupyter_sd.magics import PaintMagics
 
-        self.magics = PaintMagics(shell=None)
+        self.magics = PaintMagics(shell=SimpleNamespace(user_ns={}))
 
     def run_line_magic(self, name: str, line: str):
         assert name == "paint"

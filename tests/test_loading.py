@@ -142,7 +142,8 @@ def test_cached_hub_model_loads_with_the_hub_unreachable(tmp_path, tiny_model_di
     lines = _lines(done)
     assert done.returncode == 0, lines
     assert [p.name for p in out.glob("*.png")] == ["00001-3.png"]
-    ours = ("loading jupyter-sd-test/tiny-cached on cpu", "loaded jupyter-sd-test/tiny-cached (SD1, 16x16) in", "1 image in")
+    name = "jupyter-sd-test/tiny-cached"
+    ours = (f"loading {name} on cpu", f"loaded {name} (SD1, 16x16) in", "1 image in")
     for line in lines:
         text = line.split("\r")[-1]
         assert text.startswith(ours) or text.startswith("painting") or text == str(out / "00001-3.png"), lines

@@ -450,6 +450,7 @@ def test_init_from_underscore_variables_and_urls(shell, tiny_model_dir, tmp_path
     for result in (from_image, from_array, from_floats):
         assert np.array_equal(pixels(result.images[0]), pixels(from_last.images[0]))
     assert load_request(from_last.paths[0]).init == str(first.paths[0].resolve())  # _ is a saved picture
+    assert from_last.request.init == str(first.paths[0].resolve())  # so "again" repaints from the same picture
     copy = Path(load_request(from_array.paths[0]).init)  # an array is saved beside the pictures once
     assert copy.parent == out and copy.name.startswith("init-")
     assert np.array_equal(pixels(Image.open(copy)), pixels(first.images[0]))
@@ -587,3 +588,39 @@ def test_kernel_interrupt_in_each_pass(kernel, tiny_model_dir, options, wait_for
     again = kernel.execute(f"%%paint --model {tiny_model_dir} --steps 2 --seed 6 -o after\nnext")
     assert reply_status(again) == "ok" and "loading" not in stream_text(again)
     assert stream_text(kernel.execute("print(jupyter_sd.get_engine().load_count)")) == before
+
+
+@pytest.mark.slow
+def test_example_notebook_runs_top_to_bottom(tmp_path):
+    import shutil
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook_file = tmp_path / "img2img.ipynb"
+    shutil.copy(ROOT / "examples" / "img2img.ipynb", notebook_file)
+    notebook = nbformat.read(notebook_file, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(f"__session__ = {str(notebook_file)!r}"))
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert "(128, 128) True" in "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert len(list((tmp_path / "img2img-paint").glob("0000*.png"))) == 4
+
+
+def test_sdxl_paints_in_every_mode(tmp_path):
+    """An SDXL model: from_pipe gives its img2img and inpaint pipelines; each mode paints at the asked size."""
+    from tiny_sdxl import make_tiny_sdxl
+
+    own = Engine()
+    model = make_tiny_sdxl(tmp_path / "sdxl")
+    base = PaintRequest(prompt="a red circle", model=str(model), steps=2, seed=1, preview="none", save=False)
+    init, mask = init_picture(), box_mask(16, (4, 4, 12, 12))
+    assert own.generate(base.replace(init="x", strength=0.5), pictures=Pictures(init)).images[0].size == (16, 16)
+    inpainted = own.generate(base.replace(init="x", mask="m", mask_blur=0), pictures=Pictures(init, mask)).images[0]
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(pixels(inpainted)[outside], pixels(init)[outside])
+    assert own.generate(base.replace(width=16, height=16, hires=2)).images[0].size == (32, 32)
+    assert own.load_count == 1

@@ -137,3 +137,103 @@ def test_cell_controls_paint_again(kernel):
     assert kernel.state(image)["value"][:4] == b"\x89PNG"
     latest = max((kernel.workdir / "notebook-paint").glob("*-7.png"))
     assert load_request(latest).steps == 3
+
+
+def test_panel_stop_during_the_hires_pass(kernel):
+    """Stop pressed while the hires pass runs: its last x0 is kept at the hires size, nothing is saved, and the
+    next cell paints without loading anything."""
+    folder = kernel.workdir / "notebook-paint"
+    before = set(folder.glob("*.png")) if folder.is_dir() else set()
+    outputs = kernel.execute(
+        f"%paint panel --model {kernel.model} --steps 2 --seed 3 --hires 2 --hires-steps 150 --hires-denoise 0.99"
+    )
+    panel = kernel.displayed(outputs)
+    find = lambda css: kernel.one(css, panel)  # noqa: E731
+    assert kernel.state(find("jupyter-sd-hires-toggle"))["value"] is True  # the options used open their section
+    kernel.set(find("jupyter-sd-prompt"), value="a red circle")
+    kernel.execute(
+        "import time as _t\n"
+        "from jupyter_sd import painter as _p\n"
+        f"_pipe = _p.get_engine().pipeline(_p.new_request(model={kernel.model!r}))\n"
+        "_loads = _p.get_engine().load_count\n"
+        "_hook = _pipe.unet.register_forward_pre_hook(lambda *a: _t.sleep(0.05))"
+    )
+    bar, gallery = find("jupyter-sd-progress"), find("jupyter-sd-gallery")
+    tiles = len(kernel.children(gallery))
+    kernel.click(find("jupyter-sd-generate"))
+    kernel.wait_for(
+        lambda: "hires 2/2 · step" in _status(kernel, panel) and kernel.state(bar)["value"] >= 2,
+        60,
+        lambda: f"the hires pass: {_status(kernel, panel)}",
+    )
+    assert kernel.state(bar)["max"] == 150  # the bar counts the hires pass's own steps
+    kernel.click(find("jupyter-sd-stop"))
+    kernel.wait_for(lambda: "stopped at step" in _status(kernel, panel), 30, "the stop")
+    kernel.execute("_hook.remove()")
+    kernel.wait_for(lambda: len(kernel.children(gallery)) == tiles + 1, 10, "the kept picture in the gallery")
+    from io import BytesIO
+
+    from PIL import Image
+
+    shown = Image.open(BytesIO(kernel.state(find("jupyter-sd-image"))["value"]))
+    assert shown.size == (32, 32)  # the hires pass's x0 (16×16 doubled), not the first pass's picture
+    after = set(folder.glob("*.png")) if folder.is_dir() else set()
+    assert after == before  # stopped, and --save-incomplete is off: nothing written
+    outputs = kernel.execute(f"%%paint --model {kernel.model} --steps 2 --seed 4\na blue square")
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert kernel.execute("print(_p.get_engine().load_count - _loads)")[0]["text"] == "0\n"
+
+
+def test_panel_upload_and_mask_painter_messages(kernel):
+    """The upload and the mask painter driven by the messages a browser sends, in either widget API (8's tuple of
+    file dicts, 7's metadata + data lists): the painted mask is what the inpainted picture's saved mask holds."""
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    def png(image):
+        buffer = BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    picture = Image.new("RGB", (16, 16), (20, 40, 200))
+    ImageDraw.Draw(picture).ellipse((4, 4, 12, 12), fill=(220, 30, 30))
+    mask = Image.new("L", (16, 16), 0)
+    mask.paste(255, (4, 4, 12, 12))
+    outputs = kernel.execute(f"%paint panel --model {kernel.model} --steps 2 --seed 9 --mask-blur 0")
+    panel = kernel.displayed(outputs)
+    find = lambda css: kernel.one(css, panel)  # noqa: E731
+    kernel.set(find("jupyter-sd-prompt"), value="a yellow circle")
+    kernel.set(find("jupyter-sd-img2img-toggle"), value=True)
+    upload = find("jupyter-sd-upload")
+    major = kernel.execute("import ipywidgets; print(ipywidgets.__version__)")[0]["text"].split(".")[0]
+    data = png(picture)
+    if major == "7":
+        meta = {"name": "c.png", "type": "image/png", "size": len(data), "lastModified": 0}
+        kernel.set_binary(upload, {"metadata": [meta], "data": [None], "_counter": 1}, {("data", 0): data})
+    else:
+        meta = {"name": "c.png", "type": "image/png", "size": len(data), "last_modified": 0}
+        kernel.set_binary(upload, {"value": [meta]}, {("value", 0, "content"): data})
+    about, mask_about = find("jupyter-sd-init-about"), find("jupyter-sd-mask-about")
+    kernel.wait_for(lambda: "16×16" in kernel.state(about)["value"], 10, "the uploaded picture")
+    kernel.set(find("jupyter-sd-inpaint-toggle"), value=True)
+    painter = find("jupyter-sd-mask-painter")
+    assert kernel.state(painter)["width"] == 16 and kernel.state(painter)["image"][:4] == b"\x89PNG"
+
+    def painted(text):
+        return lambda: text in kernel.state(mask_about)["value"]
+
+    kernel.set_binary(painter, {}, {("mask",): png(mask)})  # a stroke, as the canvas sends it
+    kernel.wait_for(painted("painted: 25%"), 10, "the stroke")
+    kernel.custom(painter, {"action": "invert"})  # the toolbar's buttons
+    kernel.wait_for(painted("painted: 75%"), 10, "the inverted mask")
+    kernel.custom(painter, {"action": "undo"})
+    kernel.wait_for(painted("painted: 25%"), 10, "undo")
+    gallery = find("jupyter-sd-gallery")
+    kernel.click(find("jupyter-sd-generate"))
+    kernel.wait_for(lambda: kernel.children(gallery), 60, lambda: f"the picture: {_status(kernel, panel)}")
+    saved = max((kernel.workdir / "notebook-paint").glob("*-9-mask.png"))
+    assert np.array_equal(np.asarray(Image.open(saved).convert("L")), np.asarray(mask))
+    recipe = load_request(saved.with_name(saved.name.replace("-mask", "")))
+    assert recipe.mode == "inpaint" and recipe.mask == str(saved.resolve())

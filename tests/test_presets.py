@@ -133,3 +133,15 @@ def test_lora_names_and_choices():
     with pytest.raises(ValueError, match=r"^preset: unknown 'turbo' \(allowed: auto, none, sd-turbo"):
         PaintRequest(prompt="x", preset="turbo").validate()
     assert set(PRESETS) == {"sd-turbo", "sdxl-turbo", "lcm", "lightning", "hyper-sd"}
+
+
+def test_pasted_refiner_is_applied_only_when_loadable():
+    from jupyter_sd.request import options_from_params, pasted_notes
+
+    params = {"Steps": "30", "Refiner": "sd_xl_refiner_1.0 [7440042bbd]", "Refiner switch at": "0.8"}
+    options = options_from_params(params)
+    assert "refiner" not in options and options["refiner_switch"] == "0.8"
+    assert "refiner: 'sd_xl_refiner_1.0 [7440042bbd]' is not in " in " ".join(pasted_notes(params, "tiny"))
+    hub = {"Refiner": "stabilityai/stable-diffusion-xl-refiner-1.0", "Refiner switch at": "0.7"}
+    assert options_from_params(hub)["refiner"] == "stabilityai/stable-diffusion-xl-refiner-1.0"
+    assert not [note for note in pasted_notes(hub, "tiny") if note.startswith("refiner")]

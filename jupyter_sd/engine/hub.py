@@ -101,7 +101,8 @@ def check_hub_model(repo_id: str) -> bool:
 
 def unreachable_message(repo_id: str) -> str:
     """The one line for a model that is neither cached nor downloadable now."""
-    return f"model: '{repo_id}' is not in the Hugging Face cache and the hub ({endpoint()}) can't be reached: {_WAY_OUT}"
+    where = f"the hub ({endpoint()})"
+    return f"model: '{repo_id}' is not in the Hugging Face cache and {where} can't be reached: {_WAY_OUT}"
 
 
 def hub_usable() -> bool:

@@ -30,8 +30,11 @@ def component_gb(pipe: Any) -> dict[str, float]:
 
 
 def offload_for(free_gb: float, sizes: dict[str, float], family: str) -> str:
-    """Auto offload: none when everything fits with room to work, model offload when the biggest model fits with
-    half a GB to spare (one model on the GPU at a time), else sequential (layer by layer)."""
+    """Auto offload from the free VRAM and each model's size.
+
+    None when everything fits with room to work, model offload when the biggest model fits with half a GB to spare
+    (one model on the GPU at a time), else sequential (layer by layer).
+    """
     if free_gb >= sum(sizes.values()) + ACTIVATIONS_GB.get(family, 2.0):
         return "none"
     if free_gb >= max(sizes.values(), default=0.0) + 0.5:
@@ -80,7 +83,8 @@ def choose_offload(mode: str, device: str, pipe: Any, family: str) -> tuple[str,
     if free is None:
         return "none", ""
     chosen = offload_for(free, component_gb(pipe), family)
-    return chosen, f"{free:.1f} GB free" + ("" if chosen == "none" else f": {chosen} offload")
+    where = "all on the GPU" if chosen == "none" else f"{chosen} offload"
+    return chosen, f"{where}, {free:.1f} GB free"
 
 
 def place(pipe: Any, device: str, offload: str) -> Any:
@@ -127,8 +131,10 @@ def set_vae_tiling(pipe: Any, on: bool) -> None:
 
 
 class VaeGuard:
-    """Wrap the VAE's ``decode``: a NaN/Inf picture from a half-precision VAE is decoded again in float32, and an
-    out-of-memory in the decode is retried once in tiles, each said in one line (as A1111 does).
+    """Wrap the VAE's ``decode`` to rescue a NaN picture and an out-of-memory decode.
+
+    A NaN/Inf picture from a half-precision VAE is decoded again in float32, and an out-of-memory in the decode is
+    retried once in tiles, each said in one line (as A1111 does).
 
     After a rescue the VAE stays in float32 for the rest of the session, so the next picture is right first time.
     """
@@ -142,6 +148,7 @@ class VaeGuard:
         vae.decode = self.decode
 
     def decode(self, z: Any, *args: Any, **kwargs: Any) -> Any:
+        """The VAE's decode, with the rescue and the retry."""
         import torch
 
         z = z.to(self.vae.dtype)
@@ -265,7 +272,7 @@ class MemoryPlan:
     def describe(self) -> str:
         """Words for the load line: the offload mode when there is one, and why."""
         if self.offload == "none":
-            return ""
+            return self.why  # auto on CUDA says it kept everything on the GPU
         return self.why or f"{self.offload} offload"
 
     def before_call(self, pipe: Any, request: Any, notice: Callable[[str], None]) -> None:

@@ -40,6 +40,8 @@ _UNSUPPORTED_KINDS = {
 """LyCORIS kinds A1111 loads and diffusers' LoRA converter refuses: a key's suffix → the kind's name."""
 
 
+KEEP_LORAS = 8
+"""LoRA files kept loaded on the pipeline between cells (each holds its weights in memory)."""
 _TEXT_FIELDS = ("prompt", "negative_prompt", "hires_prompt")
 """The request's fields the text encoder reads."""
 _SAY_HASHING_ABOVE = 100_000_000
@@ -65,6 +67,7 @@ class _LoadedLora:
     stamp: tuple
     short_hash: str
     components: tuple[str, ...]
+    last_used: int = 0
 
 
 @dataclass
@@ -81,9 +84,11 @@ class _State:
     loras: dict[str, _LoadedLora] = field(default_factory=dict)
     embeddings: dict[str, _LoadedEmbedding] = field(default_factory=dict)
     refused: dict[str, tuple] = field(default_factory=dict)
+    """Files that could not be used: path → (size, mtime, allow_pickle) and the line that said why."""
     active: tuple | None = None
     own_vae: Any = None
     vae: tuple | None = None
+    cells: int = 0
     loads: int = 0
     """Files loaded onto this pipeline so far (LoRA, embeddings, VAEs): a cell that only changes weights adds none."""
 
@@ -208,6 +213,8 @@ def _first_line(error: BaseException) -> str:
 def _set_loras(pipe: Any, state: _State, tags: list, allow_pickle: bool, notice: Notice) -> list[tuple[str, Any]]:
     """Load what the tags name (once), then activate exactly those adapters with the tags' weights."""
     active: dict[str, Any] = {}
+    if tags and not _can_load_lora(pipe, notice):
+        tags = []
     for tag in tags:
         found = library.find_model("lora", tag.name)
         if found is None:
@@ -216,6 +223,10 @@ def _set_loras(pipe: Any, state: _State, tags: list, allow_pickle: bool, notice:
         path = str(found.path)
         if _load_lora(pipe, state, found.path, allow_pickle, notice):
             active[path] = tag  # a name given twice: the last tag's weights, as A1111's last activation
+    state.cells += 1
+    for path in active:
+        state.loras[path].last_used = state.cells
+    _forget_unused(pipe, state, keep=set(active))
     wanted = tuple((state.loras[p].adapter, t.te_weight, t.unet_weight) for p, t in active.items())
     if wanted != state.active:
         _activate(pipe, state, active)
@@ -223,13 +234,36 @@ def _set_loras(pipe: Any, state: _State, tags: list, allow_pickle: bool, notice:
     return list(active.items())
 
 
+def _forget_unused(pipe: Any, state: _State, keep: set[str]) -> None:
+    """Keep at most `KEEP_LORAS` adapters loaded: drop the ones unused longest (a later cell loads them again)."""
+    unused = sorted((loaded.last_used, path) for path, loaded in state.loras.items() if path not in keep)
+    for _, path in unused[: max(0, len(state.loras) - KEEP_LORAS)]:
+        _drop_adapter(pipe, state.loras.pop(path).adapter)
+        state.active = None
+
+
+def _can_load_lora(pipe: Any, notice: Notice) -> bool:
+    """LoRA need a pipeline with diffusers' LoRA loader and the peft package; else one line, and paint on."""
+    import importlib.util
+
+    if not hasattr(pipe, "load_lora_weights"):
+        notice(f"lora: {type(pipe).__name__} cannot load LoRA; painting without them")
+        return False
+    if importlib.util.find_spec("peft") is None:
+        notice("lora: LoRA need peft: pip install 'jupyter_sd[lora]' (or pip install peft); painting without them")
+        return False
+    return True
+
+
 def _load_lora(pipe: Any, state: _State, path: Path, allow_pickle: bool, notice: Notice) -> bool:
     key, stamp = str(path), (*_stamp(path), allow_pickle)
     loaded = state.loras.get(key)
     if loaded is not None and loaded.stamp[:2] == stamp[:2]:
         return True
-    if state.refused.get(key) == stamp:
-        return False  # said once already for this file
+    refused = state.refused.get(key)
+    if refused is not None and refused[0] == stamp:
+        notice(refused[1])  # not tried again, but said again: the prompt still names it
+        return False
     if loaded is not None:  # the file changed on disk: load it again
         _drop_adapter(pipe, loaded.adapter)
         del state.loras[key]
@@ -251,12 +285,11 @@ def _load_lora(pipe: Any, state: _State, path: Path, allow_pickle: bool, notice:
             msg = f"lora: {path.name} holds no weights for this model's layers; painting without it"
             raise ValueError(msg)
     except (ValueError, OSError) as error:
-        state.refused[key] = stamp
-        notice(
-            str(error)
-            if str(error).startswith("lora:")
-            else f"lora: could not read {path.name} ({_first_line(error)}); painting without it"
-        )
+        text = str(error)
+        if not text.startswith("lora:"):
+            text = f"lora: could not read {path.name} ({_first_line(error)}); painting without it"
+        state.refused[key] = (stamp, text)
+        notice(text)
         return False
     state.loras[key] = _LoadedLora(adapter, stamp, library.short_hash("lora", path), components)
     state.loads += 1
@@ -352,7 +385,9 @@ def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickl
     loaded = state.embeddings.get(key)
     if loaded is not None and loaded.stamp[:2] == stamp[:2]:
         return True
-    if state.refused.get(key) == stamp:
+    refused = state.refused.get(key)
+    if refused is not None and refused[0] == stamp:
+        notice(refused[1])
         return False
     if loaded is not None:
         with _quiet(), contextlib.suppress(Exception):
@@ -371,13 +406,11 @@ def _load_embedding(pipe: Any, state: _State, path: Path, stem: str, allow_pickl
             for encoder, tokenizer, tensor in vectors:
                 pipe.load_textual_inversion(tensor, token=stem, text_encoder=encoder, tokenizer=tokenizer)
     except (ValueError, OSError, RuntimeError) as error:
-        state.refused[key] = stamp
         text = str(error)
-        notice(
-            text
-            if text.startswith("embedding:")
-            else f"embedding: could not read {path.name} ({_first_line(error)}); painting without it"
-        )
+        if not text.startswith("embedding:"):
+            text = f"embedding: could not read {path.name} ({_first_line(error)}); painting without it"
+        state.refused[key] = (stamp, text)
+        notice(text)
         return False
     count = vectors[0][2].shape[0]
     tokens = (stem, *(f"{stem}_{i}" for i in range(1, count)))

@@ -47,8 +47,11 @@ seconds: float | None = None
 
 
 def _top_down(name: str) -> list[str]:
-    """``a.b.c`` → ``a``, ``a.b``, ``a.b.c``: importing parents first, the thread never holds a child's import lock
-    while waiting for a parent another thread is importing (the way two imports can deadlock)."""
+    """``a.b.c`` → ``a``, ``a.b``, ``a.b.c``.
+
+    Importing parents first, the thread never holds a child's import lock while waiting for a parent another
+    thread is importing (the way two imports can deadlock).
+    """
     parts = name.split(".")
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
@@ -84,9 +87,12 @@ def _from_jupyter_sd(namespace: Any) -> bool:
 
 
 def _guarded_import(name: str, *args: Any, **kwargs: Any) -> Any:
-    """``builtins.__import__`` while the thread runs: another thread's outermost import of a module not loaded yet
-    waits for the background imports first, so the two never import one package at once (no half-initialised
-    module, no deadlock: at its outermost import a thread holds no import lock the background thread could need)."""
+    """``builtins.__import__`` while the thread runs.
+
+    Another thread's outermost import of a module not loaded yet waits for the background imports first, so the
+    two never import one package at once (no half-initialised module, no deadlock: at its outermost import a
+    thread holds no import lock the background thread could need).
+    """
     depth = getattr(_depth, "value", 0)
     thread = _thread
     if (

@@ -21,13 +21,37 @@ NATIVE, CUSTOM = "native", "custom"
 
 MAIN_FIELDS = ("prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "schedule", "n", "model", "preview")
 """Fields shown up front (width and height are the size row); every other field goes under "More options"."""
+SECTIONS = {
+    "img2img": ("init", "strength", "resize_mode"),
+    "inpaint": ("mask", "mask_blur", "inpaint_area", "padding", "masked_content", "invert_mask"),
+    "hires": ("hires", "hires_size", "hires_steps", "hires_denoise", "hires_upscaler", "hires_sampler", "hires_prompt"),
+}
+"""Fields shown in a section of their own, hidden under a toggle until used; while a section is off its fields
+keep their declared defaults in the request (what the panel shows is what it paints)."""
+DEFAULT_HIRES_FACTOR = 2.0
+"""The upscale factor the hires section starts from when switched on (A1111's default)."""
 _SIZE_FIELDS = ("width", "height")
+_SECTION_OF = {name: section for section, names in SECTIONS.items() for name in names}
 _LABELS = {
     "negative_prompt": "Negative",
     "n": "Images",
     "preview": "Preview",
     "guidance": "CFG scale",
     "schedule": "Schedule",
+    "init": "Init image",
+    "strength": "Denoising",
+    "resize_mode": "Resize mode",
+    "hires": "Upscale by",
+    "hires_size": "Resize to",
+    "masked_content": "Masked content",
+    "inpaint_area": "Inpaint area",
+    "padding": "Padding",
+    "invert_mask": "Invert mask (repaint the black part)",
+    "hires_steps": "Hires steps",
+    "hires_denoise": "Denoising",
+    "hires_upscaler": "Upscaler",
+    "hires_sampler": "Hires sampler",
+    "hires_prompt": "Hires prompt",
 }
 _SLIDER_SPAN = 10_000
 """An int range wider than this gets a bounded text box instead of a slider (the seed)."""
@@ -199,6 +223,30 @@ class SeedControl(widgets.HBox):
         set_tooltip(self.last, f"Seed {seed}, the last run's")
 
 
+class Section:
+    """A toggle that switches a group of options on (showing their controls) or off (their defaults apply)."""
+
+    def __init__(self, name: str, description: str, tip: str) -> None:
+        self.name = name
+        self.toggle = widgets.ToggleButton(
+            value=False, description=description, icon="chevron-right", layout=widgets.Layout(width="auto")
+        )
+        self.toggle.add_class(css_class(f"{name}-toggle"))
+        set_tooltip(self.toggle, tip)
+        self.box = widgets.VBox(layout=widgets.Layout(display="none", border="1px solid #ddd", padding="4px"))
+        self.box.add_class(css_class(f"{name}-section"))
+        self.toggle.observe(self._show, names="value")
+
+    @property
+    def on(self) -> bool:
+        """Whether the section's options apply."""
+        return bool(self.toggle.value)
+
+    def _show(self, change: Any = None) -> None:
+        self.box.layout.display = "" if self.toggle.value else "none"
+        self.toggle.icon = "chevron-down" if self.toggle.value else "chevron-right"
+
+
 class Controls:
     """Every option's control, built from the request's fields; reads a request out and loads one in."""
 
@@ -214,6 +262,57 @@ class Controls:
             elif name not in _SIZE_FIELDS:
                 self.widgets[name] = control_for(f, getattr(defaults, name))
         self.widgets["width"], self.widgets["height"] = self.size.width, self.size.height
+        for name in _SECTION_OF:
+            widget = self.widgets.get(name)
+            if widget is not None and not isinstance(widget, widgets.Checkbox):
+                widget.style = {"description_width": "9em"}
+            if isinstance(widget, widgets.Text):
+                widget.layout = widgets.Layout(width="90%")
+        self.sections = {
+            "img2img": Section("img2img", "img2img / inpaint", "Start from a picture: upload one or send one here"),
+            "inpaint": Section("inpaint", "inpaint: paint a mask", "Repaint only where you paint over the picture"),
+            "hires": Section("hires", "Hires fix", "Paint small, upscale, then denoise again at the bigger size"),
+        }
+        self.sections["inpaint"].toggle.observe(self._inpaint_needs_init, names="value")
+        self.sections["img2img"].toggle.observe(self._one_mode, names="value")
+        self.sections["hires"].toggle.observe(self._one_mode, names="value")
+        self.open_used(defaults)
+
+    def section_fields(self, section: str) -> list[str]:
+        """The names of a section's fields that this request type has (in declaration order)."""
+        return [name for name in SECTIONS[section] if name in self.fields]
+
+    def section_on(self, section: str) -> bool:
+        """Whether a section's options apply: it is switched on (inpaint also needs img2img on)."""
+        on = self.sections[section].on
+        return on and self.sections["img2img"].on if section == "inpaint" else on
+
+    def open_used(self, request: PaintRequest) -> None:
+        """Switch on each section where the request sets an option away from its declared default."""
+        for section in SECTIONS:
+            if any(getattr(request, n) != self.fields[n].default for n in self.section_fields(section)):
+                self.sections[section].toggle.value = True
+                if section == "inpaint":
+                    self.sections["img2img"].toggle.value = True
+
+    def _inpaint_needs_init(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self.sections["img2img"].toggle.value = True
+
+    def _one_mode(self, change: dict[str, Any]) -> None:
+        """img2img and the hires fix exclude each other (hires is for text-to-image): one on turns the other off.
+
+        Switching hires on with no factor and no size set starts from A1111's usual factor 2.
+        """
+        if not change["new"]:
+            return
+        img2img, hires = self.sections["img2img"], self.sections["hires"]
+        other = hires if change["owner"] is img2img.toggle else img2img
+        other.toggle.value = False
+        if other is img2img and "hires" in self.widgets:
+            factor, size = self.widgets["hires"], self.widgets.get("hires_size")
+            if not factor.value and not (size is not None and size.value):
+                factor.value = DEFAULT_HIRES_FACTOR
 
     def main_rows(self) -> list[widgets.Widget]:
         """The controls shown up front, two or three to a row."""
@@ -232,15 +331,25 @@ class Controls:
 
     def more(self) -> widgets.Widget:
         """Every other option, in a collapsed "More options" section."""
-        rest = [self.widgets[n] for n in self.fields if n not in MAIN_FIELDS and n not in _SIZE_FIELDS]
+        rest = [
+            self.widgets[n]
+            for n in self.fields
+            if n not in MAIN_FIELDS and n not in _SIZE_FIELDS and n not in _SECTION_OF
+        ]
         accordion = widgets.Accordion(children=[widgets.VBox(rest)], selected_index=None)
         accordion.set_title(0, "More options")
         return accordion
 
     def values(self) -> dict[str, Any]:
-        """The options as the controls show them (width/height from the size row)."""
+        """The options as the controls show them.
+
+        Width and height come from the size row; a section switched off gives its fields' declared defaults.
+        """
         values = {name: widget.value for name, widget in self.widgets.items() if name not in _SIZE_FIELDS}
         values["width"], values["height"] = self.size.get()
+        for section in SECTIONS:
+            if not self.section_on(section):
+                values.update({n: self.fields[n].default for n in self.section_fields(section)})
         return values
 
     def request(self) -> PaintRequest:
@@ -258,3 +367,4 @@ class Controls:
             if value is not None:
                 widget.value = value
         self.size.set(request.width, request.height)
+        self.open_used(request)

@@ -53,6 +53,21 @@ def info_html(item: Item) -> str:
     return f'<pre style="white-space:pre-wrap;margin:0">{html.escape(item.infotext)}</pre>{where}'
 
 
+SEND_MODES = ("img2img", "inpaint")
+"""Where a picture can be sent: start an img2img run from it, or paint a mask over it."""
+
+
+def _send_button(mode: str, compact: bool) -> widgets.Button:
+    button = widgets.Button(
+        description="" if compact else f"send to {mode}",
+        icon="image" if mode == "img2img" else "paint-brush",
+        layout=widgets.Layout(width=f"{THUMB_SIDE // 2}px" if compact else "auto", padding="0"),
+    )
+    button.add_class(f"jupyter-sd-send-{mode}")
+    set_tooltip(button, f"Send this picture to {mode}" + (" (paint a mask over it)" if mode == "inpaint" else ""))
+    return button
+
+
 class Gallery(widgets.VBox):
     """A strip of thumbnails (newest first) over a detail view with the picture, its recipe and "reuse".
 
@@ -60,10 +75,18 @@ class Gallery(widgets.VBox):
     ----------
     on_reuse
         Called with the picture's recipe when "reuse" is pressed (the panel loads it into its controls).
+    on_send
+        Called with the item and ``"img2img"`` or ``"inpaint"`` when a *send to* button is pressed (on a
+        thumbnail or in the detail view).
     """
 
-    def __init__(self, on_reuse: Callable[[PaintRequest], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_reuse: Callable[[PaintRequest], None] | None = None,
+        on_send: Callable[[Item, str], None] | None = None,
+    ) -> None:
         self.on_reuse = on_reuse
+        self.on_send = on_send
         self.items: list[Item] = []
         self.selected: Item | None = None
         self._count = 0
@@ -81,8 +104,12 @@ class Gallery(widgets.VBox):
         self.close_button = widgets.Button(description="close", icon="times", layout=widgets.Layout(width="auto"))
         self.reuse.on_click(lambda _: self._reuse())
         self.close_button.on_click(lambda _: self.hide())
+        self.send_buttons = {mode: _send_button(mode, compact=False) for mode in SEND_MODES}
+        for mode, send in self.send_buttons.items():
+            send.on_click(lambda _, mode=mode: self.selected is not None and self.send(self.selected, mode))
+        actions = widgets.HBox([self.reuse, *self.send_buttons.values(), self.close_button])
         self.detail = widgets.HBox(
-            [self.image, widgets.VBox([self.info, widgets.HBox([self.reuse, self.close_button])])],
+            [self.image, widgets.VBox([self.info, actions])],
             layout=widgets.Layout(display="none"),
         )
         self.detail.add_class("jupyter-sd-detail")
@@ -106,10 +133,7 @@ class Gallery(widgets.VBox):
                 self._tiles[item.number] = self._tile(item)
             self.items = (new[::-1] + self.items)[:MAX_ITEMS]
             for number in set(self._tiles) - {item.number for item in self.items}:
-                tile = self._tiles.pop(number)
-                for child in tile.children:
-                    child.close()
-                tile.close()
+                _close_all(self._tiles.pop(number))
             self.strip.children = tuple(self._tiles[item.number] for item in self.items)
         return new
 
@@ -119,7 +143,14 @@ class Gallery(widgets.VBox):
         button.add_class("jupyter-sd-thumb")
         set_tooltip(button, item.infotext.splitlines()[0][:200] if item.infotext else "")
         button.on_click(lambda _: self.show(item))
-        return widgets.VBox([thumb, button], layout=widgets.Layout(margin="2px", min_width=f"{THUMB_SIDE + 4}px"))
+        sends = []
+        for mode in SEND_MODES:
+            send = _send_button(mode, compact=True)
+            send.on_click(lambda _, mode=mode: self.send(item, mode))
+            sends.append(send)
+        return widgets.VBox(
+            [thumb, button, widgets.HBox(sends)], layout=widgets.Layout(margin="2px", min_width=f"{THUMB_SIDE + 4}px")
+        )
 
     def show(self, item: Item) -> None:
         """Show a picture large, with its generation data and file."""
@@ -133,6 +164,11 @@ class Gallery(widgets.VBox):
         """Close the detail view."""
         self.selected = None
         self.detail.layout.display = "none"
+
+    def send(self, item: Item, mode: str) -> None:
+        """Send a picture to img2img or inpaint (the panel makes it the init picture)."""
+        if self.on_send is not None:
+            self.on_send(item, mode)
 
     def _reuse(self) -> None:
         if self.selected is not None and self.on_reuse is not None:
@@ -152,3 +188,9 @@ class Gallery(widgets.VBox):
                 offer_download(zip_pictures(folder))
             except (ValueError, OSError) as error:
                 print(error)
+
+
+def _close_all(widget: widgets.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_all(child)
+    widget.close()

@@ -11,15 +11,18 @@ from __future__ import annotations
 import html
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
+from PIL import Image
 
 from .. import painter
 from ..request import PaintRequest, option_fields
 from ..result import PaintResult
 from .controls import Controls, control_for, set_tooltip
-from .gallery import Gallery
+from .gallery import Gallery, Item
+from .images import ImageInput
 from .worker import Job, LiveArea, Worker, background_default, error_line
 from .xyz_section import XYZSection
 
@@ -95,13 +98,20 @@ class Panel(widgets.VBox):
         self.live = LiveArea()
         self.queue_box = widgets.VBox()
         self.queue_box.add_class("jupyter-sd-queue")
-        self.gallery = Gallery(on_reuse=self.load)
+        self.gallery = Gallery(on_reuse=self.load, on_send=self.send_to)
         self.worker = Worker(self.live, self.user_ns, on_change=self._refresh, on_result=self._finished)
+        self.images = ImageInput(self.controls, self._folder, self._last_picture, self.live.fail)
+        sections = self.controls.sections
+        sections["img2img"].box.children = (self.images,)
+        sections["hires"].box.children = tuple(self.controls.widgets[n] for n in self.controls.section_fields("hires"))
         title = widgets.HTML(value="<b>jupyter_sd</b> · panel")
         super().__init__(
             [
                 title,
                 *self.controls.main_rows(),
+                widgets.HBox([sections["img2img"].toggle, sections["hires"].toggle]),
+                sections["img2img"].box,
+                sections["hires"].box,
                 self.controls.more(),
                 widgets.HBox([self.generate_button, self.stop_button]),
                 self.live,
@@ -115,19 +125,24 @@ class Panel(widgets.VBox):
     # -- actions (the buttons call these; so can code) ---------------------------------------------------------
 
     def request(self) -> PaintRequest:
-        """The request the controls describe, validated.
+        """The request the controls describe, validated (a painted mask shows as ``mask = <object>``).
 
         Raises
         ------
         ValueError
             For an invalid value (one line, naming the option).
         """
-        return self.controls.request().validate()
+        return self._prepare()[0]
+
+    def _prepare(self) -> tuple[PaintRequest, dict[str, Image.Image]]:
+        values = self.controls.values()
+        pictures = self.images.prepare(values)
+        return self.defaults.replace(**values).validate(), pictures
 
     def generate(self) -> Job | None:
         """Queue a picture with the controls' settings; None (and an error line) when they are invalid."""
         try:
-            request = self.request()
+            request, pictures = self._prepare()
             if not request.prompt.strip():
                 msg = "prompt: empty; write what to paint"
                 raise ValueError(msg)
@@ -136,7 +151,20 @@ class Panel(widgets.VBox):
             self.live.fail(error_line(error))
             return None
         self.live.fail("")
-        return self.worker.submit(request, wait=not self.background)
+        return self.worker.submit(request, wait=not self.background, pictures=pictures)
+
+    def send_to(self, item: Item, mode: str = "img2img") -> None:
+        """Start from a gallery picture: its recipe goes into the controls and it becomes the init picture.
+
+        ``mode="inpaint"`` also opens the mask painter over it. Hires fix is switched off (the picture already
+        has its final size).
+        """
+        self.load(item.recipe())
+        self.controls.sections["hires"].toggle.value = False
+        path = item.path if item.path is not None and item.path.is_file() else None
+        self.images.use(item.image, path, inpaint=mode == "inpaint")
+        if mode == "img2img" and "mask" in self.controls.widgets:
+            self.controls.widgets["mask"].value = ""
 
     def stop(self) -> None:
         """Stop the running picture at its next step (the queued ones still run)."""
@@ -156,6 +184,18 @@ class Panel(widgets.VBox):
     def load(self, request: PaintRequest) -> None:
         """Put a request's settings (e.g. a gallery picture's) into the controls."""
         self.controls.load(request)
+
+    def _folder(self) -> Path:
+        """The output folder of the request the controls describe (where an uploaded picture is kept)."""
+        outdir = self.controls.widgets["outdir"].value if "outdir" in self.controls.widgets else self.defaults.outdir
+        return painter.output_folder(self.defaults.replace(outdir=outdir), self.user_ns)
+
+    def _last_picture(self) -> tuple[Image.Image, Path | None] | None:
+        for result in reversed(self.results):
+            if result.images:
+                path = result.paths[0] if result.paths else None
+                return result.images[0], path
+        return None
 
     @property
     def last_result(self) -> PaintResult | None:

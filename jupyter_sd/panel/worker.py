@@ -21,10 +21,11 @@ import ipywidgets as widgets
 from PIL import Image
 
 from .. import painter
-from ..engine import Progress
+from ..engine import Fanout, Progress
 from ..request import PaintRequest
 from ..result import PaintResult, image_grid, png_bytes
-from ..views import STATUS_INTERVAL, StepRate, status_text, summary_text
+from ..store import attach_input
+from ..views import STATUS_INTERVAL, StepRate, phase_text, status_text, summary_text
 
 PREVIEW_WIDTH = "384"
 
@@ -95,6 +96,7 @@ class LiveView(Progress):
         self._rate = StepRate()
         self._last_status = 0.0
         self._batch, self._batches = 0, 1
+        self._phase = ""
         self.frames = 0
 
     def notice(self, text: str) -> None:  # noqa: D102
@@ -108,16 +110,27 @@ class LiveView(Progress):
             self.area.bar.bar_style = ""
         self.area.say(f"painting {request.prompt[:60]!r}…")
 
+    def phase(self, label: str, index: int, count: int, steps: int) -> None:
+        """A pass begins (the hires pass after the first): the bar restarts for its steps, the line names it."""
+        self._phase = phase_text(label, index, count)
+        self._rate = StepRate()
+        with self.area.bar.hold_sync():
+            self.area.bar.max, self.area.bar.value = max(1, steps), 0
+
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         if previews:
             self.area.show(image_grid(previews), preview=True)
             self.frames += 1
+        if total != self.area.bar.max:  # a pass of another length began (the hires pass)
+            self._rate = StepRate()
+            with self.area.bar.hold_sync():
+                self.area.bar.max, self.area.bar.value = total, 0
         rate, eta = self._rate.update(step, total)
         now = time.perf_counter()
         if step == total or now - self._last_status >= STATUS_INTERVAL:
             self._last_status = now
             self.area.bar.value = min(step, self.area.bar.max)
-            self.area.say(status_text(step, total, rate, eta, self._batch, self._batches))
+            self.area.say(status_text(step, total, rate, eta, self._batch, self._batches, self._phase))
 
     def finish(self, result: PaintResult) -> None:  # noqa: D102
         with self.area.bar.hold_sync():
@@ -131,12 +144,38 @@ class LiveView(Progress):
 _numbers = itertools.count(1)
 
 
-class Job:
-    """One queued request, with its own stop flag and, once run, its result or error."""
+class InputSaver(Progress):
+    """Write a job's pictures handed in as objects (the painted mask) beside each picture just saved.
 
-    def __init__(self, request: PaintRequest) -> None:
+    Each picture's recipe then names that file (`store.attach_input`).
+    """
+
+    def __init__(self, pictures: dict[str, Image.Image], area: LiveArea) -> None:
+        self.pngs = {role: png_bytes(image) for role, image in pictures.items()}
+        self.area = area
+        self._seen = 0
+
+    def batch(self, images: list[Image.Image], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
+        saved, self._seen = result.paths[self._seen :], len(result.paths)
+        for path in saved:
+            for role, png in self.pngs.items():
+                try:
+                    attach_input(path, role, png)
+                except (OSError, ValueError) as error:  # the picture itself is saved: say so, keep going
+                    self.area.fail(f"{role}: not saved beside {path.name} ({error})")
+
+
+class Job:
+    """One queued request, with its own stop flag and, once run, its result or error.
+
+    ``pictures`` are the request's pictures handed in as objects (``{"mask": image}`` for the painted mask, its
+    option reading ``<object>``): each is saved beside every picture painted.
+    """
+
+    def __init__(self, request: PaintRequest, pictures: dict[str, Image.Image] | None = None) -> None:
         self.number = next(_numbers)
         self.request = request
+        self.pictures = dict(pictures or {})
         self.stop = threading.Event()
         self.result: PaintResult | None = None
         self.error: BaseException | None = None
@@ -192,16 +231,18 @@ class Worker:
         with self._lock:
             return list(self._queue)
 
-    def submit(self, request: PaintRequest, wait: bool = False) -> Job:
+    def submit(self, request: PaintRequest, wait: bool = False, pictures: dict[str, Image.Image] | None = None) -> Job:
         """Queue a request; it runs as soon as the jobs before it are done.
 
         Parameters
         ----------
+        pictures
+            The request's pictures handed in as objects (see `Job`).
         wait
             Block until the job is done (the foreground mode, see `background_default`). A kernel interrupt
             while waiting stops the picture at its next step, keeping it.
         """
-        job = Job(request)
+        job = Job(request, pictures)
         with self._lock:
             self._queue.append(job)
             if self._thread is None:
@@ -275,8 +316,16 @@ class Worker:
         if painter.get_engine().busy:  # a %%paint cell (or another panel) has the GPU: say why nothing moves
             self.area.say("waiting for the picture being painted elsewhere to finish…")
         try:
+            view = LiveView(self.area)
+            if job.pictures:
+                view = Fanout(InputSaver(job.pictures, self.area), view)
             job.result = painter.render(
-                job.request, LiveView(self.area), stop=job.stop, user_ns=self.user_ns, reraise_interrupt=False
+                job.request,
+                view,
+                stop=job.stop,
+                user_ns=self.user_ns,
+                reraise_interrupt=False,
+                pictures=job.pictures or None,
             )
         except Exception as error:  # shown as one line; the panel keeps working
             job.error = error

@@ -8,6 +8,7 @@ import type { CommandRegistry } from '@lumino/commands';
 import type { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { GalleryModel } from './galleryModel';
+import { img2imgCellSource } from './img2img';
 import { PAINT_MAGIC, paintCellSource } from './infotext';
 import { IPaintImage } from './paths';
 import { CommandIDs, CoreCommandIDs } from './tokens';
@@ -28,6 +29,8 @@ export interface INotebookOps {
   runActiveCell(): Promise<void>;
   /** Load `jupyter_sd` in the kernel, silently; resolves even if that fails. */
   loadExtension(): Promise<void>;
+  /** The contents path of the notebook (its folder is the kernel's working directory), if known. */
+  notebookPath?(): string | null;
 }
 
 /** Options of the notebook commands, from the `commands` settings. */
@@ -153,6 +156,21 @@ export function registerGalleryCommands(
       const text = image && (await infotext(image));
       if (text !== null && text !== undefined) {
         ops.insertCellBelow(paintCellSource(text));
+      }
+    }
+  });
+  commands.addCommand(CommandIDs.insertImg2imgCell, {
+    label: trans.__('Insert as img2img cell'),
+    caption: trans.__(
+      'Insert a %1 --init cell that starts from this image, with its recipe',
+      PAINT_MAGIC
+    ),
+    isEnabled: () => ops.hasNotebook(),
+    execute: async args => {
+      const image = pathArg(args, model);
+      const text = image && (await infotext(image));
+      if (image && text !== null && text !== undefined) {
+        ops.insertCellBelow(img2imgCellSource(text, image.path, ops.notebookPath?.() ?? null));
       }
     }
   });

@@ -17,6 +17,8 @@ export function trackerOps(tracker: INotebookTracker): INotebookOps {
   return {
     hasNotebook: () => tracker.currentWidget !== null,
 
+    notebookPath: () => tracker.currentWidget?.context.path ?? null,
+
     insertCellBelow: (source: string, edit = false) => {
       const panel = tracker.currentWidget;
       const notebook = panel?.content;

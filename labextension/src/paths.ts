@@ -29,6 +29,11 @@ export interface IContentsEntry {
 }
 
 const NAME = /^(\d+)-(\d+)\.png$/i;
+/**
+ * An input saved beside the pictures, not a painting of its own: a picture's mask or init
+ * (`NNNNN-SEED-mask.png`), or an in-memory init or mask kept once by its hash (`mask-HASH.png`).
+ */
+const COMPANION = /^(\d+-\d+-(mask|init)|(init|mask)-[0-9a-f]{12})\.png$/i;
 
 /** Strip leading/trailing slashes and collapse repeats. */
 export function normalize(path: string): string {
@@ -63,7 +68,12 @@ export function paintFolderFor(notebookPath: string): string {
 /** A listing entry as a paint image, or null when it is not a PNG file. */
 export function toPaintImage(entry: IContentsEntry): IPaintImage | null {
   // Hidden names are the writer's temporary files (`.tmp-….png`), never finished images.
-  if (entry.type !== 'file' || entry.name.startsWith('.') || !/\.png$/i.test(entry.name)) {
+  if (
+    entry.type !== 'file' ||
+    entry.name.startsWith('.') ||
+    !/\.png$/i.test(entry.name) ||
+    COMPANION.test(entry.name)
+  ) {
     return null;
   }
   const m = NAME.exec(entry.name);

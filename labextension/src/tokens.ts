@@ -16,6 +16,8 @@ export enum CommandIDs {
   openPanel = 'jupyter-sd:open-panel',
   /** Insert an image's generation data as a `%%paint` cell (args: `path`). */
   insertImageCell = 'jupyter-sd:insert-image-cell',
+  /** Insert an image as a `%%paint --init <file>` img2img cell with its recipe (args: `path`). */
+  insertImg2imgCell = 'jupyter-sd:insert-img2img-cell',
   /** Copy an image's generation data to the clipboard (args: `path`). */
   copyGenerationData = 'jupyter-sd:copy-generation-data',
   /** Open an image in the image viewer (args: `path`). */

@@ -27,6 +27,7 @@ describe('Gallery', () => {
       trans,
       canInsert: true,
       onInsert: i => calls.push(`insert ${i.path}`),
+      onInsertImg2img: i => calls.push(`img2img ${i.path}`),
       onCopy: i => calls.push(`copy ${i.path}`),
       onOpen: i => calls.push(`open ${i.path}`),
       onDelete: i => calls.push(`delete ${i.path}`),
@@ -92,6 +93,7 @@ describe('Gallery', () => {
     const buttons = [...details.querySelectorAll('.jp-sd-actions button')] as HTMLButtonElement[];
     expect(buttons.map(b => b.textContent)).toEqual([
       'Insert as %%paint cell',
+      'Insert as img2img cell',
       'Copy generation data',
       'Open image',
       'Delete'
@@ -101,6 +103,7 @@ describe('Gallery', () => {
     }
     expect(calls).toEqual([
       'insert demo-paint/00001-1.png',
+      'img2img demo-paint/00001-1.png',
       'copy demo-paint/00001-1.png',
       'open demo-paint/00001-1.png',
       'delete demo-paint/00001-1.png'

@@ -33,6 +33,8 @@ class FakeNotebook implements INotebookOps {
   loadExtension = async () => {
     this.loads++;
   };
+  path: string | null = 'demo.ipynb';
+  notebookPath = () => this.path;
 }
 
 const OPTIONS: ICommandOptions = {
@@ -133,6 +135,19 @@ describe('gallery commands', () => {
     expect(nb.cells).toEqual([`%%paint\n${EXPECTED['text-latin1.png'].parameters}`]);
   });
 
+  it('inserts an image as a %%paint --init cell, the file named from the notebook folder', async () => {
+    await commands.execute(CommandIDs.insertImg2imgCell, { path });
+    const recipe = EXPECTED['text-latin1.png'].parameters;
+    expect(nb.cells).toEqual([`%%paint --init demo-paint/00001-1.png\n${recipe}`]);
+    nb.path = 'elsewhere/deeper/other.ipynb';
+    await commands.execute(CommandIDs.insertImg2imgCell, { path });
+    expect(nb.cells[1]).toBe(`%%paint --init ../../demo-paint/00001-1.png\n${recipe}`);
+    expect(commands.label(CommandIDs.insertImg2imgCell)).toBe('Insert as img2img cell');
+    await commands.execute(CommandIDs.insertImg2imgCell, { path: 'demo-paint/00002-2.png' });
+    expect(nb.cells).toHaveLength(2); // no generation data: nothing inserted, the user is told
+    expect(env.errors).toEqual(['No generation data']);
+  });
+
   it('acts on the selection when no path is given', async () => {
     model.select(path);
     await commands.execute(CommandIDs.copyGenerationData);
@@ -171,5 +186,6 @@ describe('gallery commands', () => {
   it('cannot insert without a notebook', () => {
     nb.open = false;
     expect(commands.isEnabled(CommandIDs.insertImageCell)).toBe(false);
+    expect(commands.isEnabled(CommandIDs.insertImg2imgCell)).toBe(false);
   });
 });

@@ -38,7 +38,10 @@ describe('paintImages', () => {
       entry('sub', undefined, 'directory'),
       entry('00001-42.png'),
       entry('.tmp-abc.png.partial'),
-      entry('.tmp-k2j3.png')
+      entry('.tmp-k2j3.png'),
+      entry('00010-3-mask.png'),
+      entry('00002-7-init.png'),
+      entry('mask-0123456789ab.png')
     ]);
     expect(images.map(i => i.name)).toEqual(['00010-3.png', '00002-7.png', '00001-42.png']);
     expect(images[0]).toMatchObject({ index: 10, seed: '3', path: 'nb-paint/00010-3.png' });

@@ -17,6 +17,8 @@ export interface IGalleryProps {
   canInsert: boolean;
   /** Insert an image's generation data as a `%%paint` cell. */
   onInsert: (image: IPaintImage) => void;
+  /** Insert a `%%paint --init <file>` cell that starts from an image, with its recipe. */
+  onInsertImg2img: (image: IPaintImage) => void;
   /** Copy an image's generation data to the clipboard. */
   onCopy: (image: IPaintImage) => void;
   /** Open an image in JupyterLab's image viewer. */
@@ -77,6 +79,7 @@ export function Gallery(props: IGalleryProps): JSX.Element {
           canInsert={props.canInsert}
           trans={trans}
           onInsert={props.onInsert}
+          onInsertImg2img={props.onInsertImg2img}
           onCopy={props.onCopy}
           onOpen={props.onOpen}
           onDelete={props.onDelete}

@@ -19,6 +19,8 @@ export interface IImageDetailsProps {
   trans: TranslationBundle;
   /** Insert the generation data as a `%%paint` cell below the active cell. */
   onInsert: (image: IPaintImage) => void;
+  /** Insert a `%%paint --init <file>` cell that starts from the image, with its recipe. */
+  onInsertImg2img: (image: IPaintImage) => void;
   /** Copy the generation data to the clipboard. */
   onCopy: (image: IPaintImage) => void;
   /** Open the image in JupyterLab's image viewer. */
@@ -88,6 +90,18 @@ export function ImageDetails(props: IImageDetailsProps): JSX.Element {
           onClick={() => props.onInsert(image)}
         >
           {trans.__('Insert as %1 cell', PAINT_MAGIC)}
+        </button>
+        <button
+          className="jp-sd-button jp-sd-insert-img2img"
+          disabled={!hasData || !props.canInsert}
+          title={
+            props.canInsert
+              ? trans.__('Insert a %1 --init cell that starts from this image', PAINT_MAGIC)
+              : trans.__('Open a notebook to insert a cell')
+          }
+          onClick={() => props.onInsertImg2img(image)}
+        >
+          {trans.__('Insert as img2img cell')}
         </button>
         <button className="jp-sd-button" disabled={!hasData} onClick={() => props.onCopy(image)}>
           {trans.__('Copy generation data')}

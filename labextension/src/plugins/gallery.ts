@@ -53,6 +53,7 @@ async function activateGallery(
     trans,
     canInsert: ops.hasNotebook(),
     onInsert: run(CommandIDs.insertImageCell),
+    onInsertImg2img: run(CommandIDs.insertImg2imgCell),
     onCopy: run(CommandIDs.copyGenerationData),
     onOpen: run(CommandIDs.openImage),
     onDelete: run(CommandIDs.deleteImage),

@@ -226,6 +226,60 @@ test('paint, find in gallery, insert as cell, re-run with identical pixels', asy
   expect(dialogs).toEqual([]);
 });
 
+test('insert as img2img cell: a %%paint --init cell that paints from the picture', async ({
+  page,
+  request
+}) => {
+  const model = process.env.JSD_UI_MODEL;
+  test.skip(
+    !model && !fs.existsSync(BUNDLED_MODEL),
+    'no bundled tiny model (jupyter_sd/models/tiny) and no JSD_UI_MODEL folder to paint with'
+  );
+  const setup = ['%load_ext jupyter_sd'];
+  if (model) {
+    setup.push(`%config PaintMagics.model = ${JSON.stringify(model)}`);
+  }
+  await putNotebook(request, 'i2i.ipynb', [
+    code(setup.join('\n')),
+    code(`%%paint --steps 4 --seed 2\n${PROMPT}`),
+    code(
+      [
+        'from jupyter_sd import load_request',
+        "r = load_request('i2i-paint/00002-2.png')",
+        "print('INIT', r.mode, r.init.endswith('i2i-paint/00001-2.png'), r.strength)"
+      ].join('\n')
+    )
+  ]);
+  await openNotebook(page, 'i2i.ipynb');
+  await runCell(page, 0);
+  await runCell(page, 1);
+  await expect.poll(() => exists(request, 'i2i-paint/00001-2.png'), { timeout: 60_000 }).toBe(true);
+  await runCommand(page, 'Open paint gallery');
+  const gallery = page.locator('#jupyter-sd-gallery');
+  const thumb = gallery.locator('.jp-sd-thumb[data-path="i2i-paint/00001-2.png"]');
+  await expect(thumb).toBeVisible({ timeout: 20_000 });
+  await thumb.click();
+  const details = gallery.locator('.jp-sd-details');
+  await expect(details.locator('dd[data-key="Seed"]')).toHaveText('2');
+
+  // Inserted below the active cell (Shift+Enter moved it on to the check cell), the file named from
+  // the notebook's folder.
+  await details.getByRole('button', { name: 'Insert as img2img cell' }).click();
+  await expect(cells(page)).toHaveCount(4);
+  const inserted = cells(page).nth(3);
+  await expect(inserted.locator('.cm-line').first()).toHaveText(
+    '%%paint --init i2i-paint/00001-2.png'
+  );
+  await expect(inserted.locator('.cm-content')).toContainText('Seed: 2');
+  await shot(page, '08-img2img-cell');
+  await runCell(page, 3);
+  await expect.poll(() => exists(request, 'i2i-paint/00002-2.png'), { timeout: 60_000 }).toBe(true);
+  await runCell(page, 2);
+  await expect(cells(page).nth(2).locator('.jp-OutputArea-output')).toContainText(
+    'INIT img2img True 0.75'
+  );
+});
+
 test('a hostile prompt renders as text; delete asks first', async ({ page, request }) => {
   await putNotebook(request, 'xss.ipynb', [code('1 + 1')]);
   await putPng(request, 'xss-paint/00001-7.png', 'xss.png');
