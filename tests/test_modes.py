@@ -608,3 +608,19 @@ def test_example_notebook_runs_top_to_bottom(tmp_path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert "(128, 128) True" in "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert len(list((tmp_path / "img2img-paint").glob("0000*.png"))) == 4
+
+
+def test_sdxl_paints_in_every_mode(tmp_path):
+    """An SDXL model: from_pipe gives its img2img and inpaint pipelines; each mode paints at the asked size."""
+    from tiny_sdxl import make_tiny_sdxl
+
+    own = Engine()
+    model = make_tiny_sdxl(tmp_path / "sdxl")
+    base = PaintRequest(prompt="a red circle", model=str(model), steps=2, seed=1, preview="none", save=False)
+    init, mask = init_picture(), box_mask(16, (4, 4, 12, 12))
+    assert own.generate(base.replace(init="x", strength=0.5), pictures=Pictures(init)).images[0].size == (16, 16)
+    inpainted = own.generate(base.replace(init="x", mask="m", mask_blur=0), pictures=Pictures(init, mask)).images[0]
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(pixels(inpainted)[outside], pixels(init)[outside])
+    assert own.generate(base.replace(width=16, height=16, hires=2)).images[0].size == (32, 32)
+    assert own.load_count == 1
