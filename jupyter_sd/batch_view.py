@@ -13,6 +13,7 @@ import io
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from PIL import Image
@@ -102,7 +103,7 @@ class BatchView:
         """A `Progress` for the picture being painted locally (live previews), or None."""
         return None
 
-    def update(self, tracker: BatchTracker, images: list[Any] = (), final: bool = False) -> None:
+    def update(self, tracker: BatchTracker, images: Sequence[Any] = (), final: bool = False) -> None:
         """Pictures finished (images or PNG bytes), or the batch ended (`final`)."""
 
     def notice(self, text: str) -> None:
@@ -132,7 +133,7 @@ class InlineBatchView(BatchView):
     def notice(self, text: str) -> None:  # noqa: D102
         print(text)
 
-    def update(self, tracker: BatchTracker, images: list[Any] = (), final: bool = False) -> None:  # noqa: D102
+    def update(self, tracker: BatchTracker, images: Sequence[Any] = (), final: bool = False) -> None:  # noqa: D102
         self._thumbs.extend(thumbnail(image) for image in images)
         now = time.perf_counter()
         if (
@@ -173,7 +174,7 @@ class ConsoleBatchView(BatchView):
     def notice(self, text: str) -> None:  # noqa: D102
         print(text, file=self.stream)
 
-    def update(self, tracker: BatchTracker, images: list[Any] = (), final: bool = False) -> None:  # noqa: D102
+    def update(self, tracker: BatchTracker, images: Sequence[Any] = (), final: bool = False) -> None:  # noqa: D102
         from tqdm.auto import tqdm
 
         if self._bar is None:

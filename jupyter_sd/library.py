@@ -89,6 +89,8 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 """The files A1111 lists in each subfolder (a diffusers folder counts too for checkpoints and VAEs)."""
 
+BIG_FILE = 100_000_000
+"""Bytes above which hashing a file takes seconds (a checkpoint: half a minute on Drive)."""
 _FOLDER_MARKERS = {"checkpoint": "model_index.json", "vae": "config.json"}
 _HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
 
@@ -148,11 +150,13 @@ def _walk(kind: str, root: Path) -> list[ModelFile]:
     return found
 
 
-def find_model(kind: str, name: str) -> ModelFile | None:
+def find_model(kind: str, name: str, hash_big_files: bool = True) -> ModelFile | None:
     """Find a model by what A1111 calls it: file stem, path inside the subfolder, or hash (a prefix of 8+ hex).
 
     Hashes are A1111's: a checkpoint's ``Model hash`` (sha256, or the old 8-hex hash), a LoRA's addnet hash, an
     embedding's or VAE's sha256. Files are hashed once (see `sha256`); names are tried before any hashing.
+    With ``hash_big_files=False`` (lookups nobody asked for, such as pasted recipes) files over 100 MB are matched
+    only when their hash is already cached (``%paint models`` hashes the folder).
     """
     name = name.strip()
     if not name:
@@ -174,7 +178,11 @@ def find_model(kind: str, name: str) -> ModelFile | None:
     if _HEX.match(name):
         prefix = name.lower()
         for model in models:
-            if model.path.is_file() and any(h.startswith(prefix) for h in _hashes_of(kind, model.path, len(prefix))):
+            if not model.path.is_file():
+                continue
+            if not hash_big_files and model.size > BIG_FILE and not has_cached_hash(kind, model.path):
+                continue
+            if any(h.startswith(prefix) for h in _hashes_of(kind, model.path, len(prefix))):
                 return model
     return None
 

@@ -341,6 +341,14 @@ class PaintMagics(Magics):
             if not rows:
                 raise ValueError(library.not_found_message(kind, name))
         else:
+            waiting = [
+                m for m in library.list_models(kind) if m.path.is_file() and not library.has_cached_hash(m.kind, m.path)
+            ]
+            total = sum(m.size for m in waiting)
+            if total > library.BIG_FILE:
+                print(
+                    f"hashing {len(waiting)} file(s) not seen before ({library.format_size(total)}), once…", flush=True
+                )
             rows = library.models_table(kind)
         if not rows:
             where = library.subfolder(kind) if kind else library.models_dir()
@@ -355,7 +363,8 @@ PaintMagics.paint.__doc__ = HELP
 
 
 def _config_keys() -> list[str]:
-    return [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")] + ["taesd", "taesdxl", "models"]
+    options = [f.name for f in option_fields() if f.name not in ("prompt", "negative_prompt")]
+    return options + ["taesd", "taesdxl", "models"]
 
 
 def load_ipython_extension(ipython: Any) -> None:

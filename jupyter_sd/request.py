@@ -843,7 +843,7 @@ def _pasted_model(params: dict[str, str]) -> str | None:
     if name == "tiny" or _HUB_ID_RE.match(name):
         return name
     for wanted in (name, model_hash):
-        found = library.find_model("checkpoint", wanted) if wanted else None
+        found = library.find_model("checkpoint", wanted, hash_big_files=False) if wanted else None
         if found is not None:
             return str(found.path)
     return None
@@ -902,7 +902,7 @@ def relink_loras(prompt: str, params: dict[str, str]) -> tuple[str, list[str]]:
         name = match.group(2).strip()
         if name not in hashes or library.find_model("lora", name) is not None:
             return match.group(0)
-        found = library.find_model("lora", hashes[name])
+        found = library.find_model("lora", hashes[name], hash_big_files=False)
         if found is None:
             return match.group(0)
         notes.append(f"lora: '{name}' is not in {library.subfolder('lora')}; using {found.name}, which has its hash")
@@ -934,6 +934,8 @@ def pasted_notes(
         what = " ".join(part for part in parts if part)
         hints = library.close_matches("checkpoint", name) if name else []
         closest = f" (closest: {', '.join(hints)})" if hints else ""
+        if model_hash and not hints:
+            closest = " (%paint models hashes the folder once, so big files are found by hash too)"
         notes.append(
             f"model: {what} is not in {library.subfolder('checkpoint')}{closest}; painted with {painted_model} instead"
         )

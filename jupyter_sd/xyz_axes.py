@@ -5,7 +5,8 @@ axis for every `PaintRequest` option that has a flag, named by its flag, field n
 whose option has not landed in `PaintRequest` yet is listed but refused with one line. Also declares the plot
 options (``--x/--y/--z``) once, for the magic, the CLI and `paint()`.
 
-Bottom layer: imports only `request` and `infotext` (no torch, no IPython), so `options` can build flags from it.
+Bottom layer: imports only `request` (and `prompts` when the Lora weight axis is asked about): no torch, no IPython,
+so `options` can build the flags from it.
 """
 
 from __future__ import annotations

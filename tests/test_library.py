@@ -267,3 +267,13 @@ def test_a_lora_is_also_found_by_the_name_kohya_stored_in_it(models):
     assert library.safetensors_metadata(path) == {"ss_output_name": "add_detail"}
     assert library.find_model("lora", "add_detail").path == path
     assert library.find_model("lora", "detail_v2-000010").path == path
+
+
+def test_a_pasted_hash_hashes_no_big_file_nobody_asked_for(models, monkeypatch):
+    monkeypatch.setattr(library, "BIG_FILE", 1000)  # stands for a multi-GB checkpoint
+    data = _random_bytes(4000)
+    path = _write(models / "Stable-diffusion" / "big.safetensors", data)
+    params = {"Steps": "2", "Model hash": hashlib.sha256(data).hexdigest()[:10], "Model": "renamed"}
+    assert "model" not in options_from_params(params)  # not hashed behind the user's back
+    assert library.find_model("checkpoint", params["Model hash"]).path == path  # --model HASH asks: hashed
+    assert options_from_params(params)["model"] == str(path)  # now cached: found

@@ -203,6 +203,7 @@ def test_refiner_paints_the_last_steps_from_the_switch(sdxl_dir, refiner_dir):
     assert calls == ["base"] * 3 + ["refiner"] * 2  # 60 % of 5 steps on the base, the rest on the refiner
     assert f"loaded refiner {refiner_dir.name}, sharing the base's text_encoder_2, tokenizer_2, vae" in recorder.notices
     assert refiner.pipe.vae is engine._pipe.vae and refiner.pipe.text_encoder_2 is engine._pipe.text_encoder_2
+    assert refiner.borrowed == ["text_encoder_2", "tokenizer_2", "vae"]  # not even loaded once from the refiner
     assert recorder.steps == [(k, 5) for k in range(1, 6)]
     assert "Refiner: " + str(refiner_dir) in result.infotext(0) and "Refiner switch at: 0.6" in result.infotext(0)
     # the independent reference: diffusers' documented base + refiner recipe

@@ -531,6 +531,8 @@ def test_kernel_interrupt_mid_plot_shows_the_partial_grid(tiny_model_dir, tmp_pa
         messages = kernel.execute(cell, on_message=interrupt_in_second_cell, timeout=300)
         after = kernel.execute(f"%%paint --model {tiny_model_dir} --steps 1 --seed 1 -o {tmp_path / 'next'}\nnext")
     assert state["sent"] and reply_status(messages) == "ok"
+    shown = [m["content"]["data"] for m in of_type(messages, "display_data")]
+    assert any(d.get("text/plain") == "X/Y/Z grid (placeholders)" and "image/jpeg" in d for d in shown)
     updates = [m["content"]["data"] for m in of_type(messages, "update_display_data")]
     grids = [d for d in updates if d.get("text/plain", "").startswith("X/Y/Z grid, 1/3 cells")]
     assert grids and "image/jpeg" in grids[0]  # the live grid, filled in after the first cell
@@ -706,3 +708,50 @@ def test_axis_grid_and_result_modules_sit_at_the_bottom():
         upward = {m for m in imported if m.startswith("jupyter_sd.") and m.split(".")[1] in (*ABOVE, "xyz_views")}
         heavy = {m for m in imported if m.split(".")[0] in ("torch", "diffusers", "IPython", "ipywidgets")}
         assert not upward and not heavy, (name, upward, heavy)
+
+
+@pytest.mark.skipif(not (_available("Hires upscale") and _available("Hires steps")), reason="no hires fix here")
+def test_hires_axes_grow_the_grid_to_the_upscaled_cells(tiny_model_dir, tmp_path):
+    request = PaintRequest(prompt="a fox", model=str(tiny_model_dir), seed=3, steps=2, outdir=str(tmp_path))
+    plot = run_plot(request, {"x": "Hires upscale: 0, 2", "y": "Hires steps: 1, 2"}, Recorder())
+    assert len(plot) == 4
+    small, big = plot[0, 1], plot[2, 2]
+    assert small.images[0].size == (16, 16) and big.images[0].size == (32, 32)
+    params = parse_infotext(read_parameters(big.paths[0]))[2]
+    assert (params["Hires upscale"], params["Hires steps"]) == ("2", "2")
+    layout = GridLayout((32, 32), plot.axes[0].labels, plot.axes[1].labels, [""])
+    assert plot.grid.size == layout.canvas.size  # laid out again for the upscaled cells
+    grid = np.asarray(plot.grid)
+    left, top, right, bottom = layout.cell_box((1, 1, 0))
+    assert np.array_equal(grid[top:bottom, left:right], np.asarray(big.images[0]))
+    left, top, _, _ = layout.cell_box((0, 0, 0))  # the 16 px picture sits in the middle of its 32 px box
+    assert np.array_equal(grid[top + 8 : top + 24, left + 8 : left + 24], np.asarray(plot[0, 1].images[0]))
+
+
+@pytest.mark.skipif(not _available("Denoising"), reason="no img2img here")
+def test_denoising_axis_on_an_init_picture(tiny_model_dir, tmp_path):
+    init = tmp_path / "init.png"
+    Image.fromarray(np.tile(np.array([200, 40, 40], dtype=np.uint8), (16, 16, 1))).save(init)
+    request = PaintRequest(
+        prompt="a fox", model=str(tiny_model_dir), seed=3, steps=4, init=str(init), outdir=str(tmp_path / "out")
+    )
+    plot = run_plot(request, {"x": "Denoising: 0.25, 1"}, Recorder())
+    low, high = plot[0.25], plot[1.0]
+    assert parse_infotext(read_parameters(low.paths[0]))[2]["Denoising strength"] == "0.25"
+    reference = np.asarray(Image.open(init).convert("RGB"), dtype=int)
+    closer = np.abs(np.asarray(low.images[0], dtype=int) - reference).mean()
+    farther = np.abs(np.asarray(high.images[0], dtype=int) - reference).mean()
+    assert closer < farther  # less denoising keeps more of the init picture
+
+
+@pytest.mark.skipif(not _available("Var. seed"), reason="no variation seeds here")
+def test_variation_seed_axis(tiny_model_dir, tmp_path):
+    request = PaintRequest(
+        prompt="a fox", model=str(tiny_model_dir), seed=3, steps=2, variation_strength=0.5, outdir=str(tmp_path)
+    )
+    plot = run_plot(request, {"x": "Var. seed: -1, 5"}, Recorder())
+    fixed = plot.axes[0].values[0]
+    assert fixed != -1 and f'Fixed X Values: "{fixed}, 5"' in plot.infotext
+    params = parse_infotext(read_parameters(plot[5].paths[0]))[2]
+    assert (params["Seed"], params["Variation seed"], params["Variation seed strength"]) == ("3", "5", "0.5")
+    assert not np.array_equal(np.asarray(plot[5].images[0]), np.asarray(plot[fixed].images[0]))

@@ -257,7 +257,10 @@ class _UNetWrapper:
             if timestep_cond is not None:
                 extra["timestep_cond"] = timestep_cond[-images:].repeat(len(members), 1)
             x = latents.repeat(len(members), *([1] * (latents.ndim - 1)))
-            out = self.forward(x, timestep, hidden, *args, return_dict=False, **extra)[0]
+            t = timestep
+            if torch.is_tensor(t) and t.ndim == 1 and t.shape[0] == sample.shape[0] > 1:  # one per row
+                t = t[-images:].repeat(len(members))
+            out = self.forward(x, t, hidden, *args, return_dict=False, **extra)[0]
             for k, n in enumerate(members):
                 outputs[n] = out[k * images : (k + 1) * images]
         uncond = outputs[0]

@@ -51,14 +51,12 @@ def probe(repo_id: str, timeout: float = PROBE_TIMEOUT) -> str:
     """
     with quiet():
         try:
-            from huggingface_hub import model_info
-            from huggingface_hub.errors import RepositoryNotFoundError
+            model_info, RepositoryNotFoundError = _hub_api()
         except Exception:  # raced the background imports of %load_ext inside huggingface_hub: let them finish
             from . import warmup
 
             warmup.wait()
-            from huggingface_hub import model_info
-            from huggingface_hub.errors import RepositoryNotFoundError
+            model_info, RepositoryNotFoundError = _hub_api()
         try:
             model_info(repo_id, timeout=timeout)
         except RepositoryNotFoundError:
@@ -66,6 +64,16 @@ def probe(repo_id: str, timeout: float = PROBE_TIMEOUT) -> str:
         except Exception:  # connection refused, DNS failure, timeout, 5xx: all mean "no usable hub now"
             return "unreachable"
     return "found"
+
+
+def _hub_api() -> tuple[Any, type]:
+    from huggingface_hub import model_info
+
+    try:
+        from huggingface_hub.errors import RepositoryNotFoundError
+    except ImportError:  # huggingface_hub before 0.23 (older Colab images)
+        from huggingface_hub.utils import RepositoryNotFoundError
+    return model_info, RepositoryNotFoundError
 
 
 def check_hub_model(repo_id: str) -> bool:

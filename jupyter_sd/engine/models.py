@@ -136,7 +136,12 @@ def check_available(source: ModelSource) -> bool:
 
 
 def load_pipeline(
-    source: ModelSource, device: str | None, dtype: Any, config: str = "", local_only: bool | None = None
+    source: ModelSource,
+    device: str | None,
+    dtype: Any,
+    config: str = "",
+    local_only: bool | None = None,
+    components: dict[str, Any] | None = None,
 ) -> Any:
     """Load a text-to-image pipeline from `source` onto `device` in `dtype`, printing nothing of its own.
 
@@ -152,6 +157,8 @@ def load_pipeline(
     local_only
         For a hub id: load from the local cache without any network (`check_available` says whether it can).
         None asks `check_available` here.
+    components
+        Already loaded components to use instead of loading the model's own (a refiner borrowing the base's VAE).
 
     Raises
     ------
@@ -168,7 +175,7 @@ def load_pipeline(
 
         refresh()
         silence_progress_bars()
-        kwargs: dict[str, Any] = {_dtype_keyword(diffusers.__version__): dtype}
+        kwargs: dict[str, Any] = {_dtype_keyword(diffusers.__version__): dtype, **(components or {})}
         if source.kind == "single-file":
             pipe = _load_single_file(diffusers, source, config, kwargs)
         else:
@@ -241,6 +248,24 @@ def _configure_transformers_logging() -> None:
 
 def _only_local(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"local_files_only": True} if kwargs.get("local_files_only") else {}
+
+
+def component_config(source: ModelSource, name: str) -> dict[str, Any] | None:
+    """The saved config of one component of a folder or cached hub model (None when it can't be read offline)."""
+    import json
+
+    path: Path | None = None
+    if source.kind == "folder":
+        path = Path(source.location) / name / "config.json"
+    elif source.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source.location, f"{name}/config.json")
+        path = Path(cached) if isinstance(cached, str) else None
+    try:
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def model_family(pipe: Any) -> str:

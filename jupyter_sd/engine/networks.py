@@ -44,8 +44,6 @@ KEEP_LORAS = 8
 """LoRA files kept loaded on the pipeline between cells (each holds its weights in memory)."""
 _TEXT_FIELDS = ("prompt", "negative_prompt", "hires_prompt")
 """The request's fields the text encoder reads."""
-_SAY_HASHING_ABOVE = 100_000_000
-"""Hashing a file this big takes seconds (a checkpoint: half a minute on Drive): say so, once per file."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +151,7 @@ def _stamp(path: Path) -> tuple:
 
 
 def _hash_with_notice(kind: str, path: Path, notice: Notice) -> str:
-    if path.stat().st_size > _SAY_HASHING_ABOVE and not library.has_cached_hash(kind, path):
+    if path.stat().st_size > library.BIG_FILE and not library.has_cached_hash(kind, path):
         notice(f"hashing {path.name} once for its A1111 hash ({library.format_size(path.stat().st_size)})…")
     return library.short_hash(kind, path)
 

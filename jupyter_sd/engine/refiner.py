@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..samplers import make_scheduler
-from .models import ModelSource, load_pipeline
+from .models import ModelSource, component_config, load_pipeline
 from .quiet import quiet
 
 _SHARED = ("vae", "text_encoder_2", "tokenizer_2")
@@ -26,7 +26,12 @@ class Refiner:
         import diffusers
 
         self.source = source
-        plain = load_pipeline(source, None, dtype)
+        # what the saved configs already show to be the base's architecture is never loaded twice
+        borrowed = {name: getattr(base, name) for name in _SHARED[:2] if _same_saved(source, name, base)}
+        if "text_encoder_2" in borrowed and getattr(base, "tokenizer_2", None) is not None:
+            borrowed["tokenizer_2"] = base.tokenizer_2
+        plain = load_pipeline(source, None, dtype, components=borrowed)
+        self.borrowed = sorted(borrowed)  # never loaded from the refiner at all
         shared = {
             name: getattr(base, name)
             for name in _SHARED
@@ -73,6 +78,20 @@ class Refiner:
             if refiner_call.get("negative_prompt") is not None:
                 refiner_call["negative_prompt"] = [refiner_call["negative_prompt"]] * request.n
         return self.pipe(**refiner_call).images
+
+
+_IGNORED = {"_name_or_path", "_commit_hash", "transformers_version", "_diffusers_version", "torch_dtype", "dtype"}
+
+
+def _same_saved(source: ModelSource, name: str, base: Any) -> bool:
+    """Whether the refiner's saved config for `name` matches the loaded base component's (so it can borrow it)."""
+    mine, theirs = component_config(source, name), getattr(base, name, None)
+    if mine is None or theirs is None or not hasattr(theirs, "config"):
+        return False
+    config = theirs.config  # transformers saves only what differs from the defaults: compare like with like
+    loaded = config.to_diff_dict() if hasattr(config, "to_diff_dict") else dict(config)
+    keys = (set(mine) | set(loaded)) - _IGNORED - {"architectures", "_class_name"}
+    return all(mine.get(key) == loaded.get(key) for key in keys if not key.startswith("_"))
 
 
 def _same_config(mine: Any, base: Any) -> bool:

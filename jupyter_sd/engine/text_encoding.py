@@ -149,8 +149,8 @@ class _Encoder:
             ids = torch.tensor([b[0] for b in batch], device=device)
             z, pool = self._hidden(ids, how.clip_skip)
             multipliers = torch.tensor([b[1] for b in batch], device=device, dtype=z.dtype)
-            if how.emphasis in ("Ignore", "None"):
-                pass
+            if how.emphasis in ("Ignore", "None") or bool((multipliers == 1).all()):
+                pass  # all weights 1: the rescale is ×1 (and would be 0/0 for a chunk whose mean is exactly 0)
             elif how.emphasis == "No norm":
                 z = z * multipliers.unsqueeze(-1).expand(z.shape)
             elif len(texts) == 1:
