@@ -624,3 +624,47 @@ def test_sdxl_paints_in_every_mode(tmp_path):
     assert np.array_equal(pixels(inpainted)[outside], pixels(init)[outside])
     assert own.generate(base.replace(width=16, height=16, hires=2)).images[0].size == (32, 32)
     assert own.load_count == 1
+
+
+def test_hires_and_inpaint_generation_data_paints_again(engine, tiny_model_dir):
+    """Our infotext, pasted back, gives the same request options (A1111 keys and values) and the same pixels."""
+    hires = _request(
+        tiny_model_dir,
+        steps=3,
+        width=16,
+        height=16,
+        hires=1.5,
+        hires_steps=2,
+        hires_denoise=0.6,
+        hires_upscaler="Latent (bicubic)",
+        hires_sampler="Euler",
+        preview="none",
+    )
+    result = engine.generate(hires)
+    pasted = PaintRequest.from_infotext(result.infotext(0), model=str(tiny_model_dir), save=False, preview="none")
+    for name in ("hires", "hires_steps", "hires_denoise", "hires_upscaler", "hires_sampler", "width", "seed"):
+        assert getattr(pasted, name) == getattr(result.request, name), name
+    assert np.array_equal(pixels(engine.generate(pasted).images[0]), pixels(result.images[0]))
+    inpaint = _request(
+        tiny_model_dir,
+        init="x",
+        mask="m",
+        strength=0.6,
+        mask_blur=2,
+        inpaint_area="masked",
+        padding=8,
+        masked_content="fill",
+        invert_mask=True,
+        width=16,
+        height=16,
+    )
+    text = engine.generate(inpaint, pictures=Pictures(init_picture(), box_mask(16, (0, 0, 8, 16)))).infotext(0)
+    back = PaintRequest.from_infotext(text)
+    assert (back.strength, back.mask_blur, back.inpaint_area, back.padding, back.masked_content, back.invert_mask) == (
+        0.6,
+        2,
+        "masked",
+        8,
+        "fill",
+        True,
+    )
