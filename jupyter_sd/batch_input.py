@@ -17,7 +17,8 @@ from typing import Any
 
 from .infotext import is_params_line, parse_infotext
 from .options import build_parser, parse_options
-from .request import PaintRequest, option_fields, options_from_params, parse_size
+from .pasted import options_from_params
+from .request import PaintRequest, option_fields, parse_size
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _NEGATIVE = "Negative prompt:"

@@ -15,7 +15,8 @@ from traitlets import Bool, Unicode, observe
 from . import library, painter
 from .infotext import parse_infotext
 from .options import build_parser, one_line, parse_options
-from .request import coerce_options, option_fields, parse_body, pasted_notes
+from .pasted import parse_body, pasted_notes
+from .request import coerce_options, option_fields
 from .xyz_axes import plot_from_params, plot_infotext_keys, split_plot_options
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")

@@ -12,7 +12,8 @@ from IPython.core.error import UsageError
 
 from jupyter_sd import library
 from jupyter_sd.infotext import parse_infotext
-from jupyter_sd.request import PaintRequest, ignored_infotext_keys, options_from_params, pasted_notes
+from jupyter_sd.pasted import ignored_infotext_keys, options_from_params, pasted_notes
+from jupyter_sd.request import PaintRequest
 
 
 @pytest.fixture()
@@ -233,7 +234,7 @@ def test_paint_config_models_sets_the_folder(shell, tmp_path, capsys):
 
 
 def test_a_pasted_lora_missing_by_name_is_found_by_its_hash(models):
-    from jupyter_sd.request import parse_body
+    from jupyter_sd.pasted import parse_body
 
     lora = _safetensors(models / "Lora" / "more_details.safetensors")
     addnet = library.addnet_hash(lora)[:12]

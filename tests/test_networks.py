@@ -358,7 +358,7 @@ def test_the_civitai_recipe_round_trips(models, tiny_model_dir, tmp_path, fresh_
     from PIL import Image
 
     from jupyter_sd.magics import PaintMagics
-    from jupyter_sd.request import ignored_infotext_keys
+    from jupyter_sd.pasted import ignored_infotext_keys
 
     root = models["root"]
     checkpoint = convert_to_ldm_checkpoint(

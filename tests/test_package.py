@@ -54,7 +54,19 @@ def test_readme_lists_every_option_and_runs_the_test_command():
     assert test_command in (ROOT / ".ci" / "run").read_text()
 
 
-BOTTOM = ("request", "infotext", "prompts", "samplers", "options", "result", "library", "store")
+BOTTOM = (
+    "fields",
+    "request",
+    "pasted",
+    "infotext",
+    "prompts",
+    "presets",
+    "samplers",
+    "options",
+    "result",
+    "library",
+    "store",
+)
 ABOVE = ("engine", "views", "painter", "xyz", "batch", "panel", "magics", "cli")
 
 

@@ -1,7 +1,8 @@
 import pytest
 from infotext_samples import a1111_parse, a1111_samples
 
-from jupyter_sd.request import PaintRequest, parse_body
+from jupyter_sd.pasted import parse_body
+from jupyter_sd.request import PaintRequest
 
 
 def test_fixture_values_apply():
