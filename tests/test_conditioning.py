@@ -36,36 +36,12 @@ def _vocab_tokenizer(folder, pad_token="<|endoftext|>"):
 
 
 def _make_sd(folder, pad_token="<|endoftext|>"):
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from tiny_pipeline import tiny_text_encoder, tiny_unet
 
     torch.manual_seed(0)
     tokenizer = _vocab_tokenizer(folder / "_tok", pad_token)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            max_position_embeddings=16,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    unet = tiny_unet()
+    text_encoder = tiny_text_encoder(tokenizer, layers=3, pad_token_id=tokenizer.pad_token_id)
     # a trained final layer norm has a bias; the fresh one's zero bias makes every layer-normed vector's mean 0,
     # and A1111's mean rescale then divides 0 by 0
     norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm

@@ -171,37 +171,13 @@ def test_invert_mask_repaints_the_other_part(engine, tiny_model_dir):
 
 def test_nine_channel_inpainting_checkpoint(engine, tmp_path):
     """An inpainting UNet (latents + mask + masked-image latents = 9 channels) paints as diffusers' pipeline does."""
-    from diffusers import PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-    from tiny_pipeline import _tokenizer, tiny_vae
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import PNDMScheduler, StableDiffusionInpaintPipeline
+    from tiny_pipeline import _tokenizer, tiny_text_encoder, tiny_unet, tiny_vae
 
     torch.manual_seed(3)
     tokenizer = _tokenizer(tmp_path / "_tok")
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=9,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=8,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=16,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    )
+    unet = tiny_unet(in_channels=9)
+    text_encoder = tiny_text_encoder(tokenizer)
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True)
     folder = tmp_path / "inpainting"
     StableDiffusionInpaintPipeline(

@@ -58,18 +58,13 @@ def tiny_vae(sample_size: int, **config):
     )
 
 
-def make_tiny_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, block_channels=(16, 32)) -> Path:
-    """Build a random SD-shaped pipeline (4-channel latents, cross-attention) and save it to `folder`."""
-    import torch
+def tiny_unet(sample_size: int = 8, in_channels: int = 4, block_channels=(16, 32)):
+    """A random two-level SD-shaped UNet (cross-attention width 32); 9 input channels make an inpainting UNet."""
     from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    tokenizer = _tokenizer(folder / "_tok")
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         layers_per_block=1,
         block_out_channels=block_channels,
@@ -79,20 +74,37 @@ def make_tiny_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, 
         attention_head_dim=8,
         norm_num_groups=8,
     )
-    vae = tiny_vae(sample_size * 2)
-    text_encoder = CLIPTextModel(
+
+
+def tiny_text_encoder(tokenizer, layers: int = 2, pad_token_id: int = 1):
+    """A random CLIP text encoder of width 32 for `tokenizer`'s vocabulary."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
             hidden_size=32,
             intermediate_size=64,
-            num_hidden_layers=2,
+            num_hidden_layers=layers,
             num_attention_heads=4,
             max_position_embeddings=16,
             bos_token_id=0,
             eos_token_id=1,
-            pad_token_id=1,
+            pad_token_id=pad_token_id,
         )
     )
+
+
+def make_tiny_pipeline(folder: str | Path, seed: int = 0, sample_size: int = 8, block_channels=(16, 32)) -> Path:
+    """Build a random SD-shaped pipeline (4-channel latents, cross-attention) and save it to `folder`."""
+    import torch
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = _tokenizer(folder / "_tok")
+    unet = tiny_unet(sample_size, block_channels=block_channels)
+    vae = tiny_vae(sample_size * 2)
+    text_encoder = tiny_text_encoder(tokenizer)
     return save_sd_pipeline(folder, unet, vae, text_encoder, tokenizer)
 
 
