@@ -27,6 +27,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_pipeline(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="module")
+def shell():
+    """The process's one IPython test shell, with the extension loaded (magic tests run cells in it)."""
+    from ipython_shell import start_shell
+
+    return start_shell()
+
+
 @pytest.fixture()
 def offline(monkeypatch):
     """Nothing may reach the hub: huggingface_hub reads HF_HUB_OFFLINE at import, so patch its constant too."""

@@ -12,7 +12,6 @@ import threading
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 from PIL import Image
 
 import jupyter_sd
@@ -267,13 +266,6 @@ def test_command_line_splits_batch_and_request_options():
         parse_command("--steps 3")
     with pytest.raises(ValueError, match="argument --workers: invalid int value"):
         parse_command("p.txt --workers two")
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # one global shell per test session
-    ip.run_line_magic("load_ext", "jupyter_sd")
-    return ip
 
 
 def test_magic_batch(shell, mixed, tmp_path, capsys):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from fake_web import FakeWebServer, Served
 from IPython.core.error import UsageError
+from ipython_shell import run
 from safetensors.numpy import save
 
 from jupyter_sd import downloads, library
@@ -283,17 +284,31 @@ def test_hub_missing_repo_is_one_line_naming_hf_token(hub, models):
 
 def test_pipeline_files_take_one_weight_format_per_component():
     paths = [
-        "model_index.json", "README.md", "sd_turbo.safetensors", "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-        "unet/diffusion_pytorch_model.bin", "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
-        "text_encoder/model-00001-of-00002.safetensors", "text_encoder/model-00002-of-00002.safetensors",
-        "text_encoder/model.safetensors.index.json", "text_encoder/model.safetensors.index.fp16.json",
-        "text_encoder/flax_model.msgpack", "tokenizer/vocab.json",
+        "model_index.json",
+        "README.md",
+        "sd_turbo.safetensors",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model-00001-of-00002.safetensors",
+        "text_encoder/model-00002-of-00002.safetensors",
+        "text_encoder/model.safetensors.index.json",
+        "text_encoder/model.safetensors.index.fp16.json",
+        "text_encoder/flax_model.msgpack",
+        "tokenizer/vocab.json",
     ]
     assert pipeline_files(paths, ["unet", "vae", "text_encoder", "tokenizer"]) == [
-        "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
-        "vae/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model-00001-of-00002.safetensors",
-        "text_encoder/model-00002-of-00002.safetensors", "text_encoder/model.safetensors.index.json",
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model-00001-of-00002.safetensors",
+        "text_encoder/model-00002-of-00002.safetensors",
+        "text_encoder/model.safetensors.index.json",
         "tokenizer/vocab.json",
     ]
 
@@ -353,23 +368,6 @@ def test_progress_line_reports_bytes_speed_and_eta():
 # -- %paint download and %paint config civitai_token=, in a real IPython shell --------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shell():
-    from IPython.testing import globalipapp
-
-    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # one global shell per test session
-    ip.run_line_magic("load_ext", "jupyter_sd")
-    return ip
-
-
-def run(shell, cell):
-    result = shell.run_cell(cell)
-    for error in (result.error_before_exec, result.error_in_exec):
-        if error:
-            raise error
-    return result.result
-
-
 def test_magic_download_prints_one_line_and_errors_are_usage_errors(shell, web, models, capsys):
     civitai_version(web, 9001, "magic.safetensors", lora_bytes(), "LORA")
     run(shell, "%paint download https://civitai.com/models/7?modelVersionId=9001")
@@ -410,7 +408,8 @@ def test_hub_repo_fetches_what_from_pretrained_reads_into_the_cache(hub, models,
     fetched = {p.relative_to(got.path).as_posix(): p.read_bytes() for p in got.path.rglob("*") if p.is_file()}
     components = {key for key in json.loads(served["model_index.json"]) if not key.startswith("_")}
     wanted = {
-        k: v for k, v in served.items()
+        k: v
+        for k, v in served.items()
         if (k == "model_index.json" or k.split("/")[0] in components) and ".fp16." not in k
     }
     assert len(wanted) >= 8

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
+from ipython_shell import run
 from PIL import Image
 
 from jupyter_sd import drive, library, painter
@@ -53,23 +54,6 @@ def colab(monkeypatch):
     package._message = types.SimpleNamespace(blocking_request=blocking_request)
     monkeypatch.setitem(sys.modules, "google.colab", package)
     return calls
-
-
-@pytest.fixture(scope="module")
-def shell():
-    from IPython.testing import globalipapp
-
-    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # one global shell per test session
-    ip.run_line_magic("load_ext", "jupyter_sd")
-    return ip
-
-
-def run(shell, cell):
-    result = shell.run_cell(cell)
-    for error in (result.error_before_exec, result.error_in_exec):
-        if error:
-            raise error
-    return result.result
 
 
 @pytest.fixture()

@@ -2,26 +2,9 @@
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
+from ipython_shell import run
 
 from jupyter_sd.magics import HELP, expand_variables
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # another module may have started it
-    ip.run_line_magic("load_ext", "jupyter_sd")
-    return ip
-
-
-def run(shell, cell):
-    """Run a cell and re-raise what it raised (like jupysql's TestingShell)."""
-    result = shell.run_cell(cell)
-    if result.error_before_exec:
-        raise result.error_before_exec
-    if result.error_in_exec:
-        raise result.error_in_exec
-    return result.result
 
 
 @pytest.mark.parametrize(

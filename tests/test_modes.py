@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ipython_shell import run
 from PIL import Image, ImageDraw
 from pixels import assert_pixels_close, pixels
 from progress_recorder import Recorder
@@ -352,26 +353,6 @@ def test_bundled_model_repaints_the_centre_yellow():
 
 
 # -- the front ends: %%paint options, _ and {name}, files and URLs, one-line refusals ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def shell():
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
-
-    ip = start_ipython() or get_ipython()  # one test shell per process: the second start returns None
-    ip.run_line_magic("load_ext", "jupyter_sd")
-    return ip
-
-
-def run(shell, cell):
-    """Run a cell and re-raise what it raised."""
-    result = shell.run_cell(cell)
-    if result.error_before_exec:
-        raise result.error_before_exec
-    if result.error_in_exec:
-        raise result.error_in_exec
-    return result.result
 
 
 @pytest.fixture(scope="module")

@@ -8,30 +8,13 @@ import io
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
+from ipython_shell import run as _run
 from PIL import Image
 
 from jupyter_sd import painter
 from jupyter_sd.xyz_grid import PLACEHOLDER
 
 # -- front ends ------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shell():
-    from IPython.testing import globalipapp
-
-    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # started once per process, maybe by another module
-    ip.run_line_magic("load_ext", "jupyter_sd")
-    return ip
-
-
-def _run(shell, cell):
-    result = shell.run_cell(cell)
-    if result.error_before_exec:
-        raise result.error_before_exec
-    if result.error_in_exec:
-        raise result.error_in_exec
-    return result.result
 
 
 def test_magic_prompt_sr_missing_is_one_line_and_paints_nothing(shell, tiny_model_dir, tmp_path):
