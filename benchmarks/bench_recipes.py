@@ -16,7 +16,6 @@ embedding cache (a second cell with the same prompt encodes nothing).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import tempfile
@@ -53,9 +52,8 @@ def _request(model: Path, outdir: Path, steps: int, size: int, weight: float) ->
         height=size,
         outdir=str(outdir),
         preview="none",
+        clip_skip=2,
     )
-    if "clip_skip" in {f.name for f in dataclasses.fields(PaintRequest)}:
-        options["clip_skip"] = 2
     return PaintRequest(**options)
 
 
