@@ -104,8 +104,10 @@ def local_copy(path: Path) -> Path:
     except (ValueError, OSError) as error:
         _say(f"reading {path.name} from Drive (slower): no local copy ({error})")
         return path
-    _say(f"copied {path.name} from Drive to {target}: loading from local disk is faster; later loads reuse it",
-         key=str(target))
+    _say(
+        f"copied {path.name} from Drive to {target}: loading from local disk is faster; later loads reuse it",
+        key=str(target),
+    )
     return target
 
 

@@ -81,8 +81,11 @@ class ImageSaver(Progress):
 
 
 def _with_input_paths(request: PaintRequest, pictures: Pictures | None) -> PaintRequest:
-    """Name the init and mask by their files where they have one, so the result's recipe (and *again*) repaints
-    from the same pictures rather than from whatever ``_`` or a variable holds later."""
+    """Name the init and mask by their files where they have one.
+
+    Then the result's recipe (and *again*) repaints from the same pictures rather than from whatever ``_`` or a
+    variable holds later.
+    """
     if pictures is None:
         return request
     changes = {

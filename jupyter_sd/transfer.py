@@ -46,8 +46,11 @@ def progress_line(label: str, done: int, total: int | None, elapsed: float, fres
     parts.append(f"{speed / 1e6:.1f} MB/s")
     if total and speed > 0 and done < total:
         left = int((total - done) / speed)
-        parts.append(f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}" if left >= 3600 else
-                     f"ETA {left // 60}:{left % 60:02d}")
+        parts.append(
+            f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
+            if left >= 3600
+            else f"ETA {left // 60}:{left % 60:02d}"
+        )
     return " · ".join(parts)
 
 

@@ -107,8 +107,13 @@ def _handler(web: FakeWeb) -> type[BaseHTTPRequestHandler]:
             files = web.json[f"hub:{repo}"]
             sizes = {name: len(web.files[f"/{repo}/resolve/main/{name}"].data) for name in files}
             entries = [
-                {"type": "file", "path": name, "oid": etag[:40], "size": sizes[name],
-                 "lfs": {"oid": etag, "size": sizes[name], "pointerSize": 134}}
+                {
+                    "type": "file",
+                    "path": name,
+                    "oid": etag[:40],
+                    "size": sizes[name],
+                    "lfs": {"oid": etag, "size": sizes[name], "pointerSize": 134},
+                }
                 for name, etag in files.items()
             ]
             if parts[5] == "tree":

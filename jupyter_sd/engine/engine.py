@@ -31,9 +31,9 @@ from .models import (
     resolve_model,
 )
 from .networks import apply_networks
-from .pictures import Pictures
 from .passes import Stopped as _Stopped
 from .passes import X0Capture as _X0Capture
+from .pictures import Pictures
 from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
 from .seeds import batch_seeds
 
@@ -434,7 +434,11 @@ class Engine:
 
         capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
         conditioning = build_conditioning(
-            pipe, request.prompt, request.negative_prompt, _a1111_steps(pipe, request.steps), request.clip_skip,
+            pipe,
+            request.prompt,
+            request.negative_prompt,
+            _a1111_steps(pipe, request.steps),
+            request.clip_skip,
             networks_key=self.networks_key,
             pad_to_same_length=request.pad_conds,
             emphasis=request.emphasis,
