@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from . import library
-from .downloads import MODEL_SUFFIXES, Downloaded, _sha256
+from .fetch import MODEL_SUFFIXES, Downloaded, sha256_of
 from .model_kind import KINDS, file_kind, folder_kind
 from .transfer import check_space
 
@@ -83,7 +83,7 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
                 return _existing(existing, kind or file_kind(existing) or each, meta.etag)
         check_space(library.models_dir(), meta.size or 0, name)
         local = Path(hub.hf_hub_download(repo, filename, revision=revision, local_dir=staging, endpoint=_endpoint()))
-    actual = _sha256(local)
+    actual = sha256_of(local)
     expected = (meta.etag or "").strip('"').lower()
     checked = bool(_SHA256.match(expected))
     if checked and actual != expected:
@@ -102,7 +102,7 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
         raise ValueError(msg)
     final = library.subfolder(folder_kind(kind)) / name
     if final.exists():
-        if _sha256(final) != actual:
+        if sha256_of(final) != actual:
             msg = f"download: {final} already exists and is a different file; the download is kept as {local}"
             raise ValueError(msg)
         local.unlink()
@@ -114,7 +114,7 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
 
 def _existing(path: Path, kind: str, etag: str | None) -> Downloaded:
     expected = (etag or "").strip('"').lower()
-    actual = _sha256(path)
+    actual = sha256_of(path)
     if _SHA256.match(expected) and actual != expected:
         msg = f"download: {path} already exists and is a different file; move it away to download this one"
         raise ValueError(msg)
@@ -123,7 +123,7 @@ def _existing(path: Path, kind: str, etag: str | None) -> Downloaded:
 
 def _existing_sha_matches(path: Path, etag: str | None) -> bool:
     expected = (etag or "").strip('"').lower()
-    return bool(_SHA256.match(expected)) and _sha256(path) == expected
+    return bool(_SHA256.match(expected)) and sha256_of(path) == expected
 
 
 def _repo(repo: str, revision: str | None) -> Downloaded:

@@ -66,6 +66,11 @@ BOTTOM = (
     "result",
     "library",
     "store",
+    "model_kind",
+    "fetch",
+    "civitai",
+    "hub",
+    "downloads",
 )
 ABOVE = ("engine", "views", "painter", "xyz", "batch", "panel", "magics", "cli")
 
