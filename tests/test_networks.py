@@ -424,9 +424,9 @@ def test_sdxl_embedding_loads_into_both_encoders_and_an_sd_lora_is_one_line(tmp_
 
 
 def test_only_the_most_recently_used_lora_stay_loaded(engine, models, tiny_model_dir, monkeypatch):
-    import jupyter_sd.engine.networks as networks
+    import jupyter_sd.engine.lora as lora
 
-    monkeypatch.setattr(networks, "KEEP_LORAS", 1)
+    monkeypatch.setattr(lora, "KEEP_LORAS", 1)
     first = engine.generate(_request(tiny_model_dir, "a fox <lora:add_detail:0.9>")).images[0]
     engine.generate(_request(tiny_model_dir, "a fox <lora:other_detail:0.9>"))
     assert sorted(a for names in engine._pipe.get_list_adapters().values() for a in names) == ["other_detail"] * 2
