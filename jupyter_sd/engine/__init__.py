@@ -4,6 +4,7 @@ Everything here knows nothing of widgets, displays or files. `Engine` and the `P
 face; the modules beside them are what only the engine uses.
 """
 
-from .engine import BUNDLED_NOTICE, Engine, Fanout, Progress
+from .engine import BUNDLED_NOTICE, Engine
+from .progress import Fanout, Progress
 
 __all__ = ["BUNDLED_NOTICE", "Engine", "Fanout", "Progress"]

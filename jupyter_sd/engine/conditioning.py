@@ -26,6 +26,11 @@ from ..prompts import ExtraNetwork, extract_networks, prompt_schedules, split_an
 from .text_encoding import OPEN_CLIP_WIDTH, Encoding, Schedule, encode_cached, encoders_of
 
 
+def a1111_steps(pipe: Any, steps: int) -> int:
+    """The steps A1111 counts for prompt editing: one per denoiser call, so twice the steps on second-order samplers."""
+    return steps * 2 if getattr(pipe.scheduler, "order", 1) == 2 else steps
+
+
 def build_conditioning(
     pipe: Any,
     prompt: str,

@@ -7,19 +7,16 @@
 from __future__ import annotations
 
 import gc
-import math
 import secrets
 import threading
 import time
 from typing import Any
 
-from PIL import Image
-
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
 from . import memory, modes, warmup
-from .conditioning import build_conditioning
+from .conditioning import a1111_steps, build_conditioning
 from .models import (
     ModelSource,
     check_available,
@@ -31,71 +28,13 @@ from .models import (
     resolve_model,
 )
 from .networks import apply_networks
-from .passes import Stopped as _Stopped
-from .passes import X0Capture as _X0Capture
 from .pictures import Pictures
-from .preview import Previewer, decode_latents, load_latent_rgb, to_pil
+from .preview import Previewer, load_latent_rgb
+from .progress import Progress
+from .refiner import Refiner, paint_with_refiner
 from .seeds import batch_seeds
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
-
-
-class Progress:
-    """Receives the events of a generation. Views show them; the store saves on `batch`. All no-ops here."""
-
-    def notice(self, text: str) -> None:
-        """A one-line message for the user (model loading, the demo model in use)."""
-
-    def start(self, request: PaintRequest, batch: int, batches: int) -> None:
-        """A batch is about to be denoised (`batch` counts from 0)."""
-
-    def phase(self, label: str, index: int, count: int, steps: int) -> None:
-        """A denoising pass starts: `label` (txt2img, img2img, inpaint, hires) is pass `index` (from 0) of `count`.
-
-        Steps are then reported per pass (``step(i, steps)``). Listeners written before passes existed ignore it.
-        """
-
-    def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:
-        """A step finished; `previews` holds one picture per image when this step shows a frame."""
-
-    def batch(self, images: list[Image.Image], seeds: list[int], result: PaintResult) -> None:
-        """A batch finished (or stopped, see ``result.interrupted_at``) with these pictures."""
-
-    def finish(self, result: PaintResult) -> None:
-        """The whole request is done."""
-
-
-class Fanout(Progress):
-    """Send every event to several listeners in order (e.g. the store, then the view)."""
-
-    def __init__(self, *listeners: Progress | None) -> None:
-        self.listeners = [listener for listener in listeners if listener is not None]
-
-    def notice(self, text: str) -> None:  # noqa: D102
-        for listener in self.listeners:
-            listener.notice(text)
-
-    def start(self, request: PaintRequest, batch: int, batches: int) -> None:  # noqa: D102
-        for listener in self.listeners:
-            listener.start(request, batch, batches)
-
-    def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
-        for listener in self.listeners:
-            phase = getattr(listener, "phase", None)  # listeners that predate passes may not have it
-            if phase is not None:
-                phase(label, index, count, steps)
-
-    def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
-        for listener in self.listeners:
-            listener.step(step, total, previews)
-
-    def batch(self, images: list[Image.Image], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
-        for listener in self.listeners:
-            listener.batch(images, seeds, result)
-
-    def finish(self, result: PaintResult) -> None:  # noqa: D102
-        for listener in self.listeners:
-            listener.finish(result)
 
 
 class Engine:
@@ -312,9 +251,11 @@ class Engine:
                         request.seed, request.variation_seed, request.variation_strength, first, request.n
                     )
                     progress.start(request, batch, request.repeat)
-                    # 4. denoise (every pass of the mode, modes.py; base + refiner in _denoise) and 5. decode
+                    # 4. denoise (every pass of the mode, modes.py; base + refiner in refiner.py) and 5. decode
                     if request.refiner:
-                        images = self._denoise(pipe, request, seeds, previewer, progress, stop, result)
+                        images = paint_with_refiner(
+                            pipe, self._refiner, request, seeds, previewer, progress, stop, result, self.networks_key
+                        )
                     else:
                         images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner, condition)
                     result.images += images
@@ -375,8 +316,6 @@ class Engine:
         source = resolve_model(request.refiner, request.allow_pickle)
         if self._refiner is not None and self._refiner.source.location == source.location:
             return
-        from .refiner import Refiner
-
         check_available(source)
         progress.notice(f"loading refiner {source.name}…")
         self._refiner = Refiner(source, pipe, str(self._key[1]), self._key[2])
@@ -402,9 +341,9 @@ class Engine:
                 pipe,
                 prompt,
                 request.negative_prompt,
-                _a1111_steps(pipe, steps),
+                a1111_steps(pipe, steps),
                 request.clip_skip,
-                hires_steps=None if hires_steps is None else _a1111_steps(pipe, hires_steps),
+                hires_steps=None if hires_steps is None else a1111_steps(pipe, hires_steps),
                 networks_key=self.networks_key,
                 pad_to_same_length=request.pad_conds,
                 emphasis=request.emphasis,
@@ -420,87 +359,6 @@ class Engine:
             taesd = self._taesd_model(str(pipe.device), pipe.vae.dtype)
         return Previewer(request.preview, pipe, self._latent_rgb, taesd, (request.width, request.height))
 
-    def _denoise(
-        self,
-        pipe: Any,
-        request: PaintRequest,
-        seeds: list[int],
-        previewer: Previewer | None,
-        progress: Progress,
-        stop: threading.Event,
-        result: PaintResult,
-    ) -> list[Image.Image]:
-        import torch
-
-        capture = _X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
-        conditioning = build_conditioning(
-            pipe,
-            request.prompt,
-            request.negative_prompt,
-            _a1111_steps(pipe, request.steps),
-            request.clip_skip,
-            networks_key=self.networks_key,
-            pad_to_same_length=request.pad_conds,
-            emphasis=request.emphasis,
-        )
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        refiner = self._refiner if request.refiner else None
-        base_steps = refiner.base_steps(request) if refiner is not None else 0
-        done = 0
-        last_frame = -math.inf
-
-        def on_step_end(pipe_: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            nonlocal done, last_frame
-            total = getattr(pipe_, "num_timesteps", request.steps) or request.steps
-            done = max(1, math.ceil((index + 1) * request.steps / total))
-            if refiner is not None:  # base then refiner: one count over both passes
-                done = min(request.steps, index + 1 + (base_steps if pipe_ is refiner.pipe else 0))
-            capture.latents = tensors["latents"]
-            if refiner is None or pipe_ is not refiner.pipe:  # the refiner encodes its own prompt
-                tensors = conditioning.on_step(pipe_, index, timestep, tensors)
-            if stop.is_set():
-                raise _Stopped(done)
-            previews = None
-            if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
-                x0 = capture.x0 if capture.x0 is not None else tensors["latents"]
-                previews = previewer(x0)
-                last_frame = time.perf_counter()
-            progress.step(done, request.steps, previews)
-            return tensors
-
-        call = {
-            **conditioning.pipeline_kwargs(),
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance,
-            "width": request.width,
-            "height": request.height,
-            "num_images_per_prompt": request.n,
-            "generator": generators,
-            "callback_on_step_end": on_step_end,
-            "callback_on_step_end_tensor_inputs": ["latents"],
-        }
-        if refiner is not None:
-            call.update(refiner.base_call(request))
-        try:
-            if stop.is_set():
-                raise _Stopped(0)
-            with conditioning.applied(pipe):
-                images = pipe(**call).images
-            if refiner is not None:  # 4b. the refiner paints the last steps from the base's latents (refiner.py)
-                refiner.set_sampler(request)
-                capture = _X0Capture(refiner.pipe.scheduler)
-                images = refiner.refine(images, call, request, on_step_end)
-            return images
-        except _Stopped as stopped:
-            result.interrupted_at, result.stopped_by = stopped.step, "stop"
-        except KeyboardInterrupt:
-            result.interrupted_at, result.stopped_by = done, "interrupt"
-        # Stopped: keep the last predicted clean picture, never diffusers' decode of the noisy latent.
-        latents = capture.x0 if capture.x0 is not None else capture.latents
-        if latents is None:
-            return []
-        return to_pil(pipe, decode_latents(pipe, latents))
-
     def _recover_memory(self) -> None:
         gc.collect()
         try:
@@ -510,11 +368,6 @@ class Engine:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover
             pass
-
-
-def _a1111_steps(pipe: Any, steps: int) -> int:
-    """The steps A1111 counts for prompt editing: one per denoiser call, so twice the steps on second-order samplers."""
-    return steps * 2 if getattr(pipe.scheduler, "order", 1) == 2 else steps
 
 
 def _native_size(pipe: Any) -> int:

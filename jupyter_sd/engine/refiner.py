@@ -9,11 +9,21 @@ refiner example does), so it costs only its UNet (and its own text encoder where
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from PIL import Image
+
+from ..request import PaintRequest
+from ..result import PaintResult
 from ..samplers import make_scheduler
+from .conditioning import a1111_steps, build_conditioning
 from .models import ModelSource, component_config, load_pipeline
+from .passes import Stopped, X0Capture
+from .preview import Previewer, decode_latents, to_pil
+from .progress import Progress
 from .quiet import quiet
 
 _SHARED = ("vae", "text_encoder_2", "tokenizer_2")
@@ -78,6 +88,92 @@ class Refiner:
             if refiner_call.get("negative_prompt") is not None:
                 refiner_call["negative_prompt"] = [refiner_call["negative_prompt"]] * request.n
         return self.pipe(**refiner_call).images
+
+
+def paint_with_refiner(
+    pipe: Any,
+    refiner: Refiner,
+    request: PaintRequest,
+    seeds: list[int],
+    previewer: Previewer | None,
+    progress: Progress,
+    stop: threading.Event,
+    result: PaintResult,
+    networks_key: Any,
+) -> list[Image.Image]:
+    """One batch of a txt2img request with ``--refiner``: the base up to the switch, then the refiner.
+
+    Steps count over both passes; stop and interrupt keep the last predicted clean picture, as every pass does.
+    """
+    import torch
+
+    capture = X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
+    conditioning = build_conditioning(
+        pipe,
+        request.prompt,
+        request.negative_prompt,
+        a1111_steps(pipe, request.steps),
+        request.clip_skip,
+        networks_key=networks_key,
+        pad_to_same_length=request.pad_conds,
+        emphasis=request.emphasis,
+    )
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+    base_steps = refiner.base_steps(request) if refiner is not None else 0
+    done = 0
+    last_frame = -math.inf
+
+    def on_step_end(pipe_: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        nonlocal done, last_frame
+        total = getattr(pipe_, "num_timesteps", request.steps) or request.steps
+        done = max(1, math.ceil((index + 1) * request.steps / total))
+        if refiner is not None:  # base then refiner: one count over both passes
+            done = min(request.steps, index + 1 + (base_steps if pipe_ is refiner.pipe else 0))
+        capture.latents = tensors["latents"]
+        if refiner is None or pipe_ is not refiner.pipe:  # the refiner encodes its own prompt
+            tensors = conditioning.on_step(pipe_, index, timestep, tensors)
+        if stop.is_set():
+            raise Stopped(done)
+        previews = None
+        if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
+            x0 = capture.x0 if capture.x0 is not None else tensors["latents"]
+            previews = previewer(x0)
+            last_frame = time.perf_counter()
+        progress.step(done, request.steps, previews)
+        return tensors
+
+    call = {
+        **conditioning.pipeline_kwargs(),
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance,
+        "width": request.width,
+        "height": request.height,
+        "num_images_per_prompt": request.n,
+        "generator": generators,
+        "callback_on_step_end": on_step_end,
+        "callback_on_step_end_tensor_inputs": ["latents"],
+    }
+    if refiner is not None:
+        call.update(refiner.base_call(request))
+    try:
+        if stop.is_set():
+            raise Stopped(0)
+        with conditioning.applied(pipe):
+            images = pipe(**call).images
+        if refiner is not None:  # 4b. the refiner paints the last steps from the base's latents (refiner.py)
+            refiner.set_sampler(request)
+            capture = X0Capture(refiner.pipe.scheduler)
+            images = refiner.refine(images, call, request, on_step_end)
+        return images
+    except Stopped as stopped:
+        result.interrupted_at, result.stopped_by = stopped.step, "stop"
+    except KeyboardInterrupt:
+        result.interrupted_at, result.stopped_by = done, "interrupt"
+    # Stopped: keep the last predicted clean picture, never diffusers' decode of the noisy latent.
+    latents = capture.x0 if capture.x0 is not None else capture.latents
+    if latents is None:
+        return []
+    return to_pil(pipe, decode_latents(pipe, latents))
 
 
 _IGNORED = {"_name_or_path", "_commit_hash", "transformers_version", "_diffusers_version", "torch_dtype", "dtype"}
