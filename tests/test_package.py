@@ -60,6 +60,7 @@ BOTTOM = (
     "pasted",
     "infotext",
     "prompts",
+    "prompt_editing",
     "presets",
     "samplers",
     "options",
