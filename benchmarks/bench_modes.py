@@ -69,10 +69,13 @@ def raw_call(mode: str, pipe, request: PaintRequest, init, mask):
     """The plain diffusers calls a user would write for the same picture."""
     base = pipe._jupyter_sd_base_scheduler_config
     common = dict(num_inference_steps=request.steps, guidance_scale=request.guidance)
+    # the same steps as A1111 (and we) run: t_enc + 1 of them, t_enc = int(min(strength, 0.999) × steps)
+    run = int(min(request.strength, 0.999) * request.steps) + 1
+    strength = min(1.0, (run + 0.5) / request.steps)
     if mode == "img2img":
         p = derived_pipeline(pipe, "img2img")
         p.scheduler = make_scheduler(request.sampler, request.schedule, base)
-        return p(PROMPT, image=init, strength=request.strength, generator=_gens(request.seed), **common).images[0]
+        return p(PROMPT, image=init, strength=strength, generator=_gens(request.seed), **common).images[0]
     if mode == "inpaint":
         p = derived_pipeline(pipe, "inpaint")
         p.scheduler = make_scheduler(request.sampler, request.schedule, base)
@@ -81,7 +84,7 @@ def raw_call(mode: str, pipe, request: PaintRequest, init, mask):
             PROMPT,
             image=init,
             mask_image=mask,
-            strength=request.strength,
+            strength=strength,
             generator=_gens(request.seed),
             **common,
             **size,

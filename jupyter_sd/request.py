@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 from dataclasses import dataclass, fields
 from typing import Any
@@ -85,13 +84,6 @@ class PaintRequest(MachineOptions):
         """The img2img, inpaint, hires and variation options: what goes with what."""
         if self.mask and not self.init:
             msg = f"mask: needs --init, the picture to repaint (got --mask '{self.mask}' without --init)"
-            raise ValueError(msg)
-        if self.init and int(self.steps * self.strength) < 1:
-            least = math.ceil(100 / self.steps) / 100
-            msg = (
-                f"strength: with --steps {self.steps} it must be at least {least:g} to paint one step "
-                f"(got {_format_number(self.strength)})"
-            )
             raise ValueError(msg)
         hires = self.hires > 0 or bool(self.hires_size)
         if getattr(self, "refiner", "") and (hires or self.init or self.variation_strength > 0):

@@ -74,21 +74,41 @@ def _request(tiny_model_dir, **options):
     return PaintRequest(**{**base, **options})
 
 
-@pytest.mark.parametrize("sampler", ["DPM++ 2M", "Euler a"])
-def test_img2img_equals_raw_diffusers(engine, raw, tiny_model_dir, sampler):
+@pytest.mark.parametrize(
+    ("sampler", "strength", "steps", "raw_strength", "run"),
+    [
+        # A1111: t_enc = int(strength × steps), and t_enc + 1 steps run from noise level steps - t_enc - 1.
+        # int(0.6 × 6) = 3: 4 steps from level 2, which diffusers runs with strength 0.7 (int(6 × 0.7) = 4)
+        ("DPM++ 2M", 0.6, 6, 0.7, 4),
+        ("Euler a", 0.6, 6, 0.7, 4),
+        # int(0.75 × 8) = 6: 7 steps from level 1 = diffusers' strength 0.875
+        ("Euler", 0.75, 8, 0.875, 7),
+        # A1111 caps the strength at 0.999: int(0.999 × 6) = 5, all 6 steps from the top
+        ("DPM++ 2M", 1.0, 6, 1.0, 6),
+        # A1111 takes strength 0 too: t_enc = 0, one step at the lowest noise level (diffusers: int(6 × 0.2) = 1)
+        ("DPM++ 2M", 0.0, 6, 0.2, 1),
+    ],
+)
+def test_img2img_runs_a1111s_steps_and_equals_raw_diffusers(
+    engine, raw, tiny_model_dir, sampler, strength, steps, raw_strength, run
+):
     init = init_picture()
     raw["img2img"].scheduler = make_scheduler(sampler, "Automatic", raw["config"])
     expected = raw["img2img"](
-        "a red circle", image=init, strength=0.6, num_inference_steps=6, guidance_scale=7.0, generator=_gens([5])
+        "a red circle",
+        image=init,
+        strength=raw_strength,
+        num_inference_steps=steps,
+        guidance_scale=7.0,
+        generator=_gens([5]),
     ).images[0]
     recorder = Recorder()
-    result = engine.generate(
-        _request(tiny_model_dir, init="pic.png", strength=0.6, sampler=sampler), recorder, pictures=Pictures(init)
-    )
+    request = _request(tiny_model_dir, init="pic.png", strength=strength, steps=steps, sampler=sampler)
+    result = engine.generate(request, recorder, pictures=Pictures(init))
     assert_pixels_close(result.images[0], expected)
-    assert recorder.steps[-1] == (3, 3)  # int(6 × 0.6) steps run, as diffusers runs them
-    assert result.steps_total == 3 and (result.request.width, result.request.height) == (16, 16)  # the init's size
-    assert "Denoising strength: 0.6" in result.infotext(0)
+    assert recorder.steps[-1] == (run, run)
+    assert result.steps_total == run and (result.request.width, result.request.height) == (16, 16)  # the init's size
+    assert f"Steps: {steps}," in result.infotext(0) and f"Denoising strength: {strength:g}" in result.infotext(0)
 
 
 def test_img2img_resize_modes_fit_the_size(engine, tiny_model_dir):
@@ -106,7 +126,7 @@ def test_inpaint_equals_raw_diffusers_and_keeps_the_rest(engine, raw, tiny_model
         "a red circle",
         image=init,
         mask_image=mask,
-        strength=0.8,
+        strength=0.85,  # A1111's strength 0.8 at 6 steps: t_enc = 4, so 5 steps from level 1 (int(6 × 0.85) = 5)
         num_inference_steps=6,
         guidance_scale=7.0,
         height=16,

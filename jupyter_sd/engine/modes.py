@@ -22,7 +22,7 @@ from .pictures import Pictures
 from .preview import decode_latents, to_pil
 from .seeds import image_noise, needs_own_noise
 
-__all__ = ["PassRunner", "Pictures", "hires_steps", "paint_batch", "pass_plan"]
+__all__ = ["PassRunner", "Pictures", "hires_steps", "img2img_steps", "paint_batch", "pass_plan"]
 
 
 def _override_noise(scheduler: Any, noise: Any) -> None:
@@ -59,10 +59,21 @@ def hires_steps(request: PaintRequest) -> tuple[int, float]:
     return scheduled, min(1.0, (run + 0.5) / scheduled)
 
 
+def img2img_steps(request: PaintRequest) -> tuple[int, float]:
+    """A1111's img2img schedule: ``t_enc = int(min(strength, 0.999) · steps)``, and ``t_enc + 1`` steps run.
+
+    They run the tail of the ``steps``-step schedule, from noise level ``steps - t_enc - 1`` on. Returns the steps
+    run and the diffusers strength that runs exactly those: ``strength`` alone runs ``int(steps · strength)``, one
+    fewer, from one level lower (diffusers' own img2img).
+    """
+    run = min(request.steps, int(min(request.strength, 0.999) * request.steps) + 1)
+    return run, 1.0 if run >= request.steps else (run + 0.5) / request.steps
+
+
 def pass_plan(request: PaintRequest) -> list[Pass]:
     """The passes a (resolved) request takes, in order."""
     if request.init:
-        return [Pass(request.mode, min(int(request.steps * request.strength), request.steps))]
+        return [Pass(request.mode, img2img_steps(request)[0])]
     plan = [Pass("txt2img", request.steps)]
     if request.hires_enabled:
         plan.append(Pass("hires", request.hires_steps or request.steps))
@@ -252,7 +263,7 @@ def _paint_from_init(
     gens = generators()
     if needs_own_noise(request):
         _override_noise(derived.scheduler, _noise(pipe, request, seeds, subseeds, size, generators()))
-    call = {**common, "strength": request.strength, "generator": gens}
+    call = {**common, "strength": img2img_steps(request)[1], "generator": gens}
     if mode == "img2img":
         call["image"] = pics.resize_image(request.resize_mode, init, *size)
         images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps))
