@@ -31,6 +31,7 @@ from .networks import apply_networks
 from .pictures import Pictures
 from .preview import Previewer, load_latent_rgb
 from .progress import Progress
+from .quiet import ignore_harmless_warnings
 from .refiner import Refiner, paint_with_refiner
 from .seeds import batch_seeds
 
@@ -214,6 +215,7 @@ class Engine:
         stop = stop or threading.Event()
         # 1. validate
         request.validate()
+        ignore_harmless_warnings()
         if self.busy:
             progress.notice("waiting for the picture being painted (the panel or another thread) to finish…")
         with self._lock:

@@ -108,3 +108,17 @@ def silence_progress_bars() -> None:
     except ImportError:  # pragma: no cover - huggingface_hub comes with diffusers
         return
     disable_progress_bars()
+
+
+HARMLESS_WARNINGS = (
+    # torchsde's Brownian tree (the DPM++ SDE samplers' noise) clamps a query time that float round-off put a hair
+    # past its interval ("Should have tb<=t1 but got tb=4.116698265075684 and t1=4.116698"): nothing is wrong
+    (r"Should have t[ab](<=t1|>=t0) but got", r"torchsde\."),
+)
+"""Warnings libraries give while painting that say nothing the user can act on: ``(message regex, module regex)``."""
+
+
+def ignore_harmless_warnings() -> None:
+    """Drop `HARMLESS_WARNINGS` (idempotent: called before every generation, so a reset of the filters is undone)."""
+    for message, module in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning, module=module)
