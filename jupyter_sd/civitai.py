@@ -28,6 +28,7 @@ _CIVITAI_TYPES = {
     "DoRA": "lora",
     "TextualInversion": "embedding",
     "VAE": "vae",
+    "Upscaler": "upscaler",
 }
 _TOKEN_HINT = (
     f"set {CIVITAI_TOKEN_ENV} (an API key from civitai.com → Account settings; an environment variable or a Colab "
@@ -128,8 +129,8 @@ def civitai_download(url: str, kind: str | None, retries: int) -> Downloaded:
         if model_type not in _CIVITAI_TYPES:
             msg = (
                 f"download: civitai says '{chosen.get('name')}' is a {model_type or 'model of unknown type'}, which "
-                f"jupyter_sd does not use (allowed: checkpoints, LoRA, LyCORIS, embeddings, VAEs); pass --kind to "
-                "download it anyway"
+                "jupyter_sd does not use (allowed: checkpoints, LoRA, LyCORIS, embeddings, VAEs, upscalers); pass "
+                "--kind to download it anyway"
             )
             raise ValueError(msg)
         kind = _CIVITAI_TYPES[model_type]

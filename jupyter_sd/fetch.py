@@ -60,6 +60,7 @@ class Downloaded:
             "lycoris": f"use it in a prompt as <lora:{stem}:0.8>",
             "embedding": f"write {stem} in a prompt",
             "vae": f"paint with --vae {stem}",
+            "upscaler": f"paint with --hires-upscaler {stem}",
         }[self.kind]
         verb = "already there" if self.already else "downloaded"
         checked = ", sha256 checked" if self.checked else ""

@@ -49,8 +49,12 @@ def _option(
     range: tuple[float, float] | None = None,
     step: float | None = None,
     kernel: bool = False,
+    models: str | None = None,
 ) -> dict[str, Any]:
-    """Field metadata: the one place an option's help, flags, range and infotext key are declared."""
+    """Field metadata: the one place an option's help, flags, range and infotext key are declared.
+
+    `models` names a `library` kind whose files are allowed besides the `choices` (by A1111's name for them).
+    """
     return {
         "help": help,
         "flags": flags,
@@ -59,6 +63,7 @@ def _option(
         "range": range,
         "step": step,
         "kernel": kernel,
+        "models": models,
     }
 
 
@@ -342,10 +347,12 @@ class HiresOptions(InputOptions):
     hires_upscaler: str = field(
         default="Latent",
         metadata=_option(
-            "How the first pass is enlarged: a latent mode, or an image mode (decode, resize, encode).",
+            "How the first pass is enlarged: a latent mode, an image mode (decode, resize, encode), or an upscaler "
+            "model from the models folder's ESRGAN/ by its name (4x-UltraSharp, R-ESRGAN 4x+, …).",
             flags=("--hires-upscaler",),
             infotext="Hires upscaler",
             choices=(*LATENT_UPSCALERS, *IMAGE_UPSCALERS),
+            models="upscaler",
         ),
     )
     hires_sampler: str = field(

@@ -9,20 +9,27 @@ Pure Python: no torch, no IPython.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 import re
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .hashes import (  # noqa: F401 (callers use them as library.sha256 and so on)
+    addnet_hash,
+    has_cached_hash,
+    hash_cache_path,
+    old_model_hash,
+    sha256,
+    short_hash,
+)
 
 SUBFOLDERS: dict[str, str] = {
     "checkpoint": "Stable-diffusion",
     "lora": "Lora",
     "embedding": "embeddings",
     "vae": "VAE",
+    "upscaler": "ESRGAN",
 }
 """Kind of model file → its subfolder of the models folder (A1111's names)."""
 
@@ -86,6 +93,7 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
     "lora": (".safetensors", ".pt", ".ckpt"),
     "embedding": (".safetensors", ".pt", ".bin"),
     "vae": (".safetensors", ".pt", ".ckpt"),
+    "upscaler": (".pth", ".safetensors", ".pt"),
 }
 """The files A1111 lists in each subfolder (a diffusers folder counts too for checkpoints and VAEs)."""
 
@@ -222,6 +230,68 @@ def find_models(name: str, kind: str | None = None) -> list[ModelFile]:
     return [found for each in kinds if (found := find_model(each, name)) is not None]
 
 
+UPSCALER_FILES: dict[str, tuple[str, str]] = {
+    "ESRGAN_4x": ("ESRGAN_4x", "https://github.com/cszn/KAIR/releases/download/v1.0/ESRGAN.pth"),
+    "R-ESRGAN 4x+": (
+        "RealESRGAN_x4plus",
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
+    ),
+    "R-ESRGAN 4x+ Anime6B": (
+        "RealESRGAN_x4plus_anime_6B",
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
+    ),
+    "R-ESRGAN 2x+": (
+        "RealESRGAN_x2plus",
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth",
+    ),
+    "R-ESRGAN General 4xV3": (
+        "realesr-general-x4v3",
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-general-x4v3.pth",
+    ),
+    "R-ESRGAN General WDN 4xV3": (
+        "realesr-general-wdn-x4v3",
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-general-wdn-x4v3.pth",
+    ),
+    "R-ESRGAN AnimeVideo": (
+        "realesr-animevideov3",
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-animevideov3.pth",
+    ),
+}
+"""A1111's built-in upscaler names → the file each one is (its stem in ``ESRGAN/``) and where A1111 fetches it."""
+
+
+def find_upscaler(name: str) -> ModelFile | None:
+    """An upscaler model by the name a recipe gives.
+
+    A file stem (``4x-UltraSharp``), or A1111's name of a built-in one (``R-ESRGAN 4x+`` is
+    ``RealESRGAN_x4plus.pth``).
+    """
+    found = find_model("upscaler", name, hash_big_files=False)
+    if found is None and name in UPSCALER_FILES:
+        found = find_model("upscaler", UPSCALER_FILES[name][0], hash_big_files=False)
+    return found
+
+
+def upscaler_missing_message(name: str, built_in: tuple[str, ...]) -> str:
+    """One line for a hires upscaler that is neither built in nor in ``ESRGAN/``: where to put it, how to get it."""
+    folder = subfolder("upscaler")
+    if name in UPSCALER_FILES:
+        stem, url = UPSCALER_FILES[name]
+        return (
+            f"hires_upscaler: '{name}' is A1111's {stem}.pth, which is not in {folder}: "
+            f"%paint download {url} --kind upscaler"
+        )
+    there = [model.name for model in list_models("upscaler")]
+    close = difflib.get_close_matches(name, there + list(built_in), n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return (
+        f"hires_upscaler: no upscaler model '{name}' in {folder} (put its .pth or .safetensors there, or "
+        f"%paint download URL --kind upscaler); built in: {', '.join(built_in)}"
+        + (f"; in the folder: {', '.join(there)}" if there else "")
+        + hint
+    )
+
+
 def not_found_message(kind: str | None, name: str) -> str:
     """One line for a name that is not in the folder: where we looked and the closest names there."""
     kinds = list(SUBFOLDERS) if kind is None else [kind]
@@ -234,126 +304,6 @@ def not_found_message(kind: str | None, name: str) -> str:
     else:
         tail = " (%paint models lists what is there)"
     return f"{kind or 'models'}: no '{name}' in {folder}{tail}"
-
-
-# -- hashes as A1111 writes them, computed once per file ----------------------------------------------------------
-
-_CACHE_FILE = "jupyter_sd-hashes.json"
-_cache_lock = threading.Lock()
-_memory_cache: dict[str, tuple[int | None, dict[str, dict]]] = {}
-
-
-def hash_cache_path() -> Path:
-    """The JSON file hashes are kept in: in the models folder (so a Drive folder keeps them across sessions)."""
-    return models_dir() / _CACHE_FILE
-
-
-def sha256(path: str | os.PathLike[str]) -> str:
-    """The file's full sha256 in hex (A1111's ``Model hash`` is its first 10, ``TI hashes`` its first 12)."""
-    return _cached(Path(path), "sha256", _sha256_of_file)
-
-
-def addnet_hash(path: str | os.PathLike[str]) -> str:
-    """sha256 of a safetensors file's payload after its JSON header (kohya's "addnet" hash, used for LoRA)."""
-    return _cached(Path(path), "addnet", _addnet_of_file)
-
-
-def old_model_hash(path: str | os.PathLike[str]) -> str:
-    """A1111's old 8-hex checkpoint hash: sha256 of the 64 KiB at offset 1 MiB (still seen in old recipes)."""
-    with open(path, "rb") as file:
-        file.seek(0x100000)
-        return hashlib.sha256(file.read(0x10000)).hexdigest()[:8]
-
-
-def short_hash(kind: str, path: str | os.PathLike[str]) -> str:
-    """The hash A1111 writes for this kind of file.
-
-    ``Model hash``/``VAE hash``: 10 hex of sha256; ``TI hashes``: 12 hex of sha256; ``Lora hashes``: 12 hex of the
-    addnet hash (sha256 for a non-safetensors LoRA).
-    """
-    path = Path(path)
-    if kind == "lora" and path.suffix.lower() == ".safetensors":
-        return addnet_hash(path)[:12]
-    return sha256(path)[: 12 if kind in ("lora", "embedding") else 10]
-
-
-def has_cached_hash(kind: str, path: str | os.PathLike[str]) -> bool:
-    """Whether `short_hash` of this file is in the cache already (else it reads the whole file, GBs for a model)."""
-    path = Path(path)
-    which = "addnet" if kind == "lora" and path.suffix.lower() == ".safetensors" else "sha256"
-    stat = path.stat()
-    with _cache_lock:
-        entry = _load_cache(hash_cache_path()).get(str(path.resolve()))
-    return bool(entry) and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime and which in entry
-
-
-def _sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _addnet_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        header = int.from_bytes(file.read(8), "little")
-        file.seek(header + 8)
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _cached(path: Path, which: str, compute: Callable[[Path], str]) -> str:
-    """One hash of one file, from the cache when the file's size and mtime are unchanged."""
-    stat = path.stat()
-    key = str(path.resolve())
-    cache_file = hash_cache_path()
-    with _cache_lock:
-        entries = _load_cache(cache_file)
-        entry = entries.get(key)
-        if entry and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime and which in entry:
-            return entry[which]
-    value = compute(path)
-    with _cache_lock:
-        entries = _load_cache(cache_file)
-        entry = entries.get(key)
-        if not entry or entry.get("size") != stat.st_size or entry.get("mtime") != stat.st_mtime:
-            entry = {"size": stat.st_size, "mtime": stat.st_mtime}
-        entry[which] = value
-        entries[key] = entry
-        _save_cache(cache_file, entries)
-    return value
-
-
-def _load_cache(cache_file: Path) -> dict[str, dict]:
-    """The cache's entries, read again whenever the file changed (another kernel may share a Drive folder)."""
-    key = str(cache_file)
-    try:
-        stamp = cache_file.stat().st_mtime_ns
-    except OSError:
-        stamp = None
-    seen = _memory_cache.get(key)
-    if seen is None or (stamp is not None and seen[0] != stamp):
-        try:
-            entries = json.loads(cache_file.read_text()) if stamp is not None else {}
-        except (OSError, ValueError):
-            entries = {}
-        seen = _memory_cache[key] = (stamp, entries if isinstance(entries, dict) else {})
-    return seen[1]
-
-
-def _save_cache(cache_file: Path, entries: dict[str, dict]) -> None:
-    """Write the cache atomically; a folder we cannot write to keeps the hashes in memory only."""
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps(entries, indent=0, sort_keys=True))
-        os.replace(partial, cache_file)
-        _memory_cache[str(cache_file)] = (cache_file.stat().st_mtime_ns, entries)
-    except OSError:
-        pass
 
 
 # -- the table %paint models prints --------------------------------------------------------------------------------

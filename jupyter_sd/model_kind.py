@@ -1,4 +1,4 @@
-"""What kind of model a file holds (checkpoint, LoRA, LyCORIS, embedding, VAE), read from its tensor names.
+"""What kind of model a file holds (checkpoint, LoRA, LyCORIS, embedding, VAE, upscaler), from its tensor names.
 
 Used when a download's kind is not known from civitai's answer. The names come from a ``.safetensors`` header
 (a length and a JSON table, no tensor data) or, for a pickle checkpoint, from the opcodes of its ``data.pkl``
@@ -25,6 +25,7 @@ KINDS: dict[str, str] = {
     "lycoris": "LyCORIS",
     "embedding": "embedding",
     "vae": "VAE",
+    "upscaler": "upscaler",
 }
 """What a file can hold → the word used for it in messages. LyCORIS files live with LoRA (A1111's ``Lora/``)."""
 
@@ -84,11 +85,15 @@ def classify(names: Iterable[str]) -> str | None:
     Checkpoints hold the UNet under ``model.diffusion_model.``; LoRA use kohya's ``lora_down``/``lora_up`` (LoCon
     too) or PEFT's ``lora_A``/``lora_B``; LyCORIS adds LoHa (``hada_``), LoKr (``lokr_``), OFT and IA3; textual
     inversion embeddings are a few vectors (``emb_params``, ``string_to_param``, SDXL's ``clip_l``/``clip_g``);
-    a VAE is an ``encoder.``/``decoder.`` pair alone.
+    a VAE is an ``encoder.``/``decoder.`` pair alone; an upscaler (ESRGAN, Real-ESRGAN) has RRDB blocks.
     """
     names = list(names)
     if any(name.startswith("model.diffusion_model.") for name in names):
         return "checkpoint"
+    if any(".RDB1." in name or ".rdb1." in name for name in names) and any(
+        name.startswith(("model.0.", "conv_first.")) for name in names
+    ):
+        return "upscaler"  # ESRGAN (the original model.N. layout) or BasicSR's RRDBNet (Real-ESRGAN)
     if any(mark in name for name in names for mark in _LYCORIS_MARKS):
         return "lycoris"
     if any(mark in name for name in names for mark in _LORA_MARKS):
@@ -101,6 +106,8 @@ def classify(names: Iterable[str]) -> str | None:
         name.startswith(("decoder.", "first_stage_model.decoder.")) for name in names
     ):
         return "vae"
+    if "body.0.weight" in names and "body.1.weight" in names and "body.2.weight" in names:
+        return "upscaler"  # Real-ESRGAN's compact network: a plain run of body convs and PReLUs
     return None
 
 

@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _range_text(meta: dict[str, Any]) -> str:
     if meta["choices"]:
-        return " Allowed: " + ", ".join(meta["choices"]) + "."
+        more = " or the name of an upscaler model in the models folder's ESRGAN/" if meta.get("models") else ""
+        return " Allowed: " + ", ".join(meta["choices"]) + more + "."
     if meta["range"]:
         low, high = meta["range"]
         return f" Range: {low:g}–{high:g}."

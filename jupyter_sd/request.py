@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from . import library
 from .fields import (  # noqa: F401 (MAX_SEED, LATENT_UPSCALERS and the choices are imported from here too)
     DEVICE_RE,
     DTYPE_ALIASES,
@@ -320,6 +321,10 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
             msg = f"{f.name}: must be {_format_number(low)}–{_format_number(high)} (got {_format_number(value)})"
             raise ValueError(msg)
     if meta["choices"] is not None and value not in meta["choices"]:
+        if meta.get("models") == "upscaler":  # or an upscaler model in the models folder's ESRGAN/
+            if library.find_upscaler(value) is not None:
+                return
+            raise ValueError(library.upscaler_missing_message(value, meta["choices"]))
         allowed = ", ".join(meta["choices"])
         msg = f"{f.name}: unknown '{value}' (allowed: {allowed})"
         hint = difflib.get_close_matches(value, meta["choices"], n=1, cutoff=0.5)

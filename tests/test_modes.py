@@ -474,7 +474,7 @@ def test_mask_alpha_and_a_mask_of_another_size(shell, tiny_model_dir, tmp_path, 
         ("--init {picture} --mask {blank}", "mask: no part of it is white"),
         ("--variation-strength 2", "variation_strength: must be 0–1 (got 2)"),
         ("--seed-resize-from 12x12", "seed_resize_from: width and height must be multiples of 8 (got 12x12)"),
-        ("--hires-upscaler 4x-UltraSharp --hires 2", "hires_upscaler: unknown '4x-UltraSharp'"),
+        ("--hires-upscaler 4x-UltraSharp --hires 2", "hires_upscaler: no upscaler model '4x-UltraSharp' in"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(shell, tiny_model_dir, tmp_path, http_server, options, message):

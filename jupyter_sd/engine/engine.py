@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from ..fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
@@ -34,6 +35,7 @@ from .progress import Progress
 from .quiet import ignore_harmless_warnings
 from .refiner import Refiner, paint_with_refiner
 from .seeds import batch_seeds
+from .upscalers import upscaler_for
 
 BUNDLED_NOTICE = "using the bundled demo model; pass --model for Stable Diffusion"
 
@@ -232,6 +234,9 @@ class Engine:
                 # 2c. memory for this picture: attention, VAE tiling and rescue, compile notices (memory.py)
                 self._memory.before_call(pipe, request, progress.notice)
                 self._load_refiner(request, pipe, progress)
+                if request.hires_enabled and request.hires_upscaler not in (*LATENT_UPSCALERS, *IMAGE_UPSCALERS):
+                    # the hires upscaler model now, before the first pass: a refusal then costs no painting
+                    upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, progress.notice)
                 # 3. sampler
                 self._set_sampler(pipe, request)
                 plan = modes.pass_plan(request)

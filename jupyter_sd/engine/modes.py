@@ -197,8 +197,15 @@ def _hires_pass(
             latents, size=(to_y // factor, to_x // factor), mode=mode, antialias=antialias
         )
     else:
-        resample = Image.LANCZOS if request.hires_upscaler == "Lanczos" else Image.NEAREST
-        images = [image.resize((to_x, to_y), resample) for image in to_pil(pipe, decode_latents(pipe, latents))]
+        images = to_pil(pipe, decode_latents(pipe, latents))
+        if request.hires_upscaler in ("Lanczos", "Nearest"):
+            resample = Image.LANCZOS if request.hires_upscaler == "Lanczos" else Image.NEAREST
+            images = [image.resize((to_x, to_y), resample) for image in images]
+        else:  # an upscaler model from the models folder (upscalers.py)
+            from .upscalers import upscaler_for
+
+            model = upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, runner.progress.notice)
+            images = [model.upscale(image, to_x, to_y) for image in images]
         latents = _encode(pipe, images, seeds)
     height, width = latents.shape[2], latents.shape[3]
     latents = latents[

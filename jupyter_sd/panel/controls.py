@@ -13,6 +13,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .. import library
 from ..request import PaintRequest, field_kind, option_fields
 
 SIZES = ("512x512", "512x768", "768x512", "768x768", "1024x1024", "832x1216", "1216x832", "256x256")
@@ -93,7 +94,12 @@ def control_for(f: dataclasses.Field, value: Any) -> widgets.Widget:
             **common,
         )
     elif meta["choices"]:
-        widget = widgets.Dropdown(options=list(meta["choices"]), value=value, **common)
+        options = list(meta["choices"])
+        if meta.get("models"):  # and the files of that kind in the models folder (the upscaler models)
+            options += [model.name for model in library.list_models(meta["models"]) if model.name not in options]
+        if value not in options:  # a name from a pasted recipe, say
+            options.append(value)
+        widget = widgets.Dropdown(options=options, value=value, **common)
     elif kind == "bool":
         widget = widgets.Checkbox(value=bool(value), indent=False, description=label(f))
     elif kind == "int" and meta["range"]:
@@ -363,7 +369,9 @@ class Controls:
                 continue
             value = getattr(request, name)
             if isinstance(widget, widgets.Dropdown) and value not in widget.options:
-                continue
+                if not self.fields[name].metadata.get("models"):
+                    continue
+                widget.options = (*widget.options, value)  # an upscaler model added to the folder since
             if value is not None:
                 widget.value = value
         self.size.set(request.width, request.height)
