@@ -68,6 +68,7 @@ BOTTOM = (
     "library",
     "store",
     "model_kind",
+    "hashes",
     "fetch",
     "civitai",
     "hub",
