@@ -403,6 +403,16 @@ class SeedOptions(HiresOptions):
             infotext="Seed resize from",
         ),
     )
+    eta_noise_seed_delta: int = field(
+        default=0,
+        metadata=_option(
+            "A1111's Eta noise seed delta (ENSD; 31337 in NovelAI-style recipes): ancestral samplers (Euler a, "
+            "DPM2 a) draw their step noise from seed + this after the starting noise. 0 = off.",
+            flags=("--ensd",),
+            infotext="ENSD",
+            range=(0, MAX_SEED),
+        ),
+    )
 
 
 @dataclass

@@ -24,6 +24,7 @@ from .fields import (  # noqa: F401 (MAX_SEED, LATENT_UPSCALERS and the choices 
     MachineOptions,
 )
 from .infotext import format_infotext, order_params, parse_infotext
+from .samplers import ENSD_SAMPLERS
 
 
 @dataclass
@@ -87,8 +88,9 @@ class PaintRequest(MachineOptions):
             msg = f"mask: needs --init, the picture to repaint (got --mask '{self.mask}' without --init)"
             raise ValueError(msg)
         hires = self.hires > 0 or bool(self.hires_size)
-        if getattr(self, "refiner", "") and (hires or self.init or self.variation_strength > 0):
-            msg = "refiner: works with plain text-to-image only (not with --init, --hires or a variation seed)"
+        ensd = bool(self.eta_noise_seed_delta) and self.sampler in ENSD_SAMPLERS
+        if getattr(self, "refiner", "") and (hires or self.init or self.variation_strength > 0 or ensd):
+            msg = "refiner: works with plain text-to-image only (not with --init, --hires, a variation seed or --ensd)"
             raise ValueError(msg)
         if hires and self.init:
             msg = "hires: the hires fix is for text-to-image; with --init, paint at the size you want (--size)"
@@ -161,6 +163,8 @@ class PaintRequest(MachineOptions):
             params["Variation seed strength"] = _format_number(self.variation_strength)
         if self.seed_resize_from:
             params["Seed resize from"] = self.seed_resize_from
+        if self.eta_noise_seed_delta and self.sampler in ENSD_SAMPLERS:  # A1111 writes it where it acts
+            params["ENSD"] = self.eta_noise_seed_delta
         if self.init:
             params["Denoising strength"] = _format_number(self.strength)
         elif self.hires_enabled:

@@ -42,6 +42,10 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "DDPM": SamplerSpec("DDPMScheduler", {}),
 }
 
+ENSD_SAMPLERS = ("Euler a", "DPM2 a")
+"""The samplers A1111's Eta noise seed delta acts on ("uses_ensd" in its sampler table): their step noise comes
+from the image's generator. The SDE samplers take theirs from a Brownian tree seeded by the seed alone."""
+
 SCHEDULES: dict[str, dict[str, Any]] = {
     "Automatic": {},
     "Karras": {"use_karras_sigmas": True},

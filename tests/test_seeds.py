@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from pixels import assert_pixels_close, pixels
 
 from jupyter_sd.engine import Engine
@@ -175,3 +176,65 @@ def test_variation_applies_in_every_mode(engine, tiny_model_dir, options):
     assert not np.array_equal(pixels(plain), pixels(varied))
     again = engine.generate(base.replace(variation_seed=3, variation_strength=0.5), pictures=pictures).images[0]
     assert np.array_equal(pixels(varied), pixels(again))
+
+
+# -- A1111's Eta noise seed delta (ENSD) -------------------------------------------------------------------------
+
+
+def _ensd_request(tiny_model_dir, **options) -> PaintRequest:
+    base = dict(prompt="a red circle", model=str(tiny_model_dir), steps=5, seed=12, width=16, height=16)
+    return PaintRequest(**{**base, "preview": "none", "save": False, **options})
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM2 a"])
+def test_ensd_restarts_the_step_noise_from_seed_plus_delta(engine, raw, tiny_model_dir, sampler):
+    """A1111's rule, said with plain diffusers: the starting noise from the seed, every step's noise from a
+    generator seeded with seed + ENSD (its ImageRNG re-creates the generators after the first noise)."""
+    raw.scheduler = make_scheduler(sampler, "Automatic", raw._base)
+    expected = raw(
+        "a red circle",
+        num_inference_steps=5,
+        guidance_scale=7.0,
+        width=16,
+        height=16,
+        latents=randn(12, (1, raw.unet.config.in_channels, 16 // raw.vae_scale_factor, 16 // raw.vae_scale_factor)),
+        generator=[torch.Generator("cpu").manual_seed(12 + 31337)],
+    ).images[0]
+    ours = engine.generate(_ensd_request(tiny_model_dir, sampler=sampler, eta_noise_seed_delta=31337))
+    assert_pixels_close(ours.images[0], expected)
+    plain = engine.generate(_ensd_request(tiny_model_dir, sampler=sampler))
+    assert not np.array_equal(pixels(plain.images[0]), pixels(ours.images[0]))  # ENSD changed the picture
+    assert "ENSD: 31337" in ours.infotext(0) and "ENSD" not in plain.infotext(0)
+
+
+def test_ensd_leaves_other_samplers_alone_and_is_not_written_for_them(engine, tiny_model_dir):
+    """A1111 applies (and writes) ENSD only for samplers whose step noise comes from the generator."""
+    with_delta = engine.generate(_ensd_request(tiny_model_dir, sampler="DPM++ 2M", eta_noise_seed_delta=31337))
+    without = engine.generate(_ensd_request(tiny_model_dir, sampler="DPM++ 2M"))
+    assert np.array_equal(pixels(with_delta.images[0]), pixels(without.images[0]))
+    assert "ENSD" not in with_delta.infotext(0)
+
+
+def test_ensd_acts_in_img2img_and_the_hires_pass_too(engine, tiny_model_dir):
+    init = Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    for options, pictures in (
+        (dict(init="x", strength=0.6), Pictures(init)),
+        (dict(hires=2, hires_steps=3, hires_denoise=0.6), None),
+    ):
+        plain = engine.generate(_ensd_request(tiny_model_dir, sampler="Euler a", **options), pictures=pictures)
+        delta = engine.generate(
+            _ensd_request(tiny_model_dir, sampler="Euler a", eta_noise_seed_delta=31337, **options), pictures=pictures
+        )
+        again = engine.generate(
+            _ensd_request(tiny_model_dir, sampler="Euler a", eta_noise_seed_delta=31337, **options), pictures=pictures
+        )
+        assert not np.array_equal(pixels(plain.images[0]), pixels(delta.images[0])), options
+        assert np.array_equal(pixels(delta.images[0]), pixels(again.images[0])), options
+
+
+def test_a_pasted_ensd_is_applied_not_ignored():
+    from jupyter_sd.pasted import ignored_infotext_keys, options_from_params
+
+    params = {"Steps": "20", "Sampler": "Euler a", "Seed": "1", "ENSD": "31337"}
+    assert options_from_params(params)["eta_noise_seed_delta"] in (31337, "31337")
+    assert ignored_infotext_keys(params) == []

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..request import PaintRequest
 from ..result import PaintResult
-from ..samplers import make_scheduler
+from ..samplers import ENSD_SAMPLERS, SAMPLERS, make_scheduler
 from .preview import Previewer, decode_latents, to_pil
 
 
@@ -138,6 +138,8 @@ class PassRunner:
             progress.step(done, steps, previews)
             return tensors
 
+        if request.eta_noise_seed_delta and type(pipe.scheduler).__name__ in _ENSD_CLASSES and call.get("generator"):
+            _reseed_at_first_step(pipe.scheduler, call["generator"], request.eta_noise_seed_delta)
         embeddings = conditioning.pipeline_kwargs() if conditioning is not None else {}
         call = {
             **embeddings,
@@ -166,3 +168,25 @@ class PassRunner:
         phase = getattr(self.progress, "phase", None)
         if phase is not None:
             phase(label, index, count, steps)
+
+
+_ENSD_CLASSES = {SAMPLERS[name].scheduler for name in ENSD_SAMPLERS}
+
+
+def _reseed_at_first_step(scheduler: Any, generators: list[Any], delta: int) -> None:
+    """A1111's ENSD: once the starting noise is drawn, each image's generator restarts from its seed + `delta`.
+
+    The pipeline draws the starting noise (or the img2img noise) before its first ``scheduler.step``, and an
+    ancestral sampler draws its step noise inside it, so restarting the generators there is the point A1111 picks
+    (its ``ImageRNG.first``).
+    """
+    original = scheduler.step
+
+    @functools.wraps(original)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        scheduler.step = original  # once
+        for generator in generators:
+            generator.manual_seed(generator.initial_seed() + delta)
+        return original(*args, **kwargs)
+
+    scheduler.step = step
