@@ -4,9 +4,10 @@ Random-weight pipelines (nothing to download), fp16, 20 steps: SD-1.5-shaped at 
 For each it prints raw diffusers it/s; %%paint it/s with previews on (and saving) and the ratio; --fast: the first
 call's seconds (compiling) and its warm it/s and ratio; peak GPU memory; the full VAE decode and a TAESD decode in
 ms; time to the first preview; whether the pixels match raw diffusers. Raw and ours run interleaved (A B A B).
-Targets: %%paint ≥ 0.98× raw; --fast ≥ 1.3× raw when warm.
+Targets: %%paint ≥ 0.98× raw; --fast ≥ 1.3× raw when warm. Then a 4x-UltraSharp-shaped ESRGAN (random weights)
+enlarging 512² to 2048² as the hires fix does: our 192-pixel tiles against one whole-picture call, and peak memory.
 
-    python benchmarks/gpu_check.py [--only sd15|sdxl] [--runs 3]
+    python benchmarks/gpu_check.py [--only sd15|sdxl|esrgan] [--runs 3]
 """
 
 from __future__ import annotations
@@ -135,17 +136,46 @@ def check(shape: str, runs: int, tmp: Path) -> list[tuple[str, str]]:
     ]
 
 
+def check_upscaler(runs: int, tmp: Path) -> list[tuple[str, str]]:
+    """A 4x-UltraSharp-shaped RRDBNet (64 features, 23 blocks), fp16: tiles (ours) against one call, interleaved."""
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from jupyter_sd.engine.upscaler_nets import RRDBNet
+    from jupyter_sd.engine.upscalers import Upscaler
+
+    path = tmp / "4x-shaped.safetensors"
+    save_file({k: v.contiguous() for k, v in RRDBNet(3, 64, 23, 32, 2, 1).state_dict().items()}, str(path))
+    upscaler = Upscaler(path, False, torch.device("cuda"), torch.float16)
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8))
+    upscaler.upscale_once(picture)  # warm-up (cuDNN picks its kernels)
+    tiled, whole, peaks = [], [], {}
+    for _ in range(runs):
+        for name, tile, times in (("tiled", 192, tiled), ("whole", 4096, whole)):
+            torch.cuda.reset_peak_memory_stats()
+            t, _ = _timed(lambda tile=tile: upscaler.upscale_once(picture, tile=tile))
+            times.append(t)
+            peaks[name] = torch.cuda.max_memory_allocated() / 2**30
+    return [
+        ("upscaler", "4x-UltraSharp-shaped ESRGAN (64 features, 23 blocks), fp16, 512² → 2048²"),
+        ("192-px tiles (ours): seconds", f"{statistics.median(tiled):.2f}  (min {min(tiled):.2f})"),
+        ("one whole-picture call: seconds", f"{statistics.median(whole):.2f}  (min {min(whole):.2f})"),
+        ("ratio tiles/whole (medians)", f"{statistics.median(tiled) / statistics.median(whole):.2f}"),
+        ("peak GPU memory: tiles, whole", f"{peaks['tiled']:.2f} GiB, {peaks['whole']:.2f} GiB"),
+    ]
+
+
 def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device here; run it on a GPU machine")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=tuple(SHAPES), default=None)
+    parser.add_argument("--only", choices=(*SHAPES, "esrgan"), default=None)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
-        for shape in [args.only] if args.only else list(SHAPES):
-            rows = check(shape, args.runs, Path(tmp))
+        for shape in [args.only] if args.only else [*SHAPES, "esrgan"]:
+            rows = check_upscaler(args.runs, Path(tmp)) if shape == "esrgan" else check(shape, args.runs, Path(tmp))
             width = max(len(k) for k, _ in rows)
             print()
             for key, value in rows:
