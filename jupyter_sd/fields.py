@@ -35,6 +35,7 @@ LATENT_UPSCALERS = {
 """A1111's latent upscale modes: name → (torch interpolate mode, antialias)."""
 IMAGE_UPSCALERS = ("Lanczos", "Nearest")
 SAME_SAMPLER = "Use same sampler"
+SAME_SCHEDULE = "Use same scheduler"
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 VAE_TILING_MODES = ("auto", "on", "off")
 ATTENTION_MODES = ("sdpa", "slicing")
@@ -362,6 +363,25 @@ class HiresOptions(InputOptions):
             flags=("--hires-sampler",),
             infotext="Hires sampler",
             choices=(SAME_SAMPLER, *SAMPLERS),
+        ),
+    )
+    hires_schedule: str = field(
+        default=SAME_SCHEDULE,
+        metadata=_option(
+            "Schedule type of the hires pass.",
+            flags=("--hires-schedule",),
+            infotext="Hires schedule type",
+            choices=(SAME_SCHEDULE, *SCHEDULES),
+        ),
+    )
+    hires_guidance: float = field(
+        default=0.0,
+        metadata=_option(
+            "CFG scale of the hires pass; 0 = the first pass's.",
+            flags=("--hires-cfg",),
+            infotext="Hires CFG Scale",
+            range=(0.0, 30.0),
+            step=0.5,
         ),
     )
     hires_prompt: str = field(

@@ -26,6 +26,7 @@ def options_from_params(params: dict[str, str]) -> dict[str, Any]:
     """
     options: dict[str, Any] = {}
     for key, value in params.items():
+        key = _KEY_ALIASES.get(key, key)
         if key == "Size":
             options["width"], options["height"] = parse_size(value)
         elif key in _INFOTEXT_VALUES:
@@ -44,6 +45,9 @@ def options_from_params(params: dict[str, str]) -> dict[str, Any]:
         options["hires_denoise"] = options.pop("strength")  # a txt2img picture's strength is its hires pass's
     return options
 
+
+_KEY_ALIASES = {"Hires CFG scale": "Hires CFG Scale"}
+"""Keys written in more than one spelling (the hires-fix-tweaks extension's, Forge's) → the one a field declares."""
 
 _INFOTEXT_VALUES = {
     "Inpaint area": ("inpaint_area", {"Only masked": "masked", "Whole picture": "whole"}),
@@ -85,7 +89,7 @@ def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
     Applied means an option's field declares the key (``infotext=`` metadata), so a new option stops being listed
     here as soon as its field exists.
     """
-    known = set(INFOTEXT_KEYS) | _KNOWN_KEYS
+    known = set(INFOTEXT_KEYS) | _KNOWN_KEYS | set(_KEY_ALIASES)
     return [
         key
         for key, value in params.items()

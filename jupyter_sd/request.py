@@ -21,6 +21,7 @@ from .fields import (  # noqa: F401 (MAX_SEED, LATENT_UPSCALERS and the choices 
     MAX_SEED,
     MAX_SIDE,
     SAME_SAMPLER,
+    SAME_SCHEDULE,
     MachineOptions,
 )
 from .infotext import format_infotext, order_params, parse_infotext
@@ -206,6 +207,10 @@ class PaintRequest(MachineOptions):
             params["Hires upscaler"] = self.hires_upscaler
             if self.hires_sampler not in (SAME_SAMPLER, self.sampler):
                 params["Hires sampler"] = self.hires_sampler
+            if self.hires_schedule not in (SAME_SCHEDULE, self.schedule):
+                params["Hires schedule type"] = self.hires_schedule
+            if self.hires_guidance and self.hires_guidance != self.guidance:
+                params["Hires CFG Scale"] = _format_number(self.hires_guidance)
         return params
 
     def to_infotext(

@@ -645,3 +645,51 @@ def test_hires_and_inpaint_generation_data_paints_again(engine, tiny_model_dir):
         "fill",
         True,
     )
+
+
+def test_hires_schedule_and_cfg_equal_plain_diffusers(engine, raw, tiny_model_dir):
+    """A1111's "Hires schedule type" and the "Hires CFG Scale" of Forge and hires-fix-tweaks: the hires pass alone
+    uses them (here Euler with Karras sigmas at CFG 4 after a DPM++ 2M first pass at CFG 7)."""
+    seeds, steps, hires_steps, denoise = [5], 6, 4, 0.5
+    raw["txt2img"].scheduler = make_scheduler("DPM++ 2M", "Automatic", raw["config"])
+    latents = raw["txt2img"](
+        "a red circle",
+        num_inference_steps=steps,
+        guidance_scale=7.0,
+        width=16,
+        height=16,
+        generator=_gens(seeds),
+        output_type="latent",
+    ).images
+    big = torch.nn.functional.interpolate(latents, size=(16, 16), mode="bilinear", antialias=False)
+    raw["img2img"].scheduler = make_scheduler("Euler", "Karras", raw["config"])
+    expected = raw["img2img"](
+        "a red circle",
+        image=big,
+        strength=denoise,
+        num_inference_steps=int(hires_steps / denoise),
+        guidance_scale=4.0,
+        generator=_gens(seeds),
+    ).images[0]
+    options = dict(hires=2, hires_steps=4, hires_denoise=0.5, hires_sampler="Euler")
+    request = _request(tiny_model_dir, width=16, height=16, hires_schedule="Karras", hires_guidance=4.0, **options)
+    result = engine.generate(request)
+    assert_pixels_close(result.images[0], expected)
+    text = result.infotext(0)
+    assert "Hires sampler: Euler, Hires schedule type: Karras, Hires CFG Scale: 4" in text
+    from jupyter_sd.pasted import ignored_infotext_keys, parse_body
+
+    pasted = parse_body("a red circle\n" + text.split("\n")[-1].replace("Hires CFG Scale", "Hires CFG scale"))
+    assert (pasted["hires_schedule"], float(pasted["hires_guidance"])) == ("Karras", 4.0)
+    assert ignored_infotext_keys({"Hires CFG scale": "4", "Hires schedule type": "Karras"}) == []
+    same = engine.generate(_request(tiny_model_dir, width=16, height=16, **options))
+    assert "Hires schedule type" not in same.infotext(0) and "Hires CFG" not in same.infotext(0)
+    assert not np.array_equal(pixels(same.images[0]), pixels(result.images[0]))
+
+
+def test_a_hires_schedule_the_hires_sampler_cannot_use_is_refused_before_painting(engine, tiny_model_dir):
+    recorder = Recorder()
+    request = _request(tiny_model_dir, hires=2, hires_sampler="DDIM", hires_schedule="Karras", preview="none")
+    with pytest.raises(ValueError, match=r"^hires_schedule: 'Karras' is not available with sampler 'DDIM'"):
+        engine.generate(request, recorder)
+    assert recorder.steps == []

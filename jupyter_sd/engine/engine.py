@@ -15,7 +15,7 @@ from typing import Any
 from ..fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
-from ..samplers import make_scheduler
+from ..samplers import make_scheduler, scheduler_overrides
 from . import memory, modes, warmup
 from .conditioning import a1111_steps, build_conditioning
 from .models import (
@@ -339,6 +339,11 @@ class Engine:
             config = dict(pipe.scheduler.config)
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
+        if request.hires_enabled:  # the hires pass's pair too, now: a refusal after the first pass would waste it
+            try:
+                scheduler_overrides(*modes.hires_sampler(request))
+            except ValueError as error:
+                raise ValueError(f"hires_{error}") from None
 
     def _conditioning(self, request: PaintRequest) -> modes.Condition:
         """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""

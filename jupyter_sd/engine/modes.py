@@ -15,14 +15,14 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from ..request import LATENT_UPSCALERS, SAME_SAMPLER, PaintRequest, parse_size
+from ..request import LATENT_UPSCALERS, SAME_SAMPLER, SAME_SCHEDULE, PaintRequest, parse_size
 from . import pictures as pics
 from .passes import PassRunner
 from .pictures import Pictures
 from .preview import decode_latents, to_pil
 from .seeds import image_noise, needs_own_noise
 
-__all__ = ["PassRunner", "Pictures", "hires_steps", "img2img_steps", "paint_batch", "pass_plan"]
+__all__ = ["PassRunner", "Pictures", "hires_sampler", "hires_steps", "img2img_steps", "paint_batch", "pass_plan"]
 
 
 def _override_noise(scheduler: Any, noise: Any) -> None:
@@ -68,6 +68,12 @@ def img2img_steps(request: PaintRequest) -> tuple[int, float]:
     """
     run = min(request.steps, int(min(request.strength, 0.999) * request.steps) + 1)
     return run, 1.0 if run >= request.steps else (run + 0.5) / request.steps
+
+
+def hires_sampler(request: PaintRequest) -> tuple[str, str]:
+    """The hires pass's sampler and schedule type (A1111's "Use same sampler" / "Use same scheduler")."""
+    sampler = request.sampler if request.hires_sampler == SAME_SAMPLER else request.hires_sampler
+    return sampler, request.schedule if request.hires_schedule == SAME_SCHEDULE else request.hires_schedule
 
 
 def pass_plan(request: PaintRequest) -> list[Pass]:
@@ -213,8 +219,8 @@ def _hires_pass(
     ]
     size = (latents.shape[3] * factor, latents.shape[2] * factor)
     img2img = derived_pipeline(pipe, "img2img")
-    sampler = request.sampler if request.hires_sampler == SAME_SAMPLER else request.hires_sampler
-    img2img.scheduler = runner.scheduler(sampler)
+    sampler, schedule = hires_sampler(request)
+    img2img.scheduler = runner.scheduler(sampler, schedule)
     if needs_own_noise(request):
         _override_noise(img2img.scheduler, _noise(pipe, request, seeds, subseeds, size, generators()))
     scheduled, strength = hires_steps(request)
@@ -223,7 +229,7 @@ def _hires_pass(
         "image": latents,
         "strength": strength,
         "num_inference_steps": scheduled,
-        "guidance_scale": request.guidance,
+        "guidance_scale": request.hires_guidance or request.guidance,
         "num_images_per_prompt": len(seeds),  # one prompt, a batch of latents: batch size = images per prompt
         "generator": generators(),
     }

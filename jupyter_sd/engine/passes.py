@@ -100,9 +100,9 @@ class PassRunner:
         self.plan = pass_plan(request)
         self.steps_before = 0
 
-    def scheduler(self, sampler: str) -> Any:
+    def scheduler(self, sampler: str, schedule: str | None = None) -> Any:
         """A fresh scheduler for a pass (from the model's own config, as the engine's sampler table says)."""
-        return make_scheduler(sampler, self.request.schedule, self.base_config)
+        return make_scheduler(sampler, schedule or self.request.schedule, self.base_config)
 
     def run(
         self, pipe: Any, call: dict[str, Any], index: int, size: tuple[int, int], conditioning: Any = None

@@ -25,7 +25,17 @@ MAIN_FIELDS = ("prompt", "negative_prompt", "steps", "guidance", "seed", "sample
 SECTIONS = {
     "img2img": ("init", "strength", "resize_mode"),
     "inpaint": ("mask", "mask_blur", "inpaint_area", "padding", "masked_content", "invert_mask"),
-    "hires": ("hires", "hires_size", "hires_steps", "hires_denoise", "hires_upscaler", "hires_sampler", "hires_prompt"),
+    "hires": (
+        "hires",
+        "hires_size",
+        "hires_steps",
+        "hires_denoise",
+        "hires_upscaler",
+        "hires_sampler",
+        "hires_schedule",
+        "hires_guidance",
+        "hires_prompt",
+    ),
 }
 """Fields shown in a section of their own, hidden under a toggle until used; while a section is off its fields
 keep their declared defaults in the request (what the panel shows is what it paints)."""
@@ -52,6 +62,8 @@ _LABELS = {
     "hires_denoise": "Denoising",
     "hires_upscaler": "Upscaler",
     "hires_sampler": "Hires sampler",
+    "hires_schedule": "Hires schedule",
+    "hires_guidance": "Hires CFG",
     "hires_prompt": "Hires prompt",
 }
 _SLIDER_SPAN = 10_000
