@@ -495,6 +495,27 @@ class MachineOptions(SeedOptions):
             kernel=True,
         ),
     )
+    token_merging: float = field(
+        default=0.0,
+        metadata=_option(
+            "Token merging ratio (ToMe, as A1111's optimisation setting): merge this share of the attention tokens "
+            "in the UNet's high-res blocks; faster on big pictures, a little less detail. 0 = off.",
+            flags=("--tome",),
+            infotext="Token merging ratio",
+            range=(0.0, 0.9),
+            step=0.05,
+        ),
+    )
+    token_merging_hr: float = field(
+        default=0.0,
+        metadata=_option(
+            "Token merging ratio of the hires pass; 0 = the one above.",
+            flags=("--tome-hr",),
+            infotext="Token merging ratio hr",
+            range=(0.0, 0.9),
+            step=0.05,
+        ),
+    )
     fast: bool = field(
         default=False,
         metadata=_option(

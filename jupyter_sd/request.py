@@ -89,6 +89,9 @@ class PaintRequest(MachineOptions):
             msg = f"mask: needs --init, the picture to repaint (got --mask '{self.mask}' without --init)"
             raise ValueError(msg)
         hires = self.hires > 0 or bool(self.hires_size)
+        if self.fast and (self.token_merging or self.token_merging_hr):
+            msg = "token_merging: does not combine with --fast (it would undo the compiled blocks); use one of them"
+            raise ValueError(msg)
         ensd = bool(self.eta_noise_seed_delta) and self.sampler in ENSD_SAMPLERS
         if getattr(self, "refiner", "") and (hires or self.init or self.variation_strength > 0 or ensd):
             msg = "refiner: works with plain text-to-image only (not with --init, --hires, a variation seed or --ensd)"
@@ -166,6 +169,10 @@ class PaintRequest(MachineOptions):
             params["Seed resize from"] = self.seed_resize_from
         if self.eta_noise_seed_delta and self.sampler in ENSD_SAMPLERS:  # A1111 writes it where it acts
             params["ENSD"] = self.eta_noise_seed_delta
+        if self.token_merging:
+            params["Token merging ratio"] = _format_number(self.token_merging)
+        if self.token_merging_hr and self.hires_enabled:
+            params["Token merging ratio hr"] = _format_number(self.token_merging_hr)
         if self.init:
             params["Denoising strength"] = _format_number(self.strength)
         elif self.hires_enabled:

@@ -16,7 +16,7 @@ from ..fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler, scheduler_overrides
-from . import memory, modes, warmup
+from . import memory, modes, token_merging, warmup
 from .conditioning import a1111_steps, build_conditioning
 from .models import (
     ModelSource,
@@ -234,6 +234,8 @@ class Engine:
                 # 2c. memory for this picture: attention, VAE tiling and rescue, compile notices (memory.py)
                 self._memory.before_call(pipe, request, progress.notice)
                 self._load_refiner(request, pipe, progress)
+                if request.token_merging or request.token_merging_hr:
+                    token_merging.check_available()
                 if request.hires_enabled and request.hires_upscaler not in (*LATENT_UPSCALERS, *IMAGE_UPSCALERS):
                     # the hires upscaler model now, before the first pass: a refusal then costs no painting
                     upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, progress.notice)

@@ -16,6 +16,7 @@ from typing import Any
 from ..request import PaintRequest
 from ..result import PaintResult
 from ..samplers import ENSD_SAMPLERS, SAMPLERS, make_scheduler
+from . import token_merging
 from .preview import Previewer, decode_latents, to_pil
 
 
@@ -138,6 +139,10 @@ class PassRunner:
             progress.step(done, steps, previews)
             return tensors
 
+        tome = (
+            (request.token_merging_hr or request.token_merging) if current.label == "hires" else request.token_merging
+        )
+        token_merging.set_ratio(pipe, tome)  # A1111's per-pass ratio (its get_token_merging_ratio)
         if request.eta_noise_seed_delta and type(pipe.scheduler).__name__ in _ENSD_CLASSES and call.get("generator"):
             _reseed_at_first_step(pipe.scheduler, call["generator"], request.eta_noise_seed_delta)
         embeddings = conditioning.pipeline_kwargs() if conditioning is not None else {}

@@ -19,6 +19,7 @@ from PIL import Image
 from ..request import PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler
+from . import token_merging
 from .conditioning import a1111_steps, build_conditioning
 from .models import ModelSource, component_config, load_pipeline
 from .passes import Stopped, X0Capture
@@ -107,6 +108,7 @@ def paint_with_refiner(
     """
     import torch
 
+    token_merging.set_ratio(pipe, request.token_merging)  # the base pass (the refiner keeps its own UNet as it is)
     capture = X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
     conditioning = build_conditioning(
         pipe,
