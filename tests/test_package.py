@@ -96,10 +96,12 @@ def _imported_modules(path: Path) -> set[str]:
 
 def test_bottom_modules_import_nothing_above_them():
     """The wave-2 rooms: bottom modules never reach up into the engine or the front ends, nor into IPython."""
-    present = [name for name in BOTTOM if (ROOT / "jupyter_sd" / f"{name}.py").is_file()]
-    assert {"request", "infotext", "library", "store"} <= set(present)
-    for name in present:
-        imported = _imported_modules(ROOT / "jupyter_sd" / f"{name}.py")
+    package = ROOT / "jupyter_sd"
+    files = {name: [package / f"{name}.py"] for name in BOTTOM if (package / f"{name}.py").is_file()}
+    files.update({name: sorted((package / name).glob("*.py")) for name in BOTTOM if (package / name).is_dir()})
+    assert {"fields", "request", "infotext", "library", "store"} <= set(files)
+    for name, path in ((name, path) for name, paths in files.items() for path in paths):
+        imported = _imported_modules(path)
         upward = {m for m in imported if m.split(".")[0] == "jupyter_sd" and m.split(".")[1] in ABOVE}
         ui = {m for m in imported if m.split(".")[0] in ("IPython", "ipywidgets", "ipykernel")}
         assert not upward and not ui, (name, upward, ui)

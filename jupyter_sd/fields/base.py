@@ -1,0 +1,58 @@
+"""The option format every field uses (`option`), and the constants their choices and ranges come from."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+PREVIEW_MODES = ("auto", "latent2rgb", "taesd", "full", "none")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+MAX_SEED = 2**32 - 1
+MAX_SIDE = 4096
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
+INPAINT_AREAS = ("whole", "masked")
+MASKED_CONTENT = ("original", "fill", "latent noise", "latent nothing")
+LATENT_UPSCALERS = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+"""A1111's latent upscale modes: name → (torch interpolate mode, antialias)."""
+IMAGE_UPSCALERS = ("Lanczos", "Nearest")
+SAME_SAMPLER = "Use same sampler"
+SAME_SCHEDULE = "Use same scheduler"
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+VAE_TILING_MODES = ("auto", "on", "off")
+ATTENTION_MODES = ("sdpa", "slicing")
+
+
+def option(
+    help: str,
+    *,
+    flags: tuple[str, ...] = (),
+    infotext: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    range: tuple[float, float] | None = None,
+    step: float | None = None,
+    kernel: bool = False,
+    models: str | None = None,
+) -> dict[str, Any]:
+    """Field metadata: the one place an option's help, flags, range and infotext key are declared.
+
+    `models` names a `library` kind whose files are allowed besides the `choices` (by A1111's name for them).
+    """
+    return {
+        "help": help,
+        "flags": flags,
+        "infotext": infotext,
+        "choices": choices,
+        "range": range,
+        "step": step,
+        "kernel": kernel,
+        "models": models,
+    }

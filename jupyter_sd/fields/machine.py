@@ -1,0 +1,144 @@
+"""How the noise is made (variation seeds, seed resize, ENSD) and how the picture runs on the machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..presets import PRESET_CHOICES
+from .base import ATTENTION_MODES, MAX_SEED, OFFLOAD_MODES, VAE_TILING_MODES, option
+from .passes import HiresOptions
+
+
+@dataclass
+class SeedOptions(HiresOptions):
+    """Variation seeds and seed resizing, as A1111 (engine/seeds.py)."""
+
+    variation_seed: int = field(
+        default=-1,
+        metadata=option(
+            "Seed of the noise mixed in by --variation-strength; -1 picks one. Image k of a batch uses it+k.",
+            flags=("--variation-seed",),
+            infotext="Variation seed",
+            range=(-1, MAX_SEED),
+        ),
+    )
+    variation_strength: float = field(
+        default=0.0,
+        metadata=option(
+            "How much of the variation seed's noise to mix in (slerp), as A1111; the seed stays fixed over a batch.",
+            flags=("--variation-strength",),
+            infotext="Variation seed strength",
+            range=(0.0, 1.0),
+            step=0.01,
+        ),
+    )
+    seed_resize_from: str = field(
+        default="",
+        metadata=option(
+            "Make the noise as for this size (WxH) and centre it, so a seed keeps its picture at another size.",
+            flags=("--seed-resize-from",),
+            infotext="Seed resize from",
+        ),
+    )
+    eta_noise_seed_delta: int = field(
+        default=0,
+        metadata=option(
+            "A1111's Eta noise seed delta (ENSD; 31337 in NovelAI-style recipes): ancestral samplers (Euler a, "
+            "DPM2 a) draw their step noise from seed + this after the starting noise. 0 = off.",
+            flags=("--ensd",),
+            infotext="ENSD",
+            range=(0, MAX_SEED),
+        ),
+    )
+
+
+@dataclass
+class MachineOptions(SeedOptions):
+    """SDXL refiner, few-step presets, memory and speed (engine/memory.py, presets.py)."""
+
+    preset: str = field(
+        default="auto",
+        metadata=option(
+            "Few-step model defaults (steps, CFG, sampler): auto detects SD-Turbo, SDXL-Turbo, LCM, Lightning and "
+            "Hyper-SD; none never applies one; or name one to force it. Options you set win.",
+            flags=("--preset",),
+            choices=PRESET_CHOICES,
+        ),
+    )
+    refiner: str = field(
+        default="",
+        metadata=option(
+            "SDXL refiner model (hub id, folder or .safetensors) that paints the last steps; empty for none.",
+            flags=("--refiner",),
+            infotext="Refiner",
+            kernel=True,
+        ),
+    )
+    refiner_switch: float = field(
+        default=0.8,
+        metadata=option(
+            "Fraction of the steps after which the refiner takes over.",
+            flags=("--refiner-switch",),
+            infotext="Refiner switch at",
+            range=(0.01, 1.0),
+            step=0.01,
+        ),
+    )
+    offload: str = field(
+        default="auto",
+        metadata=option(
+            "GPU memory: none (all on the GPU), model (one model at a time on the GPU), sequential (layer by "
+            "layer: least memory, slowest), auto (from the free VRAM and the model).",
+            flags=("--offload",),
+            choices=OFFLOAD_MODES,
+            kernel=True,
+        ),
+    )
+    vae_tiling: str = field(
+        default="auto",
+        metadata=option(
+            "Decode the picture in tiles to save memory: auto (over about 1536x1536, and to retry after an "
+            "out-of-memory in the VAE), on, off.",
+            flags=("--vae-tiling",),
+            choices=VAE_TILING_MODES,
+        ),
+    )
+    attention: str = field(
+        default="sdpa",
+        metadata=option(
+            "Attention: sdpa (PyTorch's fused kernel, fast) or slicing (less memory, slower).",
+            flags=("--attention",),
+            choices=ATTENTION_MODES,
+            kernel=True,
+        ),
+    )
+    token_merging: float = field(
+        default=0.0,
+        metadata=option(
+            "Token merging ratio (ToMe, as A1111's optimisation setting): merge this share of the attention tokens "
+            "in the UNet's high-res blocks; faster on big pictures, a little less detail. 0 = off.",
+            flags=("--tome",),
+            infotext="Token merging ratio",
+            range=(0.0, 0.9),
+            step=0.05,
+        ),
+    )
+    token_merging_hr: float = field(
+        default=0.0,
+        metadata=option(
+            "Token merging ratio of the hires pass; 0 = the one above.",
+            flags=("--tome-hr",),
+            infotext="Token merging ratio hr",
+            range=(0.0, 0.9),
+            step=0.05,
+        ),
+    )
+    fast: bool = field(
+        default=False,
+        metadata=option(
+            "Fast mode for big GPUs: channels_last, fused QKV projections and torch.compile of the UNet's repeated "
+            "blocks (the first picture at each size compiles).",
+            flags=("--fast",),
+            kernel=True,
+        ),
+    )
