@@ -1,4 +1,4 @@
-"""`PaintRequest`: every generation option (declared once, in the ``fields`` package), validated and mapped to A1111's keys.
+"""`PaintRequest`: every generation option (declared once, in ``fields``), validated and mapped to A1111's keys.
 
 The fields' metadata carries each option's help text, range or choices, command-line flag and A1111 infotext key.
 The magic's parser, the CLI, the widget panel and the metadata writer are all generated from these fields (STYLE
