@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from progress_recorder import Recorder
 from safetensors.torch import save_file
 
 from jupyter_sd import library
@@ -205,22 +206,17 @@ def _hires(tiny_model_dir, upscaler: str, **options) -> PaintRequest:
 def test_hires_with_the_identity_model_is_hires_with_nearest(engine, tiny_model_dir, models):
     """×4 by the identity network is PIL's nearest ×4: the hires pictures are the same pixels."""
     save_file(rrdbnet_weights(identity=True), str(models / "ESRGAN" / "4x-UltraSharp.safetensors"))
-    notices = []
-
-    class Notices:
-        def __getattr__(self, name):
-            return notices.append if name == "notice" else (lambda *args: None)
-
-    ours = engine.generate(_hires(tiny_model_dir, "4x-UltraSharp", n=2), Notices())
+    first = Recorder()
+    ours = engine.generate(_hires(tiny_model_dir, "4x-UltraSharp", n=2), first)
     nearest = engine.generate(_hires(tiny_model_dir, "Nearest", n=2))
     assert [image.size for image in ours.images] == [(64, 64), (64, 64)]
     for a, b in zip(ours.images, nearest.images):
         assert np.array_equal(_pixels(a), _pixels(b))
     assert "Hires upscaler: 4x-UltraSharp" in ours.infotext(0)
-    assert "loading upscaler 4x-UltraSharp…" in notices and "loaded upscaler 4x-UltraSharp (×4)" in notices
-    notices.clear()
-    engine.generate(_hires(tiny_model_dir, "4x-UltraSharp"), Notices())
-    assert not [line for line in notices if "upscaler" in line]  # kept loaded: the next cell loads nothing
+    assert "loading upscaler 4x-UltraSharp…" in first.notices and "loaded upscaler 4x-UltraSharp (×4)" in first.notices
+    again = Recorder()
+    engine.generate(_hires(tiny_model_dir, "4x-UltraSharp"), again)
+    assert not [line for line in again.notices if "upscaler" in line]  # kept loaded: the next cell loads nothing
     save_file(rrdbnet_weights(identity=False), str(models / "ESRGAN" / "random4x.safetensors"))
     other = engine.generate(_hires(tiny_model_dir, "random4x", n=2))
     assert not np.array_equal(_pixels(other.images[0]), _pixels(nearest.images[0]))  # the model is what enlarges
@@ -228,15 +224,10 @@ def test_hires_with_the_identity_model_is_hires_with_nearest(engine, tiny_model_
 
 def test_a_pickle_upscaler_is_refused_before_painting_and_runs_when_allowed(engine, tiny_model_dir, models):
     torch.save(rrdbnet_weights(identity=True), models / "ESRGAN" / "4x_foolhardy_Remacri.pth")
-    steps = []
-
-    class Steps:
-        def __getattr__(self, name):
-            return (lambda step, total, previews: steps.append(step)) if name == "step" else (lambda *args: None)
-
+    recorder = Recorder()
     with pytest.raises(ValueError, match=r"^hires_upscaler: 4x_foolhardy_Remacri.pth is a pickle file"):
-        engine.generate(_hires(tiny_model_dir, "4x_foolhardy_Remacri"), Steps())
-    assert steps == []  # nothing was painted
+        engine.generate(_hires(tiny_model_dir, "4x_foolhardy_Remacri"), recorder)
+    assert recorder.steps == [] and recorder.phases == []  # nothing was painted
     result = engine.generate(_hires(tiny_model_dir, "4x_foolhardy_Remacri", allow_pickle=True))
     assert result.images[0].size == (64, 64)
 
