@@ -233,32 +233,36 @@ def test_nine_channel_inpainting_checkpoint(engine, tmp_path):
     assert_pixels_close(result.images[0], Image.composite(painted, init, mask))
 
 
-def test_hires_equals_plain_diffusers_reference(engine, raw, tiny_model_dir):
-    """txt2img to latents → interpolate ×2 → img2img from fresh generators of the same seeds (A1111's hires fix)."""
-    seeds, steps, hires_steps, denoise = [5, 6], 6, 4, 0.5
+def raw_hires(raw, seeds, hires_sampler="DPM++ 2M", hires_schedule="Automatic", hires_guidance=7.0):
+    """Plain diffusers' A1111 hires fix: DPM++ 2M txt2img at 16×16 (6 steps, CFG 7) to latents → bilinear ×2 →
+    img2img from fresh generators of the same seeds, 4 of int(4 / 0.5) = 8 scheduled steps."""
     raw["txt2img"].scheduler = make_scheduler("DPM++ 2M", "Automatic", raw["config"])
     latents = raw["txt2img"](
         "a red circle",
-        num_inference_steps=steps,
+        num_inference_steps=6,
         guidance_scale=7.0,
         width=16,
         height=16,
-        num_images_per_prompt=2,
+        num_images_per_prompt=len(seeds),
         generator=_gens(seeds),
         output_type="latent",
     ).images
     big = torch.nn.functional.interpolate(latents, size=(16, 16), mode="bilinear", antialias=False)
-    raw["img2img"].scheduler = make_scheduler("DPM++ 2M", "Automatic", raw["config"])
-    scheduled = int(hires_steps / min(denoise, 0.999))  # 8 steps scheduled, int(8 × 0.5) = 4 run
-    expected = raw["img2img"](
+    raw["img2img"].scheduler = make_scheduler(hires_sampler, hires_schedule, raw["config"])
+    return raw["img2img"](
         "a red circle",
         image=big,
-        strength=denoise,
-        num_inference_steps=scheduled,
-        guidance_scale=7.0,
-        num_images_per_prompt=2,
+        strength=0.5,
+        num_inference_steps=int(4 / min(0.5, 0.999)),  # 8 steps scheduled, int(8 × 0.5) = 4 run
+        guidance_scale=hires_guidance,
+        num_images_per_prompt=len(seeds),
         generator=_gens(seeds),
     ).images
+
+
+def test_hires_equals_plain_diffusers_reference(engine, raw, tiny_model_dir):
+    """txt2img to latents → interpolate ×2 → img2img from fresh generators of the same seeds (A1111's hires fix)."""
+    expected = raw_hires(raw, [5, 6])
     recorder = Recorder()
     request = _request(tiny_model_dir, seed=5, n=2, width=16, height=16, hires=2, hires_steps=4, hires_denoise=0.5)
     result = engine.generate(request, recorder)
@@ -650,27 +654,7 @@ def test_hires_and_inpaint_generation_data_paints_again(engine, tiny_model_dir):
 def test_hires_schedule_and_cfg_equal_plain_diffusers(engine, raw, tiny_model_dir):
     """A1111's "Hires schedule type" and the "Hires CFG Scale" of Forge and hires-fix-tweaks: the hires pass alone
     uses them (here Euler with Karras sigmas at CFG 4 after a DPM++ 2M first pass at CFG 7)."""
-    seeds, steps, hires_steps, denoise = [5], 6, 4, 0.5
-    raw["txt2img"].scheduler = make_scheduler("DPM++ 2M", "Automatic", raw["config"])
-    latents = raw["txt2img"](
-        "a red circle",
-        num_inference_steps=steps,
-        guidance_scale=7.0,
-        width=16,
-        height=16,
-        generator=_gens(seeds),
-        output_type="latent",
-    ).images
-    big = torch.nn.functional.interpolate(latents, size=(16, 16), mode="bilinear", antialias=False)
-    raw["img2img"].scheduler = make_scheduler("Euler", "Karras", raw["config"])
-    expected = raw["img2img"](
-        "a red circle",
-        image=big,
-        strength=denoise,
-        num_inference_steps=int(hires_steps / denoise),
-        guidance_scale=4.0,
-        generator=_gens(seeds),
-    ).images[0]
+    expected = raw_hires(raw, [5], hires_sampler="Euler", hires_schedule="Karras", hires_guidance=4.0)[0]
     options = dict(hires=2, hires_steps=4, hires_denoise=0.5, hires_sampler="Euler")
     request = _request(tiny_model_dir, width=16, height=16, hires_schedule="Karras", hires_guidance=4.0, **options)
     result = engine.generate(request)
