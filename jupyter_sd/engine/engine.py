@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from ..fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
+from ..fields import BUILT_IN_UPSCALERS
 from ..request import MAX_SEED, PaintRequest
 from ..result import PaintResult
 from ..samplers import make_scheduler, scheduler_overrides
@@ -236,7 +236,7 @@ class Engine:
                 self._load_refiner(request, pipe, progress)
                 if request.token_merging or request.token_merging_hr:
                     token_merging.check_available()
-                if request.hires_enabled and request.hires_upscaler not in (*LATENT_UPSCALERS, *IMAGE_UPSCALERS):
+                if request.hires_enabled and request.hires_upscaler not in BUILT_IN_UPSCALERS:
                     # the hires upscaler model now, before the first pass: a refusal then costs no painting
                     upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, progress.notice)
                 # 3. sampler

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from ..fields import IMAGE_UPSCALERS
 from ..request import LATENT_UPSCALERS, SAME_SAMPLER, SAME_SCHEDULE, PaintRequest, parse_size
 from . import pictures as pics
 from .passes import PassRunner
@@ -204,7 +205,7 @@ def _hires_pass(
         )
     else:
         images = to_pil(pipe, decode_latents(pipe, latents))
-        if request.hires_upscaler in ("Lanczos", "Nearest"):
+        if request.hires_upscaler in IMAGE_UPSCALERS:
             resample = Image.LANCZOS if request.hires_upscaler == "Lanczos" else Image.NEAREST
             images = [image.resize((to_x, to_y), resample) for image in images]
         else:  # an upscaler model from the models folder (upscalers.py)

@@ -17,6 +17,8 @@ from typing import Any
 
 from PIL import Image
 
+from .network_state import file_stamp
+
 TILE = 192
 """Tile side in input pixels (A1111's default ``ESRGAN_tile``)."""
 OVERLAP = 16
@@ -94,7 +96,7 @@ class Upscaler:
 
     def __init__(self, path: Path, allow_pickle: bool, device: Any, dtype: Any) -> None:
         self.path = path
-        self.stamp = (str(path), path.stat().st_size, path.stat().st_mtime)
+        self.stamp = (str(path), *file_stamp(path))
         self.net, self.scale = build_upscaler(read_upscaler(path, allow_pickle), path.stem)
         self.net.to(device, dtype)
         self.device, self.dtype = device, dtype
@@ -149,16 +151,15 @@ def upscaler_for(pipe: Any, name: str, allow_pickle: bool, notice: Any) -> Upsca
     import torch
 
     from .. import library
-    from ..fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
+    from ..fields import BUILT_IN_UPSCALERS
 
     found = library.find_upscaler(name)
     if found is None:
-        raise ValueError(library.upscaler_missing_message(name, (*LATENT_UPSCALERS, *IMAGE_UPSCALERS)))
+        raise ValueError(library.upscaler_missing_message(name, BUILT_IN_UPSCALERS))
     device = getattr(pipe, "_execution_device", None) or pipe.device
     dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
     held = pipe.__dict__.get("_jupyter_sd_upscaler")
-    stat = found.path.stat()
-    if held is None or held.stamp != (str(found.path), stat.st_size, stat.st_mtime) or held.device != device:
+    if held is None or held.stamp != (str(found.path), *file_stamp(found.path)) or held.device != device:
         notice(f"loading upscaler {found.name}…")
         pipe.__dict__["_jupyter_sd_upscaler"] = None  # the old one goes first
         held = Upscaler(found.path, allow_pickle, device, dtype)

@@ -10,6 +10,7 @@ of fields in this order. They live in this package's modules: `picture` (what ev
 
 from .base import (
     ATTENTION_MODES,
+    BUILT_IN_UPSCALERS,
     DEVICE_RE,
     DTYPE_ALIASES,
     DTYPES,
@@ -33,6 +34,7 @@ from .picture import PictureOptions
 
 __all__ = [
     "ATTENTION_MODES",
+    "BUILT_IN_UPSCALERS",
     "DEVICE_RE",
     "DTYPES",
     "DTYPE_ALIASES",

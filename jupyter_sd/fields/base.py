@@ -24,6 +24,8 @@ LATENT_UPSCALERS = {
 }
 """A1111's latent upscale modes: name → (torch interpolate mode, antialias)."""
 IMAGE_UPSCALERS = ("Lanczos", "Nearest")
+BUILT_IN_UPSCALERS = (*LATENT_UPSCALERS, *IMAGE_UPSCALERS)
+"""The hires upscalers that need no model file; any other name is an upscaler model in ``ESRGAN/``."""
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULE = "Use same scheduler"
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")

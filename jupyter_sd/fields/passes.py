@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from ..samplers import SAMPLERS, SCHEDULES
 from .base import (
-    IMAGE_UPSCALERS,
+    BUILT_IN_UPSCALERS,
     INPAINT_AREAS,
-    LATENT_UPSCALERS,
     MASKED_CONTENT,
     RESIZE_MODES,
     SAME_SAMPLER,
@@ -135,7 +134,7 @@ class HiresOptions(InputOptions):
             "model from the models folder's ESRGAN/ by its name (4x-UltraSharp, R-ESRGAN 4x+, …).",
             flags=("--hires-upscaler",),
             infotext="Hires upscaler",
-            choices=(*LATENT_UPSCALERS, *IMAGE_UPSCALERS),
+            choices=BUILT_IN_UPSCALERS,
             models="upscaler",
         ),
     )
