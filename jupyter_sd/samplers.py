@@ -76,8 +76,10 @@ def supported_schedules(sampler: str) -> list[str]:
     return [name for name, extra in SCHEDULES.items() if all(key in params for key in extra)]
 
 
-def scheduler_overrides(sampler: str, schedule: str) -> dict[str, Any]:
+def scheduler_overrides(sampler: str, schedule: str, option: str = "schedule") -> dict[str, Any]:
     """Return the config overrides for `sampler` with `schedule`, validated against the scheduler class.
+
+    `option` names the option the refusal is about (``hires_schedule`` for the hires pass's pair).
 
     Raises
     ------
@@ -93,7 +95,7 @@ def scheduler_overrides(sampler: str, schedule: str) -> dict[str, Any]:
             extra = {}
         else:
             allowed = ", ".join(supported_schedules(sampler))
-            msg = f"schedule: '{schedule}' is not available with sampler '{sampler}' (allowed: {allowed})"
+            msg = f"{option}: '{schedule}' is not available with sampler '{sampler}' (allowed: {allowed})"
             raise ValueError(msg)
     overrides = {key: value for key, value in _RESET_SIGMAS.items() if key in params}
     overrides.update(spec.overrides)

@@ -342,10 +342,7 @@ class Engine:
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
         if request.hires_enabled:  # the hires pass's pair too, now: a refusal after the first pass would waste it
-            try:
-                scheduler_overrides(*modes.hires_sampler(request))
-            except ValueError as error:
-                raise ValueError(f"hires_{error}") from None
+            scheduler_overrides(*modes.hires_sampler(request), option="hires_schedule")
 
     def _conditioning(self, request: PaintRequest) -> modes.Condition:
         """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""
