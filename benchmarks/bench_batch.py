@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sd_shapes import make_sd15_shaped, plain_call  # noqa: E402
 
 import jupyter_sd  # noqa: E402
-from jupyter_sd.batch_view import BatchView  # noqa: E402
-from jupyter_sd.request import PaintRequest  # noqa: E402
+from jupyter_sd.batches.views import BatchView
+from jupyter_sd.recipe.request import PaintRequest
 
 
 def requests_for(count: int, model: Path, steps: int, size: int) -> list[dict]:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sd_shapes import make_sd15_shaped  # noqa: E402
 
-from jupyter_sd.engine.conditioning import build_conditioning, clear_cache  # noqa: E402
+from jupyter_sd.engine.conditioning import build_conditioning, clear_cache
 
 PLAIN = "a red circle on a blue background"
 WEIGHTED = ", ".join(["(a red circle:1.2) on a [blue] background BREAK a green square"] * 4)

@@ -44,8 +44,9 @@ def main() -> None:
 
     from fake_web import FakeWebServer, Served
 
-    from jupyter_sd import downloads, library
-    from jupyter_sd.transfer import copy_file
+    from jupyter_sd.downloads import download as downloads
+    from jupyter_sd import library
+    from jupyter_sd.library.transfer import copy_file
 
     data = os.urandom(args.mb * 1_000_000)
     with tempfile.TemporaryDirectory() as tmp, FakeWebServer() as web:

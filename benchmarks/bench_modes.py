@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from sd_shapes import make_sd15_shaped  # noqa: E402
 
-from jupyter_sd.engine import Progress  # noqa: E402
-from jupyter_sd.engine.modes import derived_pipeline  # noqa: E402
-from jupyter_sd.painter import get_engine, render  # noqa: E402
-from jupyter_sd.request import PaintRequest  # noqa: E402
-from jupyter_sd.samplers import make_scheduler  # noqa: E402
+from jupyter_sd.engine import Progress
+from jupyter_sd.engine.modes import derived_pipeline
+from jupyter_sd.painting.session import get_engine, render
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.samplers import make_scheduler
 
 PROMPT = "a red circle on a blue background"
 

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sd_shapes import make_sd15_shaped, plain_call  # noqa: E402
 from tiny_pipeline import make_tiny_pipeline  # noqa: E402
 
-from jupyter_sd.engine import Progress  # noqa: E402
-from jupyter_sd.painter import get_engine, render  # noqa: E402
-from jupyter_sd.request import PaintRequest  # noqa: E402
+from jupyter_sd.engine import Progress
+from jupyter_sd.painting.session import get_engine, render
+from jupyter_sd.recipe.request import PaintRequest
 
 
 class Clock(Progress):

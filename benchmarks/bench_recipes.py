@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from lora_files import kohya_lora  # noqa: E402
 from sd_shapes import make_sd15_shaped  # noqa: E402
 
-from jupyter_sd import library  # noqa: E402
-from jupyter_sd.engine import Progress  # noqa: E402
-from jupyter_sd.engine.networks import apply_networks, state_of  # noqa: E402
-from jupyter_sd.painter import get_engine, render  # noqa: E402
-from jupyter_sd.request import PaintRequest  # noqa: E402
-from jupyter_sd.samplers import make_scheduler  # noqa: E402
+from jupyter_sd import library
+from jupyter_sd.engine import Progress
+from jupyter_sd.engine.networks import apply_networks, state_of
+from jupyter_sd.painting.session import get_engine, render
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.samplers import make_scheduler
 
 PROMPT = "(a red circle:1.2), [blue] background, soft light <lora:detail:{weight}>"
 NEGATIVE = "(lowres:1.3), blurry"

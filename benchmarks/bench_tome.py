@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sd_shapes import make_sd15_shaped, plain_call  # noqa: E402
 
-from jupyter_sd.engine import token_merging  # noqa: E402
-from jupyter_sd.painter import get_engine, render  # noqa: E402
-from jupyter_sd.request import PaintRequest  # noqa: E402
+from jupyter_sd.engine import token_merging
+from jupyter_sd.painting.session import get_engine, render
+from jupyter_sd.recipe.request import PaintRequest
 
 
 def main() -> None:

@@ -29,14 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sd_shapes import make_sd15_shaped, plain_call  # noqa: E402
 
-from jupyter_sd import painter  # noqa: E402
-from jupyter_sd.request import PaintRequest  # noqa: E402
-from jupyter_sd.result import png_bytes  # noqa: E402
-from jupyter_sd.views import InlineView  # noqa: E402
-from jupyter_sd.xyz import plan, run_plot  # noqa: E402
-from jupyter_sd.xyz_views import InlinePlotView  # noqa: E402
+from jupyter_sd.painting import session as painter
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.result import png_bytes
+from jupyter_sd.painting.views import InlineView
+from jupyter_sd.plots.plan import plan
+from jupyter_sd.plots.run import run_plot
+from jupyter_sd.plots.views import InlinePlotView
 
-xyz_module = sys.modules["jupyter_sd.xyz"]
+xyz_module = sys.modules["jupyter_sd.plots.run"]
 
 
 def _quiet_shell():

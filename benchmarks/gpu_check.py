@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sd_shapes import make_sd15_shaped, make_sdxl_shaped, make_taesd_shaped, plain_call  # noqa: E402
 
-from jupyter_sd.engine import Progress  # noqa: E402
-from jupyter_sd.painter import get_engine, render  # noqa: E402
-from jupyter_sd.request import PaintRequest  # noqa: E402
+from jupyter_sd.engine import Progress
+from jupyter_sd.painting.session import get_engine, render
+from jupyter_sd.recipe.request import PaintRequest
 
 STEPS = 20
 SHAPES = {"sd15": ("SD-1.5-shaped", 512, make_sd15_shaped), "sdxl": ("SDXL-shaped", 1024, make_sdxl_shaped)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "BatchResult",
@@ -23,18 +23,19 @@ __all__ = [
     "load_ipython_extension",
     "load_request",
     "paint",
+    "plot",
     "xyz",
 ]
 
-from .batch import batch  # the function; the module stays importable as ``from jupyter_sd.batch import ...``
-from .batch_result import BatchResult
-from .downloads import download
-from .painter import get_engine, paint
-from .request import PaintRequest
-from .result import PaintResult
-from .store import load_request
-from .xyz import xyz
-from .xyz_result import PlotResult
+from .api import batch, paint, plot, xyz
+from .batches.result import BatchResult
+from .downloads.download import download
+from .painting.session import get_engine
+from .painting.store import load_request
+from .plots.result import PlotResult
+from .recipe import prompts as prompts  # documented: jupyter_sd.prompts.parse_attention and friends
+from .recipe.request import PaintRequest
+from .recipe.result import PaintResult
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import painter
-from .options import build_parser, one_line, parse_options
-from .xyz_axes import split_plot_options
+from .recipe.options import build_parser, one_line, parse_options
 
 _DESCRIPTION = """\
 Paint a picture from a text prompt and save it as a PNG with its full recipe inside.
@@ -32,30 +30,23 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not options.get("prompt", "").strip():
             raise ValueError("prompt: empty; give what to paint as the first argument")
-        plot = split_plot_options(options)
-        request = painter.new_request(**options).validate()
-        if plot:  # --x/--y/--z: an X/Y/Z plot (xyz.py)
-            from .xyz import run_plot
+        from .api import dispatch
 
-            grid = run_plot(request, plot, reraise_interrupt=False)
-            for path in [*grid.paths, *([grid.path] if grid.path else [])]:
-                print(path)
-            return 130 if grid.stopped_by == "interrupt" else 0
-        from .views import ConsoleView
-
-        result = painter.render(request, ConsoleView(), reraise_interrupt=False)
+        result = dispatch(options, reraise_interrupt=False)
     except (ValueError, MemoryError) as error:
         print(f"jupyter-sd: {one_line(str(error))}", file=sys.stderr)
         return 2
-    for path in result.paths:
+    for path in [*result.paths, *([result.path] if getattr(result, "path", None) else [])]:
         print(path)
     return 130 if result.stopped_by == "interrupt" else 0
 
 
 def _batch(argv: list[str]) -> int:
     """``jupyter-sd batch FILE [options]``: exit code 2 for bad input, 1 when a request failed, 130 when stopped."""
-    from .batch import COMMAND_HELP, InvalidBatch, batch, parse_command
-    from .batch_view import ConsoleBatchView
+    from .batches.command import COMMAND_HELP, parse_command
+    from .batches.plan import InvalidBatch
+    from .batches.run import batch
+    from .batches.views import ConsoleBatchView
 
     try:
         source, runner, options = parse_command(argv, prog="jupyter-sd batch")

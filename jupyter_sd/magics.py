@@ -12,12 +12,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Unicode, observe
 
-from . import library, painter
-from .infotext import parse_infotext
-from .options import build_parser, one_line, parse_options
-from .pasted import parse_body, pasted_notes
-from .request import coerce_options, option_fields
-from .xyz_axes import plot_from_params, plot_infotext_keys, split_plot_options
+from . import library
+from .painting import session as painter
+from .plots.axes import plot_from_params, plot_infotext_keys, split_plot_options
+from .recipe.a1111 import parse_body, pasted_notes
+from .recipe.infotext import parse_infotext
+from .recipe.options import build_parser, one_line, parse_options
+from .recipe.request import coerce_options, option_fields
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")
 _USAGE = """\
@@ -173,32 +174,26 @@ class PaintMagics(Magics):
         if not options.get("prompt", "").strip():
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
-        request = painter.new_request(**options).validate()
-        if plot:  # --x/--y/--z: an X/Y/Z plot of this request (xyz.py)
-            from .xyz import run_plot
+        if with_controls and plot:
+            msg = "ui: --ui puts controls under one picture; it does not apply to X/Y/Z plots"
+            raise ValueError(msg)
+        from .api import dispatch
 
-            if with_controls:
-                msg = "ui: --ui puts controls under one picture; it does not apply to X/Y/Z plots"
-                raise ValueError(msg)
-            grid = run_plot(request, plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+        painted = dispatch(options, plot_axes=plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+        if plot:
             pasted = {key: value for key, value in pasted.items() if key not in plot_infotext_keys()}
-            for note in pasted_notes(pasted, grid.model_name, model_given):
-                print(note)
-            return grid
-        from .views import InlineView
-
-        result = painter.render(request, InlineView(), user_ns=self.shell.user_ns, reraise_interrupt=False)
-        for note in pasted_notes(pasted, result.model_name, model_given, pasted_prompt):
+            pasted_prompt = ""
+        for note in pasted_notes(pasted, painted.model_name, model_given, pasted_prompt):
             print(note)
         if with_controls:
             from IPython.display import display
 
             from .panel import CellControls
 
-            display(result)
-            display(CellControls(result, user_ns=self.shell.user_ns))
+            display(painted)
+            display(CellControls(painted, user_ns=self.shell.user_ns))
             return None
-        return result
+        return painted
 
     # -- subcommands ------------------------------------------------------------------------------------------
 
@@ -229,7 +224,7 @@ class PaintMagics(Magics):
         if models is not None:
             library.set_models_dir(models)
         if token is not None:
-            from . import downloads
+            from .downloads import download as downloads
 
             downloads.set_civitai_token(token)
         if not changes and taesd is None and models is None and token is None and taesdxl is None:
@@ -241,7 +236,7 @@ class PaintMagics(Magics):
                     value = getattr(self, key) if key in ("taesd", "taesdxl") else getattr(defaults, key)
                     mark = " (set)" if key in painter.settings or (key in ("taesd", "taesdxl") and value) else ""
                 print(f"{key} = {value!r}{mark}")
-            from . import downloads
+            from .downloads import download as downloads
 
             print(f"civitai_token = {'(set)' if downloads.civitai_token() else '(none: $CIVITAI_TOKEN)'}")
 
@@ -274,7 +269,9 @@ class PaintMagics(Magics):
         return Panel(**parse_options(_CELL_PARSER, rest)) if rest.strip() else Panel()
 
     def _batch(self, rest: str) -> Any:
-        from .batch import COMMAND_HELP, InvalidBatch, batch, parse_command
+        from .batches.command import COMMAND_HELP, parse_command
+        from .batches.plan import InvalidBatch
+        from .batches.run import batch
 
         source, runner, options = parse_command(rest)
         if options.pop("help", False):
@@ -287,7 +284,7 @@ class PaintMagics(Magics):
             raise
 
     def _download(self, rest: str) -> None:
-        from .downloads import download
+        from .downloads.download import download
 
         words = shlex.split(rest)
         kind = None
@@ -304,8 +301,8 @@ class PaintMagics(Magics):
             print("download: interrupted; run the same line again to resume where it stopped")
 
     def _drive(self, rest: str) -> None:
-        from .drive import use_drive
-        from .store import notebook_path
+        from .library.drive import use_drive
+        from .painting.store import notebook_path
 
         notebook = notebook_path(self.shell.user_ns)
         models, outputs = use_drive(notebook.name if notebook else None)
@@ -313,7 +310,7 @@ class PaintMagics(Magics):
         print(f"Google Drive: models in {models} (A1111's subfolders), pictures in {outputs}")
 
     def _zip(self, rest: str) -> None:
-        from .drive import offer_download, zip_pictures
+        from .library.drive import offer_download, zip_pictures
 
         words = shlex.split(rest)
         if len(words) > 1:

@@ -47,7 +47,7 @@ def offline(monkeypatch):
 @pytest.fixture()
 def fresh_settings():
     """Reset the kernel's defaults around a test."""
-    from jupyter_sd import painter
+    from jupyter_sd.painting import session as painter
 
     saved = dict(painter.settings)
     painter.settings.clear()

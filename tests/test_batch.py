@@ -15,11 +15,13 @@ from IPython.core.error import UsageError
 from PIL import Image
 
 import jupyter_sd
-from jupyter_sd.batch import BATCH_KEY, InvalidBatch, parse_command, plan, request_key
-from jupyter_sd.batch_input import read_entries
-from jupyter_sd.batch_view import BatchTracker, BatchView, InlineBatchView
-from jupyter_sd.request import PaintRequest
-from jupyter_sd.samplers import SAMPLERS
+from jupyter_sd.batches.command import parse_command
+from jupyter_sd.batches.plan import InvalidBatch, plan
+from jupyter_sd.batches.saved import BATCH_KEY, request_key
+from jupyter_sd.batches.sources import read_entries
+from jupyter_sd.batches.views import BatchTracker, BatchView, InlineBatchView
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.samplers import SAMPLERS
 
 FAST = {"model": "tiny", "steps": 2, "size": "64x64"}
 VERSION = f", Version: jupyter_sd {jupyter_sd.__version__}"
@@ -102,7 +104,7 @@ def test_picture_is_raw_diffusers_picture(tmp_path, offline, fresh_settings):
     from diffusers import StableDiffusionPipeline
 
     from jupyter_sd.engine.models import resolve_model
-    from jupyter_sd.samplers import make_scheduler
+    from jupyter_sd.recipe.samplers import make_scheduler
 
     result = jupyter_sd.batch(["a red circle on a blue background"], seed=3, outdir=str(tmp_path), **FAST)
     pipe = StableDiffusionPipeline.from_pretrained(resolve_model("tiny").location, safety_checker=None)

@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray", reason='needs Ray: pip install "jupyter_sd[ray]
 pytest.importorskip("ray.data", reason='needs Ray Data: pip install "jupyter_sd[ray]"')
 
 import jupyter_sd  # noqa: E402
-from jupyter_sd.batch_view import BatchView  # noqa: E402
+from jupyter_sd.batches.views import BatchView
 
 pytestmark = pytest.mark.slow
 REQUESTS = [

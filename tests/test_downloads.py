@@ -22,10 +22,11 @@ from IPython.core.error import UsageError
 from ipython_shell import run
 from safetensors.numpy import save
 
-from jupyter_sd import downloads, library
-from jupyter_sd.hub import pipeline_files
-from jupyter_sd.model_kind import classify, file_kind, tensor_names
-from jupyter_sd.transfer import progress_line
+from jupyter_sd.downloads import download as downloads
+from jupyter_sd import library
+from jupyter_sd.downloads.huggingface import pipeline_files
+from jupyter_sd.library.kinds import classify, file_kind, tensor_names
+from jupyter_sd.library.transfer import progress_line
 
 LORA_KEYS = (
     "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight",

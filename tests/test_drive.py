@@ -19,9 +19,10 @@ from IPython.core.error import UsageError
 from ipython_shell import run
 from PIL import Image
 
-from jupyter_sd import drive, library, painter
+from jupyter_sd.library import drive, folder as library
+from jupyter_sd.painting import session as painter
 from jupyter_sd.engine.models import resolve_model
-from jupyter_sd.store import png_info, read_parameters, save_image
+from jupyter_sd.painting.store import png_info, read_parameters, save_image
 
 
 @pytest.fixture()
@@ -152,7 +153,7 @@ def test_zip_of_pictures_on_drive_is_written_to_local_disk(mount):
 
 
 def test_civitai_token_from_a_colab_secret(colab, monkeypatch):
-    from jupyter_sd import downloads
+    from jupyter_sd.downloads import download as downloads
 
     monkeypatch.delenv("CIVITAI_TOKEN", raising=False)
     secrets = {"CIVITAI_TOKEN": "from-the-secrets-panel"}
@@ -190,8 +191,8 @@ def test_paint_zip_in_colab_hands_the_zip_to_the_browser(shell, tmp_path, colab)
 def test_gallery_download_all_zips_the_pictures_folder(tmp_path, colab):
     pytest.importorskip("ipywidgets")
     from jupyter_sd.panel.gallery import Gallery
-    from jupyter_sd.request import PaintRequest
-    from jupyter_sd.result import PaintResult
+    from jupyter_sd.recipe.request import PaintRequest
+    from jupyter_sd.recipe.result import PaintResult
 
     gallery = Gallery()
     gallery.download_all.click()  # nothing saved yet: no zip, no download

@@ -7,8 +7,8 @@ import torch
 from progress_recorder import Recorder
 
 from jupyter_sd.engine import Engine, Progress
-from jupyter_sd.request import PaintRequest
-from jupyter_sd.samplers import SAMPLERS, make_scheduler
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.samplers import SAMPLERS, make_scheduler
 
 
 def _pixels(image) -> np.ndarray:

@@ -3,7 +3,7 @@
 import pytest
 from infotext_samples import a1111_parse, a1111_samples
 
-from jupyter_sd.infotext import format_infotext, is_params_line, parse_infotext, quote_value
+from jupyter_sd.recipe.infotext import format_infotext, is_params_line, parse_infotext, quote_value
 
 
 def test_fixture_has_samples():

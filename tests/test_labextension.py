@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 import jupyter_sd
-from jupyter_sd import store
-from jupyter_sd.infotext import parse_infotext
+from jupyter_sd.painting import store
+from jupyter_sd.recipe.infotext import parse_infotext
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEXT = ROOT / "labextension"

@@ -11,9 +11,10 @@ import pytest
 from IPython.core.error import UsageError
 
 from jupyter_sd import library
-from jupyter_sd.infotext import parse_infotext
-from jupyter_sd.pasted import ignored_infotext_keys, options_from_params, pasted_notes
-from jupyter_sd.request import PaintRequest
+from jupyter_sd.recipe.a1111 import request_from_infotext
+from jupyter_sd.recipe.infotext import parse_infotext
+from jupyter_sd.recipe.a1111 import ignored_infotext_keys, options_from_params, pasted_notes
+from jupyter_sd.recipe.request import PaintRequest
 
 
 @pytest.fixture()
@@ -157,7 +158,7 @@ def test_a_pasted_model_not_in_the_folder_is_said_with_the_model_that_painted(mo
 
 
 def test_keys_of_every_option_field_count_as_applied():
-    from jupyter_sd.request import INFOTEXT_KEYS
+    from jupyter_sd.recipe.request import INFOTEXT_KEYS
 
     every = {key: "1" for key in INFOTEXT_KEYS}
     assert ignored_infotext_keys(every) == []
@@ -234,7 +235,7 @@ def test_paint_config_models_sets_the_folder(shell, tmp_path, capsys):
 
 
 def test_a_pasted_lora_missing_by_name_is_found_by_its_hash(models):
-    from jupyter_sd.pasted import parse_body
+    from jupyter_sd.recipe.a1111 import parse_body
 
     lora = _safetensors(models / "Lora" / "more_details.safetensors")
     addnet = library.addnet_hash(lora)[:12]
@@ -245,7 +246,7 @@ def test_a_pasted_lora_missing_by_name_is_found_by_its_hash(models):
     assert pasted_notes(params, "tiny", prompt=prompt) == [
         f"lora: 'add_detail' is not in {models / 'Lora'}; using more_details, which has its hash"
     ]
-    assert PaintRequest.from_infotext(body).prompt == "a cat <lora:more_details:0.8>, <lora:gone:1>"
+    assert request_from_infotext(body).prompt == "a cat <lora:more_details:0.8>, <lora:gone:1>"
 
 
 def test_model_option_finds_a_checkpoint_by_name_or_hash(models):

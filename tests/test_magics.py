@@ -123,7 +123,7 @@ def test_info_and_unload(shell, tiny_model_dir, tmp_path, capsys):
 
 
 def test_help_lists_every_option(shell):
-    from jupyter_sd.request import option_fields
+    from jupyter_sd.recipe.request import option_fields
 
     for f in option_fields():
         for flag in f.metadata["flags"]:

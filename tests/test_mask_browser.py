@@ -129,7 +129,7 @@ def _drive(page, url: str, upload: Path) -> None:
 def _check_saved(folder: Path) -> None:
     from PIL import Image
 
-    from jupyter_sd.store import REQUEST_KEY, load_request
+    from jupyter_sd.painting.store import REQUEST_KEY, load_request
 
     pictures = sorted(p for p in folder.glob("*.png") if re.fullmatch(r"\d{5}-\d+", p.stem))
     assert len(pictures) == 1, sorted(folder.iterdir())

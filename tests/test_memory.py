@@ -9,7 +9,7 @@ import torch
 from progress_recorder import Recorder
 
 from jupyter_sd.engine import Engine, memory
-from jupyter_sd.request import PaintRequest
+from jupyter_sd.recipe.request import PaintRequest
 
 
 def _pixels(image) -> np.ndarray:

@@ -18,11 +18,12 @@ from PIL import Image, ImageDraw
 from pixels import assert_pixels_close, pixels
 from progress_recorder import Recorder
 
+from jupyter_sd.recipe.a1111 import request_from_infotext
 from jupyter_sd.engine import Engine
 from jupyter_sd.engine.modes import derived_pipeline
 from jupyter_sd.engine.pictures import Pictures
-from jupyter_sd.request import PaintRequest
-from jupyter_sd.samplers import make_scheduler
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.samplers import make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "jupyter_sd" / "models" / "tiny"
@@ -482,7 +483,7 @@ def test_mask_alpha_and_a_mask_of_another_size(shell, tiny_model_dir, tmp_path, 
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(shell, tiny_model_dir, tmp_path, http_server, options, message):
-    from jupyter_sd import painter
+    from jupyter_sd.painting import session as painter
 
     init_picture().save(tmp_path / "picture.png")
     Image.new("L", (16, 16), 0).save(tmp_path / "blank.png")
@@ -622,7 +623,7 @@ def test_hires_and_inpaint_generation_data_paints_again(engine, tiny_model_dir):
         preview="none",
     )
     result = engine.generate(hires)
-    pasted = PaintRequest.from_infotext(result.infotext(0), model=str(tiny_model_dir), save=False, preview="none")
+    pasted = request_from_infotext(result.infotext(0), model=str(tiny_model_dir), save=False, preview="none")
     for name in ("hires", "hires_steps", "hires_denoise", "hires_upscaler", "hires_sampler", "width", "seed"):
         assert getattr(pasted, name) == getattr(result.request, name), name
     assert np.array_equal(pixels(engine.generate(pasted).images[0]), pixels(result.images[0]))
@@ -640,7 +641,7 @@ def test_hires_and_inpaint_generation_data_paints_again(engine, tiny_model_dir):
         height=16,
     )
     text = engine.generate(inpaint, pictures=Pictures(init_picture(), box_mask(16, (0, 0, 8, 16)))).infotext(0)
-    back = PaintRequest.from_infotext(text)
+    back = request_from_infotext(text)
     assert (back.strength, back.mask_blur, back.inpaint_area, back.padding, back.masked_content, back.invert_mask) == (
         0.6,
         2,
@@ -661,7 +662,7 @@ def test_hires_schedule_and_cfg_equal_plain_diffusers(engine, raw, tiny_model_di
     assert_pixels_close(result.images[0], expected)
     text = result.infotext(0)
     assert "Hires sampler: Euler, Hires schedule type: Karras, Hires CFG Scale: 4" in text
-    from jupyter_sd.pasted import ignored_infotext_keys, parse_body
+    from jupyter_sd.recipe.a1111 import ignored_infotext_keys, parse_body
 
     pasted = parse_body("a red circle\n" + text.split("\n")[-1].replace("Hires CFG Scale", "Hires CFG scale"))
     assert (pasted["hires_schedule"], float(pasted["hires_guidance"])) == ("Karras", 4.0)

@@ -20,9 +20,9 @@ from tiny_pipeline import make_tiny_pipeline, tiny_vae
 from jupyter_sd import library
 from jupyter_sd.engine import Engine, Progress
 from jupyter_sd.engine.networks import state_of
-from jupyter_sd.infotext import parse_infotext
-from jupyter_sd.request import PaintRequest
-from jupyter_sd.samplers import make_scheduler
+from jupyter_sd.recipe.infotext import parse_infotext
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.samplers import make_scheduler
 
 pytest.importorskip("peft")
 
@@ -358,7 +358,7 @@ def test_the_civitai_recipe_round_trips(models, tiny_model_dir, tmp_path, fresh_
     from PIL import Image
 
     from jupyter_sd.magics import PaintMagics
-    from jupyter_sd.pasted import ignored_infotext_keys
+    from jupyter_sd.recipe.a1111 import ignored_infotext_keys
 
     root = models["root"]
     checkpoint = convert_to_ldm_checkpoint(

@@ -15,8 +15,8 @@ def test_all_matches_public_names():
 
 
 def test_batch_is_the_function_and_its_result_is_exported():
-    assert callable(jupyter_sd.batch) and jupyter_sd.batch.__module__ == "jupyter_sd.batch"
-    assert jupyter_sd.BatchResult.__module__ == "jupyter_sd.batch_result"
+    assert callable(jupyter_sd.batch) and jupyter_sd.batch.__module__ == "jupyter_sd.batches.run"
+    assert jupyter_sd.BatchResult.__module__ == "jupyter_sd.batches.result"
 
 
 def test_version_matches_labextension():
@@ -36,14 +36,14 @@ def test_import_and_load_ext_do_not_import_torch():
 
 
 def test_request_samplers_store_import_no_ipython():
-    modules = "jupyter_sd.request, jupyter_sd.samplers, jupyter_sd.store, jupyter_sd.engine"
+    modules = "jupyter_sd.recipe.request, jupyter_sd.samplers, jupyter_sd.store, jupyter_sd.engine"
     code = f"import sys, {modules}; print('IPython' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
 
 
 def test_readme_lists_every_option_and_runs_the_test_command():
-    from jupyter_sd.request import option_fields
+    from jupyter_sd.recipe.request import option_fields
 
     readme = (ROOT / "README.md").read_text()
     for f in option_fields():
@@ -108,5 +108,5 @@ def test_bottom_modules_import_nothing_above_them():
 
 
 def test_engine_and_panel_packages_keep_their_public_names():
-    from jupyter_sd.engine import Engine, Progress  # noqa: F401
-    from jupyter_sd.panel import CellControls, Panel  # noqa: F401
+    from jupyter_sd.engine import Engine, Progress
+    from jupyter_sd.panel import CellControls, Panel

@@ -144,7 +144,7 @@ def _drive(page, url: str, notebooks: Path) -> None:
     panel.locator(".jupyter-sd-gallery img").first.wait_for()
     saved = sorted((notebooks / "panel-paint").glob("*.png"))
     assert len(saved) == 1
-    from jupyter_sd.store import load_request
+    from jupyter_sd.painting.store import load_request
 
     assert load_request(saved[0]).steps == 5
 

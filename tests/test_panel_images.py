@@ -14,13 +14,13 @@ pytest.importorskip("anywidget")
 import ipywidgets as widgets  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from jupyter_sd import painter  # noqa: E402
-from jupyter_sd.panel import Panel  # noqa: E402
-from jupyter_sd.panel.controls import SECTIONS  # noqa: E402
-from jupyter_sd.panel.images import uploaded_files  # noqa: E402
-from jupyter_sd.panel.mask import MaskPainter  # noqa: E402
-from jupyter_sd.request import PaintRequest, option_fields  # noqa: E402
-from jupyter_sd.store import REQUEST_KEY, load_request  # noqa: E402
+from jupyter_sd.painting import session as painter
+from jupyter_sd.panel import Panel
+from jupyter_sd.panel.controls import SECTIONS
+from jupyter_sd.panel.images import uploaded_files
+from jupyter_sd.panel.mask import MaskPainter
+from jupyter_sd.recipe.request import PaintRequest, option_fields
+from jupyter_sd.painting.store import REQUEST_KEY, load_request
 
 FIELDS = {f.name: f for f in option_fields()}
 
@@ -238,7 +238,7 @@ def test_stop_during_the_hires_pass_keeps_its_x0(panel, tiny_model_dir):
 
 
 def test_attach_input_never_overwrites_and_keeps_the_pixels(tmp_path):
-    from jupyter_sd.store import attach_input, png_info, read_parameters, save_image
+    from jupyter_sd.painting.store import attach_input, png_info, read_parameters, save_image
 
     picture = _circle()
     request = PaintRequest(prompt="a fox", init="x.png", mask="<object>", seed=3)

@@ -13,7 +13,7 @@ pytest.importorskip("jupyter_client")
 
 from panel_helpers import WidgetKernel, kernel_python  # noqa: E402
 
-from jupyter_sd.store import load_request, read_parameters  # noqa: E402
+from jupyter_sd.painting.store import load_request, read_parameters
 
 pytestmark = pytest.mark.slow
 

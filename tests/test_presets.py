@@ -13,8 +13,8 @@ from progress_recorder import Recorder
 from tiny_sdxl import make_tiny_sdxl
 
 from jupyter_sd.engine import Engine
-from jupyter_sd.presets import PRESETS, detect, lora_names
-from jupyter_sd.request import PaintRequest
+from jupyter_sd.recipe.presets import PRESETS, detect, lora_names
+from jupyter_sd.recipe.request import PaintRequest
 
 
 def _pixels(image) -> np.ndarray:
@@ -136,7 +136,7 @@ def test_lora_names_and_choices():
 
 
 def test_pasted_refiner_is_applied_only_when_loadable():
-    from jupyter_sd.pasted import options_from_params, pasted_notes
+    from jupyter_sd.recipe.a1111 import options_from_params, pasted_notes
 
     params = {"Steps": "30", "Refiner": "sd_xl_refiner_1.0 [7440042bbd]", "Refiner switch at": "0.8"}
     options = options_from_params(params)

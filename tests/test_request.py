@@ -1,13 +1,14 @@
 import pytest
 from infotext_samples import a1111_parse, a1111_samples
 
-from jupyter_sd.pasted import parse_body
-from jupyter_sd.request import PaintRequest
+from jupyter_sd.recipe.a1111 import request_from_infotext
+from jupyter_sd.recipe.a1111 import parse_body
+from jupyter_sd.recipe.request import PaintRequest
 
 
 def test_fixture_values_apply():
     sample = a1111_samples()[0]
-    request = PaintRequest.from_infotext(sample)
+    request = request_from_infotext(sample)
     assert request.prompt.startswith("masterpiece, best quality")
     assert request.negative_prompt == "lowres, blurry, bad anatomy"
     assert (request.steps, request.sampler, request.schedule, request.guidance, request.seed) == (
@@ -23,7 +24,7 @@ def test_fixture_values_apply():
 
 
 def test_quoted_model_name_survives():
-    request = PaintRequest.from_infotext(a1111_samples()[4])
+    request = request_from_infotext(a1111_samples()[4])
     assert request.sampler == "DPM++ 2M SDE" and request.schedule == "Exponential"
     assert request.seed == 3141592653 and request.guidance == 4.5
 
@@ -42,7 +43,7 @@ def test_round_trip_every_field():
         model="org/some-model",
     )
     text = request.to_infotext()
-    again = PaintRequest.from_infotext(text)
+    again = request_from_infotext(text)
     for name in (
         "prompt",
         "negative_prompt",
@@ -98,7 +99,7 @@ def test_bad_values_one_line(changes, message):
 
 
 def test_coercion_errors_name_the_option():
-    from jupyter_sd.request import coerce_value
+    from jupyter_sd.recipe.request import coerce_value
 
     with pytest.raises(ValueError, match=r"steps: expected a whole number \(got 'many'\)"):
         coerce_value("steps", "many")
@@ -110,8 +111,8 @@ def test_coercion_errors_name_the_option():
 
 @pytest.mark.parametrize("size", ["64x96", "64X96", " 64 x 96 "])
 def test_size_is_accepted_wherever_options_are(size):
-    from jupyter_sd import painter
-    from jupyter_sd.options import build_parser, parse_options
+    from jupyter_sd.painting import session as painter
+    from jupyter_sd.recipe.options import build_parser, parse_options
 
     assert (painter.new_request(size=size).width, painter.new_request(size=size).height) == (64, 96)
     assert PaintRequest().replace(size=size).size == "64x96"
@@ -120,7 +121,7 @@ def test_size_is_accepted_wherever_options_are(size):
 
 
 def test_bad_size_is_one_line():
-    from jupyter_sd import painter
+    from jupyter_sd.painting import session as painter
 
     with pytest.raises(ValueError, match=r"^size: expected WIDTHxHEIGHT such as 512x512 \(got '64'\)$"):
         painter.new_request(size="64")

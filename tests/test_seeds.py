@@ -13,8 +13,8 @@ from pixels import assert_pixels_close, pixels
 from jupyter_sd.engine import Engine
 from jupyter_sd.engine.pictures import Pictures
 from jupyter_sd.engine.seeds import batch_seeds, image_noise, slerp
-from jupyter_sd.request import PaintRequest
-from jupyter_sd.samplers import make_scheduler
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.samplers import make_scheduler
 
 
 def reference_slerp(val: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -233,7 +233,7 @@ def test_ensd_acts_in_img2img_and_the_hires_pass_too(engine, tiny_model_dir):
 
 
 def test_a_pasted_ensd_is_applied_not_ignored():
-    from jupyter_sd.pasted import ignored_infotext_keys, options_from_params
+    from jupyter_sd.recipe.a1111 import ignored_infotext_keys, options_from_params
 
     params = {"Steps": "20", "Sampler": "Euler a", "Seed": "1", "ENSD": "31337"}
     assert options_from_params(params)["eta_noise_seed_delta"] in (31337, "31337")

@@ -24,7 +24,7 @@ from ldm_checkpoint import (
 from pixels import assert_pixels_close, assert_same_weights
 
 from jupyter_sd.engine import Engine
-from jupyter_sd.request import PaintRequest
+from jupyter_sd.recipe.request import PaintRequest
 
 
 def _pixels(image) -> np.ndarray:

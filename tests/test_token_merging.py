@@ -8,7 +8,7 @@ import torch
 from pixels import assert_pixels_close, pixels
 
 from jupyter_sd.engine import Engine
-from jupyter_sd.request import PaintRequest
+from jupyter_sd.recipe.request import PaintRequest
 
 pytest.importorskip("tomesd")
 
@@ -22,7 +22,7 @@ def engine():
 def raw(bundled):
     from diffusers import StableDiffusionPipeline
 
-    from jupyter_sd.samplers import make_scheduler
+    from jupyter_sd.recipe.samplers import make_scheduler
 
     pipe = StableDiffusionPipeline.from_pretrained(bundled, safety_checker=None)
     pipe.scheduler = make_scheduler("Euler", "Automatic", dict(pipe.scheduler.config))
@@ -86,7 +86,7 @@ def test_token_merging_and_fast_are_refused_together():
 
 
 def test_a_pasted_ratio_is_applied():
-    from jupyter_sd.pasted import ignored_infotext_keys, options_from_params
+    from jupyter_sd.recipe.a1111 import ignored_infotext_keys, options_from_params
 
     params = {"Steps": "20", "Sampler": "Euler a", "Token merging ratio": "0.5", "Token merging ratio hr": "0.7"}
     options = options_from_params(params)

@@ -18,8 +18,8 @@ from safetensors.torch import save_file
 from jupyter_sd import library
 from jupyter_sd.engine import Engine
 from jupyter_sd.engine.upscalers import Upscaler, build_upscaler
-from jupyter_sd.model_kind import classify
-from jupyter_sd.request import PaintRequest
+from jupyter_sd.library.kinds import classify
+from jupyter_sd.recipe.request import PaintRequest
 
 FEATURES, GROWTH = 4, 2
 
@@ -263,7 +263,7 @@ def test_a_downloaded_pth_lands_in_esrgan_by_its_tensors(models, tmp_path):
     """What `%paint download https://…/4x-UltraSharp.pth` does: the kind from the pickle's names, never unpickled."""
     from fake_web import FakeWebServer, Served
 
-    from jupyter_sd import downloads
+    from jupyter_sd.downloads import download as downloads
 
     source = tmp_path / "4x-UltraSharp.pth"
     torch.save(to_original_esrgan(rrdbnet_weights(identity=True)), source)

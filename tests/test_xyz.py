@@ -13,14 +13,15 @@ from PIL import Image
 from test_xyz_grid import dark_rows
 from tiny_pipeline import make_tiny_pipeline
 
-from jupyter_sd import painter
-from jupyter_sd.infotext import parse_infotext
-from jupyter_sd.request import PaintRequest
-from jupyter_sd.store import read_parameters
-from jupyter_sd.xyz import plan, run_plot
-from jupyter_sd.xyz_axes import find_axis
-from jupyter_sd.xyz_grid import PLACEHOLDER, GridLayout
-from jupyter_sd.xyz_views import PlotView
+from jupyter_sd.painting import session as painter
+from jupyter_sd.recipe.infotext import parse_infotext
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.painting.store import read_parameters
+from jupyter_sd.plots.plan import plan
+from jupyter_sd.plots.run import run_plot
+from jupyter_sd.plots.axes import find_axis
+from jupyter_sd.plots.grid import PLACEHOLDER, GridLayout
+from jupyter_sd.plots.views import PlotView
 
 # -- plots on real models -------------------------------------------------------------------------------------------
 
@@ -205,7 +206,7 @@ def test_interrupt_between_cells_shows_the_partial_grid(tiny_model_dir, tmp_path
     request = PaintRequest(prompt="a fox", model=str(tiny_model_dir), seed=2, outdir=str(tmp_path), steps=2)
     with pytest.raises(KeyboardInterrupt):
         run_plot(request, {"x": "Seed: 1, 2, 3"}, view)
-    plot = importlib.import_module("jupyter_sd.xyz").last_plot  # (jupyter_sd.xyz is the function)
+    plot = importlib.import_module("jupyter_sd.plots.run").last_plot  # (jupyter_sd.xyz is the function)
     assert plot.stopped_by == "interrupt" and len(plot) == 1 and view.events[-1] == "finish"
     assert 'Fixed X Values: "1, 2, 3"' in plot.infotext
     assert plot.grid is not None and (tmp_path / "00002-xyz.png").exists()
@@ -219,7 +220,7 @@ def test_a_failing_cell_keeps_the_finished_ones_and_raises(tiny_model_dir, tmp_p
     request = PaintRequest(prompt="a fox", seed=2, steps=1, outdir=str(tmp_path / "out"), preview="none")
     with pytest.raises(Exception):  # noqa: B017 (whatever the loader raises reaches the caller)
         run_plot(request, {"x": f"Checkpoint name: {tiny_model_dir}, {broken}"}, view)
-    plot = importlib.import_module("jupyter_sd.xyz").last_plot
+    plot = importlib.import_module("jupyter_sd.plots.run").last_plot
     assert plot.stopped_by == "error" and len(plot) == 1 and view.events[-1] == "finish"
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["00001-2.png", "00002-xyz.png"]
     assert "failed" in repr(plot)

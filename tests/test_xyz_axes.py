@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_sd.request import PaintRequest, option_fields
-from jupyter_sd.xyz import plan
-from jupyter_sd.xyz_axes import SPECIAL_AXES, find_axis, parse_axis, split_values
+from jupyter_sd.recipe.request import PaintRequest, option_fields
+from jupyter_sd.plots.plan import plan
+from jupyter_sd.plots.axes import SPECIAL_AXES, find_axis, parse_axis, split_values
 
 # -- value syntax -------------------------------------------------------------------------------------------------
 
@@ -146,7 +146,7 @@ def test_lora_weight_rewrites_the_first_tag_only():
     request = PaintRequest(prompt="<lora:ink:0.8:0.3> fox")  # text encoder and UNet weights alike
     assert axis.changes(request, 0.5, [0.5])["prompt"] == "<lora:ink:0.5> fox"
     if axis.missing() is None:
-        from jupyter_sd.prompts import extract_networks
+        from jupyter_sd.recipe.prompts import extract_networks
 
         checked = plan(PaintRequest(prompt="a fox <lora:ink:0.8>"), {"x": "Lora weight: 0-1 [3]"})
         weights = [extract_networks(r.prompt)[1][0].unet_weight for r in checked.requests.values()]

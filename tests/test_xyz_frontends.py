@@ -11,8 +11,8 @@ from IPython.core.error import UsageError
 from ipython_shell import run as _run
 from PIL import Image
 
-from jupyter_sd import painter
-from jupyter_sd.xyz_grid import PLACEHOLDER
+from jupyter_sd.painting import session as painter
+from jupyter_sd.plots.grid import PLACEHOLDER
 
 # -- front ends ------------------------------------------------------------------------------------------------------
 
@@ -166,7 +166,7 @@ def section(tiny_model_dir, tmp_path, fresh_settings):
 
 
 def test_panel_section_lists_the_generated_axes_and_plots(section, tmp_path):
-    from jupyter_sd.xyz_axes import axes
+    from jupyter_sd.plots.axes import axes
 
     kind, values = section.rows["x"]
     assert set(kind.options) == {"Nothing"} | {a.label for a in axes() if a.missing() is None}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jupyter_sd.xyz_grid import PLACEHOLDER, GridLayout
+from jupyter_sd.plots.grid import PLACEHOLDER, GridLayout
 
 # -- the grid -------------------------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..prompts import ExtraNetwork, extract_networks, prompt_schedules, split_and
+from ..recipe.prompts import ExtraNetwork, extract_networks, prompt_schedules, split_and
 from .text_encoding import OPEN_CLIP_WIDTH, Encoding, Schedule, encode_cached, encoders_of
 
 

@@ -12,10 +12,10 @@ import threading
 import time
 from typing import Any
 
-from ..fields import BUILT_IN_UPSCALERS
-from ..request import MAX_SEED, PaintRequest
-from ..result import PaintResult
-from ..samplers import make_scheduler, scheduler_overrides
+from ..recipe.fields import BUILT_IN_UPSCALERS, MAX_SEED
+from ..recipe.request import PaintRequest
+from ..recipe.result import PaintResult
+from ..recipe.samplers import make_scheduler, scheduler_overrides
 from . import memory, modes, token_merging, warmup
 from .conditioning import a1111_steps, build_conditioning
 from .models import (
@@ -29,7 +29,9 @@ from .models import (
     resolve_model,
 )
 from .networks import apply_networks
+from .passes import PassRunner
 from .pictures import Pictures
+from .plan import hires_sampler, pass_plan
 from .preview import Previewer, load_latent_rgb
 from .progress import Progress
 from .quiet import ignore_harmless_warnings
@@ -241,7 +243,7 @@ class Engine:
                     upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, progress.notice)
                 # 3. sampler
                 self._set_sampler(pipe, request)
-                plan = modes.pass_plan(request)
+                plan = pass_plan(request)
                 result = PaintResult(
                     request=request,
                     model_name=self._source.name,
@@ -249,8 +251,8 @@ class Engine:
                     params=networks.params,
                 )
                 previewer = self._previewer(request, pipe)
-                runner = modes.PassRunner(
-                    request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config
+                runner = PassRunner(
+                    request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config, plan
                 )
                 condition = self._conditioning(request)
                 started = time.perf_counter()
@@ -342,7 +344,7 @@ class Engine:
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
         if request.hires_enabled:  # the hires pass's pair too, now: a refusal after the first pass would waste it
-            scheduler_overrides(*modes.hires_sampler(request), option="hires_schedule")
+            scheduler_overrides(*hires_sampler(request), option="hires_schedule")
 
     def _conditioning(self, request: PaintRequest) -> modes.Condition:
         """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""

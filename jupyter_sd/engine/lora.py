@@ -13,15 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import library
-from .network_state import (
-    LoadedLora,
-    NetworkState,
-    Notice,
-    file_stamp,
-    first_line,
-    quiet_loading,
-    read_weights,
-)
+from .network_state import LoadedLora, NetworkState, Notice, file_stamp, first_line, quiet_loading, read_weights
 
 _UNSUPPORTED_KINDS = {
     "hada_w1_a": "LoHa",

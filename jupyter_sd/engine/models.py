@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import library
-from ..drive import local_copy
+from ..library.drive import local_copy
 
 BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
 BUNDLED_NAME = "tiny"
@@ -291,7 +291,7 @@ def choose_preset(request: Any, source: ModelSource, pipe: Any, family: str) -> 
     """
     from dataclasses import fields
 
-    from .. import presets
+    from ..recipe import presets
 
     if request.preset == "none":
         return request, ""

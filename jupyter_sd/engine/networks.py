@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..prompts import extract_networks
-from ..request import PaintRequest
+from ..recipe.prompts import extract_networks
+from ..recipe.request import PaintRequest
 from .embeddings import use_embeddings
 from .lora import set_loras
 from .network_state import Notice, hash_with_notice, state_of

@@ -13,10 +13,11 @@ import threading
 import time
 from typing import Any
 
-from ..request import PaintRequest
-from ..result import PaintResult
-from ..samplers import ENSD_SAMPLERS, SAMPLERS, make_scheduler
+from ..recipe.request import PaintRequest
+from ..recipe.result import PaintResult
+from ..recipe.samplers import ENSD_SAMPLERS, SAMPLERS, make_scheduler
 from . import token_merging
+from .plan import Pass
 from .preview import Previewer, decode_latents, to_pil
 
 
@@ -93,12 +94,11 @@ class PassRunner:
         stop: threading.Event,
         result: PaintResult,
         base_config: dict,
+        plan: list[Pass],
     ) -> None:
         self.request, self.previewer, self.progress, self.stop, self.result = request, previewer, progress, stop, result
         self.base_config = base_config
-        from .modes import pass_plan
-
-        self.plan = pass_plan(request)
+        self.plan = plan
         self.steps_before = 0
 
     def scheduler(self, sampler: str, schedule: str | None = None) -> Any:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from ..request import PaintRequest
-from ..result import PaintResult
+from ..recipe.request import PaintRequest
+from ..recipe.result import PaintResult
 
 
 class Progress:

@@ -16,9 +16,9 @@ from typing import Any
 
 from PIL import Image
 
-from ..request import PaintRequest
-from ..result import PaintResult
-from ..samplers import make_scheduler
+from ..recipe.request import PaintRequest
+from ..recipe.result import PaintResult
+from ..recipe.samplers import make_scheduler
 from . import token_merging
 from .conditioning import a1111_steps, build_conditioning
 from .models import ModelSource, component_config, load_pipeline

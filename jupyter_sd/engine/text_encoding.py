@@ -10,7 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from ..prompts import parse_attention
+from ..recipe.prompts import parse_attention
 
 COMMA_BACKTRACK = 20
 """A1111's "Prompt word wrap length limit": how far back a comma may move text to the next chunk."""

@@ -151,7 +151,7 @@ def upscaler_for(pipe: Any, name: str, allow_pickle: bool, notice: Any) -> Upsca
     import torch
 
     from .. import library
-    from ..fields import BUILT_IN_UPSCALERS
+    from ..recipe.fields import BUILT_IN_UPSCALERS
 
     found = library.find_upscaler(name)
     if found is None:

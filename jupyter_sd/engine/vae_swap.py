@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import library
-from ..request import PaintRequest
+from ..recipe.request import PaintRequest
 from .network_state import NetworkState, Notice, file_stamp, first_line, hash_with_notice, read_weights, state_of
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import ipywidgets as widgets
 from PIL import Image
 
-from ..request import PaintRequest
-from ..result import PaintResult, png_bytes
-from ..store import load_request
+from ..painting.store import load_request
+from ..recipe.request import PaintRequest
+from ..recipe.result import PaintResult, png_bytes
 from .controls import set_tooltip
 
 THUMB_SIDE = 96
@@ -176,7 +176,7 @@ class Gallery(widgets.VBox):
 
     def _download_all(self) -> None:
         """Zip the folder of the newest saved picture and offer it (``%paint zip`` for the panel)."""
-        from ..drive import offer_download, zip_pictures
+        from ..library.drive import offer_download, zip_pictures
 
         folder = next((item.path.parent for item in self.items if item.path is not None), None)
         with self.download_output:

@@ -17,9 +17,9 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image, UnidentifiedImageError
 
-from ..inputs import OBJECT
-from ..result import png_bytes
-from ..store import save_input
+from ..painting.inputs import OBJECT
+from ..painting.store import save_input
+from ..recipe.result import png_bytes
 from .controls import Controls, set_tooltip
 from .mask import MaskPainter
 

@@ -17,9 +17,9 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from .. import painter
-from ..request import PaintRequest, option_fields
-from ..result import PaintResult
+from ..painting import session as painter
+from ..recipe.request import PaintRequest, option_fields
+from ..recipe.result import PaintResult
 from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery, Item
 from .images import ImageInput

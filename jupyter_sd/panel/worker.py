@@ -20,12 +20,12 @@ from typing import Any
 import ipywidgets as widgets
 from PIL import Image
 
-from .. import painter
 from ..engine import Fanout, Progress
-from ..request import PaintRequest
-from ..result import PaintResult, image_grid, png_bytes
-from ..store import attach_input
-from ..views import STATUS_INTERVAL, StepRate, phase_text, status_text, summary_text
+from ..painting import session as painter
+from ..painting.store import attach_input
+from ..painting.views import STATUS_INTERVAL, StepRate, phase_text, status_text, summary_text
+from ..recipe.request import PaintRequest
+from ..recipe.result import PaintResult, image_grid, png_bytes
 
 PREVIEW_WIDTH = "384"
 

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from PIL import Image
 
-from ..result import PaintResult, png_bytes
-from ..xyz_axes import PLOT_OPTIONS, axes
-from ..xyz_result import Index, PlotResult
-from ..xyz_views import PlotView, live_jpeg, summary
+from ..plots.axes import PLOT_OPTIONS, axes
+from ..plots.result import Index, PlotResult
+from ..plots.views import PlotView, live_jpeg, summary
+from ..recipe.result import PaintResult, png_bytes
 from .controls import set_tooltip
 from .worker import error_line, jpeg_bytes
 
 if TYPE_CHECKING:
-    from ..xyz import Plan
+    from ..plots.plan import Plan
 
 NOTHING = "Nothing"
 """A1111's name for an unused axis."""
@@ -144,7 +144,7 @@ class XYZSection(widgets.Accordion):
         if self._thread is not None and self._thread.is_alive():
             self.fail("a plot is running; stop it first")
             return None
-        from ..xyz import plan
+        from ..plots.plan import plan
 
         try:
             request = self.panel.request()
@@ -184,7 +184,7 @@ class XYZSection(widgets.Accordion):
         return not thread.is_alive()
 
     def _run(self, request: Any, specs: dict[str, str]) -> None:
-        from ..xyz import run_plot
+        from ..plots.run import run_plot
 
         try:
             self.result = run_plot(

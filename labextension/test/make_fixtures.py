@@ -26,9 +26,10 @@ from PIL.PngImagePlugin import PngInfo
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from jupyter_sd import store  # noqa: E402
-from jupyter_sd.infotext import parse_infotext  # noqa: E402
-from jupyter_sd.request import PaintRequest  # noqa: E402
+from jupyter_sd.painting import store  # noqa: E402
+from jupyter_sd.recipe.a1111 import request_from_infotext  # noqa: E402
+from jupyter_sd.recipe.infotext import parse_infotext  # noqa: E402
+from jupyter_sd.recipe.request import PaintRequest  # noqa: E402
 
 HERE = Path(__file__).resolve().parent / "fixtures"
 SAMPLES = ROOT / "tests" / "fixtures" / "a1111-infotext-samples.txt"
@@ -57,7 +58,7 @@ def _image(color: tuple[int, int, int]) -> Image.Image:
 
 def _request_info(text: str) -> PngInfo:
     """The kernel's own chunks: parameters (tEXt/iTXt) and the jupyter_sd JSON."""
-    return store.png_info(text, PaintRequest.from_infotext(text), {"seed": 0})
+    return store.png_info(text, request_from_infotext(text), {"seed": 0})
 
 
 def _itxt_compressed(text: str) -> PngInfo:

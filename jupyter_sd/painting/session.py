@@ -1,0 +1,166 @@
+"""`render()`: request → engine → store, the path every picture takes, from a cell, a plot or a batch.
+
+Also holds the kernel's defaults (what ``%paint config`` sets) and the one engine of the kernel.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..engine import Engine, Fanout, Progress
+from ..engine.pictures import Pictures
+from ..recipe.request import PaintRequest, coerce_options
+from ..recipe.result import PaintResult
+from .inputs import load_pictures
+from .store import default_output_dir, png_info, save_image, save_input
+
+_engine: Engine | None = None
+settings: dict[str, Any] = {}
+"""This kernel's defaults for request options (``%paint config steps=30``), layered under each request's own."""
+
+
+def get_engine() -> Engine:
+    """Return the kernel's engine, creating it on first use."""
+    global _engine
+    if _engine is None:
+        _engine = Engine()
+    return _engine
+
+
+def new_request(**options: Any) -> PaintRequest:
+    """Build a request from the kernel's defaults overlaid with `options` (values may be text)."""
+    return PaintRequest(**coerce_options({**settings, **options}))
+
+
+class ImageSaver(Progress):
+    """Save each finished batch as soon as it is done, so a later interrupt cannot lose it."""
+
+    def __init__(self, folder: Path, pictures: Pictures | None = None, metadata: dict[str, Any] | None = None) -> None:
+        self.folder = folder
+        self.pictures = pictures
+        self.metadata = metadata or {}  # more keys for the JSON chunk (a batch's request key)
+
+    def batch(self, images: list[Any], seeds: list[int], result: PaintResult) -> None:  # noqa: D102
+        request = result.request
+        if not request.save or (result.interrupted and not request.save_incomplete):
+            return
+        inputs = self._input_records()
+        if inputs:  # in-memory inputs now have files: the result's recipe names them
+            result.request = result.request.replace(**{name: record["path"] for name, record in inputs.items()})
+        first = len(result.images) - len(images)
+        for offset, (image, seed) in enumerate(zip(images, seeds)):
+            index = first + offset
+            recipe = result.recipe(index)
+            if inputs:
+                recipe = recipe.replace(**{name: record["path"] for name, record in inputs.items()})
+            extra = {"seed": seed, "interrupted_at": result.interrupted_at if index >= result.complete else None}
+            info = png_info(result.infotext(index), recipe, {**self.metadata, **extra, **inputs})
+            result.paths.append(save_image(image, self.folder, seed, info))
+
+    def _input_records(self) -> dict[str, dict]:
+        """Where the init and mask are on disk (path, sha256); in-memory ones are saved beside the pictures once."""
+        records: dict[str, dict] = {}
+        pictures = self.pictures
+        if pictures is None:
+            return records
+        for name in ("init", "mask"):
+            image, record = getattr(pictures, name), getattr(pictures, f"{name}_record")
+            if image is None:
+                continue
+            if record is None:
+                record = save_input(image, self.folder, name)
+                setattr(pictures, f"{name}_record", record)
+            records[name] = record
+        return records
+
+
+def _with_input_paths(request: PaintRequest, pictures: Pictures | None) -> PaintRequest:
+    """Name the init and mask by their files where they have one.
+
+    Then the result's recipe (and *again*) repaints from the same pictures rather than from whatever ``_`` or a
+    variable holds later.
+    """
+    if pictures is None:
+        return request
+    changes = {
+        name: record["path"]
+        for name in ("init", "mask")
+        if (record := getattr(pictures, f"{name}_record")) is not None and getattr(request, name) != ""
+    }
+    return request.replace(**changes) if changes else request
+
+
+def output_folder(request: PaintRequest, user_ns: Mapping[str, Any] | None = None) -> Path:
+    """Where this request's pictures go: ``--outdir`` if given, else the folder beside the notebook."""
+    return Path(request.outdir).expanduser() if request.outdir else default_output_dir(user_ns)
+
+
+def render(
+    request: PaintRequest,
+    view: Progress | None = None,
+    *,
+    stop: threading.Event | None = None,
+    user_ns: Mapping[str, Any] | None = None,
+    reraise_interrupt: bool = True,
+    pictures: Mapping[str, Any] | None = None,
+    folder: Path | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> PaintResult:
+    """Paint a request on the kernel's engine, saving as it goes and showing progress in `view`.
+
+    Parameters
+    ----------
+    reraise_interrupt
+        After a kernel interrupt, re-raise ``KeyboardInterrupt`` (so a loop of ``paint()`` calls stops) once the
+        interrupted result is kept in ``get_engine().last_result``. The magic passes False and shows the result.
+    pictures
+        ``{"init": ..., "mask": ...}`` given as objects (PIL image, `PaintResult`, numpy array) rather than as the
+        request's text; the panel's upload and mask painter hand theirs in here.
+    folder, metadata
+        Save into `folder` instead of the request's output folder; add `metadata` to each PNG's JSON chunk (batches
+        use both: a Ray worker paints into a scratch folder, and every picture carries its request's key).
+
+    Raises
+    ------
+    ValueError
+        For an invalid request, before anything is loaded or written.
+    """
+    request.validate()
+    engine = get_engine()
+    loaded = load_pictures(request, user_ns, engine.last_result, pictures)
+    request = _with_input_paths(request, loaded)
+    saver = ImageSaver(folder or output_folder(request, user_ns), loaded, metadata)
+    result = engine.generate(request, Fanout(saver, view), stop, loaded)
+    if reraise_interrupt and result.stopped_by == "interrupt":
+        raise KeyboardInterrupt
+    return result
+
+
+def user_namespace() -> Mapping[str, Any] | None:
+    """The notebook's variables when running in IPython (where ``{name}`` and ``$init`` are looked up), else None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    shell = get_ipython()
+    return shell.user_ns if shell is not None else None
+
+
+def in_notebook() -> bool:
+    """Whether a notebook front end shows this kernel's output (else a terminal does): the one place that asks."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def default_view() -> Progress:
+    """The one progress view of a picture: inline in a notebook kernel, lines in a terminal."""
+    from .views import ConsoleView, InlineView
+
+    return InlineView() if in_notebook() else ConsoleView()

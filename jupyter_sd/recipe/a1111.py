@@ -1,0 +1,192 @@
+"""Generation data pasted into a cell (or read from a PNG): which A1111 keys we honour, and what we say about the rest.
+
+A1111's keys map onto `PaintRequest` fields through their ``infotext=`` metadata; this module adds what the mapping
+alone can't say: a ``Model`` / ``Model hash`` looked up in the models folder, a ``<lora:NAME>`` found by its pasted
+hash, values spelled differently from the option's, and one line naming every key that is neither applied nor known.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .. import library
+from .infotext import parse_infotext
+from .request import INFOTEXT_KEYS, PaintRequest, coerce_options, parse_size
+
+_HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def options_from_params(params: dict[str, str]) -> dict[str, Any]:
+    """Map A1111 parameters onto request options, keeping only those we can honour.
+
+    ``Size`` becomes width and height. ``Model`` / ``Model hash`` are looked up in the models folder's
+    ``Stable-diffusion/`` (by file stem, then by hash); otherwise ``Model`` is applied only when it names something
+    loadable here (the bundled ``tiny`` model or a hub id), and the kernel's model paints (`pasted_notes` says so).
+    """
+    options: dict[str, Any] = {}
+    for key, value in params.items():
+        key = _KEY_ALIASES.get(key, key)
+        if key == "Size":
+            options["width"], options["height"] = parse_size(value)
+        elif key in _INFOTEXT_VALUES:
+            name, values = _INFOTEXT_VALUES[key]
+            if value in values:
+                options[name] = values[value]
+        elif key in INFOTEXT_KEYS and INFOTEXT_KEYS[key] not in ("model", "refiner"):
+            options[INFOTEXT_KEYS[key]] = value
+    refiner = _pasted_refiner(params.get("Refiner", ""))
+    if refiner:
+        options["refiner"] = refiner
+    model = _pasted_model(params)
+    if model:
+        options["model"] = model
+    if ("Hires upscale" in params or "Hires resize" in params) and "strength" in options:
+        options["hires_denoise"] = options.pop("strength")  # a txt2img picture's strength is its hires pass's
+    return options
+
+
+_KEY_ALIASES = {"Hires CFG scale": "Hires CFG Scale"}
+"""Keys written in more than one spelling (the hires-fix-tweaks extension's, Forge's) → the one a field declares."""
+
+_INFOTEXT_VALUES = {
+    "Inpaint area": ("inpaint_area", {"Only masked": "masked", "Whole picture": "whole"}),
+    "Mask mode": ("invert_mask", {"Inpaint not masked": True, "Inpaint masked": False}),
+}
+"""Infotext keys whose A1111 values are spelled differently from the option's."""
+
+
+def _pasted_model(params: dict[str, str]) -> str | None:
+    """The model a pasted ``Model`` / ``Model hash`` names, if we can load it here."""
+    name, model_hash = params.get("Model", "").strip(), params.get("Model hash", "").strip()
+    if name == "tiny" or _HUB_ID_RE.match(name):
+        return name
+    for wanted in (name, model_hash):
+        found = library.find_model("checkpoint", wanted, hash_big_files=False) if wanted else None
+        if found is not None:
+            return str(found.path)
+    return None
+
+
+def _pasted_refiner(value: str) -> str | None:
+    """A pasted ``Refiner`` (A1111 writes ``name [hash]``) if it is loadable here: a hub id or in the models folder."""
+    name = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", value.strip())
+    if _HUB_ID_RE.match(name):
+        return name
+    found = library.find_model("checkpoint", name) if name else None
+    return str(found.path) if found is not None else None
+
+
+_KNOWN_KEYS = {"Size", "Model", "Model hash", "Lora hashes", "TI hashes", "VAE hash", "Hashes", "Version", "User"}
+"""Keys applied without a field of their own (Size, Model), or ours to recompute (hashes) or say nothing (Version)."""
+_HONOURED_VALUES = {"RNG": ("CPU",), "Emphasis": ("Original",)}
+"""Keys with no option whose value is what we do anyway (noise from torch's CPU generator; A1111's default emphasis)."""
+
+
+def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
+    """The pasted keys that are neither applied nor known, in the order pasted.
+
+    Applied means an option's field declares the key (``infotext=`` metadata), so a new option stops being listed
+    here as soon as its field exists.
+    """
+    known = set(INFOTEXT_KEYS) | _KNOWN_KEYS | set(_KEY_ALIASES)
+    return [
+        key
+        for key, value in params.items()
+        if key not in known and str(value).strip() not in _HONOURED_VALUES.get(key, ())
+    ]
+
+
+_LORA_TAG = re.compile(r"<(lora|lyco):([^:>]+)([:>])")
+
+
+def relink_loras(prompt: str, params: dict[str, str]) -> tuple[str, list[str]]:
+    """A1111's paste rule: a ``<lora:NAME>`` not in ``Lora/`` is looked up by its pasted ``Lora hashes`` entry.
+
+    Returns
+    -------
+    tuple
+        The prompt with such tags renamed to the local file's name, and one line per renamed tag.
+    """
+    hashes = {}
+    for item in params.get("Lora hashes", "").split(","):
+        name, _, value = item.strip().rpartition(":")
+        if name.strip() and value.strip():
+            hashes[name.strip()] = value.strip()
+    notes: list[str] = []
+    if not hashes:
+        return prompt, notes
+
+    def relink(match: re.Match[str]) -> str:
+        name = match.group(2).strip()
+        if name not in hashes or library.find_model("lora", name) is not None:
+            return match.group(0)
+        found = library.find_model("lora", hashes[name], hash_big_files=False)
+        if found is None:
+            return match.group(0)
+        notes.append(f"lora: '{name}' is not in {library.subfolder('lora')}; using {found.name}, which has its hash")
+        return f"<{match.group(1)}:{found.name}{match.group(3)}"
+
+    return _LORA_TAG.sub(relink, prompt), notes
+
+
+def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool = False, prompt: str = "") -> list[str]:
+    """Lines to show after painting from pasted generation data: a model we could not find, keys we ignored.
+
+    Parameters
+    ----------
+    params
+        The pasted ``Key: value`` parameters.
+    painted_model
+        The short name of the model that painted.
+    model_given
+        Whether ``--model`` was given too (then the pasted model was overridden on purpose, not missed).
+    prompt
+        The pasted prompt (for the LoRA found by hash rather than by name, see `relink_loras`).
+    """
+    notes = relink_loras(prompt, params)[1]
+    name, model_hash = params.get("Model", "").strip(), params.get("Model hash", "").strip()
+    if (name or model_hash) and not model_given and name != painted_model and _pasted_model(params) is None:
+        parts = (f"'{name}'" if name else "", f"(hash {model_hash})" if model_hash else "")
+        what = " ".join(part for part in parts if part)
+        hints = library.close_matches("checkpoint", name) if name else []
+        closest = f" (closest: {', '.join(hints)})" if hints else ""
+        if model_hash and not hints:
+            closest = " (%paint models hashes the folder once, so big files are found by hash too)"
+        notes.append(
+            f"model: {what} is not in {library.subfolder('checkpoint')}{closest}; painted with {painted_model} instead"
+        )
+    refiner = params.get("Refiner", "").strip()
+    if refiner and _pasted_refiner(refiner) is None:
+        notes.append(f"refiner: '{refiner}' is not in {library.subfolder('checkpoint')}; painted without a refiner")
+    ignored = ignored_infotext_keys(params)
+    if ignored:
+        notes.append(f"ignored from the generation data: {', '.join(ignored)}")
+    return notes
+
+
+# -- a %%paint cell body ------------------------------------------------------------------------------------------
+
+
+def parse_body(body: str) -> dict[str, Any]:
+    """Read a ``%%paint`` cell body: prompt, optional ``Negative prompt:`` part and optional parameters line.
+
+    Returns
+    -------
+    dict
+        Options (``prompt``, ``negative_prompt`` and whatever a trailing A1111 parameters line sets), as text.
+    """
+    prompt, negative, params = parse_infotext(body)
+    options: dict[str, Any] = {"prompt": relink_loras(prompt, params)[0]}
+    if negative:
+        options["negative_prompt"] = negative
+    options.update(options_from_params(params))
+    return options
+
+
+def request_from_infotext(text: str, **overrides: Any) -> PaintRequest:
+    """Re-create a request from A1111 generation data (as pasted, or read from a PNG)."""
+    prompt, negative, params = parse_infotext(text)
+    prompt = relink_loras(prompt, params)[0]
+    options = {"prompt": prompt, "negative_prompt": negative, **options_from_params(params), **overrides}
+    return PaintRequest(**coerce_options(options))

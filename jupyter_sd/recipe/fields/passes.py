@@ -1,0 +1,166 @@
+"""The options of the passes after the first: img2img and inpainting (the picture and mask to start from), hires fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..samplers import SAMPLERS, SCHEDULES
+from .base import BUILT_IN_UPSCALERS, INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES, SAME_SAMPLER, SAME_SCHEDULE, option
+from .picture import PictureOptions
+
+
+@dataclass
+class InputOptions(PictureOptions):
+    """img2img and inpainting: the picture to start from and the mask (engine/modes.py)."""
+
+    init: str = field(
+        default="",
+        metadata=option(
+            "Start from this picture (img2img): a file, a URL, _ (the last result) or {name} of a notebook variable.",
+            flags=("--init",),
+        ),
+    )
+    strength: float = field(
+        default=0.75,
+        metadata=option(
+            "How much of the init picture to repaint: 0 keeps it, 1 paints anew.",
+            flags=("--strength", "--denoise"),
+            infotext="Denoising strength",
+            range=(0.0, 1.0),
+            step=0.01,
+        ),
+    )
+    resize_mode: str = field(
+        default="Just resize",
+        metadata=option(
+            "How an init picture of another size is fitted to the size painted.",
+            flags=("--resize-mode",),
+            choices=RESIZE_MODES,
+        ),
+    )
+    mask: str = field(
+        default="",
+        metadata=option(
+            "Inpaint: repaint where this mask is white (a file, URL, _ or {name}; an RGBA init's alpha works too).",
+            flags=("--mask",),
+        ),
+    )
+    mask_blur: int = field(
+        default=4,
+        metadata=option(
+            "Blur of the mask's edge in pixels.", flags=("--mask-blur",), infotext="Mask blur", range=(0, 64)
+        ),
+    )
+    inpaint_area: str = field(
+        default="whole",
+        metadata=option(
+            "Inpaint the whole picture, or only the masked area at full resolution (A1111's 'Only masked').",
+            flags=("--inpaint-area",),
+            infotext="Inpaint area",
+            choices=INPAINT_AREAS,
+        ),
+    )
+    padding: int = field(
+        default=32,
+        metadata=option(
+            "With --inpaint-area masked: pixels of context around the mask.",
+            flags=("--padding",),
+            infotext="Masked area padding",
+            range=(0, 256),
+        ),
+    )
+    masked_content: str = field(
+        default="original",
+        metadata=option(
+            "What the masked area starts from.",
+            flags=("--masked-content",),
+            infotext="Masked content",
+            choices=MASKED_CONTENT,
+        ),
+    )
+    invert_mask: bool = field(
+        default=False,
+        metadata=option("Repaint where the mask is black instead.", flags=("--invert-mask",), infotext="Mask mode"),
+    )
+
+
+@dataclass
+class HiresOptions(InputOptions):
+    """Hires fix: paint small, upscale, a second denoising pass (engine/modes.py)."""
+
+    hires: float = field(
+        default=0.0,
+        metadata=option(
+            "Hires fix: paint, upscale by this factor and denoise again (0 = off).",
+            flags=("--hires",),
+            infotext="Hires upscale",
+            range=(0.0, 8.0),
+            step=0.05,
+        ),
+    )
+    hires_size: str = field(
+        default="",
+        metadata=option(
+            "Hires fix to this size (WxH) instead of a factor.", flags=("--hires-size",), infotext="Hires resize"
+        ),
+    )
+    hires_steps: int = field(
+        default=0,
+        metadata=option(
+            "Steps of the hires pass (0 = same as --steps).",
+            flags=("--hires-steps",),
+            infotext="Hires steps",
+            range=(0, 150),
+        ),
+    )
+    hires_denoise: float = field(
+        default=0.7,
+        metadata=option(
+            "Denoising strength of the hires pass.", flags=("--hires-denoise",), range=(0.0, 1.0), step=0.01
+        ),
+    )
+    hires_upscaler: str = field(
+        default="Latent",
+        metadata=option(
+            "How the first pass is enlarged: a latent mode, an image mode (decode, resize, encode), or an upscaler "
+            "model from the models folder's ESRGAN/ by its name (4x-UltraSharp, R-ESRGAN 4x+, …).",
+            flags=("--hires-upscaler",),
+            infotext="Hires upscaler",
+            choices=BUILT_IN_UPSCALERS,
+            models="upscaler",
+        ),
+    )
+    hires_sampler: str = field(
+        default=SAME_SAMPLER,
+        metadata=option(
+            "Sampler of the hires pass.",
+            flags=("--hires-sampler",),
+            infotext="Hires sampler",
+            choices=(SAME_SAMPLER, *SAMPLERS),
+        ),
+    )
+    hires_schedule: str = field(
+        default=SAME_SCHEDULE,
+        metadata=option(
+            "Schedule type of the hires pass.",
+            flags=("--hires-schedule",),
+            infotext="Hires schedule type",
+            choices=(SAME_SCHEDULE, *SCHEDULES),
+        ),
+    )
+    hires_guidance: float = field(
+        default=0.0,
+        metadata=option(
+            "CFG scale of the hires pass; 0 = the first pass's.",
+            flags=("--hires-cfg",),
+            infotext="Hires CFG Scale",
+            range=(0.0, 30.0),
+            step=0.5,
+        ),
+    )
+    hires_prompt: str = field(
+        default="",
+        metadata=option(
+            "Prompt of the hires pass (default: the prompt).", flags=("--hires-prompt",), infotext="Hires prompt"
+        ),
+    )
