@@ -44,8 +44,8 @@ def main() -> None:
 
     from fake_web import FakeWebServer, Served
 
-    from jupyter_sd.downloads import download as downloads
     from jupyter_sd import library
+    from jupyter_sd.downloads import download as downloads
     from jupyter_sd.library.transfer import copy_file
 
     data = os.urandom(args.mb * 1_000_000)

@@ -32,9 +32,9 @@ from sd_shapes import make_sd15_shaped  # noqa: E402
 
 from jupyter_sd.engine import Progress
 from jupyter_sd.engine.modes import derived_pipeline
+from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.painting.session import get_engine, render
 from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.samplers import make_scheduler
 
 PROMPT = "a red circle on a blue background"
 

@@ -33,9 +33,9 @@ from sd_shapes import make_sd15_shaped  # noqa: E402
 from jupyter_sd import library
 from jupyter_sd.engine import Progress
 from jupyter_sd.engine.networks import apply_networks, state_of
+from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.painting.session import get_engine, render
 from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.samplers import make_scheduler
 
 PROMPT = "(a red circle:1.2), [blue] background, soft light <lora:detail:{weight}>"
 NEGATIVE = "(lowres:1.3), blurry"

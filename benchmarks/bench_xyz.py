@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sd_shapes import make_sd15_shaped, plain_call  # noqa: E402
 
 from jupyter_sd.painting import session as painter
-from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.result import png_bytes
 from jupyter_sd.painting.views import InlineView
 from jupyter_sd.plots.plan import plan
 from jupyter_sd.plots.run import run_plot
 from jupyter_sd.plots.views import InlinePlotView
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.result import png_bytes
 
 xyz_module = sys.modules["jupyter_sd.plots.run"]
 

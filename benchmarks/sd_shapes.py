@@ -69,7 +69,7 @@ def plain_call(pipe, request, base_config: dict):
     """The baseline: a plain diffusers call with the request's sampler, seed, size, steps and guidance."""
     import torch
 
-    from jupyter_sd.recipe.samplers import make_scheduler
+    from jupyter_sd.engine.schedulers import make_scheduler
 
     pipe.scheduler = make_scheduler(request.sampler, request.schedule, base_config)
     return pipe(

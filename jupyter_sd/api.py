@@ -14,9 +14,9 @@ from typing import Any
 from .batches.run import batch
 from .painting.inputs import OBJECT
 from .painting.session import default_view, new_request, render, user_namespace
-from .plots.axes import split_plot_options
 from .plots.result import PlotResult
 from .plots.run import run_plot
+from .recipe.plot_options import split_plot_options
 from .recipe.result import PaintResult
 
 __all__ = ["batch", "dispatch", "paint", "plot", "xyz"]

@@ -14,10 +14,10 @@ from traitlets import Bool, Unicode, observe
 
 from . import library
 from .painting import session as painter
-from .plots.axes import plot_from_params, plot_infotext_keys, split_plot_options
 from .recipe.a1111 import parse_body, pasted_notes
 from .recipe.infotext import parse_infotext
 from .recipe.options import build_parser, one_line, parse_options
+from .recipe.plot_options import plot_from_params, plot_infotext_keys, split_plot_options
 from .recipe.request import coerce_options, option_fields
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")
@@ -178,8 +178,10 @@ class PaintMagics(Magics):
             msg = "ui: --ui puts controls under one picture; it does not apply to X/Y/Z plots"
             raise ValueError(msg)
         from .api import dispatch
+        from .painting.views import InlineView
 
-        painted = dispatch(options, plot_axes=plot, user_ns=self.shell.user_ns, reraise_interrupt=False)
+        view = None if plot else InlineView()  # a plot's view: inline in a notebook, lines in a terminal
+        painted = dispatch(options, plot_axes=plot, view=view, user_ns=self.shell.user_ns, reraise_interrupt=False)
         if plot:
             pasted = {key: value for key, value in pasted.items() if key not in plot_infotext_keys()}
             pasted_prompt = ""

@@ -104,7 +104,7 @@ def test_picture_is_raw_diffusers_picture(tmp_path, offline, fresh_settings):
     from diffusers import StableDiffusionPipeline
 
     from jupyter_sd.engine.models import resolve_model
-    from jupyter_sd.recipe.samplers import make_scheduler
+    from jupyter_sd.engine.schedulers import make_scheduler
 
     result = jupyter_sd.batch(["a red circle on a blue background"], seed=3, outdir=str(tmp_path), **FAST)
     pipe = StableDiffusionPipeline.from_pretrained(resolve_model("tiny").location, safety_checker=None)

@@ -15,8 +15,8 @@ from tiny_pipeline import WORDS, _tokenizer, save_sd_pipeline, tiny_vae
 
 from jupyter_sd.engine import Engine
 from jupyter_sd.engine.conditioning import build_conditioning
+from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.samplers import make_scheduler
 
 CHUNK = 14
 

@@ -22,8 +22,8 @@ from IPython.core.error import UsageError
 from ipython_shell import run
 from safetensors.numpy import save
 
-from jupyter_sd.downloads import download as downloads
 from jupyter_sd import library
+from jupyter_sd.downloads import download as downloads
 from jupyter_sd.downloads.huggingface import pipeline_files
 from jupyter_sd.library.kinds import classify, file_kind, tensor_names
 from jupyter_sd.library.transfer import progress_line

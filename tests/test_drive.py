@@ -19,19 +19,20 @@ from IPython.core.error import UsageError
 from ipython_shell import run
 from PIL import Image
 
-from jupyter_sd.library import drive, folder as library
-from jupyter_sd.painting import session as painter
+from jupyter_sd import library
 from jupyter_sd.engine.models import resolve_model
+from jupyter_sd.library import drive, folder
+from jupyter_sd.painting import session as painter
 from jupyter_sd.painting.store import png_info, read_parameters, save_image
 
 
 @pytest.fixture()
 def mount(tmp_path, monkeypatch):
     """Drive's mount point and the local disk, both in the test's folder."""
-    monkeypatch.setattr(drive, "DRIVE_MOUNT", tmp_path / "content" / "drive")
+    monkeypatch.setattr(folder, "DRIVE_MOUNT", tmp_path / "content" / "drive")
     monkeypatch.setattr(drive, "LOCAL_COPIES", tmp_path / "content" / "jupyter_sd-cache")
     monkeypatch.setattr(drive, "_told", set())
-    yield drive.DRIVE_MOUNT
+    yield folder.DRIVE_MOUNT
     library.set_models_dir(None)
 
 
@@ -39,7 +40,12 @@ def mount(tmp_path, monkeypatch):
 def colab(monkeypatch):
     """A stand-in ``google.colab`` recording what jupyter_sd asks of it."""
     calls: list[tuple] = []
-    importlib.import_module("google")  # the real namespace package (protobuf's); only google.colab is stood in
+    try:
+        importlib.import_module("google")  # a real namespace package (protobuf's, when installed) stays as it is
+    except ImportError:  # a fresh venv has none: the test owns its stand-in namespace too
+        google = types.ModuleType("google")
+        google.__path__ = []
+        monkeypatch.setitem(sys.modules, "google", google)
 
     def mount(mountpoint, **kwargs):
         calls.append(("mount", mountpoint))
@@ -54,6 +60,7 @@ def colab(monkeypatch):
     package.files = types.SimpleNamespace(download=lambda path: calls.append(("download", path)))
     package._message = types.SimpleNamespace(blocking_request=blocking_request)
     monkeypatch.setitem(sys.modules, "google.colab", package)
+    monkeypatch.setattr(sys.modules["google"], "colab", package, raising=False)
     return calls
 
 

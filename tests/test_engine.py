@@ -7,8 +7,9 @@ import torch
 from progress_recorder import Recorder
 
 from jupyter_sd.engine import Engine, Progress
+from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.samplers import SAMPLERS, make_scheduler
+from jupyter_sd.recipe.samplers import SAMPLERS
 
 
 def _pixels(image) -> np.ndarray:

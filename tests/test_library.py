@@ -11,9 +11,9 @@ import pytest
 from IPython.core.error import UsageError
 
 from jupyter_sd import library
-from jupyter_sd.recipe.a1111 import request_from_infotext
+from jupyter_sd.library import find
+from jupyter_sd.recipe.a1111 import ignored_infotext_keys, options_from_params, pasted_notes, request_from_infotext
 from jupyter_sd.recipe.infotext import parse_infotext
-from jupyter_sd.recipe.a1111 import ignored_infotext_keys, options_from_params, pasted_notes
 from jupyter_sd.recipe.request import PaintRequest
 
 
@@ -272,7 +272,7 @@ def test_a_lora_is_also_found_by_the_name_kohya_stored_in_it(models):
 
 
 def test_a_pasted_hash_hashes_no_big_file_nobody_asked_for(models, monkeypatch):
-    monkeypatch.setattr(library, "BIG_FILE", 1000)  # stands for a multi-GB checkpoint
+    monkeypatch.setattr(find, "BIG_FILE", 1000)  # stands for a multi-GB checkpoint
     data = _random_bytes(4000)
     path = _write(models / "Stable-diffusion" / "big.safetensors", data)
     params = {"Steps": "2", "Model hash": hashlib.sha256(data).hexdigest()[:10], "Model": "renamed"}

@@ -18,12 +18,12 @@ from PIL import Image, ImageDraw
 from pixels import assert_pixels_close, pixels
 from progress_recorder import Recorder
 
-from jupyter_sd.recipe.a1111 import request_from_infotext
 from jupyter_sd.engine import Engine
 from jupyter_sd.engine.modes import derived_pipeline
 from jupyter_sd.engine.pictures import Pictures
+from jupyter_sd.engine.schedulers import make_scheduler
+from jupyter_sd.recipe.a1111 import request_from_infotext
 from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.samplers import make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "jupyter_sd" / "models" / "tiny"

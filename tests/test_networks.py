@@ -20,9 +20,9 @@ from tiny_pipeline import make_tiny_pipeline, tiny_vae
 from jupyter_sd import library
 from jupyter_sd.engine import Engine, Progress
 from jupyter_sd.engine.networks import state_of
+from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.infotext import parse_infotext
 from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.samplers import make_scheduler
 
 pytest.importorskip("peft")
 

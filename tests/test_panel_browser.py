@@ -45,7 +45,7 @@ def _chromium() -> str:
 def _notebook(model: Path) -> str:
     slow = (
         "import time\n"
-        "from jupyter_sd import painter\n"
+        "from jupyter_sd.painting import session as painter\n"
         f"pipe = painter.get_engine().pipeline(painter.new_request(model={str(model)!r}))\n"
         "hook = pipe.unet.register_forward_pre_hook(lambda *a: time.sleep(0.05))  # a long run, to press Stop on"
     )

@@ -15,12 +15,12 @@ import ipywidgets as widgets  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from jupyter_sd.painting import session as painter
+from jupyter_sd.painting.store import REQUEST_KEY, load_request
 from jupyter_sd.panel import Panel
 from jupyter_sd.panel.controls import SECTIONS
 from jupyter_sd.panel.images import uploaded_files
 from jupyter_sd.panel.mask import MaskPainter
 from jupyter_sd.recipe.request import PaintRequest, option_fields
-from jupyter_sd.painting.store import REQUEST_KEY, load_request
 
 FIELDS = {f.name: f for f in option_fields()}
 

@@ -80,7 +80,7 @@ def test_panel_generate_stop_queue_and_errors(kernel):
     # 3. a long run: the kernel stays free, Generate again queues, the queued job is removed, Stop keeps a picture
     kernel.execute(
         "import time as _t\n"
-        "from jupyter_sd import painter as _p\n"
+        "from jupyter_sd.painting import session as _p\n"
         f"_pipe = _p.get_engine().pipeline(_p.new_request(model={kernel.model!r}))\n"
         "_hook = _pipe.unet.register_forward_pre_hook(lambda *a: _t.sleep(0.05))"
     )
@@ -153,7 +153,7 @@ def test_panel_stop_during_the_hires_pass(kernel):
     kernel.set(find("jupyter-sd-prompt"), value="a red circle")
     kernel.execute(
         "import time as _t\n"
-        "from jupyter_sd import painter as _p\n"
+        "from jupyter_sd.painting import session as _p\n"
         f"_pipe = _p.get_engine().pipeline(_p.new_request(model={kernel.model!r}))\n"
         "_loads = _p.get_engine().load_count\n"
         "_hook = _pipe.unet.register_forward_pre_hook(lambda *a: _t.sleep(0.05))"

@@ -7,7 +7,14 @@ import re
 
 import pytest
 
-from jupyter_sd.recipe.prompts import ExtraNetwork, extract_networks, parse_attention, prompt_schedules, split_and, strip_comments
+from jupyter_sd.recipe.prompts import (
+    ExtraNetwork,
+    extract_networks,
+    parse_attention,
+    prompt_schedules,
+    split_and,
+    strip_comments,
+)
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402

@@ -15,8 +15,8 @@ from tiny_sdxl import make_tiny_sdxl
 
 from jupyter_sd.engine import Engine
 from jupyter_sd.engine.preview import LATENT_RGB, latent_family
+from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.samplers import make_scheduler
 
 
 def _pixels(image) -> np.ndarray:

@@ -12,9 +12,9 @@ from pixels import assert_pixels_close, pixels
 
 from jupyter_sd.engine import Engine
 from jupyter_sd.engine.pictures import Pictures
+from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.engine.seeds import batch_seeds, image_noise, slerp
 from jupyter_sd.recipe.request import PaintRequest
-from jupyter_sd.recipe.samplers import make_scheduler
 
 
 def reference_slerp(val: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jupyter_sd.recipe.request import PaintRequest
 from jupyter_sd.painting.store import default_output_dir, load_request, next_number, notebook_path, png_info, save_image
+from jupyter_sd.recipe.request import PaintRequest
 
 
 def _image(value: int = 128) -> Image.Image:

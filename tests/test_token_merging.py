@@ -22,7 +22,7 @@ def engine():
 def raw(bundled):
     from diffusers import StableDiffusionPipeline
 
-    from jupyter_sd.recipe.samplers import make_scheduler
+    from jupyter_sd.engine.schedulers import make_scheduler
 
     pipe = StableDiffusionPipeline.from_pretrained(bundled, safety_checker=None)
     pipe.scheduler = make_scheduler("Euler", "Automatic", dict(pipe.scheduler.config))

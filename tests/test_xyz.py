@@ -14,14 +14,14 @@ from test_xyz_grid import dark_rows
 from tiny_pipeline import make_tiny_pipeline
 
 from jupyter_sd.painting import session as painter
-from jupyter_sd.recipe.infotext import parse_infotext
-from jupyter_sd.recipe.request import PaintRequest
 from jupyter_sd.painting.store import read_parameters
-from jupyter_sd.plots.plan import plan
-from jupyter_sd.plots.run import run_plot
 from jupyter_sd.plots.axes import find_axis
 from jupyter_sd.plots.grid import PLACEHOLDER, GridLayout
+from jupyter_sd.plots.plan import plan
+from jupyter_sd.plots.run import run_plot
 from jupyter_sd.plots.views import PlotView
+from jupyter_sd.recipe.infotext import parse_infotext
+from jupyter_sd.recipe.request import PaintRequest
 
 # -- plots on real models -------------------------------------------------------------------------------------------
 

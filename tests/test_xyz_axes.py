@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_sd.recipe.request import PaintRequest, option_fields
-from jupyter_sd.plots.plan import plan
 from jupyter_sd.plots.axes import SPECIAL_AXES, find_axis, parse_axis, split_values
+from jupyter_sd.plots.plan import plan
+from jupyter_sd.recipe.request import PaintRequest, option_fields
 
 # -- value syntax -------------------------------------------------------------------------------------------------
 
@@ -164,16 +164,3 @@ def test_vae_axis_values_must_exist(tmp_path):
     assert checked.axes[0].labels[0] == "VAE: None"
     with pytest.raises(ValueError, match="^x: VAE value 'nosuchvae': vae: no 'nosuchvae' in "):
         plan(PaintRequest(prompt="a fox"), {"x": "VAE: nosuchvae"})
-
-
-def test_axis_grid_and_result_modules_sit_at_the_bottom():
-    from pathlib import Path
-
-    from test_package import ABOVE, _imported_modules
-
-    root = Path(__file__).resolve().parents[1] / "jupyter_sd"
-    for name in ("xyz_axes", "xyz_grid", "xyz_result"):
-        imported = _imported_modules(root / f"{name}.py")
-        upward = {m for m in imported if m.startswith("jupyter_sd.") and m.split(".")[1] in (*ABOVE, "xyz_views")}
-        heavy = {m for m in imported if m.split(".")[0] in ("torch", "diffusers", "IPython", "ipywidgets")}
-        assert not upward and not heavy, (name, upward, heavy)

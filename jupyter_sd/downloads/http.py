@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .. import library
+from ..library.hashes import file_digest, file_sha256
 from ..library.kinds import KINDS, file_kind, folder_kind
 from ..library.transfer import CHUNK, ByteProgress, check_space, human_bytes
 
@@ -149,7 +150,7 @@ def fetch_model(
         if response is not None:
             response.close()
         raise
-    digest = _Digest(_hash_file(part, have))
+    digest = _Digest(file_digest(part) if have else hashlib.sha256())
     folder.mkdir(parents=True, exist_ok=True)
     progress = ByteProgress(name, total, have)
     try:
@@ -244,7 +245,7 @@ def _finish(part: Path, final: Path, kind: str | None, actual: str, expected: st
         final = library.subfolder(folder_kind(kind)) / final.name
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
-            if sha256_of(final) == actual:
+            if file_sha256(final) == actual:
                 part.unlink()
                 return Downloaded(final, kind, final.stat().st_size, actual, bool(expected), already=True)
             msg = f"download: {final} already exists and is a different file; the download is kept as {part}"
@@ -257,7 +258,7 @@ def _finish(part: Path, final: Path, kind: str | None, actual: str, expected: st
 
 def _verified_existing(path: Path, kind: str, expected: str | None, size: int | None) -> Downloaded:
     """A file of that name is already there: keep it if it is the same file, refuse if it is not (no overwrite)."""
-    actual = sha256_of(path) if expected else None
+    actual = file_sha256(path) if expected else None
     same = actual == expected if expected else size is None or abs(path.stat().st_size - size) < 1024
     if not same:
         msg = f"download: {path} already exists and is a different file; move it away to download this one"
@@ -287,20 +288,6 @@ class _Digest:
             self._chunks.put(None)
             self._thread.join()
         return self._digest.hexdigest()
-
-
-def _hash_file(path: Path, length: int) -> Any:
-    digest = hashlib.sha256()
-    if length:
-        with open(path, "rb") as reader:
-            while chunk := reader.read(CHUNK):
-                digest.update(chunk)
-    return digest
-
-
-def sha256_of(path: Path) -> str:
-    """The file's sha256 as lowercase hex (what civitai and the hub's LFS ids give)."""
-    return _hash_file(path, path.stat().st_size).hexdigest()
 
 
 def _filename(response: Any, url: str) -> str:

@@ -19,9 +19,10 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from .. import library
+from ..library.hashes import file_sha256
 from ..library.kinds import KINDS, file_kind, folder_kind
 from ..library.transfer import check_space
-from .http import MODEL_SUFFIXES, Downloaded, sha256_of
+from .http import MODEL_SUFFIXES, Downloaded
 
 TOKEN_HINT = "set HF_TOKEN (a read token from huggingface.co/settings/tokens; gated repos need their terms accepted)"
 _WEIGHTS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".onnx_data", ".h5", ".ot", ".pb")
@@ -62,8 +63,9 @@ def parse_hub_source(source: str) -> tuple[str, str | None, str | None]:
     raise ValueError(msg)
 
 
-def _endpoint() -> str | None:
-    return os.environ.get("HF_ENDPOINT") or None
+def endpoint() -> str:
+    """The hub's address: ``HF_ENDPOINT`` (read at call time, so a kernel can change it), else huggingface.co."""
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
 
 
 def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> Downloaded:
@@ -75,15 +77,15 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
         raise ValueError(msg)
     staging = library.models_dir() / _STAGING / repo.replace("/", "--")
     with _hub_errors(f"{repo}/{filename}"):
-        url = hub.hf_hub_url(repo, filename, revision=revision, endpoint=_endpoint())
+        url = hub.hf_hub_url(repo, filename, revision=revision, endpoint=endpoint())
         meta = hub.get_hf_file_metadata(url)  # the url carries the endpoint
         for each in [kind] if kind else [k for k in KINDS if k != "lycoris"]:
             existing = library.subfolder(folder_kind(each)) / name
             if existing.exists() and (kind or _existing_sha_matches(existing, meta.etag)):
                 return _existing(existing, kind or file_kind(existing) or each, meta.etag)
         check_space(library.models_dir(), meta.size or 0, name)
-        local = Path(hub.hf_hub_download(repo, filename, revision=revision, local_dir=staging, endpoint=_endpoint()))
-    actual = sha256_of(local)
+        local = Path(hub.hf_hub_download(repo, filename, revision=revision, local_dir=staging, endpoint=endpoint()))
+    actual = file_sha256(local)
     expected = (meta.etag or "").strip('"').lower()
     checked = bool(_SHA256.match(expected))
     if checked and actual != expected:
@@ -102,7 +104,7 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
         raise ValueError(msg)
     final = library.subfolder(folder_kind(kind)) / name
     if final.exists():
-        if sha256_of(final) != actual:
+        if file_sha256(final) != actual:
             msg = f"download: {final} already exists and is a different file; the download is kept as {local}"
             raise ValueError(msg)
         local.unlink()
@@ -114,7 +116,7 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
 
 def _existing(path: Path, kind: str, etag: str | None) -> Downloaded:
     expected = (etag or "").strip('"').lower()
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if _SHA256.match(expected) and actual != expected:
         msg = f"download: {path} already exists and is a different file; move it away to download this one"
         raise ValueError(msg)
@@ -123,13 +125,13 @@ def _existing(path: Path, kind: str, etag: str | None) -> Downloaded:
 
 def _existing_sha_matches(path: Path, etag: str | None) -> bool:
     expected = (etag or "").strip('"').lower()
-    return bool(_SHA256.match(expected)) and sha256_of(path) == expected
+    return bool(_SHA256.match(expected)) and file_sha256(path) == expected
 
 
 def _repo(repo: str, revision: str | None) -> Downloaded:
     import huggingface_hub as hub
 
-    api = hub.HfApi(endpoint=_endpoint())
+    api = hub.HfApi(endpoint=endpoint())
     with _hub_errors(repo):
         entries = [e for e in api.list_repo_tree(repo, revision=revision, recursive=True) if hasattr(e, "size")]
         sizes = {entry.path: entry.size or 0 for entry in entries}
@@ -139,14 +141,14 @@ def _repo(repo: str, revision: str | None) -> Downloaded:
                 f"files, give its link: https://huggingface.co/{repo}/blob/main/FILE"
             )
             raise ValueError(msg)
-        index = hub.hf_hub_download(repo, "model_index.json", revision=revision, endpoint=_endpoint())
+        index = hub.hf_hub_download(repo, "model_index.json", revision=revision, endpoint=endpoint())
         components = [key for key in json.loads(Path(index).read_text()) if not key.startswith("_")]
         wanted = pipeline_files(list(sizes), components)
         missing = [
             path for path in wanted if not isinstance(hub.try_to_load_from_cache(repo, path, revision=revision), str)
         ]
         check_space(Path(hub.constants.HF_HUB_CACHE), sum(sizes[path] for path in missing), repo)
-        folder = hub.snapshot_download(repo, revision=revision, allow_patterns=wanted, endpoint=_endpoint())
+        folder = hub.snapshot_download(repo, revision=revision, allow_patterns=wanted, endpoint=endpoint())
     return Downloaded(Path(folder), "diffusers", sum(sizes[path] for path in wanted))
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from ..recipe.fields import BUILT_IN_UPSCALERS, MAX_SEED
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
-from ..recipe.samplers import make_scheduler, scheduler_overrides
 from . import memory, modes, token_merging, warmup
 from .conditioning import a1111_steps, build_conditioning
 from .models import (
@@ -36,6 +35,7 @@ from .preview import Previewer, load_latent_rgb
 from .progress import Progress
 from .quiet import ignore_harmless_warnings
 from .refiner import Refiner, paint_with_refiner
+from .schedulers import make_scheduler, scheduler_overrides
 from .seeds import batch_seeds
 from .upscalers import upscaler_for
 
@@ -112,7 +112,7 @@ class Engine:
             if str(self._key[1]).startswith("cuda"):
                 info["gpu_allocated_gb"] = round(torch.cuda.memory_allocated() / 2**30, 2)
                 info["gpu_peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        info["process_memory_gb"] = _process_memory_gb()
+        info["process_memory_gb"] = memory.process_memory_gb()
         return info
 
     def unload(self) -> None:
@@ -217,81 +217,100 @@ class Engine:
         """
         progress = progress or Progress()
         stop = stop or threading.Event()
-        # 1. validate
-        request.validate()
+        request.validate()  # 1. validated by the front end already: this returns at once then
         ignore_harmless_warnings()
         if self.busy:
             progress.notice("waiting for the picture being painted (the panel or another thread) to finish…")
         with self._lock:
             self._stop = stop
             try:
-                # 2. cached pipeline
-                pipe = self.pipeline(request, progress)
-                request = self._resolve(request, pipe, pictures)
-                request = self._preset(request, pipe, progress)  # few-step defaults (presets.py)
-                # 2b. networks: LoRA, embeddings, VAE on the pipeline (networks.py)
-                model_file = self._source.location if self._source.kind == "single-file" else None
-                networks = apply_networks(pipe, request, progress.notice, model_file)
-                self.networks_key = networks.text_key  # what the text encoders carry: the embedding cache key
-                # 2c. memory for this picture: attention, VAE tiling and rescue, compile notices (memory.py)
-                self._memory.before_call(pipe, request, progress.notice)
-                self._load_refiner(request, pipe, progress)
-                if request.token_merging or request.token_merging_hr:
-                    token_merging.check_available()
-                if request.hires_enabled and request.hires_upscaler not in BUILT_IN_UPSCALERS:
-                    # the hires upscaler model now, before the first pass: a refusal then costs no painting
-                    upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, progress.notice)
-                # 3. sampler
-                self._set_sampler(pipe, request)
-                plan = pass_plan(request)
+                pipe, request, networks = self._prepare(request, progress, pictures)  # 2. pipeline, networks, memory
+                plan = self._schedule(pipe, request)  # 3. sampler and passes
                 result = PaintResult(
                     request=request,
                     model_name=self._source.name,
                     steps_total=sum(p.steps for p in plan),
                     params=networks.params,
                 )
-                previewer = self._previewer(request, pipe)
-                runner = PassRunner(
-                    request, previewer, progress, stop, result, pipe._jupyter_sd_base_scheduler_config, plan
-                )
-                condition = self._conditioning(request)
-                started = time.perf_counter()
-                for batch in range(request.repeat):
-                    first = batch * request.n
-                    seeds, subseeds = batch_seeds(
-                        request.seed, request.variation_seed, request.variation_strength, first, request.n
-                    )
-                    progress.start(request, batch, request.repeat)
-                    # 4. denoise (every pass of the mode, modes.py; base + refiner in refiner.py) and 5. decode
-                    if request.refiner:
-                        images = paint_with_refiner(
-                            pipe, self._refiner, request, seeds, previewer, progress, stop, result, self.networks_key
-                        )
-                    else:
-                        images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner, condition)
-                    result.images += images
-                    if not result.interrupted:
-                        result.complete += len(images)
-                    result.seeds += seeds[: len(images)]
-                    result.variation_seeds += subseeds[: len(images)]
-                    result.elapsed = time.perf_counter() - started
-                    progress.batch(images, seeds[: len(images)], result)
-                    if result.interrupted:
-                        break
+                self._denoise(pipe, request, plan, result, progress, stop, pictures)  # 4. denoise, 5. decode
             except Exception as error:
-                if _is_out_of_memory(error):
-                    self._recover_memory()
-                    msg = (
-                        f"out of memory painting {request.n} image(s) at {request.size or 'native size'}: "
-                        "try a smaller size or -n, --dtype float16, or %paint unload"
-                    )
-                    raise MemoryError(msg) from error
+                if memory.is_out_of_memory(error):
+                    memory.recover()
+                    raise MemoryError(memory.out_of_memory_message(request)) from error
                 raise
             finally:
                 self._stop = None
         self.last_result = result
         progress.finish(result)
         return result
+
+    def _prepare(
+        self, request: PaintRequest, progress: Progress, pictures: Pictures | None
+    ) -> tuple[Any, PaintRequest, Any]:
+        """The cached pipeline, the request resolved on it, its networks, memory plan, refiner and upscaler."""
+        pipe = self.pipeline(request, progress)
+        request = self._resolve(request, pipe, pictures)
+        request = self._preset(request, pipe, progress)  # few-step defaults (presets.py)
+        model_file = self._source.location if self._source.kind == "single-file" else None
+        networks = apply_networks(pipe, request, progress.notice, model_file)  # LoRA, embeddings, VAE
+        self.networks_key = networks.text_key  # what the text encoders carry: the embedding cache key
+        self._memory.before_call(pipe, request, progress.notice)  # attention, VAE tiling, compile notices
+        self._load_refiner(request, pipe, progress)
+        if request.token_merging or request.token_merging_hr:
+            token_merging.check_available()
+        if request.hires_enabled and request.hires_upscaler not in BUILT_IN_UPSCALERS:
+            # the hires upscaler model now, before the first pass: a refusal then costs no painting
+            upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, progress.notice)
+        return pipe, request, networks
+
+    def _schedule(self, pipe: Any, request: PaintRequest) -> list:
+        """The request's sampler on the pipeline (the hires pair checked too, before any pass) and its passes."""
+        config = getattr(pipe, "_jupyter_sd_base_scheduler_config", None)
+        if config is None:
+            config = dict(pipe.scheduler.config)
+            pipe._jupyter_sd_base_scheduler_config = config
+        pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
+        if request.hires_enabled:  # the hires pass's pair too, now: a refusal after the first pass would waste it
+            scheduler_overrides(*hires_sampler(request), option="hires_schedule")
+        return pass_plan(request)
+
+    def _denoise(
+        self,
+        pipe: Any,
+        request: PaintRequest,
+        plan: list,
+        result: PaintResult,
+        progress: Progress,
+        stop: threading.Event,
+        pictures: Pictures | None,
+    ) -> None:
+        """Every batch of the request through its passes (modes.py; base + refiner in refiner.py), into `result`."""
+        previewer = self._previewer(request, pipe)
+        base_config = pipe._jupyter_sd_base_scheduler_config
+        runner = PassRunner(request, previewer, progress, stop, result, base_config, plan)
+        condition = self._conditioning(request)
+        started = time.perf_counter()
+        for batch in range(request.repeat):
+            first = batch * request.n
+            seeds, subseeds = batch_seeds(
+                request.seed, request.variation_seed, request.variation_strength, first, request.n
+            )
+            progress.start(request, batch, request.repeat)
+            if request.refiner:
+                images = paint_with_refiner(
+                    pipe, self._refiner, request, seeds, previewer, progress, stop, result, self.networks_key
+                )
+            else:
+                images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner, condition)
+            result.images += images
+            if not result.interrupted:
+                result.complete += len(images)
+            result.seeds += seeds[: len(images)]
+            result.variation_seeds += subseeds[: len(images)]
+            result.elapsed = time.perf_counter() - started
+            progress.batch(images, seeds[: len(images)], result)
+            if result.interrupted:
+                break
 
     def _resolve(self, request: PaintRequest, pipe: Any, pictures: Pictures | None = None) -> PaintRequest:
         """Fill in what "default" meant: the native size (an init's own), random seeds, the model that loaded."""
@@ -337,15 +356,6 @@ class Engine:
         source = self._source
         return source.name if source.is_bundled or source.kind == "hub" else source.location
 
-    def _set_sampler(self, pipe: Any, request: PaintRequest) -> None:
-        config = getattr(pipe, "_jupyter_sd_base_scheduler_config", None)
-        if config is None:
-            config = dict(pipe.scheduler.config)
-            pipe._jupyter_sd_base_scheduler_config = config
-        pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
-        if request.hires_enabled:  # the hires pass's pair too, now: a refusal after the first pass would waste it
-            scheduler_overrides(*hires_sampler(request), option="hires_schedule")
-
     def _conditioning(self, request: PaintRequest) -> modes.Condition:
         """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""
 
@@ -372,16 +382,6 @@ class Engine:
             taesd = self._taesd_model(str(pipe.device), pipe.vae.dtype)
         return Previewer(request.preview, pipe, self._latent_rgb, taesd, (request.width, request.height))
 
-    def _recover_memory(self) -> None:
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
-
 
 def _native_size(pipe: Any) -> int:
     """The size a model was trained at: UNet sample size × VAE scale factor (64×8 = 512 for SD 1.5)."""
@@ -389,17 +389,3 @@ def _native_size(pipe: Any) -> int:
     sample = getattr(denoiser.config, "sample_size", 64)
     sample = sample[0] if isinstance(sample, (list, tuple)) else sample
     return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
-
-
-def _process_memory_gb() -> float | None:
-    """The kernel's resident memory, where the platform tells it (psutil comes with ipykernel)."""
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover
-        return None
-    return round(psutil.Process().memory_info().rss / 2**30, 2)
-
-
-def _is_out_of_memory(error: BaseException) -> bool:
-    text = str(error).lower()
-    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..downloads.huggingface import endpoint
 from .quiet import quiet
 
 PROBE_TIMEOUT = 4.0
@@ -25,13 +26,6 @@ def offline_mode() -> bool:
 
     checker = getattr(constants, "is_offline_mode", None)
     return bool(checker() if callable(checker) else constants.HF_HUB_OFFLINE)
-
-
-def endpoint() -> str:
-    """The hub's address (``HF_ENDPOINT``), for messages."""
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT
 
 
 def is_cached(repo_id: str, filename: str = "model_index.json") -> bool:

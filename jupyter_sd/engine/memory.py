@@ -317,3 +317,40 @@ def peak_rss_gb() -> float | None:
     import sys
 
     return peak / (GB if sys.platform == "darwin" else 2**20)
+
+
+def process_memory_gb() -> float | None:
+    """The kernel's resident memory, where the platform tells it (psutil comes with ipykernel)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover
+        return None
+    return round(psutil.Process().memory_info().rss / 2**30, 2)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is the device (or host) running out of memory, whatever the backend calls it."""
+    text = str(error).lower()
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
+
+
+def out_of_memory_message(request: Any) -> str:
+    """The one line an out-of-memory picture gets: what was asked and what to try."""
+    return (
+        f"out of memory painting {request.n} image(s) at {request.size or 'native size'}: "
+        "try a smaller size or -n, --dtype float16, or %paint unload"
+    )
+
+
+def recover() -> None:
+    """Free what a failed call left behind, so the engine stays usable."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass

@@ -15,10 +15,11 @@ from typing import Any
 
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
-from ..recipe.samplers import ENSD_SAMPLERS, SAMPLERS, make_scheduler
+from ..recipe.samplers import ENSD_SAMPLERS, SAMPLERS
 from . import token_merging
 from .plan import Pass
 from .preview import Previewer, decode_latents, to_pil
+from .schedulers import make_scheduler
 
 
 class Stopped(Exception):

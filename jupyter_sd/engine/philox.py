@@ -2,13 +2,16 @@
 
 After ``torch.manual_seed(seed)``, ``torch.randn(shape, device="cuda")`` draws its noise from curand's
 Philox4x32-10 generator: element ``i`` gets its own counter (subsequence ``i`` in counter words 2 and 3,
-the generator's offset in words 0 and 1), the key is the 64-bit seed, and the first of the four output
-words pair feeds a Box-Muller transform. Recomputing that here with numpy lets a CPU or Apple machine
-reproduce images that were made on an NVIDIA card, and makes NV noise independent of the GPU in use.
+the generator's offset in words 0 and 1), the key is the 64-bit seed (low word first), and the first two
+output words feed a Box-Muller transform whose sine branch is the sample. Recomputing that with numpy lets
+a CPU or Apple machine reproduce images made on an NVIDIA card, and makes NV noise independent of the GPU.
+
+The transform is evaluated in float64 from curand's float32 constants, then rounded to float32: this equals
+A1111's NV generator bit for bit, and CUDA (float32 with the ``__sincosf`` intrinsic) to a few ulps.
 
 The element-per-thread layout is what CUDA uses while the tensor has no more elements than the kernel
-launches threads (about 270 000 on an H100, enough for any single latent); A1111's NV source assumes
-the same layout for every size, and so does this module.
+launches threads (SMs times threads per SM: about 270 000 on an H100 but 40 960 on a T4, fewer than the
+65 536 of a 1024-pixel SDXL latent); A1111's NV source assumes it for every size, and so does this module.
 """
 
 from __future__ import annotations
@@ -115,8 +118,8 @@ def randn(seed: int, shape: tuple[int, ...], offset: int = 0) -> torch.Tensor:
 class PhiloxGenerator:
     """A seeded NV generator whose successive draws continue one stream, like A1111's ``rng_philox.Generator``.
 
-    Each ``randn`` call takes the next offset, as one CUDA ``torch.randn`` call advances the Philox offset by
-    one 4-word block per element thread.
+    Each ``randn`` call takes the next offset: one CUDA ``torch.randn`` call, one element per thread, uses one
+    4-word Philox block per thread, so torch moves the offset on by one block.
 
     Parameters
     ----------

@@ -54,5 +54,3 @@ def pass_plan(request: PaintRequest) -> list[Pass]:
     if request.hires_enabled:
         plan.append(Pass("hires", request.hires_steps or request.steps))
     return plan
-
-

@@ -18,7 +18,6 @@ from PIL import Image
 
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
-from ..recipe.samplers import make_scheduler
 from . import token_merging
 from .conditioning import a1111_steps, build_conditioning
 from .models import ModelSource, component_config, load_pipeline
@@ -26,6 +25,7 @@ from .passes import Stopped, X0Capture
 from .preview import Previewer, decode_latents, to_pil
 from .progress import Progress
 from .quiet import quiet
+from .schedulers import make_scheduler
 
 _SHARED = ("vae", "text_encoder_2", "tokenizer_2")
 
@@ -144,19 +144,7 @@ def paint_with_refiner(
         progress.step(done, request.steps, previews)
         return tensors
 
-    call = {
-        **conditioning.pipeline_kwargs(),
-        "num_inference_steps": request.steps,
-        "guidance_scale": request.guidance,
-        "width": request.width,
-        "height": request.height,
-        "num_images_per_prompt": request.n,
-        "generator": generators,
-        "callback_on_step_end": on_step_end,
-        "callback_on_step_end_tensor_inputs": ["latents"],
-    }
-    if refiner is not None:
-        call.update(refiner.base_call(request))
+    call = _base_call(request, conditioning, generators, on_step_end, refiner)
     try:
         if stop.is_set():
             raise Stopped(0)
@@ -176,6 +164,26 @@ def paint_with_refiner(
     if latents is None:
         return []
     return to_pil(pipe, decode_latents(pipe, latents))
+
+
+def _base_call(
+    request: PaintRequest, conditioning: Any, generators: list[Any], on_step_end: Any, refiner: Refiner | None
+) -> dict[str, Any]:
+    """The base pipeline's call: the whole schedule, or up to the switch when a refiner takes over."""
+    call = {
+        **conditioning.pipeline_kwargs(),
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance,
+        "width": request.width,
+        "height": request.height,
+        "num_images_per_prompt": request.n,
+        "generator": generators,
+        "callback_on_step_end": on_step_end,
+        "callback_on_step_end_tensor_inputs": ["latents"],
+    }
+    if refiner is not None:
+        call.update(refiner.base_call(request))
+    return call
 
 
 _IGNORED = {"_name_or_path", "_commit_hash", "transformers_version", "_diffusers_version", "torch_dtype", "dtype"}

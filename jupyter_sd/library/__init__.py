@@ -25,10 +25,14 @@ from .find import (
     upscaler_missing_message,
 )
 from .folder import ENV_VAR, SUBFOLDERS, default_models_dir, is_models_dir_set, models_dir, set_models_dir, subfolder
-from .hashes import has_cached_hash, short_hash
+from .hashes import addnet_hash, has_cached_hash, hash_cache_path, old_model_hash, sha256, short_hash
 
 __all__ = [
     "BIG_FILE",
+    "addnet_hash",
+    "hash_cache_path",
+    "old_model_hash",
+    "sha256",
     "ENV_VAR",
     "ModelFile",
     "PICKLE_SUFFIXES",

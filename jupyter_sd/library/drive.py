@@ -15,10 +15,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .folder import SUBFOLDERS, set_models_dir
+from . import folder as models_folder
+from .folder import SUBFOLDERS, drive_root, set_models_dir
 from .transfer import check_space, copy_file, human_bytes
 
-DRIVE_MOUNT = Path("/content/drive")
 """Where Colab mounts Google Drive."""
 LOCAL_COPIES = Path("/content/jupyter_sd-cache")
 """Local-disk copies of checkpoints kept on Drive (the VM's disk: fast, gone with the session)."""
@@ -26,11 +26,6 @@ LOCAL_COPY_MIN = 64 * 1024 * 1024
 """Files smaller than this (LoRA, embeddings) are read from Drive directly."""
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _told: set[str] = set()
-
-
-def drive_root() -> Path:
-    """``MyDrive/jupyter_sd``: the folder on Drive that holds ``models/`` and ``outputs/``."""
-    return DRIVE_MOUNT / "MyDrive" / "jupyter_sd"
 
 
 def use_drive(notebook: str | None = None) -> tuple[Path, Path]:
@@ -59,7 +54,7 @@ def use_drive(notebook: str | None = None) -> tuple[Path, Path]:
             "folder your Drive or Dropbox client syncs: %paint config models=DIR outdir=DIR"
         )
         raise ValueError(msg) from None
-    drive.mount(str(DRIVE_MOUNT))
+    drive.mount(str(models_folder.DRIVE_MOUNT))
     models = drive_root() / "models"
     for name in SUBFOLDERS.values():
         (models / name).mkdir(parents=True, exist_ok=True)
@@ -87,7 +82,7 @@ def local_copy(path: Path) -> Path:
     """
     path = Path(path)
     try:
-        relative = path.absolute().relative_to(DRIVE_MOUNT.absolute())
+        relative = path.absolute().relative_to(models_folder.DRIVE_MOUNT.absolute())
         stat = path.stat()
     except (ValueError, OSError):
         return path
@@ -143,7 +138,7 @@ def zip_pictures(folder: str | os.PathLike[str], into: str | os.PathLike[str] | 
         msg = f"zip: no pictures in {folder} (allowed: {', '.join(PICTURE_SUFFIXES)} files)"
         raise ValueError(msg)
     if into is None:
-        into = LOCAL_COPIES.parent if folder.is_relative_to(DRIVE_MOUNT.absolute()) else folder.parent
+        into = LOCAL_COPIES.parent if folder.is_relative_to(models_folder.DRIVE_MOUNT.absolute()) else folder.parent
     target = Path(into) / (folder.name + ".zip")
     check_space(target.parent, sum(p.stat().st_size for p in pictures) + 64 * 1024, target.name, option="zip")
     target.parent.mkdir(parents=True, exist_ok=True)

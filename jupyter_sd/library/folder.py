@@ -21,9 +21,15 @@ SUBFOLDERS: dict[str, str] = {
 """Kind of model file → its subfolder of the models folder (A1111's names)."""
 
 ENV_VAR = "JUPYTER_SD_MODELS"
-_COLAB_DRIVE_MODELS = Path("/content/drive/MyDrive/jupyter_sd/models")
+DRIVE_MOUNT = Path("/content/drive")
+"""Where Colab mounts Google Drive: the one place that knows it (models, pictures and ``%paint drive`` ask here)."""
 _LOCAL_MODELS = Path("~/.cache/jupyter_sd/models")
 _models_dir: Path | None = None
+
+
+def drive_root() -> Path:
+    """``MyDrive/jupyter_sd``: the folder on Drive that holds ``models/`` and ``outputs/``."""
+    return DRIVE_MOUNT / "MyDrive" / "jupyter_sd"
 
 
 def default_models_dir() -> Path:
@@ -34,8 +40,8 @@ def default_models_dir() -> Path:
     """
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    if _COLAB_DRIVE_MODELS.parent.parent.is_dir():
-        return _COLAB_DRIVE_MODELS
+    if drive_root().parent.is_dir():
+        return drive_root() / "models"
     return _LOCAL_MODELS.expanduser()
 
 

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _CACHE_FILE = "jupyter_sd-hashes.json"
 _cache_lock = threading.Lock()
@@ -27,7 +28,7 @@ def hash_cache_path() -> Path:
 
 def sha256(path: str | os.PathLike[str]) -> str:
     """The file's full sha256 in hex (A1111's ``Model hash`` is its first 10, ``TI hashes`` its first 12)."""
-    return _cached(Path(path), "sha256", _sha256_of_file)
+    return _cached(Path(path), "sha256", file_sha256)
 
 
 def addnet_hash(path: str | os.PathLike[str]) -> str:
@@ -64,22 +65,28 @@ def has_cached_hash(kind: str, path: str | os.PathLike[str]) -> bool:
     return bool(entry) and entry.get("size") == stat.st_size and entry.get("mtime") == stat.st_mtime and which in entry
 
 
-def _sha256_of_file(path: Path) -> str:
+def file_digest(path: str | os.PathLike[str], skip: int = 0) -> Any:
+    """A sha256 object fed with the file's bytes from offset `skip`, read in 1 MiB blocks (never whole in memory).
+
+    The one file hasher: model hashes, downloads (resumed from a partial file) and input pictures all use it.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as file:
+        file.seek(skip)
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes as lowercase hex, uncached (`sha256` caches it for model files)."""
+    return file_digest(path).hexdigest()
 
 
 def _addnet_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
         header = int.from_bytes(file.read(8), "little")
-        file.seek(header + 8)
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, skip=header + 8).hexdigest()
 
 
 def _cached(path: Path, which: str, compute: Callable[[Path], str]) -> str:

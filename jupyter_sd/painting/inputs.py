@@ -7,7 +7,6 @@ PNG's JSON chunk, so `load_request` can paint an img2img picture again.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -20,6 +19,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from ..engine.pictures import Pictures, alpha_mask
+from ..library.hashes import file_sha256
 from ..recipe.result import PaintResult
 
 OBJECT = "<object>"
@@ -31,19 +31,10 @@ _VARIABLE = re.compile(r"^\{(\w+)\}$")
 _ALLOWED = "a file, a URL, _ (the last result) or {name} of a variable holding a PIL image, PaintResult or numpy array"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _record(path: str | os.PathLike | None) -> dict | None:
     if path is None or not Path(path).is_file():
         return None
-    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
 
 
 def _from_object(option: str, value: Any, label: str) -> tuple[Image.Image, dict | None]:

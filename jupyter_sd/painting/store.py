@@ -21,6 +21,8 @@ from typing import Any
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from ..library.folder import drive_root
+from ..library.hashes import file_sha256
 from ..recipe.a1111 import request_from_infotext
 from ..recipe.request import PaintRequest
 
@@ -29,7 +31,6 @@ REQUEST_KEY = "jupyter_sd"
 FOLDER_SUFFIX = "-paint"
 NO_NOTEBOOK_FOLDER = "paint-outputs"
 _NUMBERED = re.compile(r"^(\d{5,})-")
-_COLAB_DRIVE = Path("/content/drive/MyDrive")
 
 
 def notebook_path(user_ns: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -61,8 +62,8 @@ def default_output_dir(user_ns: Mapping[str, Any] | None = None, environ: Mappin
     if notebook is not None:
         return notebook.parent / f"{notebook.stem}{FOLDER_SUFFIX}"
     if "COLAB_RELEASE_TAG" in environ or "COLAB_GPU" in environ:
-        base = _COLAB_DRIVE if _COLAB_DRIVE.is_dir() else Path("/content")
-        return base / "jupyter_sd" / "outputs" / "colab"
+        base = drive_root() if drive_root().parent.is_dir() else Path("/content/jupyter_sd")
+        return base / "outputs" / "colab"
     return Path.cwd() / NO_NOTEBOOK_FOLDER
 
 
@@ -150,7 +151,7 @@ def companion_path(picture: str | os.PathLike, role: str) -> Path:
 
 def file_record(path: str | os.PathLike) -> dict[str, str]:
     """Path (absolute) and sha256 of an input file, as the JSON chunk records it."""
-    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
 
 
 def attach_input(picture: str | os.PathLike, role: str, png: bytes) -> Path:
@@ -241,7 +242,7 @@ def _check_input(payload: dict, name: str) -> None:
     if not path.is_file():
         msg = f"load_request: the {name} picture {path} is no longer there"
         raise ValueError(msg)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if record.get("sha256") and digest != record["sha256"]:
         msg = f"load_request: the {name} picture {path} changed since it was painted from (sha256 differs)"
         raise ValueError(msg)

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from PIL import Image
 
-from ..plots.axes import PLOT_OPTIONS, axes
+from ..plots.axes import axes
 from ..plots.result import Index, PlotResult
 from ..plots.views import PlotView, live_jpeg, summary
+from ..recipe.plot_options import PLOT_OPTIONS
 from ..recipe.result import PaintResult, png_bytes
 from .controls import set_tooltip
 from .worker import error_line, jpeg_bytes

@@ -2,11 +2,8 @@
 
 The axis list is generated: A1111's special axes (``Prompt S/R``, ``Checkpoint name``, ``Lora weight`` …) plus one
 axis for every `PaintRequest` option that has a flag, named by its flag, field name or infotext key. A special axis
-whose option has not landed in `PaintRequest` yet is listed but refused with one line. Also declares the plot
-options (``--x/--y/--z``) once, for the magic, the CLI and `paint()`.
-
-Bottom layer: imports only `request` (and `prompts` when the Lora weight axis is asked about): no torch, no IPython,
-so `options` can build the flags from it.
+whose option has not landed in `PaintRequest` yet is listed but refused with one line. The plot options
+themselves (``--x/--y/--z`` and A1111's grid keys) are declared in `recipe.plot_options`. No torch, no IPython.
 """
 
 from __future__ import annotations
@@ -23,53 +20,7 @@ from typing import Any
 
 from ..recipe.request import PaintRequest, field_kind, option_fields, parse_size
 
-PLOT_OPTIONS: dict[str, str] = {
-    "x": "X/Y/Z plot: an axis as 'Name: values', e.g. 'Steps: 10, 20, 30' (one picture per value; see README).",
-    "y": "X/Y/Z plot: the Y axis, e.g. 'CFG scale: 3-9 [4]'.",
-    "z": "X/Y/Z plot: the Z axis (one sub-grid per value), e.g. 'Sampler: Euler a, DPM++ 2M'.",
-}
-"""The plot options: they describe a plot, not one picture, so they are not `PaintRequest` fields. Declared here
-once; `options.build_parser` adds ``--x/--y/--z`` from this for ``%%paint``, ``%paint`` and ``jupyter-sd``."""
-
 _ALLOWED_NUMBERS = "numbers, ranges like 1-5 or 1-9 (+2), counts like 1-10 [5]"
-
-
-def split_plot_options(options: dict[str, Any]) -> dict[str, str]:
-    """Take the plot options (``x``, ``y``, ``z``) out of an options dict; return those that were given."""
-    given = {name: options.pop(name, None) for name in PLOT_OPTIONS}
-    return {name: value for name, value in given.items() if value not in (None, "")}
-
-
-SCRIPT_TITLE = "X/Y/Z plot"
-"""A1111's ``Script`` value in a grid's generation data."""
-
-
-def plot_infotext_keys() -> tuple[str, ...]:
-    """The grid's own infotext keys: ``Script``, ``X Type``, ``X Values``, ``Fixed X Values``, … ."""
-    return ("Script",) + tuple(
-        f"{prefix}{which.upper()} {part}"
-        for which in PLOT_OPTIONS
-        for prefix, part in (("", "Type"), ("", "Values"), ("Fixed ", "Values"))
-    )
-
-
-def plot_from_params(params: dict[str, str]) -> dict[str, str]:
-    """The axes of a pasted X/Y/Z grid's generation data (``Script: X/Y/Z plot, X Type: Steps, X Values: …``).
-
-    Fixed seed values (``Fixed X Values``) win over the ``-1`` typed, so the same grid is painted again.
-    """
-    if params.get("Script", "").strip() != SCRIPT_TITLE:
-        return {}
-    specs = {}
-    for which in PLOT_OPTIONS:
-        name = which.upper()
-        kind, values = params.get(f"{name} Type"), params.get(f"Fixed {name} Values") or params.get(f"{name} Values")
-        if kind and values:
-            specs[which] = f"{kind}: {values}"
-    return specs
-
-
-# -- axes ----------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

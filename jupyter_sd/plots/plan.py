@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..recipe.fields import MAX_SEED
+from ..recipe.plot_options import PLOT_OPTIONS
 from ..recipe.request import PaintRequest
-from .axes import PLOT_OPTIONS, AxisValues, parse_axis
+from .axes import AxisValues, parse_axis
 from .result import Index
 
 

@@ -19,9 +19,9 @@ from ..engine import Progress
 from ..painting import session as painter
 from ..painting.store import png_info, save_image
 from ..recipe.infotext import quote_value
+from ..recipe.plot_options import SCRIPT_TITLE
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult, image_grid
-from .axes import SCRIPT_TITLE
 from .grid import GridLayout
 from .plan import Plan, plan
 from .result import PlotResult

@@ -6,7 +6,7 @@ import argparse
 import shlex
 from typing import Any
 
-from ..plots.axes import PLOT_OPTIONS
+from .plot_options import PLOT_OPTIONS
 from .request import coerce_options, field_kind, option_fields
 
 _SIZE_HELP = "Image size as WIDTHxHEIGHT, multiples of 8 (default: the model's native size)."
