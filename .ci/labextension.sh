@@ -31,7 +31,7 @@ echo "== labextension: jest"
 jlpm test --ci
 
 echo "== labextension: Python side (fixtures, package metadata, the wheel)"
-(cd .. && python -m pytest -q tests/test_labextension.py)
+(cd .. && python -m pytest -q tests/browser/test_labextension.py)
 
 if [ "${SKIP_UI:-0}" = "1" ]; then
   echo "== labextension: browser test skipped (SKIP_UI=1)"

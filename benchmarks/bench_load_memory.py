@@ -37,7 +37,7 @@ def hwm():  # this process's own peak RSS: ru_maxrss would carry over the parent
 before = psutil.Process().memory_info().rss
 if which == "ours":
     from jupyter_sd.engine import Engine
-    from jupyter_sd.request import PaintRequest
+    from jupyter_sd.recipe.request import PaintRequest
     pipe = Engine().pipeline(PaintRequest(model=file, model_config=configs, dtype="float16", device="cpu"))
 else:
     pipe = StableDiffusionPipeline.from_single_file(file, config=configs, torch_dtype=torch.float16)

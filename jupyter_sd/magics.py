@@ -14,10 +14,9 @@ from traitlets import Bool, Unicode, observe
 
 from . import library
 from .painting import session as painter
-from .recipe.a1111 import parse_body, pasted_notes
-from .recipe.infotext import parse_infotext
+from .recipe.a1111 import Pasted, read_pasted
 from .recipe.options import build_parser, one_line, parse_options
-from .recipe.plot_options import plot_from_params, plot_infotext_keys, split_plot_options
+from .recipe.plot_options import split_plot_options
 from .recipe.request import coerce_options, option_fields
 
 _SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")
@@ -163,14 +162,12 @@ class PaintMagics(Magics):
             return None
         with_controls = options.pop("ui", False)
         plot = split_plot_options(options)
-        pasted: dict[str, str] = {}
-        pasted_prompt = ""
+        pasted = Pasted("", {}, {}, {})  # a line magic: nothing pasted
         model_given = "model" in options
         if cell is not None:
-            body = expand_variables(cell, self.shell.user_ns)
-            pasted_prompt, _, pasted = parse_infotext(body)
-            options = {**parse_body(body), **options}
-            plot = plot or plot_from_params(pasted)  # a pasted X/Y/Z grid's generation data paints it again
+            pasted = read_pasted(expand_variables(cell, self.shell.user_ns))
+            options = {**pasted.options, **options}
+            plot = plot or pasted.plot  # a pasted X/Y/Z grid's generation data paints it again
         if not options.get("prompt", "").strip():
             msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
             raise ValueError(msg)
@@ -182,10 +179,7 @@ class PaintMagics(Magics):
 
         view = None if plot else InlineView()  # a plot's view: inline in a notebook, lines in a terminal
         painted = dispatch(options, plot_axes=plot, view=view, user_ns=self.shell.user_ns, reraise_interrupt=False)
-        if plot:
-            pasted = {key: value for key, value in pasted.items() if key not in plot_infotext_keys()}
-            pasted_prompt = ""
-        for note in pasted_notes(pasted, painted.model_name, model_given, pasted_prompt):
+        for note in pasted.notes(painted.model_name, model_given):
             print(note)
         if with_controls:
             from IPython.display import display
@@ -204,7 +198,7 @@ class PaintMagics(Magics):
         for word in shlex.split(rest):
             key, sep, value = word.partition("=")
             if not sep:
-                msg = f"config: expected key=value (got '{word}'); keys: {', '.join(_config_keys())}"
+                msg = f"config: expected key=value (got '{word}'), e.g. steps=30 (%paint config alone lists every key)"
                 raise ValueError(msg)
             changes[key.strip().replace("-", "_")] = value
         taesd = changes.pop("taesd", None)

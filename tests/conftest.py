@@ -7,18 +7,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))  # the tests' shared code: ``from helpers.pixels import ...``
 
-from tiny_pipeline import make_tiny_pipeline  # noqa: E402
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("-m"):
-        return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (run with -m gpu)")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
+from helpers.tiny_pipeline import make_tiny_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +21,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def shell():
     """The process's one IPython test shell, with the extension loaded (magic tests run cells in it)."""
-    from ipython_shell import start_shell
+    from helpers.ipython_shell import start_shell
 
     return start_shell()
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..recipe.a1111 import options_from_params
-from ..recipe.infotext import is_params_line, parse_infotext
+from ..recipe.a1111 import read_pasted
+from ..recipe.infotext import is_params_line
 from ..recipe.options import build_parser, parse_options
 from ..recipe.request import PaintRequest, option_fields, parse_size
 
@@ -122,8 +122,7 @@ def _read_block(path: Path, block: list[tuple[int, str]]) -> list[Entry]:
 
 
 def _options_from_infotext(text: str) -> dict[str, Any]:
-    prompt, negative, params = parse_infotext(text)
-    return {"prompt": prompt, "negative_prompt": negative, **options_from_params(params)}
+    return {"negative_prompt": "", **read_pasted(text).options}  # the reader cells and PNG folders use too
 
 
 def _options_from_line(text: str) -> dict[str, Any]:

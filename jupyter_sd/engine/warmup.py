@@ -31,7 +31,7 @@ MODULES = (
     "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
     "diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
     "diffusers.schedulers",
-    "jupyter_sd.samplers",
+    "jupyter_sd.engine.schedulers",
 )
 """What the first picture imports, in the order the engine itself would import it (dependencies first)."""
 

@@ -143,7 +143,7 @@ SPECIAL_AXES: tuple[Axis, ...] = (
         "float",
         None,
         aliases=("lora",),
-        requires="jupyter_sd.prompts.extract_networks",
+        requires="jupyter_sd.recipe.prompts.extract_networks",
         apply=_lora_weight,
     ),
 )

@@ -8,10 +8,12 @@ hash, values spelled differently from the option's, and one line naming every ke
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .. import library
 from .infotext import parse_infotext
+from .plot_options import plot_from_params, plot_infotext_keys
 from .request import INFOTEXT_KEYS, PaintRequest, coerce_options, parse_size
 
 _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -168,25 +170,44 @@ def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool =
 # -- a %%paint cell body ------------------------------------------------------------------------------------------
 
 
-def parse_body(body: str) -> dict[str, Any]:
-    """Read a ``%%paint`` cell body: prompt, optional ``Negative prompt:`` part and optional parameters line.
+@dataclass
+class Pasted:
+    """What one block of generation data means, read once: the options that paint it, the plot it was, its notes.
 
-    Returns
-    -------
-    dict
-        Options (``prompt``, ``negative_prompt`` and whatever a trailing A1111 parameters line sets), as text.
+    The one reader of pasted data: a ``%%paint`` cell body, a batch file's block and a PNG's recipe all go through
+    `read_pasted`, so each paints the same picture.
     """
-    prompt, negative, params = parse_infotext(body)
+
+    prompt: str
+    """The prompt as pasted (before LoRA tags are relinked to files found by hash)."""
+    params: dict[str, str]
+    """The ``Key: value`` pairs of the parameters line."""
+    options: dict[str, Any]
+    """Request options (as text): ``prompt`` (relinked), ``negative_prompt`` and whatever the parameters set."""
+    plot: dict[str, str]
+    """The axes of a pasted X/Y/Z grid's generation data (empty for one picture)."""
+
+    def notes(self, painted_model: str, model_given: bool = False) -> list[str]:
+        """What the cell says after painting: a missing model or LoRA, keys not applied (see `pasted_notes`)."""
+        params = {k: v for k, v in self.params.items() if not self.plot or k not in plot_infotext_keys()}
+        return pasted_notes(params, painted_model, model_given, self.prompt)
+
+
+def read_pasted(text: str) -> Pasted:
+    """Read a block of A1111 generation data (prompt, optional ``Negative prompt:``, optional parameters line)."""
+    prompt, negative, params = parse_infotext(text)
     options: dict[str, Any] = {"prompt": relink_loras(prompt, params)[0]}
     if negative:
         options["negative_prompt"] = negative
     options.update(options_from_params(params))
-    return options
+    return Pasted(prompt, params, options, plot_from_params(params))
+
+
+def parse_body(body: str) -> dict[str, Any]:
+    """The options of a ``%%paint`` cell body (see `read_pasted`)."""
+    return read_pasted(body).options
 
 
 def request_from_infotext(text: str, **overrides: Any) -> PaintRequest:
     """Re-create a request from A1111 generation data (as pasted, or read from a PNG)."""
-    prompt, negative, params = parse_infotext(text)
-    prompt = relink_loras(prompt, params)[0]
-    options = {"prompt": prompt, "negative_prompt": negative, **options_from_params(params), **overrides}
-    return PaintRequest(**coerce_options(options))
+    return PaintRequest(**coerce_options({"negative_prompt": "", **read_pasted(text).options, **overrides}))

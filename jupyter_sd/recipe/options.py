@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import shlex
 from typing import Any
 
 from .plot_options import PLOT_OPTIONS
-from .request import coerce_options, field_kind, option_fields
+from .request import coerce_options, field_kind, option_fields, unknown_option_line
 
 _SIZE_HELP = "Image size as WIDTHxHEIGHT, multiples of 8 (default: the model's native size)."
 
@@ -18,6 +19,15 @@ class OptionError(ValueError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse would print usage and exit the kernel's process
+        if message.startswith("unrecognized arguments: "):
+            words = message.removeprefix("unrecognized arguments: ").split()
+            unknown = [word for word in words if word.startswith("-")]
+            if not unknown:
+                msg = f"unexpected '{words[0]}': options start with -- and the prompt goes in the cell body (see --help)"
+                raise OptionError(msg)
+            flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+            closest = difflib.get_close_matches(unknown[0].split("=")[0], flags, n=3)
+            raise OptionError(unknown_option_line(" ".join(unknown), closest))
         raise OptionError(f"{message} (see --help)")
 
 

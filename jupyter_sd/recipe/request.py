@@ -253,6 +253,16 @@ _FIELDS = {f.name: f for f in fields(PaintRequest)}
 INFOTEXT_KEYS = {f.metadata["infotext"]: f.name for f in fields(PaintRequest) if f.metadata.get("infotext")}
 
 
+OPTIONS_LIST_HINT = "every option: %%paint? or %paint config"
+"""Where a refusal of an unknown option points, instead of listing all seventy."""
+
+
+def unknown_option_line(what: str, closest: list[str]) -> str:
+    """The one line an unknown option gets: its closest names, and where the full list is."""
+    hint = f"; did you mean {' or '.join(closest)}?" if closest else ""
+    return f"unknown option {what}{hint} ({OPTIONS_LIST_HINT})"
+
+
 def option_fields() -> tuple[dataclasses.Field, ...]:
     """Return the request's fields: the one declaration every front end is generated from."""
     return fields(PaintRequest)
@@ -273,10 +283,7 @@ def coerce_value(name: str, value: Any) -> Any:
     """
     f = _FIELDS.get(name)
     if f is None:
-        allowed = ", ".join(_FIELDS)
-        hint = difflib.get_close_matches(name, _FIELDS, n=1)
-        msg = f"unknown option '{name}' (allowed: {allowed})" + (f". Did you mean '{hint[0]}'?" if hint else "")
-        raise ValueError(msg)
+        raise ValueError(unknown_option_line(f"'{name}'", difflib.get_close_matches(name, _FIELDS, n=3)))
     kind = field_kind(f)
     if value is None or not isinstance(value, str):
         if kind == "float" and isinstance(value, int) and not isinstance(value, bool):

@@ -3,7 +3,7 @@
 Run from the repository root:  python labextension/test/make_fixtures.py
 
 Each fixture is a tiny PNG whose text chunks hold A1111 generation data, written the
-way the kernel writes it (``jupyter_sd.store.png_info``: tEXt, or iTXt when the text
+way the kernel writes it (``jupyter_sd.painting.store.png_info``: tEXt, or iTXt when the text
 is not latin-1) plus the compressed variants other tools write (zTXt, compressed
 iTXt). ``expected.json`` records what jupyter_sd's Python parser reads from each
 file; the Jest tests check the TypeScript parser reads the same, and
@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 from jupyter_sd.painting import store  # noqa: E402
 from jupyter_sd.recipe.a1111 import request_from_infotext  # noqa: E402
 from jupyter_sd.recipe.infotext import parse_infotext  # noqa: E402
-from jupyter_sd.recipe.request import PaintRequest  # noqa: E402
 
 HERE = Path(__file__).resolve().parent / "fixtures"
 SAMPLES = ROOT / "tests" / "fixtures" / "a1111-infotext-samples.txt"

@@ -1,0 +1,134 @@
+"""The magic in a real InteractiveShell: parsing, one-line errors, config, variables."""
+
+import pytest
+from helpers.ipython_shell import run
+from IPython.core.error import UsageError
+
+from jupyter_sd.magics import HELP, expand_variables
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("--steps 0", "steps: must be 1–150 (got 0)"),
+        ("--steps many", "steps: expected a whole number (got 'many')"),
+        ("--size 500x500", "size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)"),
+        ("--size big", "size: expected WIDTHxHEIGHT such as 512x512 (got 'big')"),
+        ('--sampler "Euler b"', "sampler: unknown 'Euler b'"),
+        ("--schedule karras", "Did you mean 'Karras'?"),
+        ("--guidance 31", "guidance: must be 0–30 (got 31)"),
+        ("--stepz 3", "unknown option --stepz; did you mean --steps"),
+        ("--hires-upscale 2", "unknown option --hires-upscale; did you mean --hires-upscaler"),
+        ("a fox", "unexpected 'a': options start with -- and the prompt goes in the cell body"),
+        ("--steps", "argument --steps: expected one argument"),
+        ("--sampler 'Euler a", "could not read the options (No closing quotation): check the quotes"),
+        ("--model weights.ckpt", "is a pickle checkpoint"),
+        ("--preview fast", "preview: unknown 'fast'"),
+    ],
+)
+def test_bad_options_raise_plain_usage_error(shell, tmp_path, line, message):
+    with pytest.raises(UsageError) as info:
+        run(shell, f"%%paint {line} -o {tmp_path / 'out'}\na fox")
+    assert type(info.value) is UsageError  # a subclass would print a traceback
+    assert message in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 200
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_prompt(shell):
+    with pytest.raises(UsageError, match="prompt: empty"):
+        run(shell, "%%paint --steps 3\n\n")
+
+
+def test_unknown_variable(shell):
+    with pytest.raises(UsageError, match=r"prompt: \{colour\} is not a notebook variable"):
+        run(shell, "%%paint\na {colour} fox")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "a fox {\nNegative prompt: blurry}",  # a brace left open across lines: the name holds a newline
+        "a fox {\nNegative prompt: blurry",  # never closed
+        "a fox }\nNegative prompt: x",
+    ],
+)
+def test_brace_refusals_are_one_line(shell, tmp_path, body):
+    with pytest.raises(UsageError) as info:
+        run(shell, f"%%paint -o {tmp_path / 'out'}\n{body}")
+    assert type(info.value) is UsageError
+    text = str(info.value)
+    assert text.startswith("prompt:") and "\n" not in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_brace_across_lines_shows_the_text_escaped(shell):
+    with pytest.raises(UsageError) as info:
+        run(shell, "%%paint\na fox {\nNegative prompt} rest")
+    assert str(info.value).startswith("prompt: {\\nNegative prompt} is not a notebook variable")
+
+
+def test_variables_fill_the_prompt(shell, tiny_model_dir, tmp_path):
+    shell.user_ns["colour"] = "red"
+    result = run(
+        shell, f"%%paint --model {tiny_model_dir} --steps 1 --seed 3 -o {tmp_path}\na {{colour}} fox {{{{literal}}}}"
+    )
+    assert result.request.prompt == "a red fox {literal}"
+    assert expand_variables("no braces", {}) == "no braces"
+
+
+def test_quoted_values_and_line_magic(shell, tiny_model_dir, tmp_path):
+    result = run(
+        shell, f'%paint --model {tiny_model_dir} --steps 2 --sampler "DPM++ 2M SDE" --seed 8 -o {tmp_path} a tiny fox'
+    )
+    assert result.request.sampler == "DPM++ 2M SDE" and result.request.prompt == "a tiny fox"
+    assert [p.name for p in result.paths] == ["00001-8.png"]
+
+
+def test_magic_line_wins_over_pasted_parameters(shell, tiny_model_dir, tmp_path):
+    cell = (
+        f"%%paint --model {tiny_model_dir} --steps 2 -o {tmp_path}\n"
+        "a cat\nNegative prompt: dog\nSteps: 9, Sampler: Euler, CFG scale: 4, Seed: 77, Size: 64x64"
+    )
+    result = run(shell, cell)
+    request = result.request
+    assert (request.steps, request.sampler, request.guidance, request.seed, request.width) == (2, "Euler", 4.0, 77, 64)
+    assert request.negative_prompt == "dog"
+
+
+def test_config_sets_kernel_defaults(shell, tiny_model_dir, tmp_path, fresh_settings, capsys):
+    run(shell, f"%paint config model={tiny_model_dir} steps=2 sampler='Euler a' outdir={tmp_path}")
+    assert fresh_settings["steps"] == 2 and fresh_settings["model"] == str(tiny_model_dir)
+    result = run(shell, "%%paint --seed 4\na cow")
+    assert (result.request.steps, result.request.sampler) == (2, "Euler a")
+    assert result.paths[0].parent == tmp_path
+    run(shell, "%paint config")
+    shown = capsys.readouterr().out
+    assert "steps = 2 (set)" in shown and "guidance = 7.0\n" in shown
+    with pytest.raises(UsageError, match="steps: must be 1–150"):
+        run(shell, "%paint config steps=0")
+    with pytest.raises(UsageError, match="unknown option 'stpes'"):
+        run(shell, "%paint config stpes=3")
+    # %config reaches the same setting through traitlets
+    run(shell, "%config PaintMagics.device = 'cpu'")
+    assert fresh_settings["device"] == "cpu"
+    run(shell, "%config PaintMagics.device = 'auto'")
+
+
+def test_info_and_unload(shell, tiny_model_dir, tmp_path, capsys):
+    run(shell, f"%%paint --model {tiny_model_dir} --steps 1 -o {tmp_path}\nx")
+    run(shell, "%paint info")
+    out = capsys.readouterr().out
+    assert "loaded: True" in out and "device: cpu" in out and "dtype: float32" in out
+    run(shell, "%paint unload")
+    run(shell, "%paint info")
+    assert "no model loaded yet" in capsys.readouterr().out
+
+
+def test_help_lists_every_option(shell):
+    from jupyter_sd.recipe.request import option_fields
+
+    for f in option_fields():
+        for flag in f.metadata["flags"]:
+            assert flag in HELP, flag
+    assert "--size" in HELP and "Negative prompt:" in HELP
+    assert shell.find_cell_magic("paint").__doc__ == HELP

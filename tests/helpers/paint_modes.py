@@ -1,0 +1,61 @@
+"""What the img2img, inpaint and hires-fix tests share: pictures with structure, masks, requests, raw pipelines.
+
+The test files wrap `raw_pipelines` and `Engine()` in their own module-scoped fixtures (a fixture imported by name
+would shadow the test's argument), so each file loads its pipelines once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from jupyter_sd.recipe.request import PaintRequest
+
+
+def generators(seeds: list[int]) -> list[Any]:
+    """One seeded CPU generator per seed, as a diffusers reference call takes them."""
+    import torch
+
+    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+
+
+def init_picture(size: int = 16) -> Image.Image:
+    """A picture with structure (a disc and a gradient), so img2img has something to keep."""
+    x = np.linspace(0, 255, size, dtype=np.float32)
+    array = np.stack([np.tile(x, (size, 1)), np.tile(x[:, None], (1, size)), np.full((size, size), 90.0)], -1)
+    image = Image.fromarray(array.astype(np.uint8))
+    ImageDraw.Draw(image).ellipse([size // 4, size // 4, 3 * size // 4, 3 * size // 4], fill=(200, 30, 40))
+    return image
+
+
+def box_mask(size: int, box: tuple[int, int, int, int]) -> Image.Image:
+    """A square L mask, white (repaint) inside `box`."""
+    mask = Image.new("L", (size, size), 0)
+    mask.paste(255, box)
+    return mask
+
+
+def tiny_request(model_dir: Path | str, **options: Any) -> PaintRequest:
+    """A request on the tiny model: 6 steps, seed 5, no previews, nothing saved (options override)."""
+    base = dict(prompt="a red circle", model=str(model_dir), steps=6, seed=5, preview_interval=0, save=False)
+    return PaintRequest(**{**base, **options})
+
+
+def raw_pipelines(model_dir: Path | str) -> dict[str, Any]:
+    """Plain diffusers pipelines of the model, loaded on their own (not the engine's objects), and its scheduler
+    config (``"config"``) to build each test's sampler from."""
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, StableDiffusionPipeline
+
+    txt2img = StableDiffusionPipeline.from_pretrained(model_dir, safety_checker=None)
+    pipes = {
+        "txt2img": txt2img,
+        "img2img": AutoPipelineForImage2Image.from_pretrained(model_dir, safety_checker=None),
+        "inpaint": AutoPipelineForInpainting.from_pretrained(model_dir, safety_checker=None),
+        "config": dict(txt2img.scheduler.config),
+    }
+    for name in ("txt2img", "img2img", "inpaint"):
+        pipes[name].set_progress_bar_config(disable=True)
+    return pipes
