@@ -62,7 +62,7 @@ def _batch(argv: list[str]) -> int:
         print(f"jupyter-sd: {one_line(str(error))}", file=sys.stderr)
         return 2
     print(repr(result))
-    return 130 if result.stopped else 1 if result.failures else 0
+    return 130 if result.interrupted else 1 if result.failures else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,8 +19,8 @@ def run_local(
     tracker: BatchTracker,
     stop: threading.Event,
     user_ns: Mapping[str, Any] | None,
-) -> bool:
-    """Paint the pending requests in order on the kernel's engine; returns whether the batch was stopped.
+) -> str | None:
+    """Paint the pending requests in order on the kernel's engine; returns what stopped it (None: nothing).
 
     A request that fails (a model that won't load, out of memory) is recorded with its reason and the rest go on;
     a stop or kernel interrupt ends the batch, keeping every picture already saved.
@@ -30,15 +30,15 @@ def run_local(
             if item.status != "pending":
                 continue
             if stop.is_set():
-                return True
+                return "stop"
             images = _paint_one(item, view, tracker, stop, user_ns)
             if item.status == "stopped":
-                return True
+                return item.reason or "stop"
             tracker.request_done(failed=item.status == "failed")
             view.update(tracker, images)
     except KeyboardInterrupt:  # between pictures, or while one is saved or shown: what is saved stays saved
-        return True
-    return False
+        return "interrupt"
+    return None
 
 
 def _paint_one(
@@ -65,7 +65,7 @@ def _paint_one(
     item.seconds = time.perf_counter() - started
     tracker.image_done(len(result.paths))
     if result.interrupted:
-        item.status = "stopped"
+        item.status, item.reason = "stopped", result.stopped_by or "stop"
         view.update(tracker, result.images[: result.complete])
         return []
     item.status = "painted"

@@ -164,20 +164,21 @@ def run_ray(
     cpus_per_worker: float,
     gpus_per_worker: float,
     shared_outdir: bool,
-) -> tuple[bool, str, float]:
+) -> tuple[str | None, str, float]:
     """Paint the pending requests on Ray Data actors and save what comes back.
 
     Returns
     -------
     tuple
-        Whether the batch was stopped, the cluster's name, and the seconds the driver spent saving.
+        What stopped the batch (``"stop"``, ``"interrupt"`` or None), the cluster's name, and the seconds the
+        driver spent saving.
     """
     import json
 
     name = connect(cluster)
     todo = [item for item in items if item.status == "pending"]
     if not todo:
-        return False, name, 0.0
+        return None, name, 0.0
     from ray.data import ActorPoolStrategy, DataContext
 
     context = DataContext.get_current()
@@ -200,20 +201,22 @@ def run_ray(
     )
     saver = _Saver(items, view, tracker, user_ns)
     stream = dataset.iter_rows()
-    stopped = False
+    stopped_by = None
     try:
         for row in stream:
             saver.take(row)
             if stop.is_set():
-                stopped = True
+                stopped_by = "stop"
                 break
     except KeyboardInterrupt:
-        stopped = True
+        stopped_by = "interrupt"
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
             close()  # ends the execution: Ray stops the actors
-    return stopped or any(item.status == "pending" for item in items), name, saver.save_seconds
+    if stopped_by is None and any(item.status == "pending" for item in items):
+        stopped_by = "stop"  # the stream ended early: what is saved stays saved, the rest is not painted
+    return stopped_by, name, saver.save_seconds
 
 
 def _from_items(rows: list[dict[str, Any]]) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..recipe.request import PaintRequest
+from ..recipe.result import Outcome
 
 
 @dataclass
@@ -36,14 +37,15 @@ class BatchItem:
 
 
 @dataclass
-class BatchResult:
+class BatchResult(Outcome):
     """What a batch made: counts, files, failures with their reasons, and a table of every request."""
 
     items: list[BatchItem]
     elapsed: float = 0.0
     first_image_s: float | None = None
     """Seconds from the start until the first picture was on disk."""
-    stopped: bool = False
+    stopped_by: str | None = None
+    """``"stop"`` or ``"interrupt"`` when the batch ended before every request was painted."""
     cluster: str = "local"
     save_seconds: float = 0.0
     """Time the notebook spent saving pictures sent back by Ray workers (the part all workers share)."""
@@ -71,7 +73,18 @@ class BatchResult:
         """Files saved by this run, in request order."""
         return [path for item in self._with("painted") for path in item.paths]
 
-    def table(self) -> list[dict[str, Any]]:
+    @property
+    def images(self) -> list[Any]:
+        """The pictures saved by this run, read back from their files (a batch keeps none in memory)."""
+        from PIL import Image
+
+        pictures = []
+        for path in self.paths:
+            with Image.open(path) as image:
+                pictures.append(image.copy())
+        return pictures
+
+    def rows(self) -> list[dict[str, Any]]:
         """One row per request: where, prompt, status, seeds, files, reason, worker."""
         return [
             {
@@ -86,12 +99,6 @@ class BatchResult:
             for item in self.items
         ]
 
-    def to_pandas(self) -> Any:
-        """The `table` as a pandas DataFrame (needs pandas)."""
-        import pandas
-
-        return pandas.DataFrame(self.table())
-
     def summary(self) -> str:
         """One line: how many painted, skipped, failed, in how long."""
         images = len(self.paths)
@@ -102,7 +109,7 @@ class BatchResult:
             parts.append(f"{len(self._with('failed'))} failed")
         if self._with("invalid"):
             parts.append(f"{len(self._with('invalid'))} invalid (not run)")
-        if self.stopped:
+        if self.interrupted:
             parts.append(f"stopped ({len(self._with('pending')) + len(self._with('stopped'))} not finished)")
         if self.paths:
             parts.append(f"in {self.paths[0].parent}")
@@ -119,7 +126,7 @@ class BatchResult:
             "<tr>"
             + "".join(f"<td>{html.escape(str(value))}</td>" for value in (r["where"], r["status"], r["prompt"][:60]))
             + f"<td>{html.escape(', '.join(r['files'][:4]))}</td><td>{html.escape(r['reason'])}</td></tr>"
-            for r in self.table()[:200]
+            for r in self.rows()[:200]
         )
         head = "<tr><th>where</th><th>status</th><th>prompt</th><th>files</th><th>reason</th></tr>"
         return f"<p><code>{html.escape(self.summary())}</code></p><table>{head}{rows}</table>"

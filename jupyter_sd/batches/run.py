@@ -83,17 +83,17 @@ def batch(
         view.update(tracker)  # the bar from the start: a Ray cluster takes a while to start its actors
     save_seconds = 0.0
     if cluster is None:
-        stopped = run_local(items, view, tracker, stop, user_ns) if todo else False
+        stopped_by = run_local(items, view, tracker, stop, user_ns) if todo else None
         where = "local"
     else:
         from .on_ray import run_ray
 
-        stopped, where, save_seconds = run_ray(
+        stopped_by, where, save_seconds = run_ray(
             items, cluster, view, tracker, stop, user_ns, workers, cpus_per_worker, gpus_per_worker, shared_outdir
         )
     if todo:
         view.update(tracker, final=True)
-    return BatchResult(items, time.perf_counter() - started, tracker.first_image, stopped, where, save_seconds)
+    return BatchResult(items, time.perf_counter() - started, tracker.first_image, stopped_by, where, save_seconds)
 
 
 def _default_view() -> BatchView:

@@ -8,9 +8,7 @@ alike) and `ConsoleBatchView` as a terminal bar.
 from __future__ import annotations
 
 import base64
-import html
 import io
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -18,10 +16,10 @@ from typing import Any
 
 from PIL import Image
 
+from ..painting.views import Board, Console, InlineView, status_bundle
+
 THUMB_HEIGHT = 64
 THUMBS_KEPT = 16
-UPDATE_INTERVAL = 0.1
-"""Seconds between redraws at least (the last image always redraws)."""
 
 
 class BatchTracker:
@@ -114,19 +112,13 @@ class InlineBatchView(BatchView):
     """The batch's bar and thumbnail strip in the running cell, under the usual live preview."""
 
     def __init__(self, previews: bool = True) -> None:
-        from uuid import uuid4
-
-        self._id = uuid4().hex
-        self._shown = False
-        self._last = 0.0
+        self.board = Board()
         self._thumbs: deque[str] = deque(maxlen=THUMBS_KEPT)
         self._picture: Any = None
         self.previews = previews
 
     def picture_view(self) -> Any:  # noqa: D102
         if self.previews and self._picture is None:
-            from ..painting.views import InlineView
-
             self._picture = InlineView()  # one for the whole batch: its preview and status lines are reused
         return self._picture
 
@@ -135,53 +127,39 @@ class InlineBatchView(BatchView):
 
     def update(self, tracker: BatchTracker, images: Sequence[Any] = (), final: bool = False) -> None:  # noqa: D102
         self._thumbs.extend(thumbnail(image) for image in images)
-        now = time.perf_counter()
-        if (
-            not final
-            and self._shown
-            and now - self._last < UPDATE_INTERVAL
-            and tracker.images_done < tracker.images_total
-        ):
-            return
-        self._last = now
-        from IPython.display import display
-
-        display(self.bundle(tracker), raw=True, display_id=self._id, update=self._shown)
-        self._shown = True
+        last = final or tracker.images_done >= tracker.images_total
+        done, total = tracker.images_done, max(tracker.images_total, 1)
+        self.board.status(tracker.text(), done, total, last, self._strip(), css="jupyter-sd-batch")
 
     def bundle(self, tracker: BatchTracker) -> dict[str, Any]:
-        """The display bundle: a progress bar, the status line and the newest thumbnails, newest first."""
-        text = tracker.text()
-        bar = (
-            f'<progress value="{tracker.images_done}" max="{max(tracker.images_total, 1)}" '
-            'style="width:14em;vertical-align:middle"></progress> '
-        )
-        strip = "".join(
+        """The display bundle: the progress line and the newest thumbnails, newest first."""
+        total = max(tracker.images_total, 1)
+        return status_bundle(tracker.text(), tracker.images_done, total, self._strip(), css="jupyter-sd-batch")
+
+    def _strip(self) -> str:
+        """The newest thumbnails, newest first."""
+        images = "".join(
             f'<img src="data:image/png;base64,{thumb}" style="height:{THUMB_HEIGHT}px;margin:1px" alt="done">'
             for thumb in reversed(self._thumbs)
         )
-        body = f'<div class="jupyter-sd-batch">{bar}<code>{html.escape(text)}</code><div>{strip}</div></div>'
-        return {"text/plain": text, "text/html": body}
+        return f"<div>{images}</div>"
 
 
 class ConsoleBatchView(BatchView):
     """A terminal bar over the batch's images (the ``jupyter-sd batch`` command)."""
 
     def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self._bar: Any = None
+        self.console = Console(stream)
+        self._started = False
 
     def notice(self, text: str) -> None:  # noqa: D102
-        print(text, file=self.stream)
+        self.console.line(text)
 
     def update(self, tracker: BatchTracker, images: Sequence[Any] = (), final: bool = False) -> None:  # noqa: D102
-        from tqdm.auto import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(total=tracker.images_total, desc="batch", unit="image", file=self.stream)
-        self._bar.update(tracker.images_done - self._bar.n)
-        if tracker.failed:
-            self._bar.set_postfix(failed=tracker.failed)
+        if not self._started:
+            self.console.bar(tracker.images_total, "batch", "image")
+            self._started = True
+        self.console.advance(tracker.images_done, **({"failed": tracker.failed} if tracker.failed else {}))
         if final:
-            self._bar.close()
-            self._bar = None
+            self.console.close()
+            self._started = False

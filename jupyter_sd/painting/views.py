@@ -1,8 +1,10 @@
-"""Views of a generation's progress: inline in a notebook cell, or a progress bar in a terminal.
+"""Views of progress: inline in a notebook cell, or lines and a bar in a terminal.
 
-The inline view works through IPython display handles only (no widgets, no lab extension), so it behaves the
-same in JupyterLab, Notebook, Colab and VS Code. Previews and the progress line are updated in place; when the
-run ends the preview is blanked (it was transient) and the result itself is shown as an ordinary output.
+Every inline view (a picture's here, a plot's in ``plots/views.py``, a batch's in ``batches/views.py``) is made of a
+`Board` (named outputs of the running cell, updated in place through display handles: no widgets, no lab
+extension, so JupyterLab, Notebook, Colab and VS Code behave alike) and the one progress line `status_bundle`.
+Every console view is made of a `Console` (lines and one tqdm bar on stderr). A picture's events are the engine's
+`Progress` protocol; plots and batches show each picture through an `InlineView` or `ConsoleView` they hold.
 """
 
 from __future__ import annotations
@@ -82,49 +84,128 @@ def summary_text(result: PaintResult) -> str:
     return f"{head} · seed {seeds}{where}" if seeds else head
 
 
-def _image_bundle(image: Image.Image, alt: str) -> dict[str, Any]:
+def image_bundle(image: Image.Image, alt: str, jpeg: bytes | None = None) -> dict[str, Any]:
+    """A picture as a display bundle: PNG, or the `jpeg` bytes given (live frames of big grids encode faster)."""
+    if jpeg is not None:
+        return {"image/jpeg": base64.b64encode(jpeg).decode("ascii"), "text/plain": alt}
     return {"image/png": base64.b64encode(png_bytes(image)).decode("ascii"), "text/plain": alt}
 
 
-def _status_bundle(text: str, step: int = 0, total: int = 0) -> dict[str, Any]:
-    bar = (
-        f'<progress value="{step}" max="{total}" style="width:14em;vertical-align:middle"></progress> ' if total else ""
-    )
-    return {
-        "text/plain": text,
-        "text/html": f'<div class="jupyter-sd-status">{bar}<code>{html.escape(text)}</code></div>',
-    }
+def status_bundle(
+    text: str, done: int = 0, total: int = 0, below: str = "", css: str = "jupyter-sd-status"
+) -> dict[str, Any]:
+    """The one progress line of every inline view: a ``<progress>`` bar (when `total`) and the text.
+
+    `below` is extra HTML under the line (a batch's strip of finished thumbnails); `css` names the line's kind
+    (``jupyter-sd-status`` for a picture or a plot, ``jupyter-sd-batch`` for a batch's own line).
+    """
+    bar = f'<progress value="{done}" max="{total}" style="width:14em;vertical-align:middle"></progress> '
+    body = f'<div class="{css}">{bar if total else ""}<code>{html.escape(text)}</code>{below}</div>'
+    return {"text/plain": text, "text/html": body}
+
+
+class Board:
+    """Named outputs of the running cell, each shown once and then updated in place (IPython display handles).
+
+    The order the names are first shown in is the order they stand in the cell. `status` throttles the progress
+    line to one update per `STATUS_INTERVAL` (the final one always goes out).
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, str] = {}
+        self._last_status = 0.0
+
+    def show(self, name: str, bundle: dict[str, Any]) -> None:
+        """Show `bundle` in the output `name`: a new output the first time, an update in place after."""
+        from uuid import uuid4
+
+        from IPython.display import display
+
+        update = name in self._ids
+        display_id = self._ids.setdefault(name, uuid4().hex)
+        display(bundle, raw=True, display_id=display_id, update=update)
+
+    def clear(self, name: str) -> None:
+        """Blank the output `name` (a transient preview when the run ends)."""
+        self.show(name, {"text/plain": ""})
+
+    def status(
+        self, text: str, done: int = 0, total: int = 0, final: bool = False, below: str = "", css: str = ""
+    ) -> bool:
+        """Update the ``status`` output unless it was updated less than `STATUS_INTERVAL` ago; True if it was."""
+        now = time.perf_counter()
+        if not final and "status" in self._ids and now - self._last_status < STATUS_INTERVAL:
+            return False
+        self._last_status = now
+        self.show("status", status_bundle(text, done, total, below, css or "jupyter-sd-status"))
+        return True
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._ids
+
+
+class Console:
+    """Lines and one progress bar on a terminal's stderr: what every console view is made of."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self._bar: Any = None
+
+    def line(self, text: str) -> None:
+        """Print a line (above the bar, which stays)."""
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream)
+
+    def bar(self, total: int, label: str, unit: str) -> None:
+        """Start a new bar of `total` `unit`s (closing the one before)."""
+        from tqdm.auto import tqdm
+
+        self.close()
+        self._bar = tqdm(total=total, desc=label, unit=unit, file=self.stream, leave=True)
+
+    def advance(self, done: int, total: int | None = None, label: str | None = None, **postfix: Any) -> None:
+        """Move the bar to `done` (restarting it at a new `total`, relabelled, with postfix values)."""
+        if self._bar is None:
+            return
+        if total is not None and total != self._bar.total:
+            self._bar.reset(total=total)
+        if label is not None:
+            self._bar.set_description(label, refresh=False)
+        if postfix:
+            self._bar.set_postfix(**postfix, refresh=False)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        """Close the bar, leaving its last state on screen."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class InlineView(Progress):
-    """Live previews and a progress line in the running cell, through display handles."""
+    """Live previews and a progress line in the running cell.
+
+    When the run ends the preview is blanked (it was transient) and the result shows as the cell's own output.
+    """
 
     def __init__(self) -> None:
-        self._preview_id: str | None = None
-        self._status_id: str | None = None
+        self.board = Board()
         self._rate = StepRate()
-        self._last_status = 0.0
         self._batch, self._batches = 0, 1
         self._phase = ""
         self.frames = 0
-
-    def _publish(self, bundle: dict[str, Any], display_id: str | None, update: bool) -> None:
-        from IPython.display import display
-
-        display(bundle, raw=True, display_id=display_id, update=update)
 
     def notice(self, text: str) -> None:  # noqa: D102
         print(text)
 
     def start(self, request: PaintRequest, batch: int, batches: int) -> None:  # noqa: D102
-        from uuid import uuid4
-
         self._batch, self._batches = batch, batches
         self._rate = StepRate()
-        if self._status_id is None:
-            self._preview_id, self._status_id = uuid4().hex, uuid4().hex
-            self._publish({"text/plain": ""}, self._preview_id, update=False)
-            self._publish(_status_bundle(f"painting {request.prompt[:60]!r}…"), self._status_id, update=False)
+        if "status" not in self.board:
+            self.board.clear("preview")  # the preview stands above the progress line
+            self.board.status(f"painting {request.prompt[:60]!r}…")
 
     def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
         self._phase = phase_text(label, index, count)
@@ -132,54 +213,42 @@ class InlineView(Progress):
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         if previews:
-            self._publish(
-                _image_bundle(image_grid(previews), f"preview at step {step}/{total}"), self._preview_id, True
-            )
+            self.board.show("preview", image_bundle(image_grid(previews), f"preview at step {step}/{total}"))
             self.frames += 1
         rate, eta = self._rate.update(step, total)
-        now = time.perf_counter()
-        if step == total or now - self._last_status >= STATUS_INTERVAL:
-            self._last_status = now
-            text = status_text(step, total, rate, eta, self._batch, self._batches, self._phase)
-            self._publish(_status_bundle(text, step, total), self._status_id, True)
+        text = status_text(step, total, rate, eta, self._batch, self._batches, self._phase)
+        self.board.status(text, step, total, final=step == total)
 
     def finish(self, result: PaintResult) -> None:  # noqa: D102
-        if self._status_id is None:
+        if "status" not in self.board:
             return
-        self._publish({"text/plain": ""}, self._preview_id, True)
-        self._publish(_status_bundle(summary_text(result)), self._status_id, True)
+        self.board.clear("preview")
+        self.board.status(summary_text(result), final=True)
 
 
 class ConsoleView(Progress):
     """A terminal progress bar (for the ``jupyter-sd`` command)."""
 
     def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self._bar: Any = None
+        self.console = Console(stream)
+
+    @property
+    def stream(self) -> Any:
+        """Where the lines and the bar go (stderr by default)."""
+        return self.console.stream
 
     def notice(self, text: str) -> None:  # noqa: D102
-        print(text, file=self.stream)
+        self.console.line(text)
 
     def start(self, request: PaintRequest, batch: int, batches: int) -> None:  # noqa: D102
-        from tqdm.auto import tqdm
-
-        if self._bar is not None:
-            self._bar.close()
-        label = f"batch {batch + 1}/{batches}" if batches > 1 else "painting"
-        self._bar = tqdm(total=request.steps, desc=label, unit="step", file=self.stream, leave=True)
+        self.console.bar(request.steps, f"batch {batch + 1}/{batches}" if batches > 1 else "painting", "step")
 
     def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
-        if self._bar is not None:
-            self._bar.reset(total=steps)
-            if count > 1:
-                self._bar.set_description(phase_text(label, index, count))
+        self.console.advance(0, total=steps, label=phase_text(label, index, count) if count > 1 else None)
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
-        if self._bar is not None:
-            self._bar.update(step - self._bar.n)
+        self.console.advance(step)
 
     def finish(self, result: PaintResult) -> None:  # noqa: D102
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        print(summary_text(result), file=self.stream)
+        self.console.close()
+        self.console.line(summary_text(result))

@@ -9,14 +9,14 @@ from typing import Any
 
 from PIL import Image
 
-from ..recipe.result import PaintResult, png_bytes
+from ..recipe.result import Outcome, PaintResult, png_bytes
 from .axes import AxisValues
 
 Index = tuple[int, int, int]
 
 
 @dataclass
-class PlotResult:
+class PlotResult(Outcome):
     """The cells of an X/Y/Z plot, indexable by axis values, and the grid they make.
 
     ``plot[20, 7.0]`` is the `PaintResult` of the cell at X value 20 and Y value 7.0 (values as typed, their text,
@@ -38,9 +38,9 @@ class PlotResult:
     elapsed: float = 0.0
 
     @property
-    def interrupted(self) -> bool:
-        """Whether the plot stopped before its last cell."""
-        return self.stopped_by is not None
+    def images(self) -> list[Image.Image]:
+        """The first picture of every painted cell, in x, y, z order (the grid is `grid`)."""
+        return [result.images[0] for _, result in self._ordered() if result.images]
 
     @property
     def model_name(self) -> str:
@@ -113,14 +113,6 @@ class PlotResult:
             row["seconds"] = round(result.elapsed, 3)
             rows.append(row)
         return rows
-
-    def table(self) -> Any:
-        """The cells as a table: a pandas DataFrame when pandas is installed, else `rows()`."""
-        try:
-            import pandas
-        except ImportError:
-            return self.rows()
-        return pandas.DataFrame(self.rows())
 
     def _repr_png_(self) -> bytes | None:
         return png_bytes(self.grid) if self.grid is not None else None

@@ -7,15 +7,14 @@ and the labelled grid, updated as each cell finishes. The panel's view (widgets)
 
 from __future__ import annotations
 
-import base64
 import io
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from ..painting.session import in_notebook
+from ..painting.views import Board, Console, image_bundle
 from ..recipe.result import PaintResult
 
 if TYPE_CHECKING:
@@ -76,8 +75,8 @@ def live_jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _image_bundle(image: Image.Image, alt: str) -> dict[str, Any]:
-    return {"image/jpeg": base64.b64encode(live_jpeg(image)).decode("ascii"), "text/plain": alt}
+def _frame(image: Image.Image, alt: str) -> dict[str, Any]:
+    return image_bundle(image, alt, jpeg=live_jpeg(image))
 
 
 class InlinePlotView(PlotView):
@@ -88,94 +87,62 @@ class InlinePlotView(PlotView):
     """
 
     def __init__(self, keep_grid: bool = False) -> None:
-        from uuid import uuid4
-
         self.keep_grid = keep_grid
-        self._ids = {name: uuid4().hex for name in ("status", "grid", "preview")}
-        self._last_status = 0.0
+        self.board = Board()
         self.grid_updates: list[float] = []
         """`time.perf_counter()` of each grid update sent (the benchmark reads it)."""
-
-    def _publish(self, name: str, bundle: dict[str, Any], update: bool = True) -> None:
-        from IPython.display import display
-
-        display(bundle, raw=True, display_id=self._ids[name], update=update)
 
     def start(self, plan: Plan, placeholder: Image.Image | None) -> None:  # noqa: D102
         cells = len(plan.order)
         shape = " × ".join(str(len(a)) for a in plan.axes)
-        self._publish("status", _status(f"X/Y/Z plot: {cells} cells ({shape}) · starting…"), update=False)
-        grid = _image_bundle(placeholder, "X/Y/Z grid (placeholders)") if placeholder else {"text/plain": ""}
-        self._publish("grid", grid, update=False)
-        self._publish("preview", {"text/plain": ""}, update=False)
+        self.board.status(f"X/Y/Z plot: {cells} cells ({shape}) · starting…", final=True)
+        self.board.show("grid", _frame(placeholder, "X/Y/Z grid (placeholders)") if placeholder else {"text/plain": ""})
+        self.board.clear("preview")
 
     def notice(self, text: str) -> None:  # noqa: D102
-        self._publish("status", _status(text))
+        self.board.status(text, final=True)
 
     def status(self, text: str, done: int, total: int, final: bool = False) -> None:  # noqa: D102
-        now = time.perf_counter()
-        if final or now - self._last_status >= STATUS_INTERVAL:
-            self._last_status = now
-            self._publish("status", _status(text, done, total))
+        self.board.status(text, done, total, final)
 
     def preview(self, image: Image.Image) -> None:  # noqa: D102
-        self._publish("preview", _image_bundle(image, "preview of the running cell"))
+        self.board.show("preview", _frame(image, "preview of the running cell"))
 
     def cell(self, index: Index, result: PaintResult, grid: Image.Image, number: int, total: int) -> None:  # noqa: D102
-        self._publish("grid", _image_bundle(grid, f"X/Y/Z grid, {number}/{total} cells"))
+        self.board.show("grid", _frame(grid, f"X/Y/Z grid, {number}/{total} cells"))
         self.grid_updates.append(time.perf_counter())
 
     def finish(self, plot: PlotResult) -> None:  # noqa: D102
-        self._publish("preview", {"text/plain": ""})
+        self.board.clear("preview")
         if self.keep_grid and plot.grid is not None:
-            self._publish("grid", plot._repr_mimebundle_())
+            self.board.show("grid", plot._repr_mimebundle_())
         else:
-            self._publish("grid", {"text/plain": ""})
-        self._publish("status", _status(summary(plot)))
-
-
-def _status(text: str, done: int = 0, total: int = 0) -> dict[str, Any]:
-    import html
-
-    bar = (
-        f'<progress value="{done}" max="{total}" style="width:14em;vertical-align:middle"></progress> ' if total else ""
-    )
-    return {
-        "text/plain": text,
-        "text/html": f'<div class="jupyter-sd-status">{bar}<code>{html.escape(text)}</code></div>',
-    }
+            self.board.clear("grid")
+        self.board.status(summary(plot), final=True)
 
 
 class ConsolePlotView(PlotView):
-    """Lines in a terminal (``jupyter-sd --x …``): one per finished cell, and the progress line in place."""
+    """A terminal bar over the plot's steps (``jupyter-sd --x …``), with a line per finished cell."""
 
     def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self._last_status = 0.0
-        self._open = False
-
-    def _line(self, text: str) -> None:
-        if self._open:
-            print(file=self.stream)
-            self._open = False
-        print(text, file=self.stream)
+        self.console = Console(stream)
 
     def notice(self, text: str) -> None:  # noqa: D102
-        self._line(text)
+        self.console.line(text)
+
+    def start(self, plan: Plan, placeholder: Image.Image | None) -> None:  # noqa: D102
+        self.console.bar(0, f"X/Y/Z plot of {len(plan.order)} cells", "step")
 
     def status(self, text: str, done: int, total: int, final: bool = False) -> None:  # noqa: D102
-        now = time.perf_counter()
-        if final or now - self._last_status >= STATUS_INTERVAL:
-            self._last_status = now
-            print(f"\r{text}   ", end="", file=self.stream, flush=True)
-            self._open = True
+        self.console.advance(done, total=total, label=text.split(" · step")[0])
 
     def cell(self, index: Index, result: PaintResult, grid: Image.Image, number: int, total: int) -> None:  # noqa: D102
         where = f" → {result.paths[0].name}" if result.paths else ""
-        self._line(f"cell {number}/{total} done · seed {result.seeds[0]}{where}")
+        self.console.line(f"cell {number}/{total} done · seed {result.seeds[0]}{where}")
 
     def finish(self, plot: PlotResult) -> None:  # noqa: D102
-        self._line(summary(plot))
+        self.console.close()
+        self.console.line(summary(plot))
 
 
 def default_plot_view() -> PlotView:

@@ -54,6 +54,7 @@ _KEY_ALIASES = {"Hires CFG scale": "Hires CFG Scale"}
 _INFOTEXT_VALUES = {
     "Inpaint area": ("inpaint_area", {"Only masked": "masked", "Whole picture": "whole"}),
     "Mask mode": ("invert_mask", {"Inpaint not masked": True, "Inpaint masked": False}),
+    "RNG": ("rng", {"GPU": "gpu", "NV": "nv", "CPU": "cpu"}),
 }
 """Infotext keys whose A1111 values are spelled differently from the option's."""
 
@@ -81,8 +82,8 @@ def _pasted_refiner(value: str) -> str | None:
 
 _KNOWN_KEYS = {"Size", "Model", "Model hash", "Lora hashes", "TI hashes", "VAE hash", "Hashes", "Version", "User"}
 """Keys applied without a field of their own (Size, Model), or ours to recompute (hashes) or say nothing (Version)."""
-_HONOURED_VALUES = {"RNG": ("CPU",), "Emphasis": ("Original",)}
-"""Keys with no option whose value is what we do anyway (noise from torch's CPU generator; A1111's default emphasis)."""
+_HONOURED_VALUES = {"Emphasis": ("Original",)}
+"""Keys with no option whose value is what we do anyway (A1111's default emphasis)."""
 
 
 def ignored_infotext_keys(params: dict[str, str]) -> list[str]:

@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
             words = message.removeprefix("unrecognized arguments: ").split()
             unknown = [word for word in words if word.startswith("-")]
             if not unknown:
-                msg = f"unexpected '{words[0]}': options start with -- and the prompt goes in the cell body (see --help)"
+                msg = f"unexpected '{words[0]}': options start with -- and the prompt goes in the cell body"
+                msg += " (see --help)"
                 raise OptionError(msg)
             flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
             closest = difflib.get_close_matches(unknown[0].split("=")[0], flags, n=3)

@@ -177,6 +177,8 @@ class PaintRequest(MachineOptions):
             params["Seed resize from"] = self.seed_resize_from
         if self.eta_noise_seed_delta and self.sampler in ENSD_SAMPLERS:  # A1111 writes it where it acts
             params["ENSD"] = self.eta_noise_seed_delta
+        if self.rng != "gpu":  # A1111 writes its default source as no key
+            params["RNG"] = self.rng.upper()
         if self.token_merging:
             params["Token merging ratio"] = _format_number(self.token_merging)
         if self.token_merging_hr and self.hires_enabled:

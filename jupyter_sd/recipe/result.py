@@ -1,4 +1,8 @@
-"""`PaintResult`: what one request made, rendering as its pictures in any notebook."""
+"""What painting made: `Outcome`, the face every result shares, and `PaintResult`, what one request made.
+
+A picture's, a plot's (`plots.result.PlotResult`) and a batch's (`batches.result.BatchResult`) results all answer
+``images``, ``paths``, ``stopped_by``, ``interrupted``, ``rows()`` and ``table()`` the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -39,8 +44,36 @@ def _version() -> str:
     return __version__
 
 
+class Outcome:
+    """The face every result shares: its pictures, their files, how it ended, and a table of what was made.
+
+    Subclasses give `images`, `paths`, `stopped_by` (``"stop"``, ``"interrupt"``, ``"error"`` or None) and
+    `rows`; `table` is then the same type everywhere: a pandas DataFrame when pandas is installed, else the rows.
+    """
+
+    stopped_by: str | None
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether it ended before everything asked for was made."""
+        return self.stopped_by is not None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per thing made (a picture, a plot cell, a batch request)."""
+        raise NotImplementedError
+
+    def table(self) -> Any:
+        """The `rows` as a pandas DataFrame when pandas is installed, else as the list of dicts."""
+        rows = self.rows()
+        try:
+            import pandas
+        except ImportError:
+            return rows
+        return pandas.DataFrame(rows)
+
+
 @dataclass
-class PaintResult:
+class PaintResult(Outcome):
     """The pictures one request made, with the seed and file of each and the request that made them.
 
     ``request`` is the resolved recipe: the seed actually used, the size painted and the model loaded, so
@@ -74,6 +107,18 @@ class PaintResult:
     def image(self) -> Image.Image | None:
         """The first picture (the usual case: one prompt, one image)."""
         return self.images[0] if self.images else None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per picture: its seed, variation seed, file and whether it ran every step."""
+        return [
+            {
+                "seed": self.seeds[i] if i < len(self.seeds) else None,
+                "variation_seed": self.variation_seeds[i] if i < len(self.variation_seeds) else None,
+                "path": str(self.paths[i]) if i < len(self.paths) else None,
+                "complete": i < self.complete,
+            }
+            for i in range(len(self.images))
+        ]
 
     def recipe(self, index: int = 0) -> PaintRequest:
         """The request that paints image `index` alone: its own seed and variation seed, one image."""

@@ -144,11 +144,11 @@ def test_stop_keeps_what_finished_and_a_rerun_resumes(tmp_path, offline, fresh_s
     prompts = [f"a red circle number {k}" for k in range(4)]
     stop = threading.Event()
     result = jupyter_sd.batch(prompts, seed=1, outdir=str(tmp_path), view=StopAfterFirst(stop), stop=stop, **FAST)
-    assert result.stopped and result.painted == 1
+    assert result.stopped_by == "stop" and result.painted == 1
     assert [item.status for item in result.items] == ["painted", "pending", "pending", "pending"]
     assert len(pngs(tmp_path)) == 1
     rest = jupyter_sd.batch(prompts, seed=1, outdir=str(tmp_path), **FAST)
-    assert (rest.painted, rest.skipped, rest.stopped) == (3, 1, False) and len(pngs(tmp_path)) == 4
+    assert (rest.painted, rest.skipped, rest.stopped_by) == (3, 1, None) and len(pngs(tmp_path)) == 4
 
 
 def test_a_failing_request_is_reported_and_the_rest_go_on(tmp_path, offline, fresh_settings):

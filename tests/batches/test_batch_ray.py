@@ -161,7 +161,7 @@ def test_stop_keeps_what_finished_and_the_rerun_paints_the_rest(cluster, tmp_pat
         requests, cluster=cluster, workers=2, outdir=str(out), view=StopAfter(stop, 2), stop=stop, **FAST
     )
     saved = sorted(out.glob("*.png"))
-    assert result.stopped and 2 <= result.painted < 8 and len(saved) == result.painted
+    assert result.stopped_by == "stop" and 2 <= result.painted < 8 and len(saved) == result.painted
     rest = jupyter_sd.batch(requests, cluster=cluster, workers=2, outdir=str(out), view=BatchView(), **FAST)
     assert (rest.painted, rest.skipped) == (8 - len(saved), len(saved))
     seeds = sorted(json.loads(Image.open(path).text["jupyter_sd"])["seed"] for path in out.glob("*.png"))

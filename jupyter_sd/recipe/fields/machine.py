@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..presets import PRESET_CHOICES
-from .base import ATTENTION_MODES, MAX_SEED, OFFLOAD_MODES, VAE_TILING_MODES, option
+from .base import ATTENTION_MODES, MAX_SEED, OFFLOAD_MODES, RNG_SOURCES, VAE_TILING_MODES, option
 from .passes import HiresOptions
 
 
@@ -48,6 +48,17 @@ class SeedOptions(HiresOptions):
             flags=("--ensd",),
             infotext="ENSD",
             range=(0, MAX_SEED),
+        ),
+    )
+    rng: str = field(
+        default="gpu",
+        metadata=option(
+            "Where the noise comes from, as A1111's RNG setting: gpu (its default: CUDA's generator on NVIDIA and the "
+            "same numbers computed elsewhere, so a seed paints alike on a T4, a Mac and a CPU), nv (those numbers on "
+            "every device), cpu (torch's CPU generator, as diffusers' examples draw).",
+            flags=("--rng",),
+            infotext="RNG",
+            choices=RNG_SOURCES,
         ),
     )
 
