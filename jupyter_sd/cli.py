@@ -28,8 +28,6 @@ def main(argv: list[str] | None = None) -> int:
             print(_DESCRIPTION)
             print(parser.format_help())
             return 0
-        if not options.get("prompt", "").strip():
-            raise ValueError("prompt: empty; give what to paint as the first argument")
         from .api import dispatch
 
         result = dispatch(options, reraise_interrupt=False)

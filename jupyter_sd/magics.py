@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 import string
@@ -10,12 +11,12 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Unicode, observe
+from traitlets import Bool, Unicode
 
 from . import library
 from .painting import session as painter
-from .recipe.a1111 import Pasted, read_pasted
 from .recipe.options import build_parser, one_line, parse_options
+from .recipe.paste import NOTHING_PASTED, read_pasted
 from .recipe.plot_options import split_plot_options
 from .recipe.request import coerce_options, option_fields
 
@@ -58,36 +59,65 @@ HELP = _USAGE + _CELL_PARSER.format_help()
 _KERNEL_TRAITS = ("model", "outdir", "device", "dtype")
 
 
-class _Variables(string.Formatter):
-    """``str.format`` over the notebook's variables, with a clear message for a name that isn't there."""
+class _KernelDefault(Unicode):
+    """A ``%config PaintMagics.NAME`` trait kept in the kernel's one store of defaults, not on the magics object.
 
-    def get_value(self, key: Any, args: Any, kwargs: Mapping[str, Any]) -> Any:
-        if isinstance(key, str) and key not in kwargs:
-            msg = f"prompt: {{{one_line(key)}}} is not a notebook variable (write {{{{ and }}}} for literal braces)"
-            raise ValueError(msg)
-        return super().get_value(key, args, kwargs)
-
-
-def expand_variables(body: str, namespace: Mapping[str, Any]) -> str:
-    """Replace ``{name}`` in a cell body with notebook variables (``{{`` escapes a brace).
-
-    Raises
-    ------
-    ValueError
-        For an unknown name or an unbalanced brace.
+    Request options live in `painting.session.settings` (what ``%paint config`` and the panel set too); the TAESD
+    names live on the engine. Reading the trait reads the store, setting it writes there: no second copy to sync.
     """
-    if "{" not in body and "}" not in body:
-        return body
-    try:
-        return _Variables().vformat(body, (), namespace)
-    except (IndexError, AttributeError, KeyError) as error:
-        msg = f"prompt: could not fill in {error} from the notebook's variables"
-        raise ValueError(msg) from None
-    except ValueError as error:
-        if str(error).startswith("prompt:"):
-            raise
-        msg = f"prompt: {error} (write {{{{ and }}}} for literal braces)"
-        raise ValueError(msg) from None
+
+    def get(self, obj: Any, cls: Any = None) -> Any:  # noqa: D102
+        if self.name in ("taesd", "taesdxl"):
+            return getattr(painter.get_engine(), self.name)
+        return painter.settings.get(self.name, self.default_value)
+
+    def set(self, obj: Any, value: Any) -> None:  # noqa: D102
+        value = self._validate(obj, value)
+        old = self.get(obj)
+        if self.name in ("taesd", "taesdxl"):
+            setattr(painter.get_engine(), self.name, value)
+        elif value == self.default_value:
+            painter.settings.pop(self.name, None)
+        else:
+            painter.settings[self.name] = value
+        if old != value:
+            obj._notify_trait(self.name, old, value)
+
+
+_VARIABLE = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)((?:\.\w+|\[[^\[\]{}]*\])*)(![rsa])?(:[^{}]*)?\}(?!\})")
+"""``{name}``, ``{name.attr}``, ``{name[0]}``, with an optional ``!r`` and ``:spec``: single braces only."""
+_NOT_VARIABLES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
+
+
+def expand_variables(body: str, namespace: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """Fill ``{name}`` in a cell body with the notebook variable `name`, as IPython fills a magic's line.
+
+    Only a name the notebook defines is filled in; every other brace text stays exactly as written (NovelAI's
+    ``{masterpiece}`` and ``{{best quality}}`` reach the text encoder as they would in A1111). Returns the text
+    and one line for each kept ``{…}`` that looks like a typo of a variable.
+    """
+    notes: list[str] = []
+    if "{" not in body:
+        return body, notes
+    formatter = string.Formatter()
+
+    def fill(match: re.Match[str]) -> str:
+        name, rest, conversion, spec = match.group(1), match.group(2), match.group(3), match.group(4)
+        if name not in namespace:
+            known = [key for key in namespace if not key.startswith("_") and key not in _NOT_VARIABLES]
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            if close:
+                notes.append(f"prompt: kept {match.group(0)} as written (did you mean the variable {{{close[0]}}}?)")
+            return match.group(0)
+        try:
+            value = formatter.get_field(name + rest, (), namespace)[0]
+            value = formatter.convert_field(value, conversion[1]) if conversion else value
+            return formatter.format_field(value, spec[1:] if spec else "")
+        except Exception as error:  # {name.missing}: keep the text, say why
+            notes.append(f"prompt: kept {one_line(match.group(0))} as written ({type(error).__name__}: {error})")
+            return match.group(0)
+
+    return _VARIABLE.sub(fill, body), notes
 
 
 _PICTURE_OPTION = re.compile(r"""(--init|--mask)(\s+|=)(\{\w+\})""")
@@ -119,29 +149,19 @@ def expand_line(line: str, namespace: Mapping[str, Any]) -> str:
 class PaintMagics(Magics):
     """The ``%%paint`` magics. Kernel-wide settings are traitlets: ``%config PaintMagics.model = '...'`` works."""
 
-    model = Unicode("", help="Default model: a hub id, a diffusers folder or a .safetensors file.").tag(config=True)
-    outdir = Unicode("", help="Default output folder (default: beside the notebook).").tag(config=True)
-    device = Unicode("auto", help="Default device: auto, cuda, cuda:N, mps or cpu.").tag(config=True)
-    dtype = Unicode("auto", help="Default dtype: auto, float16, bfloat16 or float32.").tag(config=True)
-    taesd = Unicode("", help="TAESD model (hub id or folder) for fast, sharp previews.").tag(config=True)
-    taesdxl = Unicode("", help="TAESDXL model (e.g. madebyollin/taesdxl) for SDXL previews.").tag(config=True)
+    model = _KernelDefault("", help="Default model: a hub id, a diffusers folder or a .safetensors file.").tag(
+        config=True
+    )
+    outdir = _KernelDefault("", help="Default output folder (default: beside the notebook).").tag(config=True)
+    device = _KernelDefault("auto", help="Default device: auto, cuda, cuda:N, mps or cpu.").tag(config=True)
+    dtype = _KernelDefault("auto", help="Default dtype: auto, float16, bfloat16 or float32.").tag(config=True)
+    taesd = _KernelDefault("", help="TAESD model (hub id or folder) for fast, sharp previews.").tag(config=True)
+    taesdxl = _KernelDefault("", help="TAESDXL model (e.g. madebyollin/taesdxl) for SDXL previews.").tag(config=True)
     warm_imports = Bool(
         True,
         help="Import torch and diffusers in the background once %load_ext's cell is done, so the first picture "
         "is quicker (set it to False in that cell, or in the IPython config, to keep the kernel idle).",
     ).tag(config=True)
-
-    @observe(*_KERNEL_TRAITS)
-    def _sync_setting(self, change: dict[str, Any]) -> None:
-        default = {"device": "auto", "dtype": "auto"}.get(change["name"], "")
-        if change["new"] == default:
-            painter.settings.pop(change["name"], None)
-        else:
-            painter.settings[change["name"]] = change["new"]
-
-    @observe("taesd", "taesdxl")
-    def _sync_taesd(self, change: dict[str, Any]) -> None:
-        setattr(painter.get_engine(), change["name"], change["new"])
 
     @no_var_expand  # we expand the line ourselves: --init {name} / --mask {name} must reach us as names
     @line_cell_magic
@@ -157,20 +177,24 @@ class PaintMagics(Magics):
             rest = first[1] if len(first) > 1 else ""
             return getattr(self, f"_{first[0]}")(rest)
         options = parse_options(_LINE_PARSER if cell is None else _CELL_PARSER, line)
-        if options.pop("help", False):
+        if options.pop("help", False) or (cell is None and not line.strip()):  # %paint alone: the help
             print(HELP)
             return None
         with_controls = options.pop("ui", False)
         plot = split_plot_options(options)
-        pasted = Pasted("", {}, {}, {})  # a line magic: nothing pasted
+        pasted = NOTHING_PASTED
         model_given = "model" in options
         if cell is not None:
-            pasted = read_pasted(expand_variables(cell, self.shell.user_ns))
+            body, kept = expand_variables(cell, self.shell.user_ns)
+            for line in kept:
+                print(line)
+            pasted = read_pasted(body)
             options = {**pasted.options, **options}
-            plot = plot or pasted.plot  # a pasted X/Y/Z grid's generation data paints it again
-        if not options.get("prompt", "").strip():
-            msg = "prompt: empty; write what to paint in the cell body (or after %paint on the line)"
-            raise ValueError(msg)
+            if not plot and pasted.plot:  # a pasted X/Y/Z grid's generation data paints it again
+                from .plots.axes import pasted_axes
+
+                plot, lacking = pasted_axes(pasted.plot)
+                print(lacking) if lacking else None
         if with_controls and plot:
             msg = "ui: --ui puts controls under one picture; it does not apply to X/Y/Z plots"
             raise ValueError(msg)
@@ -179,7 +203,7 @@ class PaintMagics(Magics):
 
         view = None if plot else InlineView()  # a plot's view: inline in a notebook, lines in a terminal
         painted = dispatch(options, plot_axes=plot, view=view, user_ns=self.shell.user_ns, reraise_interrupt=False)
-        for note in pasted.notes(painted.model_name, model_given):
+        for note in pasted.after_painting(painted.model_name, model_given):
             print(note)
         if with_controls:
             from IPython.display import display

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..painting import session as painter
 from ..recipe.options import one_line
-from ..recipe.request import parse_size
+from ..recipe.request import coerce_options
 from .result import BatchItem
 from .saved import request_key
 from .sources import read_entries
@@ -46,9 +46,7 @@ def plan(source: Any, options: Mapping[str, Any], skip_bad: bool = False) -> lis
         For a bad batch option; `InvalidBatch` (without `skip_bad`) listing every invalid entry as ``file:line:
         reason``.
     """
-    options = dict(options)
-    if "size" in options:
-        options["width"], options["height"] = parse_size(str(options.pop("size")))
+    options = coerce_options(options)  # a batch-wide ``size`` becomes width and height before it overlays entries
     painter.new_request(**options).validate()  # a bad option for the whole batch is one message, not one per line
     items: list[BatchItem] = []
     seen: dict[str, int] = {}
@@ -58,8 +56,6 @@ def plan(source: Any, options: Mapping[str, Any], skip_bad: bool = False) -> lis
             continue
         try:
             request = painter.new_request(**{**entry.options, **options}).validate()
-            if not request.prompt.strip():
-                raise ValueError("prompt: empty; every request needs something to paint")
         except ValueError as error:
             items.append(BatchItem(entry.where, None, status="invalid", reason=str(error)))
             continue

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..recipe.a1111 import read_pasted
 from ..recipe.infotext import is_params_line
 from ..recipe.options import build_parser, parse_options
-from ..recipe.request import PaintRequest, option_fields, parse_size
+from ..recipe.paste import read_pasted
+from ..recipe.request import PaintRequest, coerce_options, option_fields
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _NEGATIVE = "Negative prompt:"
@@ -176,7 +176,7 @@ def _entry_from_record(record: dict[str, Any], where: str) -> Entry:
             return Entry(where, error=msg + (f". Did you mean '{hint[0]}'?" if hint else ""))
         if name == "size":
             try:
-                options["width"], options["height"] = parse_size(str(value))
+                options.update(coerce_options({"size": str(value)}))
             except ValueError as error:
                 return Entry(where, error=str(error))
         else:

@@ -30,7 +30,7 @@ from .models import (
 from .networks import apply_networks
 from .passes import PassRunner
 from .pictures import Pictures
-from .plan import hires_sampler, pass_plan
+from .plan import hires_sampler, pass_plan, what_runs
 from .preview import Previewer, load_latent_rgb
 from .progress import Progress
 from .quiet import ignore_harmless_warnings
@@ -249,7 +249,9 @@ class Engine:
     ) -> tuple[Any, PaintRequest, Any]:
         """The cached pipeline, the request resolved on it, its networks, memory plan, refiner and upscaler."""
         pipe = self.pipeline(request, progress)
-        request = self._resolve(request, pipe, pictures)
+        request, changed = what_runs(self._resolve(request, pipe, pictures))
+        for line in changed:
+            progress.notice(line)
         request = self._preset(request, pipe, progress)  # few-step defaults (presets.py)
         model_file = self._source.location if self._source.kind == "single-file" else None
         networks = apply_networks(pipe, request, progress.notice, model_file)  # LoRA, embeddings, VAE

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..recipe.request import SAME_SAMPLER, SAME_SCHEDULE, PaintRequest
+from ..recipe.samplers import runs_as
 
 
 @dataclass
@@ -54,3 +55,31 @@ def pass_plan(request: PaintRequest) -> list[Pass]:
     if request.hires_enabled:
         plan.append(Pass("hires", request.hires_steps or request.steps))
     return plan
+
+
+def what_runs(request: PaintRequest) -> tuple[PaintRequest, list[str]]:
+    """The request as it really paints, and one line for each thing that changed from what was asked.
+
+    A size that is not a multiple of 8 paints rounded down, as A1111 paints it (the latents are 1/8 of the
+    picture); A1111 names diffusers has no scheduler for (``DPM fast``, ``Restart``, ``Polyexponential`` …)
+    become the closest we run. The picture's infotext then names what ran.
+    """
+    notes = []
+    changes: dict = {}
+    if request.width is not None and (request.width % 8 or request.height % 8):
+        changes["width"], changes["height"] = max(8, request.width // 8 * 8), max(8, request.height // 8 * 8)
+        notes.append(
+            f"size: {request.width}x{request.height} painted at {changes['width']}x{changes['height']} "
+            "(a multiple of 8, as A1111 paints it)"
+        )
+    sampler, schedule, note = runs_as(request.sampler, request.schedule)
+    changes.update(sampler=sampler, schedule=schedule)
+    hires = runs_as(*hires_sampler(request))
+    if request.hires_sampler != SAME_SAMPLER:
+        changes["hires_sampler"] = hires[0]
+    if request.hires_schedule != SAME_SCHEDULE:
+        changes["hires_schedule"] = hires[1]
+    if not note and request.hires_enabled and hires[2]:
+        note = f"hires {hires[2]}"
+    notes += [note] if note else []
+    return request.replace(**changes), notes

@@ -23,7 +23,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from ..library.folder import drive_root
 from ..library.hashes import file_sha256
-from ..recipe.a1111 import request_from_infotext
+from ..recipe.paste import request_from_infotext
 from ..recipe.request import PaintRequest
 
 PARAMETERS_KEY = "parameters"

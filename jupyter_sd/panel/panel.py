@@ -143,9 +143,6 @@ class Panel(widgets.VBox):
         """Queue a picture with the controls' settings; None (and an error line) when they are invalid."""
         try:
             request, pictures = self._prepare()
-            if not request.prompt.strip():
-                msg = "prompt: empty; write what to paint"
-                raise ValueError(msg)
         except ValueError as error:
             self.last_error = error
             self.live.fail(error_line(error))

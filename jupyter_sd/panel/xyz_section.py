@@ -149,9 +149,6 @@ class XYZSection(widgets.Accordion):
 
         try:
             request = self.panel.request()
-            if not request.prompt.strip():
-                msg = "prompt: empty; write what to paint"
-                raise ValueError(msg)
             specs = self.specs()
             plan(request, specs)  # refuse a bad axis here, in one line, before any thread starts
         except ValueError as error:

@@ -8,13 +8,10 @@ hash, values spelled differently from the option's, and one line naming every ke
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from .. import library
-from .infotext import parse_infotext
-from .plot_options import plot_from_params, plot_infotext_keys
-from .request import INFOTEXT_KEYS, PaintRequest, coerce_options, parse_size
+from .request import INFOTEXT_KEYS, parse_size
 
 _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -30,7 +27,10 @@ def options_from_params(params: dict[str, str]) -> dict[str, Any]:
     for key, value in params.items():
         key = _KEY_ALIASES.get(key, key)
         if key == "Size":
-            options["width"], options["height"] = parse_size(value)
+            try:
+                options["width"], options["height"] = parse_size(value)
+            except ValueError:
+                options["size"] = value  # refused or painted around by `paste.read_pasted`, with its reason
         elif key in _INFOTEXT_VALUES:
             name, values = _INFOTEXT_VALUES[key]
             if value in values:
@@ -81,6 +81,7 @@ def _pasted_refiner(value: str) -> str | None:
 
 
 _KNOWN_KEYS = {"Size", "Model", "Model hash", "Lora hashes", "TI hashes", "VAE hash", "Hashes", "Version", "User"}
+_KNOWN_KEYS |= {"First pass size"}  # A1111's old hires fix, read by `paste`
 """Keys applied without a field of their own (Size, Model), or ours to recompute (hashes) or say nothing (Version)."""
 _HONOURED_VALUES = {"Emphasis": ("Original",)}
 """Keys with no option whose value is what we do anyway (A1111's default emphasis)."""
@@ -155,9 +156,9 @@ def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool =
         hints = library.close_matches("checkpoint", name) if name else []
         closest = f" (closest: {', '.join(hints)})" if hints else ""
         if model_hash and not hints:
-            closest = " (%paint models hashes the folder once, so big files are found by hash too)"
+            closest = " (%paint models finds big files by hash)"
         notes.append(
-            f"model: {what} is not in {library.subfolder('checkpoint')}{closest}; painted with {painted_model} instead"
+            f"model: {what} is not in the models folder's Stable-diffusion/; painted with {painted_model}{closest}"
         )
     refiner = params.get("Refiner", "").strip()
     if refiner and _pasted_refiner(refiner) is None:
@@ -166,49 +167,3 @@ def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool =
     if ignored:
         notes.append(f"ignored from the generation data: {', '.join(ignored)}")
     return notes
-
-
-# -- a %%paint cell body ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Pasted:
-    """What one block of generation data means, read once: the options that paint it, the plot it was, its notes.
-
-    The one reader of pasted data: a ``%%paint`` cell body, a batch file's block and a PNG's recipe all go through
-    `read_pasted`, so each paints the same picture.
-    """
-
-    prompt: str
-    """The prompt as pasted (before LoRA tags are relinked to files found by hash)."""
-    params: dict[str, str]
-    """The ``Key: value`` pairs of the parameters line."""
-    options: dict[str, Any]
-    """Request options (as text): ``prompt`` (relinked), ``negative_prompt`` and whatever the parameters set."""
-    plot: dict[str, str]
-    """The axes of a pasted X/Y/Z grid's generation data (empty for one picture)."""
-
-    def notes(self, painted_model: str, model_given: bool = False) -> list[str]:
-        """What the cell says after painting: a missing model or LoRA, keys not applied (see `pasted_notes`)."""
-        params = {k: v for k, v in self.params.items() if not self.plot or k not in plot_infotext_keys()}
-        return pasted_notes(params, painted_model, model_given, self.prompt)
-
-
-def read_pasted(text: str) -> Pasted:
-    """Read a block of A1111 generation data (prompt, optional ``Negative prompt:``, optional parameters line)."""
-    prompt, negative, params = parse_infotext(text)
-    options: dict[str, Any] = {"prompt": relink_loras(prompt, params)[0]}
-    if negative:
-        options["negative_prompt"] = negative
-    options.update(options_from_params(params))
-    return Pasted(prompt, params, options, plot_from_params(params))
-
-
-def parse_body(body: str) -> dict[str, Any]:
-    """The options of a ``%%paint`` cell body (see `read_pasted`)."""
-    return read_pasted(body).options
-
-
-def request_from_infotext(text: str, **overrides: Any) -> PaintRequest:
-    """Re-create a request from A1111 generation data (as pasted, or read from a PNG)."""
-    return PaintRequest(**coerce_options({"negative_prompt": "", **read_pasted(text).options, **overrides}))

@@ -23,7 +23,7 @@ from .fields import (
     MachineOptions,
 )
 from .infotext import format_infotext, order_params
-from .samplers import ENSD_SAMPLERS
+from .samplers import ENSD_SAMPLERS, read_sampler, read_schedule
 
 
 @dataclass
@@ -81,10 +81,6 @@ class PaintRequest(MachineOptions):
             _check_field(f, getattr(self, f.name))
         if (self.width is None) != (self.height is None):
             msg = f"size: give both width and height (got width={self.width}, height={self.height})"
-            raise ValueError(msg)
-        if self.width is not None and (self.width % 8 or self.height % 8):
-            nearest = f"{_round8(self.width)}x{_round8(self.height)}"
-            msg = f"size: width and height must be multiples of 8 (nearest: {nearest}) (got {self.width}x{self.height})"
             raise ValueError(msg)
         if not DEVICE_RE.match(self.device):
             msg = f"device: must be auto, cpu, mps, cuda or cuda:N (got '{self.device}')"
@@ -315,6 +311,12 @@ def coerce_value(name: str, value: Any) -> Any:
     return text
 
 
+def check_value(name: str, value: Any) -> None:
+    """Check one option's value alone, as `PaintRequest.validate` would; raise its one-line refusal."""
+    for key, typed in coerce_options({name: value}).items():
+        _check_field(_FIELDS[key], typed)
+
+
 def coerce_options(options: dict[str, Any]) -> dict[str, Any]:
     """Coerce every value of an options dict (see `coerce_value`).
 
@@ -326,6 +328,13 @@ def coerce_options(options: dict[str, Any]) -> dict[str, Any]:
         size = options.pop("size")
         if size not in (None, ""):
             options["width"], options["height"] = parse_size(str(size))
+    for sampler, schedule in (("sampler", "schedule"), ("hires_sampler", "hires_schedule")):
+        if isinstance(options.get(sampler), str):  # old names carry their schedule: 'DPM++ 2M Karras'
+            options[sampler], carried = read_sampler(options[sampler])
+            if carried:  # the name's own schedule wins, as A1111 reads it
+                options[schedule] = carried
+        if isinstance(options.get(schedule), str):
+            options[schedule] = read_schedule(options[schedule])
     return {name: coerce_value(name, value) for name, value in options.items()}
 
 
@@ -343,17 +352,18 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
         if not low <= value <= high:
             msg = f"{f.name}: must be {_format_number(low)}–{_format_number(high)} (got {_format_number(value)})"
             raise ValueError(msg)
-    if meta["choices"] is not None and value not in meta["choices"]:
+    if meta["choices"] is not None and value not in meta["choices"] and value not in meta.get("also", ()):
         if meta.get("models") == "upscaler":  # or an upscaler model in the models folder's ESRGAN/
             if library.find_upscaler(value) is not None:
                 return
             raise ValueError(library.upscaler_missing_message(value, meta["choices"]))
-        allowed = ", ".join(meta["choices"])
-        msg = f"{f.name}: unknown '{value}' (allowed: {allowed})"
         hint = difflib.get_close_matches(value, meta["choices"], n=1, cutoff=0.5)
         if not hint:
             hint = [c for c in meta["choices"] if c.lower() == value.lower()]
-        raise ValueError(msg + (f". Did you mean '{hint[0]}'?" if hint else ""))
+        short = len(meta["choices"]) <= 8
+        allowed = f"allowed: {', '.join(meta['choices'])}" if short else "every choice: %%paint? or docs/options.md"
+        msg = f"{f.name}: unknown '{value}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+        raise ValueError(f"{msg} ({allowed})")
 
 
 def _check_side_pair(name: str, text: str) -> None:
@@ -369,10 +379,6 @@ def _check_side_pair(name: str, text: str) -> None:
     if width % 8 or height % 8:
         msg = f"{name}: width and height must be multiples of 8 (got {text})"
         raise ValueError(msg)
-
-
-def _round8(value: int) -> int:
-    return max(8, int(value / 8.0 + 0.5) * 8)
 
 
 def _format_number(value: float) -> str:

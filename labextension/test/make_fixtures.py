@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from jupyter_sd.painting import store  # noqa: E402
-from jupyter_sd.recipe.a1111 import request_from_infotext  # noqa: E402
 from jupyter_sd.recipe.infotext import parse_infotext  # noqa: E402
+from jupyter_sd.recipe.paste import request_from_infotext  # noqa: E402
 
 HERE = Path(__file__).resolve().parent / "fixtures"
 SAMPLES = ROOT / "tests" / "fixtures" / "a1111-infotext-samples.txt"

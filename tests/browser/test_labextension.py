@@ -52,15 +52,98 @@ def test_install_json_names_the_python_package():
     assert install["packageName"] == "jupyter_sd"
 
 
+PACKAGE = ROOT / "jupyter_sd"
+PATH_CALLS = {
+    "join", "joinpath", "Path", "PurePath", "open", "files", "as_file", "glob", "rglob", "iterdir", "listdir",
+    "scandir", "walk", "exists", "is_dir", "is_file", "read_text", "read_bytes", "resource_filename",
+    "resource_string", "import_module", "find_spec", "__import__",
+}  # fmt: skip
+"""Calls that build, open or import a path: a string naming labextension must not be handed to one."""
+
+
+def _package_modules() -> list[Path]:
+    """Every module of the package, in every subpackage, but the built front end and the bundled model files."""
+    skipped = (PACKAGE / "labextension", PACKAGE / "models")
+    return sorted(path for path in PACKAGE.rglob("*.py") if not any(path.is_relative_to(s) for s in skipped))
+
+
+def _labextension_paths(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, what)`` for each place `tree` imports the extension or joins "labextension" into a path.
+
+    A path join is a string naming labextension as an operand of ``/``, an argument of a path call (`PATH_CALLS`,
+    as a name or a method), or a string that is itself a path through it (``.../labextension/...``). The one
+    exception: ``_jupyter_labextension_paths``, JupyterLab's hook, which names the folder for JupyterLab to read.
+    """
+    found = []
+
+    def names_it(node: ast.AST) -> bool:
+        return any(
+            isinstance(leaf, ast.Constant) and isinstance(leaf.value, str) and "labextension" in leaf.value.lower()
+            for leaf in ast.walk(node)
+        )
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.FunctionDef) and node.name == "_jupyter_labextension_paths":
+            return
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            return  # a docstring or bare string reads nothing
+        if isinstance(node, ast.ImportFrom) and "labextension" in (node.module or ""):
+            found.append((node.lineno, f"from {node.module} import"))
+        if isinstance(node, ast.ImportFrom) and any("labextension" in alias.name for alias in node.names):
+            found.append((node.lineno, "imports labextension"))
+        if isinstance(node, ast.Import) and any("labextension" in alias.name for alias in node.names):
+            found.append((node.lineno, "import"))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and names_it(node):
+            found.append((node.lineno, "path / 'labextension'"))
+        if isinstance(node, ast.Call):
+            callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if callee in PATH_CALLS and any(names_it(arg) for arg in [*node.args, *node.keywords]):
+                found.append((node.lineno, f"{callee}(... 'labextension' ...)"))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value.replace("\\", "/")
+            if "labextension/" in text or "/labextension" in text:
+                found.append((node.lineno, f"path string {node.value!r}"))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_the_labextension_check_sees_imports_and_path_joins():
+    """The check below flags each way a module could reach the built front end (so its silence means something)."""
+    bad = [
+        "from jupyter_sd.labextension import static",
+        "import jupyter_sd.labextension",
+        "from . import labextension",
+        "HERE = Path(__file__).parent / 'labextension' / 'package.json'",
+        "os.path.join(os.path.dirname(__file__), 'labextension')",
+        "files('jupyter_sd').joinpath('labextension/static')",
+        "open(f'{root}/labextension/package.json')",
+        "STATIC = 'jupyter_sd/labextension/static'",
+        "importlib.import_module('jupyter_sd.labextension')",
+    ]
+    for source in bad:
+        assert _labextension_paths(ast.parse(source)), source
+    hook = 'def _jupyter_labextension_paths():\n    return [{"src": "labextension", "dest": "jupyter-sd"}]'
+    assert _labextension_paths(ast.parse(hook)) == []
+    assert _labextension_paths(ast.parse("def other():\n    return Path('x') / 'labextension'"))
+    assert _labextension_paths(ast.parse('"""The front end is built into jupyter_sd/labextension/."""')) == []
+
+
 def test_python_package_does_not_depend_on_the_extension():
     # Colab never loads JupyterLab extensions: no module may import or read the built front end.
-    for path in (ROOT / "jupyter_sd").glob("*.py"):
+    modules = _package_modules()
+    relative = {path.relative_to(PACKAGE).as_posix() for path in modules}
+    assert {"__init__.py", "magics.py", "engine/modes.py", "painting/inputs.py", "panel/__init__.py"} <= relative
+    assert not any(name.startswith(("labextension/", "models/")) for name in relative)
+    for path in modules:
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert "labextension" not in node.module, path
-            if isinstance(node, ast.Import):
-                assert all("labextension" not in alias.name for alias in node.names), path
+        assert _labextension_paths(tree) == [], path
+    # the one place that names the folder is JupyterLab's hook in __init__.py, and only it
+    init = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    hooks = [node for node in ast.walk(init) if isinstance(node, ast.FunctionDef) and "labextension" in node.name]
+    assert [hook.name for hook in hooks] == ["_jupyter_labextension_paths"]
 
 
 @pytest.mark.parametrize("name", sorted(_expected()))

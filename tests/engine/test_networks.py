@@ -169,18 +169,21 @@ def test_kohya_lora_paints_as_diffusers_and_as_the_weights_merged_by_hand(engine
 def test_weight_zero_is_no_lora_and_a_prompt_without_the_tag_switches_it_off(engine, models, tiny_model_dir):
     without = engine.generate(_request(tiny_model_dir, "a blue square")).images[0]
     zero = engine.generate(_request(tiny_model_dir, "a blue square <lora:add_detail:0>")).images[0]
-    engine.generate(_request(tiny_model_dir, "a blue square <lora:add_detail:1>"))
+    one = engine.generate(_request(tiny_model_dir, "a blue square <lora:add_detail:1>")).images[0]
     after = engine.generate(_request(tiny_model_dir, "a blue square")).images[0]
+    assert not _same(one, without)  # the LoRA does change this picture, so the equalities below mean something
     assert _same(zero, without)
     assert _same(after, without)
 
 
 def test_switching_the_weight_between_cells_reloads_nothing(engine, models, tiny_model_dir):
     first = engine.generate(_request(tiny_model_dir, "a fox <lora:add_detail:0.5> <lora:other_detail:1>"))
-    state = state_of(engine._pipe)
+    pipe, state = engine._pipe, state_of(engine._pipe)
     loads, adapters = state.loads, engine._pipe.get_list_adapters()
+    assert loads >= 2 and {"add_detail", "other_detail"} <= {name for names in adapters.values() for name in names}
     second = engine.generate(_request(tiny_model_dir, "a fox <lora:add_detail:1.0> <lora:other_detail:0.2>"))
     again = engine.generate(_request(tiny_model_dir, "a fox <lora:add_detail:0.5> <lora:other_detail:1>"))
+    assert engine._pipe is pipe and state_of(engine._pipe) is state  # the same pipeline: no reload either
     assert state.loads == loads and engine._pipe.get_list_adapters() == adapters
     assert not _same(first.images[0], second.images[0])
     assert _same(first.images[0], again.images[0])
@@ -215,6 +218,7 @@ def test_bad_lora_files_are_one_line_each_nothing_half_loaded(engine, models, ti
     good = "a red circle <lora:add_detail:0.8>"
     before = engine.generate(_request(tiny_model_dir, good)).images[0]
     adapters = engine._pipe.get_list_adapters()
+    assert "add_detail" in {name for names in adapters.values() for name in names}
     raw = (models["root"] / "Lora" / "add_detail.safetensors").read_bytes()
     _bad_file(models, "truncated.safetensors", raw[: len(raw) // 3])
     key = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
@@ -247,10 +251,15 @@ def test_bad_lora_files_are_one_line_each_nothing_half_loaded(engine, models, ti
     assert notes == ["lora: loha.safetensors is a LoHa network, which diffusers cannot load; painting without it"]
 
 
-def test_a_malformed_tag_is_one_line_before_anything_loads(engine, models, tiny_model_dir):
+def test_a_malformed_tag_is_one_line_before_anything_loads(models, tiny_model_dir):
+    engine = Engine()  # its own: no LoRA loaded by an earlier test
+    request = _request(tiny_model_dir, "a red circle <lora:add_detail:1> <lora:>")
+    pipe = engine.pipeline(request)  # the model loaded first, so what the refusal left loaded can be seen
     with pytest.raises(ValueError, match="<lora:>") as error:
-        engine.generate(_request(tiny_model_dir, "a red circle <lora:>"))
+        engine.generate(request)
     assert "\n" not in str(error.value)
+    # refused before any network loaded: not even the well-formed tag's LoRA
+    assert state_of(pipe).loads == 0 and not any(pipe.get_list_adapters().values())
     assert engine.generate(_request(tiny_model_dir, "a red circle")).images  # the next cell works
 
 
@@ -264,6 +273,7 @@ def test_a_pickle_lora_needs_allow_pickle(engine, models, tiny_model_dir):
         "lora: pickled.pt is a pickle file, which can run code when loaded (pass --allow-pickle if you trust it); "
         "painting without it"
     ]
+    assert _same(refused.images[0], engine.generate(_request(tiny_model_dir, "a red circle")).images[0])
     allowed, notes = _paint(engine, tiny_model_dir, "a red circle <lora:pickled:0.8>", allow_pickle=True)
     same = engine.generate(_request(tiny_model_dir, "a red circle <lora:add_detail:0.8>")).images[0]
     assert notes == [] and _same(allowed.images[0], same)
@@ -310,14 +320,14 @@ def test_a_pickle_embedding_loads_only_with_allow_pickle(engine, models, tiny_mo
 def test_an_unknown_embedding_type_is_one_line(engine, models, tiny_model_dir):
     save_file({"foo": torch.zeros(3), "bar": torch.zeros(3)}, str(models["root"] / "embeddings" / "weird.safetensors"))
     save_file({"emb_params": torch.zeros(1, 768)}, str(models["root"] / "embeddings" / "wide.safetensors"))
-    vocab = len(engine._pipe.tokenizer) if engine._pipe is not None else None
+    vocab = len(engine.pipeline(_request(tiny_model_dir, "a weird wide circle")).tokenizer)  # loaded first
     result, notes = _paint(engine, tiny_model_dir, "a weird wide circle")
     assert notes == [
         "embedding: weird.safetensors is not a textual-inversion embedding (it holds bar, foo); painting without it",
         "embedding: wide.safetensors has vectors of width 768 and this model's text encoder takes 32 (made for "
         "another model family); painting without it",
     ]
-    assert vocab is None or len(engine._pipe.tokenizer) == vocab  # no token half-added
+    assert len(engine._pipe.tokenizer) == vocab  # no token half-added
     assert engine.generate(_request(tiny_model_dir, "a red circle")).images
 
 
@@ -381,6 +391,9 @@ def test_the_civitai_recipe_round_trips(models, tiny_model_dir, tmp_path, fresh_
     printed = capsys.readouterr().out
     pasted = parse_infotext(recipe)[2]
     ignored = ignored_infotext_keys(pasted)  # what no option applies yet: named, never dropped silently
+    applied = {"Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model", "Clip skip"}
+    applied |= {"Variation seed", "Variation seed strength", "Lora hashes"}
+    assert applied <= set(pasted) and not applied & set(ignored)  # so "every key comes back" covers them
     assert (f"ignored from the generation data: {', '.join(ignored)}" in printed) == bool(ignored)
     assert "model:" not in printed  # the checkpoint was found by its name
     ours = Image.open(first.paths[0]).text["parameters"]

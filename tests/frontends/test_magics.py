@@ -10,12 +10,12 @@ from jupyter_sd.magics import HELP, expand_variables
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("--steps 0", "steps: must be 1–150 (got 0)"),
+        ("--steps 0", "steps: must be 1–1000 (got 0)"),
+        ("--steps 1001", "steps: must be 1–1000 (got 1001)"),
         ("--steps many", "steps: expected a whole number (got 'many')"),
-        ("--size 500x500", "size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)"),
         ("--size big", "size: expected WIDTHxHEIGHT such as 512x512 (got 'big')"),
         ('--sampler "Euler b"', "sampler: unknown 'Euler b'"),
-        ("--schedule karras", "Did you mean 'Karras'?"),
+        ("--schedule karrass", "did you mean 'Karras'?"),
         ("--guidance 31", "guidance: must be 0–30 (got 31)"),
         ("--stepz 3", "unknown option --stepz; did you mean --steps"),
         ("--hires-upscale 2", "unknown option --hires-upscale; did you mean --hires-upscaler"),
@@ -34,37 +34,43 @@ def test_bad_options_raise_plain_usage_error(shell, tmp_path, line, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_empty_prompt(shell):
-    with pytest.raises(UsageError, match="prompt: empty"):
-        run(shell, "%%paint --steps 3\n\n")
+def test_an_empty_prompt_paints_as_a1111_paints_it(shell, tiny_model_dir, tmp_path):
+    result = run(shell, f"%%paint --model {tiny_model_dir} --steps 1 --seed 2 --rng cpu -o {tmp_path}\n\n")
+    assert result.request.prompt == "" and result.paths[0].is_file()
 
 
-def test_unknown_variable(shell):
-    with pytest.raises(UsageError, match=r"prompt: \{colour\} is not a notebook variable"):
-        run(shell, "%%paint\na {colour} fox")
+def test_a_size_that_is_no_multiple_of_8_paints_rounded_down_and_says_so(shell, tiny_model_dir, tmp_path, capsys):
+    result = run(shell, f"%%paint --model {tiny_model_dir} --steps 1 --size 20x30 -o {tmp_path}\na fox")
+    assert result.images[0].size == (16, 24) and (result.request.width, result.request.height) == (16, 24)
+    assert "size: 20x30 painted at 16x24 (a multiple of 8, as A1111 paints it)" in capsys.readouterr().out
+    assert "Size: 16x24" in result.infotext(0)
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        "a fox {\nNegative prompt: blurry}",  # a brace left open across lines: the name holds a newline
-        "a fox {\nNegative prompt: blurry",  # never closed
-        "a fox }\nNegative prompt: x",
-    ],
-)
-def test_brace_refusals_are_one_line(shell, tmp_path, body):
-    with pytest.raises(UsageError) as info:
-        run(shell, f"%%paint -o {tmp_path / 'out'}\n{body}")
-    assert type(info.value) is UsageError
-    text = str(info.value)
-    assert text.startswith("prompt:") and "\n" not in text
-    assert not (tmp_path / "out").exists()
+def test_the_line_magic_alone_shows_the_help(shell, capsys):
+    run(shell, "%paint")
+    assert capsys.readouterr().out.startswith("Paint a picture from the cell body")
 
 
-def test_brace_across_lines_shows_the_text_escaped(shell):
-    with pytest.raises(UsageError) as info:
-        run(shell, "%%paint\na fox {\nNegative prompt} rest")
-    assert str(info.value).startswith("prompt: {\\nNegative prompt} is not a notebook variable")
+def test_braces_that_are_no_variable_stay_as_written():
+    """IPython's rule: only a notebook variable is filled in; NovelAI's braces reach the encoder as A1111 sends them."""
+    body = "{masterpiece}, {{best quality}}, a {colour} fox {\nNegative prompt: blurry} }"
+    assert expand_variables(body, {"In": [], "other": 1}) == (body, [])
+
+
+def test_a_kept_brace_that_looks_like_a_variable_is_named(shell):
+    text, notes = expand_variables("a {colur} fox, {masterpiece}", {"colour": "red", "In": []})
+    assert text == "a {colur} fox, {masterpiece}"
+    assert notes == ["prompt: kept {colur} as written (did you mean the variable {colour}?)"]
+
+
+def test_variables_fill_with_attributes_items_and_specs():
+    class Pet:
+        kind = "fox"
+
+    namespace = {"pet": Pet(), "colours": ["red", "blue"], "n": 7}
+    assert expand_variables("{pet.kind} {colours[1]} {n:03d} {n!r}", namespace) == ("fox blue 007 7", [])
+    text, notes = expand_variables("a {pet.size} one", namespace)
+    assert text == "a {pet.size} one" and notes[0].startswith("prompt: kept {pet.size} as written (AttributeError")
 
 
 def test_variables_fill_the_prompt(shell, tiny_model_dir, tmp_path):
@@ -72,8 +78,8 @@ def test_variables_fill_the_prompt(shell, tiny_model_dir, tmp_path):
     result = run(
         shell, f"%%paint --model {tiny_model_dir} --steps 1 --seed 3 -o {tmp_path}\na {{colour}} fox {{{{literal}}}}"
     )
-    assert result.request.prompt == "a red fox {literal}"
-    assert expand_variables("no braces", {}) == "no braces"
+    assert result.request.prompt == "a red fox {{literal}}"
+    assert expand_variables("no braces", {}) == ("no braces", [])
 
 
 def test_quoted_values_and_line_magic(shell, tiny_model_dir, tmp_path):
@@ -104,7 +110,7 @@ def test_config_sets_kernel_defaults(shell, tiny_model_dir, tmp_path, fresh_sett
     run(shell, "%paint config")
     shown = capsys.readouterr().out
     assert "steps = 2 (set)" in shown and "guidance = 7.0\n" in shown
-    with pytest.raises(UsageError, match="steps: must be 1–150"):
+    with pytest.raises(UsageError, match="steps: must be 1–1000"):
         run(shell, "%paint config steps=0")
     with pytest.raises(UsageError, match="unknown option 'stpes'"):
         run(shell, "%paint config stpes=3")

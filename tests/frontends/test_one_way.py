@@ -4,7 +4,7 @@ import pytest
 from helpers.ipython_shell import run
 
 import jupyter_sd
-from jupyter_sd.recipe import a1111
+from jupyter_sd.recipe import paste
 from jupyter_sd.recipe.request import PaintRequest
 
 
@@ -12,7 +12,7 @@ from jupyter_sd.recipe.request import PaintRequest
 def counted(monkeypatch):
     """Count the request checks that run (they read the disk) and the readings of pasted generation data."""
     counts = {"checks": 0, "reads": 0}
-    check, parse = PaintRequest._check, a1111.parse_infotext
+    check, parse = PaintRequest._check, paste.parse_infotext
 
     def counting_check(self):
         counts["checks"] += 1
@@ -23,7 +23,7 @@ def counted(monkeypatch):
         return parse(text)
 
     monkeypatch.setattr(PaintRequest, "_check", counting_check)
-    monkeypatch.setattr(a1111, "parse_infotext", counting_parse)
+    monkeypatch.setattr(paste, "parse_infotext", counting_parse)
     return counts
 
 

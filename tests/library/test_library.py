@@ -12,8 +12,9 @@ from IPython.core.error import UsageError
 
 from jupyter_sd import library
 from jupyter_sd.library import find
-from jupyter_sd.recipe.a1111 import ignored_infotext_keys, options_from_params, pasted_notes, request_from_infotext
+from jupyter_sd.recipe.a1111 import ignored_infotext_keys, options_from_params, pasted_notes
 from jupyter_sd.recipe.infotext import parse_infotext
+from jupyter_sd.recipe.paste import request_from_infotext
 from jupyter_sd.recipe.request import PaintRequest
 
 
@@ -235,7 +236,7 @@ def test_paint_config_models_sets_the_folder(shell, tmp_path, capsys):
 
 
 def test_a_pasted_lora_missing_by_name_is_found_by_its_hash(models):
-    from jupyter_sd.recipe.a1111 import parse_body
+    from jupyter_sd.recipe.paste import parse_body
 
     lora = _safetensors(models / "Lora" / "more_details.safetensors")
     addnet = library.addnet_hash(lora)[:12]

@@ -53,7 +53,7 @@ def test_csv_splitting_keeps_quoted_commas():
     ("spec", "message"),
     [
         ("Steps 10, 20", "x: expected 'Name: values' such as 'Steps: 10, 20, 30' (got 'Steps 10, 20')"),
-        ("Stepz: 1, 2", "x: unknown axis 'Stepz' (allowed: Seed, "),
+        ("Stepz: 1, 2", "x: unknown axis 'Stepz'; did you mean 'Steps'? (every axis: docs/plots.md)"),
         ("Stepz: 1, 2", "Did you mean 'Steps'?"),
         ("Steps: ten", "x: Steps value 'ten': expected a whole number (allowed: numbers, ranges like 1-5"),
         ("Steps: 1.5", "x: Steps value '1.5': expected a whole number"),

@@ -28,7 +28,8 @@ def test_magic_prompt_sr_missing_is_one_line_and_paints_nothing(shell, tiny_mode
 
 
 def test_magic_bad_axis_is_one_line(shell, tmp_path):
-    with pytest.raises(UsageError, match=r"^y: unknown axis 'Stepz' .*Did you mean 'Steps'\?$"):
+    refusal = r"^y: unknown axis 'Stepz'; did you mean 'Steps'\? \(every axis: docs/plots.md\)$"
+    with pytest.raises(UsageError, match=refusal):
         _run(shell, f'%%paint -o {tmp_path} --y "Stepz: 1, 2"\na fox')
 
 

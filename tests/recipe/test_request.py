@@ -1,7 +1,7 @@
 import pytest
 from helpers.infotext_samples import a1111_parse, a1111_samples
 
-from jupyter_sd.recipe.a1111 import parse_body, request_from_infotext
+from jupyter_sd.recipe.paste import parse_body, request_from_infotext
 from jupyter_sd.recipe.request import PaintRequest
 
 

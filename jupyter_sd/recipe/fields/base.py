@@ -10,6 +10,11 @@ DTYPES = ("auto", "float16", "bfloat16", "float32")
 DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 MAX_SEED = 2**32 - 1
+"""Random seeds (-1) are drawn below this, as A1111 draws them."""
+SEED_LIMIT = 2**64 - 1
+"""The largest seed accepted: torch's generators and A1111 take 64-bit seeds (15-digit seeds are common in recipes)."""
+MAX_STEPS = 1000
+"""Steps up to the model's 1000 training noise levels (A1111's slider stops at 150, its API does not)."""
 MAX_SIDE = 4096
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill")
 INPAINT_AREAS = ("whole", "masked")
@@ -45,10 +50,12 @@ def option(
     step: float | None = None,
     kernel: bool = False,
     models: str | None = None,
+    also: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Field metadata: the one place an option's help, flags, range and infotext key are declared.
 
-    `models` names a `library` kind whose files are allowed besides the `choices` (by A1111's name for them).
+    `models` names a `library` kind whose files are allowed besides the `choices` (by A1111's name for them);
+    `also` names values accepted besides the `choices` but not offered (A1111 names the engine substitutes).
     """
     return {
         "help": help,
@@ -59,4 +66,5 @@ def option(
         "step": step,
         "kernel": kernel,
         "models": models,
+        "also": also,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..presets import PRESET_CHOICES
-from .base import ATTENTION_MODES, MAX_SEED, OFFLOAD_MODES, RNG_SOURCES, VAE_TILING_MODES, option
+from .base import ATTENTION_MODES, OFFLOAD_MODES, RNG_SOURCES, SEED_LIMIT, VAE_TILING_MODES, option
 from .passes import HiresOptions
 
 
@@ -19,7 +19,7 @@ class SeedOptions(HiresOptions):
             "Seed of the noise mixed in by --variation-strength; -1 picks one. Image k of a batch uses it+k.",
             flags=("--variation-seed",),
             infotext="Variation seed",
-            range=(-1, MAX_SEED),
+            range=(-1, SEED_LIMIT),
         ),
     )
     variation_strength: float = field(
@@ -47,7 +47,7 @@ class SeedOptions(HiresOptions):
             "DPM2 a) draw their step noise from seed + this after the starting noise. 0 = off.",
             flags=("--ensd",),
             infotext="ENSD",
-            range=(0, MAX_SEED),
+            range=(0, SEED_LIMIT),
         ),
     )
     rng: str = field(

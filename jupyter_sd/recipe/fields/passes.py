@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..samplers import SAMPLERS, SCHEDULES
-from .base import BUILT_IN_UPSCALERS, INPAINT_AREAS, MASKED_CONTENT, RESIZE_MODES, SAME_SAMPLER, SAME_SCHEDULE, option
+from ..samplers import SAMPLERS, SCHEDULE_SUBSTITUTES, SCHEDULES, SUBSTITUTES
+from .base import (
+    BUILT_IN_UPSCALERS,
+    INPAINT_AREAS,
+    MASKED_CONTENT,
+    MAX_STEPS,
+    RESIZE_MODES,
+    SAME_SAMPLER,
+    SAME_SCHEDULE,
+    option,
+)
 from .picture import PictureOptions
 
 
@@ -110,7 +119,7 @@ class HiresOptions(InputOptions):
             "Steps of the hires pass (0 = same as --steps).",
             flags=("--hires-steps",),
             infotext="Hires steps",
-            range=(0, 150),
+            range=(0, MAX_STEPS),
         ),
     )
     hires_denoise: float = field(
@@ -137,6 +146,7 @@ class HiresOptions(InputOptions):
             flags=("--hires-sampler",),
             infotext="Hires sampler",
             choices=(SAME_SAMPLER, *SAMPLERS),
+            also=tuple(SUBSTITUTES),
         ),
     )
     hires_schedule: str = field(
@@ -146,6 +156,7 @@ class HiresOptions(InputOptions):
             flags=("--hires-schedule",),
             infotext="Hires schedule type",
             choices=(SAME_SCHEDULE, *SCHEDULES),
+            also=tuple(SCHEDULE_SUBSTITUTES),
         ),
     )
     hires_guidance: float = field(

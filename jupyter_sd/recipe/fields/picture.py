@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..samplers import SAMPLERS, SCHEDULES
-from .base import DTYPES, MAX_SEED, PREVIEW_MODES, option
+from ..samplers import SAMPLERS, SCHEDULE_SUBSTITUTES, SCHEDULES, SUBSTITUTES
+from .base import DTYPES, MAX_STEPS, PREVIEW_MODES, SEED_LIMIT, option
 
 
 @dataclass
@@ -17,7 +17,7 @@ class PictureOptions:
         default="", metadata=option("What to keep out of the picture.", flags=("--negative", "--neg"))
     )
     steps: int = field(
-        default=20, metadata=option("Denoising steps.", flags=("--steps",), infotext="Steps", range=(1, 150))
+        default=20, metadata=option("Denoising steps.", flags=("--steps",), infotext="Steps", range=(1, MAX_STEPS))
     )
     guidance: float = field(
         default=7.0,
@@ -35,7 +35,7 @@ class PictureOptions:
             "Random seed; -1 picks one (the seed used is recorded). Image k of a batch uses seed+k.",
             flags=("--seed",),
             infotext="Seed",
-            range=(-1, MAX_SEED),
+            range=(-1, SEED_LIMIT),
         ),
     )
     width: int | None = field(
@@ -59,7 +59,12 @@ class PictureOptions:
     sampler: str = field(
         default="DPM++ 2M",
         metadata=option(
-            "Sampler, by its AUTOMATIC1111 name.", flags=("--sampler",), infotext="Sampler", choices=tuple(SAMPLERS)
+            "Sampler, by its AUTOMATIC1111 name (old names such as 'DPM++ 2M Karras' set the schedule too; Forge's "
+            "and SD.Next's are read, and one with no diffusers equivalent paints with the closest, named).",
+            flags=("--sampler",),
+            infotext="Sampler",
+            choices=tuple(SAMPLERS),
+            also=tuple(SUBSTITUTES),
         ),
     )
     schedule: str = field(
@@ -69,6 +74,7 @@ class PictureOptions:
             flags=("--schedule",),
             infotext="Schedule type",
             choices=tuple(SCHEDULES),
+            also=tuple(SCHEDULE_SUBSTITUTES),
         ),
     )
     n: int = field(
