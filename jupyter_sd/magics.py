@@ -191,9 +191,9 @@ class PaintMagics(Magics):
             pasted = read_pasted(body)
             options = {**pasted.options, **options}
             if not plot and pasted.plot:  # a pasted X/Y/Z grid's generation data paints it again
-                from .plots.axes import pasted_axes
+                from .plots.plan import pasted_plot
 
-                plot, lacking = pasted_axes(pasted.plot)
+                plot, lacking = pasted_plot(painter.new_request(**options), pasted.plot)
                 print(lacking) if lacking else None
         if with_controls and plot:
             msg = "ui: --ui puts controls under one picture; it does not apply to X/Y/Z plots"

@@ -191,23 +191,6 @@ def find_axis(name: str, which: str = "x") -> Axis:
     raise ValueError(f"{msg} (every axis: docs/plots.md)")
 
 
-def pasted_axes(specs: dict[str, str]) -> tuple[dict[str, str], str]:
-    """A pasted grid's axes when we know every one; else none, and a line naming those we lack.
-
-    A grid's generation data is its first cell's, so without the plot the cell paints that first picture.
-    """
-    unknown = []
-    for which, spec in specs.items():
-        name = spec.split(":", 1)[0]
-        try:
-            find_axis(name, which)
-        except ValueError:
-            unknown.append(name.strip())
-    if not unknown:
-        return specs, ""
-    return {}, f"X/Y/Z plot: no axis {', '.join(repr(n) for n in unknown)} here; painted the grid's first picture"
-
-
 # -- values --------------------------------------------------------------------------------------------------------
 
 

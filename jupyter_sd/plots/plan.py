@@ -147,3 +147,18 @@ def _run_order(axes: list[AxisValues], shape: tuple[int, int, int]) -> list[Inde
 
     walk(0, {})
     return order
+
+
+def pasted_plot(base: PaintRequest, specs: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """A pasted grid's axes when this plot can be painted here; else none, and a line saying why.
+
+    A grid's generation data is its first cell's, so without the plot the cell paints that first picture (A1111's
+    grid of checkpoints we do not have, or an axis of an extension, still gives its first picture).
+    """
+    try:
+        plan(base, specs)
+    except ValueError as error:
+        reason = str(error).split(" (allowed")[0]
+        reason = reason if len(reason) <= 110 else reason[:109] + "…"
+        return {}, f"X/Y/Z plot not painted ({reason}); painted the grid's first picture"
+    return dict(specs), ""

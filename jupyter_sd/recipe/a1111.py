@@ -26,6 +26,8 @@ def options_from_params(params: dict[str, str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, value in params.items():
         key = _KEY_ALIASES.get(key, key)
+        if OFF_VALUES.get(key) == value.strip():
+            continue
         if key == "Size":
             try:
                 options["width"], options["height"] = parse_size(value)
@@ -47,6 +49,9 @@ def options_from_params(params: dict[str, str]) -> dict[str, Any]:
         options["hires_denoise"] = options.pop("strength")  # a txt2img picture's strength is its hires pass's
     return options
 
+
+OFF_VALUES = {"Seed resize from": "-1x-1", "Denoising strength": "0"}
+"""Values older A1111 versions (and its API) wrote for a setting that is off, which we write as no key at all."""
 
 _KEY_ALIASES = {"Hires CFG scale": "Hires CFG Scale"}
 """Keys written in more than one spelling (the hires-fix-tweaks extension's, Forge's) → the one a field declares."""
@@ -162,8 +167,24 @@ def pasted_notes(params: dict[str, str], painted_model: str, model_given: bool =
         )
     refiner = params.get("Refiner", "").strip()
     if refiner and _pasted_refiner(refiner) is None:
-        notes.append(f"refiner: '{refiner}' is not in {library.subfolder('checkpoint')}; painted without a refiner")
+        switch = f" (nor its Refiner switch at {params['Refiner switch at']})" if "Refiner switch at" in params else ""
+        notes.append(
+            f"Refiner: '{refiner}' is not in the models folder's Stable-diffusion/; painted without a refiner{switch}"
+        )
     ignored = ignored_infotext_keys(params)
     if ignored:
-        notes.append(f"ignored from the generation data: {', '.join(ignored)}")
+        notes.append(f"ignored from the generation data: {_grouped(ignored)}")
     return notes
+
+
+def _grouped(keys: list[str]) -> str:
+    """Keys named compactly: an extension's many keys as one (``ADetailer … (11 keys)``), the rest as they are."""
+    firsts = [key.split()[0] for key in keys]
+    named: list[str] = []
+    for key, first in zip(keys, firsts):
+        count = firsts.count(first)
+        if count < 3:
+            named.append(key)
+        elif f"{first} … ({count} keys)" not in named:
+            named.append(f"{first} … ({count} keys)")
+    return ", ".join(named)

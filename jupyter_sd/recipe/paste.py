@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .. import library
 from .a1111 import options_from_params, pasted_notes, relink_loras
 from .infotext import parse_infotext
 from .plot_options import plot_from_params, plot_infotext_keys
@@ -53,7 +55,7 @@ def read_pasted(text: str) -> Pasted:
         options["negative_prompt"] = negative
     options.update(options_from_params(params))
     notes = _old_hires_fix(options, params) + _img2img_recipe(options, params) + _honoured(options)
-    notes += _ensd_note(options)
+    notes += _honoured_together(options) + _ensd_note(options)
     return Pasted(prompt, params, options, plot_from_params(params), notes)
 
 
@@ -84,21 +86,27 @@ def _old_hires_fix(options: dict[str, Any], params: dict[str, str]) -> list[str]
         width = height = 0
     if not width or not height:
         width, height = first_pass_size(options["width"], options["height"])
-    options["hires_size"] = f"{options['width']}x{options['height']}"
+    final = f"{options['width']}x{options['height']}"
+    options["hires_size"] = final
     options["width"], options["height"] = width, height
     if "strength" in options:
         options["hires_denoise"] = options.pop("strength")
-    return []
+    return [
+        f"First pass size {first}, Size {final}: A1111's old hires fix, painted {width}x{height} then hires {final}"
+    ]
+
+
+IMG2IMG_KEYS = ("Mask blur", "Inpaint area", "Masked area padding", "Mask mode", "Masked content", "Image CFG scale")
+"""Keys A1111 writes only in img2img and inpainting (besides ``Denoising strength``)."""
 
 
 def _img2img_recipe(options: dict[str, Any], params: dict[str, str]) -> list[str]:
     """A ``Denoising strength`` with no hires keys was made in img2img: its picture is not in the text."""
     if "strength" not in options or any(key.startswith("Hires") for key in params):
         return []
-    return [
-        f"Denoising strength {options['strength']}: this recipe was made in img2img; painted from text "
-        "(give --init PICTURE to repaint that picture)"
-    ]
+    more = [key for key in IMG2IMG_KEYS if key in params]
+    keys = ", ".join([f"Denoising strength {options['strength']}", *more])
+    return [f"{keys}: this recipe was made in img2img; painted from text (give --init PICTURE to repaint that picture)"]
 
 
 def _honoured(options: dict[str, Any]) -> list[str]:
@@ -107,7 +115,24 @@ def _honoured(options: dict[str, Any]) -> list[str]:
     for name in [key for key in options if key not in ("prompt", "negative_prompt")]:
         try:
             check_value(name, options[name])
+            if name == "vae" and not _vae_here(str(options[name])):
+                raise ValueError("not here")
         except ValueError as error:
+            notes.append(_left_out(name, options.pop(name), str(error)))
+    return notes
+
+
+def _honoured_together(options: dict[str, Any]) -> list[str]:
+    """Leave out pasted values that do not go together (the request's own checks name the option they refuse)."""
+    notes = []
+    for _ in range(len(options)):
+        try:
+            PaintRequest(**coerce_options(options)).validate()
+            return notes
+        except ValueError as error:
+            name = str(error).split(":", 1)[0]
+            if name not in options or name in ("prompt", "negative_prompt"):
+                return notes  # not the pasted data's to drop: the cell's own options say it in one line
             notes.append(_left_out(name, options.pop(name), str(error)))
     return notes
 
@@ -116,6 +141,11 @@ def _left_out(name: str, value: Any, reason: str) -> str:
     """The line for a pasted value painted around."""
     if name == "size":
         return f"Size: could not read '{value}'; painted at the model's size"
+    if name == "vae":
+        return (
+            f"VAE: '{value}' is not in the models folder's VAE/ (%paint download URL --kind vae gets it); painted with "
+            "the model's own"
+        )
     if name == "hires_upscaler":
         default = PaintRequest().hires_upscaler
         return (
@@ -123,6 +153,11 @@ def _left_out(name: str, value: Any, reason: str) -> str:
             f"gets it); upscaled with {default}"
         )
     return f"{reason}; painted without it"
+
+
+def _vae_here(name: str) -> bool:
+    """Whether a pasted VAE can be loaded here (a file or folder, or a name in the models folder's VAE/)."""
+    return not name or Path(name).expanduser().exists() or library.find_model("vae", name) is not None
 
 
 def _ensd_note(options: dict[str, Any]) -> list[str]:

@@ -170,10 +170,12 @@ def read_schedule(text: str) -> str:
 def runs_as(sampler: str, schedule: str) -> tuple[str, str, str]:
     """The sampler and schedule type that really paint a requested pair, and a line naming any substitution."""
     ran, ran_schedule = SUBSTITUTES.get(sampler, sampler), SCHEDULE_SUBSTITUTES.get(schedule, schedule)
-    changed = [f"{asked} → {got}" for asked, got in ((sampler, ran), (schedule, ran_schedule)) if asked != got]
-    note = ""
-    if changed:
-        note = f"sampler: {', '.join(changed)} (diffusers has no equivalent; the picture's data names what ran)"
+    changed = [
+        f"{key}: {asked} → {got}"
+        for key, asked, got in (("Sampler", sampler, ran), ("Schedule type", schedule, ran_schedule))
+        if asked != got
+    ]
+    note = f"{', '.join(changed)} (diffusers has no equivalent; the picture's data names what ran)" if changed else ""
     return ran, ran_schedule, note
 
 
