@@ -84,7 +84,7 @@ def _allowed(meta: dict[str, Any], kind: str) -> str:
 
 def option_tables() -> str:
     """The generated markdown: a heading and a table per field group, every option with flags in field order."""
-    from jupyter_sd.recipe.request import field_kind, option_fields
+    from jupyter_sd.recipe.values import field_kind, option_fields
 
     groups = _groups()
     owner: dict[str, type] = {}

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..painting import session as painter
 from ..recipe.options import one_line
-from ..recipe.request import coerce_options
+from ..recipe.values import coerce_options
 from .result import BatchItem
 from .saved import request_key
 from .sources import read_entries

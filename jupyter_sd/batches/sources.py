@@ -18,7 +18,8 @@ from typing import Any
 from ..recipe.infotext import is_params_line
 from ..recipe.options import build_parser, parse_options
 from ..recipe.paste import read_pasted
-from ..recipe.request import PaintRequest, coerce_options, option_fields
+from ..recipe.request import PaintRequest
+from ..recipe.values import coerce_options, option_fields
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _NEGATIVE = "Negative prompt:"

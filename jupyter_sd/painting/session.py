@@ -12,8 +12,9 @@ from typing import Any
 
 from ..engine import Engine, Fanout, Progress
 from ..engine.pictures import Pictures
-from ..recipe.request import PaintRequest, coerce_options
+from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
+from ..recipe.values import coerce_options
 from .inputs import load_pictures
 from .store import default_output_dir, png_info, save_image, save_input
 

@@ -14,7 +14,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import library
-from ..recipe.request import PaintRequest, field_kind, option_fields
+from ..recipe.request import PaintRequest
+from ..recipe.values import field_kind, option_fields
 
 SIZES = ("512x512", "512x768", "768x512", "768x768", "1024x1024", "832x1216", "1216x832", "256x256")
 """Common sizes offered besides the model's native one and "custom"."""

@@ -18,8 +18,9 @@ import ipywidgets as widgets
 from PIL import Image
 
 from ..painting import session as painter
-from ..recipe.request import PaintRequest, option_fields
+from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
+from ..recipe.values import option_fields
 from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery, Item
 from .images import ImageInput

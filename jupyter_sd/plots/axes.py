@@ -18,7 +18,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from ..recipe.request import PaintRequest, field_kind, option_fields, parse_size
+from ..recipe.request import PaintRequest
+from ..recipe.values import field_kind, option_fields, parse_size
 
 _ALLOWED_NUMBERS = "numbers, ranges like 1-5 or 1-9 (+2), counts like 1-10 [5]"
 

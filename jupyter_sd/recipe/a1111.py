@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from .. import library
-from .request import INFOTEXT_KEYS, parse_size
+from .values import INFOTEXT_KEYS, parse_size
 
 _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 

@@ -8,7 +8,7 @@ import shlex
 from typing import Any
 
 from .plot_options import PLOT_OPTIONS
-from .request import coerce_options, field_kind, option_fields, unknown_option_line
+from .values import coerce_options, field_kind, option_fields, unknown_option_line
 
 _SIZE_HELP = "Image size as WIDTHxHEIGHT, multiples of 8 (default: the model's native size)."
 

@@ -18,8 +18,9 @@ from .. import library
 from .a1111 import options_from_params, pasted_notes, relink_loras
 from .infotext import parse_infotext
 from .plot_options import plot_from_params, plot_infotext_keys
-from .request import PaintRequest, check_value, coerce_options, parse_size
+from .request import PaintRequest
 from .samplers import ENSD_SAMPLERS, read_sampler
+from .values import check_value, coerce_options, parse_size
 
 
 @dataclass

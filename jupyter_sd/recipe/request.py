@@ -2,28 +2,26 @@
 
 The fields' metadata carries each option's help text, range or choices, command-line flag and A1111 infotext key.
 The magic's parser, the CLI, the widget panel and the metadata writer are all generated from these fields (STYLE
-P3), so an option cannot drift between front ends. What pasted generation data means lives in ``pasted.py``.
+P3), so an option cannot drift between front ends. What pasted generation data means lives in
+``a1111.py`` and ``paste.py``; how one value is read and checked, in ``values.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .. import library
 from .fields import (
     DEVICE_RE,
-    DTYPE_ALIASES,
     MAX_SIDE,
     SAME_SAMPLER,
     SAME_SCHEDULE,
     MachineOptions,
 )
 from .infotext import format_infotext, order_params
-from .samplers import ENSD_SAMPLERS, read_sampler, read_schedule
+from .samplers import ENSD_SAMPLERS
+from .values import check_field, check_side_pair, coerce_options, format_number, parse_size
 
 
 @dataclass
@@ -78,7 +76,7 @@ class PaintRequest(MachineOptions):
 
     def _check(self) -> None:
         for f in fields(self):
-            _check_field(f, getattr(self, f.name))
+            check_field(f, getattr(self, f.name))
         if (self.width is None) != (self.height is None):
             msg = f"size: give both width and height (got width={self.width}, height={self.height})"
             raise ValueError(msg)
@@ -104,14 +102,14 @@ class PaintRequest(MachineOptions):
             msg = "hires: the hires fix is for text-to-image; with --init, paint at the size you want (--size)"
             raise ValueError(msg)
         if self.hires_size:
-            _check_side_pair("hires_size", self.hires_size)
+            check_side_pair("hires_size", self.hires_size)
         if hires and self.hires_denoise <= 0:
             msg = "hires_denoise: must be above 0 for a hires pass (got 0)"
             raise ValueError(msg)
         if hires and self.width is not None:
             self.hires_target()
         if self.seed_resize_from:
-            _check_side_pair("seed_resize_from", self.seed_resize_from)
+            check_side_pair("seed_resize_from", self.seed_resize_from)
 
     @property
     def mode(self) -> str:
@@ -158,7 +156,7 @@ class PaintRequest(MachineOptions):
             "Steps": self.steps,
             "Sampler": self.sampler,
             "Schedule type": self.schedule,
-            "CFG scale": _format_number(self.guidance),
+            "CFG scale": format_number(self.guidance),
             "Seed": self.seed if seed is None else seed,
         }
         if self.size:
@@ -168,7 +166,7 @@ class PaintRequest(MachineOptions):
             params["Model"] = name
         if self.variation_strength > 0:
             params["Variation seed"] = self.variation_seed
-            params["Variation seed strength"] = _format_number(self.variation_strength)
+            params["Variation seed strength"] = format_number(self.variation_strength)
         if self.seed_resize_from:
             params["Seed resize from"] = self.seed_resize_from
         if self.eta_noise_seed_delta and self.sampler in ENSD_SAMPLERS:  # A1111 writes it where it acts
@@ -176,13 +174,13 @@ class PaintRequest(MachineOptions):
         if self.rng != "gpu":  # A1111 writes its default source as no key
             params["RNG"] = self.rng.upper()
         if self.token_merging:
-            params["Token merging ratio"] = _format_number(self.token_merging)
+            params["Token merging ratio"] = format_number(self.token_merging)
         if self.token_merging_hr and self.hires_enabled:
-            params["Token merging ratio hr"] = _format_number(self.token_merging_hr)
+            params["Token merging ratio hr"] = format_number(self.token_merging_hr)
         if self.init:
-            params["Denoising strength"] = _format_number(self.strength)
+            params["Denoising strength"] = format_number(self.strength)
         elif self.hires_enabled:
-            params["Denoising strength"] = _format_number(self.hires_denoise)
+            params["Denoising strength"] = format_number(self.hires_denoise)
         if self.clip_skip != 1:
             params["Clip skip"] = self.clip_skip
         if self.emphasis != "Original":
@@ -192,7 +190,7 @@ class PaintRequest(MachineOptions):
         params.update(self._mode_params())
         if self.refiner:
             params["Refiner"] = self.refiner
-            params["Refiner switch at"] = _format_number(self.refiner_switch)
+            params["Refiner switch at"] = format_number(self.refiner_switch)
         return params
 
     def _mode_params(self) -> dict[str, Any]:
@@ -214,7 +212,7 @@ class PaintRequest(MachineOptions):
             if self.hires_size:
                 params["Hires resize"] = self.hires_size
             else:
-                params["Hires upscale"] = _format_number(self.hires)
+                params["Hires upscale"] = format_number(self.hires)
             if self.hires_steps:
                 params["Hires steps"] = self.hires_steps
             params["Hires upscaler"] = self.hires_upscaler
@@ -223,7 +221,7 @@ class PaintRequest(MachineOptions):
             if self.hires_schedule not in (SAME_SCHEDULE, self.schedule):
                 params["Hires schedule type"] = self.hires_schedule
             if self.hires_guidance and self.hires_guidance != self.guidance:
-                params["Hires CFG Scale"] = _format_number(self.hires_guidance)
+                params["Hires CFG Scale"] = format_number(self.hires_guidance)
         return params
 
     def to_infotext(
@@ -243,161 +241,3 @@ class PaintRequest(MachineOptions):
         params = self.infotext_params(seed, model_name)
         params.update(extra or {})
         return format_infotext(self.prompt, self.negative_prompt, order_params(params))
-
-
-# -- option coercion and validation helpers ---------------------------------------------------------------------
-
-_FIELDS = {f.name: f for f in fields(PaintRequest)}
-INFOTEXT_KEYS = {f.metadata["infotext"]: f.name for f in fields(PaintRequest) if f.metadata.get("infotext")}
-
-
-OPTIONS_LIST_HINT = "every option: %%paint? or %paint config"
-"""Where a refusal of an unknown option points, instead of listing all seventy."""
-
-
-def unknown_option_line(what: str, closest: list[str]) -> str:
-    """The one line an unknown option gets: its closest names, and where the full list is."""
-    hint = f"; did you mean {' or '.join(closest)}?" if closest else ""
-    return f"unknown option {what}{hint} ({OPTIONS_LIST_HINT})"
-
-
-def option_fields() -> tuple[dataclasses.Field, ...]:
-    """Return the request's fields: the one declaration every front end is generated from."""
-    return fields(PaintRequest)
-
-
-def field_kind(f: dataclasses.Field) -> str:
-    """The option's value type as a name: ``int``, ``float``, ``bool`` or ``str`` (``int | None`` is ``int``)."""
-    return str(f.type).replace(" | None", "").replace("Optional[", "").rstrip("]")
-
-
-def coerce_value(name: str, value: Any) -> Any:
-    """Turn a value typed as text (magic line, config, infotext) into the option's type.
-
-    Raises
-    ------
-    ValueError
-        If the text is not a value of that type, naming the option.
-    """
-    f = _FIELDS.get(name)
-    if f is None:
-        raise ValueError(unknown_option_line(f"'{name}'", difflib.get_close_matches(name, _FIELDS, n=3)))
-    kind = field_kind(f)
-    if value is None or not isinstance(value, str):
-        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
-    text = value.strip()
-    try:
-        if kind == "int":
-            if text.lower() in ("", "none", "auto") and f.default is None:
-                return None
-            return int(float(text)) if re.fullmatch(r"-?\d+(\.0*)?", text) else int(text)
-        if kind == "float":
-            return float(text)
-        if kind == "bool":
-            lowered = text.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-    except ValueError:
-        expected = {"int": "a whole number", "float": "a number"}.get(kind, "true or false")
-        msg = f"{name}: expected {expected} (got '{text}')"
-        raise ValueError(msg) from None
-    if name == "dtype":
-        return DTYPE_ALIASES.get(text.lower(), text.lower())
-    return text
-
-
-def check_value(name: str, value: Any) -> None:
-    """Check one option's value alone, as `PaintRequest.validate` would; raise its one-line refusal."""
-    for key, typed in coerce_options({name: value}).items():
-        _check_field(_FIELDS[key], typed)
-
-
-def coerce_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Coerce every value of an options dict (see `coerce_value`).
-
-    ``size`` (``"512x768"``, as ``--size`` and A1111 write it) is accepted wherever options are, and becomes
-    ``width`` and ``height``; this is the one place that happens.
-    """
-    options = dict(options)
-    if "size" in options:
-        size = options.pop("size")
-        if size not in (None, ""):
-            options["width"], options["height"] = parse_size(str(size))
-    for sampler, schedule in (("sampler", "schedule"), ("hires_sampler", "hires_schedule")):
-        if isinstance(options.get(sampler), str):  # old names carry their schedule: 'DPM++ 2M Karras'
-            options[sampler], carried = read_sampler(options[sampler])
-            if carried:  # the name's own schedule wins, as A1111 reads it
-                options[schedule] = carried
-        if isinstance(options.get(schedule), str):
-            options[schedule] = read_schedule(options[schedule])
-    return {name: coerce_value(name, value) for name, value in options.items()}
-
-
-def _check_field(f: dataclasses.Field, value: Any) -> None:
-    meta = f.metadata
-    kind = field_kind(f)
-    if value is None and f.default is None:
-        return
-    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[kind]
-    if not isinstance(value, expected) or (kind in ("int", "float") and isinstance(value, bool)):
-        msg = f"{f.name}: expected {kind} (got {value!r})"
-        raise ValueError(msg)
-    if meta["range"] is not None:
-        low, high = meta["range"]
-        if not low <= value <= high:
-            msg = f"{f.name}: must be {_format_number(low)}–{_format_number(high)} (got {_format_number(value)})"
-            raise ValueError(msg)
-    if meta["choices"] is not None and value not in meta["choices"] and value not in meta.get("also", ()):
-        if meta.get("models") == "upscaler":  # or an upscaler model in the models folder's ESRGAN/
-            if library.find_upscaler(value) is not None:
-                return
-            raise ValueError(library.upscaler_missing_message(value, meta["choices"]))
-        hint = difflib.get_close_matches(value, meta["choices"], n=1, cutoff=0.5)
-        if not hint:
-            hint = [c for c in meta["choices"] if c.lower() == value.lower()]
-        short = len(meta["choices"]) <= 8
-        allowed = f"allowed: {', '.join(meta['choices'])}" if short else "every choice: %%paint? or docs/options.md"
-        msg = f"{f.name}: unknown '{value}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
-        raise ValueError(f"{msg} ({allowed})")
-
-
-def _check_side_pair(name: str, text: str) -> None:
-    """A ``WxH`` option: two multiples of 8, each 8–4096."""
-    try:
-        width, height = parse_size(text)
-    except ValueError:
-        msg = f"{name}: expected WIDTHxHEIGHT such as 1024x1024 (got '{text}')"
-        raise ValueError(msg) from None
-    if not (8 <= width <= MAX_SIDE and 8 <= height <= MAX_SIDE):
-        msg = f"{name}: width and height must be 8–{MAX_SIDE} (got {text})"
-        raise ValueError(msg)
-    if width % 8 or height % 8:
-        msg = f"{name}: width and height must be multiples of 8 (got {text})"
-        raise ValueError(msg)
-
-
-def _format_number(value: float) -> str:
-    """Write numbers the way A1111 does: 7 not 7.0, 6.5 stays 6.5."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``WxH`` (e.g. ``512x768``) into width and height.
-
-    Raises
-    ------
-    ValueError
-        If the text is not two whole numbers joined by ``x``.
-    """
-    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not match:
-        msg = f"size: expected WIDTHxHEIGHT such as 512x512 (got '{text}')"
-        raise ValueError(msg)
-    return int(match.group(1)), int(match.group(2))

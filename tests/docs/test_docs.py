@@ -43,7 +43,7 @@ def test_options_page_is_up_to_date():
 
 def test_every_option_flag_is_in_the_options_page():
     from jupyter_sd.recipe.options import build_parser
-    from jupyter_sd.recipe.request import option_fields
+    from jupyter_sd.recipe.values import option_fields
 
     page = (DOCS / "options.md").read_text(encoding="utf-8")
     flags = {flag for f in option_fields() for flag in f.metadata["flags"]}

@@ -4,7 +4,8 @@ import pytest
 from helpers.ipython_shell import run
 from IPython.core.error import UsageError
 
-from jupyter_sd.magics import HELP, expand_variables
+from jupyter_sd.magics import HELP
+from jupyter_sd.painting.variables import expand_variables
 
 
 @pytest.mark.parametrize(
@@ -131,7 +132,7 @@ def test_info_and_unload(shell, tiny_model_dir, tmp_path, capsys):
 
 
 def test_help_lists_every_option(shell):
-    from jupyter_sd.recipe.request import option_fields
+    from jupyter_sd.recipe.values import option_fields
 
     for f in option_fields():
         for flag in f.metadata["flags"]:

@@ -159,7 +159,7 @@ def test_a_pasted_model_not_in_the_folder_is_said_with_the_model_that_painted(mo
 
 
 def test_keys_of_every_option_field_count_as_applied():
-    from jupyter_sd.recipe.request import INFOTEXT_KEYS
+    from jupyter_sd.recipe.values import INFOTEXT_KEYS
 
     every = {key: "1" for key in INFOTEXT_KEYS}
     assert ignored_infotext_keys(every) == []

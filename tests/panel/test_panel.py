@@ -14,7 +14,7 @@ from jupyter_sd.painting import session as painter
 from jupyter_sd.painting.store import load_request, read_parameters
 from jupyter_sd.panel import CellControls, Panel
 from jupyter_sd.panel.controls import css_class
-from jupyter_sd.recipe.request import option_fields
+from jupyter_sd.recipe.values import option_fields
 
 FIELDS = {f.name: f for f in option_fields()}
 

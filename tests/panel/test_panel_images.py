@@ -20,7 +20,8 @@ from jupyter_sd.panel import Panel
 from jupyter_sd.panel.controls import SECTIONS
 from jupyter_sd.panel.images import uploaded_files
 from jupyter_sd.panel.mask import MaskPainter
-from jupyter_sd.recipe.request import PaintRequest, option_fields
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.values import option_fields
 
 FIELDS = {f.name: f for f in option_fields()}
 

@@ -6,7 +6,8 @@ import pytest
 
 from jupyter_sd.plots.axes import SPECIAL_AXES, find_axis, parse_axis, split_values
 from jupyter_sd.plots.plan import plan
-from jupyter_sd.recipe.request import PaintRequest, option_fields
+from jupyter_sd.recipe.request import PaintRequest
+from jupyter_sd.recipe.values import option_fields
 
 # -- value syntax -------------------------------------------------------------------------------------------------
 

@@ -130,7 +130,7 @@ def test_detect(names, config, card, family, expected):
 
 def test_lora_names_and_choices():
     assert lora_names("a cat <lora:lcm-lora-sdxl:1.0> <LORA:style:0.5>") == ["lcm-lora-sdxl", "style"]
-    with pytest.raises(ValueError, match=r"^preset: unknown 'turbo' \(allowed: auto, none, sd-turbo"):
+    with pytest.raises(ValueError, match=r"^preset: unknown 'turbo'; did you mean 'sd-turbo'\? \(allowed: auto, none, sd-turbo"):
         PaintRequest(prompt="x", preset="turbo").validate()
     assert set(PRESETS) == {"sd-turbo", "sdxl-turbo", "lcm", "lightning", "hyper-sd"}
 
@@ -141,7 +141,7 @@ def test_pasted_refiner_is_applied_only_when_loadable():
     params = {"Steps": "30", "Refiner": "sd_xl_refiner_1.0 [7440042bbd]", "Refiner switch at": "0.8"}
     options = options_from_params(params)
     assert "refiner" not in options and options["refiner_switch"] == "0.8"
-    assert "refiner: 'sd_xl_refiner_1.0 [7440042bbd]' is not in " in " ".join(pasted_notes(params, "tiny"))
+    assert "Refiner: 'sd_xl_refiner_1.0 [7440042bbd]' is not in " in " ".join(pasted_notes(params, "tiny"))
     hub = {"Refiner": "stabilityai/stable-diffusion-xl-refiner-1.0", "Refiner switch at": "0.7"}
     assert options_from_params(hub)["refiner"] == "stabilityai/stable-diffusion-xl-refiner-1.0"
-    assert not [note for note in pasted_notes(hub, "tiny") if note.startswith("refiner")]
+    assert not [note for note in pasted_notes(hub, "tiny") if note.startswith("Refiner")]

@@ -19,8 +19,9 @@ from jupyter_sd.recipe.a1111 import OFF_VALUES
 from jupyter_sd.recipe.infotext import parse_infotext
 from jupyter_sd.recipe.paste import read_pasted
 from jupyter_sd.recipe.plot_options import plot_infotext_keys
-from jupyter_sd.recipe.request import PaintRequest, coerce_options
+from jupyter_sd.recipe.request import PaintRequest
 from jupyter_sd.recipe.samplers import read_sampler
+from jupyter_sd.recipe.values import coerce_options
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "recipes" / "corpus.txt"
 RECOMPUTED = {"Model hash", "Lora hashes", "TI hashes", "VAE hash", "Hashes", "Version", "Model"}

@@ -71,21 +71,24 @@ def test_body_short_last_line_is_prompt():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"steps": 0}, "steps: must be 1–150 (got 0)"),
-        ({"steps": 151}, "steps: must be 1–150 (got 151)"),
+        ({"steps": 0}, "steps: must be 1–1000 (got 0)"),
+        ({"steps": 1001}, "steps: must be 1–1000 (got 1001)"),
         ({"guidance": -1.0}, "guidance: must be 0–30 (got -1)"),
-        ({"seed": -2}, "seed: must be -1–4294967295 (got -2)"),
-        (
-            {"width": 500, "height": 500},
-            "size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)",
-        ),
+        ({"seed": -2}, "seed: must be -1–18446744073709551615 (got -2)"),
+        ({"seed": 2**64}, "seed: must be -1–18446744073709551615 (got 18446744073709551616)"),
         ({"width": 512}, "size: give both width and height"),
         ({"width": 0, "height": 8}, "width: must be 8–4096 (got 0)"),
-        ({"sampler": "Euler b"}, "sampler: unknown 'Euler b' (allowed: DPM++ 2M,"),
-        ({"sampler": "euler a"}, "Did you mean 'Euler a'?"),
-        ({"schedule": "karras"}, "Did you mean 'Karras'?"),
+        (
+            {"sampler": "Euler b"},
+            "sampler: unknown 'Euler b'; did you mean 'Euler a'? (every choice: %%paint? or docs/",
+        ),
+        ({"sampler": "Euler  bb"}, "did you mean 'Euler a'?"),
+        ({"schedule": "karass"}, "did you mean 'Karras'?"),
         ({"n": 0}, "n: must be 1–16 (got 0)"),
-        ({"preview": "fast"}, "preview: unknown 'fast' (allowed: auto, latent2rgb, taesd, full, none)"),
+        (
+            {"preview": "fast"},
+            "preview: unknown 'fast'; did you mean 'auto'? (allowed: auto, latent2rgb, taesd, full, none)",
+        ),
         ({"device": "gpu"}, "device: must be auto, cpu, mps, cuda or cuda:N (got 'gpu')"),
         ({"dtype": "int8"}, "dtype: unknown 'int8' (allowed: auto, float16, bfloat16, float32)"),
     ],
@@ -98,7 +101,7 @@ def test_bad_values_one_line(changes, message):
 
 
 def test_coercion_errors_name_the_option():
-    from jupyter_sd.recipe.request import coerce_value
+    from jupyter_sd.recipe.values import coerce_value
 
     with pytest.raises(ValueError, match=r"steps: expected a whole number \(got 'many'\)"):
         coerce_value("steps", "many")
