@@ -188,3 +188,58 @@ def test_readme_runs_the_test_command_that_ci_runs():
     test_command = 'pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest'
     assert test_command in (ROOT / "README.md").read_text()
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+OPTIONAL_IN_TESTS = {"ray": "ray"}
+"""Modules a test may use only behind ``pytest.importorskip`` (an extra's package, skipped with its install line)."""
+
+
+def _declared_distributions() -> set[str]:
+    """The distributions a fresh ``pip install -e ".[test]"`` brings: core and test requirements, and theirs."""
+    import re
+    import tomllib
+    from importlib import metadata
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    found: set[str] = set()
+    while wanted:
+        name = re.split(r"[<>=!~\[; ]", wanted.pop(), maxsplit=1)[0].strip().lower().replace("_", "-")
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        wanted += [r for r in requires if "extra ==" not in r]
+    return found
+
+
+def test_the_tests_need_nothing_the_test_extra_does_not_declare():
+    """A fresh clone passes its own tests with nothing else installed: every package a test imports is declared."""
+    import sys
+    from importlib import metadata
+
+    providers = metadata.packages_distributions()
+    declared = _declared_distributions()
+    undeclared = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                modules = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                modules = [node.module.split(".")[0]]
+            else:
+                continue
+            for module in modules:
+                if module in sys.stdlib_module_names or module in ("helpers", "jupyter_sd", "google"):
+                    continue
+                if module in OPTIONAL_IN_TESTS:
+                    assert f'importorskip("{module}"' in text, (path.name, module)
+                    continue
+                dists = {d.lower().replace("_", "-") for d in providers.get(module, [])}
+                if not dists & declared:
+                    undeclared.append(f"{path.relative_to(ROOT)}: {module}")
+    assert not undeclared, undeclared
