@@ -197,8 +197,9 @@ OPTIONAL_IN_TESTS = {"ray": "ray"}
 def _declared_distributions() -> set[str]:
     """The distributions a fresh ``pip install -e ".[test]"`` brings: core and test requirements, and theirs."""
     import re
-    import tomllib
     from importlib import metadata
+
+    import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]

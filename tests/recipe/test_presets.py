@@ -130,7 +130,8 @@ def test_detect(names, config, card, family, expected):
 
 def test_lora_names_and_choices():
     assert lora_names("a cat <lora:lcm-lora-sdxl:1.0> <LORA:style:0.5>") == ["lcm-lora-sdxl", "style"]
-    with pytest.raises(ValueError, match=r"^preset: unknown 'turbo'; did you mean 'sd-turbo'\? \(allowed: auto, none, sd-turbo"):
+    refusal = r"^preset: unknown 'turbo'; did you mean 'sd-turbo'\? \(allowed: auto, none, sd-turbo"
+    with pytest.raises(ValueError, match=refusal):
         PaintRequest(prompt="x", preset="turbo").validate()
     assert set(PRESETS) == {"sd-turbo", "sdxl-turbo", "lcm", "lightning", "hyper-sd"}
 
