@@ -222,15 +222,22 @@ def _stream(response: Any, part: Path, have: int, digest: Any, progress: BytePro
     return have
 
 
+def refuse_mismatch(path: Path, name: str, actual: str, expected: str, publisher: str) -> None:
+    """Remove a download whose sha256 is not the one its publisher gives, and say so in one line."""
+    if actual == expected:
+        return
+    path.unlink()
+    msg = (
+        f"download: {name}'s sha256 is {actual[:12]}…, not the {expected[:12]}… {publisher} gives; "
+        "the file was removed: download it again"
+    )
+    raise ValueError(msg)
+
+
 def _finish(part: Path, final: Path, kind: str | None, actual: str, expected: str | None, info: Any) -> Downloaded:
     """Check the checksum, find the kind, and give the file its real name in its subfolder."""
-    if expected and actual != expected:
-        part.unlink()
-        msg = (
-            f"download: {final.name}'s sha256 is {actual[:12]}…, not the {expected[:12]}… its publisher gives; "
-            "the file was removed: download it again"
-        )
-        raise ValueError(msg)
+    if expected:
+        refuse_mismatch(part, final.name, actual, expected, "its publisher")
     if kind is None:
         try:
             kind = file_kind(part)

@@ -22,7 +22,7 @@ from .. import library
 from ..library.hashes import file_sha256
 from ..library.kinds import KINDS, file_kind, folder_kind
 from ..library.transfer import check_space
-from .http import MODEL_SUFFIXES, Downloaded
+from .http import MODEL_SUFFIXES, Downloaded, refuse_mismatch
 
 TOKEN_HINT = "set HF_TOKEN (a read token from huggingface.co/settings/tokens; gated repos need their terms accepted)"
 _WEIGHTS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".onnx_data", ".h5", ".ot", ".pb")
@@ -88,13 +88,8 @@ def _file(repo: str, revision: str | None, filename: str, kind: str | None) -> D
     actual = file_sha256(local)
     expected = (meta.etag or "").strip('"').lower()
     checked = bool(_SHA256.match(expected))
-    if checked and actual != expected:
-        local.unlink()
-        msg = (
-            f"download: {name}'s sha256 is {actual[:12]}…, not the {expected[:12]}… the hub gives; "
-            "the file was removed: download it again"
-        )
-        raise ValueError(msg)
+    if checked:
+        refuse_mismatch(local, name, actual, expected, "the hub")
     kind = kind or file_kind(local)
     if kind is None:
         msg = (
