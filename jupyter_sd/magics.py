@@ -341,7 +341,7 @@ def _warm_after_cell(ipython: Any, magics: PaintMagics) -> None:
         if magics.warm_imports:
             from .engine import warmup
 
-            warmup.start()
+            warmup.start(then=lambda: painter.get_engine().preload(painter.new_request()))
 
     events = getattr(ipython, "events", None)
     if events is None:  # pragma: no cover - every IPython shell has events

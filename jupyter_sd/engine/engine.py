@@ -16,6 +16,7 @@ from ..recipe.fields import BUILT_IN_UPSCALERS, MAX_SEED
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
 from . import memory, modes, token_merging, warmup
+from .about import describe
 from .conditioning import a1111_steps, build_conditioning
 from .models import (
     ModelSource,
@@ -23,6 +24,7 @@ from .models import (
     choose_preset,
     load_pipeline,
     model_family,
+    native_size,
     pick_device,
     pick_dtype,
     resolve_model,
@@ -32,7 +34,7 @@ from .passes import PassRunner
 from .pictures import Pictures
 from .plan import hires_sampler, pass_plan, what_runs
 from .preview import Previewer, load_latent_rgb
-from .progress import Progress
+from .progress import Progress, Recorded
 from .quiet import ignore_harmless_warnings
 from .refiner import Refiner, paint_with_refiner
 from .schedulers import make_scheduler, scheduler_overrides
@@ -63,6 +65,9 @@ class Engine:
         self._memory: memory.MemoryPlan | None = None
         self._refiner: Any = None
         self._told_presets: set[tuple[str, str]] = set()
+        self._preloading = False
+        self._waiting_notices: list[str] = []
+        """What a load in the warm-up thread said, told by the next picture (its cell is the one watching)."""
         self.taesd = ""
         """A TAESD model (hub id or local folder) for ``--preview taesd``/``auto``; empty for none."""
         self.taesdxl = ""
@@ -86,34 +91,27 @@ class Engine:
             self._stop.set()
 
     def info(self) -> dict[str, Any]:
-        """Describe what is loaded: model, device, dtype, memory."""
-        info: dict[str, Any] = {"loaded": self._pipe is not None, "busy": self.busy, "loads": self.load_count}
-        if self._pipe is not None and self._key is not None:
-            import torch
+        """Describe what is loaded: model, device, dtype, memory (``%paint info``)."""
+        return describe(self)
 
-            info.update(
-                model=self._source.location if self._source else "",
-                pipeline=type(self._pipe).__name__,
-                family=self._family,
-                native_size=f"{_native_size(self._pipe)}x{_native_size(self._pipe)}",
-                offload=self._memory.offload if self._memory else "none",
-                fast=self._memory.fast.describe() if self._memory and self._memory.fast else "off",
-                refiner=self._refiner.source.location if self._refiner is not None else "",
-                device=str(self._key[1]),
-                dtype=str(self._key[2]).replace("torch.", ""),
-                load_seconds=round(self.load_seconds, 2),
-            )
-            params = sum(
-                p.numel()
-                for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
-                for p in getattr(getattr(self._pipe, name, None), "parameters", lambda: [])()
-            )
-            info["parameters_millions"] = round(params / 1e6, 1)
-            if str(self._key[1]).startswith("cuda"):
-                info["gpu_allocated_gb"] = round(torch.cuda.memory_allocated() / 2**30, 2)
-                info["gpu_peak_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        info["process_memory_gb"] = memory.process_memory_gb()
-        return info
+    def preload(self, request: PaintRequest) -> bool:
+        """Load the request's model ahead of the first picture when it is already on this disk (never downloads).
+
+        Runs in the warm-up thread; the first ``generate`` waits for it on the engine's lock instead of loading.
+        """
+        source = resolve_model(request.model, request.allow_pickle)
+        if source.kind not in ("folder", "single-file") or not self._lock.acquire(blocking=False):
+            return False
+        said = Recorded()
+        try:
+            self._preloading = True
+            self.pipeline(request, said)
+            self._told_bundled = False  # the first picture says it, in its own cell
+            self._waiting_notices = [line for line in said.lines if line != BUNDLED_NOTICE]
+            return True
+        finally:
+            self._preloading = False
+            self._lock.release()
 
     def unload(self) -> None:
         """Free the pipeline and its GPU memory; the next generation loads again."""
@@ -162,7 +160,7 @@ class Engine:
             self._pipe, self._key, self._source = pipe, key, source
             model_dir = source.location if source.kind == "folder" else None
             self._latent_rgb = load_latent_rgb(model_dir, pipe.vae.config)
-            native = _native_size(pipe)
+            native = native_size(pipe)
             self._family = family
             about = ", ".join(filter(None, [family, f"{native}x{native}", self._memory.describe()]))
             progress.notice(f"loaded {source.name} ({about}) in {self.load_seconds:.1f} s")
@@ -219,10 +217,13 @@ class Engine:
         stop = stop or threading.Event()
         request.validate()  # 1. validated by the front end already: this returns at once then
         ignore_harmless_warnings()
-        if self.busy:
+        if self.busy and not self._preloading:
             progress.notice("waiting for the picture being painted (the panel or another thread) to finish…")
         with self._lock:
             self._stop = stop
+            for line in self._waiting_notices:
+                progress.notice(line)
+            self._waiting_notices = []
             try:
                 pipe, request, networks = self._prepare(request, progress, pictures)  # 2. pipeline, networks, memory
                 plan = self._schedule(pipe, request)  # 3. sampler and passes
@@ -321,7 +322,7 @@ class Engine:
             if request.init and pictures is not None and pictures.init is not None:
                 width, height = (min(4096, max(8, side // 8 * 8)) for side in pictures.init.size)
             else:
-                width = height = _native_size(pipe)
+                width = height = native_size(pipe)
             changes.update(width=width, height=height)
         if request.seed == -1:
             changes["seed"] = secrets.randbelow(MAX_SEED - request.n * request.repeat)
@@ -383,11 +384,3 @@ class Engine:
         if self._taesd_name() and request.preview in ("auto", "taesd"):
             taesd = self._taesd_model(str(pipe.device), pipe.vae.dtype)
         return Previewer(request.preview, pipe, self._latent_rgb, taesd, (request.width, request.height))
-
-
-def _native_size(pipe: Any) -> int:
-    """The size a model was trained at: UNet sample size × VAE scale factor (64×8 = 512 for SD 1.5)."""
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    sample = getattr(denoiser.config, "sample_size", 64)
-    sample = sample[0] if isinstance(sample, (list, tuple)) else sample
-    return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))

@@ -361,3 +361,11 @@ def _dtype_keyword(version: str) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
+
+
+def native_size(pipe: Any) -> int:
+    """The size a model was trained at: UNet sample size × VAE scale factor (64×8 = 512 for SD 1.5)."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    sample = getattr(denoiser.config, "sample_size", 64)
+    sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+    return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))

@@ -68,3 +68,13 @@ class Fanout(Progress):
     def finish(self, result: PaintResult) -> None:  # noqa: D102
         for listener in self.listeners:
             listener.finish(result)
+
+
+class Recorded(Progress):
+    """Keep the notices of work nobody watches yet (a load in the warm-up thread), to tell them later."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def notice(self, text: str) -> None:  # noqa: D102
+        self.lines.append(text)

@@ -15,6 +15,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .quiet import quiet, refresh
@@ -112,21 +113,31 @@ def _guarded_import(name: str, *args: Any, **kwargs: Any) -> Any:
         _depth.value = depth
 
 
-def _run() -> None:
+def _run(then: Callable[[], Any] | None) -> None:
     try:
         _import_all()
     finally:
         if builtins.__import__ is _guarded_import:
             builtins.__import__ = _original_import
+    if then is not None:
+        try:
+            with quiet():
+                then()
+        except Exception as error:  # the first cell loads it again and says what went wrong
+            _LOG.debug("warm load failed: %s", error)
 
 
-def start() -> bool:
-    """Start the background imports once per process; returns whether this call started them."""
+def start(then: Callable[[], Any] | None = None) -> bool:
+    """Start the background imports once per process; returns whether this call started them.
+
+    `then` runs in the same thread once the imports are done (the kernel loads its default model there, so the
+    first picture does not wait for it).
+    """
     global _thread, _original_import
     with _start_lock:
         if _thread is not None:
             return False
-        _thread = threading.Thread(target=_run, name="jupyter_sd-warm-imports", daemon=True)
+        _thread = threading.Thread(target=_run, args=(then,), name="jupyter_sd-warm-imports", daemon=True)
         if builtins.__import__ is not _guarded_import:
             _original_import = builtins.__import__
             builtins.__import__ = _guarded_import

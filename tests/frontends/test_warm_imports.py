@@ -81,3 +81,29 @@ def test_import_jupyter_sd_starts_nothing():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "None 1 []", done.stderr
+
+
+def test_the_warm_up_loads_the_default_model_so_the_first_picture_does_not(tmp_path):
+    """After the imports the thread loads the kernel's default model when it is on this disk (the bundled one here);
+    the first picture then loads nothing, and its cell still says which model painted."""
+    with running_kernel(tmp_path) as kernel:
+        assert reply_status(kernel.execute("%load_ext jupyter_sd")) == "ok"
+        messages = kernel.execute(
+            "import time\nfrom jupyter_sd.engine import warmup\nfrom jupyter_sd.painting import session\n"
+            "warmup.wait(120)\n"
+            "engine = session.get_engine()\n"
+            "(engine.load_count, engine.info()['loaded'])"
+        )
+        assert _value(messages) == "(1, True)"
+        messages = kernel.execute(
+            "r = %paint --steps 2 --seed 1 --no-save a red circle\n(engine.load_count, len(r.images))"
+        )
+        assert _value(messages) == "(1, 1)"  # the picture used the model the warm-up loaded
+        said = stream_text(messages)
+        assert "loaded tiny" in said and "using the bundled demo model" in said
+    with running_kernel(tmp_path) as kernel:  # a model the user named elsewhere is not guessed at
+        messages = kernel.execute("%load_ext jupyter_sd\n%config PaintMagics.warm_imports = False")
+        messages = kernel.execute(
+            "import time\ntime.sleep(1)\nfrom jupyter_sd.painting import session\nsession.get_engine().load_count"
+        )
+        assert _value(messages) == "0"
