@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..recipe.prompts import ExtraNetwork, extract_networks, prompt_schedules, split_and
+from .ngms import sigma_of, skips_negative
 from .text_encoding import OPEN_CLIP_WIDTH, Encoding, Schedule, encode_cached, encoders_of
 
 
@@ -141,13 +142,18 @@ class Conditioning:
     kwargs: dict[str, Any] | None = None
     step: int = 0
     """The step (from 0) whose embeddings the UNet gets next."""
+    negative_guidance_min: tuple[float, bool] = (0.0, False)
+    """A1111's NGMS: below this σ, skip the negative half on odd denoiser calls (on every call when True)."""
+    calls: int = 0
+    """Denoiser calls so far in this pipeline call (A1111's CFG denoiser step count, for NGMS)."""
 
     @property
     def needs_wrapper(self) -> bool:
-        """Whether the UNet must be wrapped: ``AND``, a part weight other than 1, or halves of unequal length."""
+        """Whether the UNet must be wrapped: ``AND``, a part weight other than 1, halves of unequal length, NGMS."""
         if self.kwargs is not None:
             return False
-        return len(self.parts) > 1 or self.parts[0][0] != 1.0 or self.parts[0][1].length != self.uncond.length
+        uneven = len(self.parts) > 1 or self.parts[0][0] != 1.0 or self.parts[0][1].length != self.uncond.length
+        return uneven or self.negative_guidance_min[0] > 0
 
     @property
     def is_sdxl(self) -> bool:
@@ -209,6 +215,7 @@ class Conditioning:
             yield
             return
         original = unet.forward
+        self.calls = 0
         unet.forward = _UNetWrapper(self, pipe, original)
         try:
             yield
@@ -240,12 +247,16 @@ class _UNetWrapper:
         timestep_cond = kwargs.pop("timestep_cond", None)
         return_dict = kwargs.pop("return_dict", True)
 
-        # every embedding this step needs: the negative first, then each AND part
+        # every embedding this step needs: the negative first, then each AND part (NGMS: the negative skipped)
+        minimum, all_steps = cond.negative_guidance_min
+        skip = guided and skips_negative(cond.calls, sigma_of(self.pipe.scheduler, timestep), minimum, all_steps)
+        cond.calls += 1
         rows = [cond.uncond.at(cond.step)] + [p.at(cond.step) for _, p in cond.parts]
         outputs: list[Any] = [None] * len(rows)
         by_length: dict[int, list[int]] = {}
         for n, (embeds, _) in enumerate(rows):
-            by_length.setdefault(embeds.shape[1], []).append(n)
+            if n or not skip:
+                by_length.setdefault(embeds.shape[1], []).append(n)
         for members in by_length.values():  # one UNet call per length: A1111 batches what it can
             hidden = torch.cat([rows[n][0].repeat(images, 1, 1) for n in members])
             hidden = hidden.to(device=sample.device, dtype=encoder_hidden_states.dtype)
@@ -268,11 +279,11 @@ class _UNetWrapper:
             out = self.forward(x, t, hidden, *args, return_dict=False, **extra)[0]
             for k, n in enumerate(members):
                 outputs[n] = out[k * images : (k + 1) * images]
-        uncond = outputs[0]
+        uncond = outputs[1] if skip else outputs[0]  # A1111: the positive stands in for the skipped negative
         combined = uncond.clone()
         for (weight, _), out in zip(cond.parts, outputs[1:]):
             combined = combined + weight * (out - uncond)
-        result = torch.cat([uncond, combined]) if guided else combined
+        result = torch.cat([combined if skip else uncond, combined]) if guided else combined
         if return_dict:
             from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 

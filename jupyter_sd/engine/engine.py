@@ -363,7 +363,7 @@ class Engine:
         """Embeddings for each pass of a request (conditioning.py): prompt syntax, clip skip, the hires prompt."""
 
         def condition(pipe: Any, prompt: str, steps: int, hires_steps: int | None = None) -> Any:
-            return build_conditioning(
+            conditioning = build_conditioning(
                 pipe,
                 prompt,
                 request.negative_prompt,
@@ -374,6 +374,8 @@ class Engine:
                 pad_to_same_length=request.pad_conds,
                 emphasis=request.emphasis,
             )
+            conditioning.negative_guidance_min = (request.ngms, request.ngms_all)
+            return conditioning
 
         return condition
 

@@ -171,6 +171,10 @@ class PaintRequest(MachineOptions):
             params["Seed resize from"] = self.seed_resize_from
         if self.eta_noise_seed_delta and self.sampler in ENSD_SAMPLERS:  # A1111 writes it where it acts
             params["ENSD"] = self.eta_noise_seed_delta
+        if self.ngms:
+            params["NGMS"] = format_number(self.ngms)
+            if self.ngms_all:
+                params["NGMS all steps"] = True
         if self.rng != "gpu":  # A1111 writes its default source as no key
             params["RNG"] = self.rng.upper()
         if self.token_merging:
