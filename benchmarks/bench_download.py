@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
 
-    from fake_web import FakeWebServer, Served
+    from helpers.fake_web import FakeWebServer, Served
 
     from jupyter_sd import library
     from jupyter_sd.downloads import download as downloads

@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    from ldm_checkpoint import config_only_copy, ldm_state_dict
+    from helpers.ldm_checkpoint import config_only_copy, ldm_state_dict
     from safetensors.torch import save_file
     from sd_shapes import make_sd15_shaped
 

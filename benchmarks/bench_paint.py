@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from helpers.tiny_pipeline import make_tiny_pipeline  # noqa: E402
 from sd_shapes import make_sd15_shaped, plain_call  # noqa: E402
-from tiny_pipeline import make_tiny_pipeline  # noqa: E402
 
 from jupyter_sd.engine import Progress
 from jupyter_sd.painting.session import get_engine, render

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from lora_files import kohya_lora  # noqa: E402
+from helpers.lora_files import kohya_lora  # noqa: E402
 from sd_shapes import make_sd15_shaped  # noqa: E402
 
 from jupyter_sd import library

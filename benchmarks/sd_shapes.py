@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tiny_pipeline import _tokenizer, save_sd_pipeline  # noqa: E402
+from helpers.tiny_pipeline import _tokenizer, save_sd_pipeline  # noqa: E402
 
 
 def make_sd15_shaped(

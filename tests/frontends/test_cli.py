@@ -32,7 +32,7 @@ def test_cli_paints_and_prints_the_path(tiny_model_dir, tmp_path):
 def test_cli_bad_option_exit_2_one_line(tmp_path):
     done = run_cli("x", "--steps", "0", "-o", str(tmp_path / "out"))
     assert done.returncode == 2
-    assert done.stderr.strip() == "jupyter-sd: steps: must be 1–150 (got 0)"
+    assert done.stderr.strip() == "jupyter-sd: steps: must be 1–1000 (got 0)"
     assert not (tmp_path / "out").exists()
 
 

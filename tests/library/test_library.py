@@ -152,8 +152,8 @@ def test_a_pasted_model_not_in_the_folder_is_said_with_the_model_that_painted(mo
     assert "model" not in options_from_params(params)
     notes = pasted_notes(params, "tiny")
     assert notes[0] == (
-        f"model: 'v1-5-pruned-emaonly' (hash 6ce0161689) is not in {models / 'Stable-diffusion'} "
-        "(closest: v1-5-pruned); painted with tiny instead"
+        "model: 'v1-5-pruned-emaonly' (hash 6ce0161689) is not in the models folder's Stable-diffusion/; painted "
+        "with tiny (closest: v1-5-pruned)"
     )
     assert pasted_notes(params, "tiny", model_given=True) == notes[1:]  # --model chose another on purpose
 
@@ -164,8 +164,7 @@ def test_keys_of_every_option_field_count_as_applied():
     every = {key: "1" for key in INFOTEXT_KEYS}
     assert ignored_infotext_keys(every) == []
     assert ignored_infotext_keys({"Steps": "2", "Face restoration": "CodeFormer", "RNG": "GPU"}) == [
-        "Face restoration",
-        "RNG",  # we draw noise on the CPU: A1111's GPU noise is not what we paint with
+        "Face restoration",  # RNG is an option now (--rng): A1111's GPU noise is what we paint with
     ]
 
 

@@ -206,8 +206,9 @@ def test_errors_show_one_line_and_panel_keeps_working(panel):
     panel.wait(30)
     assert "model: no such file or folder" in panel.live.error.value
     assert isinstance(panel.last_error, ValueError)
-    panel.controls.widgets["prompt"].value = "   "
-    assert panel.generate() is None and "prompt: empty" in panel.live.error.value
+    panel.controls.widgets["seed_resize_from"].value = "big"  # refused in one line, nothing queued
+    assert panel.generate() is None and "seed_resize_from: expected WIDTHxHEIGHT" in panel.live.error.value
+    panel.controls.widgets["seed_resize_from"].value = ""
     panel.controls.widgets["prompt"].value = "a blue square"
     panel.controls.widgets["model"].value = panel.defaults.model
     panel.generate()

@@ -42,7 +42,7 @@ def test_panel_generate_stop_queue_and_errors(kernel):
     streams_before = len(kernel.streams)
     find = lambda css: kernel.one(css, panel)  # noqa: E731
     steps, guidance, seed = find("jupyter-sd-steps"), find("jupyter-sd-guidance"), find("jupyter-sd-seed")
-    assert kernel.state(steps)["value"] == 3 and (kernel.state(steps)["min"], kernel.state(steps)["max"]) == (1, 150)
+    assert kernel.state(steps)["value"] == 3 and (kernel.state(steps)["min"], kernel.state(steps)["max"]) == (1, 1000)
     assert kernel.state(guidance)["max"] == 30.0 and kernel.state(guidance)["step"] == 0.5
 
     # 1. move the controls, press Generate: preview frames, progress, a saved picture, a thumbnail
