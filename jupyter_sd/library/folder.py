@@ -19,6 +19,11 @@ SUBFOLDERS: dict[str, str] = {
     "upscaler": "ESRGAN",
 }
 """Kind of model file → its subfolder of the models folder (A1111's names)."""
+WILDCARDS = "wildcards"
+"""The models folder's subfolder of wildcard files (text, YAML, JSON), kept apart from `SUBFOLDERS`: they are not
+models, so the model listings, lookups and downloads that go over `SUBFOLDERS` never see them."""
+A1111_WILDCARDS = Path("extensions", "sd-dynamic-prompts", "wildcards")
+"""Where sd-dynamic-prompts keeps them in an A1111 install, whose ``models`` folder is the models folder."""
 
 ENV_VAR = "JUPYTER_SD_MODELS"
 DRIVE_MOUNT = Path("/content/drive")
@@ -74,3 +79,14 @@ def subfolder(kind: str) -> Path:
         msg = f"models: unknown kind '{kind}' (allowed: {', '.join(SUBFOLDERS)})"
         raise ValueError(msg)
     return models_dir() / SUBFOLDERS[kind]
+
+
+def wildcards_dir() -> Path:
+    """The folder ``__name__`` wildcards are read from: the models folder's ``wildcards/``.
+
+    When that does not exist and the models folder is an A1111 install's ``models``, its sd-dynamic-prompts folder
+    (``extensions/sd-dynamic-prompts/wildcards`` beside it) is read as it is. Either may not exist yet.
+    """
+    own = models_dir() / WILDCARDS
+    a1111 = models_dir().parent / A1111_WILDCARDS
+    return a1111 if not own.is_dir() and a1111.is_dir() else own

@@ -17,6 +17,7 @@ from ..recipe.result import PaintResult
 from ..recipe.values import coerce_options
 from .inputs import load_pictures
 from .store import default_output_dir, png_info, save_image, save_input
+from .templates import is_template, render_template
 
 _engine: Engine | None = None
 settings: dict[str, Any] = {}
@@ -112,6 +113,9 @@ def render(
 ) -> PaintResult:
     """Paint a request on the kernel's engine, saving as it goes and showing progress in `view`.
 
+    A prompt with sd-dynamic-prompts' syntax (``{a|b}``, ``__wildcard__``) is expanded here, the one place every
+    picture passes: each picture gets its own prompt and seed (`templates.render_template`).
+
     Parameters
     ----------
     reraise_interrupt
@@ -134,7 +138,10 @@ def render(
     loaded = load_pictures(request, user_ns, engine.last_result, pictures)
     request = _with_input_paths(request, loaded)
     saver = ImageSaver(folder or output_folder(request, user_ns), loaded, metadata)
-    result = engine.generate(request, Fanout(saver, view), stop, loaded)
+    if is_template(request):  # {a|b} variants or __wildcards__: one request per picture, gathered into one result
+        result = render_template(engine, request, Fanout(saver, view), stop, loaded)
+    else:
+        result = engine.generate(request, Fanout(saver, view), stop, loaded)
     if reraise_interrupt and result.stopped_by == "interrupt":
         raise KeyboardInterrupt
     return result

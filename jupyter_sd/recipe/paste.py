@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import library
 from .a1111 import options_from_params, pasted_notes, relink_loras
+from .dynamic_prompts import split_templates
 from .infotext import parse_infotext
 from .plot_options import plot_from_params, plot_infotext_keys
 from .request import PaintRequest
@@ -37,6 +38,8 @@ class Pasted:
     """The axes of a pasted X/Y/Z grid's generation data (empty for one picture)."""
     notes: list[str] = field(default_factory=list)
     """What was painted around, known before painting (a value left out, an img2img recipe without its picture)."""
+    template: str = ""
+    """sd-dynamic-prompts' ``Template:`` line: the template the pasted prompt was drawn from (painted as ran)."""
 
     def after_painting(self, painted_model: str, model_given: bool = False) -> list[str]:
         """Every line the cell says about the pasted data once painted (the model that painted is known then)."""
@@ -50,14 +53,15 @@ NOTHING_PASTED = Pasted("", {}, {}, {})
 
 def read_pasted(text: str) -> Pasted:
     """Read a block of A1111 generation data (prompt, optional ``Negative prompt:``, optional parameters line)."""
+    text, template, negative_template = split_templates(text)
     prompt, negative, params = parse_infotext(text)
     options: dict[str, Any] = {"prompt": relink_loras(prompt, params)[0]}
     if negative:
         options["negative_prompt"] = negative
     options.update(options_from_params(params))
     notes = _old_hires_fix(options, params) + _img2img_recipe(options, params) + _honoured(options)
-    notes += _honoured_together(options) + _ensd_note(options)
-    return Pasted(prompt, params, options, plot_from_params(params), notes)
+    notes += _honoured_together(options) + _ensd_note(options) + _template_note(template or negative_template)
+    return Pasted(prompt, params, options, plot_from_params(params), notes, template)
 
 
 def parse_body(body: str) -> dict[str, Any]:
@@ -168,3 +172,12 @@ def _ensd_note(options: dict[str, Any]) -> list[str]:
     if ensd in (None, "", "0", 0) or sampler in ENSD_SAMPLERS:
         return []
     return [f"ENSD {ensd}: only ancestral samplers ({', '.join(ENSD_SAMPLERS)}) use it; {sampler} paints the same"]
+
+
+def _template_note(template: str) -> list[str]:
+    """A recipe sd-dynamic-prompts wrote keeps its template: we paint the prompt that ran, and say so."""
+    if not template:
+        return []
+    shown = " ".join(template.split())
+    shown = shown if len(shown) <= 80 else shown[:79] + "…"
+    return [f"Template: painted the prompt that ran, drawn from the template '{shown}'"]

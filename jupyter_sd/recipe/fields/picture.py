@@ -83,6 +83,22 @@ class PictureOptions:
     repeat: int = field(
         default=1, metadata=option("How many batches to paint one after another.", flags=("--repeat",), range=(1, 100))
     )
+    combinatorial: bool = field(
+        default=False,
+        metadata=option(
+            "A prompt with {a|b} variants or __wildcards__ paints one picture per combination (sd-dynamic-prompts' "
+            "combinatorial mode; --repeat paints the set again) instead of one random pick per picture.",
+            flags=("--combinatorial",),
+        ),
+    )
+    max_combinations: int = field(
+        default=100,
+        metadata=option(
+            "With --combinatorial: paint at most this many combinations (the first, in order).",
+            flags=("--max-combinations",),
+            range=(1, 1000),
+        ),
+    )
     model: str = field(
         default="",
         metadata=option(
