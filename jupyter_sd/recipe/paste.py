@@ -132,7 +132,7 @@ def _honoured_together(options: dict[str, Any]) -> list[str]:
     notes = []
     for _ in range(len(options)):
         try:
-            PaintRequest(**coerce_options(options)).validate()
+            PaintRequest(**coerce_options(options)).check_together()
             return notes
         except ValueError as error:
             name = str(error).split(":", 1)[0]

@@ -83,9 +83,9 @@ class PaintRequest(MachineOptions):
         if not DEVICE_RE.match(self.device):
             msg = f"device: must be auto, cpu, mps, cuda or cuda:N (got '{self.device}')"
             raise ValueError(msg)
-        self._validate_modes()
+        self.check_together()
 
-    def _validate_modes(self) -> None:
+    def check_together(self) -> None:
         """The img2img, inpaint, hires and variation options: what goes with what."""
         if self.mask and not self.init:
             msg = f"mask: needs --init, the picture to repaint (got --mask '{self.mask}' without --init)"

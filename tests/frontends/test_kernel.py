@@ -75,14 +75,14 @@ def test_pasted_generation_data_runs(kernel, tiny_model_dir):
 
 
 def test_bad_option_is_one_line_and_writes_nothing(kernel, tiny_model_dir):
-    messages = kernel.execute(f"%%paint --model {tiny_model_dir} --size 500x500 -o bad\nx")
+    messages = kernel.execute(f"%%paint --model {tiny_model_dir} --steps 1001 -o bad\nx")
     reply = of_type(messages, "execute_reply")[-1]["content"]
     assert reply["status"] == "error" and reply["ename"] == "UsageError"
     # IPython shows a UsageError as one line on stderr, with no traceback
     shown = [m["content"]["text"] for m in of_type(messages, "stream") if m["content"]["name"] == "stderr"]
     assert (
         "".join(shown).strip()
-        == "UsageError: size: width and height must be multiples of 8 (nearest: 504x504) (got 500x500)"
+        == "UsageError: steps: must be 1–1000 (got 1001)"
     )
     assert not of_type(messages, "error")
     assert not (kernel.cwd / "bad").exists()

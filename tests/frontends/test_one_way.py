@@ -42,7 +42,7 @@ def test_paint_validates_once(tiny_model_dir, tmp_path, counted):
 def test_a_changed_request_is_checked_again(counted):
     request = PaintRequest(prompt="a fox").validate().validate()
     assert counted["checks"] == 1
-    request.steps = 500
+    request.steps = 5000
     with pytest.raises(ValueError, match="steps"):
         request.validate()
     assert counted["checks"] == 2

@@ -55,7 +55,6 @@ def test_csv_splitting_keeps_quoted_commas():
     [
         ("Steps 10, 20", "x: expected 'Name: values' such as 'Steps: 10, 20, 30' (got 'Steps 10, 20')"),
         ("Stepz: 1, 2", "x: unknown axis 'Stepz'; did you mean 'Steps'? (every axis: docs/plots.md)"),
-        ("Stepz: 1, 2", "Did you mean 'Steps'?"),
         ("Steps: ten", "x: Steps value 'ten': expected a whole number (allowed: numbers, ranges like 1-5"),
         ("Steps: 1.5", "x: Steps value '1.5': expected a whole number"),
         ("CFG scale: high", "x: CFG Scale value 'high': expected a number"),
@@ -77,9 +76,9 @@ def test_bad_axis_is_one_line(spec, message):
 @pytest.mark.parametrize(
     ("specs", "message"),
     [
-        ({"x": "Steps: 10, 200"}, "x: Steps value '200': steps: must be 1–150 (got 200)"),
+        ({"x": "Steps: 10, 1001"}, "x: Steps value '1001': steps: must be 1–1000 (got 1001)"),
         ({"y": "Sampler: Euler b"}, "y: Sampler value 'Euler b': sampler: unknown 'Euler b'"),
-        ({"x": "Size: 64x60"}, "x: Size value '64x60': size: width and height must be multiples of 8"),
+        ({"x": "Size: 64x4"}, "x: Size value '64x4': height: must be 8–4096 (got 4)"),
         ({"z": "Prompt S/R: cat, dog"}, "z: Prompt S/R did not find 'cat' in the prompt or negative prompt"),
         ({"x": "Checkpoint name: /no/such/model"}, "x: Checkpoint name value '/no/such/model': model: no such file"),
         ({"w": "Steps: 1"}, "plot: unknown axis option 'w' (allowed: x, y, z)"),
