@@ -15,13 +15,14 @@ from typing import Any, Callable
 from PIL import Image
 
 from ..recipe.fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
-from ..recipe.request import PaintRequest, parse_size
+from ..recipe.request import PaintRequest
+from ..recipe.values import parse_size
 from . import pictures as pics
 from .passes import PassRunner
 from .pictures import Pictures
 from .plan import hires_sampler, hires_steps, img2img_steps
 from .preview import decode_latents, to_pil
-from .seeds import image_noise, needs_own_noise
+from .seeds import NoiseSource, image_noise, needs_own_noise
 
 __all__ = ["Pictures", "paint_batch"]
 
@@ -39,6 +40,18 @@ def _override_noise(scheduler: Any, noise: Any) -> None:
         return original(original_samples, noise.to(original_samples.device, original_samples.dtype), timesteps)
 
     scheduler.add_noise = add_noise
+
+
+def _noise_init(scheduler: Any, call: dict[str, Any], noise: Any, inpaint: bool) -> None:
+    """Noise the init with our `noise`: through ``add_noise``, or as ``latents`` for inpaint at strength 1.
+
+    Inpaint at strength 1 starts from the noise alone and never calls ``add_noise``; given latents, diffusers
+    takes them as that noise.
+    """
+    if inpaint and call["strength"] == 1.0:
+        call["latents"] = noise
+    else:
+        _override_noise(scheduler, noise)
 
 
 def derived_pipeline(pipe: Any, kind: str) -> Any:
@@ -103,35 +116,49 @@ def paint_batch(
     def generators() -> list[Any]:
         return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
+    def source(gens: list[Any] | None = None) -> NoiseSource:
+        """The pass's per-image noise: with ``cpu`` the generators handed to diffusers, else the request's own."""
+        if request.rng == "cpu":
+            return NoiseSource("cpu", seeds, "cpu", gens if gens is not None else generators())
+        return NoiseSource(request.rng, seeds, execution_device(pipe))
+
     common = {
         "num_inference_steps": request.steps,
         "guidance_scale": request.guidance,
         "num_images_per_prompt": len(seeds),
     }
     if request.init:
-        return _paint_from_init(pipe, request, seeds, subseeds, pictures, runner, common, generators, condition)
+        return _paint_from_init(pipe, request, seeds, subseeds, pictures, runner, common, generators, source, condition)
     pipe.scheduler = runner.scheduler(request.sampler)
     gens = generators()
+    noise = source(gens)
+    size = (request.width, request.height)
     call = {**common, "width": request.width, "height": request.height, "generator": gens}
     if needs_own_noise(request):
-        call["latents"] = _noise(pipe, request, seeds, subseeds, (request.width, request.height), gens)
+        call["latents"] = _noise(pipe, request, subseeds, size, noise)
     first = condition(pipe, request.prompt, request.steps)
     if not request.hires_enabled:
-        images, _ = runner.run(pipe, call, 0, (request.width, request.height), first)
+        images, _ = runner.run(pipe, call, 0, size, first, noise)
         return images
-    latents, stopped = runner.run(pipe, {**call, "output_type": "latent"}, 0, (request.width, request.height), first)
+    latents, stopped = runner.run(pipe, {**call, "output_type": "latent"}, 0, size, first, noise)
     if stopped:
         return latents
-    return _hires_pass(pipe, request, seeds, subseeds, latents, runner, condition, generators)
+    return _hires_pass(pipe, request, seeds, subseeds, latents, runner, condition, generators, source)
 
 
-def _noise(pipe: Any, request: PaintRequest, seeds: list, subseeds: list, size: tuple, gens: list) -> Any:
+def execution_device(pipe: Any) -> Any:
+    """The device the pipeline computes on (the GPU even while offloading keeps the weights elsewhere)."""
+    device = getattr(pipe, "_execution_device", None)
+    return device if device is not None else pipe.device
+
+
+def _noise(pipe: Any, request: PaintRequest, subseeds: list, size: tuple, source: NoiseSource) -> Any:
+    """The starting noise of a pass at `size` (pixels) from `source`, on the pipeline's device and dtype."""
     channels = pipe.vae.config.latent_channels
     factor = int(getattr(pipe, "vae_scale_factor", 8))
     resize_from = parse_size(request.seed_resize_from) if request.seed_resize_from else None
-    noise = image_noise(
-        (channels, size[1] // factor, size[0] // factor), seeds, subseeds, request.variation_strength, resize_from, gens
-    )
+    shape = (channels, size[1] // factor, size[0] // factor)
+    noise = source.first(shape, subseeds, request.variation_strength, resize_from)
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     return noise.to(pipe.device, denoiser.dtype)
 
@@ -145,6 +172,7 @@ def _hires_pass(
     runner: PassRunner,
     condition: Condition,
     generators: Callable[[], list],
+    source: Callable[..., NoiseSource],
 ) -> list[Image.Image]:
     """A1111's hires fix: enlarge the first pass, then img2img from fresh noise of the same seeds at the new size."""
     import torch
@@ -176,8 +204,9 @@ def _hires_pass(
     img2img = derived_pipeline(pipe, "img2img")
     sampler, schedule = hires_sampler(request)
     img2img.scheduler = runner.scheduler(sampler, schedule)
+    noise = source()  # a fresh ImageRNG at the new size, as A1111's hires pass makes
     if needs_own_noise(request):
-        _override_noise(img2img.scheduler, _noise(pipe, request, seeds, subseeds, size, generators()))
+        _override_noise(img2img.scheduler, _noise(pipe, request, subseeds, size, noise))
     scheduled, strength = hires_steps(request)
     run = request.hires_steps or request.steps
     call = {
@@ -189,7 +218,7 @@ def _hires_pass(
         "generator": generators(),
     }
     conditioning = condition(img2img, request.hires_prompt or request.prompt, request.steps, run)
-    images, _ = runner.run(img2img, call, 1, size, conditioning)
+    images, _ = runner.run(img2img, call, 1, size, conditioning, noise)
     return images
 
 
@@ -216,6 +245,7 @@ def _paint_from_init(
     runner: PassRunner,
     common: dict[str, Any],
     generators: Callable[[], list],
+    source: Callable[..., NoiseSource],
     condition: Condition,
 ) -> list[Image.Image]:
     """img2img and inpaint: fit the init (and mask), paint, paste the original back outside the mask."""
@@ -229,12 +259,13 @@ def _paint_from_init(
     derived = derived_pipeline(pipe, kind)
     derived.scheduler = runner.scheduler(request.sampler)
     gens = generators()
-    if needs_own_noise(request):
-        _override_noise(derived.scheduler, _noise(pipe, request, seeds, subseeds, size, generators()))
+    noise = source()
     call = {**common, "strength": img2img_steps(request)[1], "generator": gens}
+    if needs_own_noise(request):
+        _noise_init(derived.scheduler, call, _noise(pipe, request, subseeds, size, noise), mode == "inpaint")
     if mode == "img2img":
         call["image"] = pics.resize_image(request.resize_mode, init, *size)
-        images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps))
+        images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps), noise)
         return images
     mask = pictures.mask
     if mask.size != init.size:
@@ -260,7 +291,7 @@ def _paint_from_init(
     fill_mask = pics.gaussian_blur(paint_mask, request.mask_blur)
     call.update(_masked_content(derived, request, painted_init, paint_mask, fill_mask, seeds))
     call.update(mask_image=paint_mask, height=size[1], width=size[0])
-    images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps))
+    images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps), noise)
     return [pics.paste_back(image, original, overlay, region) for image in images]
 
 
@@ -280,7 +311,8 @@ def _masked_content(
     keep = torch.from_numpy(1.0 - np.around(np.asarray(small, dtype=np.float32) / 255.0))[None, None]
     keep = keep.to(latents.device, latents.dtype)
     if request.masked_content == "latent noise":
-        noise = image_noise(tuple(latents.shape[1:]), seeds).to(latents.device, latents.dtype)
+        noise = image_noise(tuple(latents.shape[1:]), seeds, rng=request.rng, device=execution_device(pipe))
+        noise = noise.to(latents.device, latents.dtype)
         latents = latents * keep + noise * (1 - keep)
     else:
         latents = latents * keep

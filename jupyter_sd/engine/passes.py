@@ -20,6 +20,8 @@ from . import token_merging
 from .plan import Pass
 from .preview import Previewer, decode_latents, to_pil
 from .schedulers import make_scheduler
+from .seeds import NoiseSource
+from .step_noise import supply_step_noise
 
 
 class Stopped(Exception):
@@ -107,19 +109,22 @@ class PassRunner:
         return make_scheduler(sampler, schedule or self.request.schedule, self.base_config)
 
     def run(
-        self, pipe: Any, call: dict[str, Any], index: int, size: tuple[int, int], conditioning: Any = None
+        self,
+        pipe: Any,
+        call: dict[str, Any],
+        index: int,
+        size: tuple[int, int],
+        conditioning: Any = None,
+        source: NoiseSource | None = None,
     ) -> tuple[Any, bool]:
         """Run pass `index` of the plan; return (the pipeline's images or latents, False) or (x0 pictures, True).
 
         `conditioning` (conditioning.py's, for this pass) gives the prompt embeddings, swaps them at the steps the
-        prompt's editing says, and wraps the UNet for the call when ``AND`` or unequal lengths need it.
+        prompt's editing says, and wraps the UNet for the call when ``AND`` or unequal lengths need it. `source`
+        (seeds.py's, its starting noise already drawn) gives the step noise unless diffusers draws it (``cpu``).
         """
-        current = self.plan[index]
-        steps = current.steps
-        self.progress_phase(current.label, index, len(self.plan), steps)
-        capture = X0Capture(pipe.scheduler)  # the scheduler was just made for this pass
-        if self.previewer is not None:
-            self.previewer.size = size
+        steps = self.plan[index].steps
+        capture = self._set_up(pipe, call, index, size, source)
         done = 0
         last_frame = -math.inf
         request, previewer, progress, stop = self.request, self.previewer, self.progress, self.stop
@@ -140,12 +145,6 @@ class PassRunner:
             progress.step(done, steps, previews)
             return tensors
 
-        tome = (
-            (request.token_merging_hr or request.token_merging) if current.label == "hires" else request.token_merging
-        )
-        token_merging.set_ratio(pipe, tome)  # A1111's per-pass ratio (its get_token_merging_ratio)
-        if request.eta_noise_seed_delta and type(pipe.scheduler).__name__ in _ENSD_CLASSES and call.get("generator"):
-            _reseed_at_first_step(pipe.scheduler, call["generator"], request.eta_noise_seed_delta)
         embeddings = conditioning.pipeline_kwargs() if conditioning is not None else {}
         call = {
             **embeddings,
@@ -165,9 +164,21 @@ class PassRunner:
         except KeyboardInterrupt:
             self.result.interrupted_at, self.result.stopped_by = self.steps_before + done, "interrupt"
         latents = capture.x0 if capture.x0 is not None else capture.latents
-        if latents is None:
-            return [], True
-        return to_pil(pipe, decode_latents(pipe, latents)), True
+        return ([] if latents is None else to_pil(pipe, decode_latents(pipe, latents))), True
+
+    def _set_up(
+        self, pipe: Any, call: dict[str, Any], index: int, size: tuple[int, int], source: NoiseSource | None
+    ) -> X0Capture:
+        """Announce pass `index`; wrap its scheduler (x0 capture, ENSD, step noise); set its ToMe ratio."""
+        current, request = self.plan[index], self.request
+        self.progress_phase(current.label, index, len(self.plan), current.steps)
+        capture = X0Capture(pipe.scheduler)  # the scheduler was just made for this pass
+        if self.previewer is not None:
+            self.previewer.size = size
+        hires = current.label == "hires"  # A1111's per-pass ratio (its get_token_merging_ratio)
+        token_merging.set_ratio(pipe, (hires and request.token_merging_hr) or request.token_merging)
+        step_noise(pipe.scheduler, request.eta_noise_seed_delta, call.get("generator"), source)
+        return capture
 
     def progress_phase(self, label: str, index: int, count: int, steps: int) -> None:
         """Tell the listener a pass starts (listeners that predate passes may not have ``phase``)."""
@@ -177,6 +188,22 @@ class PassRunner:
 
 
 _ENSD_CLASSES = {SAMPLERS[name].scheduler for name in ENSD_SAMPLERS}
+
+
+def step_noise(scheduler: Any, delta: int, generators: list[Any] | None, source: NoiseSource | None) -> None:
+    """Where a pass's step noise comes from, after its starting noise: ENSD, and the request's random source.
+
+    ENSD acts (and is written) only for the samplers A1111 marks as using it. With a source that supplies the step
+    noise (``gpu``/``nv``) its generators are reseeded and hand their draws to the scheduler (step_noise.py);
+    otherwise diffusers draws from the CPU `generators` and those are reseeded at the first step.
+    """
+    ensd = bool(delta) and type(scheduler).__name__ in _ENSD_CLASSES
+    if source is not None and source.supplies_steps:
+        if ensd:
+            source.reseed(delta)
+        supply_step_noise(scheduler, source)
+    elif ensd and generators:
+        _reseed_at_first_step(scheduler, generators, delta)
 
 
 def _reseed_at_first_step(scheduler: Any, generators: list[Any], delta: int) -> None:

@@ -21,11 +21,14 @@ from ..recipe.result import PaintResult
 from . import token_merging
 from .conditioning import a1111_steps, build_conditioning
 from .models import ModelSource, component_config, load_pipeline
-from .passes import Stopped, X0Capture
+from .modes import execution_device
+from .passes import Stopped, X0Capture, step_noise
 from .preview import Previewer, decode_latents, to_pil
 from .progress import Progress
 from .quiet import quiet
 from .schedulers import make_scheduler
+from .seeds import NoiseSource
+from .step_noise import supply_step_noise
 
 _SHARED = ("vae", "text_encoder_2", "tokenizer_2")
 
@@ -106,21 +109,9 @@ def paint_with_refiner(
 
     Steps count over both passes; stop and interrupt keep the last predicted clean picture, as every pass does.
     """
-    import torch
-
     token_merging.set_ratio(pipe, request.token_merging)  # the base pass (the refiner keeps its own UNet as it is)
     capture = X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
-    conditioning = build_conditioning(
-        pipe,
-        request.prompt,
-        request.negative_prompt,
-        a1111_steps(pipe, request.steps),
-        request.clip_skip,
-        networks_key=networks_key,
-        pad_to_same_length=request.pad_conds,
-        emphasis=request.emphasis,
-    )
-    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+    conditioning = _conditioning(pipe, request, networks_key)
     base_steps = refiner.base_steps(request) if refiner is not None else 0
     done = 0
     last_frame = -math.inf
@@ -138,13 +129,12 @@ def paint_with_refiner(
             raise Stopped(done)
         previews = None
         if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
-            x0 = capture.x0 if capture.x0 is not None else tensors["latents"]
-            previews = previewer(x0)
+            previews = previewer(capture.x0 if capture.x0 is not None else tensors["latents"])
             last_frame = time.perf_counter()
         progress.step(done, request.steps, previews)
         return tensors
 
-    call = _base_call(request, conditioning, generators, on_step_end, refiner)
+    source = _noise(pipe, request, seeds, call := _base_call(request, conditioning, on_step_end, refiner))
     try:
         if stop.is_set():
             raise Stopped(0)
@@ -153,6 +143,7 @@ def paint_with_refiner(
         if refiner is not None:  # 4b. the refiner paints the last steps from the base's latents (refiner.py)
             refiner.set_sampler(request)
             capture = X0Capture(refiner.pipe.scheduler)
+            supply_step_noise(refiner.pipe.scheduler, source)  # the same per-image generators go on
             images = refiner.refine(images, call, request, on_step_end)
         return images
     except Stopped as stopped:
@@ -161,14 +152,44 @@ def paint_with_refiner(
         result.interrupted_at, result.stopped_by = done, "interrupt"
     # Stopped: keep the last predicted clean picture, never diffusers' decode of the noisy latent.
     latents = capture.x0 if capture.x0 is not None else capture.latents
-    if latents is None:
-        return []
-    return to_pil(pipe, decode_latents(pipe, latents))
+    return [] if latents is None else to_pil(pipe, decode_latents(pipe, latents))
 
 
-def _base_call(
-    request: PaintRequest, conditioning: Any, generators: list[Any], on_step_end: Any, refiner: Refiner | None
-) -> dict[str, Any]:
+def _conditioning(pipe: Any, request: PaintRequest, networks_key: Any) -> Any:
+    """The base pass's embeddings of the prompt (A1111 syntax and weights; conditioning.py)."""
+    return build_conditioning(
+        pipe,
+        request.prompt,
+        request.negative_prompt,
+        a1111_steps(pipe, request.steps),
+        request.clip_skip,
+        networks_key=networks_key,
+        pad_to_same_length=request.pad_conds,
+        emphasis=request.emphasis,
+    )
+
+
+def _noise(pipe: Any, request: PaintRequest, seeds: list[int], call: dict[str, Any]) -> NoiseSource:
+    """Give the base call its generators and starting noise (diffusers draws it for ``cpu``); set up the step noise.
+
+    Returns the batch's per-image source: the refiner's steps go on drawing from it, as A1111's one ImageRNG does.
+    """
+    import torch
+
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+    call["generator"] = generators
+    if request.rng == "cpu":
+        source = NoiseSource("cpu", seeds, "cpu", generators)
+    else:
+        source = NoiseSource(request.rng, seeds, execution_device(pipe))
+        factor = int(getattr(pipe, "vae_scale_factor", 8))
+        shape = (pipe.vae.config.latent_channels, request.height // factor, request.width // factor)
+        call["latents"] = source.first(shape).to(pipe.device, pipe.unet.dtype)
+    step_noise(pipe.scheduler, request.eta_noise_seed_delta, generators, source)
+    return source
+
+
+def _base_call(request: PaintRequest, conditioning: Any, on_step_end: Any, refiner: Refiner | None) -> dict[str, Any]:
     """The base pipeline's call: the whole schedule, or up to the switch when a refiner takes over."""
     call = {
         **conditioning.pipeline_kwargs(),
@@ -177,7 +198,6 @@ def _base_call(
         "width": request.width,
         "height": request.height,
         "num_images_per_prompt": request.n,
-        "generator": generators,
         "callback_on_step_end": on_step_end,
         "callback_on_step_end_tensor_inputs": ["latents"],
     }

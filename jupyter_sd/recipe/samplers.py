@@ -24,7 +24,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, "Karras"
     ),
     "DPM++ 2M SDE": SamplerSpec(
-        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, "Karras"
+        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}, "Exponential"
     ),
     "DPM++ SDE": SamplerSpec("DPMSolverSDEScheduler", {}, "Karras"),
     "Euler a": SamplerSpec("EulerAncestralDiscreteScheduler", {}),

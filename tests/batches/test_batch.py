@@ -105,7 +105,7 @@ def test_picture_is_raw_diffusers_picture(tmp_path, offline, fresh_settings):
     from jupyter_sd.engine.models import resolve_model
     from jupyter_sd.engine.schedulers import make_scheduler
 
-    result = jupyter_sd.batch(["a red circle on a blue background"], seed=3, outdir=str(tmp_path), **FAST)
+    result = jupyter_sd.batch(["a red circle on a blue background"], seed=3, outdir=str(tmp_path), rng="cpu", **FAST)
     pipe = StableDiffusionPipeline.from_pretrained(resolve_model("tiny").location, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(pipe.scheduler.config))

@@ -200,6 +200,7 @@ def _paint(engine, folder, prompt, negative="", steps=4, **options):
         sampler="Euler",
         preview="none",
         save=False,
+        rng="cpu",
         **options,
     )
     return engine.generate(request).images[0]

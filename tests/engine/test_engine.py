@@ -57,6 +57,7 @@ def test_same_pixels_as_raw_diffusers(engine, raw_pipe, tiny_model_dir, sampler,
         sampler=sampler,
         schedule=schedule,
         preview_interval=0,
+        rng="cpu",
     )
     result = engine.generate(request)
     assert _pixels(expected).std() > 1  # not a blank picture: equality means something

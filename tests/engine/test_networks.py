@@ -100,7 +100,7 @@ def engine(models):
 
 
 def _request(tiny_model_dir, prompt, **options):
-    options = {"steps": 2, "seed": 11, "preview": "none", **options}
+    options = {"steps": 2, "seed": 11, "preview": "none", "rng": "cpu", **options}
     return PaintRequest(prompt=prompt, model=str(tiny_model_dir), **options)
 
 

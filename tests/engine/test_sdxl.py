@@ -71,7 +71,7 @@ def test_same_pixels_as_raw_diffusers(engine, raw_pipe, sdxl_dir, sampler, sched
         generator=[torch.Generator("cpu").manual_seed(seed)],
     ).images[0]
     request = PaintRequest(
-        prompt="a red circle", model=str(sdxl_dir), steps=4, seed=seed, sampler=sampler, schedule=schedule
+        prompt="a red circle", model=str(sdxl_dir), steps=4, seed=seed, sampler=sampler, schedule=schedule, rng="cpu"
     )
     result = engine.generate(request)
     assert _pixels(expected).std() > 1  # not a blank picture: equality means something

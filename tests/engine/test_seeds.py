@@ -117,6 +117,7 @@ def test_variation_picture_equals_latents_built_by_the_formula(engine, raw, tiny
         variation_seed=40,
         variation_strength=0.35,
         preview="none",
+        rng="cpu",
     )
     result = engine.generate(request)
     for ours, theirs in zip(result.images, expected):
@@ -183,7 +184,7 @@ def test_variation_applies_in_every_mode(engine, tiny_model_dir, options):
 
 def _ensd_request(tiny_model_dir, **options) -> PaintRequest:
     base = dict(prompt="a red circle", model=str(tiny_model_dir), steps=5, seed=12, width=16, height=16)
-    return PaintRequest(**{**base, "preview": "none", "save": False, **options})
+    return PaintRequest(**{**base, "preview": "none", "save": False, "rng": "cpu", **options})
 
 
 @pytest.mark.parametrize("sampler", ["Euler a", "DPM2 a"])

@@ -39,7 +39,7 @@ def bundled():
 
 def _request(model: str, **options) -> PaintRequest:
     base = dict(prompt="a red circle on a blue background", model=model, steps=6, seed=3, sampler="Euler")
-    return PaintRequest(**{**base, "preview": "none", "save": False, **options})
+    return PaintRequest(**{**base, "preview": "none", "save": False, "rng": "cpu", **options})
 
 
 def _raw(pipe, seed: int = 3):

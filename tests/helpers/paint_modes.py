@@ -41,6 +41,7 @@ def box_mask(size: int, box: tuple[int, int, int, int]) -> Image.Image:
 def tiny_request(model_dir: Path | str, **options: Any) -> PaintRequest:
     """A request on the tiny model: 6 steps, seed 5, no previews, nothing saved (options override)."""
     base = dict(prompt="a red circle", model=str(model_dir), steps=6, seed=5, preview_interval=0, save=False)
+    base["rng"] = "cpu"  # the references are diffusers drawing from CPU generators
     return PaintRequest(**{**base, **options})
 
 

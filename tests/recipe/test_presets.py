@@ -52,7 +52,7 @@ def test_sdxl_turbo_detected_from_its_name_paints_as_raw_diffusers(engine, turbo
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
 
     recorder = Recorder()
-    result = engine.generate(PaintRequest(prompt="a red circle", model=str(turbo_dir), seed=7), recorder)
+    result = engine.generate(PaintRequest(prompt="a red circle", model=str(turbo_dir), seed=7, rng="cpu"), recorder)
     request = result.request
     assert (request.steps, request.guidance, request.sampler, request.schedule) == (4, 0.0, "Euler a", "SGM Uniform")
     line = "SDXL-Turbo detected: 4 steps, CFG 0, Euler a trailing — pass --steps/--cfg to override"
