@@ -80,10 +80,7 @@ def test_bad_option_is_one_line_and_writes_nothing(kernel, tiny_model_dir):
     assert reply["status"] == "error" and reply["ename"] == "UsageError"
     # IPython shows a UsageError as one line on stderr, with no traceback
     shown = [m["content"]["text"] for m in of_type(messages, "stream") if m["content"]["name"] == "stderr"]
-    assert (
-        "".join(shown).strip()
-        == "UsageError: steps: must be 1–1000 (got 1001)"
-    )
+    assert "".join(shown).strip() == "UsageError: steps: must be 1–1000 (got 1001)"
     assert not of_type(messages, "error")
     assert not (kernel.cwd / "bad").exists()
 
