@@ -71,7 +71,7 @@ def test_hires_equals_plain_diffusers_reference(engine, raw, tiny_model_dir):
     assert recorder.steps[-1] == (4, 4) and result.steps_total == 10
     text = result.infotext(1)
     assert "Seed: 6, Size: 16x16" in text  # Size stays the first pass's
-    assert "Denoising strength: 0.5, Hires upscale: 2, Hires steps: 4, Hires upscaler: Latent" in text
+    assert "Denoising strength: 0.5, RNG: CPU, Hires upscale: 2, Hires steps: 4, Hires upscaler: Latent" in text
 
 
 def test_hires_runs_exactly_the_hires_steps(engine, tiny_model_dir):

@@ -185,7 +185,7 @@ def test_refiner_paints_the_last_steps_from_the_switch(sdxl_dir, refiner_dir):
     engine = Engine()
     request = PaintRequest(
         prompt="a red circle", model=str(sdxl_dir), steps=5, seed=4, sampler="Euler",
-        refiner=str(refiner_dir), refiner_switch=0.6,
+        refiner=str(refiner_dir), refiner_switch=0.6, rng="cpu",
     )  # fmt: skip
     engine.generate(request.replace(refiner="", steps=1))  # load the base only
     calls = []

@@ -124,7 +124,8 @@ def test_variation_picture_equals_latents_built_by_the_formula(engine, raw, tiny
         assert_pixels_close(ours, theirs)
     assert result.seeds == [5, 5] and result.variation_seeds == [40, 41]
     assert "Seed: 5, Size: 16x16, Model: " in result.infotext(1)
-    assert "Model: tiny-model0, Variation seed: 41, Variation seed strength: 0.35, Version" in result.infotext(1)
+    text = "Model: tiny-model0, Variation seed: 41, Variation seed strength: 0.35, RNG: CPU, Version"
+    assert text in result.infotext(1)
     alone = engine.generate(request.replace(n=1, variation_seed=41))  # image 2 of the batch, painted alone
     assert np.abs(pixels(alone.images[0]) - pixels(result.images[1])).max() <= 2
 
