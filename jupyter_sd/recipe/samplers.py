@@ -96,6 +96,11 @@ SUBSTITUTES: dict[str, str] = {
 accepted wherever a sampler is; the engine paints with the substitute, says so in one line, and the picture's
 infotext names what really ran."""
 
+NOT_A1111: dict[str, str] = {
+    "DPM++ 3M SDE": "diffusers' third-order SDE step is not A1111's (same sigmas and noise): the picture differs",
+}
+"""Samplers we run under A1111's name whose pictures are not A1111's (its k-diffusion parity test marks them)."""
+
 SCHEDULE_SUBSTITUTES: dict[str, str] = {
     "Polyexponential": "Exponential",
     "KL Optimal": "Karras",
@@ -176,6 +181,8 @@ def runs_as(sampler: str, schedule: str) -> tuple[str, str, str]:
         if asked != got
     ]
     note = f"{', '.join(changed)} (diffusers has no equivalent; the picture's data names what ran)" if changed else ""
+    if ran in NOT_A1111:
+        note = "; ".join(filter(None, [note, f"Sampler: {ran}: {NOT_A1111[ran]}"]))
     return ran, ran_schedule, note
 
 

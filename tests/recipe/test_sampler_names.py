@@ -5,6 +5,7 @@ import pytest
 from jupyter_sd.recipe.request import PaintRequest
 from jupyter_sd.recipe.samplers import (
     ALIASES,
+    NOT_A1111,
     SAMPLERS,
     SCHEDULE_SUBSTITUTES,
     SCHEDULES,
@@ -70,7 +71,7 @@ def test_every_sampler_name_is_accepted_and_runs_as_one_of_ours(sampler):
     request = PaintRequest(prompt="x", sampler=sampler).validate()
     ran, schedule, note = runs_as(request.sampler, request.schedule)
     assert ran in SAMPLERS and schedule in SCHEDULES
-    assert bool(note) == (sampler in SUBSTITUTES)
+    assert bool(note) == (sampler in SUBSTITUTES or ran in NOT_A1111)
 
 
 def test_the_schedule_a_name_carries_wins_and_case_is_read():
@@ -90,3 +91,7 @@ def test_a_substitution_is_named_in_one_line():
         "picture's data names what ran)",
     )
     assert runs_as("Euler a", "Karras") == ("Euler a", "Karras", "")
+    assert runs_as("DPM++ 3M SDE", "Karras")[2] == (
+        "Sampler: DPM++ 3M SDE: diffusers' third-order SDE step is not A1111's (same sigmas and noise): the picture "
+        "differs"
+    )
