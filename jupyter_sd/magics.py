@@ -124,7 +124,7 @@ class PaintMagics(Magics):
             body, kept = expand_variables(cell, self.shell.user_ns)
             for line in kept:
                 print(line)
-            pasted = read_pasted(body)
+            pasted = read_pasted(body, options)
             options = {**pasted.options, **options}
             if not plot and pasted.plot:  # a pasted X/Y/Z grid's generation data paints it again
                 from .plots.plan import pasted_plot

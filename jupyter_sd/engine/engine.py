@@ -30,6 +30,7 @@ from .models import (
     resolve_model,
 )
 from .networks import apply_networks
+from .outpaint import outpainted
 from .passes import PassRunner
 from .pictures import Pictures
 from .plan import hires_sampler, pass_plan, what_runs
@@ -216,6 +217,7 @@ class Engine:
         progress = progress or Progress()
         stop = stop or threading.Event()
         request.validate()  # 1. validated by the front end already: this returns at once then
+        pictures = outpainted(request, pictures)  # --outpaint: the grown init and its mask
         ignore_harmless_warnings()
         if self.busy and not self._preloading:
             progress.notice("waiting for the picture being painted (the panel or another thread) to finish…")

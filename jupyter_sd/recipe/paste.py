@@ -10,6 +10,7 @@ and the picture is painted with what is here. A1111's own reading rules are kept
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,16 +52,22 @@ NOTHING_PASTED = Pasted("", {}, {}, {})
 """A line magic or a call with no pasted block."""
 
 
-def read_pasted(text: str) -> Pasted:
-    """Read a block of A1111 generation data (prompt, optional ``Negative prompt:``, optional parameters line)."""
+def read_pasted(text: str, given: Mapping[str, Any] | None = None) -> Pasted:
+    """Read a block of A1111 generation data (prompt, optional ``Negative prompt:``, optional parameters line).
+
+    `given` holds the options the cell (or caller) sets besides: the pasted values are judged together with them
+    (an outpaint or img2img recipe is honoured when the cell gives ``--init``), and they win.
+    """
+    given = given or {}
     text, template, negative_template = split_templates(text)
     prompt, negative, params = parse_infotext(text)
     options: dict[str, Any] = {"prompt": relink_loras(prompt, params)[0]}
     if negative:
         options["negative_prompt"] = negative
     options.update(options_from_params(params))
-    notes = _old_hires_fix(options, params) + _img2img_recipe(options, params) + _honoured(options)
-    notes += _honoured_together(options) + _ensd_note(options) + _template_note(template or negative_template)
+    notes = _old_hires_fix(options, params) + ([] if given.get("init") else _img2img_recipe(options, params))
+    notes += _honoured(options) + _honoured_together(options, given)
+    notes += _ensd_note(options) + _template_note(template or negative_template)
     return Pasted(prompt, params, options, plot_from_params(params), notes, template)
 
 
@@ -71,7 +78,7 @@ def parse_body(body: str) -> dict[str, Any]:
 
 def request_from_infotext(text: str, **overrides: Any) -> PaintRequest:
     """Re-create a request from A1111 generation data (as pasted, or read from a PNG)."""
-    return PaintRequest(**coerce_options({"negative_prompt": "", **read_pasted(text).options, **overrides}))
+    return PaintRequest(**coerce_options({"negative_prompt": "", **read_pasted(text, overrides).options, **overrides}))
 
 
 def first_pass_size(width: int, height: int) -> tuple[int, int]:
@@ -127,12 +134,16 @@ def _honoured(options: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _honoured_together(options: dict[str, Any]) -> list[str]:
-    """Leave out pasted values that do not go together (the request's own checks name the option they refuse)."""
+def _honoured_together(options: dict[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """Leave out pasted values that do not go together, with each other or with the `given` options.
+
+    The request's own checks name the option they refuse: a pasted one is left out and named, and the next check
+    runs; a `given` one is the cell's to say in one line, when it paints.
+    """
     notes = []
     for _ in range(len(options)):
         try:
-            PaintRequest(**coerce_options(options)).check_together()
+            PaintRequest(**coerce_options({**options, **given})).check_together()
             return notes
         except ValueError as error:
             name = str(error).split(":", 1)[0]

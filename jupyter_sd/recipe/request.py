@@ -21,7 +21,7 @@ from .fields import (
 )
 from .infotext import format_infotext, order_params
 from .samplers import ENSD_SAMPLERS
-from .values import check_field, check_side_pair, coerce_options, format_number, parse_size
+from .values import check_field, check_side_pair, coerce_options, format_number, parse_margins, parse_size
 
 
 @dataclass
@@ -90,6 +90,8 @@ class PaintRequest(MachineOptions):
         if self.mask and not self.init:
             msg = f"mask: needs --init, the picture to repaint (got --mask '{self.mask}' without --init)"
             raise ValueError(msg)
+        if self.outpaint:
+            self._check_outpaint()
         hires = self.hires > 0 or bool(self.hires_size)
         if self.fast and (self.token_merging or self.token_merging_hr):
             msg = "token_merging: does not combine with --fast (it would undo the compiled blocks); use one of them"
@@ -111,10 +113,19 @@ class PaintRequest(MachineOptions):
         if self.seed_resize_from:
             check_side_pair("seed_resize_from", self.seed_resize_from)
 
+    def _check_outpaint(self) -> None:
+        parse_margins(self.outpaint)
+        if not self.init:
+            msg = f"outpaint: needs --init, the picture to grow (got --outpaint '{self.outpaint}' without --init)"
+            raise ValueError(msg)
+        if self.mask:
+            msg = "outpaint: makes its own mask (the new border); leave out --mask, or inpaint first and outpaint after"
+            raise ValueError(msg)
+
     @property
     def mode(self) -> str:
         """Which passes paint this request: ``txt2img``, ``img2img`` or ``inpaint``, then maybe ``hires``."""
-        return "inpaint" if self.mask else "img2img" if self.init else "txt2img"
+        return "inpaint" if self.mask or self.outpaint else "img2img" if self.init else "txt2img"
 
     @property
     def hires_enabled(self) -> bool:
@@ -210,6 +221,11 @@ class PaintRequest(MachineOptions):
                 params["Masked area padding"] = self.padding
             if self.masked_content != "original":
                 params["Masked content"] = self.masked_content
+        if self.outpaint:
+            params["Outpaint"] = ",".join(str(side) for side in parse_margins(self.outpaint))
+            params["Outpaint blend"] = self.outpaint_blend
+            if self.outpaint_noise:
+                params["Outpaint noise"] = True
         if self.hires_enabled:
             if self.hires_prompt and self.hires_prompt != self.prompt:
                 params["Hires prompt"] = self.hires_prompt

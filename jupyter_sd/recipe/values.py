@@ -173,3 +173,27 @@ def parse_size(text: str) -> tuple[int, int]:
         msg = f"size: expected WIDTHxHEIGHT such as 512x512 (got '{text}')"
         raise ValueError(msg)
     return int(match.group(1)), int(match.group(2))
+
+
+MAX_OUTPAINT = 2048
+"""The most pixels outpainting adds on one side."""
+
+
+def parse_margins(text: str) -> tuple[int, int, int, int]:
+    """``--outpaint``'s pixels as (left, right, top, bottom): four numbers, or one for every side.
+
+    Raises
+    ------
+    ValueError
+        For anything else, a side outside 0–2048, or nothing to add.
+    """
+    parts = [part.strip() for part in str(text).replace(" ", ",").split(",") if part.strip()]
+    if len(parts) not in (1, 4) or not all(part.isdigit() for part in parts):
+        msg = f"outpaint: expected LEFT,RIGHT,TOP,BOTTOM pixels or one number for every side (got '{text}')"
+        raise ValueError(msg)
+    sides = [int(part) for part in parts] * (4 if len(parts) == 1 else 1)
+    if max(sides) > MAX_OUTPAINT or max(sides) == 0:
+        msg = f"outpaint: each side must be 0–{MAX_OUTPAINT} pixels and one above 0 (got '{text}')"
+        raise ValueError(msg)
+    left, right, top, bottom = sides
+    return left, right, top, bottom

@@ -91,6 +91,33 @@ class InputOptions(PictureOptions):
         default=False,
         metadata=option("Repaint where the mask is black instead.", flags=("--invert-mask",), infotext="Mask mode"),
     )
+    outpaint: str = field(
+        default="",
+        metadata=option(
+            "Outpaint: grow the init by these pixels and paint the new border: LEFT,RIGHT,TOP,BOTTOM, or one number "
+            "for every side (--outpaint-all 64).",
+            flags=("--outpaint", "--outpaint-all"),
+            infotext="Outpaint",
+        ),
+    )
+    outpaint_blend: int = field(
+        default=16,
+        metadata=option(
+            "With --outpaint: how far (pixels) the repainted band reaches into the old picture, to join the border.",
+            flags=("--outpaint-blend",),
+            infotext="Outpaint blend",
+            range=(0, 512),
+        ),
+    )
+    outpaint_noise: bool = field(
+        default=False,
+        metadata=option(
+            "With --outpaint: start the new border from noise matched to the picture's colours and texture "
+            "(Outpainting mk2's fill) instead of its stretched edges.",
+            flags=("--outpaint-noise",),
+            infotext="Outpaint noise",
+        ),
+    )
 
 
 @dataclass
