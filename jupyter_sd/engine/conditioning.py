@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..recipe.prompts import ExtraNetwork, extract_networks, prompt_schedules, split_and
-from .ngms import sigma_of, skips_negative
+from .ngms import sigma_of, skips_early, skips_negative
 from .text_encoding import OPEN_CLIP_WIDTH, Encoding, Schedule, encode_cached, encoders_of
 
 
@@ -144,8 +144,10 @@ class Conditioning:
     """The step (from 0) whose embeddings the UNet gets next."""
     negative_guidance_min: tuple[float, bool] = (0.0, False)
     """A1111's NGMS: below this σ, skip the negative half on odd denoiser calls (on every call when True)."""
+    skip_early: float = 0.0
+    """A1111's Skip Early CFG: the first calls, up to this fraction of the pass's calls, skip the negative half."""
     calls: int = 0
-    """Denoiser calls so far in this pipeline call (A1111's CFG denoiser step count, for NGMS)."""
+    """Denoiser calls so far in this pipeline call (A1111's CFG denoiser step count, for NGMS and Skip Early CFG)."""
 
     @property
     def needs_wrapper(self) -> bool:
@@ -153,7 +155,7 @@ class Conditioning:
         if self.kwargs is not None:
             return False
         uneven = len(self.parts) > 1 or self.parts[0][0] != 1.0 or self.parts[0][1].length != self.uncond.length
-        return uneven or self.negative_guidance_min[0] > 0
+        return uneven or self.negative_guidance_min[0] > 0 or self.skip_early > 0
 
     @property
     def is_sdxl(self) -> bool:
@@ -248,8 +250,7 @@ class _UNetWrapper:
         return_dict = kwargs.pop("return_dict", True)
 
         # every embedding this step needs: the negative first, then each AND part (NGMS: the negative skipped)
-        minimum, all_steps = cond.negative_guidance_min
-        skip = guided and skips_negative(cond.calls, sigma_of(self.pipe.scheduler, timestep), minimum, all_steps)
+        skip = guided and _skips(cond, self.pipe.scheduler, timestep)
         cond.calls += 1
         rows = [cond.uncond.at(cond.step)] + [p.at(cond.step) for _, p in cond.parts]
         outputs: list[Any] = [None] * len(rows)
@@ -289,6 +290,15 @@ class _UNetWrapper:
 
             return UNet2DConditionOutput(sample=result)
         return (result,)
+
+
+def _skips(cond: Conditioning, scheduler: Any, timestep: Any) -> bool:
+    """Whether this call skips the negative half (Skip Early CFG first, then NGMS, as A1111 decides)."""
+    total = len(scheduler.timesteps) - (getattr(scheduler, "begin_index", None) or 0)  # this pass's model calls
+    if skips_early(cond.calls, total, cond.skip_early):
+        return True
+    minimum, all_steps = cond.negative_guidance_min
+    return skips_negative(cond.calls, sigma_of(scheduler, timestep), minimum, all_steps)
 
 
 def _zeros(like: Any, length: int) -> Any:

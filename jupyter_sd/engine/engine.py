@@ -377,6 +377,7 @@ class Engine:
                 emphasis=request.emphasis,
             )
             conditioning.negative_guidance_min = (request.ngms, request.ngms_all)
+            conditioning.skip_early = request.skip_early_cfg
             return conditioning
 
         return condition

@@ -1,9 +1,11 @@
-"""A1111's Negative Guidance minimum sigma (NGMS, its ``s_min_uncond``): skip the negative half of CFG late in the run.
+"""When A1111's CFG denoiser skips the negative half: NGMS late in the run, Skip Early CFG early in it.
 
-A1111's CFG denoiser counts its calls (one per model evaluation, from 0). On odd calls whose noise level is below
-the setting (on every such call with "all steps") it runs only the positive half and uses that prediction alone
-— the negative prediction is replaced by the positive one, so CFG gives the positive back. Late steps change the
-picture little, and each skipped half saves one of two UNet batches.
+A1111's CFG denoiser counts its calls (one per model evaluation, from 0). With Negative Guidance minimum sigma
+(NGMS, its ``s_min_uncond``), on odd calls whose noise level is below the setting (on every such call with "all
+steps") it runs only the positive half and uses that prediction alone — the negative prediction is replaced by the
+positive one, so CFG gives the positive back. Late steps change the picture little, and each skipped half saves one
+of two UNet batches. Skip Early CFG (its ``skip_early_cond``, as Forge has it too) does the same on every call
+while ``call / total calls`` is at most the setting; it wins over NGMS on a call both would skip.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from typing import Any
 def skips_negative(call: int, sigma: float, minimum: float, all_steps: bool) -> bool:
     """Whether A1111 skips the negative half on denoiser call `call` (from 0) at noise level `sigma`."""
     return minimum > 0 and (call % 2 == 1 or all_steps) and sigma < minimum
+
+
+def skips_early(call: int, total: int, fraction: float) -> bool:
+    """Whether A1111's Skip Early CFG skips the negative half on call `call` (from 0) of `total` calls."""
+    return fraction > 0 and total > 0 and call / total <= fraction
 
 
 def sigma_of(scheduler: Any, timestep: Any) -> float:

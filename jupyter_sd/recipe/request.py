@@ -186,6 +186,8 @@ class PaintRequest(MachineOptions):
             params["NGMS"] = format_number(self.ngms)
             if self.ngms_all:
                 params["NGMS all steps"] = True
+        if self.skip_early_cfg:
+            params["Skip Early CFG"] = format_number(self.skip_early_cfg)
         if self.rng != "gpu":  # A1111 writes its default source as no key
             params["RNG"] = self.rng.upper()
         if self.token_merging:

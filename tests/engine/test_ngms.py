@@ -1,11 +1,11 @@
-"""A1111's NGMS (Negative Guidance minimum sigma): exactly A1111's skipped calls, the positive prediction there."""
+"""A1111's NGMS and Skip Early CFG: exactly A1111's skipped calls, the positive prediction there."""
 
 import numpy as np
 import pytest
 import torch
 
 from jupyter_sd.engine import Engine
-from jupyter_sd.engine.ngms import skips_negative
+from jupyter_sd.engine.ngms import skips_early, skips_negative
 from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.paste import request_from_infotext
 from jupyter_sd.recipe.request import PaintRequest
@@ -86,3 +86,39 @@ def test_skipping_every_call_is_the_positive_prediction_alone(engine, tiny_model
 def test_ngms_is_pasted_back():
     request = request_from_infotext("a fox\nSteps: 20, Sampler: Euler, Seed: 1, NGMS: 0.8, NGMS all steps: True")
     assert (request.ngms, request.ngms_all) == (0.8, True)
+
+
+# -- Skip Early CFG (A1111's skip_early_cond, as Forge has it) -------------------------------------------------------
+
+
+def test_skip_early_rule_is_a1111s():
+    # A1111: skip_early_cond != 0 and step / total_steps <= skip_early_cond
+    assert [skips_early(i, 10, 0.25) for i in range(5)] == [True, True, True, False, False]
+    assert not any(skips_early(i, 10, 0.0) for i in range(10)) and all(skips_early(i, 10, 1.0) for i in range(10))
+
+
+@pytest.mark.parametrize(("sampler", "calls"), [("Euler", STEPS), ("Heun", 2 * STEPS - 1)])
+def test_skip_early_skips_the_first_calls_of_the_run(engine, tiny_model_dir, sampler, calls):
+    """Heun calls the model twice a step (A1111's second-order samplers count 2·steps − 1 calls): the fraction is of
+    the calls, as A1111's denoiser counts them."""
+    result, seen = _paint_counting(engine, _request(tiny_model_dir, sampler=sampler, skip_early_cfg=0.3))
+    skipped = [i for i in range(calls) if i / calls <= 0.3]
+    assert [batch for batch, _ in seen] == [1 if i in skipped else 2 for i in range(calls)]
+    assert "Skip Early CFG: 0.3" in result.infotext(0)
+
+
+def test_skip_early_wins_where_both_would_skip_and_ngms_goes_on_after(engine, tiny_model_dir):
+    _, seen = _paint_counting(engine, _request(tiny_model_dir, skip_early_cfg=0.2, ngms=15.0))
+    early = [i for i in range(STEPS) if i / STEPS <= 0.2]
+    assert [batch for batch, _ in seen] == [1 if i in early or i % 2 else 2 for i in range(STEPS)]
+
+
+def test_skipping_early_on_every_call_is_the_positive_prediction_alone(engine, tiny_model_dir):
+    every = engine.generate(_request(tiny_model_dir, skip_early_cfg=1.0)).images[0]
+    ngms = engine.generate(_request(tiny_model_dir, ngms=15.0, ngms_all=True)).images[0]  # raw diffusers at CFG 1
+    assert np.array_equal(np.asarray(every), np.asarray(ngms))
+
+
+def test_skip_early_is_pasted_back():
+    request = request_from_infotext("a fox\nSteps: 20, Sampler: Euler, Seed: 1, Skip Early CFG: 0.25")
+    assert request.skip_early_cfg == 0.25

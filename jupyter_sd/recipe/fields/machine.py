@@ -69,6 +69,17 @@ class SeedOptions(HiresOptions):
             infotext="NGMS all steps",
         ),
     )
+    skip_early_cfg: float = field(
+        default=0.0,
+        metadata=option(
+            "A1111's and Forge's Skip Early CFG: the first model calls, up to this fraction of the run, ignore the "
+            "negative prompt (its half of each UNet call saved; can add variety; 0 = off, 1 = every call).",
+            flags=("--skip-early-cfg",),
+            infotext="Skip Early CFG",
+            range=(0.0, 1.0),
+            step=0.05,
+        ),
+    )
     rng: str = field(
         default="gpu",
         metadata=option(
