@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..painting.templates import picture_count
 from ..recipe.request import PaintRequest
 from .result import BatchItem
 from .saved import BATCH_KEY, SavedIndex
@@ -69,7 +70,7 @@ class PaintActor:
         if shared:  # a retried request may already be on the shared disk: never paint (and save) it twice
             index = self._indexes.setdefault(request.outdir, SavedIndex(request.outdir)).refresh()
             done = index.saved(key)
-            if len(done) >= request.n * request.repeat:
+            if len(done) >= picture_count(request):
                 return [{**base, "index": i, "count": len(done), "path": str(p)} for i, p in enumerate(done)]
         folder = Path(request.outdir) if shared else self._scratch
         try:

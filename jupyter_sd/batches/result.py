@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..painting.templates import picture_count
 from ..recipe.request import PaintRequest
 from ..recipe.result import Outcome
 
@@ -33,7 +34,7 @@ class BatchItem:
     @property
     def images(self) -> int:
         """How many pictures the request makes."""
-        return self.request.n * self.request.repeat if self.request else 0
+        return picture_count(self.request) if self.request else 0
 
 
 @dataclass

@@ -50,6 +50,14 @@ class TemplateResult(PaintResult):
         return super().infotext(index) + template_lines(self.template, self.negative_template)
 
 
+def picture_count(request: PaintRequest) -> int:
+    """How many pictures `request` paints: n × repeat, or, for a combinatorial template, its combinations × repeat."""
+    if not (request.combinatorial and is_template(request)):
+        return request.n * request.repeat
+    found = expand_combinatorial(request.prompt, request.negative_prompt, request.max_combinations)
+    return len(found.prompts) * request.repeat
+
+
 def plan_pictures(request: PaintRequest) -> tuple[PaintRequest, list[PaintRequest], list[str]]:
     """The request with its seeds drawn, one request per picture (its prompt expanded, its seed), and notes.
 

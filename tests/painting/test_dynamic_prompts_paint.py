@@ -146,3 +146,12 @@ def test_a_batch_paints_each_template_item_on_its_own(models, common):
     texts = [read_parameters(path) for path in result.paths]
     assert all(text.endswith("\nTemplate: a {cat|dog} __animals__") for text in texts[:2])
     assert texts[2].startswith("{masterpiece} a fox\n") and "Template:" not in texts[2]
+
+
+def test_a_batch_counts_a_combinatorial_items_combinations_and_skips_them_once_saved(models, common):
+    items = ["a {red|green|blue} __animals__", "a fox"]
+    first = jupyter_sd.batch(items, seed=4, combinatorial=True, **common)
+    assert [item.images for item in first.items] == [15, 1]  # 3 colours × 5 animals; a plain prompt paints one
+    assert len(first.paths) == 16 and first.painted == 2
+    again = jupyter_sd.batch(items, seed=4, combinatorial=True, **common)
+    assert (again.painted, again.skipped) == (0, 2)  # every combination found saved: nothing painted twice
