@@ -18,12 +18,12 @@ from ..recipe.result import PaintResult
 from . import memory, modes, token_merging, warmup
 from .about import describe
 from .conditioning import a1111_steps, build_conditioning
+from .families import Family, family_of
 from .models import (
     ModelSource,
     check_available,
     choose_preset,
     load_pipeline,
-    model_family,
     native_size,
     pick_device,
     pick_dtype,
@@ -61,7 +61,7 @@ class Engine:
         self._taesd_key: tuple | None = None
         self._stop: threading.Event | None = None
         self._told_bundled = False
-        self._family = ""
+        self._family: Family | None = None
         self._memory: memory.MemoryPlan | None = None
         self._refiner: Any = None
         self._told_presets: set[tuple[str, str]] = set()
@@ -153,16 +153,16 @@ class Engine:
             progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
             started = time.perf_counter()
             pipe = load_pipeline(source, None, dtype, request.model_config, local_only)
-            family = model_family(pipe)
+            family = family_of(pipe)  # one line for a model of no family we paint, before it takes the GPU
             pipe, self._memory = memory.setup(pipe, device, family, request.offload, request.fast)
             self.load_seconds = time.perf_counter() - started
             self.load_count += 1
             self._pipe, self._key, self._source = pipe, key, source
             model_dir = source.location if source.kind == "folder" else None
-            self._latent_rgb = load_latent_rgb(model_dir, pipe.vae.config)
+            self._latent_rgb = load_latent_rgb(model_dir, family)
             native = native_size(pipe)
             self._family = family
-            about = ", ".join(filter(None, [family, f"{native}x{native}", self._memory.describe()]))
+            about = ", ".join(filter(None, [family.name, f"{native}x{native}", self._memory.describe()]))
             progress.notice(f"loaded {source.name} ({about}) in {self.load_seconds:.1f} s")
             if self._memory.fast is not None:
                 progress.notice(self._memory.fast.describe())
@@ -170,7 +170,7 @@ class Engine:
 
     def _taesd_name(self) -> str:
         """TAESDXL for SDXL latents, TAESD for SD 1/2 (each decodes only its own family's latents)."""
-        return self.taesdxl if self._family == "SDXL" else self.taesd
+        return getattr(self, self._family.taesd) if self._family is not None and self._family.taesd else ""
 
     def _taesd_model(self, device: str, dtype: Any) -> Any:
         name = self._taesd_name()
@@ -334,7 +334,7 @@ class Engine:
         return resolved
 
     def _preset(self, request: PaintRequest, pipe: Any, progress: Progress) -> PaintRequest:
-        request, line = choose_preset(request, self._source, pipe, self._family)
+        request, line = choose_preset(request, self._source, pipe, self._family.name)
         told = (self._source.location, line)
         if line and told not in self._told_presets:
             self._told_presets.add(told)

@@ -268,18 +268,6 @@ def component_config(source: ModelSource, name: str) -> dict[str, Any] | None:
         return None
 
 
-def model_family(pipe: Any) -> str:
-    """SD1, SD2, SDXL (or the pipeline's class name for others), from the loaded components."""
-    name = type(pipe).__name__
-    if "XL" in name or getattr(pipe, "text_encoder_2", None) is not None:
-        return "SDXL"
-    unet = getattr(pipe, "unet", None)
-    if unet is not None and "StableDiffusion" in name:
-        width = unet.config.cross_attention_dim
-        return "SD2" if width == 1024 else "SD1"
-    return name.replace("Pipeline", "") or "model"
-
-
 def choose_preset(request: Any, source: ModelSource, pipe: Any, family: str) -> tuple[Any, str]:
     """Apply ``--preset`` (auto: what the model says it is) to the options left at their defaults.
 
@@ -332,15 +320,17 @@ def _model_card(source: ModelSource) -> str:
 def _single_file_class(diffusers: Any, config: str, path: str = "") -> Any:
     """Pick the pipeline class for a single-file checkpoint.
 
-    The class ``config``'s model_index.json names (SDXL, SD 2, ...); else SDXL when the file holds SDXL's second
-    text encoder; else Stable Diffusion 1.x/2.x.
+    The class ``config``'s model_index.json names (SDXL, SD 2, ...); else the family its tensor names say
+    (`families.family_of_checkpoint`: SDXL's second text encoder, …); else Stable Diffusion 1.x/2.x.
     """
     if not config and path.endswith(".safetensors"):
         from safetensors import safe_open
 
+        from .families import family_of_checkpoint
+
         with safe_open(path, framework="pt") as checkpoint:
-            if any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys()):
-                return diffusers.StableDiffusionXLPipeline
+            family = family_of_checkpoint(checkpoint.keys())
+        return getattr(diffusers, family.pipeline_class("txt2img"))
     if config:
         try:
             name = diffusers.DiffusionPipeline.load_config(config).get("_class_name", "")
@@ -364,8 +354,15 @@ def _first_line(error: BaseException) -> str:
 
 
 def native_size(pipe: Any) -> int:
-    """The size a model was trained at: UNet sample size × VAE scale factor (64×8 = 512 for SD 1.5)."""
+    """The size a model was trained at: its denoiser's sample size × VAE scale (64×8 = 512 for SD 1.5).
+
+    A denoiser whose config has no sample size (Flux's transformer) takes its family's native size.
+    """
+    from .families import family_of
+
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    sample = getattr(denoiser.config, "sample_size", 64)
+    sample = getattr(denoiser.config, "sample_size", None)
+    if sample is None:
+        return family_of(pipe).native_size
     sample = sample[0] if isinstance(sample, (list, tuple)) else sample
     return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
