@@ -19,6 +19,7 @@ from . import memory, modes, token_merging, warmup
 from .about import describe
 from .conditioning import a1111_steps, build_conditioning
 from .families import Family, family_of
+from .families.fit import fit_request
 from .models import (
     ModelSource,
     check_available,
@@ -231,7 +232,7 @@ class Engine:
                     request=request,
                     model_name=self._source.name,
                     steps_total=sum(p.steps for p in plan),
-                    params=networks.params,
+                    params={**networks.params, **self._family_params(request)},
                 )
                 self._denoise(pipe, request, plan, result, progress, stop, pictures)  # 4. denoise, 5. decode
             except Exception as error:
@@ -251,7 +252,8 @@ class Engine:
         """The cached pipeline, the request resolved on it, its networks, memory plan, refiner and upscaler."""
         pipe = self.pipeline(request, progress)
         request, changed = what_runs(self._resolve(request, pipe, pictures))
-        for line in changed:
+        request, fitted = fit_request(self._family, pipe, request)  # its defaults; what it lacks, refused
+        for line in changed + fitted:
             progress.notice(line)
         request = self._preset(request, pipe, progress)  # few-step defaults (presets.py)
         model_file = self._source.location if self._source.kind == "single-file" else None
@@ -270,7 +272,7 @@ class Engine:
         """The request's sampler on the pipeline (the hires pair checked too, before any pass) and its passes."""
         config = getattr(pipe, "_jupyter_sd_base_scheduler_config", None)
         if config is None:
-            config = dict(pipe.scheduler.config)
+            config = {**pipe.scheduler.config, "_class_name": type(pipe.scheduler).__name__}
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
         if request.hires_enabled:  # the hires pass's pair too, now: a refusal after the first pass would waste it
@@ -314,6 +316,14 @@ class Engine:
             progress.batch(images, seeds[: len(images)], result)
             if result.interrupted:
                 break
+
+    def _family_params(self, request: PaintRequest) -> dict[str, str]:
+        """Infotext keys only some families write (Forge's ``Distilled CFG Scale`` on Flux)."""
+        if self._family.guidance != "cfg+distilled":
+            return {}
+        from ..recipe.values import format_number
+
+        return {"Distilled CFG Scale": format_number(request.distilled_cfg)}
 
     def _resolve(self, request: PaintRequest, pipe: Any, pictures: Pictures | None = None) -> PaintRequest:
         """Fill in what "default" meant: the native size (an init's own), random seeds, the model that loaded."""

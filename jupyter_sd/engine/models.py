@@ -226,8 +226,9 @@ def _load_single_file(diffusers: Any, source: ModelSource, config: str, kwargs: 
             kwargs["local_files_only"] = True
     elif not hub.hub_usable():
         kwargs["local_files_only"] = True  # its configs then come from the cache, or it fails in one line below
+    cls = _single_file_class(diffusers, config, source.location)
     try:
-        return _single_file_class(diffusers, config, source.location).from_single_file(source.location, **kwargs)
+        return cls.from_single_file(source.location, **kwargs)
     except Exception as error:  # the single-file loader raises many kinds for a file it can't map
         msg = (
             f"model: could not load '{source.location}' as a Stable Diffusion checkpoint ({_first_line(error)}); "
@@ -330,6 +331,7 @@ def _single_file_class(diffusers: Any, config: str, path: str = "") -> Any:
 
         with safe_open(path, framework="pt") as checkpoint:
             family = family_of_checkpoint(checkpoint.keys())
+        family.refuse("single file", f" ('{Path(path).name}'; a diffusers folder or hub id loads)")
         return getattr(diffusers, family.pipeline_class("txt2img"))
     if config:
         try:

@@ -12,14 +12,28 @@ from pathlib import Path
 from typing import Any
 
 from .base import FEATURES, Family
+from .flux import FAMILY as FLUX
 from .sd1 import FAMILY as SD1
 from .sd2 import FAMILY as SD2
+from .sd3 import FAMILY as SD3
 from .sdxl import FAMILY as SDXL
 
-__all__ = ["FAMILIES", "FEATURES", "SD1", "SD2", "SDXL", "Family", "family_for_class", "family_named", "family_of"]
+__all__ = [
+    "FAMILIES",
+    "FEATURES",
+    "FLUX",
+    "SD1",
+    "SD2",
+    "SD3",
+    "SDXL",
+    "Family",
+    "family_for_class",
+    "family_named",
+    "family_of",
+]
 __all__ += ["family_of_checkpoint", "family_of_folder"]
 
-FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1)
+FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, FLUX, SD3)
 
 
 def family_named(name: str) -> Family:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-FEATURES = ("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax")
+FEATURES = ("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file")
 """What a family may lack (`Family.lacks`), each refused in one line when a request asks for it."""
 
 
@@ -56,6 +56,22 @@ class Family:
     """Working memory on top of the weights for one native-size picture in fp16 (auto offload's margin)."""
     lacks: tuple[str, ...] = ()
     """Features of `FEATURES` not implemented for this family yet: a request using one is refused in one line."""
+
+    def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
+        """(B, C, H, W) starting noise → what the pipeline's ``latents=`` takes (Flux: packed patches)."""
+        if not self.packed_latents:
+            return latents
+        from .flow import pack
+
+        return pack(pipe, latents)
+
+    def to_spatial(self, pipe: Any, latents: Any, size: tuple[int, int]) -> Any:
+        """Latents as the step callback sees them → (B, C, H, W) for previews and decodes (`size`: the picture's)."""
+        if not self.packed_latents or latents.dim() == 4:
+            return latents
+        from .flow import unpack
+
+        return unpack(pipe, latents, size)
 
     def refuse(self, feature: str, detail: str = "") -> None:
         """Raise the one-line refusal for a `feature` this family lacks (nothing when it has it).
