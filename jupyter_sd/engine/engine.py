@@ -29,6 +29,7 @@ from .models import (
     pick_device,
     pick_dtype,
     resolve_model,
+    source_family,
 )
 from .networks import apply_networks
 from .passes import PassRunner
@@ -143,7 +144,7 @@ class Engine:
             local_only = check_available(source)  # a missing hub model fails here, in a second, before torch
         warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
-        dtype = pick_dtype(request.dtype, device)
+        dtype = pick_dtype(request.dtype, device, source_family(source) if request.dtype == "auto" else None)
         key = (source.location, device, dtype, request.model_config, request.offload, request.fast)
         memory.check_offload(request.offload, device)
         if source.is_bundled and not self._told_bundled:
@@ -232,7 +233,7 @@ class Engine:
                     request=request,
                     model_name=self._source.name,
                     steps_total=sum(p.steps for p in plan),
-                    params={**networks.params, **self._family_params(request)},
+                    params={**networks.params, **self._family.infotext_params(request)},
                 )
                 self._denoise(pipe, request, plan, result, progress, stop, pictures)  # 4. denoise, 5. decode
             except Exception as error:
@@ -316,14 +317,6 @@ class Engine:
             progress.batch(images, seeds[: len(images)], result)
             if result.interrupted:
                 break
-
-    def _family_params(self, request: PaintRequest) -> dict[str, str]:
-        """Infotext keys only some families write (Forge's ``Distilled CFG Scale`` on Flux)."""
-        if self._family.guidance != "cfg+distilled":
-            return {}
-        from ..recipe.values import format_number
-
-        return {"Distilled CFG Scale": format_number(request.distilled_cfg)}
 
     def _resolve(self, request: PaintRequest, pipe: Any, pictures: Pictures | None = None) -> PaintRequest:
         """Fill in what "default" meant: the native size (an init's own), random seeds, the model that loaded."""

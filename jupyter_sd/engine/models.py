@@ -110,12 +110,13 @@ def pick_device(device: str) -> str:
     return "cpu"
 
 
-def pick_dtype(dtype: str, device: str) -> Any:
-    """Resolve ``auto``: half precision on CUDA and MPS, float32 on the CPU."""
+def pick_dtype(dtype: str, device: str, family: Any = None) -> Any:
+    """Resolve ``auto``: half precision on CUDA and MPS (the `family`'s kind of half), float32 on the CPU."""
     import torch
 
     if dtype == "auto":
-        return torch.float16 if device.startswith(("cuda", "mps")) else torch.float32
+        half = getattr(torch, family.half_dtype) if family is not None else torch.float16
+        return half if device.startswith(("cuda", "mps")) else torch.float32
     return getattr(torch, _DTYPE_NAMES[dtype])
 
 
@@ -353,6 +354,22 @@ def _dtype_keyword(version: str) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
+
+
+def source_family(source: ModelSource) -> Any:
+    """The family of a folder or cached hub model from its ``model_index.json``, before loading (None if unknown)."""
+    from .families import family_of_folder
+
+    folder: Path | None = Path(source.location) if source.kind == "folder" else None
+    if source.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source.location, "model_index.json")
+        folder = Path(cached).parent if isinstance(cached, str) else None
+    try:
+        return family_of_folder(folder) if folder is not None else None
+    except (OSError, ValueError):  # unreadable, or no family: loading says so in its own words
+        return None
 
 
 def native_size(pipe: Any) -> int:

@@ -52,10 +52,20 @@ class Family:
     """The linear latent→RGB map of ``latent2rgb`` previews (ComfyUI's factors), or None."""
     taesd: str = ""
     """The engine setting naming this family's tiny autoencoder for previews (``taesd``, ``taesdxl``), or ''."""
+    half_dtype: str = "float16"
+    """The half precision ``--dtype auto`` picks on CUDA and MPS (Flux overflows in float16: bfloat16)."""
     activations_gb: float = 2.0
     """Working memory on top of the weights for one native-size picture in fp16 (auto offload's margin)."""
     lacks: tuple[str, ...] = ()
     """Features of `FEATURES` not implemented for this family yet: a request using one is refused in one line."""
+
+    def infotext_params(self, request: Any) -> dict[str, str]:
+        """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux)."""
+        if self.guidance != "cfg+distilled":
+            return {}
+        from ...recipe.values import format_number
+
+        return {"Distilled CFG Scale": format_number(request.distilled_cfg)}
 
     def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
         """(B, C, H, W) starting noise → what the pipeline's ``latents=`` takes (Flux: packed patches)."""

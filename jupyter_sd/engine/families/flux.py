@@ -45,6 +45,7 @@ FAMILY = Family(
         ],
         "bias": [-0.0329, -0.0718, -0.0851],
     },
+    half_dtype="bfloat16",
     activations_gb=4.0,
     lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file"),
 )

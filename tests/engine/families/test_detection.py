@@ -92,3 +92,24 @@ def test_a_flux_single_file_is_refused_in_one_line(tmp_path):
     text = str(info.value)
     assert text.startswith("model: single file ('flux1-dev.safetensors'; a diffusers folder or hub id loads) is not")
     assert "Flux" in text and "\n" not in text and len(text) < 200
+
+
+def test_auto_dtype_is_the_familys_half_precision(tmp_path):
+    """Flux overflows in float16: ``--dtype auto`` gives it bfloat16 on a GPU, float32 on the CPU, as for SD."""
+    from jupyter_sd.engine.families import FLUX, SD1
+    from jupyter_sd.engine.models import ModelSource, pick_dtype, source_family
+
+    assert pick_dtype("auto", "cuda", FLUX) is torch.bfloat16 and pick_dtype("auto", "cuda", SD1) is torch.float16
+    assert pick_dtype("auto", "cpu", FLUX) is torch.float32 and pick_dtype("float16", "cuda", FLUX) is torch.float16
+    folder = tmp_path / "flux"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    assert source_family(ModelSource(str(folder), "folder", "flux")) is FLUX
+
+
+def test_a_forge_flux_recipe_pastes_its_distilled_cfg():
+    from jupyter_sd.recipe.paste import request_from_infotext
+
+    text = "a fox\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 5, Seed: 1"
+    request = request_from_infotext(text)
+    assert request.distilled_cfg == 5.0 and request.guidance == 1.0 and request.sampler == "Euler"
