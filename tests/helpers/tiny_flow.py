@@ -83,7 +83,7 @@ def make_tiny_sd3(folder: str | Path, seed: int = 0) -> Path:
     transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=16, num_layers=1,
                                         attention_head_dim=8, num_attention_heads=4, joint_attention_dim=64,
                                         caption_projection_dim=32, pooled_projection_dim=64, out_channels=16,
-                                        pos_embed_max_size=32)  # fmt: skip
+                                        pos_embed_max_size=64)  # fmt: skip
     pipe = StableDiffusion3Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=flow_vae(0.0609, 1.5035),
                                     text_encoder=_clip_with_projection(tokenizer), tokenizer=tokenizer,
                                     text_encoder_2=_clip_with_projection(tokenizer), tokenizer_2=tokenizer,

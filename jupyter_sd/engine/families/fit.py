@@ -42,6 +42,7 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
             f"({family.name} paints multiples of {multiple} px)"
         )
     request = request.replace(**changes) if changes else request
+    _refuse_too_large(family, pipe, request)
     for option, allowed in (("sampler", family.samplers), ("schedule", family.schedules)):
         value = getattr(request, option)
         if allowed and value not in allowed:
@@ -67,3 +68,15 @@ def _refuse_what_it_lacks(family: Family, request: Any) -> None:
         family.refuse("vae", " (an external VAE)")
     if "<lora:" in f"{request.prompt} {request.negative_prompt} {request.hires_prompt or ''}".lower():
         family.refuse("lora")
+
+
+def _refuse_too_large(family: Family, pipe: Any, request: Any) -> None:
+    """SD3's position embeddings stop at ``pos_embed_max_size`` patches a side: refuse more, in one line."""
+    config = getattr(getattr(pipe, "transformer", None), "config", None)
+    patches = getattr(config, "pos_embed_max_size", None)
+    if not patches or request.width is None:
+        return
+    largest = int(patches) * int(config.patch_size) * int(getattr(pipe, "vae_scale_factor", family.vae_scale))
+    if max(request.width, request.height) > largest:
+        msg = f"size: {family.name} paints at most {largest} px a side (got {request.width}x{request.height})"
+        raise ValueError(msg)

@@ -156,6 +156,14 @@ def test_what_flux_cannot_do_yet_is_one_line(engine, flux_dir, changes, message)
     assert text.startswith(message) and "\n" not in text and len(text) < 200
 
 
+def test_sd3_larger_than_its_position_embeddings_is_one_line(engine, sd3_dir):
+    request = PaintRequest(prompt=PROMPT, model=str(sd3_dir), width=136, height=64, steps=1, seed=1)
+    with pytest.raises(ValueError) as info:  # 64 patches × patch 1 × VAE 2 = 128 px
+        engine.generate(request)
+    assert str(info.value) == "size: SD3 paints at most 128 px a side (got 136x64)"
+    assert engine.generate(request.replace(width=128)).images[0].size == (128, 64)
+
+
 def test_paint_magic_paints_flux_and_saves_its_recipe(shell, flux_dir, tmp_path, capsys):
     from diffusers import FluxPipeline
 
