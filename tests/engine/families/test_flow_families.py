@@ -88,6 +88,34 @@ def test_flux_distilled_guidance_reaches_the_model(engine, flux_dir):
     assert "Distilled CFG Scale: 9" in result.infotext(0)
 
 
+def test_flux_batch_gives_image_k_seed_plus_k_as_diffusers_does(engine, flux_dir):
+    from diffusers import FluxPipeline
+
+    request = PaintRequest(prompt=PROMPT, model=str(flux_dir), width=32, height=32, steps=2, seed=20, n=2, rng="cpu",
+                           preview="none")  # fmt: skip
+    result = engine.generate(request)
+    pipe = FluxPipeline.from_pretrained(flux_dir)
+    pipe.set_progress_bar_config(disable=True)
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in (20, 21)]
+    expected = pipe(PROMPT, width=32, height=32, num_inference_steps=2, num_images_per_prompt=2, generator=generators)
+    assert result.seeds == [20, 21]
+    for ours, theirs in zip(result.images, expected.images):
+        assert_pixels_close(ours, theirs)
+
+
+@pytest.mark.parametrize("folder", ["flux_dir", "sd3_dir"])
+def test_a1111_noise_and_variation_seeds_paint_packed_and_plain_latents(engine, request, folder):
+    """The default (A1111 GPU) noise is ours, not diffusers': Flux's must reach its pipeline packed."""
+    model = str(request.getfixturevalue(folder))
+    base = PaintRequest(prompt=PROMPT, model=model, width=32, height=32, steps=2, seed=6, preview="none")
+    plain, varied = engine.generate(base), engine.generate(base.replace(variation_seed=9, variation_strength=0.5))
+    again = engine.generate(base)
+    assert plain.images[0].size == varied.images[0].size == (32, 32)
+    assert np.array_equal(pixels(plain.images[0]), pixels(again.images[0]))
+    assert np.abs(pixels(plain.images[0]) - pixels(varied.images[0])).max() > 1
+    assert "Variation seed: 9" in varied.infotext(0)
+
+
 def test_flux_stop_keeps_the_last_x0(engine, flux_dir):
     """Stopped at step 3: the picture is x0 = x_t − σ·v of that step, v taken from raw diffusers' own latents."""
     from diffusers import FluxPipeline
