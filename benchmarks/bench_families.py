@@ -3,7 +3,7 @@
 For each family: wall-time ratio ours ÷ raw (runs interleaved A B A B; min and median) and the largest pixel
 difference in 1/255 (0–1 expected: the same pipeline call under the hood).
 
-    python benchmarks/bench_families.py [--runs 5] [--steps 8] [--size 128]
+    python benchmarks/bench_families.py [--runs 5] [--steps 8] [--size 128] [--threads 1]
 
 The models are the tests' tiny Flux and SD3 (tests/helpers/tiny_flow.py: random weights, one or two blocks) on the
 CPU, so the ratio shows our overhead per step at its largest relative to the model's work.
@@ -71,7 +71,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # steadier timings on a shared machine
     from diffusers import FluxPipeline, StableDiffusion3Pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
