@@ -17,7 +17,7 @@ def describe(engine: Any) -> dict[str, Any]:
         info.update(
             model=engine._source.location if engine._source else "",
             pipeline=type(engine._pipe).__name__,
-            family=engine._family,
+            family=engine._family.name if engine._family else "",
             native_size=f"{native_size(engine._pipe)}x{native_size(engine._pipe)}",
             offload=engine._memory.offload if engine._memory else "none",
             fast=engine._memory.fast.describe() if engine._memory and engine._memory.fast else "off",
@@ -28,7 +28,7 @@ def describe(engine: Any) -> dict[str, Any]:
         )
         params = sum(
             p.numel()
-            for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
+            for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
             for p in getattr(getattr(engine._pipe, name, None), "parameters", lambda: [])()
         )
         info["parameters_millions"] = round(params / 1e6, 1)

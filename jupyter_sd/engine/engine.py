@@ -18,16 +18,18 @@ from ..recipe.result import PaintResult
 from . import memory, modes, token_merging, warmup
 from .about import describe
 from .conditioning import a1111_steps, build_conditioning
+from .families import Family, family_of
+from .families.fit import fit_request
 from .models import (
     ModelSource,
     check_available,
     choose_preset,
     load_pipeline,
-    model_family,
     native_size,
     pick_device,
     pick_dtype,
     resolve_model,
+    source_family,
 )
 from .networks import apply_networks
 from .outpaint import outpainted
@@ -62,7 +64,7 @@ class Engine:
         self._taesd_key: tuple | None = None
         self._stop: threading.Event | None = None
         self._told_bundled = False
-        self._family = ""
+        self._family: Family | None = None
         self._memory: memory.MemoryPlan | None = None
         self._refiner: Any = None
         self._told_presets: set[tuple[str, str]] = set()
@@ -143,7 +145,7 @@ class Engine:
             local_only = check_available(source)  # a missing hub model fails here, in a second, before torch
         warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
-        dtype = pick_dtype(request.dtype, device)
+        dtype = pick_dtype(request.dtype, device, source_family(source) if request.dtype == "auto" else None)
         key = (source.location, device, dtype, request.model_config, request.offload, request.fast)
         memory.check_offload(request.offload, device)
         if source.is_bundled and not self._told_bundled:
@@ -154,16 +156,16 @@ class Engine:
             progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
             started = time.perf_counter()
             pipe = load_pipeline(source, None, dtype, request.model_config, local_only)
-            family = model_family(pipe)
+            family = family_of(pipe)  # one line for a model of no family we paint, before it takes the GPU
             pipe, self._memory = memory.setup(pipe, device, family, request.offload, request.fast)
             self.load_seconds = time.perf_counter() - started
             self.load_count += 1
             self._pipe, self._key, self._source = pipe, key, source
             model_dir = source.location if source.kind == "folder" else None
-            self._latent_rgb = load_latent_rgb(model_dir, pipe.vae.config)
+            self._latent_rgb = load_latent_rgb(model_dir, family)
             native = native_size(pipe)
             self._family = family
-            about = ", ".join(filter(None, [family, f"{native}x{native}", self._memory.describe()]))
+            about = ", ".join(filter(None, [family.name, f"{native}x{native}", self._memory.describe()]))
             progress.notice(f"loaded {source.name} ({about}) in {self.load_seconds:.1f} s")
             if self._memory.fast is not None:
                 progress.notice(self._memory.fast.describe())
@@ -171,7 +173,7 @@ class Engine:
 
     def _taesd_name(self) -> str:
         """TAESDXL for SDXL latents, TAESD for SD 1/2 (each decodes only its own family's latents)."""
-        return self.taesdxl if self._family == "SDXL" else self.taesd
+        return getattr(self, self._family.taesd) if self._family is not None and self._family.taesd else ""
 
     def _taesd_model(self, device: str, dtype: Any) -> Any:
         name = self._taesd_name()
@@ -233,7 +235,7 @@ class Engine:
                     request=request,
                     model_name=self._source.name,
                     steps_total=sum(p.steps for p in plan),
-                    params=networks.params,
+                    params={**networks.params, **self._family.infotext_params(request)},
                 )
                 self._denoise(pipe, request, plan, result, progress, stop, pictures)  # 4. denoise, 5. decode
             except Exception as error:
@@ -253,7 +255,8 @@ class Engine:
         """The cached pipeline, the request resolved on it, its networks, memory plan, refiner and upscaler."""
         pipe = self.pipeline(request, progress)
         request, changed = what_runs(self._resolve(request, pipe, pictures))
-        for line in changed:
+        request, fitted = fit_request(self._family, pipe, request)  # its defaults; what it lacks, refused
+        for line in changed + fitted:
             progress.notice(line)
         request = self._preset(request, pipe, progress)  # few-step defaults (presets.py)
         model_file = self._source.location if self._source.kind == "single-file" else None
@@ -272,7 +275,7 @@ class Engine:
         """The request's sampler on the pipeline (the hires pair checked too, before any pass) and its passes."""
         config = getattr(pipe, "_jupyter_sd_base_scheduler_config", None)
         if config is None:
-            config = dict(pipe.scheduler.config)
+            config = {**pipe.scheduler.config, "_class_name": type(pipe.scheduler).__name__}
             pipe._jupyter_sd_base_scheduler_config = config
         pipe.scheduler = make_scheduler(request.sampler, request.schedule, config)
         if request.hires_enabled:  # the hires pass's pair too, now: a refusal after the first pass would waste it
@@ -336,7 +339,7 @@ class Engine:
         return resolved
 
     def _preset(self, request: PaintRequest, pipe: Any, progress: Progress) -> PaintRequest:
-        request, line = choose_preset(request, self._source, pipe, self._family)
+        request, line = choose_preset(request, self._source, pipe, self._family.name)
         told = (self._source.location, line)
         if line and told not in self._told_presets:
             self._told_presets.add(told)

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 GB = 2**30
-ACTIVATIONS_GB = {"SD1": 1.5, "SD2": 2.0, "SDXL": 3.5}
-"""Working memory on top of the weights for one native-size picture in fp16 (measured roughly; auto mode's margin)."""
 TILE_ABOVE = 1536 * 1536
 """``--vae-tiling auto`` tiles pictures with more pixels than this."""
 _OFFLOADED = "_jupyter_sd_offload"
@@ -21,7 +19,7 @@ _OFFLOADED = "_jupyter_sd_offload"
 def component_gb(pipe: Any) -> dict[str, float]:
     """The size of each model in the pipeline in GB (what has to sit on the GPU, all or one at a time)."""
     sizes = {}
-    for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2"):
+    for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
         module = getattr(pipe, name, None)
         params = list(getattr(module, "parameters", lambda: [])())
         if params:
@@ -29,13 +27,14 @@ def component_gb(pipe: Any) -> dict[str, float]:
     return sizes
 
 
-def offload_for(free_gb: float, sizes: dict[str, float], family: str) -> str:
+def offload_for(free_gb: float, sizes: dict[str, float], activations_gb: float) -> str:
     """Auto offload from the free VRAM and each model's size.
 
     None when everything fits with room to work, model offload when the biggest model fits with half a GB to spare
-    (one model on the GPU at a time), else sequential (layer by layer).
+    (one model on the GPU at a time), else sequential (layer by layer). `activations_gb` is the family's working
+    memory for one native-size picture (`Family.activations_gb`).
     """
-    if free_gb >= sum(sizes.values()) + ACTIVATIONS_GB.get(family, 2.0):
+    if free_gb >= sum(sizes.values()) + activations_gb:
         return "none"
     if free_gb >= max(sizes.values(), default=0.0) + 0.5:
         return "model"
@@ -68,7 +67,7 @@ def check_offload(mode: str, device: str) -> None:
         raise ValueError(msg)
 
 
-def choose_offload(mode: str, device: str, pipe: Any, family: str) -> tuple[str, str]:
+def choose_offload(mode: str, device: str, pipe: Any, family: Any) -> tuple[str, str]:
     """Resolve ``--offload`` to none, model or sequential, with a few words saying why for the load line.
 
     Raises
@@ -82,7 +81,7 @@ def choose_offload(mode: str, device: str, pipe: Any, family: str) -> tuple[str,
     free = free_vram_gb(device)
     if free is None:
         return "none", ""
-    chosen = offload_for(free, component_gb(pipe), family)
+    chosen = offload_for(free, component_gb(pipe), family.activations_gb)
     where = "all on the GPU" if chosen == "none" else f"{chosen} offload"
     return chosen, f"{where}, {free:.1f} GB free"
 
@@ -293,7 +292,7 @@ class MemoryPlan:
                 notice(line)
 
 
-def setup(pipe: Any, device: str, family: str, offload: str, fast: bool) -> tuple[Any, MemoryPlan]:
+def setup(pipe: Any, device: str, family: Any, offload: str, fast: bool) -> tuple[Any, MemoryPlan]:
     """Place a freshly loaded (CPU) pipeline on its device as ``--offload`` says, and set up ``--fast``.
 
     Raises

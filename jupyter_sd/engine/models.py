@@ -110,12 +110,13 @@ def pick_device(device: str) -> str:
     return "cpu"
 
 
-def pick_dtype(dtype: str, device: str) -> Any:
-    """Resolve ``auto``: half precision on CUDA and MPS, float32 on the CPU."""
+def pick_dtype(dtype: str, device: str, family: Any = None) -> Any:
+    """Resolve ``auto``: half precision on CUDA and MPS (the `family`'s kind of half), float32 on the CPU."""
     import torch
 
     if dtype == "auto":
-        return torch.float16 if device.startswith(("cuda", "mps")) else torch.float32
+        half = getattr(torch, family.half_dtype) if family is not None else torch.float16
+        return half if device.startswith(("cuda", "mps")) else torch.float32
     return getattr(torch, _DTYPE_NAMES[dtype])
 
 
@@ -226,8 +227,9 @@ def _load_single_file(diffusers: Any, source: ModelSource, config: str, kwargs: 
             kwargs["local_files_only"] = True
     elif not hub.hub_usable():
         kwargs["local_files_only"] = True  # its configs then come from the cache, or it fails in one line below
+    cls = _single_file_class(diffusers, config, source.location)
     try:
-        return _single_file_class(diffusers, config, source.location).from_single_file(source.location, **kwargs)
+        return cls.from_single_file(source.location, **kwargs)
     except Exception as error:  # the single-file loader raises many kinds for a file it can't map
         msg = (
             f"model: could not load '{source.location}' as a Stable Diffusion checkpoint ({_first_line(error)}); "
@@ -266,18 +268,6 @@ def component_config(source: ModelSource, name: str) -> dict[str, Any] | None:
         return json.loads(path.read_text()) if path is not None and path.is_file() else None
     except (OSError, ValueError):
         return None
-
-
-def model_family(pipe: Any) -> str:
-    """SD1, SD2, SDXL (or the pipeline's class name for others), from the loaded components."""
-    name = type(pipe).__name__
-    if "XL" in name or getattr(pipe, "text_encoder_2", None) is not None:
-        return "SDXL"
-    unet = getattr(pipe, "unet", None)
-    if unet is not None and "StableDiffusion" in name:
-        width = unet.config.cross_attention_dim
-        return "SD2" if width == 1024 else "SD1"
-    return name.replace("Pipeline", "") or "model"
 
 
 def choose_preset(request: Any, source: ModelSource, pipe: Any, family: str) -> tuple[Any, str]:
@@ -332,15 +322,18 @@ def _model_card(source: ModelSource) -> str:
 def _single_file_class(diffusers: Any, config: str, path: str = "") -> Any:
     """Pick the pipeline class for a single-file checkpoint.
 
-    The class ``config``'s model_index.json names (SDXL, SD 2, ...); else SDXL when the file holds SDXL's second
-    text encoder; else Stable Diffusion 1.x/2.x.
+    The class ``config``'s model_index.json names (SDXL, SD 2, ...); else the family its tensor names say
+    (`families.family_of_checkpoint`: SDXL's second text encoder, …); else Stable Diffusion 1.x/2.x.
     """
     if not config and path.endswith(".safetensors"):
         from safetensors import safe_open
 
+        from .families import family_of_checkpoint
+
         with safe_open(path, framework="pt") as checkpoint:
-            if any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys()):
-                return diffusers.StableDiffusionXLPipeline
+            family = family_of_checkpoint(checkpoint.keys())
+        family.refuse("single file", f" ('{Path(path).name}'; a diffusers folder or hub id loads)")
+        return getattr(diffusers, family.pipeline_class("txt2img"))
     if config:
         try:
             name = diffusers.DiffusionPipeline.load_config(config).get("_class_name", "")
@@ -363,9 +356,32 @@ def _first_line(error: BaseException) -> str:
     return text[0][:200] if text else type(error).__name__
 
 
+def source_family(source: ModelSource) -> Any:
+    """The family of a folder or cached hub model from its ``model_index.json``, before loading (None if unknown)."""
+    from .families import family_of_folder
+
+    folder: Path | None = Path(source.location) if source.kind == "folder" else None
+    if source.kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source.location, "model_index.json")
+        folder = Path(cached).parent if isinstance(cached, str) else None
+    try:
+        return family_of_folder(folder) if folder is not None else None
+    except (OSError, ValueError):  # unreadable, or no family: loading says so in its own words
+        return None
+
+
 def native_size(pipe: Any) -> int:
-    """The size a model was trained at: UNet sample size × VAE scale factor (64×8 = 512 for SD 1.5)."""
+    """The size a model was trained at: its denoiser's sample size × VAE scale (64×8 = 512 for SD 1.5).
+
+    A denoiser whose config has no sample size (Flux's transformer) takes its family's native size.
+    """
+    from .families import family_of
+
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    sample = getattr(denoiser.config, "sample_size", 64)
+    sample = getattr(denoiser.config, "sample_size", None)
+    if sample is None:
+        return family_of(pipe).native_size
     sample = sample[0] if isinstance(sample, (list, tuple)) else sample
     return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))

@@ -18,6 +18,7 @@ from ..recipe.fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
 from ..recipe.request import PaintRequest
 from ..recipe.values import parse_size
 from . import pictures as pics
+from .families import family_of
 from .passes import PassRunner
 from .pictures import Pictures
 from .plan import hires_sampler, hires_steps, img2img_steps
@@ -124,7 +125,7 @@ def paint_batch(
 
     common = {
         "num_inference_steps": request.steps,
-        "guidance_scale": request.guidance,
+        **family_of(pipe).guidance_kwargs(request.guidance, request.distilled_cfg),
         "num_images_per_prompt": len(seeds),
     }
     if request.init:
@@ -160,7 +161,7 @@ def _noise(pipe: Any, request: PaintRequest, subseeds: list, size: tuple, source
     shape = (channels, size[1] // factor, size[0] // factor)
     noise = source.first(shape, subseeds, request.variation_strength, resize_from)
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    return noise.to(pipe.device, denoiser.dtype)
+    return family_of(pipe).to_pipeline_latents(pipe, noise.to(pipe.device, denoiser.dtype))
 
 
 def _hires_pass(

@@ -18,6 +18,7 @@ from typing import Any
 from ..recipe.prompts import extract_networks
 from ..recipe.request import PaintRequest
 from .embeddings import use_embeddings
+from .families import family_of
 from .lora import set_loras
 from .network_state import Notice, hash_with_notice, state_of
 from .vae_swap import set_vae
@@ -70,7 +71,8 @@ def apply_networks(pipe: Any, request: PaintRequest, notice: Notice, model_file:
     loras = set_loras(pipe, state, tags["prompt"], request.allow_pickle, notice)
     if loras:
         params["Lora hashes"] = ", ".join(f"{_alias(tag.name)}: {state.loras[path].short_hash}" for path, tag in loras)
-    used = use_embeddings(pipe, state, texts, request.allow_pickle, notice)
+    has_embeddings = "embeddings" not in family_of(pipe).lacks  # (no textual inversion for T5 families yet)
+    used = use_embeddings(pipe, state, texts, request.allow_pickle, notice) if has_embeddings else []
     if used:
         params["TI hashes"] = ", ".join(f"{_alias(stem)}: {state.embeddings[path].short_hash}" for stem, path in used)
     lora_key = tuple((path, state.loras[path].stamp[:2], tag.te_weight, tag.unet_weight) for path, tag in loras)

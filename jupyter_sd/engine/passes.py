@@ -17,6 +17,8 @@ from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
 from ..recipe.samplers import ENSD_SAMPLERS, SAMPLERS
 from . import token_merging
+from .families import family_of
+from .families.flow import flow_x0
 from .plan import Pass
 from .preview import Previewer, decode_latents, to_pil
 from .schedulers import make_scheduler
@@ -54,7 +56,11 @@ class X0Capture:
 
 
 def x0_from(scheduler: Any, output: Any, args: tuple, kwargs: dict) -> Any:
-    """Find x0 in a scheduler step's output, its state, or (epsilon schedulers) compute it."""
+    """Find x0 in a scheduler step's output, its state, or (epsilon and flow schedulers) compute it."""
+    if type(scheduler).__name__.startswith("FlowMatch"):  # x0 = x_t − σ·v (families/flow.py)
+        model_output = kwargs.get("model_output", args[0] if args else None)
+        sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
+        return flow_x0(scheduler, model_output, sample) if sample is not None else None
     if isinstance(output, tuple):
         if len(output) > 1 and output[1] is not None:
             return output[1]
@@ -125,6 +131,7 @@ class PassRunner:
         """
         steps = self.plan[index].steps
         capture = self._set_up(pipe, call, index, size, source)
+        family = family_of(pipe)
         done = 0
         last_frame = -math.inf
         request, previewer, progress, stop = self.request, self.previewer, self.progress, self.stop
@@ -140,7 +147,8 @@ class PassRunner:
                 raise Stopped(done)
             previews = None
             if previewer is not None and time.perf_counter() - last_frame >= request.preview_interval:
-                previews = previewer(capture.x0 if capture.x0 is not None else tensors["latents"])
+                latents = capture.x0 if capture.x0 is not None else tensors["latents"]
+                previews = previewer(family.to_spatial(pipe_, latents, size))
                 last_frame = time.perf_counter()
             progress.step(done, steps, previews)
             return tensors
@@ -164,7 +172,9 @@ class PassRunner:
         except KeyboardInterrupt:
             self.result.interrupted_at, self.result.stopped_by = self.steps_before + done, "interrupt"
         latents = capture.x0 if capture.x0 is not None else capture.latents
-        return ([] if latents is None else to_pil(pipe, decode_latents(pipe, latents))), True
+        if latents is None:
+            return [], True
+        return to_pil(pipe, decode_latents(pipe, family.to_spatial(pipe, latents, size))), True
 
     def _set_up(
         self, pipe: Any, call: dict[str, Any], index: int, size: tuple[int, int], source: NoiseSource | None

@@ -1,7 +1,7 @@
 """Small live pictures of a generation in progress.
 
 Each frame is made from the step's predicted clean latents (x0), never the noisy ones: that is what the finished
-picture will look like. Modes, cheapest first: ``latent2rgb`` (one 4×3 linear map per latent family, no network),
+picture will look like. Modes, cheapest first: ``latent2rgb`` (one linear map per model family, no network),
 ``taesd`` (the tiny autoencoder, `AutoencoderTiny`), ``full`` (the model's own VAE). ``auto`` takes TAESD when
 one is configured, else the linear map. Throttling by wall time is the engine's job: a previewer is only called
 on the steps that show a frame.
@@ -18,47 +18,16 @@ from PIL import Image
 
 LATENT_RGB_FILE = "latent_rgb.json"
 
-# Linear maps from sampler-space latents to RGB in [-1, 1], per latent family (as used by ComfyUI's previews).
-LATENT_RGB: dict[str, dict[str, Any]] = {
-    "sd1": {
-        "factors": [
-            [0.3512, 0.2297, 0.3227],
-            [0.3250, 0.4974, 0.2350],
-            [-0.2829, 0.1762, 0.2721],
-            [-0.2120, -0.2616, -0.7177],
-        ],
-        "bias": [0.0, 0.0, 0.0],
-    },
-    "sdxl": {
-        "factors": [
-            [0.3651, 0.4232, 0.4341],
-            [-0.2533, -0.0042, 0.1068],
-            [0.1076, 0.1111, -0.0362],
-            [-0.3165, -0.2492, -0.2188],
-        ],
-        "bias": [0.1084, -0.0175, -0.0011],
-    },
-}
-_SDXL_SCALING = 0.13025
 MAX_PREVIEW_SIDE = 512
 
 
-def latent_family(vae_config: Any) -> str | None:
-    """Name the latent family of a VAE from its config (``sd1`` covers SD 1.x and 2.x)."""
-    if getattr(vae_config, "latent_channels", 4) != 4:
-        return None
-    scaling = getattr(vae_config, "scaling_factor", 0.18215)
-    return "sdxl" if abs(scaling - _SDXL_SCALING) < 1e-4 else "sd1"
-
-
-def load_latent_rgb(model_dir: str | Path | None, vae_config: Any) -> dict[str, Any] | None:
+def load_latent_rgb(model_dir: str | Path | None, family: Any) -> dict[str, Any] | None:
     """Return the latent→RGB map for a model: its own ``latent_rgb.json`` if it ships one, else its family's."""
     if model_dir is not None:
         path = Path(model_dir) / LATENT_RGB_FILE
         if path.is_file():
             return json.loads(path.read_text())
-    family = latent_family(vae_config)
-    return LATENT_RGB.get(family) if family else None
+    return family.latent_rgb
 
 
 def _to_image(rgb: Any, size: tuple[int, int] | None) -> Image.Image:
@@ -142,13 +111,15 @@ def decode_latents(pipe: Any, latents: Any) -> Any:
     import torch
 
     vae = pipe.vae
+    shift = getattr(vae.config, "shift_factor", None) or 0.0  # SD3's and Flux's latents are shifted as well
     needs_upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
     dtype = torch.float32 if needs_upcast else vae.dtype
     if needs_upcast:
         vae.to(dtype=torch.float32)
     try:
         with torch.no_grad():
-            return vae.decode(latents.to(dtype) / vae.config.scaling_factor, return_dict=False)[0].float()
+            latents = latents.to(dtype) / vae.config.scaling_factor + shift
+            return vae.decode(latents, return_dict=False)[0].float()
     finally:
         if needs_upcast:
             vae.to(dtype=torch.float16)

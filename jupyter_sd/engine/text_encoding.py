@@ -183,12 +183,15 @@ class _Encoder:
 
 
 def encoders_of(pipe: Any) -> list[_Encoder]:
-    """The pipeline's CLIP text encoders with their tokenizers, SDXL's two in order; [] for other families."""
+    """The pipeline's CLIP text encoders and tokenizers, SDXL's two in order; [] where A1111 syntax is not ours."""
     tokenizer, model = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
     tokenizer_2, model_2 = getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None)
-    if getattr(pipe, "unet", None) is None:
+    from .families import family_of
+
+    family = family_of(pipe)
+    if "prompt syntax" in family.lacks:  # its pipeline encodes the prompt text itself
         return []
-    if model_2 is not None and tokenizer_2 is not None:
+    if family.text_encoders == ("clip_l", "clip_g") and model_2 is not None and tokenizer_2 is not None:
         first = [_Encoder(tokenizer, model, "sdxl_1")] if model is not None and tokenizer is not None else []
         return [*first, _Encoder(tokenizer_2, model_2, "sdxl_2")]
     if model is not None and tokenizer is not None and hasattr(model.config, "max_position_embeddings"):

@@ -54,12 +54,14 @@ def test_auto_and_none_offload_paint_on_the_cpu(engine, reference):
 
 def test_offload_auto_picks_from_free_vram():
     """SDXL fp16 (6.9 GB of weights, the UNet 5.1 GB): whole on a free T4, model offload on a 6 GB card."""
+    from jupyter_sd.engine.families import SD1, SDXL
+
     sdxl = {"unet": 5.1, "text_encoder": 0.25, "text_encoder_2": 1.4, "vae": 0.17}
-    assert memory.offload_for(14.5, sdxl, "SDXL") == "none"
-    assert memory.offload_for(5.8, sdxl, "SDXL") == "model"
-    assert memory.offload_for(3.0, sdxl, "SDXL") == "sequential"
+    assert memory.offload_for(14.5, sdxl, SDXL.activations_gb) == "none"
+    assert memory.offload_for(5.8, sdxl, SDXL.activations_gb) == "model"
+    assert memory.offload_for(3.0, sdxl, SDXL.activations_gb) == "sequential"
     sd15 = {"unet": 1.7, "text_encoder": 0.25, "vae": 0.17}
-    assert memory.offload_for(5.8, sd15, "SD1") == "none"
+    assert memory.offload_for(5.8, sd15, SD1.activations_gb) == "none"
 
 
 def test_attention_slicing_and_vae_tiling_paint_the_same_picture(engine, reference):

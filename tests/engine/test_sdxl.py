@@ -14,7 +14,7 @@ from helpers.progress_recorder import Recorder
 from helpers.tiny_sdxl import make_tiny_sdxl
 
 from jupyter_sd.engine import Engine
-from jupyter_sd.engine.preview import LATENT_RGB, latent_family
+from jupyter_sd.engine.families import SDXL
 from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.request import PaintRequest
 
@@ -50,7 +50,7 @@ def test_sdxl_paints_with_sdxl_previews(engine, sdxl_dir):
     pipe = engine._pipe
     assert type(pipe).__name__ == "StableDiffusionXLPipeline" and engine.info()["pipeline"] == type(pipe).__name__
     assert pipe.vae.config.scaling_factor == 0.13025 and pipe.vae.config.force_upcast
-    assert latent_family(pipe.vae.config) == "sdxl" and engine._latent_rgb == LATENT_RGB["sdxl"]
+    assert engine.info()["family"] == "SDXL" and engine._latent_rgb == SDXL.latent_rgb
     assert result.seeds == [5, 6] and (result.request.width, result.request.height) == (16, 16)  # native size
     assert [image.size for image in result.images] == [(16, 16)] * 2 and not result.interrupted
     assert recorder.steps == [(1, 3), (2, 3), (3, 3)]
@@ -123,7 +123,7 @@ def test_sdxl_single_file_loads_as_sdxl(engine, sdxl_dir, tmp_path, offline):
     request = PaintRequest(prompt="a red circle", model=str(path), model_config=str(configs), steps=3, seed=5)
     from_file = engine.generate(request)
     assert engine.info()["pipeline"] == "StableDiffusionXLPipeline"
-    assert latent_family(engine._pipe.vae.config) == "sdxl"
+    assert engine.info()["family"] == "SDXL" and engine._latent_rgb == SDXL.latent_rgb
     file_pipe = engine._pipe
     from_folder = engine.generate(request.replace(model=str(sdxl_dir), model_config=""))
     assert_same_weights(file_pipe, engine._pipe)  # every weight came from the file

@@ -29,6 +29,16 @@ class PictureOptions:
             step=0.5,
         ),
     )
+    distilled_cfg: float = field(
+        default=3.5,
+        metadata=option(
+            "Flux's distilled guidance scale (Forge's 'Distilled CFG Scale'); CFG stays 1 on Flux unless set.",
+            flags=("--distilled-cfg",),
+            infotext="Distilled CFG Scale",
+            range=(0.0, 30.0),
+            step=0.5,
+        ),
+    )
     seed: int = field(
         default=-1,
         metadata=option(

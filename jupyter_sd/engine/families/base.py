@@ -1,0 +1,118 @@
+"""What a model family is: one declared `Family` per file of this package, read by the rest of the engine.
+
+Everything the engine used to decide by testing names (``"SDXL"``, a second text encoder) is a field here, so a
+new family is one file: how it is detected, its pipeline classes, latent format, native size, defaults, guidance,
+preview factors and what it cannot do yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+FEATURES = ("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file")
+"""What a family may lack (`Family.lacks`), each refused in one line when a request asks for it."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family: everything the engine needs to know about its models, declared in one place."""
+
+    name: str
+    """Short name in the load line, ``%paint info`` and presets: ``SD1``, ``SD2``, ``SDXL``, ``Flux``, ``SD3``."""
+    title: str
+    """In words, for messages: ``Stable Diffusion 1.x``."""
+    pipelines: dict[str, str]
+    """Mode (``txt2img``, ``img2img``, ``inpaint``) → diffusers pipeline class name; a missing mode is refused."""
+    classes: tuple[str, ...] = ()
+    """Other ``model_index.json`` ``_class_name`` values of this family (beyond `pipelines`)."""
+    checkpoint_keys: tuple[str, ...] = ()
+    """A single file whose tensor names start with one of these belongs to this family."""
+    text_encoders: tuple[str, ...] = ("clip",)
+    """Its text encoders in the pipeline's order (``clip_l``, ``clip_g``, ``t5`` …): how a prompt reaches them."""
+    text_width: int = 0
+    """The UNet's cross-attention width that tells this family from one sharing its classes (0: any)."""
+    latent_channels: int = 4
+    vae_scale: int = 8
+    native_size: int = 512
+    """The size the family's models are trained at, when the model's own config does not say."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Request fields this family paints with when the user left them at the option's default (sampler, steps…)."""
+    guidance: str = "cfg"
+    """``cfg`` (classifier-free guidance) or ``cfg+distilled`` (Flux: CFG and the distilled guidance scale)."""
+    samplers: tuple[str, ...] = ()
+    """The A1111 sampler names it can run; () = all of them (the UNet families)."""
+    schedules: tuple[str, ...] = ()
+    """The schedule types it can run; () = all of them."""
+    flow: bool = False
+    """Flow matching (x0 = x_t − σ·v; the model's own scheduler) rather than A1111's k-diffusion samplers."""
+    packed_latents: bool = False
+    """Latents reach the step callback as 2×2 patches in a sequence (Flux): unpack before previews and decodes."""
+    latent_rgb: dict[str, Any] | None = None
+    """The linear latent→RGB map of ``latent2rgb`` previews (ComfyUI's factors), or None."""
+    taesd: str = ""
+    """The engine setting naming this family's tiny autoencoder for previews (``taesd``, ``taesdxl``), or ''."""
+    half_dtype: str = "float16"
+    """The half precision ``--dtype auto`` picks on CUDA and MPS (Flux overflows in float16: bfloat16)."""
+    activations_gb: float = 2.0
+    """Working memory on top of the weights for one native-size picture in fp16 (auto offload's margin)."""
+    lacks: tuple[str, ...] = ()
+    """Features of `FEATURES` not implemented for this family yet: a request using one is refused in one line."""
+
+    def infotext_params(self, request: Any) -> dict[str, str]:
+        """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux)."""
+        if self.guidance != "cfg+distilled":
+            return {}
+        from ...recipe.values import format_number
+
+        return {"Distilled CFG Scale": format_number(request.distilled_cfg)}
+
+    def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
+        """(B, C, H, W) starting noise → what the pipeline's ``latents=`` takes (Flux: packed patches)."""
+        if not self.packed_latents:
+            return latents
+        from .flow import pack
+
+        return pack(pipe, latents)
+
+    def to_spatial(self, pipe: Any, latents: Any, size: tuple[int, int]) -> Any:
+        """Latents as the step callback sees them → (B, C, H, W) for previews and decodes (`size`: the picture's)."""
+        if not self.packed_latents or latents.dim() == 4:
+            return latents
+        from .flow import unpack
+
+        return unpack(pipe, latents, size)
+
+    def refuse(self, feature: str, detail: str = "") -> None:
+        """Raise the one-line refusal for a `feature` this family lacks (nothing when it has it).
+
+        Raises
+        ------
+        ValueError
+            ``model: hires fix is not supported for Flux models yet (…)``.
+        """
+        if feature in self.lacks:
+            supported = "txt2img from a diffusers folder, prompts as plain text"
+            msg = f"model: {feature}{detail} is not supported for {self.name} models yet (supported: {supported})"
+            raise ValueError(msg)
+
+    def pipeline_class(self, mode: str) -> str:
+        """The diffusers class painting `mode`; one line when the family has none for it."""
+        if mode not in self.pipelines:
+            self.refuse(mode)
+            msg = f"model: {self.name} models have no {mode} pipeline (they paint {', '.join(self.pipelines)})"
+            raise ValueError(msg)
+        return self.pipelines[mode]
+
+    def owns_class(self, class_name: str) -> bool:
+        """Whether a pipeline class (a loaded pipeline's, or a folder's ``_class_name``) is this family's."""
+        return class_name in self.pipelines.values() or class_name in self.classes
+
+    def guidance_kwargs(self, guidance: float, distilled: float) -> dict[str, Any]:
+        """The pipeline-call arguments for CFG `guidance` (and the distilled guidance scale, where it applies).
+
+        Flux's pipelines call the distilled scale ``guidance_scale`` and real CFG ``true_cfg_scale``.
+        """
+        if self.guidance == "cfg+distilled":
+            return {"true_cfg_scale": guidance, "guidance_scale": distilled}
+        return {"guidance_scale": guidance}

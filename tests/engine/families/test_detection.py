@@ -1,0 +1,115 @@
+"""Which family a model is: from a loaded pipeline's class, a folder's model_index.json, a single file's tensors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from jupyter_sd.engine import Engine
+from jupyter_sd.engine.families import (
+    FAMILIES,
+    family_for_class,
+    family_named,
+    family_of_checkpoint,
+    family_of_folder,
+)
+from jupyter_sd.recipe.request import PaintRequest
+
+
+@pytest.mark.parametrize(
+    ("keys", "name"),
+    [
+        (["conditioner.embedders.1.model.ln_final.weight", "model.diffusion_model.input_blocks.0.0.weight"], "SDXL"),
+        (["cond_stage_model.model.ln_final.weight", "model.diffusion_model.input_blocks.0.0.weight"], "SD2"),
+        (["cond_stage_model.transformer.text_model.final_layer_norm.weight"], "SD1"),
+        (["model.diffusion_model.input_blocks.0.0.weight"], "SD1"),  # no text encoder inside: SD 1, as before
+        (["double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"], "Flux"),
+        (["model.diffusion_model.double_blocks.0.img_attn.qkv.weight"], "Flux"),
+        (["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"], "SD3"),
+    ],
+)
+def test_single_file_family_from_tensor_names(keys, name):
+    assert family_of_checkpoint(keys).name == name
+
+
+@pytest.mark.parametrize(
+    ("class_name", "width", "unet", "second", "name"),
+    [
+        ("StableDiffusionPipeline", 768, True, False, "SD1"),
+        ("StableDiffusionPipeline", 1024, True, False, "SD2"),
+        ("StableDiffusionInpaintPipeline", 1024, True, False, "SD2"),
+        ("StableDiffusionXLImg2ImgPipeline", 1280, True, True, "SDXL"),
+        ("StableDiffusionControlNetPipeline", 768, True, False, "SD1"),  # an undeclared UNet class: as before
+        ("StableDiffusionXLControlNetPipeline", 2048, True, True, "SDXL"),
+        ("FluxPipeline", 0, False, True, "Flux"),  # a second text encoder no longer makes it SDXL
+        ("StableDiffusion3Pipeline", 0, False, True, "SD3"),
+    ],
+)
+def test_family_from_pipeline_class(class_name, width, unet, second, name):
+    assert family_for_class(class_name, width, unet, second).name == name
+
+
+def test_a_model_of_no_family_is_one_line(tmp_path):
+    with pytest.raises(ValueError) as info:
+        family_for_class("ZImagePipeline", 0, False, True)
+    assert str(info.value) == (
+        "model: ZImagePipeline is not a model family jupyter_sd paints yet (supported: SDXL, SD2, SD1, Flux, SD3)"
+    )
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "QwenImagePipeline"}))
+    with pytest.raises(ValueError, match="^model: QwenImagePipeline is not a model family"):
+        family_of_folder(folder)
+
+
+def test_sd2_folder_is_told_from_sd1_by_its_text_width(tmp_path):
+    folder = tmp_path / "sd2"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline", "unet": ["x", "y"]}))
+    (folder / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 1024}))
+    assert family_of_folder(folder).name == "SD2"
+
+
+def test_every_family_is_declared_whole():
+    """Each family names its txt2img class (a real diffusers class), a native size and preview factors per channel."""
+    import diffusers
+
+    for family in FAMILIES:
+        assert family_named(family.name) is family
+        assert all(hasattr(diffusers, name) for name in (*family.pipelines.values(), *family.classes))
+        assert len(family.latent_rgb["factors"]) == family.latent_channels and family.native_size >= 512
+
+
+def test_a_flux_single_file_is_refused_in_one_line(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "flux1-dev.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError) as info:
+        Engine().generate(PaintRequest(prompt="a fox", model=str(path), steps=1))
+    text = str(info.value)
+    assert text.startswith("model: single file ('flux1-dev.safetensors'; a diffusers folder or hub id loads) is not")
+    assert "Flux" in text and "\n" not in text and len(text) < 200
+
+
+def test_auto_dtype_is_the_familys_half_precision(tmp_path):
+    """Flux overflows in float16: ``--dtype auto`` gives it bfloat16 on a GPU, float32 on the CPU, as for SD."""
+    from jupyter_sd.engine.families import FLUX, SD1
+    from jupyter_sd.engine.models import ModelSource, pick_dtype, source_family
+
+    assert pick_dtype("auto", "cuda", FLUX) is torch.bfloat16 and pick_dtype("auto", "cuda", SD1) is torch.float16
+    assert pick_dtype("auto", "cpu", FLUX) is torch.float32 and pick_dtype("float16", "cuda", FLUX) is torch.float16
+    folder = tmp_path / "flux"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    assert source_family(ModelSource(str(folder), "folder", "flux")) is FLUX
+
+
+def test_a_forge_flux_recipe_pastes_its_distilled_cfg():
+    from jupyter_sd.recipe.paste import request_from_infotext
+
+    text = "a fox\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 5, Seed: 1"
+    request = request_from_infotext(text)
+    assert request.distilled_cfg == 5.0 and request.guidance == 1.0 and request.sampler == "Euler"
