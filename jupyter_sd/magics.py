@@ -38,7 +38,7 @@ Line magic:
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
     %paint batch FILE [options] paint every prompt/recipe of a file or folder, here or on Ray (--ray auto)
-    %paint upscale IMAGE [--upscaler NAME] [--scale 2 | --size WxH]  A1111's Extras upscale (--help)
+    %paint upscale IMAGE [--upscaler N] [--scale S]  enlarge pictures as A1111's Extras tab (--help)
     %paint download URL [--kind K]  a civitai / Hugging Face / http(s) model into the models folder
     %paint drive                (Colab) keep models and pictures on Google Drive, in MyDrive/jupyter_sd/
     %paint zip [FOLDER]         zip the pictures (metadata intact) and offer the zip for download

@@ -169,6 +169,10 @@ def test_the_magic_upscales_a_variable_and_a_folder(esrgan, shell, tmp_path):
     assert [path.name for path in both.paths] == ["00002-upscale.png", "00003-upscale.png"]
     assert both.sources == [str(folder / "1.png"), str(folder / "2.png")]
     assert all(Image.open(path).size == (64, 32) for path in both.paths)
+    shell.user_ns["_"] = one  # the last output: a result, upscaled again from its file
+    again = run(shell, f"%paint upscale _ --upscaler Lanczos --scale 2 -o {out}")
+    assert again.sources == [str(one.paths[0])] and again.image.size == (96, 64)
+    assert Image.open(again.paths[0]).text["extras"] == "Postprocess upscale by: 2, Postprocess upscaler: Lanczos"
 
 
 @pytest.mark.parametrize(
