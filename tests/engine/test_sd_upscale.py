@@ -1,0 +1,130 @@
+"""Tiled SD upscale (Ultimate SD upscale) on the tiny model: sizes, every tile painted, the seams fix, the keys.
+
+The reference for "painted" is the enlarged picture before any tile ran (Lanczos, computed here with PIL): every
+tile must differ from it. The cost is counted in painted pixels and timed against one whole-picture img2img.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from helpers.progress_recorder import Recorder
+from helpers.upscaler_weights import picture, rrdbnet_weights
+from PIL import Image
+from safetensors.torch import save_file
+
+from jupyter_sd import library
+from jupyter_sd.engine import Engine
+from jupyter_sd.engine.pictures import Pictures
+from jupyter_sd.engine.sd_upscale import paint_size, target_size, tile_boxes
+from jupyter_sd.recipe.request import PaintRequest
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()
+
+
+def _request(tiny_model_dir, **options) -> PaintRequest:
+    base = dict(prompt="a red circle", model=str(tiny_model_dir), steps=4, seed=7, preview="none", save=False)
+    base.update(init="<object>", strength=0.6, sd_upscale=2, tile_width=32, tile_height=32, tile_padding=8)
+    return PaintRequest(**{**base, **options})
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float64)
+
+
+def test_the_extensions_arithmetic():
+    assert target_size(1024, 768, 4) == (4096, 3072)
+    assert target_size(16, 24, 2) == (64, 64)  # rounded up to 64, as the extension does
+    assert paint_size(512, 512, 32) == (576, 576)
+    assert len(tile_boxes(4096, 3072, 512, 512)) == 8 * 6
+    assert tile_boxes(64, 64, 48, 48) == [(0, 0, 48, 48), (48, 0, 96, 48), (0, 48, 48, 96), (48, 48, 96, 96)]
+
+
+def test_every_tile_is_painted_and_the_size_is_the_extensions(engine, tiny_model_dir):
+    init = picture(16, 16, seed=1)
+    recorder = Recorder()
+    result = engine.generate(_request(tiny_model_dir), recorder, pictures=Pictures(init=init))
+    assert result.images[0].size == (64, 64)
+    enlarged = _pixels(init.resize((64, 64), Image.LANCZOS))
+    painted = _pixels(result.images[0])
+    for x1, y1, x2, y2 in tile_boxes(64, 64, 32, 32):
+        assert np.abs(painted[y1:y2, x1:x2] - enlarged[y1:y2, x1:x2]).mean() > 2, (x1, y1)  # no untouched tile
+    assert [label for label, *_ in recorder.phases] == ["tile 1/4", "tile 2/4", "tile 3/4", "tile 4/4"]
+    text = result.infotext(0)
+    assert "Size: 64x64" in text and "Denoising strength: 0.6" in text and "Seed: 7" in text
+    assert (
+        "Ultimate SD upscale upscaler: Lanczos, Ultimate SD upscale tile_width: 32, "
+        "Ultimate SD upscale tile_height: 32, Ultimate SD upscale mask_blur: 8, Ultimate SD upscale padding: 8"
+    ) in text
+    again = engine.generate(_request(tiny_model_dir), pictures=Pictures(init=init))
+    assert np.array_equal(_pixels(again.images[0]), painted)  # the recipe repaints the same picture
+
+
+@pytest.mark.parametrize(("mode", "seams"), [("Band pass", 2), ("Half tile offset pass", 4)])
+def test_the_seams_fix_repaints_across_the_borders(engine, tiny_model_dir, mode, seams):
+    init = picture(16, 16, seed=2)
+    plain = engine.generate(_request(tiny_model_dir), pictures=Pictures(init=init))
+    recorder = Recorder()
+    fixed = engine.generate(
+        _request(tiny_model_dir, seams_fix=mode, seams_fix_width=16), recorder, pictures=Pictures(init=init)
+    )
+    assert len(recorder.phases) == 4 + seams  # the extension's job count: rows + cols − 2, or the offset tiles
+    border = np.abs(_pixels(fixed.images[0])[:, 24:40] - _pixels(plain.images[0])[:, 24:40]).mean()
+    assert border > 1  # the band over the vertical border between the tiles was repainted
+
+
+def test_after_a_painted_picture_and_with_an_upscaler_model(engine, tiny_model_dir, tmp_path):
+    root = tmp_path / "models"
+    (root / "ESRGAN").mkdir(parents=True)
+    before = library.models_dir()
+    library.set_models_dir(root)
+    try:
+        save_file(rrdbnet_weights(identity=True), str(root / "ESRGAN" / "4x-Test.safetensors"))
+        request = _request(tiny_model_dir, init="", width=16, height=16, n=2, sd_upscaler="4x-Test")
+        recorder = Recorder()
+        result = engine.generate(request, recorder)
+    finally:
+        library.set_models_dir(before)
+    assert [image.size for image in result.images] == [(64, 64), (64, 64)]
+    assert result.seeds == [7, 8] and result.request.width == 16  # the recipe paints the small picture first
+    assert "loading upscaler 4x-Test…" in recorder.notices
+    assert "Ultimate SD upscale upscaler: 4x-Test" in result.infotext(1) and "Seed: 8" in result.infotext(1)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"hires": 2, "init": ""}, "sd_upscale: repaints a whole picture in tiles; it does not combine with --hires"),
+        ({"mask": "m.png"}, "sd_upscale: repaints a whole picture in tiles; it does not combine with --hires or --m"),
+        ({"n": 2}, "sd_upscale: upscales the one init picture (got -n 2); use -n 1"),
+        ({"sd_upscaler": "Nope"}, "sd_upscaler: no upscaler model 'Nope' in "),
+        ({"seams_fix": "Chess"}, "seams_fix: "),
+    ],
+)
+def test_refusals_are_one_line(tiny_model_dir, options, message):
+    with pytest.raises(ValueError) as error:
+        _request(tiny_model_dir, **options).validate()
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_cost_against_one_whole_picture_img2img(engine, tiny_model_dir, capsys):
+    """Reported, not a limit: tiles paint more pixels than the whole picture once, but only one tile at a time."""
+    init = picture(32, 32, seed=3)
+    request = _request(tiny_model_dir, sd_upscale=2, tile_width=32, tile_height=32, tile_padding=0)
+    start = time.perf_counter()
+    tiled = engine.generate(request, pictures=Pictures(init=init))
+    tiled_time = time.perf_counter() - start
+    whole = request.replace(sd_upscale=0.0, width=64, height=64)
+    start = time.perf_counter()
+    engine.generate(whole, pictures=Pictures(init=init.resize((64, 64), Image.LANCZOS)))
+    whole_time = time.perf_counter() - start
+    tiles = len(tile_boxes(64, 64, 32, 32))
+    pixel_ratio = tiles * 64 * 64 / (64 * 64)  # each 32² tile is painted at 64² (tile + padding, up to 64)
+    assert tiled.images[0].size == (64, 64) and pixel_ratio == 4
+    with capsys.disabled():
+        print(f"\nSD upscale cost: {tiles} tiles, painted pixels ×{pixel_ratio:g}, time ×{tiled_time / whole_time:.1f}")
