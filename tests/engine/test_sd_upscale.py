@@ -128,3 +128,20 @@ def test_cost_against_one_whole_picture_img2img(engine, tiny_model_dir, capsys):
     assert tiled.images[0].size == (64, 64) and pixel_ratio == 4
     with capsys.disabled():
         print(f"\nSD upscale cost: {tiles} tiles, painted pixels ×{pixel_ratio:g}, time ×{tiled_time / whole_time:.1f}")
+
+
+def test_a_cell_saves_only_the_upscaled_pictures(shell, tiny_model_dir, tmp_path):
+    from helpers.ipython_shell import run
+
+    shell.user_ns["photo"] = picture(16, 16, seed=4)
+    tiles = "--sd-upscale 2 --tile-width 32 --tile-height 32 --tile-padding 8 --seams-fix 'Band pass'"
+    line = f"%%paint --model {tiny_model_dir} --steps 3 --seed 5 --preview none --outdir {tmp_path} {tiles}"
+    on_init = run(shell, f"{line} --init {{photo}} --strength 0.5\na red circle")
+    after = run(shell, f"{line} --size 16x16\na red circle")
+    saved = sorted(path.name for path in tmp_path.glob("0*.png"))
+    assert saved == ["00001-5.png", "00002-5.png"]  # no small first picture among them
+    assert on_init.paths[0].name == "00001-5.png" and after.paths[0].name == "00002-5.png"
+    for path in (on_init.paths[0], after.paths[0]):
+        with Image.open(path) as image:
+            assert image.size == (64, 64)
+            assert "Ultimate SD upscale tile_width: 32" in image.text["parameters"]
