@@ -62,6 +62,8 @@ class UpscaleSettings:
             raise ValueError(f"size: {width}x{height}: each side 8–8192 and a multiple of 8 (as the Extras tab's)")
         if not 0.0 <= self.visibility <= 1.0:
             raise ValueError(f"visibility: {self.visibility:g} is outside 0–1")
+        if self.visibility > 0 and self.upscaler_2 == NONE:
+            raise ValueError("visibility: it is how much of --upscaler-2 shows, and no second upscaler is named")
         if self.tile < 32:
             raise ValueError(f"tile: {self.tile} is too small (at least 32 input pixels)")
         return self

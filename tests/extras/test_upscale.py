@@ -184,6 +184,8 @@ def test_the_magic_upscales_a_variable_and_a_folder(esrgan, shell, tmp_path):
         ("--upscaler Lanczos --size 100x64", "size: 100x64: each side 8–8192 and a multiple of 8"),
         ("--upscaler Lanczos --scale 2 --size 64x64", "upscale: give --scale or --size, not both"),
         ("--upscaler Lanczos --scale two", "upscale: argument --scale: invalid float value: 'two'"),
+        ("--upscaler Lanczos --visibility 0.4", "visibility: it is how much of --upscaler-2 shows"),
+        ("--upscaler Lanczos --upscaler-2 Nearest --visibility 2", "visibility: 2 is outside 0–1"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(models, shell, tmp_path, line, starts):
