@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import secrets
 import threading
+import time
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -106,12 +107,13 @@ class _Tiles(Progress):
     """The events of the tiles' paintings as one job: notices and steps pass on, each tile a phase of its own."""
 
     def __init__(self, outer: Progress, count: int) -> None:
-        self.outer, self.count, self.index = outer, count, 0
+        self.outer, self.count, self.index, self.steps = outer, count, 0, 0
 
     def notice(self, text: str) -> None:  # noqa: D102
         self.outer.notice(text)
 
     def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
+        self.steps += steps
         self.outer.phase(f"tile {self.index + 1}/{self.count}", self.index, self.count, steps)
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
@@ -153,17 +155,20 @@ def run(
     """
     progress = progress or Progress()
     stop = stop or threading.Event()
+    started = time.perf_counter()
     sources, base = _sources(engine, request, progress, stop, pictures)
     result = PaintResult(request=base, model_name=engine.last_result.model_name if engine.last_result else "")
     for image, seed in sources:
-        picture, last = _upscale_one(engine, request, image, seed, progress, stop)
+        picture, last, steps = _upscale_one(engine, request, image, seed, progress, stop)
+        result.steps_total += steps
         result.images.append(picture)
         result.seeds.append(seed)
         result.model_name, result.params = last.model_name, {**last.params, "Size": f"{picture.width}x{picture.height}"}
         if last.stopped_by:
-            result.stopped_by, result.interrupted_at, result.steps_total = last.stopped_by, 0, last.steps_total
+            result.stopped_by, result.interrupted_at = last.stopped_by, result.steps_total
             break
     result.complete = len(result.images) - (1 if result.stopped_by else 0)
+    result.elapsed = time.perf_counter() - started
     if result.images:
         progress.batch(result.images, result.seeds, result)
     engine.last_result = result
@@ -200,8 +205,8 @@ def _enlarge(image: Image.Image, request: PaintRequest, width: int, height: int,
 
 def _upscale_one(
     engine: Any, request: PaintRequest, image: Image.Image, seed: int, progress: Progress, stop: threading.Event
-) -> tuple[Image.Image, PaintResult]:
-    """One picture enlarged, its tiles repainted, then its seams; with the last tile's result (model, stop)."""
+) -> tuple[Image.Image, PaintResult, int]:
+    """One picture enlarged, its tiles repainted, then its seams; the last tile's result (model, stop), the steps."""
     width, height = target_size(image.width, image.height, request.sd_upscale)
     picture = _enlarge(image, request, width, height, progress.notice)
     boxes = tile_boxes(width, height, request.tile_width, request.tile_height)
@@ -214,7 +219,7 @@ def _upscale_one(
         ImageDraw.Draw(mask).rectangle(box, fill="white")
         picture, last = _repaint(engine, request, picture, mask, size, seed, tiles, stop)
         if last.stopped_by:
-            return picture, last
+            return picture, last, tiles.steps
     blur = 0 if request.seams_fix == "Band pass" else request.seams_fix_mask_blur  # the extension's band is sharp
     for mask, seam_size in seams:
         changes = {"strength": request.seams_fix_denoise, "tile_mask_blur": blur}
@@ -222,7 +227,7 @@ def _upscale_one(
         picture, last = _repaint(engine, request.replace(**changes), picture, mask, seam_size, seed, tiles, stop)
         if last.stopped_by:
             break
-    return picture, last
+    return picture, last, tiles.steps
 
 
 def _repaint(

@@ -37,6 +37,11 @@ def _pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float64)
 
 
+def _enlarged(init: Image.Image) -> np.ndarray:
+    """The picture before any tile: Lanczos ×2 (A1111's Lanczos upscaler), then to the 64-rounded size (16 → 64)."""
+    return _pixels(init.resize((32, 32), Image.LANCZOS).resize((64, 64), Image.LANCZOS))
+
+
 def test_the_extensions_arithmetic():
     assert target_size(1024, 768, 4) == (4096, 3072)
     assert target_size(16, 24, 2) == (64, 64)  # rounded up to 64, as the extension does
@@ -50,7 +55,7 @@ def test_every_tile_is_painted_and_the_size_is_the_extensions(engine, tiny_model
     recorder = Recorder()
     result = engine.generate(_request(tiny_model_dir), recorder, pictures=Pictures(init=init))
     assert result.images[0].size == (64, 64)
-    enlarged = _pixels(init.resize((64, 64), Image.LANCZOS))
+    enlarged = _enlarged(init)
     painted = _pixels(result.images[0])
     for x1, y1, x2, y2 in tile_boxes(64, 64, 32, 32):
         assert np.abs(painted[y1:y2, x1:x2] - enlarged[y1:y2, x1:x2]).mean() > 2, (x1, y1)  # no untouched tile
@@ -63,6 +68,21 @@ def test_every_tile_is_painted_and_the_size_is_the_extensions(engine, tiny_model
     ) in text
     again = engine.generate(_request(tiny_model_dir), pictures=Pictures(init=init))
     assert np.array_equal(_pixels(again.images[0]), painted)  # the recipe repaints the same picture
+
+
+def test_a_stop_keeps_the_tiles_painted_so_far(engine, tiny_model_dir):
+    import threading
+
+    init = picture(16, 16, seed=5)
+    event = threading.Event()
+    recorder = Recorder(stop_at=4, event=event, total=True)  # the second tile's second step (2 steps a tile)
+    result = engine.generate(_request(tiny_model_dir), recorder, event, pictures=Pictures(init=init))
+    assert result.stopped_by == "stop" and len(recorder.phases) == 2  # no tile after the stop
+    assert result.images[0].size == (64, 64) and result.complete == 0
+    enlarged = _enlarged(init)
+    painted = _pixels(result.images[0])
+    assert np.abs(painted[:32, :32] - enlarged[:32, :32]).mean() > 2  # the first tile was painted
+    assert np.abs(painted[54:, 54:] - enlarged[54:, 54:]).max() == 0  # the last one never ran (blur reach: 20)
 
 
 @pytest.mark.parametrize(("mode", "seams"), [("Band pass", 2), ("Half tile offset pass", 4)])
