@@ -202,3 +202,10 @@ def test_bad_input_is_one_line_and_writes_nothing(models, shell, tmp_path, line,
 def test_nothing_named_is_one_line(shell):
     with pytest.raises(UsageError, match=r"^upscale: no such file, folder or variable 'nowhere.png'"):
         run(shell, "%paint upscale nowhere.png --upscaler Lanczos")
+
+
+def test_help_and_a_missing_picture(shell, capsys):
+    assert run(shell, "%paint upscale --help") is None
+    assert "--upscaler-2 NAME" in capsys.readouterr().out
+    with pytest.raises(UsageError, match=r"^upscale: name a picture: %paint upscale IMAGE"):
+        run(shell, "%paint upscale")
