@@ -165,3 +165,29 @@ def test_a_cell_saves_only_the_upscaled_pictures(shell, tiny_model_dir, tmp_path
         with Image.open(path) as image:
             assert image.size == (64, 64)
             assert "Ultimate SD upscale tile_width: 32" in image.text["parameters"]
+
+
+def test_a_pasted_ultimate_sd_upscale_recipe_keeps_its_settings_and_says_so(tmp_path):
+    from jupyter_sd.recipe.paste import read_pasted
+
+    before = library.models_dir()
+    library.set_models_dir(tmp_path)  # an empty models folder: the recipe's upscaler is not there
+    try:
+        pasted = read_pasted(
+            "a fox\nSteps: 26, Sampler: Euler a, CFG scale: 8, Seed: 3, Size: 1536x1536, Denoising strength: 0.42, "
+            "Ultimate SD upscale upscaler: 4x_NMKD-Siax_200k, Ultimate SD upscale tile_width: 960, "
+            "Ultimate SD upscale tile_height: 768, Ultimate SD upscale mask_blur: 12, Ultimate SD upscale padding: 48"
+        )
+    finally:
+        library.set_models_dir(before)
+    assert {key: pasted.options[key] for key in ("tile_width", "tile_height", "tile_mask_blur", "tile_padding")} == {
+        "tile_width": "960",
+        "tile_height": "768",
+        "tile_mask_blur": "12",
+        "tile_padding": "48",
+    }
+    assert pasted.notes[0].startswith("Denoising strength 0.42: this recipe was made by Ultimate SD upscale in img2img")
+    assert pasted.notes[1] == (
+        "Ultimate SD upscale upscaler: '4x_NMKD-Siax_200k' is not in the models folder's ESRGAN/ (%paint download URL "
+        "--kind upscaler gets it); --sd-upscale would use Lanczos"
+    )
