@@ -1,12 +1,13 @@
 """Tiled SD upscale, as the Ultimate SD upscale extension does it: enlarge, then repaint tile by tile.
 
 The picture (the init, or each one painted first) is enlarged to ``ceil(side × scale / 64) × 64`` with the chosen
-upscaler, then every tile of ``tile_width`` × ``tile_height`` is repainted in turn as an "only masked" inpaint
-(`modes`: the tile plus `tile_padding` of context, painted at ``ceil((tile + padding) / 64) × 64``, pasted back
-through the mask blurred by `tile_mask_blur`), each on the picture the tiles before it left. Only one tile is ever
-on the device, so a 4096² result needs the memory of a 512² picture. The seams fix then repaints across the tile
-borders: ``Band pass`` (a band of `seams_fix_width` over each border, faded by a gradient) or ``Half tile offset
-pass`` (tiles shifted by half a tile over each border, faded by a gradient), at `seams_fix_denoise`.
+upscaler, then every tile of ``tile_width`` × ``tile_height`` is repainted in turn (row by row, or a checkerboard's
+two passes with ``--tile-redraw Chess``) as an "only masked" inpaint (`modes`: the tile plus `tile_padding` of
+context, painted at ``ceil((tile + padding) / 64) × 64``, pasted back through the mask blurred by
+`tile_mask_blur`), each on the picture the tiles before it left. Only one tile is ever on the device, so a 4096²
+result needs the memory of one 576² picture. The seams fix then repaints across the tile borders: ``Band pass`` (a
+band of `seams_fix_width` over each border, faded by a gradient) or ``Half tile offset pass`` (tiles shifted by half
+a tile over each border, faded by a gradient), at `seams_fix_denoise`.
 
 Every tile uses the picture's seed, as the extension's tiles do (A1111 repaints each with the same seed).
 """
@@ -36,14 +37,21 @@ def target_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return math.ceil(width * scale / 64) * 64, math.ceil(height * scale / 64) * 64
 
 
-def tile_boxes(width: int, height: int, tile_width: int, tile_height: int) -> list[tuple[int, int, int, int]]:
-    """The tiles, row by row (the extension's "Linear" order); the last row and column may reach past the edge."""
+def tile_boxes(
+    width: int, height: int, tile_width: int, tile_height: int, order: str = "Linear"
+) -> list[tuple[int, int, int, int]]:
+    """The tiles in the order they are repainted; the last row and column may reach past the edge.
+
+    ``Linear`` goes row by row; ``Chess`` takes the checkerboard's squares with an even ``row + column`` first, row by
+    row, then the others (the extension's two passes); ``None`` repaints no tile.
+    """
     rows, cols = math.ceil(height / tile_height), math.ceil(width / tile_width)
-    return [
-        (x * tile_width, y * tile_height, (x + 1) * tile_width, (y + 1) * tile_height)
-        for y in range(rows)
-        for x in range(cols)
-    ]
+    cells = [(x, y) for y in range(rows) for x in range(cols)]
+    if order == "Chess":
+        cells = [cell for cell in cells if sum(cell) % 2 == 0] + [cell for cell in cells if sum(cell) % 2 == 1]
+    elif order == "None":
+        cells = []
+    return [(x * tile_width, y * tile_height, (x + 1) * tile_width, (y + 1) * tile_height) for x, y in cells]
 
 
 def paint_size(tile_width: int, tile_height: int, padding: int) -> tuple[int, int]:
@@ -209,7 +217,7 @@ def _upscale_one(
     """One picture enlarged, its tiles repainted, then its seams; the last tile's result (model, stop), the steps."""
     width, height = target_size(image.width, image.height, request.sd_upscale)
     picture = _enlarge(image, request, width, height, progress.notice)
-    boxes = tile_boxes(width, height, request.tile_width, request.tile_height)
+    boxes = tile_boxes(width, height, request.tile_width, request.tile_height, request.tile_redraw)
     seams = seam_masks(request, width, height)
     tiles = _Tiles(progress, len(boxes) + len(seams))
     size = paint_size(request.tile_width, request.tile_height, request.tile_padding)

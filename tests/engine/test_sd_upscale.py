@@ -48,6 +48,9 @@ def test_the_extensions_arithmetic():
     assert paint_size(512, 512, 32) == (576, 576)
     assert len(tile_boxes(4096, 3072, 512, 512)) == 8 * 6
     assert tile_boxes(64, 64, 48, 48) == [(0, 0, 48, 48), (48, 0, 96, 48), (0, 48, 48, 96), (48, 48, 96, 96)]
+    chess = [(x // 10, y // 10) for x, y, *_ in tile_boxes(30, 20, 10, 10, "Chess")]
+    assert chess == [(0, 0), (2, 0), (1, 1), (1, 0), (0, 1), (2, 1)]  # the even squares first, then the odd
+    assert tile_boxes(30, 20, 10, 10, "None") == []
 
 
 def test_every_tile_is_painted_and_the_size_is_the_extensions(engine, tiny_model_dir):
@@ -68,6 +71,16 @@ def test_every_tile_is_painted_and_the_size_is_the_extensions(engine, tiny_model
     ) in text
     again = engine.generate(_request(tiny_model_dir), pictures=Pictures(init=init))
     assert np.array_equal(_pixels(again.images[0]), painted)  # the recipe repaints the same picture
+
+
+def test_no_redraw_runs_only_the_seams_fix(engine, tiny_model_dir):
+    init = picture(16, 16, seed=6)
+    recorder = Recorder()
+    options = dict(tile_redraw="None", seams_fix="Band pass", seams_fix_width=16)
+    result = engine.generate(_request(tiny_model_dir, **options), recorder, pictures=Pictures(init=init))
+    assert len(recorder.phases) == 2  # the two bands, no tile
+    difference = np.abs(_pixels(result.images[0]) - _enlarged(init))
+    assert difference[:, 24:40].mean() > 1 and difference[:20, :20].max() == 0  # bands painted, corners kept
 
 
 def test_a_stop_keeps_the_tiles_painted_so_far(engine, tiny_model_dir):

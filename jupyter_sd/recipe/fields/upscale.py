@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .base import IMAGE_UPSCALERS, SEAMS_FIX_MODES, option
+from .base import IMAGE_UPSCALERS, SEAMS_FIX_MODES, TILE_REDRAW_MODES, option
 from .passes import HiresOptions
 
 
@@ -31,6 +31,15 @@ class SdUpscaleOptions(HiresOptions):
             infotext="Ultimate SD upscale upscaler",
             choices=(*IMAGE_UPSCALERS, "None"),
             models="upscaler",
+        ),
+    )
+    tile_redraw: str = field(
+        default="Linear",
+        metadata=option(
+            "Tiled SD upscale: the order tiles are repainted in (row by row, or a checkerboard: every other tile "
+            "first), or None to run only the seams fix over the enlarged picture.",
+            flags=("--tile-redraw",),
+            choices=TILE_REDRAW_MODES,
         ),
     )
     tile_width: int = field(
