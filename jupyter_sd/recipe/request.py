@@ -104,6 +104,9 @@ class PaintRequest(MachineOptions):
         if self.sd_upscale and (hires or self.mask):
             msg = "sd_upscale: repaints a whole picture in tiles; it does not combine with --hires or --mask"
             raise ValueError(msg)
+        if 0 < self.sd_upscale < 1:
+            msg = f"sd_upscale: enlarges by 1–16 (got {format_number(self.sd_upscale)}); 0 turns it off"
+            raise ValueError(msg)
         if self.sd_upscale and self.init and self.n * self.repeat > 1:
             msg = f"sd_upscale: upscales the one init picture (got -n {self.n * self.repeat}); use -n 1"
             raise ValueError(msg)

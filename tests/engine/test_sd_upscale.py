@@ -135,6 +135,7 @@ def test_after_a_painted_picture_and_with_an_upscaler_model(engine, tiny_model_d
         ({"hires": 2, "init": ""}, "sd_upscale: repaints a whole picture in tiles; it does not combine with --hires"),
         ({"mask": "m.png"}, "sd_upscale: repaints a whole picture in tiles; it does not combine with --hires or --m"),
         ({"n": 2}, "sd_upscale: upscales the one init picture (got -n 2); use -n 1"),
+        ({"sd_upscale": 0.5}, "sd_upscale: enlarges by 1–16 (got 0.5); 0 turns it off"),
         ({"sd_upscaler": "Nope"}, "sd_upscaler: no upscaler model 'Nope' in "),
         ({"seams_fix": "Chess"}, "seams_fix: "),
     ],
