@@ -15,6 +15,7 @@ from ..painting.store import load_request
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult, png_bytes
 from .controls import set_tooltip
+from .upscale_bar import UpscaleBar
 
 THUMB_SIDE = 96
 MAX_ITEMS = 32
@@ -39,17 +40,6 @@ class Item:
             except (OSError, ValueError):
                 pass
         return self.request
-
-
-def upscaler_names() -> list[str]:
-    """The Extras upscalers on offer: the models in the folder's ``ESRGAN/`` first, then Lanczos and Nearest."""
-    from .. import library
-
-    try:
-        models = [model.name for model in library.list_models("upscaler")]
-    except (OSError, ValueError):
-        models = []
-    return [*models, "Lanczos", "Nearest"]
 
 
 def _thumbnail(image: Image.Image) -> bytes:
@@ -119,15 +109,15 @@ class Gallery(widgets.VBox):
         for mode, send in self.send_buttons.items():
             send.on_click(lambda _, mode=mode: self.selected is not None and self.send(self.selected, mode))
         actions = widgets.HBox([self.reuse, *self.send_buttons.values(), self.close_button])
-        self.upscaler = widgets.Dropdown(options=upscaler_names(), layout=widgets.Layout(width="160px"))
-        self.upscale_by = widgets.BoundedFloatText(value=2.0, min=0.05, max=8.0, step=0.05, layout={"width": "64px"})
-        self.upscale_button = widgets.Button(description="upscale", icon="expand", layout=widgets.Layout(width="auto"))
-        self.upscale_button.add_class("jupyter-sd-upscale")
-        set_tooltip(self.upscale_button, "Upscale this picture as A1111's Extras tab (saved beside it)")
+        self.upscaling = UpscaleBar()
+        self.upscaler, self.upscale_by, self.upscale_button = (
+            self.upscaling.upscaler,
+            self.upscaling.factor,
+            self.upscaling.button,
+        )
         self.upscale_button.on_click(lambda _: self.selected is not None and self.upscale(self.selected))
-        upscaling = widgets.HBox([self.upscaler, widgets.Label("×"), self.upscale_by, self.upscale_button])
         self.detail = widgets.HBox(
-            [self.image, widgets.VBox([self.info, actions, upscaling])],
+            [self.image, widgets.VBox([self.info, actions, self.upscaling])],
             layout=widgets.Layout(display="none"),
         )
         self.detail.add_class("jupyter-sd-detail")
@@ -150,22 +140,9 @@ class Gallery(widgets.VBox):
 
     def upscale(self, item: Item) -> Item | None:
         """Upscale a picture as the Extras tab does (saved beside it when it has a file) and show the result."""
-        from ..extras.run import upscale
-
-        saved = item.path is not None and item.path.is_file()
-        with self.download_output:
-            self.download_output.clear_output()
-            try:
-                result = upscale(
-                    str(item.path) if saved else item.image,
-                    self.upscaler.value,
-                    self.upscale_by.value,
-                    outdir=str(item.path.parent) if saved else None,
-                    save=saved,
-                )
-            except (ValueError, MemoryError, OSError) as error:
-                print(error)
-                return None
+        result = self.upscaling.run(item.image, item.path)
+        if result is None:
+            return None
         self._count += 1
         path = result.paths[0] if result.paths else None
         new = Item(self._count, result.images[0], f"{item.infotext}\n{result.infotext(0)}", path, item.request)
@@ -201,11 +178,7 @@ class Gallery(widgets.VBox):
     def show(self, item: Item) -> None:
         """Show a picture large, with its generation data and file."""
         self.selected = item
-        names = upscaler_names()
-        if tuple(names) != tuple(self.upscaler.options):  # models added to ESRGAN/ since
-            value = self.upscaler.value
-            self.upscaler.options = names
-            self.upscaler.value = value if value in names else names[0]
+        self.upscaling.refresh()  # models added to ESRGAN/ since
         with self.image.hold_sync():
             self.image.value = png_bytes(item.image)
         self.info.value = info_html(item)

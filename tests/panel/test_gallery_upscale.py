@@ -70,3 +70,21 @@ def test_a_refusal_is_printed_not_raised(models, capsys):
     assert gallery.upscale(gallery.items[0]) is None
     assert len(gallery.items) == 1 and gallery.selected is gallery.items[0]
     assert "upscaler: could not read 4x-Broken.safetensors" in capsys.readouterr().out
+
+
+def test_a_cells_controls_upscale_its_newest_picture(models, tmp_path):
+    from jupyter_sd.panel import CellControls
+
+    path = tmp_path / "00003-9.png"
+    image = picture(24, 16, seed=9)
+    image.save(path)
+    controls = CellControls(PaintResult(request=PaintRequest(prompt="a"), images=[image], seeds=[9], paths=[path]))
+    controls.upscaling.upscaler.value = "Nearest"
+    controls.upscaling.factor.value = 3
+    controls.upscaling.button.click()
+    saved = tmp_path / "00004-upscale.png"
+    assert saved.is_file()
+    with Image.open(saved) as up:
+        assert up.size == (72, 48)
+        assert np.array_equal(np.asarray(up.convert("RGB")), np.asarray(image.resize((72, 48), Image.NEAREST)))
+        assert up.text["extras"] == "Postprocess upscale by: 3, Postprocess upscaler: Nearest"
