@@ -24,12 +24,14 @@ __all__ = [
     "load_request",
     "paint",
     "plot",
+    "upscale",
     "xyz",
 ]
 
 from .api import batch, paint, plot, xyz
 from .batches.result import BatchResult
 from .downloads.download import download
+from .extras.run import upscale
 from .painting.session import get_engine
 from .painting.store import load_request
 from .plots.result import PlotResult

@@ -17,7 +17,7 @@ from .recipe.paste import NOTHING_PASTED, read_pasted
 from .recipe.plot_options import split_plot_options
 from .recipe.values import coerce_options, option_fields
 
-_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch")
+_SUBCOMMANDS = ("config", "info", "unload", "panel", "models", "download", "drive", "zip", "batch", "upscale")
 _USAGE = """\
 Paint a picture from the cell body, showing it form live and saving it beside the notebook.
 
@@ -38,6 +38,7 @@ Line magic:
     %paint panel                open the widget panel
     %paint models [KIND] [NAME] the models folder: checkpoints, LoRA, embeddings, VAEs (kind, name, size, hash)
     %paint batch FILE [options] paint every prompt/recipe of a file or folder, here or on Ray (--ray auto)
+    %paint upscale IMAGE [--upscaler N] [--scale S]  enlarge pictures as A1111's Extras tab (--help)
     %paint download URL [--kind K]  a civitai / Hugging Face / http(s) model into the models folder
     %paint drive                (Colab) keep models and pictures on Google Drive, in MyDrive/jupyter_sd/
     %paint zip [FOLDER]         zip the pictures (metadata intact) and offer the zip for download
@@ -238,6 +239,16 @@ class PaintMagics(Magics):
         except InvalidBatch as error:
             print("\n".join(one_line(line) for line in error.lines()))  # all of them; the error names the first few
             raise
+
+    def _upscale(self, rest: str) -> Any:
+        from .extras.command import COMMAND_HELP, parse_command
+        from .extras.run import upscale
+
+        options = parse_command(rest)
+        if options.pop("help", False):
+            print(COMMAND_HELP)
+            return None
+        return upscale(options.pop("image"), **options, user_ns=self.shell.user_ns)
 
     def _download(self, rest: str) -> None:
         from .downloads.download import download

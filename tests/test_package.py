@@ -20,6 +20,7 @@ LAYERS = {
     "painting": 3,
     "plots": 4,
     "batches": 4,
+    "extras": 4,
     "panel": 5,
     "api": 6,
     "magics": 7,

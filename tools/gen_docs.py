@@ -30,7 +30,14 @@ def _groups() -> list[type]:
     """The field groups, in the order `PaintRequest` inherits them (each adds its fields after the last)."""
     from jupyter_sd.recipe import fields
 
-    return [fields.PictureOptions, fields.InputOptions, fields.HiresOptions, fields.SeedOptions, fields.MachineOptions]
+    return [
+        fields.PictureOptions,
+        fields.InputOptions,
+        fields.HiresOptions,
+        fields.SdUpscaleOptions,
+        fields.SeedOptions,
+        fields.MachineOptions,
+    ]
 
 
 def _cell(text: str) -> str:

@@ -219,6 +219,10 @@ class Engine:
         progress = progress or Progress()
         stop = stop or threading.Event()
         request.validate()  # 1. validated by the front end already: this returns at once then
+        if request.sd_upscale:  # tiled SD upscale: a painting per tile, each through here (sd_upscale.py)
+            from .sd_upscale import run
+
+            return run(self, request, progress, stop, pictures)
         pictures = outpainted(request, pictures)  # --outpaint: the grown init and its mask
         ignore_harmless_warnings()
         if self.busy and not self._preloading:

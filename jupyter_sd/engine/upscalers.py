@@ -25,7 +25,7 @@ OVERLAP = 16
 """Input pixels of context around each tile, cropped away after the network (no seams in flat areas)."""
 
 
-def read_upscaler(path: Path, allow_pickle: bool) -> dict[str, Any]:
+def read_upscaler(path: Path, allow_pickle: bool, option: str = "hires_upscaler") -> dict[str, Any]:
     """The state dict of an upscaler file; a pickle (``.pth``) only with ``allow_pickle`` (weights-only load).
 
     Raises
@@ -35,7 +35,7 @@ def read_upscaler(path: Path, allow_pickle: bool) -> dict[str, Any]:
     """
     if path.suffix.lower() != ".safetensors" and not allow_pickle:
         msg = (
-            f"hires_upscaler: {path.name} is a pickle file, which can run code when loaded "
+            f"{option}: {path.name} is a pickle file, which can run code when loaded "
             "(pass --allow-pickle if you trust it, or use a .safetensors copy)"
         )
         raise ValueError(msg)
@@ -49,18 +49,18 @@ def read_upscaler(path: Path, allow_pickle: bool) -> dict[str, Any]:
 
             weights = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged or foreign file: safetensors and torch raise their own kinds
-        msg = f"hires_upscaler: could not read {path.name} ({str(error).strip().splitlines()[0][:160]})"
+        msg = f"{option}: could not read {path.name} ({str(error).strip().splitlines()[0][:160]})"
         raise ValueError(msg) from error
     for wrapper in ("params_ema", "params", "state_dict"):  # BasicSR and Lightning wrap the weights
         if isinstance(weights, dict) and isinstance(weights.get(wrapper), dict):
             weights = weights[wrapper]
     if not isinstance(weights, dict):
-        msg = f"hires_upscaler: {path.name} holds no weights (got {type(weights).__name__})"
+        msg = f"{option}: {path.name} holds no weights (got {type(weights).__name__})"
         raise ValueError(msg)
     return weights
 
 
-def build_upscaler(weights: dict[str, Any], name: str) -> tuple[Any, int]:
+def build_upscaler(weights: dict[str, Any], name: str, option: str = "hires_upscaler") -> tuple[Any, int]:
     """The network for these weights and its scale (2, 4, 8, …), weights loaded, in eval mode.
 
     Raises
@@ -79,14 +79,14 @@ def build_upscaler(weights: dict[str, Any], name: str) -> tuple[Any, int]:
     else:
         keys = ", ".join(list(weights)[:3])
         msg = (
-            f"hires_upscaler: {name} is not an ESRGAN or Real-ESRGAN network (it holds {keys}, …); "
+            f"{option}: {name} is not an ESRGAN or Real-ESRGAN network (it holds {keys}, …); "
             "those two families are supported"
         )
         raise ValueError(msg)
     try:
         net.load_state_dict(weights, strict=True)
     except RuntimeError as error:
-        msg = f"hires_upscaler: {name}'s weights do not fit its network ({str(error).splitlines()[0][:160]})"
+        msg = f"{option}: {name}'s weights do not fit its network ({str(error).splitlines()[0][:160]})"
         raise ValueError(msg) from error
     return net.eval().requires_grad_(False), net.scale
 
@@ -94,10 +94,10 @@ def build_upscaler(weights: dict[str, Any], name: str) -> tuple[Any, int]:
 class Upscaler:
     """One loaded upscaler model, kept between cells (the engine holds at most one)."""
 
-    def __init__(self, path: Path, allow_pickle: bool, device: Any, dtype: Any) -> None:
+    def __init__(self, path: Path, allow_pickle: bool, device: Any, dtype: Any, option: str = "hires_upscaler") -> None:
         self.path = path
         self.stamp = (str(path), *file_stamp(path))
-        self.net, self.scale = build_upscaler(read_upscaler(path, allow_pickle), path.stem)
+        self.net, self.scale = build_upscaler(read_upscaler(path, allow_pickle, option), path.stem, option)
         self.net.to(device, dtype)
         self.device, self.dtype = device, dtype
 

@@ -202,20 +202,19 @@ def find_upscaler(name: str) -> ModelFile | None:
     return found
 
 
-def upscaler_missing_message(name: str, built_in: tuple[str, ...]) -> str:
-    """One line for a hires upscaler that is neither built in nor in ``ESRGAN/``: where to put it, how to get it."""
+def upscaler_missing_message(name: str, built_in: tuple[str, ...], option: str = "hires_upscaler") -> str:
+    """One line for an upscaler that is neither built in nor in ``ESRGAN/``: where to put it, how to get it."""
     folder = subfolder("upscaler")
     if name in UPSCALER_FILES:
         stem, url = UPSCALER_FILES[name]
         return (
-            f"hires_upscaler: '{name}' is A1111's {stem}.pth, which is not in {folder}: "
-            f"%paint download {url} --kind upscaler"
+            f"{option}: '{name}' is A1111's {stem}.pth, which is not in {folder}: %paint download {url} --kind upscaler"
         )
     there = [model.name for model in list_models("upscaler")]
     close = difflib.get_close_matches(name, there + list(built_in), n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return (
-        f"hires_upscaler: no upscaler model '{name}' in {folder} (put its .pth or .safetensors there, or "
+        f"{option}: no upscaler model '{name}' in {folder} (put its .pth or .safetensors there, or "
         f"%paint download URL --kind upscaler); built in: {', '.join(built_in)}"
         + (f"; in the folder: {', '.join(there)}" if there else "")
         + hint

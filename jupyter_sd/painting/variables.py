@@ -50,11 +50,11 @@ def expand_variables(body: str, namespace: Mapping[str, Any]) -> tuple[str, list
     return _VARIABLE.sub(fill, body), notes
 
 
-_PICTURE_OPTION = re.compile(r"""(--init|--mask)(\s+|=)(\{\w+\})""")
+_PICTURE_OPTION = re.compile(r"""(--init|--mask|^\s*upscale)(\s+|=)(\{\w+\})""")
 
 
 def expand_line(line: str, namespace: Mapping[str, Any]) -> str:
-    """IPython's ``{name}`` / ``$name`` expansion of a magic line, except a picture named for ``--init``/``--mask``.
+    """IPython's ``{name}`` / ``$name`` expansion of a magic line, but a picture (--init, --mask, upscale).
 
     ``--init {photo}`` keeps the name, so the picture itself (not its text) reaches the loader; every other
     ``{name}`` is replaced by the variable's text as IPython does (and left as it is when it can't be).

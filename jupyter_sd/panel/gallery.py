@@ -15,6 +15,7 @@ from ..painting.store import load_request
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult, png_bytes
 from .controls import set_tooltip
+from .upscale_bar import UpscaleBar
 
 THUMB_SIDE = 96
 MAX_ITEMS = 32
@@ -108,8 +109,15 @@ class Gallery(widgets.VBox):
         for mode, send in self.send_buttons.items():
             send.on_click(lambda _, mode=mode: self.selected is not None and self.send(self.selected, mode))
         actions = widgets.HBox([self.reuse, *self.send_buttons.values(), self.close_button])
+        self.upscaling = UpscaleBar()
+        self.upscaler, self.upscale_by, self.upscale_button = (
+            self.upscaling.upscaler,
+            self.upscaling.factor,
+            self.upscaling.button,
+        )
+        self.upscale_button.on_click(lambda _: self.selected is not None and self.upscale(self.selected))
         self.detail = widgets.HBox(
-            [self.image, widgets.VBox([self.info, actions])],
+            [self.image, widgets.VBox([self.info, actions, self.upscaling])],
             layout=widgets.Layout(display="none"),
         )
         self.detail.add_class("jupyter-sd-detail")
@@ -128,6 +136,21 @@ class Gallery(widgets.VBox):
             self._count += 1
             path = result.paths[index] if index < len(result.paths) else None
             new.append(Item(self._count, image, result.infotext(index), path, result.request.replace(seed=seed)))
+        return self._insert(new)
+
+    def upscale(self, item: Item) -> Item | None:
+        """Upscale a picture as the Extras tab does (saved beside it when it has a file) and show the result."""
+        result = self.upscaling.run(item.image, item.path)
+        if result is None:
+            return None
+        self._count += 1
+        path = result.paths[0] if result.paths else None
+        new = Item(self._count, result.images[0], f"{item.infotext}\n{result.infotext(0)}", path, item.request)
+        self._insert([new])
+        self.show(new)
+        return new
+
+    def _insert(self, new: list[Item]) -> list[Item]:
         with self._lock:
             for item in new:
                 self._tiles[item.number] = self._tile(item)
@@ -155,6 +178,7 @@ class Gallery(widgets.VBox):
     def show(self, item: Item) -> None:
         """Show a picture large, with its generation data and file."""
         self.selected = item
+        self.upscaling.refresh()  # models added to ESRGAN/ since
         with self.image.hold_sync():
             self.image.value = png_bytes(item.image)
         self.info.value = info_html(item)

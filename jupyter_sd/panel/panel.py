@@ -24,6 +24,7 @@ from ..recipe.values import option_fields
 from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery, Item
 from .images import ImageInput
+from .upscale_bar import UpscaleBar
 from .worker import Job, LiveArea, Worker, background_default, error_line
 from .xyz_section import XYZSection
 
@@ -243,7 +244,7 @@ class Panel(widgets.VBox):
 
 
 class CellControls(widgets.VBox):
-    """Steps, guidance and seed controls under a ``%%paint --ui`` result, and "again" to paint it anew.
+    """Steps, guidance and seed controls under a ``%%paint --ui`` result, "again" to paint it anew, and "upscale".
 
     The new picture shows in this widget's own image (painted on the worker thread, so the kernel stays free),
     and is saved like the cell's.
@@ -286,11 +287,14 @@ class CellControls(widgets.VBox):
         self.stop_button.on_click(lambda _: self.worker.stop())
         self.live = LiveArea()
         self.worker = Worker(self.live, self.user_ns, on_change=self._refresh, on_result=self._finished)
+        self.upscaling = UpscaleBar()
+        self.upscaling.button.on_click(lambda _: self.upscale())
         super().__init__(
             [
                 widgets.HBox([self.inputs["steps"], self.inputs["guidance"]]),
                 widgets.HBox([self.inputs["seed"], random, self.again_button, self.stop_button]),
                 self.live,
+                self.upscaling,
             ]
         )
         self.add_class("jupyter-sd-cell-controls")
@@ -308,6 +312,21 @@ class CellControls(widgets.VBox):
             self.live.fail(error_line(error))
             return None
         return self.worker.submit(request, wait=not self.background)
+
+    def upscale(self) -> Any:
+        """Upscale the newest picture as the Extras tab does (saved beside it) and show it under the controls."""
+        latest = self.results[-1]
+        if not latest.images:
+            return None
+        path = latest.paths[0] if latest.paths else None
+        self.upscaling.refresh()
+        result = self.upscaling.run(latest.images[0], path)
+        if result is not None:
+            with self.upscaling.output:
+                from IPython.display import display
+
+                display(result)
+        return result
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the painting is done; False on timeout."""

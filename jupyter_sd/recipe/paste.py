@@ -118,6 +118,11 @@ def _img2img_recipe(options: dict[str, Any], params: dict[str, str]) -> list[str
         return []
     more = [key for key in IMG2IMG_KEYS if key in params]
     keys = ", ".join([f"Denoising strength {options['strength']}", *more])
+    if any(key.startswith("Ultimate SD upscale") for key in params):  # its settings are read; its scale is not written
+        return [
+            f"{keys}: this recipe was made by Ultimate SD upscale in img2img; painted from text (give --init PICTURE "
+            "--sd-upscale SCALE to upscale that picture in tiles with its settings)"
+        ]
     return [f"{keys}: this recipe was made in img2img; painted from text (give --init PICTURE to repaint that picture)"]
 
 
@@ -167,6 +172,11 @@ def _left_out(name: str, value: Any, reason: str) -> str:
         return (
             f"Hires upscaler: '{value}' is not in the models folder's ESRGAN/ (%paint download URL --kind upscaler "
             f"gets it); upscaled with {default}"
+        )
+    if name == "sd_upscaler":
+        return (
+            f"Ultimate SD upscale upscaler: '{value}' is not in the models folder's ESRGAN/ (%paint download URL "
+            f"--kind upscaler gets it); --sd-upscale would use {PaintRequest().sd_upscaler}"
         )
     return f"{reason}; painted without it"
 

@@ -103,6 +103,15 @@ class PaintRequest(MachineOptions):
         if hires and self.init:
             msg = "hires: the hires fix is for text-to-image; with --init, paint at the size you want (--size)"
             raise ValueError(msg)
+        if self.sd_upscale and (hires or self.mask):
+            msg = "sd_upscale: repaints a whole picture in tiles; it does not combine with --hires or --mask"
+            raise ValueError(msg)
+        if 0 < self.sd_upscale < 1:
+            msg = f"sd_upscale: enlarges by 1–16 (got {format_number(self.sd_upscale)}); 0 turns it off"
+            raise ValueError(msg)
+        if self.sd_upscale and self.init and self.n * self.repeat > 1:
+            msg = f"sd_upscale: upscales the one init picture (got -n {self.n * self.repeat}); use -n 1"
+            raise ValueError(msg)
         if self.hires_size:
             check_side_pair("hires_size", self.hires_size)
         if hires and self.hires_denoise <= 0:
@@ -120,6 +129,11 @@ class PaintRequest(MachineOptions):
             raise ValueError(msg)
         if self.mask:
             msg = "outpaint: makes its own mask (the new border); leave out --mask, or inpaint first and outpaint after"
+            raise ValueError(msg)
+        if self.sd_upscale:
+            msg = (
+                "outpaint: does not combine with --sd-upscale; outpaint first, then --sd-upscale the result (--init _)"
+            )
             raise ValueError(msg)
 
     @property
@@ -194,7 +208,7 @@ class PaintRequest(MachineOptions):
             params["Token merging ratio"] = format_number(self.token_merging)
         if self.token_merging_hr and self.hires_enabled:
             params["Token merging ratio hr"] = format_number(self.token_merging_hr)
-        if self.init:
+        if self.init or self.sd_upscale:
             params["Denoising strength"] = format_number(self.strength)
         elif self.hires_enabled:
             params["Denoising strength"] = format_number(self.hires_denoise)
@@ -244,6 +258,12 @@ class PaintRequest(MachineOptions):
                 params["Hires schedule type"] = self.hires_schedule
             if self.hires_guidance and self.hires_guidance != self.guidance:
                 params["Hires CFG Scale"] = format_number(self.hires_guidance)
+        if self.sd_upscale:  # the keys Ultimate SD upscale writes (its scale shows in Size)
+            params["Ultimate SD upscale upscaler"] = self.sd_upscaler
+            params["Ultimate SD upscale tile_width"] = self.tile_width
+            params["Ultimate SD upscale tile_height"] = self.tile_height
+            params["Ultimate SD upscale mask_blur"] = self.tile_mask_blur
+            params["Ultimate SD upscale padding"] = self.tile_padding
         return params
 
     def to_infotext(

@@ -128,7 +128,7 @@ def check_field(f: dataclasses.Field, value: Any) -> None:
         if meta.get("models") == "upscaler":  # or an upscaler model in the models folder's ESRGAN/
             if library.find_upscaler(value) is not None:
                 return
-            raise ValueError(library.upscaler_missing_message(value, meta["choices"]))
+            raise ValueError(library.upscaler_missing_message(value, meta["choices"], f.name))
         hint = difflib.get_close_matches(value, meta["choices"], n=1, cutoff=0.5)
         if not hint:
             hint = [c for c in meta["choices"] if c.lower() == value.lower()]

@@ -31,6 +31,10 @@ LATENT_UPSCALERS = {
 IMAGE_UPSCALERS = ("Lanczos", "Nearest")
 BUILT_IN_UPSCALERS = (*LATENT_UPSCALERS, *IMAGE_UPSCALERS)
 """The hires upscalers that need no model file; any other name is an upscaler model in ``ESRGAN/``."""
+SEAMS_FIX_MODES = ("None", "Band pass", "Half tile offset pass")
+TILE_REDRAW_MODES = ("Linear", "Chess", "None")
+"""Ultimate SD upscale's redraw types: tiles row by row, in a checkerboard's two passes, or none."""
+"""Ultimate SD upscale's seams fix types, by its names."""
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULE = "Use same scheduler"
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from ..presets import PRESET_CHOICES
 from .base import ATTENTION_MODES, OFFLOAD_MODES, RNG_SOURCES, SEED_LIMIT, VAE_TILING_MODES, option
-from .passes import HiresOptions
+from .upscale import SdUpscaleOptions
 
 
 @dataclass
-class SeedOptions(HiresOptions):
+class SeedOptions(SdUpscaleOptions):
     """Variation seeds and seed resizing, as A1111 (engine/seeds.py)."""
 
     variation_seed: int = field(
