@@ -221,9 +221,8 @@ def read_units(value: Any) -> tuple[ControlUnit, ...]:
         elif isinstance(item, dict):
             if item.get("enabled", True) is not False:
                 units.append(unit_from_dict(item))
-        elif isinstance(item, str):
-            if item.strip():
-                units.append(parse_unit_text(item))
+        elif isinstance(item, str):  # one unit a line (the panel's box holds several)
+            units += [parse_unit_text(line) for line in item.splitlines() if line.strip()]
         else:
             raise ValueError(f"controlnet: a unit is a dict or 'Module: …, Model: …' text, not {type(item).__name__}")
     return tuple(units)
@@ -254,6 +253,11 @@ def format_unit_option(unit: ControlUnit) -> str:
     """The cell's ``--controlnet`` text for `unit`: its infotext text, and ``Image:`` when the image is a path."""
     text = format_unit(unit)
     return f"{text}, Image: {unit.image}" if isinstance(unit.image, str) else text
+
+
+def units_text(units: tuple[ControlUnit, ...]) -> str:
+    """Units as the panel's box shows them: one cell-form unit a line."""
+    return "\n".join(format_unit_option(unit) for unit in units)
 
 
 _UNIT_KEY = re.compile(r"ControlNet(?: (\d+))?")

@@ -14,6 +14,7 @@ from jupyter_sd.recipe.control_units import (
     read_units,
     unit_from_dict,
     units_infotext,
+    units_text,
 )
 from jupyter_sd.recipe.infotext import format_infotext, parse_infotext
 from jupyter_sd.recipe.options import build_parser, parse_options
@@ -173,3 +174,10 @@ def test_a_request_with_units_is_refused_until_units_paint():
 def test_pasted_units_are_still_named_as_ignored():
     _, _, params = parse_infotext(f'a cat\nSteps: 20, Seed: 1, ControlNet 0: "{POSTED["depth_leres"]}"')
     assert "ControlNet 0" in ignored_infotext_keys(params)
+
+
+def test_one_unit_a_line_in_the_panels_box():
+    first, second = (parse_unit_text(POSTED[name], strict=False) for name in ("depth_leres", "old_temporalnet"))
+    box = units_text((first, second))
+    assert box.count("\n") == 1
+    assert read_units(box) == (first, second)
