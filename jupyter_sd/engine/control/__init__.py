@@ -1,5 +1,6 @@
 """ControlNet and IP-Adapter the way sd-webui-controlnet does them: preprocessors, control maps, units.
 
 ``modules`` names the preprocessors and their sliders, ``resolution`` the processor-resolution arithmetic,
-``preprocessors`` runs the built-in ones (OpenCV, imported only when one runs).
+``preprocessors`` runs the built-in ones (OpenCV, imported only when one runs), ``maps`` fits a map to the size
+painted.
 """
