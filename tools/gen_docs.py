@@ -63,7 +63,7 @@ def _flags(f: dataclasses.Field, kind: str) -> str:
 
 def _default(f: dataclasses.Field, kind: str) -> str:
     value = f.default
-    if value is None or value == "":
+    if value is None or value == "" or value == ():
         return "—"
     if kind == "bool":
         return "on" if value else "off"

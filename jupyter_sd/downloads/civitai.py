@@ -29,6 +29,7 @@ _CIVITAI_TYPES = {
     "TextualInversion": "embedding",
     "VAE": "vae",
     "Upscaler": "upscaler",
+    "Controlnet": "controlnet",
 }
 _TOKEN_HINT = (
     f"set {CIVITAI_TOKEN_ENV} (an API key from civitai.com → Account settings; an environment variable or a Colab "
@@ -129,8 +130,8 @@ def civitai_download(url: str, kind: str | None, retries: int) -> Downloaded:
         if model_type not in _CIVITAI_TYPES:
             msg = (
                 f"download: civitai says '{chosen.get('name')}' is a {model_type or 'model of unknown type'}, which "
-                "jupyter_sd does not use (allowed: checkpoints, LoRA, LyCORIS, embeddings, VAEs, upscalers); pass "
-                "--kind to download it anyway"
+                "jupyter_sd does not use (allowed: checkpoints, LoRA, LyCORIS, embeddings, VAEs, upscalers, "
+                "ControlNets); pass --kind to download it anyway"
             )
             raise ValueError(msg)
         kind = _CIVITAI_TYPES[model_type]

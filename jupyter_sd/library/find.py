@@ -24,12 +24,15 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
     "embedding": (".safetensors", ".pt", ".bin"),
     "vae": (".safetensors", ".pt", ".ckpt"),
     "upscaler": (".pth", ".safetensors", ".pt"),
+    "controlnet": (".safetensors", ".pth", ".ckpt", ".pt", ".bin"),
 }
 """The files A1111 lists in each subfolder (a diffusers folder counts too for checkpoints and VAEs)."""
 
 BIG_FILE = 100_000_000
 """Bytes above which hashing a file takes seconds (a checkpoint: half a minute on Drive)."""
-_FOLDER_MARKERS = {"checkpoint": "model_index.json", "vae": "config.json"}
+_FOLDER_MARKERS = {"checkpoint": "model_index.json", "vae": "config.json", "controlnet": "config.json"}
+_NOT_MODELS = {"controlnet": "annotators"}
+"""A subfolder of a kind's folder that holds something else: the preprocessors' weights in ``ControlNet/``."""
 _HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
 
 
@@ -50,7 +53,19 @@ class ModelFile:
     @property
     def short_hash(self) -> str:
         """A1111's short hash of this file (see `short_hash`); empty for a diffusers folder."""
-        return short_hash(self.kind, self.path) if self.path.is_file() else ""
+        weights = hashed_file(self.kind, self.path)
+        return short_hash(self.kind, weights) if weights is not None else ""
+
+
+def hashed_file(kind: str, path: Path) -> Path | None:
+    """The file a model's hash is of: the file itself, or a diffusers ControlNet folder's weights file."""
+    if path.is_file():
+        return path
+    if kind == "controlnet" and path.is_dir():
+        for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
+            if (path / name).is_file():
+                return path / name
+    return None
 
 
 def list_models(kind: str | None = None) -> list[ModelFile]:
@@ -80,7 +95,7 @@ def _walk(kind: str, root: Path) -> list[ModelFile]:
             found.append(ModelFile(kind, here.name, here, size))
             dirs[:] = []
             continue
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (here == root and d == _NOT_MODELS.get(kind))]
         for name in files:
             path = here / name
             if path.suffix.lower() in SUFFIXES[kind] and not name.startswith("."):
@@ -116,11 +131,13 @@ def find_model(kind: str, name: str, hash_big_files: bool = True) -> ModelFile |
     if _HEX.match(name):
         prefix = name.lower()
         for model in models:
-            if not model.path.is_file():
+            weights = hashed_file(kind, model.path)
+            if weights is None:
                 continue
-            if not hash_big_files and model.size > BIG_FILE and not has_cached_hash(kind, model.path):
+            cheap = kind == "controlnet" and len(prefix) == 8  # the old hash reads 64 KiB, not the file
+            if not hash_big_files and model.size > BIG_FILE and not cheap and not has_cached_hash(kind, weights):
                 continue
-            if any(h.startswith(prefix) for h in _hashes_of(kind, model.path, len(prefix))):
+            if any(h.startswith(prefix) for h in _hashes_of(kind, weights, len(prefix))):
                 return model
     return None
 
@@ -140,10 +157,12 @@ def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _hashes_of(kind: str, path: Path, length: int) -> list[str]:
+    if kind == "controlnet" and length == 8:  # sd-webui-controlnet's bracketed hash
+        return [old_model_hash(path)]
     hashes = [sha256(path)]
     if kind == "lora" and path.suffix.lower() == ".safetensors":
         hashes.append(addnet_hash(path))
-    if kind == "checkpoint" and length == 8:
+    if kind in ("checkpoint", "controlnet") and length == 8:
         hashes.append(old_model_hash(path))
     return hashes
 

@@ -17,6 +17,7 @@ SUBFOLDERS: dict[str, str] = {
     "embedding": "embeddings",
     "vae": "VAE",
     "upscaler": "ESRGAN",
+    "controlnet": "ControlNet",
 }
 """Kind of model file → its subfolder of the models folder (A1111's names)."""
 WILDCARDS = "wildcards"

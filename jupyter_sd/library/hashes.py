@@ -47,9 +47,11 @@ def short_hash(kind: str, path: str | os.PathLike[str]) -> str:
     """The hash A1111 writes for this kind of file.
 
     ``Model hash``/``VAE hash``: 10 hex of sha256; ``TI hashes``: 12 hex of sha256; ``Lora hashes``: 12 hex of the
-    addnet hash (sha256 for a non-safetensors LoRA).
+    addnet hash (sha256 for a non-safetensors LoRA); sd-webui-controlnet's ``Model: NAME [hash]``: the old 8-hex hash.
     """
     path = Path(path)
+    if kind == "controlnet":
+        return old_model_hash(path)
     if kind == "lora" and path.suffix.lower() == ".safetensors":
         return addnet_hash(path)[:12]
     return sha256(path)[: 12 if kind in ("lora", "embedding") else 10]

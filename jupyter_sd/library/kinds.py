@@ -17,6 +17,8 @@ from pathlib import Path
 _MAX_HEADER = 100 << 20
 _LYCORIS_MARKS = (".hada_w1", ".hada_w2", ".lokr_w1", ".lokr_w2", ".oft_", ".ia3", "oft_blocks", ".oft_diag")
 _LORA_MARKS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.", ".lora_mid.")
+_CONTROLNET_MARKS = ("control_model.", "input_hint_block.", "controlnet_cond_embedding.", "controlnet_down_blocks.")
+"""ControlNet 1.0 (``control_model.``), 1.1 (``input_hint_block.``) and diffusers' layout."""
 _EMBEDDING_KEYS = {"emb_params", "string_to_param", "string_to_token", "clip_l", "clip_g", "*"}
 
 KINDS: dict[str, str] = {
@@ -26,6 +28,7 @@ KINDS: dict[str, str] = {
     "embedding": "embedding",
     "vae": "VAE",
     "upscaler": "upscaler",
+    "controlnet": "ControlNet",
 }
 """What a file can hold → the word used for it in messages. LyCORIS files live with LoRA (A1111's ``Lora/``)."""
 
@@ -88,6 +91,8 @@ def classify(names: Iterable[str]) -> str | None:
     a VAE is an ``encoder.``/``decoder.`` pair alone; an upscaler (ESRGAN, Real-ESRGAN) has RRDB blocks.
     """
     names = list(names)
+    if any(name.startswith(_CONTROLNET_MARKS) or ".input_hint_block." in name for name in names):
+        return "controlnet"  # before checkpoints: ControlNet 1.0 files carry a whole SD model beside control_model.
     if any(name.startswith("model.diffusion_model.") for name in names):
         return "checkpoint"
     if any(".RDB1." in name or ".rdb1." in name for name in names) and any(

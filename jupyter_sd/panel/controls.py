@@ -14,6 +14,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import library
+from ..recipe.control_units import units_text
 from ..recipe.request import PaintRequest
 from ..recipe.values import field_kind, option_fields
 
@@ -106,6 +107,9 @@ def control_for(f: dataclasses.Field, value: Any) -> widgets.Widget:
             layout=widgets.Layout(width="98%"),
             **common,
         )
+    elif kind == "tuple":  # ControlNet units, one a line, until they have a section of their own
+        placeholder = "Module: canny, Model: NAME, Weight: 1, Image: FILE (one unit a line)"
+        widget = widgets.Textarea(value=units_text(value), placeholder=placeholder, rows=2, **common)
     elif meta["choices"]:
         options = list(meta["choices"])
         if meta.get("models"):  # and the files of that kind in the models folder (the upscaler models)
@@ -385,6 +389,8 @@ class Controls:
                 if not self.fields[name].metadata.get("models"):
                     continue
                 widget.options = (*widget.options, value)  # an upscaler model added to the folder since
+            if isinstance(value, tuple):  # ControlNet units
+                value = units_text(value)
             if value is not None:
                 widget.value = value
         self.size.set(request.width, request.height)

@@ -74,9 +74,13 @@ def build_parser(prog: str, prompt_words: bool) -> argparse.ArgumentParser:
         meta = f.metadata
         if not meta["flags"]:
             continue
-        help_text = meta["help"] + _range_text(meta) + ("" if f.default in (None, "") else f" Default: {f.default}.")
+        help_text = (
+            meta["help"] + _range_text(meta) + ("" if f.default in (None, "", ()) else f" Default: {f.default}.")
+        )
         if field_kind(f) == "bool":
             parser.add_argument(*meta["flags"], dest=f.name, action=argparse.BooleanOptionalAction, help=help_text)
+        elif field_kind(f) == "tuple":  # repeatable: one value per unit
+            parser.add_argument(*meta["flags"], dest=f.name, action="append", metavar="'UNIT'", help=help_text)
         else:
             metavar = f.name.upper().replace("_", "-")
             parser.add_argument(*meta["flags"], dest=f.name, metavar=metavar, help=help_text)

@@ -14,6 +14,7 @@ from dataclasses import fields
 from typing import Any
 
 from .. import library
+from .control_units import ControlUnit, check_unit, read_units
 from .fields import DTYPE_ALIASES, MAX_SIDE, MachineOptions
 from .samplers import read_sampler, read_schedule
 
@@ -54,6 +55,8 @@ def coerce_value(name: str, value: Any) -> Any:
     if f is None:
         raise ValueError(unknown_option_line(f"'{name}'", difflib.get_close_matches(name, _FIELDS, n=3)))
     kind = field_kind(f)
+    if kind == "tuple":  # ControlNet units: dicts, unit texts (one per --controlnet), or units
+        return read_units(value)
     if value is None or not isinstance(value, str):
         if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -114,6 +117,12 @@ def check_field(f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     kind = field_kind(f)
     if value is None and f.default is None:
+        return
+    if kind == "tuple":
+        if not isinstance(value, tuple) or not all(isinstance(unit, ControlUnit) for unit in value):
+            raise ValueError(f"{f.name}: expected units read by recipe.control_units.read_units (got {value!r})"[:199])
+        for unit in value:
+            check_unit(unit)
         return
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[kind]
     if not isinstance(value, expected) or (kind in ("int", "float") and isinstance(value, bool)):

@@ -379,7 +379,8 @@ def test_magic_download_prints_one_line_and_errors_are_usage_errors(shell, web, 
     assert type(info.value) is UsageError and "not a civitai link" in str(info.value)
     with pytest.raises(UsageError, match="expected one link"):
         run(shell, "%paint download")
-    with pytest.raises(UsageError, match=r"--kind must be one of checkpoint, lora, .*, vae, upscaler \(got 'model'\)"):
+    kinds = r"checkpoint, lora, .*, vae, upscaler, controlnet"
+    with pytest.raises(UsageError, match=rf"--kind must be one of {kinds} \(got 'model'\)"):
         run(shell, f"%paint download {web.base}/x.safetensors --kind model")
 
 

@@ -81,7 +81,7 @@ def test_paint_drive_mounts_and_keeps_models_and_pictures_on_drive(
     assert colab[0] == ("mount", str(mount))
     assert library.models_dir() == root / "models"
     subfolders = sorted(p.name for p in (root / "models").iterdir())
-    assert subfolders == ["ESRGAN", "Lora", "Stable-diffusion", "VAE", "embeddings"]
+    assert subfolders == ["ControlNet", "ESRGAN", "Lora", "Stable-diffusion", "VAE", "embeddings"]
     assert painter.settings["outdir"] == str(root / "outputs" / "Fox study")
     assert "models in" in capsys.readouterr().out
     result = run(shell, f"%paint --model {tiny_model_dir} --steps 1 --seed 5 a fox")

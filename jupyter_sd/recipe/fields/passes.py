@@ -118,6 +118,15 @@ class InputOptions(PictureOptions):
             infotext="Outpaint noise",
         ),
     )
+    controlnet: tuple = field(
+        default=(),
+        metadata=option(
+            "ControlNet units as sd-webui-controlnet writes them: 'Module: canny, Model: NAME, Weight: 0.8, "
+            "Image: FILE' (repeat the flag for more units; from Python a list of dicts with its API field names). "
+            "Painting with units is not built yet: a request with units is refused.",
+            flags=("--controlnet",),
+        ),
+    )
 
 
 @dataclass

@@ -1,0 +1,159 @@
+"""sd-webui-controlnet's preprocessor names ("Module"), their sliders and defaults, and what the others need.
+
+A unit carries ``processor_res``, ``threshold_a`` and ``threshold_b``; what each means depends on the module (canny's
+A and B are its low and high thresholds, blur's A its sigma …). As in sd-webui-controlnet, -1 (or None) takes the
+module's default and a value the module does not use is ignored; a used value out of its slider's range is refused
+(sd-webui-controlnet quietly resets it to the default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Slider:
+    """One of a preprocessor's sliders, as sd-webui-controlnet shows it."""
+
+    label: str
+    minimum: float
+    maximum: float
+    default: float
+
+
+@dataclass(frozen=True)
+class Module:
+    """A built-in preprocessor: its sliders (None where the module ignores that value) and whether it takes a mask.
+
+    ``fixed_res``: the module always works at this resolution unless Pixel Perfect sets it (shuffle's 512).
+    """
+
+    name: str
+    resolution: Slider | None = None
+    threshold_a: Slider | None = None
+    threshold_b: Slider | None = None
+    takes_mask: bool = False
+    fixed_res: int | None = None
+
+
+RESOLUTION = Slider("Resolution", 64, 2048, 512)
+
+MODULES: dict[str, Module] = {
+    m.name: m
+    for m in (
+        Module("none"),
+        Module("canny", RESOLUTION, Slider("Low Threshold", 1, 255, 100), Slider("High Threshold", 1, 255, 200)),
+        Module("invert"),
+        Module("blur_gaussian", RESOLUTION, Slider("Sigma", 0.01, 64.0, 9.0)),
+        Module("scribble_xdog", RESOLUTION, Slider("XDoG Threshold", 1, 64, 32)),
+        Module("shuffle", fixed_res=512),
+        Module("lineart_standard", RESOLUTION),
+        Module("tile_resample", threshold_a=Slider("Down Sampling Rate", 1.0, 8.0, 1.0)),
+        Module("tile_colorfix", threshold_a=Slider("Variation", 3.0, 32.0, 8.0)),
+        Module("tile_colorfix+sharp", None, Slider("Variation", 3.0, 32.0, 8.0), Slider("Sharpness", 0.0, 2.0, 1.0)),
+        Module("threshold", RESOLUTION, Slider("Binarization Threshold", 0, 255, 127)),
+        Module("inpaint", takes_mask=True),
+        Module("inpaint_only", takes_mask=True),
+    )
+}
+"""The preprocessors built in here: no weights, OpenCV and numpy only."""
+
+ALIASES = {
+    "invert (from white bg & black line)": "invert",
+    "lineart_standard (from white bg & black line)": "lineart_standard",
+    "inpaint_global_harmonious": "inpaint",
+}
+"""The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
+
+_DEPTH = "depth weights (MiDaS/LeReS/ZoeDepth/Depth Anything)"
+_POSE = "OpenPose/DWPose weights"
+NEEDS_WEIGHTS: dict[str, str] = {
+    "inpaint_only+lama": "LaMa inpainting weights (big-lama)",
+    **dict.fromkeys(
+        (
+            "depth",
+            "depth_midas",
+            "depth_leres",
+            "depth_leres++",
+            "depth_zoe",
+            "depth_anything",
+            "depth_anything_v2",
+            "depth_hand_refiner",
+            "depth_marigold",
+        ),
+        _DEPTH,
+    ),
+    **dict.fromkeys(
+        (
+            "openpose",
+            "openpose_face",
+            "openpose_faceonly",
+            "openpose_full",
+            "openpose_hand",
+            "dw_openpose_full",
+            "animal_openpose",
+            "densepose",
+            "densepose_parula",
+        ),
+        _POSE,
+    ),
+    **dict.fromkeys(("lineart_realistic", "lineart", "lineart_coarse"), "the lineart annotator weights"),
+    **dict.fromkeys(("lineart_anime", "lineart_anime_denoise"), "the anime lineart annotator weights"),
+    **dict.fromkeys(("softedge_hed", "softedge_hedsafe", "hed", "hed_safe", "scribble_hed"), "HED weights"),
+    **dict.fromkeys(
+        ("softedge_pidinet", "softedge_pidisafe", "pidinet", "pidinet_safe", "pidinet_scribble", "scribble_pidinet"),
+        "PiDiNet weights",
+    ),
+    "softedge_teed": "TEED weights",
+    **dict.fromkeys(("normal_bae", "normal_midas", "normal_dsine"), "normal-map annotator weights"),
+    "mlsd": "M-LSD weights",
+    **dict.fromkeys(("seg_ofade20k", "seg_ofcoco", "seg_ufade20k", "seg_anime_face"), "segmentation weights"),
+    "mediapipe_face": "the mediapipe package",
+}
+"""Modules that need annotator weights, and which (downloading them into ``ControlNet/annotators/`` comes later)."""
+
+
+_BUILT_IN = ", ".join(name for name in MODULES if name not in ("tile_colorfix+sharp", "inpaint")) + " …"
+
+
+def find_module(name: str) -> Module:
+    """The built-in preprocessor called `name` (its label too), or one line saying why there is none."""
+    key = str(name).strip()
+    key = ALIASES.get(key, key)
+    lowered = key.lower()
+    if lowered in MODULES:
+        return MODULES[lowered]
+    if lowered in NEEDS_WEIGHTS:
+        raise ValueError(
+            f"controlnet: preprocessor {key!r} needs {NEEDS_WEIGHTS[lowered]}, not built in yet; "
+            "give a ready map with module 'none' or use a built-in one"
+        )
+    if lowered.startswith(("ip-adapter", "clip_vision", "reference", "revision", "t2ia", "instant_id", "recolor")):
+        raise ValueError(f"controlnet: preprocessor {key!r} is not built yet; built in: {_BUILT_IN}")
+    raise ValueError(f"controlnet: unknown preprocessor {key!r}; built in: {_BUILT_IN}")
+
+
+def _pick(module: Module, slider: Slider | None, value: float | None, what: str) -> float | None:
+    """`value` for `slider`: the default for -1/None, refused out of range; None where the module has no slider."""
+    if slider is None:
+        return None
+    if value is None or float(value) == -1:
+        return slider.default
+    if not slider.minimum <= float(value) <= slider.maximum:
+        raise ValueError(
+            f"controlnet: {module.name}'s {what} ({slider.label}) must be {slider.minimum:g}..{slider.maximum:g}, "
+            f"not {float(value):g} (-1 for its default {slider.default:g})"
+        )
+    return float(value)
+
+
+def module_params(
+    module: Module, processor_res: float | None = -1, threshold_a: float | None = -1, threshold_b: float | None = -1
+) -> tuple[int | None, float | None, float | None]:
+    """The values `module` works with: ``(processor_res, threshold_a, threshold_b)``, None for those it ignores."""
+    res = _pick(module, module.resolution, processor_res, "Processor Res")
+    if module.fixed_res is not None:
+        res = module.fixed_res
+    a = _pick(module, module.threshold_a, threshold_a, "Threshold A")
+    b = _pick(module, module.threshold_b, threshold_b, "Threshold B")
+    return (None if res is None else int(res)), a, b

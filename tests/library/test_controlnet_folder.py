@@ -1,0 +1,61 @@
+"""ControlNet models in the models folder's ControlNet/ (A1111's layout), found by name or by the bracketed hash."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from jupyter_sd import library
+from jupyter_sd.library.kinds import classify
+
+
+@pytest.fixture()
+def models(tmp_path):
+    root = tmp_path / "models"
+    library.set_models_dir(root)
+    yield root
+    library.set_models_dir(None)
+
+
+def _bytes(seed, size=1_200_000):
+    return np.random.RandomState(seed).bytes(size)
+
+
+def _old_hash(data):
+    """A1111's old model hash, as sd-webui-controlnet brackets it: sha256 of the 64 KiB at 1 MiB, 8 hex."""
+    return hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+
+
+def test_files_and_diffusers_folders_found_by_name_and_hash(models):
+    folder = models / "ControlNet"
+    canny = _bytes(1)
+    (folder / "sd15").mkdir(parents=True)
+    (folder / "sd15" / "control_v11p_sd15_canny.safetensors").write_bytes(canny)
+    depth = folder / "controlnet-depth-sdxl"
+    depth.mkdir()
+    (depth / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel"}))
+    weights = _bytes(2)
+    (depth / "diffusion_pytorch_model.safetensors").write_bytes(weights)
+    (folder / "annotators").mkdir()
+    (folder / "annotators" / "body_pose_model.pth").write_bytes(b"annotator weights, not a ControlNet")
+
+    names = sorted(model.name for model in library.list_models("controlnet"))
+    assert names == ["control_v11p_sd15_canny", "controlnet-depth-sdxl"]
+    found = library.find_model("controlnet", "control_v11p_sd15_canny")
+    assert found is not None and found.short_hash == _old_hash(canny)
+    assert library.find_model("controlnet", _old_hash(canny), hash_big_files=False).name == "control_v11p_sd15_canny"
+    by_folder = library.find_model("controlnet", _old_hash(weights))
+    assert by_folder is not None and by_folder.path == depth and by_folder.short_hash == _old_hash(weights)
+    assert library.find_model("controlnet", "body_pose_model") is None
+    assert library.subfolder("controlnet") == folder
+
+
+def test_controlnet_files_told_from_their_tensor_names():
+    assert classify(["input_hint_block.0.weight", "zero_convs.0.0.weight", "middle_block_out.0.weight"]) == (
+        "controlnet"
+    )
+    assert classify(["controlnet_cond_embedding.conv_in.weight", "controlnet_down_blocks.0.weight"]) == "controlnet"
+    whole = ["model.diffusion_model.input_blocks.0.0.weight", "control_model.input_hint_block.0.weight"]
+    assert classify(whole) == "controlnet"  # ControlNet 1.0 files carry the SD model too
+    assert classify(["model.diffusion_model.input_blocks.0.0.weight"]) == "checkpoint"
