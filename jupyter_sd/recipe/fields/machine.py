@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..presets import PRESET_CHOICES
+from ..step_cache import CACHE_CHOICES, check_cache
 from .base import ATTENTION_MODES, OFFLOAD_MODES, RNG_SOURCES, SEED_LIMIT, VAE_TILING_MODES, option
 from .passes import HiresOptions
 
@@ -161,6 +162,17 @@ class MachineOptions(SeedOptions):
             infotext="Token merging ratio hr",
             range=(0.0, 0.9),
             step=0.05,
+        ),
+    )
+    cache: str = field(
+        default="off",
+        metadata=option(
+            "Step caching: deepcache[:N] reuses the UNet's deep blocks for N-1 of every N steps (default 3; faster, "
+            "a little less detail); auto picks the model family's measured default; off paints every step in full.",
+            flags=("--cache",),
+            infotext="Cache",
+            choices=CACHE_CHOICES,
+            check=check_cache,
         ),
     )
     fast: bool = field(
