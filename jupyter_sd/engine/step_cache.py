@@ -1,8 +1,8 @@
 """Step caching (``--cache``): skip work a denoising step does not need, by reusing what an earlier step computed.
 
 UNet families (SD 1.x, SD 2.x, SDXL) get DeepCache (Ma et al., 2023): neighbouring steps' deep UNet features are
-nearly equal, so every N-th model evaluation runs the whole UNet and keeps what its second-to-last up block puts
-out; the evaluations between run only the shallowest branch (``conv_in``, the first down block, the last up block)
+nearly equal, so after the first fifth of a pass (run in full: it sets the composition) every N-th model evaluation
+runs the whole UNet and keeps what its second-to-last up block puts out; the evaluations between run only the shallowest branch (``conv_in``, the first down block, the last up block)
 and feed it that kept output. The skipping is done by diffusers hooks (``diffusers.hooks.ModelHook``) on the UNet
 and its blocks, installed for one pipeline call and removed after it, so the resident pipeline is untouched between
 pictures. Transformer families will add their modes here through diffusers' own hooks (first-block cache,
@@ -64,7 +64,7 @@ def applied(pipe: Any, value: str) -> Iterator[None]:
     from diffusers.hooks import HookRegistry
 
     unet, scheduler = pipe.unet, pipe.scheduler
-    state = DeepCacheState(int(number))
+    state = DeepCacheState(int(number), pipe)
     original_step = scheduler.__dict__.get("step")
     _count_steps(scheduler, state)
     install_deepcache(unet, state)
@@ -91,13 +91,25 @@ def _count_steps(scheduler: Any, state: DeepCacheState) -> None:
     scheduler.step = step
 
 
+FULL_SHARE = 0.2
+"""The share of a pass's first evaluations run in full: they settle the composition, and caching them costs the most
+(on the bundled model at 20 steps, SSIM to the uncached picture rose from 0.89–0.97 to 0.97–0.99 at deepcache 3)."""
+
+
+def full_evaluations(evaluations: int) -> int:
+    """How many first evaluations of a pass of `evaluations` run in full before the cache starts."""
+    return int(evaluations * FULL_SHARE)
+
+
 class DeepCacheState:
     """What the hooks of one pipeline call share: which evaluation this is, and the deep outputs kept."""
 
-    def __init__(self, interval: int) -> None:
-        self.interval = interval
+    def __init__(self, interval: int, pipe: Any = None) -> None:
+        self.interval, self.pipe = interval, pipe
+        self.first_cached = 0
+        """Evaluations before this run in full (`full_evaluations` of the pass, known once the pass has started)."""
         self.evaluation = 0
-        """Model evaluations finished (scheduler steps); evaluation k refreshes when k % interval == 0."""
+        """Model evaluations finished (scheduler steps); `refreshes` says which run the whole UNet."""
         self.call = 0
         """UNet calls in this evaluation so far (CFG in one batch is one; ``AND`` or NGMS may make more)."""
         self.key: tuple = ()
@@ -107,9 +119,16 @@ class DeepCacheState:
 
     def start_call(self, sample: Any) -> None:
         """Decide, as a UNet call starts, whether it reuses the kept output (only with one of the same shape)."""
+        if self.evaluation == 0 and self.call == 0:  # the pipeline has set its timesteps by its first UNet call
+            self.first_cached = full_evaluations(int(getattr(self.pipe, "num_timesteps", 0) or 0))
         self.key = (self.call, tuple(sample.shape))
         self.call += 1
-        self.reuse = self.evaluation % self.interval != 0 and self.key in self.kept
+        self.reuse = not refreshes(self.evaluation, self.interval, self.first_cached) and self.key in self.kept
+
+
+def refreshes(evaluation: int, interval: int, first_cached: int) -> bool:
+    """Whether model evaluation `evaluation` (from 0) of a pass runs the whole UNet."""
+    return evaluation < first_cached or (evaluation - first_cached) % interval == 0
 
 
 def _hidden(args: tuple, kwargs: dict) -> Any:

@@ -49,7 +49,9 @@ def read_cache(value: str) -> tuple[str, float | None]:
     except ValueError:
         parsed = None
     if parsed is None or not low <= parsed <= high:
-        msg = f"cache: {name}'s number must be {'a whole number ' if kind is int else ''}{low:g}–{high:g} (got {number})"
+        msg = (
+            f"cache: {name}'s number must be {'a whole number ' if kind is int else ''}{low:g}–{high:g} (got {number})"
+        )
         raise ValueError(msg)
     return name, parsed
 

@@ -1,0 +1,184 @@
+"""Step caching (``--cache``): off paints raw diffusers' pixels, DeepCache skips exactly the deep blocks it should
+(counted against a formula), the picture stays close (SSIM measured here with numpy), and the hooks leave with the
+picture."""
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+from helpers.paint_modes import init_picture
+
+from jupyter_sd.engine import Engine
+from jupyter_sd.engine.pictures import Pictures
+from jupyter_sd.engine.progress import Progress
+from jupyter_sd.engine.schedulers import make_scheduler
+from jupyter_sd.plots.axes import find_axis
+from jupyter_sd.recipe.paste import request_from_infotext
+from jupyter_sd.recipe.request import PaintRequest
+
+STEPS = 20
+ROUNDING = 2
+"""Levels our CFG at 20 steps may differ from diffusers' by (float order; test_engine allows the same)."""
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()
+
+
+def _request(model, **changes):
+    base = {"prompt": "a red circle", "model": str(model), "steps": STEPS, "seed": 3, "sampler": "Euler"}
+    return PaintRequest(**{**base, "rng": "cpu", "preview": "none", "save": False, **changes})
+
+
+def _raw(model_dir, prompt="a red circle", seed=3):
+    from diffusers import StableDiffusionPipeline
+
+    raw = StableDiffusionPipeline.from_pretrained(model_dir, safety_checker=None)
+    raw.set_progress_bar_config(disable=True)
+    raw.scheduler = make_scheduler("Euler", "Automatic", dict(raw.scheduler.config))
+    return raw(prompt, num_inference_steps=STEPS, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+
+
+def _pixels(image):
+    return np.asarray(image, dtype=int)
+
+
+def ssim(a, b, win=7):
+    """Mean SSIM of two pictures in grey (skimage's defaults: 7×7 uniform window, sample covariance, L = 255)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x, y = (np.asarray(image, dtype=np.float64) @ [0.299, 0.587, 0.114] for image in (a, b))
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    wx, wy = sliding_window_view(x, (win, win)), sliding_window_view(y, (win, win))
+    mx, my = wx.mean((-1, -2)), wy.mean((-1, -2))
+    n = win * win / (win * win - 1)
+    vx, vy = wx.var((-1, -2)) * n, wy.var((-1, -2)) * n
+    vxy = ((wx - mx[..., None, None]) * (wy - my[..., None, None])).mean((-1, -2)) * n
+    return float(((2 * mx * my + c1) * (2 * vxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean())
+
+
+def psnr(a, b):
+    return float(10 * np.log10(255**2 / np.mean((_pixels(a) - _pixels(b)) ** 2)))
+
+
+def full_evaluations(evaluations, interval):
+    """DeepCache as documented: the first fifth of a pass in full, then every `interval`-th evaluation."""
+    first = evaluations // 5
+    return first + math.ceil((evaluations - first) / interval)
+
+
+def _hooks_left(unet):
+    return [
+        name
+        for name, module in unet.named_modules()
+        if getattr(module, "_diffusers_hook", None) and module._diffusers_hook.hooks
+    ]
+
+
+def _paint_counting(engine, request, pictures=None, progress=None, stop=None):
+    """Paint, counting per UNet call its latent shape and whether each block really computed (its first resnet)."""
+    pipe = engine.pipeline(request)
+    unet = pipe.unet
+    blocks = {f"down{i}": b for i, b in enumerate(unet.down_blocks)} | {"mid": unet.mid_block}
+    blocks |= {f"up{i}": b for i, b in enumerate(unet.up_blocks)}
+    counts = {name: 0 for name in blocks}
+    shapes = []
+    hooks = [unet.conv_in.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape)))]
+    for name, block in blocks.items():
+        hooks.append(
+            block.resnets[0].register_forward_pre_hook(
+                lambda m, a, name=name: counts.__setitem__(name, counts[name] + 1)
+            )
+        )
+    try:
+        result = engine.generate(request, progress, stop, pictures)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return result, counts, shapes
+
+
+def test_off_paints_raw_diffusers_pixels(engine, tiny_model_dir):
+    result = engine.generate(_request(tiny_model_dir))
+    assert np.abs(_pixels(result.images[0]) - _pixels(_raw(tiny_model_dir))).max() <= ROUNDING
+    assert "Cache" not in result.infotext(0)
+
+
+@pytest.mark.parametrize("interval", [2, 3, 5])
+def test_deepcache_skips_the_deep_blocks_between_refreshes(engine, tiny_model_dir, interval):
+    result, counts, shapes = _paint_counting(engine, _request(tiny_model_dir, cache=f"deepcache:{interval}"))
+    assert len(shapes) == STEPS and all(shape[0] == 2 for shape in shapes)  # CFG: both halves in one call
+    full = full_evaluations(STEPS, interval)
+    assert counts == {"down0": STEPS, "down1": full, "mid": full, "up0": full, "up1": STEPS}
+    assert full < STEPS and f"Cache: deepcache {interval}" in result.infotext(0)
+
+
+def test_picture_stays_close_on_the_bundled_model(engine):
+    """Measured on the bundled model, 64×64, 20 Euler steps: SSIM 0.97–0.99 and PSNR 25–36 dB at deepcache 3 on
+    these three prompts (0.82 on the worst of five tried; docs/speed.md); the bound leaves room for platforms."""
+    for prompt, seed in (("a red circle", 3), ("a blue square on green", 5), ("a yellow triangle", 11)):
+        plain = engine.generate(_request("tiny", prompt=prompt, seed=seed)).images[0]
+        cached = engine.generate(_request("tiny", prompt=prompt, seed=seed, cache="deepcache:3")).images[0]
+        assert ssim(plain, cached) >= 0.95 and psnr(plain, cached) >= 24, prompt
+        assert np.abs(_pixels(plain) - _pixels(cached)).max() > 0  # the cache did change the compute
+
+
+def test_the_hooks_leave_with_the_picture(engine, tiny_model_dir):
+    engine.generate(_request(tiny_model_dir, cache="deepcache:3"))
+    pipe = engine.pipeline(_request(tiny_model_dir))
+    assert _hooks_left(pipe.unet) == []
+    result = engine.generate(_request(tiny_model_dir))
+    assert np.abs(_pixels(result.images[0]) - _pixels(_raw(tiny_model_dir))).max() <= ROUNDING
+
+
+def test_img2img_and_hires_count_each_pass(engine, tiny_model_dir):
+    request = _request(tiny_model_dir, cache="deepcache:2", init="pic.png", strength=0.5, width=16, height=16)
+    _, counts, shapes = _paint_counting(engine, request, Pictures(init_picture(16)))
+    assert counts["down1"] == full_evaluations(len(shapes), 2) and counts["up1"] == len(shapes)
+    assert STEPS // 2 <= len(shapes) < STEPS  # A1111's img2img steps at strength 0.5
+    request = _request(tiny_model_dir, cache="deepcache:3", hires=2.0, hires_denoise=0.6, hires_upscaler="Latent")
+    result, counts, shapes = _paint_counting(engine, request)
+    passes = [sum(1 for shape in shapes if shape[-1] == side) for side in (8, 16)]  # 8×8 latents, then 16×16
+    assert passes[0] == STEPS and passes[1] > 0
+    assert counts["mid"] == sum(full_evaluations(n, 3) for n in passes) and counts["down0"] == sum(passes)
+    assert "Cache: deepcache 3" in result.infotext(0)
+
+
+class _StopAt(Progress):
+    def __init__(self, stop, at):
+        self.stop_event, self.at, self.previews = stop, at, 0
+
+    def step(self, step, total, previews):
+        self.previews += bool(previews)
+        if step == self.at:
+            self.stop_event.set()
+
+
+def test_stop_with_previews_keeps_the_cache_tidy(engine, tiny_model_dir):
+    stop = threading.Event()
+    progress = _StopAt(stop, 7)
+    request = _request(tiny_model_dir, cache="deepcache:3", preview="latent2rgb", preview_interval=0)
+    result = engine.generate(request, progress, stop)
+    assert result.stopped_by == "stop" and result.images and progress.previews >= 7
+    assert _hooks_left(engine.pipeline(request).unet) == []
+
+
+def test_auto_is_written_as_what_ran_and_pasted_back(engine, tiny_model_dir):
+    result = engine.generate(_request(tiny_model_dir, cache="auto"))
+    assert result.request.cache == "deepcache:3" and "Cache: deepcache 3" in result.infotext(0)
+    assert request_from_infotext(result.infotext(0)).cache == "deepcache:3"
+    assert request_from_infotext("a fox\nSteps: 20, Seed: 1, Cache: DeepCache 4").cache == "deepcache:4"
+
+
+@pytest.mark.parametrize("value", ["deepcache:1", "deepcache:x", "fastcache", "auto:3"])
+def test_bad_values_get_one_line(value):
+    with pytest.raises(ValueError, match=r"^cache: ") as error:
+        PaintRequest(prompt="x", cache=value).validate()
+    assert "\n" not in str(error.value) and len(str(error.value)) < 200
+
+
+def test_cache_is_an_xyz_axis():
+    assert find_axis("Cache").option == "cache" and find_axis("--cache").option == "cache"
