@@ -2,11 +2,12 @@
 
 UNet families (SD 1.x, SD 2.x, SDXL) get DeepCache (Ma et al., 2023): neighbouring steps' deep UNet features are
 nearly equal, so after the first fifth of a pass (run in full: it sets the composition) every N-th model evaluation
-runs the whole UNet and keeps what its second-to-last up block puts out; the evaluations between run only the shallowest branch (``conv_in``, the first down block, the last up block)
-and feed it that kept output. The skipping is done by diffusers hooks (``diffusers.hooks.ModelHook``) on the UNet
-and its blocks, installed for one pipeline call and removed after it, so the resident pipeline is untouched between
-pictures. Transformer families will add their modes here through diffusers' own hooks (first-block cache,
-TaylorSeer); ``auto`` picks each family's measured default (`AUTO`).
+runs the whole UNet and keeps what its second-to-last up block puts out; the evaluations between run only the
+shallowest branch (``conv_in``, the first down block, the last up block) and feed it that kept output. Diffusers
+hooks (``diffusers.hooks.ModelHook``) on the UNet and its blocks do the skipping, installed for one pipeline call
+and removed after it, so the resident pipeline is untouched between pictures. Transformer families will add their
+modes here through diffusers' own hooks (first-block cache, TaylorSeer); ``auto`` picks each family's measured
+default (`AUTO`).
 """
 
 from __future__ import annotations
