@@ -122,9 +122,12 @@ class DeepCacheState:
         """Decide, as a UNet call starts, whether it reuses the kept output (only with one of the same shape)."""
         if self.evaluation == 0 and self.call == 0:  # the pipeline has set its timesteps by its first UNet call
             self.first_cached = full_evaluations(int(getattr(self.pipe, "num_timesteps", 0) or 0))
+        refresh = refreshes(self.evaluation, self.interval, self.first_cached)
+        if refresh and self.call == 0:
+            self.kept.clear()  # nothing older than the last refresh is reused (a call of a shape it lacked recomputes)
         self.key = (self.call, tuple(sample.shape))
         self.call += 1
-        self.reuse = not refreshes(self.evaluation, self.interval, self.first_cached) and self.key in self.kept
+        self.reuse = not refresh and self.key in self.kept
 
 
 def refreshes(evaluation: int, interval: int, first_cached: int) -> bool:

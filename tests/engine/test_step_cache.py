@@ -186,3 +186,13 @@ def test_bad_values_get_one_line(value):
 
 def test_cache_is_an_xyz_axis():
     assert find_axis("Cache").option == "cache" and find_axis("--cache").option == "cache"
+
+
+def test_with_and_prompts_and_ngms_calls_of_each_shape_keep_their_own(engine, tiny_model_dir):
+    """``AND`` and NGMS change how many UNet calls an evaluation makes and their batch: a call reuses only an output
+    kept for the same call and shape, so the picture paints, fewer deep blocks run, and the hooks leave."""
+    request = _request(tiny_model_dir, prompt="a red circle AND a blue square", ngms=1.0, cache="deepcache:3")
+    result, counts, shapes = _paint_counting(engine, request)
+    assert result.images and {shape[0] for shape in shapes} == {3, 2}  # AND's two halves, and NGMS's skipped one
+    assert counts["down0"] == len(shapes) == STEPS and full_evaluations(STEPS, 3) < counts["mid"] < STEPS
+    assert _hooks_left(engine.pipeline(request).unet) == []

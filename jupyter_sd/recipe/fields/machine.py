@@ -167,8 +167,9 @@ class MachineOptions(SeedOptions):
     cache: str = field(
         default="off",
         metadata=option(
-            "Step caching: deepcache[:N] reuses the UNet's deep blocks for N-1 of every N steps (default 3; faster, "
-            "a little less detail); auto picks the model family's measured default; off paints every step in full.",
+            "Step caching: deepcache[:N] (N 2–10, default 3) runs the whole UNet on every N-th step after the first "
+            "fifth and reuses its deep blocks between (faster, a little less detail); auto = the model family's "
+            "measured default (deepcache 3 on SD 1.x/2.x/SDXL); off = every step in full. See docs/speed.md.",
             flags=("--cache",),
             infotext="Cache",
             choices=CACHE_CHOICES,
