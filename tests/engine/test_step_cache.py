@@ -196,3 +196,20 @@ def test_with_and_prompts_and_ngms_calls_of_each_shape_keep_their_own(engine, ti
     assert result.images and {shape[0] for shape in shapes} == {3, 2}  # AND's two halves, and NGMS's skipped one
     assert counts["down0"] == len(shapes) == STEPS and full_evaluations(STEPS, 3) < counts["mid"] < STEPS
     assert _hooks_left(engine.pipeline(request).unet) == []
+
+
+def test_sdxl_and_its_refiner_base_pass(tmp_path_factory):
+    from helpers.tiny_sdxl import make_tiny_sdxl
+
+    base_dir = make_tiny_sdxl(tmp_path_factory.mktemp("sdxl"))
+    refiner_dir = make_tiny_sdxl(tmp_path_factory.mktemp("sdxl-refiner"), seed=1)
+    engine = Engine()
+    request = PaintRequest(prompt="a red circle", model=str(base_dir), steps=10, seed=4, sampler="Euler")
+    request = request.replace(preview="none", save=False, cache="deepcache:2")
+    result, counts, shapes = _paint_counting(engine, request)
+    assert counts["down0"] == counts["up1"] == len(shapes) == 10 and counts["mid"] == full_evaluations(10, 2)
+    assert "Cache: deepcache 2" in result.infotext(0)
+    refined = request.replace(refiner=str(refiner_dir), refiner_switch=0.6)
+    result, counts, shapes = _paint_counting(engine, refined)
+    assert counts["down0"] == len(shapes) == 6 and counts["mid"] == full_evaluations(6, 2)  # the base's 6 steps
+    assert result.images and _hooks_left(engine.pipeline(request).unet) == []
