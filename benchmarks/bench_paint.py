@@ -60,6 +60,7 @@ def bench(name: str, model: Path, size: int, steps: int, runs: int, outdir: Path
         outdir=str(outdir),
         preview="auto",
         preview_interval=0.2,
+        rng="cpu",  # the baseline draws from CPU generators: the same noise, so the same picture
     )
 
     def raw_run(pipe):

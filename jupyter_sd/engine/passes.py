@@ -16,7 +16,7 @@ from typing import Any
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
 from ..recipe.samplers import ENSD_SAMPLERS, SAMPLERS
-from . import token_merging
+from . import step_cache, token_merging
 from .families import family_of
 from .families.flow import flow_x0
 from .plan import Pass
@@ -163,7 +163,8 @@ class PassRunner:
         try:
             if stop.is_set():
                 raise Stopped(0)
-            with conditioning.applied(pipe) if conditioning is not None else contextlib.nullcontext():
+            applied = conditioning.applied(pipe) if conditioning is not None else contextlib.nullcontext()
+            with step_cache.applied(pipe, request.cache), applied:  # the cache's hooks outside the wrapper's
                 output = pipe(**call).images
             self.steps_before += steps
             return output, False

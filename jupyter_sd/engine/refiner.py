@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
-from . import token_merging
+from . import step_cache, token_merging
 from .conditioning import a1111_steps, build_conditioning
 from .models import ModelSource, component_config, load_pipeline
 from .modes import execution_device
@@ -138,7 +138,7 @@ def paint_with_refiner(
     try:
         if stop.is_set():
             raise Stopped(0)
-        with conditioning.applied(pipe):
+        with step_cache.applied(pipe, request.cache), conditioning.applied(pipe):  # the base pass's steps only
             images = pipe(**call).images
         if refiner is not None:  # 4b. the refiner paints the last steps from the base's latents (refiner.py)
             refiner.set_sampler(request)

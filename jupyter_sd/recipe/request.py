@@ -21,6 +21,7 @@ from .fields import (
 )
 from .infotext import format_infotext, order_params
 from .samplers import ENSD_SAMPLERS
+from .step_cache import cache_text
 from .values import check_field, check_side_pair, coerce_options, format_number, parse_margins, parse_size
 
 
@@ -212,6 +213,8 @@ class PaintRequest(MachineOptions):
             params["Token merging ratio"] = format_number(self.token_merging)
         if self.token_merging_hr and self.hires_enabled:
             params["Token merging ratio hr"] = format_number(self.token_merging_hr)
+        if self.cache != "off":
+            params["Cache"] = cache_text(self.cache)
         if self.init or self.sd_upscale:
             params["Denoising strength"] = format_number(self.strength)
         elif self.hires_enabled:

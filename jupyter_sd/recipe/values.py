@@ -17,6 +17,7 @@ from .. import library
 from .control_units import ControlUnit, check_unit, read_units
 from .fields import DTYPE_ALIASES, MAX_SIDE, MachineOptions
 from .samplers import read_sampler, read_schedule
+from .step_cache import normalise_cache
 
 _FIELDS = {f.name: f for f in fields(MachineOptions)}
 INFOTEXT_KEYS = {f.metadata["infotext"]: f.name for f in fields(MachineOptions) if f.metadata.get("infotext")}
@@ -82,6 +83,8 @@ def coerce_value(name: str, value: Any) -> Any:
         raise ValueError(msg) from None
     if name == "dtype":
         return DTYPE_ALIASES.get(text.lower(), text.lower())
+    if name == "cache":
+        return normalise_cache(text)
     return text
 
 
@@ -133,6 +136,9 @@ def check_field(f: dataclasses.Field, value: Any) -> None:
         if not low <= value <= high:
             msg = f"{f.name}: must be {format_number(low)}–{format_number(high)} (got {format_number(value)})"
             raise ValueError(msg)
+    if meta.get("check") is not None:
+        meta["check"](value)
+        return
     if meta["choices"] is not None and value not in meta["choices"] and value not in meta.get("also", ()):
         if meta.get("models") == "upscaler":  # or an upscaler model in the models folder's ESRGAN/
             if library.find_upscaler(value) is not None:

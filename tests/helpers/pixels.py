@@ -51,3 +51,23 @@ def dark_rows(image: Image.Image, box) -> np.ndarray:
     """The rows of `box` in `image` that hold any dark pixel (where a label's text was drawn)."""
     region = np.asarray(image.crop(box).convert("L"))
     return np.nonzero((region < 128).any(axis=1))[0]
+
+
+def ssim(a: Any, b: Any, win: int = 7) -> float:
+    """Mean SSIM of two pictures in grey, with skimage's defaults (7×7 uniform window, sample covariance, L = 255)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x, y = (np.asarray(image.convert("RGB"), dtype=np.float64) @ [0.299, 0.587, 0.114] for image in (a, b))
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    wx, wy = sliding_window_view(x, (win, win)), sliding_window_view(y, (win, win))
+    mx, my = wx.mean((-1, -2)), wy.mean((-1, -2))
+    n = win * win / (win * win - 1)
+    vx, vy = wx.var((-1, -2)) * n, wy.var((-1, -2)) * n
+    vxy = ((wx - mx[..., None, None]) * (wy - my[..., None, None])).mean((-1, -2)) * n
+    return float(((2 * mx * my + c1) * (2 * vxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))).mean())
+
+
+def psnr(a: Any, b: Any) -> float:
+    """Peak signal-to-noise ratio in dB (infinite for equal pictures)."""
+    error = np.mean((pixels(a).astype(np.float64) - pixels(b)) ** 2)
+    return float("inf") if error == 0 else float(10 * np.log10(255**2 / error))

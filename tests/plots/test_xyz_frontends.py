@@ -141,7 +141,7 @@ def test_example_notebook_runs_top_to_bottom(tmp_path):
     folder = tmp_path / "xyz_plot-paint"
     assert (folder / "00019-xyz.png").exists() and (folder / "00029-xyz.png").exists()
     grids = [o for o in outputs if o.get("output_type") == "execute_result" and "image/png" in o.get("data", {})]
-    assert len(grids) == 2  # both grids stay in the saved notebook
+    assert len(grids) == 3  # every grid stays in the saved notebook (the last: the Cache axis)
     tables = [o for o in outputs if "text/html" in o.get("data", {}) and "<table" in o["data"]["text/html"]]
     assert tables and "Sampler" in tables[0]["data"]["text/html"]
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")

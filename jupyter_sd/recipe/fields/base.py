@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 PREVIEW_MODES = ("auto", "latent2rgb", "taesd", "full", "none")
@@ -55,11 +56,13 @@ def option(
     kernel: bool = False,
     models: str | None = None,
     also: tuple[str, ...] = (),
+    check: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Field metadata: the one place an option's help, flags, range and infotext key are declared.
 
     `models` names a `library` kind whose files are allowed besides the `choices` (by A1111's name for them);
-    `also` names values accepted besides the `choices` but not offered (A1111 names the engine substitutes).
+    `also` names values accepted besides the `choices` but not offered (A1111 names the engine substitutes);
+    `check`, when given, replaces the choices check: it refuses (ValueError, one line) what the grammar cannot read.
     """
     return {
         "help": help,
@@ -71,4 +74,5 @@ def option(
         "kernel": kernel,
         "models": models,
         "also": also,
+        "check": check,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..presets import PRESET_CHOICES
+from ..step_cache import CACHE_CHOICES, check_cache
 from .base import ATTENTION_MODES, OFFLOAD_MODES, RNG_SOURCES, SEED_LIMIT, VAE_TILING_MODES, option
 from .upscale import SdUpscaleOptions
 
@@ -172,6 +173,18 @@ class MachineOptions(SeedOptions):
             infotext="Token merging ratio hr",
             range=(0.0, 0.9),
             step=0.05,
+        ),
+    )
+    cache: str = field(
+        default="off",
+        metadata=option(
+            "Step caching: deepcache[:N] (N 2–10, default 3) runs the whole UNet on every N-th step after the first "
+            "fifth and reuses its deep blocks between (faster, a little less detail); auto = the model family's "
+            "measured default (deepcache 3 on SD 1.x/2.x/SDXL); off = every step in full. See docs/speed.md.",
+            flags=("--cache",),
+            infotext="Cache",
+            choices=CACHE_CHOICES,
+            check=check_cache,
         ),
     )
     fast: bool = field(
