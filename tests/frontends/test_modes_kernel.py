@@ -89,4 +89,5 @@ def test_example_notebook_runs_top_to_bottom(tmp_path):
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert "(128, 128) True" in "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-    assert len(list((tmp_path / "img2img-paint").glob("0000*.png"))) == 5  # txt2img, img2img, inpaint, outpaint, hires
+    # txt2img, img2img, inpaint, outpaint, hires, the Extras-tab upscale, SD upscale
+    assert len(list((tmp_path / "img2img-paint").glob("0000*.png"))) == 7
