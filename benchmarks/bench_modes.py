@@ -123,6 +123,7 @@ def requests(model: Path, size: int, steps: int, outdir: Path) -> dict[str, Pain
         height=size,
         outdir=str(outdir),
         preview="auto",
+        rng="cpu",  # the baseline draws from CPU generators: the same noise, the same picture
         preview_interval=0.2,
     )
     return {

@@ -92,6 +92,7 @@ def main() -> None:
             width=args.size,
             height=args.size,
             preview="auto",
+            rng="cpu",  # the baseline draws from CPU generators: the same noise, the same picture
         )
         specs = {"x": f"Steps: {args.steps}", "y": f"CFG scale: {args.cfg}"}
         checked = plan(base, specs)
