@@ -5,9 +5,9 @@ nearly equal, so after the first fifth of a pass (run in full: it sets the compo
 runs the whole UNet and keeps what its second-to-last up block puts out; the evaluations between run only the
 shallowest branch (``conv_in``, the first down block, the last up block) and feed it that kept output. Diffusers
 hooks (``diffusers.hooks.ModelHook``) on the UNet and its blocks do the skipping, installed for one pipeline call
-and removed after it, so the resident pipeline is untouched between pictures. Transformer families will add their
-modes here through diffusers' own hooks (first-block cache, TaylorSeer); ``auto`` picks each family's measured
-default (`AUTO`).
+and removed after it, so the resident pipeline is untouched between pictures. Transformer families get diffusers'
+own first-block cache (``fbcache:THRESHOLD``, Flux), enabled for one call the same way; ``auto`` picks each
+family's measured default (`AUTO`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ HOOK_NAME = "jupyter_sd_step_cache"
 """The name every hook of ours is registered under (one `remove_hook` takes them all off)."""
 
 AUTO = {"unet": "deepcache:3"}
-"""Family kind → what ``--cache auto`` runs (measured in benchmarks/bench_speed.py; docs/speed.md)."""
+"""Family kind → what ``--cache auto`` runs (measured in benchmarks/bench_speed.py; docs/speed.md). Transformer
+families run uncached under ``auto`` until their quality is measured on real weights."""
+
+TRANSFORMER_MODES = ("fbcache",)
+"""Modes that are diffusers' own transformer caches (``enable_cache``): the first-block cache."""
 
 
 def family_kind(pipe: Any) -> str:
@@ -52,13 +56,45 @@ def resolved(value: str, pipe: Any) -> str:
     if name == "deepcache" and kind != "unet":
         msg = f"cache: deepcache needs a UNet model (SD 1.x, SD 2.x, SDXL); this one is a {kind} (try --cache auto)"
         raise ValueError(msg)
+    if name in TRANSFORMER_MODES and not _transformer_cache_fits(pipe):
+        msg = f"cache: {name} needs a transformer model whose pipeline diffusers caches (Flux); this one is a {kind}"
+        raise ValueError(msg)
     return f"{name}:{number:g}"
+
+
+def _transformer_cache_fits(pipe: Any) -> bool:
+    """Whether diffusers' transformer caches run here: a model with ``enable_cache`` called in cache contexts."""
+    import inspect
+
+    transformer = getattr(pipe, "transformer", None)
+    if transformer is None or not hasattr(transformer, "enable_cache"):
+        return False
+    try:
+        return "cache_context" in inspect.getsource(type(pipe).__call__)
+    except (OSError, TypeError):
+        return False
+
+
+@contextlib.contextmanager
+def _transformer_cache(pipe: Any, name: str, number: float) -> Iterator[None]:
+    """The first-block cache (diffusers' hook) on the transformer for one call, disabled afterwards."""
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=float(number)))
+    try:
+        yield
+    finally:
+        pipe.transformer.disable_cache()
 
 
 @contextlib.contextmanager
 def applied(pipe: Any, value: str) -> Iterator[None]:
     """Cache steps during one pipeline call as `value` (already resolved) says; every hook is gone afterwards."""
     name, number = read_cache(value)
+    if name in TRANSFORMER_MODES and _transformer_cache_fits(pipe):
+        with _transformer_cache(pipe, name, number):  # type: ignore[arg-type]
+            yield
+        return
     if name in ("off", "auto") or family_kind(pipe) != "unet":
         yield
         return

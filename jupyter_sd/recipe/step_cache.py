@@ -11,10 +11,15 @@ import re
 
 CACHE_MODES: dict[str, tuple[type, float, float, float]] = {
     "deepcache": (int, 2, 10, 3),
+    "fbcache": (float, 0.01, 1.0, 0.08),
 }
-"""Mode → (its number's type, lowest, highest, default). Transformer modes (fbcache, taylorseer) join here."""
+"""Mode → (its number's type, lowest, highest, default): DeepCache's refresh interval on UNets; on transformers the
+first-block cache's threshold (diffusers' hook: the later blocks are skipped while the first block's output changes
+by less than that, relatively)."""
 
-CACHE_CHOICES = ("off", "auto", "deepcache", "deepcache:2", "deepcache:3", "deepcache:4", "deepcache:5")
+CACHE_CHOICES = (
+    "off", "auto", "deepcache", "deepcache:2", "deepcache:3", "deepcache:4", "deepcache:5", "fbcache", "fbcache:0.08",
+)  # fmt: skip
 """The values offered (panel, docs); any mode with a number in its range is accepted too."""
 
 _VALUE_RE = re.compile(r"^\s*([a-z_-]+)\s*(?:[:\s]\s*([0-9.]+))?\s*$", re.IGNORECASE)

@@ -212,3 +212,35 @@ def test_paint_magic_paints_flux_and_saves_its_recipe(shell, flux_dir, tmp_path,
     assert_pixels_close(result.images[0], expected)
     with pytest.raises(UsageError, match="allowed: Euler"):
         run(shell, f"%%paint --model {flux_dir} --sampler 'Euler a' --steps 1 -o {tmp_path}\na fox")
+
+
+def test_flux_first_block_cache_skips_the_later_blocks_and_comes_off(engine, flux_dir):
+    """diffusers' first-block cache: the later blocks run only while the first block's output still changes by more
+    than the threshold; the next uncached picture is the uncached picture again (the hooks are gone)."""
+    base = PaintRequest(prompt=PROMPT, model=str(flux_dir), width=32, height=32, steps=8, seed=3, rng="cpu",
+                        preview="none", save=False)  # fmt: skip
+    plain = engine.generate(base).images[0]
+    tail = engine._pipe.transformer.single_transformer_blocks[-1].attn  # the last block's insides: run or skipped
+    runs: list[int] = []
+    hook = tail.register_forward_pre_hook(lambda module, args: runs.append(1))
+    try:
+        counts = {}
+        for cache in ("off", "fbcache:0.3", "fbcache:1"):
+            runs.clear()
+            result = engine.generate(base.replace(cache=cache))
+            counts[cache] = len(runs)
+        assert counts["off"] == 8 and 1 <= counts["fbcache:1"] < counts["fbcache:0.3"] < 8, counts
+        assert "Cache: fbcache 1," in result.infotext(0)
+        again = engine.generate(base)
+    finally:
+        hook.remove()
+    assert np.array_equal(pixels(again.images[0]), pixels(plain))
+    assert np.abs(pixels(result.images[0]) - pixels(plain)).max() > 0  # skipping changed the picture a little
+    with pytest.raises(ValueError, match="cache: deepcache needs a UNet model"):
+        engine.generate(base.replace(cache="deepcache:3"))
+
+
+def test_first_block_cache_is_refused_on_unet_models(engine, tiny_model_dir):
+    request = PaintRequest(prompt=PROMPT, model=str(tiny_model_dir), steps=2, cache="fbcache", save=False)
+    with pytest.raises(ValueError, match=r"cache: fbcache needs a transformer model whose pipeline diffusers caches"):
+        engine.generate(request)
