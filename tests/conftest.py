@@ -45,3 +45,16 @@ def fresh_settings():
     yield painter.settings
     painter.settings.clear()
     painter.settings.update(saved)
+
+
+@pytest.fixture()
+def esrgan_models(tmp_path) -> Path:
+    """A models folder with an empty ``ESRGAN/`` for the test's upscaler files, the kernel's for the test's length."""
+    from jupyter_sd import library
+
+    root = tmp_path / "models"
+    (root / "ESRGAN").mkdir(parents=True)
+    before = library.models_dir()
+    library.set_models_dir(root)
+    yield root
+    library.set_models_dir(before)

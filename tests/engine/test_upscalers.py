@@ -27,23 +27,13 @@ def _pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
-@pytest.fixture()
-def models(tmp_path):
-    root = tmp_path / "models"
-    (root / "ESRGAN").mkdir(parents=True)
-    before = library.models_dir()
-    library.set_models_dir(root)
-    yield root
-    library.set_models_dir(before)
-
-
 def _upscaler(weights: dict[str, torch.Tensor], path) -> Upscaler:
     save_file(weights, str(path))
     return Upscaler(path, False, torch.device("cpu"), torch.float32)
 
 
-def test_the_identity_network_is_nearest_neighbour_x4(models):
-    upscaler = _upscaler(rrdbnet_weights(identity=True), models / "ESRGAN" / "ident4x.safetensors")
+def test_the_identity_network_is_nearest_neighbour_x4(esrgan_models):
+    upscaler = _upscaler(rrdbnet_weights(identity=True), esrgan_models / "ESRGAN" / "ident4x.safetensors")
     image = picture()
     assert upscaler.scale == 4
     out = upscaler.upscale_once(image)
@@ -51,36 +41,36 @@ def test_the_identity_network_is_nearest_neighbour_x4(models):
     assert np.array_equal(_pixels(out), _pixels(image.resize((80, 48), Image.NEAREST)))
 
 
-def test_original_esrgan_layout_loads_as_the_same_network(models):
+def test_original_esrgan_layout_loads_as_the_same_network(esrgan_models):
     """4x-UltraSharp's layout (model.0, model.1.sub.N.RDBk.convj.0, …) paints what BasicSR's names paint."""
     weights = rrdbnet_weights(identity=False, blocks=2)
-    basicsr = _upscaler(weights, models / "ESRGAN" / "new.safetensors")
-    original = _upscaler(to_original_esrgan(weights, blocks=2), models / "ESRGAN" / "old.safetensors")
+    basicsr = _upscaler(weights, esrgan_models / "ESRGAN" / "new.safetensors")
+    original = _upscaler(to_original_esrgan(weights, blocks=2), esrgan_models / "ESRGAN" / "old.safetensors")
     image = picture(seed=2)
     first, second = basicsr.upscale_once(image), original.upscale_once(image)
     assert np.array_equal(_pixels(first), _pixels(second))
     assert _pixels(first).std() > 1  # a real picture, not a blank: the comparison means something
 
 
-def test_real_esrgan_x2_folds_pixels_first(models):
+def test_real_esrgan_x2_folds_pixels_first(esrgan_models):
     """RealESRGAN_x2plus: 2×2 pixels folded into 12 input channels, then ×4: the picture comes out ×2."""
     weights = rrdbnet_weights(identity=False)
     weights["conv_first.weight"] = torch.randn(FEATURES, 12, 3, 3, generator=torch.Generator().manual_seed(4))
-    upscaler = _upscaler(weights, models / "ESRGAN" / "RealESRGAN_x2plus.safetensors")
+    upscaler = _upscaler(weights, esrgan_models / "ESRGAN" / "RealESRGAN_x2plus.safetensors")
     assert upscaler.scale == 2
     assert upscaler.upscale_once(picture(21, 13)).size == (42, 26)  # odd sides: padded, then cropped back
 
 
-def test_compact_network_adds_to_the_nearest_upscale(models):
-    upscaler = _upscaler(srvgg_weights(), models / "ESRGAN" / "realesr-general-x4v3.safetensors")
+def test_compact_network_adds_to_the_nearest_upscale(esrgan_models):
+    upscaler = _upscaler(srvgg_weights(), esrgan_models / "ESRGAN" / "realesr-general-x4v3.safetensors")
     image = picture(seed=3)
     assert upscaler.scale == 4
     assert np.array_equal(_pixels(upscaler.upscale_once(image)), _pixels(image.resize((80, 48), Image.NEAREST)))
 
 
-def test_tiles_give_the_whole_pictures_result(models):
+def test_tiles_give_the_whole_pictures_result(esrgan_models):
     """With more context than the network's reach, tile by tile is the whole picture at once (to rounding)."""
-    upscaler = _upscaler(rrdbnet_weights(identity=False), models / "ESRGAN" / "random.safetensors")
+    upscaler = _upscaler(rrdbnet_weights(identity=False), esrgan_models / "ESRGAN" / "random.safetensors")
     image = picture(40, 40, seed=5)
     whole = _pixels(upscaler.upscale_once(image, tile=1000))
     tiled = _pixels(upscaler.upscale_once(image, tile=16, overlap=24))
@@ -88,8 +78,8 @@ def test_tiles_give_the_whole_pictures_result(models):
     assert whole.std() > 1
 
 
-def test_upscale_goes_up_until_it_covers_then_lanczos(models):
-    upscaler = _upscaler(rrdbnet_weights(identity=True), models / "ESRGAN" / "ident4x.safetensors")
+def test_upscale_goes_up_until_it_covers_then_lanczos(esrgan_models):
+    upscaler = _upscaler(rrdbnet_weights(identity=True), esrgan_models / "ESRGAN" / "ident4x.safetensors")
     image = picture(8, 8)
     out = upscaler.upscale(image, 100, 100)  # ×4 = 32, ×4 again = 128 ≥ 100, then Lanczos to 100
     expected = image.resize((128, 128), Image.NEAREST).resize((100, 100), Image.LANCZOS)
@@ -107,15 +97,15 @@ def test_the_files_are_told_apart_from_their_tensor_names():
     assert classify(srvgg_weights()) == "upscaler"
 
 
-def test_a1111_names_find_the_built_in_files(models):
-    save_file(rrdbnet_weights(identity=True), str(models / "ESRGAN" / "RealESRGAN_x4plus.safetensors"))
+def test_a1111_names_find_the_built_in_files(esrgan_models):
+    save_file(rrdbnet_weights(identity=True), str(esrgan_models / "ESRGAN" / "RealESRGAN_x4plus.safetensors"))
     assert library.find_upscaler("R-ESRGAN 4x+").path.name == "RealESRGAN_x4plus.safetensors"
     PaintRequest(prompt="a", hires=2, hires_upscaler="R-ESRGAN 4x+").validate()
     with pytest.raises(ValueError) as missing:
         PaintRequest(prompt="a", hires=2, hires_upscaler="R-ESRGAN 4x+ Anime6B").validate()
     assert str(missing.value) == (
         f"hires_upscaler: 'R-ESRGAN 4x+ Anime6B' is A1111's RealESRGAN_x4plus_anime_6B.pth, which is not in "
-        f"{models / 'ESRGAN'}: %paint download "
+        f"{esrgan_models / 'ESRGAN'}: %paint download "
         "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth"
         " --kind upscaler"
     )
@@ -134,9 +124,9 @@ def _hires(tiny_model_dir, upscaler: str, **options) -> PaintRequest:
     return PaintRequest(**{**base, **options})
 
 
-def test_hires_with_the_identity_model_is_hires_with_nearest(engine, tiny_model_dir, models):
+def test_hires_with_the_identity_model_is_hires_with_nearest(engine, tiny_model_dir, esrgan_models):
     """×4 by the identity network is PIL's nearest ×4: the hires pictures are the same pixels."""
-    save_file(rrdbnet_weights(identity=True), str(models / "ESRGAN" / "4x-UltraSharp.safetensors"))
+    save_file(rrdbnet_weights(identity=True), str(esrgan_models / "ESRGAN" / "4x-UltraSharp.safetensors"))
     first = Recorder()
     ours = engine.generate(_hires(tiny_model_dir, "4x-UltraSharp", n=2), first)
     nearest = engine.generate(_hires(tiny_model_dir, "Nearest", n=2))
@@ -148,13 +138,13 @@ def test_hires_with_the_identity_model_is_hires_with_nearest(engine, tiny_model_
     again = Recorder()
     engine.generate(_hires(tiny_model_dir, "4x-UltraSharp"), again)
     assert not [line for line in again.notices if "upscaler" in line]  # kept loaded: the next cell loads nothing
-    save_file(rrdbnet_weights(identity=False), str(models / "ESRGAN" / "random4x.safetensors"))
+    save_file(rrdbnet_weights(identity=False), str(esrgan_models / "ESRGAN" / "random4x.safetensors"))
     other = engine.generate(_hires(tiny_model_dir, "random4x", n=2))
     assert not np.array_equal(_pixels(other.images[0]), _pixels(nearest.images[0]))  # the model is what enlarges
 
 
-def test_a_pickle_upscaler_is_refused_before_painting_and_runs_when_allowed(engine, tiny_model_dir, models):
-    torch.save(rrdbnet_weights(identity=True), models / "ESRGAN" / "4x_foolhardy_Remacri.pth")
+def test_a_pickle_upscaler_is_refused_before_painting_and_runs_when_allowed(engine, tiny_model_dir, esrgan_models):
+    torch.save(rrdbnet_weights(identity=True), esrgan_models / "ESRGAN" / "4x_foolhardy_Remacri.pth")
     recorder = Recorder()
     with pytest.raises(ValueError, match=r"^hires_upscaler: 4x_foolhardy_Remacri.pth is a pickle file"):
         engine.generate(_hires(tiny_model_dir, "4x_foolhardy_Remacri"), recorder)
@@ -163,11 +153,11 @@ def test_a_pickle_upscaler_is_refused_before_painting_and_runs_when_allowed(engi
     assert result.images[0].size == (64, 64)
 
 
-def test_a_pasted_civitai_recipe_paints_with_its_upscaler(models, shell, tiny_model_dir):
+def test_a_pasted_civitai_recipe_paints_with_its_upscaler(esrgan_models, shell, tiny_model_dir):
     """The recipe most hires pictures on civitai carry: ``Hires upscaler: 4x-UltraSharp``."""
     from helpers.ipython_shell import run
 
-    save_file(rrdbnet_weights(identity=True), str(models / "ESRGAN" / "4x-UltraSharp.safetensors"))
+    save_file(rrdbnet_weights(identity=True), str(esrgan_models / "ESRGAN" / "4x-UltraSharp.safetensors"))
     cell = (
         f"%%paint --model {tiny_model_dir} --no-save --preview none\n"
         "a red circle\nSteps: 3, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 16x16, Denoising strength: 0.5, "
@@ -178,8 +168,8 @@ def test_a_pasted_civitai_recipe_paints_with_its_upscaler(models, shell, tiny_mo
     assert "Hires upscaler: 4x-UltraSharp" in result.infotext(0)
 
 
-def test_the_panel_offers_the_folders_upscalers(models):
-    save_file(rrdbnet_weights(identity=True), str(models / "ESRGAN" / "4x-UltraSharp.safetensors"))
+def test_the_panel_offers_the_folders_upscalers(esrgan_models):
+    save_file(rrdbnet_weights(identity=True), str(esrgan_models / "ESRGAN" / "4x-UltraSharp.safetensors"))
     import dataclasses
 
     from jupyter_sd.panel.controls import control_for
@@ -190,7 +180,7 @@ def test_the_panel_offers_the_folders_upscalers(models):
     assert list(control_for(field, "R-ESRGAN 4x+").options)[-1] == "R-ESRGAN 4x+"  # a pasted name stays shown
 
 
-def test_a_downloaded_pth_lands_in_esrgan_by_its_tensors(models, tmp_path):
+def test_a_downloaded_pth_lands_in_esrgan_by_its_tensors(esrgan_models, tmp_path):
     """What `%paint download https://…/4x-UltraSharp.pth` does: the kind from the pickle's names, never unpickled."""
     from helpers.fake_web import FakeWebServer, Served
 
@@ -201,17 +191,17 @@ def test_a_downloaded_pth_lands_in_esrgan_by_its_tensors(models, tmp_path):
     with FakeWebServer() as web:
         web.files["/files/4x-UltraSharp.pth"] = Served(source.read_bytes())
         got = downloads.download(f"{web.base}/files/4x-UltraSharp.pth")
-    assert got.kind == "upscaler" and got.path == models / "ESRGAN" / "4x-UltraSharp.pth"
+    assert got.kind == "upscaler" and got.path == esrgan_models / "ESRGAN" / "4x-UltraSharp.pth"
     assert "paint with --hires-upscaler 4x-UltraSharp" in got.summary() and "--allow-pickle" in got.summary()
     assert library.find_upscaler("4x-UltraSharp").path == got.path
 
 
-def test_the_panel_loads_a_recipe_with_an_upscaler_added_since(models):
+def test_the_panel_loads_a_recipe_with_an_upscaler_added_since(esrgan_models):
     """A picture painted with an upscaler the panel did not list yet: loading its recipe shows that upscaler."""
     from jupyter_sd.panel.controls import Controls
 
     controls = Controls(PaintRequest(prompt="a"))
-    save_file(rrdbnet_weights(identity=True), str(models / "ESRGAN" / "4x-AnimeSharp.safetensors"))
+    save_file(rrdbnet_weights(identity=True), str(esrgan_models / "ESRGAN" / "4x-AnimeSharp.safetensors"))
     controls.load(PaintRequest(prompt="a", hires=2, hires_upscaler="4x-AnimeSharp"))
     assert controls.widgets["hires_upscaler"].value == "4x-AnimeSharp"
     assert controls.request().hires_upscaler == "4x-AnimeSharp"

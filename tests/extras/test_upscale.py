@@ -1,7 +1,7 @@
 """A1111's Extras tab upscale: ``%paint upscale`` and ``jupyter_sd.upscale``.
 
 The upscaler files are tiny ESRGAN (original ``model.N`` layout) and Real-ESRGAN compact networks with random
-weights, made here and loaded by name from a models folder. The references are the networks run directly on the
+weights, made here and loaded by name from a esrgan_models folder. The references are the networks run directly on the
 whole picture (no tiles), PIL's Lanczos for A1111's last resize, and the blend formula written out.
 """
 
@@ -18,24 +18,13 @@ from PIL.PngImagePlugin import PngInfo
 from safetensors.torch import save_file
 
 import jupyter_sd
-from jupyter_sd import library
 from jupyter_sd.engine import upscaler_nets
 
 RECIPE = "a red fox\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 24x16"
 
 
 @pytest.fixture()
-def models(tmp_path):
-    root = tmp_path / "models"
-    (root / "ESRGAN").mkdir(parents=True)
-    before = library.models_dir()
-    library.set_models_dir(root)
-    yield root
-    library.set_models_dir(before)
-
-
-@pytest.fixture()
-def esrgan(models):
+def esrgan(esrgan_models):
     """An ESRGAN ×4 in 4x-UltraSharp's layout, as ``4x-Test``; returns its weights in BasicSR's names.
 
     The picture passes through (identity head and tail) and a random trunk adds to it: a picture, not a blank.
@@ -43,17 +32,17 @@ def esrgan(models):
     weights = rrdbnet_weights(identity=True, blocks=1)
     trunk = rrdbnet_weights(identity=False, blocks=1, seed=3)
     weights.update({key: value * 3 for key, value in trunk.items() if key.startswith(("body.", "conv_body."))})
-    save_file(to_original_esrgan(weights, blocks=1), str(models / "ESRGAN" / "4x-Test.safetensors"))
+    save_file(to_original_esrgan(weights, blocks=1), str(esrgan_models / "ESRGAN" / "4x-Test.safetensors"))
     return weights
 
 
 @pytest.fixture()
-def compact(models):
+def compact(esrgan_models):
     """A random realesr-general-x4v3 (its last convolution random too, so it adds to the nearest upscale)."""
     weights = srvgg_weights(convs=2)
     last = max(int(key.split(".")[1]) for key in weights)
     weights[f"body.{last}.weight"] = torch.randn(48, 4, 3, 3, generator=torch.Generator().manual_seed(9)) * 0.2
-    save_file(weights, str(models / "ESRGAN" / "realesr-general-x4v3.safetensors"))
+    save_file(weights, str(esrgan_models / "ESRGAN" / "realesr-general-x4v3.safetensors"))
     return weights
 
 
@@ -96,13 +85,13 @@ def test_compact_network_by_a1111s_name_at_its_own_scale(compact):
     assert np.abs(_pixels(expected) - nearest).mean() > 5  # the network adds something to nearest ×4
 
 
-def test_tiles_give_the_whole_pictures_result_within_a_level(models):
+def test_tiles_give_the_whole_pictures_result_within_a_level(esrgan_models):
     """Tiles of 32 input pixels with 16 of context, on a network that reaches 31 pixels (two RRDB blocks): what
     lies beyond the context changes the seams only by rounding. Stated tolerance: every pixel within 1 level."""
     weights = rrdbnet_weights(identity=True, blocks=2)
     trunk = rrdbnet_weights(identity=False, blocks=2, seed=3)
     weights.update({key: value * 3 for key, value in trunk.items() if key.startswith(("body.", "conv_body."))})
-    save_file(to_original_esrgan(weights, blocks=2), str(models / "ESRGAN" / "4x-Deep.safetensors"))
+    save_file(to_original_esrgan(weights, blocks=2), str(esrgan_models / "ESRGAN" / "4x-Deep.safetensors"))
     image = picture(96, 64, seed=4)
     quiet = dict(save=False, user_ns={}, notice=lambda line: None)
     whole = _pixels(jupyter_sd.upscale(image, "4x-Deep", 4, tile=1000, **quiet).image)
@@ -126,7 +115,7 @@ def test_two_upscalers_blend_by_visibility(esrgan):
     )
 
 
-def test_sizes_round_down_to_8_and_scale_to_crops_the_centre(models):
+def test_sizes_round_down_to_8_and_scale_to_crops_the_centre(esrgan_models):
     quiet = dict(save=False, user_ns={}, notice=lambda line: None)
     assert jupyter_sd.upscale(picture(21, 13), "Lanczos", 2, **quiet).image.size == (40, 24)  # 42×26 → A1111's ÷8
     image = picture(24, 16, seed=6)
@@ -188,7 +177,7 @@ def test_the_magic_upscales_a_variable_and_a_folder(esrgan, shell, tmp_path):
         ("--upscaler Lanczos --upscaler-2 Nearest --visibility 2", "visibility: 2 is outside 0–1"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(models, shell, tmp_path, line, starts):
+def test_bad_input_is_one_line_and_writes_nothing(esrgan_models, shell, tmp_path, line, starts):
     source = tmp_path / "a.png"
     picture(24, 16).save(source)
     out = tmp_path / "out"

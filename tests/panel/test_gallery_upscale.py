@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from helpers.upscaler_weights import picture, rrdbnet_weights
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from safetensors.torch import save_file
 
-from jupyter_sd import library
 from jupyter_sd.panel.gallery import Gallery
 from jupyter_sd.recipe.request import PaintRequest
 from jupyter_sd.recipe.result import PaintResult
 
 
-@pytest.fixture()
-def models(tmp_path):
-    root = tmp_path / "models"
-    (root / "ESRGAN").mkdir(parents=True)
-    before = library.models_dir()
-    library.set_models_dir(root)
-    yield root
-    library.set_models_dir(before)
-
-
-def test_upscale_a_saved_picture_from_the_detail_view(models, tmp_path):
+def test_upscale_a_saved_picture_from_the_detail_view(esrgan_models, tmp_path):
     path = tmp_path / "pictures" / "00001-7.png"
     path.parent.mkdir()
     request = PaintRequest(prompt="a fox", seed=7)
@@ -36,7 +24,7 @@ def test_upscale_a_saved_picture_from_the_detail_view(models, tmp_path):
     gallery = Gallery()
     gallery.add(PaintResult(request=request, images=[image], seeds=[7], paths=[path]))
     assert gallery.upscaler.options == ("Lanczos", "Nearest")
-    save_file(rrdbnet_weights(identity=True), str(models / "ESRGAN" / "4x-Ident.safetensors"))
+    save_file(rrdbnet_weights(identity=True), str(esrgan_models / "ESRGAN" / "4x-Ident.safetensors"))
     gallery.show(gallery.items[0])
     assert gallery.upscaler.options == ("4x-Ident", "Lanczos", "Nearest")  # the folder is read again
     gallery.upscaler.value = "4x-Ident"
@@ -51,7 +39,7 @@ def test_upscale_a_saved_picture_from_the_detail_view(models, tmp_path):
     assert "Seed: 7" in new.infotext and new.recipe().seed == 7  # its recipe is the original's
 
 
-def test_a_picture_not_saved_is_upscaled_in_memory(models):
+def test_a_picture_not_saved_is_upscaled_in_memory(esrgan_models):
     gallery = Gallery()
     gallery.add(PaintResult(request=PaintRequest(prompt="a"), images=[picture(24, 16)], seeds=[1]))
     gallery.show(gallery.items[0])
@@ -61,8 +49,8 @@ def test_a_picture_not_saved_is_upscaled_in_memory(models):
     assert gallery.items[0].path is None
 
 
-def test_a_refusal_is_printed_not_raised(models, capsys):
-    (models / "ESRGAN" / "4x-Broken.safetensors").write_bytes(b"not a safetensors file")
+def test_a_refusal_is_printed_not_raised(esrgan_models, capsys):
+    (esrgan_models / "ESRGAN" / "4x-Broken.safetensors").write_bytes(b"not a safetensors file")
     gallery = Gallery()
     gallery.add(PaintResult(request=PaintRequest(prompt="a"), images=[picture(24, 16)], seeds=[1]))
     gallery.show(gallery.items[0])
@@ -72,7 +60,7 @@ def test_a_refusal_is_printed_not_raised(models, capsys):
     assert "upscaler: could not read 4x-Broken.safetensors" in capsys.readouterr().out
 
 
-def test_a_cells_controls_upscale_its_newest_picture(models, tmp_path):
+def test_a_cells_controls_upscale_its_newest_picture(esrgan_models, tmp_path):
     from jupyter_sd.panel import CellControls
 
     path = tmp_path / "00003-9.png"
