@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from helpers.paint_modes import euler_request
 
 from jupyter_sd.engine import Engine
 from jupyter_sd.engine.ngms import skips_early, skips_negative
 from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.paste import request_from_infotext
-from jupyter_sd.recipe.request import PaintRequest
 
 STEPS = 20
 
@@ -19,8 +19,7 @@ def engine():
 
 
 def _request(model, **changes):
-    base = {"prompt": "a red circle", "model": str(model), "steps": STEPS, "seed": 3, "sampler": "Euler"}
-    return PaintRequest(**{**base, "rng": "cpu", "preview": "none", "save": False, **changes})
+    return euler_request(model, STEPS, **changes)
 
 
 def _paint_counting(engine, request):

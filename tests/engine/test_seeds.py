@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers.paint_modes import raw_txt2img
 from helpers.pixels import assert_pixels_close, pixels
 from PIL import Image
 
@@ -80,12 +81,7 @@ def engine():
 
 @pytest.fixture(scope="module")
 def raw(tiny_model_dir):
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
-    pipe.set_progress_bar_config(disable=True)
-    pipe._base = dict(pipe.scheduler.config)
-    return pipe
+    return raw_txt2img(tiny_model_dir)
 
 
 @pytest.mark.parametrize("sampler", ["DPM++ 2M", "Euler a"])

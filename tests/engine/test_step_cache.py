@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.paint_modes import init_picture
+from helpers.paint_modes import euler_request, init_picture
 from helpers.pixels import psnr, ssim
 
 from jupyter_sd.engine import Engine
@@ -33,8 +33,7 @@ def engine():
 
 
 def _request(model, **changes):
-    base = {"prompt": "a red circle", "model": str(model), "steps": STEPS, "seed": 3, "sampler": "Euler"}
-    return PaintRequest(**{**base, "rng": "cpu", "preview": "none", "save": False, **changes})
+    return euler_request(model, STEPS, **changes)
 
 
 def _raw(model_dir, prompt="a red circle", seed=3):

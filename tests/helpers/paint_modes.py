@@ -60,3 +60,19 @@ def raw_pipelines(model_dir: Path | str) -> dict[str, Any]:
     for name in ("txt2img", "img2img", "inpaint"):
         pipes[name].set_progress_bar_config(disable=True)
     return pipes
+
+
+def raw_txt2img(model_dir: Path | str) -> Any:
+    """Plain diffusers txt2img of the model, loaded on its own, with its scheduler config kept as ``_base``."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    pipe._base = dict(pipe.scheduler.config)
+    return pipe
+
+
+def euler_request(model_dir: Path | str, steps: int, **changes: Any) -> PaintRequest:
+    """'a red circle', seed 3, Euler, CPU noise, no previews, nothing saved (changes override)."""
+    base = {"prompt": "a red circle", "model": str(model_dir), "steps": steps, "seed": 3, "sampler": "Euler"}
+    return PaintRequest(**{**base, "rng": "cpu", "preview": "none", "save": False, **changes})
