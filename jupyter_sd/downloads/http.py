@@ -106,8 +106,9 @@ def fetch_model(
     refusal_hint: str = "",
     retries: int = 3,
     info: dict[str, Any] | None = None,
+    folder: Path | None = None,
 ) -> Downloaded:
-    """Fetch one model file over HTTP(S) into the models folder.
+    """Fetch one model file over HTTP(S) into the models folder (or into `folder`, e.g. the annotators').
 
     The bytes go to ``NAME.part`` (in the kind's subfolder when the kind is known, else in the models folder
     until the file's tensors tell); a later call resumes it with a Range request. The file takes its real name
@@ -126,7 +127,7 @@ def fetch_model(
         response.close()
         msg = f"download: {url} is not a model file (got '{name}'; allowed: {', '.join(MODEL_SUFFIXES)})"
         raise ValueError(msg)
-    folder = library.subfolder(folder_kind(kind)) if kind else library.models_dir()
+    folder = folder or (library.subfolder(folder_kind(kind)) if kind else library.models_dir())
     final = folder / name
     if kind and final.exists():
         response.close()

@@ -26,6 +26,7 @@ class Module:
     """A built-in preprocessor: its sliders (None where the module ignores that value) and whether it takes a mask.
 
     ``fixed_res``: the module always works at this resolution unless Pixel Perfect sets it (shuffle's 512).
+    ``annotator``: the module runs an annotator network whose weights live in ``ControlNet/annotators/``.
     """
 
     name: str
@@ -34,6 +35,7 @@ class Module:
     threshold_b: Slider | None = None
     takes_mask: bool = False
     fixed_res: int | None = None
+    annotator: bool = False
 
 
 RESOLUTION = Slider("Resolution", 64, 2048, 512)
@@ -54,30 +56,49 @@ MODULES: dict[str, Module] = {
         Module("threshold", RESOLUTION, Slider("Binarization Threshold", 0, 255, 127)),
         Module("inpaint", takes_mask=True),
         Module("inpaint_only", takes_mask=True),
+        *(
+            Module(name, RESOLUTION, annotator=True)
+            for name in (
+                "softedge_hed",
+                "softedge_hedsafe",
+                "softedge_pidinet",
+                "softedge_pidisafe",
+                "scribble_hed",
+                "scribble_pidinet",
+                "lineart_realistic",
+                "lineart_coarse",
+                "depth_midas",
+                "depth_anything",
+                "depth_anything_v2",
+            )
+        ),
     )
 }
-"""The preprocessors built in here: no weights, OpenCV and numpy only."""
+"""The preprocessors built in here: OpenCV and numpy, and (``annotator``) the ones running a network."""
 
 ALIASES = {
     "invert (from white bg & black line)": "invert",
     "lineart_standard (from white bg & black line)": "lineart_standard",
     "inpaint_global_harmonious": "inpaint",
+    "hed": "softedge_hed",
+    "hed_safe": "softedge_hedsafe",
+    "pidinet": "softedge_pidinet",
+    "pidinet_safe": "softedge_pidisafe",
+    "lineart": "lineart_realistic",
+    "depth": "depth_midas",
+    "pidinet_scribble": "scribble_pidinet",
 }
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
-_DEPTH = "depth weights (MiDaS/LeReS/ZoeDepth/Depth Anything)"
+_DEPTH = "depth weights (LeReS/ZoeDepth/Marigold)"
 _POSE = "OpenPose/DWPose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
     "inpaint_only+lama": "LaMa inpainting weights (big-lama)",
     **dict.fromkeys(
         (
-            "depth",
-            "depth_midas",
             "depth_leres",
             "depth_leres++",
             "depth_zoe",
-            "depth_anything",
-            "depth_anything_v2",
             "depth_hand_refiner",
             "depth_marigold",
         ),
@@ -97,20 +118,14 @@ NEEDS_WEIGHTS: dict[str, str] = {
         ),
         _POSE,
     ),
-    **dict.fromkeys(("lineart_realistic", "lineart", "lineart_coarse"), "the lineart annotator weights"),
     **dict.fromkeys(("lineart_anime", "lineart_anime_denoise"), "the anime lineart annotator weights"),
-    **dict.fromkeys(("softedge_hed", "softedge_hedsafe", "hed", "hed_safe", "scribble_hed"), "HED weights"),
-    **dict.fromkeys(
-        ("softedge_pidinet", "softedge_pidisafe", "pidinet", "pidinet_safe", "pidinet_scribble", "scribble_pidinet"),
-        "PiDiNet weights",
-    ),
     "softedge_teed": "TEED weights",
     **dict.fromkeys(("normal_bae", "normal_midas", "normal_dsine"), "normal-map annotator weights"),
     "mlsd": "M-LSD weights",
     **dict.fromkeys(("seg_ofade20k", "seg_ofcoco", "seg_ufade20k", "seg_anime_face"), "segmentation weights"),
     "mediapipe_face": "the mediapipe package",
 }
-"""Modules that need annotator weights, and which (downloading them into ``ControlNet/annotators/`` comes later)."""
+"""Modules not built yet, and what they would need."""
 
 
 _BUILT_IN = ", ".join(name for name in MODULES if name not in ("tile_colorfix+sharp", "inpaint")) + " …"

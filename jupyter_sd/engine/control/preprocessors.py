@@ -145,6 +145,10 @@ def shuffle_seed(seed: int, subseed: int) -> int:
 
 def _run(module: Module, image: np.ndarray, res: int | None, a: float | None, b: float | None, seed: int):
     name = module.name
+    if module.annotator:
+        from .annotators import annotate
+
+        return annotate(name, image, res)
     if name == "canny":
         return _on_scaled(_canny(a, b))(image, res)
     if name == "scribble_xdog":

@@ -1,0 +1,138 @@
+"""Where the preprocessors' (annotators') weights live, and getting them there once.
+
+They go in the models folder's ``ControlNet/annotators/``, one subfolder per annotator as sd-webui-controlnet's
+``annotator/downloads/`` has them (``hed/ControlNetHED.pth``, ``lineart/sk_model.pth`` …), under the names their
+publishers give them; a file put straight in ``annotators/`` is found too. A missing file is downloaded once from
+its Hugging Face repo through our downloads (progress line, ``.part`` resume, ``HF_ENDPOINT``); offline, or when
+the download fails, the preprocessor is refused in one line naming the file and where to put it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ... import library
+
+
+@dataclass(frozen=True)
+class Weights:
+    """An annotator's published files: the repo they come from, the folder they go in, the files it needs."""
+
+    repo: str
+    folder: str
+    files: tuple[str, ...]
+
+    @property
+    def transformers(self) -> bool:
+        """Whether this is a transformers model folder (``config.json`` beside its weights), not one file."""
+        return "config.json" in self.files
+
+
+_ANNOTATORS = "lllyasviel/Annotators"
+WEIGHTS: dict[str, Weights] = {
+    "hed": Weights(_ANNOTATORS, "hed", ("ControlNetHED.pth",)),
+    "pidinet": Weights(_ANNOTATORS, "pidinet", ("table5_pidinet.pth",)),
+    "lineart": Weights(_ANNOTATORS, "lineart", ("sk_model.pth",)),
+    "lineart_coarse": Weights(_ANNOTATORS, "lineart", ("sk_model2.pth",)),
+    "depth_anything": Weights(
+        "LiheYoung/depth-anything-large-hf",
+        "depth_anything/depth-anything-large-hf",
+        ("config.json", "model.safetensors"),
+    ),
+    "depth_anything_v2": Weights(
+        "depth-anything/Depth-Anything-V2-Large-hf",
+        "depth_anything_v2/Depth-Anything-V2-Large-hf",
+        ("config.json", "model.safetensors"),
+    ),
+    "midas": Weights("Intel/dpt-hybrid-midas", "midas/dpt-hybrid-midas", ("config.json", "model.safetensors")),
+}
+"""Annotator → its weights (transformers' converted Depth Anything / DPT repos for the depth ones)."""
+
+
+def annotators_dir() -> Path:
+    """``ControlNet/annotators/`` of the kernel's models folder."""
+    return library.models_dir() / library.SUBFOLDERS["controlnet"] / "annotators"
+
+
+def _hub_url(repo: str, filename: str) -> str:
+    from ...downloads.huggingface import endpoint
+
+    return f"{endpoint().rstrip('/')}/{repo}/resolve/main/{filename}"
+
+
+def _present(weights: Weights) -> Path | None:
+    """The file (or transformers folder) already on disk: in its subfolder, or a lone file straight in annotators/."""
+    folder = annotators_dir() / weights.folder
+    if all((folder / name).is_file() for name in weights.files):
+        return folder if weights.transformers else folder / weights.files[0]
+    flat = annotators_dir() / weights.files[0]
+    return flat if not weights.transformers and flat.is_file() else None
+
+
+def _refusal(module: str, weights: Weights, why: str) -> str:
+    where = annotators_dir() / weights.folder
+    files = " and ".join(weights.files)
+    return (
+        f"controlnet: {module} needs {files} from huggingface.co/{weights.repo} in {where} ({why}); "
+        "download it there, or use a built-in preprocessor"
+    )
+
+
+def _fetch_small(url: str, path: Path) -> None:
+    """A config file (a few KB): fetched whole, written under its name only once complete."""
+    from ...downloads.http import open_url
+
+    with open_url(url, {}) as response:
+        data = response.read()
+    part = path.with_name(path.name + ".part")
+    part.write_bytes(data)
+    part.replace(path)
+
+
+def _download(weights: Weights) -> None:
+    import urllib.error
+
+    from ...downloads.http import fetch_model
+
+    folder = annotators_dir() / weights.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in weights.files:
+        if (folder / name).is_file():
+            continue
+        url = _hub_url(weights.repo, name)
+        if name.endswith(".json"):
+            try:
+                _fetch_small(url, folder / name)
+            except (urllib.error.URLError, OSError) as error:
+                raise ValueError(f"download: can't fetch {url} ({getattr(error, 'reason', error)})") from None
+        else:
+            fetch_model(url, kind="controlnet", name=name, folder=folder)
+
+
+def annotator_weights(annotator: str, module: str | None = None) -> Path:
+    """The weights file (or transformers folder) of `annotator`, downloaded once when missing.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file and where to put it, offline or when the download fails.
+    """
+    from ..hub import offline_mode
+
+    weights = WEIGHTS[annotator]
+    module = module or annotator
+    found = _present(weights)
+    if found is not None:
+        return found
+    if offline_mode():
+        raise ValueError(_refusal(module, weights, "offline: HF_HUB_OFFLINE is set"))
+    try:
+        _download(weights)
+    except ValueError as error:
+        reason = str(error).removeprefix("download: ")
+        raise ValueError(_refusal(module, weights, f"the download failed: {reason[:80]}")) from None
+    found = _present(weights)
+    if found is None:  # pragma: no cover - _download raises or leaves every file
+        raise ValueError(_refusal(module, weights, "the download left no file"))
+    return found

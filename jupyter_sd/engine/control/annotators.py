@@ -1,0 +1,152 @@
+"""The preprocessors that run an annotator network: soft edges (HED, PiDiNet), lineart, depth.
+
+Each follows sd-webui-controlnet's module of the same name: the picture scaled and edge-padded to the processor
+resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
+map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
+variants quantized by ``safe_step``, lineart inverted so lines are white), the padding cropped off. Networks load
+once per weights file (``annotator_weights`` finds or downloads it) and stay loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .annotator_weights import annotator_weights
+from .resolution import scale_with_pad
+
+_LOADED: dict[tuple[str, str, float], Any] = {}
+"""(annotator, weights path, its mtime) → the loaded network: loaded once, reloaded when the file changes."""
+
+
+def _device() -> Any:
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def loaded_net(annotator: str, module: str) -> Any:
+    """`annotator`'s network on the device, loaded once per weights file."""
+    path = annotator_weights(annotator, module)
+    key = (annotator, str(path), path.stat().st_mtime)
+    if key not in _LOADED:
+        for old in [k for k in _LOADED if k[0] == annotator]:
+            del _LOADED[old]
+        _LOADED[key] = _load(annotator, path).to(_device())
+    return _LOADED[key]
+
+
+def _load(annotator: str, path: Path) -> Any:
+    if annotator in ("depth_anything", "depth_anything_v2", "midas"):
+        from .depth import load_depth_model
+
+        return load_depth_model(path)
+    from .edge_nets import load_net
+
+    return load_net(annotator, path)
+
+
+def safe_step(x: np.ndarray, step: int = 2) -> np.ndarray:
+    """sd-webui-controlnet's ``safe_step``: values in 0..1 floored onto `step` + 1 levels (0, 1/step, … 1+)."""
+    y = x.astype(np.float32) * float(step + 1)
+    return y.astype(np.int32).astype(np.float32) / float(step)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return (x * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def _tensor(image: np.ndarray, scale: float, device: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)).float().to(device).permute(2, 0, 1)[None] * scale
+
+
+def hed_edges(net: Any, image: np.ndarray, safe: bool) -> np.ndarray:
+    """HED on 0..255 RGB: each side output resized (bilinear) to the picture, sigmoid of their mean."""
+    import cv2
+    import torch
+
+    height, width = image.shape[:2]
+    with torch.no_grad():
+        sides = net(_tensor(image, 1.0, _net_device(net)))
+    sides = [side[0, 0].float().cpu().numpy() for side in sides]
+    stacked = np.stack([cv2.resize(s, (width, height), interpolation=cv2.INTER_LINEAR) for s in sides], axis=2)
+    edge = 1 / (1 + np.exp(-np.mean(stacked, axis=2).astype(np.float64)))
+    return _to_uint8(safe_step(edge) if safe else edge)
+
+
+def pidinet_edges(net: Any, image: np.ndarray, safe: bool) -> np.ndarray:
+    """PiDiNet's fused edge map, on the picture with its channels reversed (the extension feeds it BGR), 0..1."""
+    import torch
+
+    with torch.no_grad():
+        edge = net(_tensor(image[:, :, ::-1], 1.0 / 255.0, _net_device(net)))[-1][0, 0].float().cpu().numpy()
+    return _to_uint8(safe_step(edge) if safe else edge)
+
+
+def lineart_lines(net: Any, image: np.ndarray) -> np.ndarray:
+    """The lineart generator's map (white background) inverted: white lines on black, as ControlNet wants."""
+    import torch
+
+    with torch.no_grad():
+        line = net(_tensor(image, 1.0 / 255.0, _net_device(net)))[0, 0].float().cpu().numpy()
+    return 255 - _to_uint8(line)
+
+
+def nms(x: np.ndarray, threshold: float, sigma: float) -> np.ndarray:
+    """Non-maximum suppression along four directions of the blurred map, then a threshold: thin lines, 0 or 255."""
+    import cv2
+
+    x = cv2.GaussianBlur(x.astype(np.float32), (0, 0), sigma)
+    kept = np.zeros_like(x)
+    for line in ([[0, 0, 0], [1, 1, 1], [0, 0, 0]], [[0, 1, 0]] * 3, np.eye(3), np.fliplr(np.eye(3))):
+        np.putmask(kept, cv2.dilate(x, kernel=np.array(line, dtype=np.uint8)) == x, x)
+    return np.where(kept > threshold, 255, 0).astype(np.uint8)
+
+
+def scribble(edges: np.ndarray) -> np.ndarray:
+    """A soft-edge map made a scribble: NMS at 127 (σ 3), blurred (σ 3), every pixel above 4 white."""
+    import cv2
+
+    blurred = cv2.GaussianBlur(nms(edges, 127, 3.0), (0, 0), 3.0)
+    return np.where(blurred > 4, 255, 0).astype(np.uint8)
+
+
+def _net_device(net: Any) -> Any:
+    return next(net.parameters()).device
+
+
+def _depth(annotator: str) -> Callable[[Any, np.ndarray], np.ndarray]:
+    from .depth import depth_anything_map, midas_map
+
+    return midas_map if annotator == "midas" else depth_anything_map
+
+
+ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
+    "softedge_hed": ("hed", lambda net, image: hed_edges(net, image, safe=False)),
+    "softedge_hedsafe": ("hed", lambda net, image: hed_edges(net, image, safe=True)),
+    "softedge_pidinet": ("pidinet", lambda net, image: pidinet_edges(net, image, safe=False)),
+    "softedge_pidisafe": ("pidinet", lambda net, image: pidinet_edges(net, image, safe=True)),
+    "scribble_hed": ("hed", lambda net, image: hed_edges(net, image, safe=False)),
+    "scribble_pidinet": ("pidinet", lambda net, image: pidinet_edges(net, image, safe=False)),
+    "lineart_realistic": ("lineart", lineart_lines),
+    "lineart_coarse": ("lineart_coarse", lineart_lines),
+    "depth_anything": ("depth_anything", lambda net, image: _depth("depth_anything")(net, image)),
+    "depth_anything_v2": ("depth_anything_v2", lambda net, image: _depth("depth_anything_v2")(net, image)),
+    "depth_midas": ("midas", lambda net, image: _depth("midas")(net, image)),
+}
+"""Module → (the annotator whose weights it runs, what it does with the padded picture)."""
+
+
+def annotate(module: str, image: np.ndarray, res: int) -> np.ndarray:
+    """`module`'s map of `image` (H×W×3 uint8) at processor resolution `res`: H×W×3 uint8, padding cropped."""
+    annotator, work = ANNOTATED[module]
+    net = loaded_net(annotator, module)
+    padded, (height, width) = scale_with_pad(image, res)
+    grey = np.ascontiguousarray(work(net, padded)[:height, :width])
+    if module.startswith("scribble_"):
+        grey = scribble(grey)
+    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))

@@ -1,0 +1,89 @@
+"""Depth maps through transformers' Depth Anything and DPT (MiDaS) models, shaped as sd-webui-controlnet shapes them.
+
+The resize and normalization are done here with OpenCV and numpy (no image processor, so no torchvision):
+
+- ``depth_anything``/``depth_anything_v2``: the picture's channels reversed (the extension converts BGR→RGB on a
+  picture that is already RGB), scaled to 0..1, resized bicubically so both sides are at least 518 and multiples
+  of 14 ("lower bound"), normalized with ImageNet's mean and std; the predicted depth resized back (bilinear),
+  stretched to 0..255 by its minimum and maximum and truncated to 8 bits.
+- ``depth_midas``: the picture as it is, in -1..1; the depth stretched by its minimum and maximum to 0..255.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_MEAN = np.array([0.485, 0.456, 0.406])
+_STD = np.array([0.229, 0.224, 0.225])
+NET_SIDE, MULTIPLE = 518, 14
+
+
+def load_depth_model(folder: Path) -> Any:
+    """The transformers depth model in `folder` (``config.json`` and its weights), in eval mode."""
+    from transformers import AutoModelForDepthEstimation
+
+    try:
+        model = AutoModelForDepthEstimation.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        first = str(error).strip().splitlines()[0][:100] if str(error).strip() else type(error).__name__
+        raise ValueError(f"controlnet: {folder} is not a transformers depth model ({first})") from None
+    return model.eval().requires_grad_(False)
+
+
+def _multiple(x: float, minimum: int) -> int:
+    """`x` rounded to a multiple of 14, rounded up instead where rounding would fall under `minimum`."""
+    y = int(round(x / MULTIPLE) * MULTIPLE)
+    return y if y >= minimum else int(math.ceil(x / MULTIPLE) * MULTIPLE)
+
+
+def net_size(height: int, width: int) -> tuple[int, int]:
+    """Depth Anything's input size for a `height`×`width` picture: both sides ≥ 518, multiples of 14, aspect kept."""
+    scale = max(NET_SIDE / height, NET_SIDE / width)
+    return _multiple(scale * height, NET_SIDE), _multiple(scale * width, NET_SIDE)
+
+
+def depth_anything_input(image: np.ndarray) -> np.ndarray:
+    """The 1×3×h×w float32 array Depth Anything is given for `image` (H×W×3 uint8)."""
+    import cv2
+
+    x = image[:, :, ::-1] / 255.0
+    height, width = net_size(*x.shape[:2])
+    x = cv2.resize(np.ascontiguousarray(x), (width, height), interpolation=cv2.INTER_CUBIC)
+    x = (x - _MEAN) / _STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(np.float32)
+
+
+def _predict(model: Any, pixels: np.ndarray) -> Any:
+    import torch
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        return model(pixel_values=torch.from_numpy(pixels).to(device, dtype)).predicted_depth.float()
+
+
+def depth_anything_map(model: Any, image: np.ndarray) -> np.ndarray:
+    """Depth Anything's grey map of `image` at its own size: near is white."""
+    import torch.nn.functional as F  # noqa: N812
+
+    depth = _predict(model, depth_anything_input(image))
+    depth = F.interpolate(depth[None], image.shape[:2], mode="bilinear", align_corners=False)[0, 0]
+    depth = (depth - depth.min()) / (depth.max() - depth.min()) * 255.0
+    return depth.cpu().numpy().astype(np.uint8)
+
+
+def midas_map(model: Any, image: np.ndarray) -> np.ndarray:
+    """MiDaS (DPT) on the picture in -1..1 at its own size; the depth stretched to 0..255."""
+    import torch.nn.functional as F  # noqa: N812
+
+    pixels = np.ascontiguousarray((image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None])
+    depth = _predict(model, pixels)
+    if tuple(depth.shape[1:]) != image.shape[:2]:
+        depth = F.interpolate(depth[None], image.shape[:2], mode="bilinear", align_corners=False)[0]
+    depth = depth[0] - depth[0].min()
+    depth = depth / depth.max()
+    return (depth.cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
