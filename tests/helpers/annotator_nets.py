@@ -141,11 +141,8 @@ def pidinet_reference(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.
             )
             layer += 1
         g = F.conv2d(F.relu(h), s[f"dilations.{index}.conv1.weight"], s[f"dilations.{index}.conv1.bias"])
-        g = sum(
-            F.conv2d(g, s[f"dilations.{index}.conv2_{k}.weight"], padding=d, dilation=d)
-            dilated = [s[f"dilations.{index}.conv2_{k}.weight"] for k in range(1, 5)]
-            g = sum(F.conv2d(g, w, padding=d, dilation=d) for w, d in zip(dilated, (5, 7, 9, 11)))
-        )
+        dilated = [s[f"dilations.{index}.conv2_{k}.weight"] for k in range(1, 5)]
+        g = sum(F.conv2d(g, w, padding=d, dilation=d) for w, d in zip(dilated, (5, 7, 9, 11)))
         a = F.conv2d(F.relu(g), s[f"attentions.{index}.conv1.weight"], s[f"attentions.{index}.conv1.bias"])
         g = g * torch.sigmoid(F.conv2d(a, s[f"attentions.{index}.conv2.weight"], padding=1))
         e = F.conv2d(g, s[f"conv_reduces.{index}.conv.weight"], s[f"conv_reduces.{index}.conv.bias"])
