@@ -62,8 +62,31 @@ def _predict(model: Any, pixels: np.ndarray) -> Any:
 
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
+    tensor = torch.from_numpy(pixels).to(device, dtype)
     with torch.no_grad():
-        return model(pixel_values=torch.from_numpy(pixels).to(device, dtype)).predicted_depth.float()
+        if getattr(model, "dpt", None) is not None:
+            return _dpt_depth(model, tensor).float()
+        return model(pixel_values=tensor).predicted_depth.float()
+
+
+def _dpt_depth(model: Any, pixels: Any) -> Any:
+    """DPT's depth with the patch grid of a picture that is not square.
+
+    ``DPTForDepthEstimation`` reshapes a ViT (or hybrid) backbone's tokens into a square grid; MiDaS runs on the
+    padded picture as it is, so the same steps are taken here with the grid the picture has.
+    """
+    config = model.config
+    outputs = model.dpt(pixels, output_hidden_states=True)
+    layers = outputs.hidden_states[1:]
+    if config.is_hybrid:
+        states = [
+            *outputs.intermediate_activations,
+            *(f for i, f in enumerate(layers) if i in config.backbone_out_indices[2:]),
+        ]
+    else:
+        states = [f for i, f in enumerate(layers) if i in config.backbone_out_indices]
+    height, width = pixels.shape[2:]
+    return model.head(model.neck(states, height // config.patch_size, width // config.patch_size))
 
 
 def depth_anything_map(model: Any, image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,127 @@
+"""Depth preprocessors on tiny transformers Depth Anything and DPT models built from config and saved where the
+annotators' weights go, against sd-webui-controlnet's pre- and post-processing written out here.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from transformers import (
+    DepthAnythingConfig,
+    DepthAnythingForDepthEstimation,
+    Dinov2Config,
+    DPTConfig,
+    DPTForDepthEstimation,
+)
+
+from jupyter_sd import library
+from jupyter_sd.engine.control.depth import net_size
+from jupyter_sd.engine.control.preprocessors import preprocess
+
+
+def _depth_anything(seed: int) -> DepthAnythingForDepthEstimation:
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(
+        image_size=28,
+        patch_size=14,
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        fusion_hidden_size=8,
+        neck_hidden_sizes=[4, 8, 8, 16],
+        head_hidden_size=4,
+        reassemble_hidden_size=16,
+        patch_size=14,
+    )
+    return DepthAnythingForDepthEstimation(config).eval()
+
+
+def _dpt() -> DPTForDepthEstimation:
+    torch.manual_seed(5)
+    config = DPTConfig(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=16,
+        neck_hidden_sizes=[4, 8, 8, 16],
+        fusion_hidden_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+    )
+    return DPTForDepthEstimation(config).eval()
+
+
+@pytest.fixture()
+def depth_models(tmp_path):
+    root = tmp_path / "models"
+    folder = root / "ControlNet" / "annotators"
+    models = {
+        "depth_anything": _depth_anything(1),
+        "depth_anything_v2": _depth_anything(2),
+        "depth_midas": _dpt(),
+    }
+    models["depth_anything"].save_pretrained(folder / "depth_anything" / "depth-anything-large-hf")
+    models["depth_anything_v2"].save_pretrained(folder / "depth_anything_v2" / "Depth-Anything-V2-Large-hf")
+    models["depth_midas"].save_pretrained(folder / "midas" / "dpt-hybrid-midas")
+    before = library.models_dir()
+    library.set_models_dir(root)
+    yield models
+    library.set_models_dir(before)
+
+
+def _picture(height, width):
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 255 // width, y * 255 // height, (x + y) % 200], axis=2).astype(np.uint8)
+    cv2.circle(image, (width // 3, height // 2), height // 4, (230, 40, 90), -1)
+    return image
+
+
+def test_depth_anything_input_size_is_the_lower_bound_multiple_of_14():
+    assert net_size(64, 64) == (518, 518)
+    assert net_size(64, 128) == (518, 1036)
+    assert net_size(128, 192) == (518, 784)  # 777 rounds to 784 (= 56·14)
+    assert net_size(192, 128) == (784, 518)
+
+
+@pytest.mark.parametrize("module", ["depth_anything", "depth_anything_v2"])
+def test_depth_anything_map_is_the_stretched_depth_of_the_bgr_picture(depth_models, module):
+    image = _picture(70, 90)  # at 64: 64×82, padded to 64×128
+    made = preprocess(module, image, 64)
+    scaled = cv2.resize(image, (82, 64), interpolation=cv2.INTER_AREA)
+    padded = np.pad(scaled, [[0, 0], [0, 46], [0, 0]], mode="edge")
+    x = cv2.resize(padded[:, :, ::-1] / 255.0, (1036, 518), interpolation=cv2.INTER_CUBIC)
+    x = (x - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    with torch.no_grad():
+        depth = depth_models[module](pixel_values=torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32)))
+    depth = F.interpolate(depth.predicted_depth[None], (64, 128), mode="bilinear", align_corners=False)[0, 0]
+    expected = ((depth - depth.min()) / (depth.max() - depth.min()) * 255.0).numpy().astype(np.uint8)[:, :82]
+    assert made.shape == (64, 82, 3)
+    np.testing.assert_allclose(made[:, :, 1], expected, atol=1)
+    assert len(np.unique(made)) > 20
+
+
+def test_midas_map_is_dpt_depth_of_the_picture_in_minus_one_to_one(depth_models):
+    image = _picture(64, 64)  # a multiple of 64: no resize, no padding
+    made = preprocess("depth_midas", image, 64)
+    pixels = torch.from_numpy((image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None].copy())
+    with torch.no_grad():
+        depth = depth_models["depth_midas"](pixel_values=pixels).predicted_depth[0]
+    depth = depth - depth.min()
+    expected = (depth / depth.max() * 255.0).clip(0, 255).numpy().astype(np.uint8)
+    np.testing.assert_allclose(made[:, :, 0], expected, atol=1)
+    assert len(np.unique(made)) > 20
+
+
+def test_midas_runs_on_a_picture_that_is_not_square(depth_models):
+    made = preprocess("depth", _picture(70, 90), 64)  # "depth": sd-webui-controlnet 1.0's name for depth_midas
+    assert made.shape == (64, 82, 3) and len(np.unique(made)) > 10  # its extremes may lie in the cropped padding
