@@ -73,10 +73,7 @@ def _present(weights: Weights) -> Path | None:
 def _refusal(module: str, weights: Weights, why: str) -> str:
     where = annotators_dir() / weights.folder
     files = " and ".join(weights.files)
-    return (
-        f"controlnet: {module} needs {files} from huggingface.co/{weights.repo} in {where} ({why}); "
-        "download it there, or use a built-in preprocessor"
-    )
+    return f"controlnet: {module} needs {files} in {where} ({why}); get it from huggingface.co/{weights.repo}"
 
 
 def _fetch_small(url: str, path: Path) -> None:
@@ -126,12 +123,12 @@ def annotator_weights(annotator: str, module: str | None = None) -> Path:
     if found is not None:
         return found
     if offline_mode():
-        raise ValueError(_refusal(module, weights, "offline: HF_HUB_OFFLINE is set"))
+        raise ValueError(_refusal(module, weights, "offline"))
     try:
         _download(weights)
     except ValueError as error:
         reason = str(error).removeprefix("download: ")
-        raise ValueError(_refusal(module, weights, f"the download failed: {reason[:80]}")) from None
+        raise ValueError(_refusal(module, weights, f"download failed: {reason[:60]}")) from None
     found = _present(weights)
     if found is None:  # pragma: no cover - _download raises or leaves every file
         raise ValueError(_refusal(module, weights, "the download left no file"))

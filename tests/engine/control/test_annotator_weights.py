@@ -1,0 +1,117 @@
+"""Annotator weights: found in ``ControlNet/annotators/``, downloaded once from a local server playing the hub
+(progress, Range resume), and refused in one line offline or when the download fails.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from helpers.annotator_nets import hed_state
+from helpers.fake_web import FakeWebServer, Served
+
+from jupyter_sd import library
+from jupyter_sd.engine.control.preprocessors import preprocess
+
+
+def _hed_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.save(hed_state(), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def models(tmp_path):
+    root = tmp_path / "models"
+    root.mkdir()
+    before = library.models_dir()
+    library.set_models_dir(root)
+    yield root / "ControlNet" / "annotators"
+    library.set_models_dir(before)
+
+
+@pytest.fixture()
+def hub(monkeypatch, models):
+    import huggingface_hub.constants as constants
+
+    with FakeWebServer() as web:
+        monkeypatch.setenv("HF_ENDPOINT", web.base)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        yield web
+
+
+def _picture():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+
+
+def test_missing_weights_offline_are_refused_in_one_line_naming_file_and_folder(models):
+    with pytest.raises(ValueError) as refused:
+        preprocess("softedge_pidinet", _picture(), 64)
+    line = str(refused.value)
+    assert "table5_pidinet.pth" in line and str(models / "pidinet") in line and "offline" in line
+    assert "lllyasviel/Annotators" in line and "\n" not in line
+    assert len(line) - len(str(models)) < 200
+
+
+def test_weights_download_once_resuming_a_dropped_connection(hub, models):
+    data = _hed_bytes()
+    path = "/lllyasviel/Annotators/resolve/main/ControlNetHED.pth"
+    hub.files[path] = Served(data, drop_after=len(data) // 2)
+    made = preprocess("softedge_hed", _picture(), 64)
+    landed = models / "hed" / "ControlNetHED.pth"
+    assert landed.read_bytes() == data
+    assert not list(models.rglob("*.part"))
+    ranges = [headers.get("Range") for headers in hub.requests(path)]
+    assert f"bytes={len(data) // 2}-" in ranges  # the second half came by a Range request
+    asked = len(hub.requests(path))
+    again = preprocess("softedge_hed", _picture(), 64)
+    assert len(hub.requests(path)) == asked  # there now: not asked again
+    np.testing.assert_array_equal(made, again)
+
+
+def test_weights_put_straight_in_annotators_are_found(models):
+    models.mkdir(parents=True)
+    (models / "ControlNetHED.pth").write_bytes(_hed_bytes())
+    assert preprocess("softedge_hed", _picture(), 64).shape == (64, 64, 3)
+
+
+def test_a_transformers_depth_model_downloads_as_a_folder(hub, models, tmp_path):
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    backbone = Dinov2Config(
+        image_size=28,
+        patch_size=14,
+        hidden_size=8,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=16,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        fusion_hidden_size=4,
+        neck_hidden_sizes=[4, 4, 4, 8],
+        head_hidden_size=4,
+        reassemble_hidden_size=8,
+    )
+    DepthAnythingForDepthEstimation(config).save_pretrained(tmp_path / "served")
+    for name in ("config.json", "model.safetensors"):
+        hub.add_hub_file("depth-anything/Depth-Anything-V2-Large-hf", name, (tmp_path / "served" / name).read_bytes())
+    made = preprocess("depth_anything_v2", _picture(), 64)
+    folder = models / "depth_anything_v2" / "Depth-Anything-V2-Large-hf"
+    for name in ("config.json", "model.safetensors"):
+        assert (folder / name).read_bytes() == (tmp_path / "served" / name).read_bytes()
+    assert made.shape == (64, 64, 3)
+
+
+def test_a_failed_download_is_refused_in_one_line(hub, models):
+    with pytest.raises(ValueError) as refused:
+        preprocess("lineart_coarse", _picture(), 64)  # the server has no sk_model2.pth
+    line = str(refused.value)
+    assert "sk_model2.pth" in line and str(models / "lineart") in line and "download failed" in line
+    assert "\n" not in line and not (models / "lineart" / "sk_model2.pth").exists()
