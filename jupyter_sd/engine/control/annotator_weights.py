@@ -9,6 +9,7 @@ the download fails, the preprocessor is refused in one line naming the file and 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,8 +128,8 @@ def annotator_weights(annotator: str, module: str | None = None) -> Path:
     try:
         _download(weights)
     except ValueError as error:
-        reason = str(error).removeprefix("download: ")
-        raise ValueError(_refusal(module, weights, f"download failed: {reason[:60]}")) from None
+        reason = re.sub(r"https?://\S+", "the hub", str(error).removeprefix("download: "))
+        raise ValueError(_refusal(module, weights, f"download failed: {reason[:70]}")) from None
     found = _present(weights)
     if found is None:  # pragma: no cover - _download raises or leaves every file
         raise ValueError(_refusal(module, weights, "the download left no file"))
