@@ -72,9 +72,9 @@ def _present(weights: Weights) -> Path | None:
 
 
 def _refusal(module: str, weights: Weights, why: str) -> str:
-    where = annotators_dir() / weights.folder
-    files = " and ".join(weights.files)
-    return f"controlnet: {module} needs {files} in {where} ({why}); get it from huggingface.co/{weights.repo}"
+    where = annotators_dir() / weights.folder / (weights.files[0] if len(weights.files) == 1 else "")
+    files = "" if len(weights.files) == 1 else f" ({', '.join(weights.files)})"
+    return f"controlnet: {module} needs {where}{files} ({why}); from huggingface.co/{weights.repo}"
 
 
 def _fetch_small(url: str, path: Path) -> None:
@@ -129,7 +129,7 @@ def annotator_weights(annotator: str, module: str | None = None) -> Path:
         _download(weights)
     except ValueError as error:
         reason = re.sub(r"https?://\S+", "the hub", str(error).removeprefix("download: "))
-        raise ValueError(_refusal(module, weights, f"download failed: {reason[:70]}")) from None
+        raise ValueError(_refusal(module, weights, f"download failed: {reason[:50]}")) from None
     found = _present(weights)
     if found is None:  # pragma: no cover - _download raises or leaves every file
         raise ValueError(_refusal(module, weights, "the download left no file"))

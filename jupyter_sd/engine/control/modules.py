@@ -128,7 +128,8 @@ NEEDS_WEIGHTS: dict[str, str] = {
 """Modules not built yet, and what they would need."""
 
 
-_BUILT_IN = ", ".join(name for name in MODULES if name not in ("tile_colorfix+sharp", "inpaint")) + " …"
+_HIDDEN = ("tile_colorfix+sharp", "inpaint")
+_BUILT_IN = ", ".join(n for n, m in MODULES.items() if n not in _HIDDEN and not m.annotator) + " …"
 
 
 def find_module(name: str) -> Module:

@@ -192,7 +192,7 @@ def test_defaults_and_ignored_values():
     [
         ("sobel", {}, ["unknown preprocessor 'sobel'", "canny"]),
         ("inpaint_only+lama", {}, ["LaMa"]),
-        ("depth_midas", {}, ["depth weights"]),
+        ("depth_leres", {}, ["depth weights"]),
         ("dw_openpose_full", {}, ["OpenPose"]),
         ("canny", {"threshold_a": 300}, ["Threshold A", "Low Threshold", "1..255", "300"]),
         ("canny", {"threshold_b": 0}, ["Threshold B", "High Threshold"]),
