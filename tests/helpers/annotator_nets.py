@@ -198,3 +198,47 @@ def lineart_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tens
         up = F.conv_transpose2d(h, s[f"{name}.weight"], s[f"{name}.bias"], stride=2, padding=1, output_padding=1)
         h = F.relu(F.instance_norm(up))
     return torch.sigmoid(conv(h, "model4.1", 3))
+
+
+# -- lineart_anime: netG.pth (a pix2pix U-Net of eight skip blocks) -------------------------------------------------
+
+ANIME_WIDTH = 2
+
+
+def _anime_levels() -> list[tuple[int, int, int]]:
+    """(outer, inner, input channels) from the outermost block in."""
+    w = ANIME_WIDTH
+    return [(1, w, 3), (w, 2 * w, w), (2 * w, 4 * w, 2 * w), (4 * w, 8 * w, 4 * w)] + [(8 * w, 8 * w, 8 * w)] * 4
+
+
+def _anime_prefix(level: int) -> str:
+    """The outermost block holds its inner block at index 1, every other block at index 3."""
+    return "model.model." + ("1.model." if level else "") + "3.model." * max(0, level - 1)
+
+
+def anime_state() -> dict[str, torch.Tensor]:
+    """Keys as ``netG.pth`` has them (``model.model.1.model.1.weight`` …)."""
+    levels, shapes = _anime_levels(), {}
+    for k, (outer, inner, cin) in enumerate(levels):
+        prefix, innermost = _anime_prefix(k), k == len(levels) - 1
+        down, up = (0, 3) if k == 0 else (1, 3 if innermost else 5)
+        shapes[f"{prefix}{down}.weight"], shapes[f"{prefix}{down}.bias"] = (inner, cin, 4, 4), (inner,)
+        shapes[f"{prefix}{up}.weight"] = (inner if innermost else inner * 2, outer, 4, 4)
+        shapes[f"{prefix}{up}.bias"] = (outer,)
+    return _random(shapes, 6, scale=1.0)
+
+
+def anime_reference(s: dict[str, torch.Tensor], x: torch.Tensor, level: int = 0) -> torch.Tensor:
+    """The U-Net's output (-1..1) for `x` in -1..1. A block's skip is leaky(x): the original's in-place LeakyReLU."""
+    levels, p = _anime_levels(), _anime_prefix(level)
+    if level == 0:
+        h = anime_reference(s, F.conv2d(x, s[f"{p}0.weight"], s[f"{p}0.bias"], stride=2, padding=1), 1)
+        return torch.tanh(F.conv_transpose2d(F.relu(h), s[f"{p}3.weight"], s[f"{p}3.bias"], stride=2, padding=1))
+    skip = F.leaky_relu(x, 0.2)
+    h = F.conv2d(skip, s[f"{p}1.weight"], s[f"{p}1.bias"], stride=2, padding=1)
+    if level == len(levels) - 1:
+        up = F.conv_transpose2d(F.relu(h), s[f"{p}3.weight"], s[f"{p}3.bias"], stride=2, padding=1)
+    else:
+        h = anime_reference(s, F.instance_norm(h), level + 1)
+        up = F.conv_transpose2d(F.relu(h), s[f"{p}5.weight"], s[f"{p}5.bias"], stride=2, padding=1)
+    return torch.cat([skip, F.instance_norm(up)], 1)

@@ -36,6 +36,7 @@ WEIGHTS: dict[str, Weights] = {
     "pidinet": Weights(_ANNOTATORS, "pidinet", ("table5_pidinet.pth",)),
     "lineart": Weights(_ANNOTATORS, "lineart", ("sk_model.pth",)),
     "lineart_coarse": Weights(_ANNOTATORS, "lineart", ("sk_model2.pth",)),
+    "lineart_anime": Weights(_ANNOTATORS, "lineart_anime", ("netG.pth",)),
     "depth_anything": Weights(
         "LiheYoung/depth-anything-large-hf",
         "depth_anything/depth-anything-large-hf",

@@ -48,6 +48,12 @@ def _load(annotator: str, path: Path) -> Any:
     return load_net(annotator, path)
 
 
+def _anime(net: Any, image: np.ndarray) -> np.ndarray:
+    from .lineart_anime import anime_lines
+
+    return 255 - anime_lines(net, image)
+
+
 def safe_step(x: np.ndarray, step: int = 2) -> np.ndarray:
     """sd-webui-controlnet's ``safe_step``: values in 0..1 floored onto `step` + 1 levels (0, 1/step, … 1+)."""
     y = x.astype(np.float32) * float(step + 1)
@@ -134,6 +140,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "scribble_pidinet": ("pidinet", lambda net, image: pidinet_edges(net, image, safe=False)),
     "lineart_realistic": ("lineart", lineart_lines),
     "lineart_coarse": ("lineart_coarse", lineart_lines),
+    "lineart_anime": ("lineart_anime", _anime),
     "depth_anything": ("depth_anything", lambda net, image: _depth("depth_anything")(net, image)),
     "depth_anything_v2": ("depth_anything_v2", lambda net, image: _depth("depth_anything_v2")(net, image)),
     "depth_midas": ("midas", lambda net, image: _depth("midas")(net, image)),

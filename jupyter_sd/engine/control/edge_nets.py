@@ -240,7 +240,19 @@ def _loaded(net: nn.Module, state: dict[str, torch.Tensor]) -> Any:
     return net.eval().requires_grad_(False)
 
 
-NETS = {"hed": HedNet, "pidinet": PidiNet, "lineart": LineartNet, "lineart_coarse": LineartNet}
+def _anime(state: dict[str, torch.Tensor]) -> nn.Module:
+    from .lineart_anime import AnimeLineartNet
+
+    return AnimeLineartNet.from_state_dict(state)
+
+
+NETS: dict[str, Any] = {
+    "hed": HedNet.from_state_dict,
+    "pidinet": PidiNet.from_state_dict,
+    "lineart": LineartNet.from_state_dict,
+    "lineart_coarse": LineartNet.from_state_dict,
+    "lineart_anime": _anime,
+}
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -263,7 +275,7 @@ def load_net(annotator: str, path: Path) -> nn.Module:
     """`annotator`'s network with the weights at `path`; one line where they are not that network's."""
     state = read_state_dict(path)
     try:
-        return NETS[annotator].from_state_dict(state)
-    except (KeyError, RuntimeError, IndexError) as error:
+        return NETS[annotator](state)
+    except (KeyError, RuntimeError, IndexError, ValueError) as error:
         first = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
         raise ValueError(f"controlnet: {path.name} is not {annotator} weights ({first})") from None

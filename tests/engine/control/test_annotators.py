@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from helpers.annotator_nets import (
+    anime_reference,
+    anime_state,
     hed_reference,
     hed_state,
     lineart_reference,
@@ -148,3 +150,18 @@ def test_weights_of_another_network_are_refused_in_one_line(annotators):
     with pytest.raises(ValueError, match=r"ControlNetHED\.pth is not hed weights") as refused:
         preprocess("softedge_hed", _picture(), RES)
     assert "\n" not in str(refused.value) and len(str(refused.value)) < 200
+
+
+def test_lineart_anime_is_the_unet_output_at_multiples_of_256_inverted(annotators):
+    (annotators / "lineart_anime").mkdir()
+    torch.save({f"module.{k}": v for k, v in anime_state().items()}, annotators / "lineart_anime" / "netG.pth")
+    image = _picture()
+    made = preprocess("lineart_anime", image, RES)
+    padded, (width, height) = _scaled(image)  # 64×128: the network sees it at 256×256
+    scaled = cv2.resize(padded, (256, 256), interpolation=cv2.INTER_CUBIC)
+    with torch.no_grad():
+        line = anime_reference(anime_state(), _as_tensor(scaled, 1 / 127.5) - 1.0)[0, 0] * 127.5 + 127.5
+    line = cv2.resize(line.numpy(), padded.shape[1::-1], interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+    expected = 255 - line[:height, :width]
+    np.testing.assert_allclose(made[:, :, 0], expected, atol=1)
+    assert len(np.unique(made)) > 20
