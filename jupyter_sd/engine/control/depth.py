@@ -76,6 +76,9 @@ def _dpt_depth(model: Any, pixels: Any) -> Any:
     padded picture as it is, so the same steps are taken here with the grid the picture has.
     """
     config = model.config
+    height, width = pixels.shape[2:]
+    if config.is_hybrid:  # its embeddings refuse any size but the config's; the position grid is resized anyway
+        model.dpt.embeddings.image_size = (height, width)
     outputs = model.dpt(pixels, output_hidden_states=True)
     layers = outputs.hidden_states[1:]
     if config.is_hybrid:
@@ -85,7 +88,6 @@ def _dpt_depth(model: Any, pixels: Any) -> Any:
         ]
     else:
         states = [f for i, f in enumerate(layers) if i in config.backbone_out_indices]
-    height, width = pixels.shape[2:]
     return model.head(model.neck(states, height // config.patch_size, width // config.patch_size))
 
 

@@ -125,3 +125,49 @@ def test_midas_map_is_dpt_depth_of_the_picture_in_minus_one_to_one(depth_models)
 def test_midas_runs_on_a_picture_that_is_not_square(depth_models):
     made = preprocess("depth", _picture(70, 90), 64)  # "depth": sd-webui-controlnet 1.0's name for depth_midas
     assert made.shape == (64, 82, 3) and len(np.unique(made)) > 10  # its extremes may lie in the cropped padding
+
+
+def _dpt_hybrid() -> DPTForDepthEstimation:
+    """A tiny DPT-hybrid (a BiT backbone under the ViT), the layout of Intel/dpt-hybrid-midas."""
+    torch.manual_seed(7)
+    backbone = {
+        "global_padding": "same",
+        "layer_type": "bottleneck",
+        "depths": [1, 1, 2],
+        "hidden_sizes": [4, 8, 16],
+        "embedding_dynamic_padding": True,
+        "out_features": ["stage1", "stage2", "stage3"],
+        "num_groups": 2,
+    }
+    config = DPTConfig(
+        is_hybrid=True,
+        backbone_config=backbone,
+        backbone_featmap_shape=[1, 16, 4, 4],
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=64,
+        patch_size=16,
+        neck_hidden_sizes=[8, 8, 8, 16],
+        fusion_hidden_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+        readout_type="project",
+    )
+    return DPTForDepthEstimation(config).eval()
+
+
+def test_midas_hybrid_equals_transformers_at_its_size_and_runs_at_any_other(depth_models):
+    folder = library.models_dir() / "ControlNet" / "annotators" / "midas" / "dpt-hybrid-midas"
+    hybrid = _dpt_hybrid()
+    hybrid.save_pretrained(folder)
+    image = _picture(64, 64)
+    made = preprocess("depth_midas", image, 64)
+    pixels = torch.from_numpy((image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None].copy())
+    with torch.no_grad():
+        depth = hybrid(pixel_values=pixels).predicted_depth[0]  # transformers' own forward, at the config's size
+    depth = depth - depth.min()
+    expected = (depth / depth.max() * 255.0).clip(0, 255).numpy().astype(np.uint8)
+    np.testing.assert_allclose(made[:, :, 0], expected, atol=1)
+    assert len(np.unique(made)) > 20
+    assert preprocess("depth_midas", _picture(70, 90), 64).shape == (64, 82, 3)  # 64×128 padded: any size runs
