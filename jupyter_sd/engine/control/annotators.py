@@ -38,6 +38,11 @@ def loaded_net(annotator: str, module: str) -> Any:
     return _LOADED[key]
 
 
+def unload_annotators() -> None:
+    """Forget every loaded annotator network (their memory is freed; the next use loads them again)."""
+    _LOADED.clear()
+
+
 def _load(annotator: str, path: Path) -> Any:
     if annotator in ("depth_anything", "depth_anything_v2", "midas"):
         from .depth import load_depth_model

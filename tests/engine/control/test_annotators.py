@@ -165,3 +165,21 @@ def test_lineart_anime_is_the_unet_output_at_multiples_of_256_inverted(annotator
     expected = 255 - line[:height, :width]
     np.testing.assert_allclose(made[:, :, 0], expected, atol=1)
     assert len(np.unique(made)) > 20
+
+
+def test_a_network_loads_once_per_weights_file(annotators, monkeypatch):
+    import os
+
+    from jupyter_sd.engine.control import annotators as module
+
+    loads, real = [], module._load
+    monkeypatch.setattr(module, "_load", lambda name, path: loads.append(path) or real(name, path))
+    image = _picture()
+    first = preprocess("softedge_hed", image, RES)
+    preprocess("softedge_hedsafe", image, RES)
+    assert len(loads) == 1  # both modules run the one HED network
+    path = annotators / "hed" / "ControlNetHED.pth"
+    torch.save({k: v * 1.5 for k, v in hed_state().items()}, path)
+    os.utime(path, (1, 1))  # a replaced file (another mtime) is read again
+    assert not np.array_equal(preprocess("softedge_hed", image, RES), first)
+    assert len(loads) == 2

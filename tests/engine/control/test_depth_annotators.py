@@ -171,3 +171,11 @@ def test_midas_hybrid_equals_transformers_at_its_size_and_runs_at_any_other(dept
     np.testing.assert_allclose(made[:, :, 0], expected, atol=1)
     assert len(np.unique(made)) > 20
     assert preprocess("depth_midas", _picture(70, 90), 64).shape == (64, 82, 3)  # 64×128 padded: any size runs
+
+
+def test_a_folder_that_is_not_a_depth_model_is_refused_in_one_line(depth_models):
+    folder = library.models_dir() / "ControlNet" / "annotators" / "depth_anything" / "depth-anything-large-hf"
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="is not a transformers depth model") as refused:
+        preprocess("depth_anything", _picture(64, 64), 64)
+    assert "\n" not in str(refused.value)
