@@ -47,6 +47,7 @@ WEIGHTS: dict[str, Weights] = {
         "depth_anything_v2/Depth-Anything-V2-Large-hf",
         ("config.json", "model.safetensors"),
     ),
+    "zoe": Weights("Intel/zoedepth-nyu", "zoedepth/zoedepth-nyu", ("config.json", "model.safetensors")),
     "midas": Weights("Intel/dpt-hybrid-midas", "midas/dpt-hybrid-midas", ("config.json", "model.safetensors")),
 }
 """Annotator → its weights (transformers' converted Depth Anything / DPT repos for the depth ones)."""

@@ -44,7 +44,7 @@ def unload_annotators() -> None:
 
 
 def _load(annotator: str, path: Path) -> Any:
-    if annotator in ("depth_anything", "depth_anything_v2", "midas"):
+    if annotator in ("depth_anything", "depth_anything_v2", "midas", "zoe"):
         from .depth import load_depth_model
 
         return load_depth_model(path)
@@ -131,9 +131,9 @@ def _net_device(net: Any) -> Any:
 
 
 def _depth(annotator: str) -> Callable[[Any, np.ndarray], np.ndarray]:
-    from .depth import depth_anything_map, midas_map
+    from .depth import depth_anything_map, midas_map, zoe_map
 
-    return midas_map if annotator == "midas" else depth_anything_map
+    return {"midas": midas_map, "zoe": zoe_map}.get(annotator, depth_anything_map)
 
 
 ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
@@ -149,6 +149,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "depth_anything": ("depth_anything", lambda net, image: _depth("depth_anything")(net, image)),
     "depth_anything_v2": ("depth_anything_v2", lambda net, image: _depth("depth_anything_v2")(net, image)),
     "depth_midas": ("midas", lambda net, image: _depth("midas")(net, image)),
+    "depth_zoe": ("zoe", lambda net, image: _depth("zoe")(net, image)),
 }
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
 

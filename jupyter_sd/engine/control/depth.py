@@ -7,6 +7,8 @@ The resize and normalization are done here with OpenCV and numpy (no image proce
   of 14 ("lower bound"), normalized with ImageNet's mean and std; the predicted depth resized back (bilinear),
   stretched to 0..255 by its minimum and maximum and truncated to 8 bits.
 - ``depth_midas``: the picture as it is, in -1..1; the depth stretched by its minimum and maximum to 0..255.
+- ``depth_zoe``: ZoeDepth's own ``infer`` (reflect padding, flip averaging, its 384×512 input scaling); the
+  depth's 2nd..85th percentiles stretched to 255..0.
 """
 
 from __future__ import annotations
@@ -112,3 +114,47 @@ def midas_map(model: Any, image: np.ndarray) -> np.ndarray:
     depth = depth[0] - depth[0].min()
     depth = depth / depth.max()
     return (depth.cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
+
+
+ZOE_NET = (384, 512)
+"""ZoeD_N's input size (height, width); a picture is scaled by the factor of the two that changes it least."""
+
+
+def zoe_size(height: int, width: int) -> tuple[int, int]:
+    """ZoeDepth's input size for a `height`×`width` picture: aspect kept, the least scaling, multiples of 32."""
+    scale_h, scale_w = ZOE_NET[0] / height, ZOE_NET[1] / width
+    scale = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
+    return int(np.round(scale * height / 32) * 32), int(np.round(scale * width / 32) * 32)
+
+
+def _zoe_padded(model: Any, x: Any) -> Any:
+    """ZoeDepth's metric depth of `x` (1×3×H×W, 0..1).
+
+    Reflect-padded by ⌊√(side/2)·3⌋, scaled (bilinear, corners aligned), in -1..1; the output brought back
+    (bicubic) to the padded size and the padding cropped off.
+    """
+    import torch.nn.functional as F  # noqa: N812
+
+    pad_h, pad_w = int(np.sqrt(x.shape[2] / 2) * 3), int(np.sqrt(x.shape[3] / 2) * 3)
+    padded = F.pad(x, [pad_w, pad_w, pad_h, pad_h], mode="reflect")
+    scaled = F.interpolate(padded, zoe_size(*padded.shape[2:]), mode="bilinear", align_corners=True)
+    depth = model(pixel_values=(scaled - 0.5) / 0.5).predicted_depth[:, None].float()
+    if depth.shape[-2:] != padded.shape[-2:]:
+        depth = F.interpolate(depth, padded.shape[-2:], mode="bicubic", align_corners=False)
+    return depth[:, :, pad_h : depth.shape[2] - pad_h, pad_w : depth.shape[3] - pad_w]
+
+
+def zoe_map(model: Any, image: np.ndarray) -> np.ndarray:
+    """ZoeDepth's grey map of `image`, as sd-webui-controlnet's ``depth_zoe``.
+
+    The mean of the picture's and its mirror's depth; the 2nd percentile white, the 85th black (near is white).
+    """
+    import torch
+
+    parameter = next(model.parameters())
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(parameter.device, parameter.dtype).permute(2, 0, 1)[None] / 255
+    with torch.no_grad():
+        depth = (_zoe_padded(model, x) + torch.flip(_zoe_padded(model, torch.flip(x, [3])), [3])) / 2
+    depth = depth[0, 0].cpu().numpy()
+    low, high = np.percentile(depth, 2), np.percentile(depth, 85)
+    return ((1.0 - (depth - low) / (high - low)) * 255.0).clip(0, 255).astype(np.uint8)

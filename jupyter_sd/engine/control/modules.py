@@ -69,6 +69,7 @@ MODULES: dict[str, Module] = {
                 "lineart_coarse",
                 "lineart_anime",
                 "depth_midas",
+                "depth_zoe",
                 "depth_anything",
                 "depth_anything_v2",
             )
@@ -91,7 +92,7 @@ ALIASES = {
 }
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
-_DEPTH = "depth weights (LeReS/ZoeDepth/Marigold)"
+_DEPTH = "depth weights (LeReS/Marigold)"
 _POSE = "OpenPose/DWPose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
     "inpaint_only+lama": "LaMa inpainting weights (big-lama)",
@@ -99,7 +100,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
         (
             "depth_leres",
             "depth_leres++",
-            "depth_zoe",
             "depth_hand_refiner",
             "depth_marigold",
         ),

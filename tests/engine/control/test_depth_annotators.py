@@ -4,6 +4,8 @@ annotators' weights go, against sd-webui-controlnet's pre- and post-processing w
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from transformers import (
 )
 
 from jupyter_sd import library
-from jupyter_sd.engine.control.depth import net_size
+from jupyter_sd.engine.control.depth import net_size, zoe_size
 from jupyter_sd.engine.control.preprocessors import preprocess
 
 
@@ -179,3 +181,69 @@ def test_a_folder_that_is_not_a_depth_model_is_refused_in_one_line(depth_models)
     with pytest.raises(ValueError, match="is not a transformers depth model") as refused:
         preprocess("depth_anything", _picture(64, 64), 64)
     assert "\n" not in str(refused.value)
+
+
+def _zoe() -> Any:
+    from transformers import BeitConfig, ZoeDepthConfig, ZoeDepthForDepthEstimation
+
+    torch.manual_seed(9)
+    backbone = BeitConfig(
+        image_size=64,
+        patch_size=16,
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+        use_relative_position_bias=True,
+        add_fpn=False,
+    )
+    config = ZoeDepthConfig(
+        backbone_config=backbone,
+        neck_hidden_sizes=[4, 8, 8, 16],
+        fusion_hidden_size=8,
+        reassemble_hidden_size=16,
+        num_relative_features=8,
+        bin_embedding_dim=8,
+        num_attractors=[4, 4, 4, 4],
+        bin_configurations=[{"n_bins": 8, "min_depth": 1e-3, "max_depth": 10.0, "name": "nyu"}],
+        bottleneck_features=8,
+        patch_size=16,
+    )
+    model = ZoeDepthForDepthEstimation(config).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # its initialisation gives a constant depth: every parameter random instead
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    return model
+
+
+def test_zoe_input_scales_the_least_to_384_by_512_in_multiples_of_32():
+    assert zoe_size(384, 512) == (384, 512)
+    assert zoe_size(96, 176) == (288, 512)  # ×2.91 (width) changes less than ×4 (height)
+    assert zoe_size(600, 400) == (768, 512)  # ×1.28 (width) changes less than ×0.64
+
+
+def test_zoe_map_is_its_flip_averaged_padded_depth_between_percentiles(depth_models):
+    zoe = _zoe()
+    zoe.save_pretrained(library.models_dir() / "ControlNet" / "annotators" / "zoedepth" / "zoedepth-nyu")
+    image = _picture(70, 90)  # at 64: 64×82, padded to 64×128; Zoe pads 16 and 24 more (reflect): 96×176
+    made = preprocess("depth_zoe", image, 64)
+    scaled = cv2.resize(image, (82, 64), interpolation=cv2.INTER_AREA)
+    padded = np.pad(scaled, [[0, 0], [0, 46], [0, 0]], mode="edge")
+    x = torch.from_numpy(padded.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    depths = []
+    for flip in (False, True):
+        xi = torch.flip(x, [3]) if flip else x
+        big = F.pad(xi, [24, 24, 16, 16], mode="reflect")
+        net = F.interpolate(big, (288, 512), mode="bilinear", align_corners=True) * 2 - 1
+        with torch.no_grad():
+            d = zoe(pixel_values=net).predicted_depth[:, None]
+        d = F.interpolate(d, (96, 176), mode="bicubic", align_corners=False)[:, :, 16:-16, 24:-24]
+        depths.append(torch.flip(d, [3]) if flip else d)
+    depth = ((depths[0] + depths[1]) / 2)[0, 0].numpy()
+    low, high = np.percentile(depth, 2), np.percentile(depth, 85)
+    expected = ((1 - (depth - low) / (high - low)) * 255).clip(0, 255).astype(np.uint8)[:, :82]
+    np.testing.assert_allclose(made[:, :, 0], expected, atol=1)
+    assert len(np.unique(made)) > 20
