@@ -266,7 +266,8 @@ class UnitTab(widgets.VBox):
         """Show `unit`'s settings and picture; None resets the tab (off, no picture, defaults)."""
         given, unit = unit is not None, unit if unit is not None else ControlUnit()
         _choose(self.module, unit.module)
-        _choose(self.model, unit.model)
+        known = unit.model in self.model.options or not unit.model_hash
+        _choose(self.model, unit.model if known else f"{unit.model} [{unit.model_hash}]")  # keep a recipe's hash
         for name in ("weight", "guidance_start", "guidance_end", "control_mode", "resize_mode"):
             getattr(self, name).value = getattr(unit, name)
         self.pixel_perfect.value = unit.pixel_perfect

@@ -38,6 +38,7 @@ SECTIONS = {
         "hires_guidance",
         "hires_prompt",
     ),
+    "controlnet": ("controlnet",),
 }
 """Fields shown in a section of their own, hidden under a toggle until used; while a section is off its fields
 keep their declared defaults in the request (what the panel shows is what it paints)."""
@@ -295,9 +296,7 @@ class Controls:
             "img2img": Section("img2img", "img2img / inpaint", "Start from a picture: upload one or send one here"),
             "inpaint": Section("inpaint", "inpaint: paint a mask", "Repaint only where you paint over the picture"),
             "hires": Section("hires", "Hires fix", "Paint small, upscale, then denoise again at the bigger size"),
-            "controlnet": Section(
-                "controlnet", "ControlNet", "Guide the picture with control maps: edges, pose, depth"
-            ),
+            "controlnet": Section("controlnet", "ControlNet", "Guide the picture with maps: edges, pose, depth"),
         }
         self.sections["inpaint"].toggle.observe(self._inpaint_needs_init, names="value")
         self.sections["img2img"].toggle.observe(self._one_mode, names="value")

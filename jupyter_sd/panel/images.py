@@ -107,6 +107,8 @@ class ImageInput(widgets.VBox):
             w["outpaint"] = OutpaintControl(text.value, extras)
             text.close()
             img2img.append(w["outpaint"])
+            for box in w["outpaint"].sides.values():
+                box.observe(lambda _: self.picture is not None and self._fit_size(self.picture), names="value")
         inpaint = controls.sections["inpaint"]
         inpaint.box.children = (self.painter, self.mask_about, *[w[n] for n in controls.section_fields("inpaint")])
         super().__init__(
@@ -179,6 +181,10 @@ class ImageInput(widgets.VBox):
         self.about.value = f"<small>{image.width}×{image.height}{where}</small>"
 
     def _fit_size(self, image: Image.Image) -> None:
+        """Paint at the picture's size when it is a valid one; when outpainting, at the grown picture's (native)."""
+        if "outpaint" in self.controls.widgets and self.controls.widgets["outpaint"].value:
+            self.controls.size.set(None, None)
+            return
         low, high = self.controls.fields["width"].metadata["range"]
         width, height = image.size
         if all(low <= side <= high and side % 8 == 0 for side in (width, height)):
