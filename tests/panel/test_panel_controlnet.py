@@ -74,7 +74,7 @@ def test_three_unit_tabs_with_modules_and_the_folders_models(panel):
     assert panel.controls.widgets["controlnet"] is section
     assert [section.get_title(i) for i in range(3)] == ["Unit 0", "Unit 1", "Unit 2"]
     more = panel.controls.more().children[0].children
-    assert section not in more and not any(isinstance(w, widgets.Textarea) and w.value == "" for w in more[:0])
+    assert section not in more and not any("jupyter-sd-controlnet" in w._dom_classes for w in more)  # no text box
     tab = section.units[0]
     # sd-webui-controlnet's built-in names are offered, and the weighted ones after them
     assert {"none", "canny", "invert", "blur_gaussian", "shuffle", "tile_resample", "inpaint_only"} <= set(
@@ -87,6 +87,10 @@ def test_three_unit_tabs_with_modules_and_the_folders_models(panel):
     tab.refresh.click()
     assert panel_models.stem in tab.model.options
     assert not panel.controls.sections["controlnet"].on and panel.controls.values()["controlnet"] == ()
+    xyz_types = panel.children[-1].rows["x"][0].options  # the X/Y/Z section offers the unit axes
+    assert {"[ControlNet] Weight", "[ControlNet] Guidance End", "[ControlNet] Model", "[ControlNet 1] Weight"} <= set(
+        xyz_types
+    )
 
 
 def test_module_sliders_follow_sd_webui_controlnet(panel):
