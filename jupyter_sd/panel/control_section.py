@@ -228,7 +228,7 @@ class UnitTab(widgets.VBox):
             slider.layout.display = "none" if hidden else ""
             if spec is None or change is not None and change["owner"] is self.pixel_perfect:
                 continue
-            whole = all(float(x).is_integer() for x in (spec.minimum, spec.maximum, spec.default))
+            whole = isinstance(spec.minimum, int) and isinstance(spec.maximum, int)  # declared 1..255, not 1.0..8.0
             with slider.hold_sync():
                 slider.max = max(slider.max, spec.maximum)
                 slider.min, slider.max = spec.minimum, spec.maximum

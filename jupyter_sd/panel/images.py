@@ -108,7 +108,7 @@ class ImageInput(widgets.VBox):
             text.close()
             img2img.append(w["outpaint"])
             for box in w["outpaint"].sides.values():
-                box.observe(lambda _: self.picture is not None and self._fit_size(self.picture), names="value")
+                box.observe(self._outpaint_changed, names="value")
         inpaint = controls.sections["inpaint"]
         inpaint.box.children = (self.painter, self.mask_about, *[w[n] for n in controls.section_fields("inpaint")])
         super().__init__(
@@ -189,6 +189,10 @@ class ImageInput(widgets.VBox):
         width, height = image.size
         if all(low <= side <= high and side % 8 == 0 for side in (width, height)):
             self.controls.size.set(width, height)
+
+    def _outpaint_changed(self, change: Any = None) -> None:
+        if self.picture is not None:
+            self._fit_size(self.picture)
 
     def _uploaded(self, change: Any = None) -> None:
         files = uploaded_files(self.upload.value)

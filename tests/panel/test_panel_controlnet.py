@@ -105,6 +105,11 @@ def test_module_sliders_follow_sd_webui_controlnet(panel):
     sigma = tab.sliders["threshold_a"]
     assert (sigma.description, sigma.min, sigma.max, sigma.value, sigma.step) == ("Sigma", 0.01, 64, 9, 0.01)
     assert tab.sliders["threshold_b"].layout.display == "none" and tab.fields()["threshold_b"] == -1
+    tab.module.value = "tile_resample"  # a rate of 1.0-8.0 moves in hundredths, as in the extension
+    rate = tab.sliders["threshold_a"]
+    assert (rate.description, rate.min, rate.max, rate.value, rate.step) == ("Down Sampling Rate", 1, 8, 1, 0.01)
+    assert tab.sliders["processor_res"].layout.display == "none"
+    tab.module.value = "blur_gaussian"
     tab.pixel_perfect.value = True  # Pixel Perfect picks the resolution: its slider goes, its value is -1
     assert res.layout.display == "none" and tab.fields()["processor_res"] == -1 and sigma.value == 9
 
