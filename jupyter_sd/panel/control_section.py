@@ -232,7 +232,7 @@ class UnitTab(widgets.VBox):
             with slider.hold_sync():
                 slider.max = max(slider.max, spec.maximum)
                 slider.min, slider.max = spec.minimum, spec.maximum
-                slider.step = 1.0 if whole else 0.01
+                slider.step, slider.readout_format = (1.0, ".0f") if whole else (0.01, ".2f")
                 slider.value, slider.description = spec.default, spec.label
 
     def fields(self) -> dict[str, Any]:
@@ -293,6 +293,9 @@ class UnitTab(widgets.VBox):
             made = unit_map(unit_from_dict(self.fields()), np.asarray(picture), width, height)
         except ValueError as error:
             self.say(str(error))
+            return None
+        except ImportError:  # OpenCV is an extra
+            self.say("controlnet: the preprocessors need OpenCV: pip install 'jupyter_sd[controlnet]'")
             return None
         self.detected = made.detected
         shown = Image.fromarray(np.ascontiguousarray(made.detected[:, :, :3]).astype(np.uint8))
