@@ -25,7 +25,7 @@ NATIVE, CUSTOM = "native", "custom"
 MAIN_FIELDS = ("prompt", "negative_prompt", "steps", "guidance", "seed", "sampler", "schedule", "n", "model", "preview")
 """Fields shown up front (width and height are the size row); every other field goes under "More options"."""
 SECTIONS = {
-    "img2img": ("init", "strength", "resize_mode"),
+    "img2img": ("init", "strength", "resize_mode", "outpaint", "outpaint_blend", "outpaint_noise"),
     "inpaint": ("mask", "mask_blur", "inpaint_area", "padding", "masked_content", "invert_mask"),
     "hires": (
         "hires",
@@ -38,6 +38,7 @@ SECTIONS = {
         "hires_guidance",
         "hires_prompt",
     ),
+    "controlnet": ("controlnet",),
 }
 """Fields shown in a section of their own, hidden under a toggle until used; while a section is off its fields
 keep their declared defaults in the request (what the panel shows is what it paints)."""
@@ -295,6 +296,7 @@ class Controls:
             "img2img": Section("img2img", "img2img / inpaint", "Start from a picture: upload one or send one here"),
             "inpaint": Section("inpaint", "inpaint: paint a mask", "Repaint only where you paint over the picture"),
             "hires": Section("hires", "Hires fix", "Paint small, upscale, then denoise again at the bigger size"),
+            "controlnet": Section("controlnet", "ControlNet", "Guide the picture with maps: edges, pose, depth"),
         }
         self.sections["inpaint"].toggle.observe(self._inpaint_needs_init, names="value")
         self.sections["img2img"].toggle.observe(self._one_mode, names="value")
@@ -389,7 +391,7 @@ class Controls:
                 if not self.fields[name].metadata.get("models"):
                     continue
                 widget.options = (*widget.options, value)  # an upscaler model added to the folder since
-            if isinstance(value, tuple):  # ControlNet units
+            if isinstance(value, tuple) and isinstance(widget, widgets.Textarea):  # units, as text
                 value = units_text(value)
             if value is not None:
                 widget.value = value

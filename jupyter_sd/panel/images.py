@@ -1,4 +1,4 @@
-"""The panel's img2img / inpaint section: the init picture (upload, last picture, a gallery item) and its mask.
+"""The panel's img2img / inpaint section: the init picture (upload, last picture, a gallery item), its mask, outpaint.
 
 An uploaded picture (or an unsaved gallery one) is written once into the output folder as ``init-HASH.png``
 (`store.save_input`, named by content), so the *Init image* box and every recipe name a real file. The painted
@@ -22,6 +22,7 @@ from ..painting.store import save_input
 from ..recipe.result import png_bytes
 from .controls import Controls, set_tooltip
 from .mask import MaskPainter
+from .outpaint_control import OutpaintControl
 
 THUMB_WIDTH = "128"
 
@@ -100,7 +101,14 @@ class ImageInput(widgets.VBox):
         self.mask_about = widgets.HTML(value="")
         self.mask_about.add_class("jupyter-sd-mask-about")
         w = controls.widgets
-        img2img = [w[n] for n in controls.section_fields("img2img")]
+        img2img = [w[n] for n in controls.section_fields("img2img") if not n.startswith("outpaint")]
+        if "outpaint" in w:  # the four directions replace the generated text box (blend and noise go with them)
+            text, extras = w["outpaint"], tuple(w[n] for n in ("outpaint_blend", "outpaint_noise") if n in w)
+            w["outpaint"] = OutpaintControl(text.value, extras)
+            text.close()
+            img2img.append(w["outpaint"])
+            for box in w["outpaint"].sides.values():
+                box.observe(self._outpaint_changed, names="value")
         inpaint = controls.sections["inpaint"]
         inpaint.box.children = (self.painter, self.mask_about, *[w[n] for n in controls.section_fields("inpaint")])
         super().__init__(
@@ -173,10 +181,18 @@ class ImageInput(widgets.VBox):
         self.about.value = f"<small>{image.width}×{image.height}{where}</small>"
 
     def _fit_size(self, image: Image.Image) -> None:
+        """Paint at the picture's size when it is a valid one; when outpainting, at the grown picture's (native)."""
+        if "outpaint" in self.controls.widgets and self.controls.widgets["outpaint"].value:
+            self.controls.size.set(None, None)
+            return
         low, high = self.controls.fields["width"].metadata["range"]
         width, height = image.size
         if all(low <= side <= high and side % 8 == 0 for side in (width, height)):
             self.controls.size.set(width, height)
+
+    def _outpaint_changed(self, change: Any = None) -> None:
+        if self.picture is not None:
+            self._fit_size(self.picture)
 
     def _uploaded(self, change: Any = None) -> None:
         files = uploaded_files(self.upload.value)

@@ -21,6 +21,7 @@ from ..painting import session as painter
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
 from ..recipe.values import option_fields
+from .control_section import ControlSection
 from .controls import Controls, control_for, set_tooltip
 from .gallery import Gallery, Item
 from .images import ImageInput
@@ -106,14 +107,17 @@ class Panel(widgets.VBox):
         sections = self.controls.sections
         sections["img2img"].box.children = (self.images,)
         sections["hires"].box.children = tuple(self.controls.widgets[n] for n in self.controls.section_fields("hires"))
+        self.control_units = ControlSection(self.controls, self._folder)
+        sections["controlnet"].box.children = (self.control_units,)
         title = widgets.HTML(value="<b>jupyter_sd</b> · panel")
         super().__init__(
             [
                 title,
                 *self.controls.main_rows(),
-                widgets.HBox([sections["img2img"].toggle, sections["hires"].toggle]),
+                widgets.HBox([sections["img2img"].toggle, sections["hires"].toggle, sections["controlnet"].toggle]),
                 sections["img2img"].box,
                 sections["hires"].box,
+                sections["controlnet"].box,
                 self.controls.more(),
                 widgets.HBox([self.generate_button, self.stop_button]),
                 self.live,

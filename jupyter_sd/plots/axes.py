@@ -20,6 +20,7 @@ from typing import Any
 
 from ..recipe.request import PaintRequest
 from ..recipe.values import field_kind, option_fields, parse_size
+from .control_axes import control_axes
 
 _ALLOWED_NUMBERS = "numbers, ranges like 1-5 or 1-9 (+2), counts like 1-10 [5]"
 
@@ -153,7 +154,7 @@ the prompt. Every other flagged option becomes an axis of its own (see `axes`)."
 
 
 def axes() -> list[Axis]:
-    """Every axis: the special ones, then one per flagged `PaintRequest` option that no special axis covers.
+    """Every axis: the special ones, sd-webui-controlnet's unit axes, then one per other flagged option.
 
     Generated from the fields at each call, so an option another module adds is an axis at once.
     """
@@ -166,7 +167,8 @@ def axes() -> list[Axis]:
         label = meta["infotext"] or max(meta["flags"], key=len).lstrip("-")
         kind = field_kind(f)
         generated.append(Axis(label, kind if kind in ("int", "float", "bool") else "str", f.name, 1.0 * meta["kernel"]))
-    return [*SPECIAL_AXES, *generated]
+    control = [Axis(name, kind, None, cost, names, apply=fn) for name, kind, cost, names, fn in control_axes()]
+    return [*SPECIAL_AXES, *control, *generated]
 
 
 def find_axis(name: str, which: str = "x") -> Axis:

@@ -237,3 +237,47 @@ def test_panel_upload_and_mask_painter_messages(kernel):
     assert np.array_equal(np.asarray(Image.open(saved).convert("L")), np.asarray(mask))
     recipe = load_request(saved.with_name(saved.name.replace("-mask", "")))
     assert recipe.mode == "inpaint" and recipe.mask == str(saved.resolve())
+
+
+def test_panel_controlnet_unit_upload_and_preview_map(kernel):
+    """A ControlNet unit driven by a browser's messages: its picture uploaded, canny chosen with its sliders, and
+    *preview map* sends back the detected map, which is OpenCV's Canny of the picture (a 64-pixel picture at
+    Processor Res 64 is not rescaled)."""
+    from io import BytesIO
+
+    import cv2
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    picture = Image.new("RGB", (64, 64), (20, 40, 200))
+    ImageDraw.Draw(picture).rectangle((12, 20, 40, 52), fill=(240, 220, 30))
+    buffer = BytesIO()
+    picture.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    outputs = kernel.execute(f"%paint panel --model {kernel.model} --steps 2")
+    panel = kernel.displayed(outputs)
+    first = lambda css: kernel.find(css, panel)[0]  # noqa: E731  (unit 0's control of each kind)
+    kernel.set(kernel.one("jupyter-sd-controlnet-toggle", panel), value=True)
+    upload = first("jupyter-sd-cn-upload")
+    if kernel.execute("import ipywidgets; print(ipywidgets.__version__)")[0]["text"].startswith("7"):
+        meta = {"name": "p.png", "type": "image/png", "size": len(data), "lastModified": 0}
+        kernel.set_binary(upload, {"metadata": [meta], "data": [None], "_counter": 1}, {("data", 0): data})
+    else:
+        meta = {"name": "p.png", "type": "image/png", "size": len(data), "last_modified": 0}
+        kernel.set_binary(upload, {"value": [meta]}, {("value", 0, "content"): data})
+    enable = first("jupyter-sd-cn-enable")
+    kernel.wait_for(lambda: kernel.state(enable)["value"], 10, "the unit switched on by its upload")
+    module = first("jupyter-sd-cn-module")
+    kernel.set(module, index=list(kernel.state(module)["_options_labels"]).index("canny"))
+    low = first("jupyter-sd-cn-threshold-a")
+    kernel.wait_for(lambda: kernel.state(low)["description"] == "Low Threshold", 10, "canny's sliders")
+    kernel.set(first("jupyter-sd-cn-processor-res"), value=64.0)
+    kernel.set(low, value=40.0)
+    kernel.set(first("jupyter-sd-cn-threshold-b"), value=90.0)
+    shown = first("jupyter-sd-cn-map")
+    kernel.click(first("jupyter-sd-cn-preview"))
+    kernel.wait_for(lambda: kernel.state(shown).get("value", b"")[:4] == b"\x89PNG", 30, "the detected map")
+    detected = np.asarray(Image.open(BytesIO(bytes(kernel.state(shown)["value"]))))
+    np.testing.assert_array_equal(detected[:, :, 0], cv2.Canny(np.asarray(picture), 40, 90))
+    units = kernel.execute("print(_.control_units.value[0]['module'], len(_.control_units.value))")
+    assert units[0]["text"].split() == ["canny", "1"]
