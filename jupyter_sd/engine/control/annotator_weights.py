@@ -74,9 +74,10 @@ def _present(weights: Weights) -> Path | None:
 
 
 def _refusal(module: str, weights: Weights, why: str) -> str:
-    where = annotators_dir() / weights.folder / (weights.files[0] if len(weights.files) == 1 else "")
+    where = Path("ControlNet", "annotators", weights.folder, weights.files[0] if len(weights.files) == 1 else "")
     files = "" if len(weights.files) == 1 else f" ({', '.join(weights.files)})"
-    return f"controlnet: {module} needs {where}{files} ({why}); from huggingface.co/{weights.repo}"
+    text = f"controlnet: {module} needs {where.as_posix()}{files} in the models folder ({why}); hub: "
+    return text + weights.repo  # the folder's own path is left out: on Drive it alone can pass 100 characters
 
 
 def _fetch_small(url: str, path: Path) -> None:
@@ -131,7 +132,7 @@ def annotator_weights(annotator: str, module: str | None = None) -> Path:
         _download(weights)
     except ValueError as error:
         reason = re.sub(r"https?://\S+", "the hub", str(error).removeprefix("download: "))
-        raise ValueError(_refusal(module, weights, f"download failed: {reason[:50]}")) from None
+        raise ValueError(_refusal(module, weights, f"download failed: {reason.split(';')[0][:60]}")) from None
     found = _present(weights)
     if found is None:  # pragma: no cover - _download raises or leaves every file
         raise ValueError(_refusal(module, weights, "the download left no file"))
