@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import FEATURES, Family
+from .chroma import FAMILY as CHROMA
 from .flux import FAMILY as FLUX
 from .sd1 import FAMILY as SD1
 from .sd2 import FAMILY as SD2
@@ -19,6 +20,7 @@ from .sd3 import FAMILY as SD3
 from .sdxl import FAMILY as SDXL
 
 __all__ = [
+    "CHROMA",
     "FAMILIES",
     "FEATURES",
     "FLUX",
@@ -33,7 +35,8 @@ __all__ = [
 ]
 __all__ += ["family_of_checkpoint", "family_of_folder"]
 
-FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, FLUX, SD3)
+FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, CHROMA, FLUX, SD3)
+"""(Chroma before Flux: a Chroma file has Flux's block names too.)"""
 
 
 def family_named(name: str) -> Family:

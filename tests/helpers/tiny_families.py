@@ -1,0 +1,59 @@
+"""Tiny random Chroma, Z-Image, Qwen-Image and Flux.2 klein pipelines built from config, saved as folders.
+
+Their language-model text encoders (Qwen3, Qwen2.5-VL) are a few layers 16 wide over a byte-level tokenizer made
+with `tokenizers` (one token per byte, Qwen's chat markers as special tokens): nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers.tiny_flow import T5_WIDTH, flow_vae, t5_encoder, t5_tokenizer
+
+QWEN_WIDTH = 16
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def flux_scheduler():
+    """The dynamic-shift flow-matching Euler config Flux, Chroma and Qwen-Image ship."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                           base_image_seq_len=256, max_image_seq_len=4096)  # fmt: skip
+
+
+def qwen_tokenizer():
+    """A byte-level Qwen2 tokenizer: one token per byte, ``<|endoftext|>`` (pad), ``<|im_start|>``, ``<|im_end|>``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    backend = Tokenizer(models.BPE(vocab={char: i for i, char in enumerate(alphabet)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=backend, pad_token="<|endoftext|>", eos_token="<|im_end|>",
+                                   unk_token=None, bos_token=None)  # fmt: skip
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def make_tiny_chroma(folder: str | Path, seed: int = 0) -> Path:
+    """A ChromaPipeline: one double and one single block over Flux's packed 16 channels, a T5 encoder."""
+    import torch
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = t5_tokenizer()
+    transformer = ChromaTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                           attention_head_dim=16, num_attention_heads=2, joint_attention_dim=T5_WIDTH,
+                                           axes_dims_rope=(4, 4, 8), approximator_hidden_dim=32, approximator_layers=1,
+                                           approximator_num_channels=16)  # fmt: skip
+    pipe = ChromaPipeline(scheduler=flux_scheduler(), vae=flow_vae(), text_encoder=t5_encoder(len(tokenizer)).eval(),
+                          tokenizer=tokenizer, transformer=transformer)  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder
