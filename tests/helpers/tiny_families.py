@@ -57,3 +57,29 @@ def make_tiny_chroma(folder: str | Path, seed: int = 0) -> Path:
                           tokenizer=tokenizer, transformer=transformer)  # fmt: skip
     pipe.save_pretrained(folder)
     return folder
+
+
+def make_tiny_zimage(folder: str | Path, seed: int = 0) -> Path:
+    """A ZImagePipeline: two single-stream layers 32 wide over Flux's 16 channels, a two-layer Qwen3 16 wide."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = qwen_tokenizer()
+    transformer = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32,
+                                           n_layers=2, n_refiner_layers=1, n_heads=2, n_kv_heads=2, norm_eps=1e-5,
+                                           qk_norm=True, cap_feat_dim=QWEN_WIDTH, rope_theta=256.0, t_scale=1000.0,
+                                           axes_dims=[8, 4, 4], axes_lens=[256, 32, 32])  # fmt: skip
+    with torch.no_grad():  # (made with torch.empty)
+        transformer.x_pad_token.normal_()
+        transformer.cap_pad_token.normal_()
+    config = Qwen3Config(hidden_size=QWEN_WIDTH, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, head_dim=8, vocab_size=len(tokenizer),
+                         max_position_embeddings=1024)  # fmt: skip
+    encoder = Qwen3Model(config).eval()
+    pipe = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=flow_vae(), text_encoder=encoder,
+                          tokenizer=tokenizer, transformer=transformer)  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder

@@ -18,6 +18,7 @@ from .sd1 import FAMILY as SD1
 from .sd2 import FAMILY as SD2
 from .sd3 import FAMILY as SD3
 from .sdxl import FAMILY as SDXL
+from .zimage import FAMILY as ZIMAGE
 
 __all__ = [
     "CHROMA",
@@ -28,6 +29,7 @@ __all__ = [
     "SD2",
     "SD3",
     "SDXL",
+    "ZIMAGE",
     "Family",
     "family_for_class",
     "family_named",
@@ -35,7 +37,7 @@ __all__ = [
 ]
 __all__ += ["family_of_checkpoint", "family_of_folder"]
 
-FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, CHROMA, FLUX, SD3)
+FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, CHROMA, FLUX, SD3, ZIMAGE)
 """(Chroma before Flux: a Chroma file has Flux's block names too.)"""
 
 

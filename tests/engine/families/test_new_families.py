@@ -41,14 +41,15 @@ class Spec:
 
 
 SPECS = {
-    "Chroma": Spec(
-        "Chroma",
-        tiny_families.make_tiny_chroma,
-        "ChromaPipeline",
-        lambda g: {"guidance_scale": g},
-        {"steps": 40, "guidance": 3.0, "sampler": "Euler", "emphasis": "None"},
-    ),  # fmt: skip
-}
+    spec.name: spec
+    for spec in (
+        Spec("Chroma", tiny_families.make_tiny_chroma, "ChromaPipeline", lambda g: {"guidance_scale": g},
+             {"steps": 40, "guidance": 3.0, "sampler": "Euler", "emphasis": "None"}),
+        Spec("Z-Image", tiny_families.make_tiny_zimage, "ZImagePipeline",
+             lambda g: {"guidance_scale": g - 1},  # its g guides as pos + g·(pos − neg)
+             {"steps": 9, "guidance": 1.0, "sampler": "Euler", "emphasis": "None"}),
+    )
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=list(SPECS))
@@ -172,3 +173,27 @@ def test_what_it_cannot_do_yet_is_one_line(engine, family, changes, message):
         engine.generate(_request(folder, **changes), pictures=pictures)
     text = str(info.value)
     assert text.startswith(message.format(name=spec.name)) and "\n" not in text and len(text) < 200
+
+
+def test_a1111_noise_and_variation_seeds_reach_its_pipeline(engine, family):
+    """The default (A1111 GPU) noise is ours, not diffusers': it must reach the pipeline in the latents it takes."""
+    spec, folder = family
+    base = _request(folder, rng="gpu", steps=2, seed=6)
+    plain, varied, again = (
+        engine.generate(base),
+        engine.generate(base.replace(variation_seed=9, variation_strength=0.5)),
+        engine.generate(base),
+    )
+    assert plain.images[0].size == varied.images[0].size == (32, 32) and pixels(plain.images[0]).std() > 1
+    assert np.array_equal(pixels(plain.images[0]), pixels(again.images[0]))
+    assert np.abs(pixels(plain.images[0]) - pixels(varied.images[0])).max() > 1
+    assert "Variation seed: 9" in varied.infotext(0)
+
+
+def test_a_turbo_model_keeps_its_family_defaults_not_sd_turbos(tmp_path):
+    """A folder named Z-Image-Turbo is not SD-Turbo: no few-step preset (Euler a, SGM Uniform) is applied to it."""
+    folder = tiny_families.make_tiny_zimage(tmp_path / "Z-Image-Turbo")
+    recorder = Recorder()
+    result = Engine().generate(_request(folder, steps=2, guidance=5.0), recorder)
+    assert not [line for line in recorder.notices if "preset" in line.lower() or "SD-Turbo" in line]
+    assert "Sampler: Euler, Schedule type: Automatic, CFG scale: 5," in result.infotext(0)
