@@ -83,3 +83,39 @@ def make_tiny_zimage(folder: str | Path, seed: int = 0) -> Path:
                           tokenizer=tokenizer, transformer=transformer)  # fmt: skip
     pipe.save_pretrained(folder)
     return folder
+
+
+def qwen_vae():
+    """A random Qwen-Image (Wan 2.1) VAE, 16 latent channels with uneven per-channel mean and std, 4× smaller."""
+    from diffusers import AutoencoderKLQwenImage
+
+    return AutoencoderKLQwenImage(base_dim=32, z_dim=16, dim_mult=[1, 2, 4], num_res_blocks=1,
+                                  temperal_downsample=[False, True], latents_mean=[0.05 * k - 0.4 for k in range(16)],
+                                  latents_std=[0.8 + 0.05 * k for k in range(16)])  # fmt: skip
+
+
+def make_tiny_qwenimage(folder: str | Path, seed: int = 0) -> Path:
+    """A QwenImagePipeline: two MMDiT layers over 16 channels packed 2×2, a two-layer Qwen2.5-VL 16 wide."""
+    import torch
+    from diffusers import QwenImagePipeline, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = qwen_tokenizer()
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=64, out_channels=16, num_layers=2,
+                                              attention_head_dim=16, num_attention_heads=3,
+                                              joint_attention_dim=QWEN_WIDTH, guidance_embeds=False,
+                                              axes_dims_rope=(8, 4, 4))  # fmt: skip
+    text = {"hidden_size": QWEN_WIDTH, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "num_key_value_heads": 2, "rope_theta": 1000000.0,
+            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}}  # fmt: skip
+    vision = {"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": QWEN_WIDTH}
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, hidden_size=QWEN_WIDTH,
+                              vocab_size=len(tokenizer), vision_end_token_id=151653, vision_start_token_id=151652,
+                              vision_token_id=151654)  # fmt: skip
+    encoder = Qwen2_5_VLForConditionalGeneration(config).eval()
+    pipe = QwenImagePipeline(scheduler=flux_scheduler(), vae=qwen_vae(), text_encoder=encoder, tokenizer=tokenizer,
+                             transformer=transformer)  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder

@@ -14,6 +14,7 @@ from typing import Any
 from .base import FEATURES, Family
 from .chroma import FAMILY as CHROMA
 from .flux import FAMILY as FLUX
+from .qwenimage import FAMILY as QWENIMAGE
 from .sd1 import FAMILY as SD1
 from .sd2 import FAMILY as SD2
 from .sd3 import FAMILY as SD3
@@ -25,6 +26,7 @@ __all__ = [
     "FAMILIES",
     "FEATURES",
     "FLUX",
+    "QWENIMAGE",
     "SD1",
     "SD2",
     "SD3",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 __all__ += ["family_of_checkpoint", "family_of_folder"]
 
-FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, CHROMA, FLUX, SD3, ZIMAGE)
+FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, CHROMA, FLUX, SD3, ZIMAGE, QWENIMAGE)
 """(Chroma before Flux: a Chroma file has Flux's block names too.)"""
 
 
