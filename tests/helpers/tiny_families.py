@@ -119,3 +119,34 @@ def make_tiny_qwenimage(folder: str | Path, seed: int = 0) -> Path:
                              transformer=transformer)  # fmt: skip
     pipe.save_pretrained(folder)
     return folder
+
+
+def make_tiny_flux2_klein(folder: str | Path, seed: int = 0, distilled: bool = False) -> Path:
+    """A Flux2KleinPipeline: one double and one single block over 32 channels patchified to 128, a 27-layer Qwen3
+    16 wide (its pipeline reads layers 9, 18 and 27), a VAE with uneven batch-norm statistics."""
+    import torch
+    from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = qwen_tokenizer()
+    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=128, num_layers=1, num_single_layers=1,
+                                          attention_head_dim=16, num_attention_heads=2,
+                                          joint_attention_dim=3 * QWEN_WIDTH,
+                                          timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4],
+                                          guidance_embeds=False)  # fmt: skip
+    config = Qwen3Config(hidden_size=QWEN_WIDTH, intermediate_size=16, num_hidden_layers=27, num_attention_heads=2,
+                         num_key_value_heads=2, head_dim=8, vocab_size=len(tokenizer),
+                         max_position_embeddings=1024)  # fmt: skip
+    vae = AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                             layers_per_block=1, latent_channels=32, norm_num_groups=8, use_quant_conv=False,
+                             use_post_quant_conv=False)  # fmt: skip
+    with torch.no_grad():
+        vae.bn.running_mean.copy_(torch.linspace(-0.5, 0.5, vae.bn.running_mean.numel()))
+        vae.bn.running_var.copy_(torch.linspace(0.5, 2.0, vae.bn.running_var.numel()))
+    pipe = Flux2KleinPipeline(scheduler=flux_scheduler(), vae=vae.eval(), text_encoder=Qwen3ForCausalLM(config).eval(),
+                              tokenizer=tokenizer, transformer=transformer, is_distilled=distilled)  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder

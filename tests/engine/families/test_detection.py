@@ -17,7 +17,7 @@ from jupyter_sd.engine.families import (
 )
 from jupyter_sd.recipe.request import PaintRequest
 
-NAMES = ("SDXL", "SD2", "SD1", "Chroma", "Flux", "SD3", "Z-Image", "Qwen-Image")
+NAMES = ("SDXL", "SD2", "SD1", "Chroma", "Flux.2 klein", "Flux", "SD3", "Z-Image", "Qwen-Image")
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,7 @@ NAMES = ("SDXL", "SD2", "SD1", "Chroma", "Flux", "SD3", "Z-Image", "Qwen-Image")
         (["double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.bias"], "Chroma"),
         (["model.diffusion_model.layers.0.adaLN_modulation.0.weight", "cap_embedder.0.weight"], "Z-Image"),
         (["transformer_blocks.0.img_mod.1.weight", "txt_norm.weight", "img_in.weight"], "Qwen-Image"),
+        (["double_blocks.0.img_attn.qkv.weight", "single_stream_modulation.lin.weight"], "Flux.2 klein"),
     ],
 )
 def test_single_file_family_from_tensor_names(keys, name):
@@ -56,6 +57,7 @@ def test_single_file_family_from_tensor_names(keys, name):
         ("ZImageImg2ImgPipeline", 0, False, False, "Z-Image"),
         ("QwenImagePipeline", 0, False, False, "Qwen-Image"),
         ("QwenImageInpaintPipeline", 0, False, False, "Qwen-Image"),
+        ("Flux2KleinPipeline", 0, False, False, "Flux.2 klein"),
     ],
 )
 def test_family_from_pipeline_class(class_name, width, unet, second, name):

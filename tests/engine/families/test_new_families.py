@@ -38,6 +38,7 @@ class Spec:
     raw_class: str
     raw_guidance: Callable[[float], dict[str, Any]]
     defaults: dict[str, Any]
+    raw_negative: Callable[[Any, str], dict[str, Any]] = lambda pipe, text: {"negative_prompt": text}
 
 
 SPECS = {
@@ -51,6 +52,9 @@ SPECS = {
         Spec("Qwen-Image", tiny_families.make_tiny_qwenimage, "QwenImagePipeline",
              lambda g: {"true_cfg_scale": g, **({"negative_prompt": " "} if g > 1 else {})},  # the card's empty one
              {"steps": 50, "guidance": 4.0, "sampler": "Euler", "emphasis": "None"}),
+        Spec("Flux.2 klein", tiny_families.make_tiny_flux2_klein, "Flux2KleinPipeline", lambda g: {"guidance_scale": g},
+             {"steps": 50, "guidance": 4.0, "sampler": "Euler", "emphasis": "None"},  # a base (undistilled) model
+             lambda pipe, text: {"negative_prompt_embeds": pipe.encode_prompt(prompt=text)[0]}),  # (no text arg)
     )
 }  # fmt: skip
 
@@ -58,7 +62,7 @@ SPECS = {
 @pytest.fixture(scope="module", params=list(SPECS))
 def family(request, tmp_path_factory):
     spec = SPECS[request.param]
-    return spec, spec.build(tmp_path_factory.mktemp(f"tiny-{spec.name}"))
+    return spec, spec.build(tmp_path_factory.mktemp(f"tiny-{spec.name.replace(' ', '-')}"))
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +77,12 @@ def _raw(spec: Spec, folder, guidance: float, seed: int, steps: int, size: int =
     pipe = getattr(diffusers, spec.raw_class).from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator("cpu").manual_seed(seed)
+    if "negative_prompt" in call:
+        call.update(spec.raw_negative(pipe, call.pop("negative_prompt")))
     call = {**spec.raw_guidance(guidance), **call}
-    return pipe(PROMPT, width=size, height=size, num_inference_steps=steps, generator=generator, **call).images[0]
+    return pipe(prompt=PROMPT, width=size, height=size, num_inference_steps=steps, generator=generator, **call).images[
+        0
+    ]
 
 
 def _request(folder, **changes) -> PaintRequest:
@@ -200,3 +208,22 @@ def test_a_turbo_model_keeps_its_family_defaults_not_sd_turbos(tmp_path):
     result = Engine().generate(_request(folder, steps=2, guidance=5.0), recorder)
     assert not [line for line in recorder.notices if "preset" in line.lower() or "SD-Turbo" in line]
     assert "Sampler: Euler, Schedule type: Automatic, CFG scale: 5," in result.infotext(0)
+
+
+def test_a_distilled_flux2_klein_paints_its_card_defaults_with_latent2rgb_previews(tmp_path):
+    """A step-distilled klein (``is_distilled``) takes 4 steps and CFG 1 unless told; previews unpack the 128
+    patch channels to the 32 the Flux.2 latent→RGB factors are for."""
+    import diffusers
+
+    folder = tiny_families.make_tiny_flux2_klein(tmp_path / "klein-4b", distilled=True)
+    recorder = Recorder()
+    request = PaintRequest(prompt=PROMPT, model=str(folder), width=48, height=32, seed=2, rng="cpu",
+                           preview="latent2rgb", preview_interval=0, save=False)  # fmt: skip
+    result = Engine().generate(request, recorder)
+    assert "Steps: 4, Sampler: Euler, Schedule type: Automatic, CFG scale: 1," in result.infotext(0)
+    assert [frame[0].size for frame in recorder.frames] == [(48, 32)] * 4
+    pipe = diffusers.Flux2KleinPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(prompt=PROMPT, width=48, height=32, num_inference_steps=4, guidance_scale=1.0,
+                    generator=torch.Generator("cpu").manual_seed(2)).images[0]  # fmt: skip
+    assert_pixels_close(result.images[0], expected)
