@@ -39,8 +39,8 @@ class Family:
     defaults: dict[str, Any] = field(default_factory=dict)
     """Request fields this family paints with when the user left them at the option's default (sampler, steps…)."""
     guidance: str = "cfg"
-    """``cfg`` (classifier-free guidance), ``cfg+distilled`` (Flux: CFG and the distilled guidance scale) or
-    ``distilled`` (step-distilled: CFG is ignored, as in Flux.2 klein's distilled models)."""
+    """``cfg`` (classifier-free guidance; `guidance_kwargs` says how it reaches the pipeline) or ``cfg+distilled``
+    (Flux: CFG and the distilled guidance scale)."""
     samplers: tuple[str, ...] = ()
     """The A1111 sampler names it can run; () = all of them (the UNet families)."""
     schedules: tuple[str, ...] = ()
