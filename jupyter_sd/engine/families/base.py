@@ -76,6 +76,10 @@ class Family:
         """The request defaults for this loaded model (a distilled and a base model of one family may differ)."""
         return self.defaults
 
+    def refit(self, pipe: Any, request: Any) -> tuple[Any, list[str]]:
+        """The request as this loaded model really paints it, and one line per change (most change nothing)."""
+        return request, []
+
     def adapt_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
         """The pipeline call's arguments as this family's pipeline takes them (most take ours as they are)."""
         return call

@@ -44,6 +44,8 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
             f"({family.name} paints multiples of {multiple} px)"
         )
     request = request.replace(**changes) if changes else request
+    request, refitted = family.refit(pipe, request)
+    notes += refitted
     _refuse_too_large(family, pipe, request)
     for option, allowed in (("sampler", family.samplers), ("schedule", family.schedules)):
         value = getattr(request, option)

@@ -28,6 +28,14 @@ class Flux2KleinFamily(Family):
         """The distilled models' 4 steps and CFG 1, or the base models' 50 steps and CFG 4."""
         return DISTILLED_DEFAULTS if getattr(pipe.config, "is_distilled", False) else BASE_DEFAULTS
 
+    def refit(self, pipe: Any, request: Any) -> tuple[Any, list[str]]:
+        """A distilled model paints without CFG whatever the scale: its recipe says CFG 1, and one line says why."""
+        if not getattr(pipe.config, "is_distilled", False) or request.guidance == 1:
+            return request, []
+        scale = f"{request.guidance:g}"
+        line = f"cfg: this {self.name} model is step-distilled and ignores CFG: painted at CFG 1 (not {scale})"
+        return request.replace(guidance=1.0), [line]
+
     def adapt_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
         """Its pipeline has no ``negative_prompt``: a negative prompt reaches real CFG as its Qwen3 embeddings."""
         call = dict(call)

@@ -227,3 +227,14 @@ def test_a_distilled_flux2_klein_paints_its_card_defaults_with_latent2rgb_previe
     expected = pipe(prompt=PROMPT, width=48, height=32, num_inference_steps=4, guidance_scale=1.0,
                     generator=torch.Generator("cpu").manual_seed(2)).images[0]  # fmt: skip
     assert_pixels_close(result.images[0], expected)
+
+
+def test_cfg_on_a_distilled_flux2_klein_is_said_and_its_recipe_says_cfg_1(tmp_path):
+    folder = tiny_families.make_tiny_flux2_klein(tmp_path / "klein-4b", distilled=True)
+    recorder = Recorder()
+    engine = Engine()
+    result = engine.generate(_request(folder, steps=2, guidance=5.0), recorder)
+    line = "cfg: this Flux.2 klein model is step-distilled and ignores CFG: painted at CFG 1 (not 5)"
+    assert line in recorder.notices and "CFG scale: 1," in result.infotext(0)
+    plain = engine.generate(_request(folder, steps=2, guidance=1.0))
+    assert np.array_equal(pixels(plain.images[0]), pixels(result.images[0]))  # CFG 5 painted as CFG 1 does
