@@ -155,7 +155,7 @@ def execution_device(pipe: Any) -> Any:
 
 def _noise(pipe: Any, request: PaintRequest, subseeds: list, size: tuple, source: NoiseSource) -> Any:
     """The starting noise of a pass at `size` (pixels) from `source`, on the pipeline's device and dtype."""
-    channels = pipe.vae.config.latent_channels
+    channels = getattr(pipe.vae.config, "latent_channels", None) or pipe.vae.config.z_dim  # (Qwen-Image's: z_dim)
     factor = int(getattr(pipe, "vae_scale_factor", 8))
     resize_from = parse_size(request.seed_resize_from) if request.seed_resize_from else None
     shape = (channels, size[1] // factor, size[0] // factor)

@@ -160,6 +160,7 @@ class PassRunner:
             "callback_on_step_end": on_step_end,
             "callback_on_step_end_tensor_inputs": ["latents"],
         }
+        call = family.adapt_call(pipe, call)  # (Flux.2 klein takes its negative prompt as embeddings)
         try:
             if stop.is_set():
                 raise Stopped(0)

@@ -110,6 +110,12 @@ def decode_latents(pipe: Any, latents: Any) -> Any:
     """
     import torch
 
+    from .families import FAMILIES
+
+    owner = next((family for family in FAMILIES if family.owns_class(type(pipe).__name__)), None)
+    custom = owner.decode(pipe, latents) if owner is not None else None  # Qwen-Image's, Flux.2's own VAEs
+    if custom is not None:
+        return custom
     vae = pipe.vae
     shift = getattr(vae.config, "shift_factor", None) or 0.0  # SD3's and Flux's latents are shifted as well
     needs_upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)

@@ -31,6 +31,8 @@ PRESETS: dict[str, Preset] = {
 }
 PRESET_CHOICES = ("auto", "none", *PRESETS)
 """``--preset``: auto (detect), none (never apply one), or force one by name."""
+UNET_FAMILIES = ("SD1", "SD2", "SDXL")
+"""The families these presets are for: a flow model named ``…-Turbo`` (Z-Image-Turbo) keeps its family's defaults."""
 PRESET_FIELDS = ("steps", "guidance", "sampler", "schedule")
 """The request options a preset sets, each only where the user left it at its default."""
 
@@ -93,6 +95,8 @@ def detect(
     tuple or None
         The preset's key and the step count the name states (``sdxl_lightning_4step`` → 4), or None.
     """
+    if family and family not in UNET_FAMILIES:  # the presets' samplers and schedules are k-diffusion's
+        return None
     key = _from_names(names, family)
     where = next((name for name in names if key and _from_names([name], family) == key), "")
     if key is None and scheduler_config:

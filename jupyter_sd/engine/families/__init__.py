@@ -12,20 +12,28 @@ from pathlib import Path
 from typing import Any
 
 from .base import FEATURES, Family
+from .chroma import FAMILY as CHROMA
 from .flux import FAMILY as FLUX
+from .flux2klein import FAMILY as FLUX2_KLEIN
+from .qwenimage import FAMILY as QWENIMAGE
 from .sd1 import FAMILY as SD1
 from .sd2 import FAMILY as SD2
 from .sd3 import FAMILY as SD3
 from .sdxl import FAMILY as SDXL
+from .zimage import FAMILY as ZIMAGE
 
 __all__ = [
+    "CHROMA",
     "FAMILIES",
     "FEATURES",
     "FLUX",
+    "FLUX2_KLEIN",
+    "QWENIMAGE",
     "SD1",
     "SD2",
     "SD3",
     "SDXL",
+    "ZIMAGE",
     "Family",
     "family_for_class",
     "family_named",
@@ -33,7 +41,8 @@ __all__ = [
 ]
 __all__ += ["family_of_checkpoint", "family_of_folder"]
 
-FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, FLUX, SD3)
+FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, CHROMA, FLUX2_KLEIN, FLUX, SD3, ZIMAGE, QWENIMAGE)
+"""(Chroma and Flux.2 klein before Flux: their files have Flux's block names too.)"""
 
 
 def family_named(name: str) -> Family:

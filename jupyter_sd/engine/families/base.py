@@ -39,7 +39,8 @@ class Family:
     defaults: dict[str, Any] = field(default_factory=dict)
     """Request fields this family paints with when the user left them at the option's default (sampler, steps…)."""
     guidance: str = "cfg"
-    """``cfg`` (classifier-free guidance) or ``cfg+distilled`` (Flux: CFG and the distilled guidance scale)."""
+    """``cfg`` (classifier-free guidance; `guidance_kwargs` says how it reaches the pipeline) or ``cfg+distilled``
+    (Flux: CFG and the distilled guidance scale)."""
     samplers: tuple[str, ...] = ()
     """The A1111 sampler names it can run; () = all of them (the UNet families)."""
     schedules: tuple[str, ...] = ()
@@ -54,6 +55,10 @@ class Family:
     """The engine setting naming this family's tiny autoencoder for previews (``taesd``, ``taesdxl``), or ''."""
     half_dtype: str = "float16"
     """The half precision ``--dtype auto`` picks on CUDA and MPS (Flux overflows in float16: bfloat16)."""
+    patch: int = 1
+    """Latent pixels per transformer patch side the pipeline itself checks (Z-Image: 2; packed families: 2)."""
+    prompt_note: str = ""
+    """The one line said when a prompt has A1111 syntax this family's text encoder ignores ('' : the generic one)."""
     activations_gb: float = 2.0
     """Working memory on top of the weights for one native-size picture in fp16 (auto offload's margin)."""
     lacks: tuple[str, ...] = ()
@@ -66,6 +71,22 @@ class Family:
         from ...recipe.values import format_number
 
         return {"Distilled CFG Scale": format_number(request.distilled_cfg)}
+
+    def defaults_for(self, pipe: Any) -> dict[str, Any]:
+        """The request defaults for this loaded model (a distilled and a base model of one family may differ)."""
+        return self.defaults
+
+    def refit(self, pipe: Any, request: Any) -> tuple[Any, list[str]]:
+        """The request as this loaded model really paints it, and one line per change (most change nothing)."""
+        return request, []
+
+    def adapt_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
+        """The pipeline call's arguments as this family's pipeline takes them (most take ours as they are)."""
+        return call
+
+    def decode(self, pipe: Any, latents: Any) -> Any:
+        """(B, C, H, W) latents → (B, 3, H, W) pixels in [-1, 1] where the VAE is not AutoencoderKL-like, else None."""
+        return None
 
     def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
         """(B, C, H, W) starting noise → what the pipeline's ``latents=`` takes (Flux: packed patches)."""
@@ -98,8 +119,8 @@ class Family:
 
     def pipeline_class(self, mode: str) -> str:
         """The diffusers class painting `mode`; one line when the family has none for it."""
+        self.refuse(mode)  # (a declared class whose mode is not wired up yet is in `lacks`)
         if mode not in self.pipelines:
-            self.refuse(mode)
             msg = f"model: {self.name} models have no {mode} pipeline (they paint {', '.join(self.pipelines)})"
             raise ValueError(msg)
         return self.pipelines[mode]

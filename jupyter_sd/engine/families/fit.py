@@ -28,9 +28,11 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
     """
     _refuse_what_it_lacks(family, request)
     defaults = {f.name: f.default for f in fields(request)}
-    changes = {name: value for name, value in family.defaults.items() if getattr(request, name) == defaults[name]}
+    wanted = family.defaults_for(pipe)
+    changes = {name: value for name, value in wanted.items() if getattr(request, name) == defaults[name]}
     notes = []
-    multiple = int(getattr(pipe, "vae_scale_factor", family.vae_scale)) * (2 if family.packed_latents else 1)
+    patch = max(family.patch, 2 if family.packed_latents else 1)
+    multiple = int(getattr(pipe, "vae_scale_factor", family.vae_scale)) * patch
     if request.width is not None and (request.width % multiple or request.height % multiple):
         width, height = (
             max(multiple, request.width // multiple * multiple),
@@ -42,6 +44,8 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
             f"({family.name} paints multiples of {multiple} px)"
         )
     request = request.replace(**changes) if changes else request
+    request, refitted = family.refit(pipe, request)
+    notes += refitted
     _refuse_too_large(family, pipe, request)
     for option, allowed in (("sampler", family.samplers), ("schedule", family.schedules)):
         value = getattr(request, option)
@@ -51,7 +55,8 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
     texts = (request.prompt, request.negative_prompt)
     if "prompt syntax" in family.lacks and any(_A1111_SYNTAX.search(text or "") for text in texts):
         notes.append(
-            f"prompt: {family.name} reads the prompt as plain text for now "
+            family.prompt_note
+            or f"prompt: {family.name} reads the prompt as plain text for now "
             "(A1111 emphasis, editing, alternation, AND and BREAK are not applied)"
         )
     return request, notes

@@ -17,6 +17,8 @@ from jupyter_sd.engine.families import (
 )
 from jupyter_sd.recipe.request import PaintRequest
 
+NAMES = ("SDXL", "SD2", "SD1", "Chroma", "Flux.2 klein", "Flux", "SD3", "Z-Image", "Qwen-Image")
+
 
 @pytest.mark.parametrize(
     ("keys", "name"),
@@ -28,6 +30,10 @@ from jupyter_sd.recipe.request import PaintRequest
         (["double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"], "Flux"),
         (["model.diffusion_model.double_blocks.0.img_attn.qkv.weight"], "Flux"),
         (["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"], "SD3"),
+        (["double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.bias"], "Chroma"),
+        (["model.diffusion_model.layers.0.adaLN_modulation.0.weight", "cap_embedder.0.weight"], "Z-Image"),
+        (["transformer_blocks.0.img_mod.1.weight", "txt_norm.weight", "img_in.weight"], "Qwen-Image"),
+        (["double_blocks.0.img_attn.qkv.weight", "single_stream_modulation.lin.weight"], "Flux.2 klein"),
     ],
 )
 def test_single_file_family_from_tensor_names(keys, name):
@@ -45,6 +51,13 @@ def test_single_file_family_from_tensor_names(keys, name):
         ("StableDiffusionXLControlNetPipeline", 2048, True, True, "SDXL"),
         ("FluxPipeline", 0, False, True, "Flux"),  # a second text encoder no longer makes it SDXL
         ("StableDiffusion3Pipeline", 0, False, True, "SD3"),
+        ("ChromaPipeline", 0, False, False, "Chroma"),
+        ("ChromaInpaintPipeline", 0, False, False, "Chroma"),
+        ("ZImagePipeline", 0, False, False, "Z-Image"),
+        ("ZImageImg2ImgPipeline", 0, False, False, "Z-Image"),
+        ("QwenImagePipeline", 0, False, False, "Qwen-Image"),
+        ("QwenImageInpaintPipeline", 0, False, False, "Qwen-Image"),
+        ("Flux2KleinPipeline", 0, False, False, "Flux.2 klein"),
     ],
 )
 def test_family_from_pipeline_class(class_name, width, unet, second, name):
@@ -53,14 +66,14 @@ def test_family_from_pipeline_class(class_name, width, unet, second, name):
 
 def test_a_model_of_no_family_is_one_line(tmp_path):
     with pytest.raises(ValueError) as info:
-        family_for_class("ZImagePipeline", 0, False, True)
+        family_for_class("WanPipeline", 0, False, True)
     assert str(info.value) == (
-        "model: ZImagePipeline is not a model family jupyter_sd paints yet (supported: SDXL, SD2, SD1, Flux, SD3)"
+        f"model: WanPipeline is not a model family jupyter_sd paints yet (supported: {', '.join(NAMES)})"
     )
     folder = tmp_path / "other"
     folder.mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "QwenImagePipeline"}))
-    with pytest.raises(ValueError, match="^model: QwenImagePipeline is not a model family"):
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "HunyuanImagePipeline"}))
+    with pytest.raises(ValueError, match="^model: HunyuanImagePipeline is not a model family"):
         family_of_folder(folder)
 
 

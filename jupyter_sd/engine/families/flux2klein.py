@@ -1,0 +1,128 @@
+"""FLUX.2 [klein] (4B, 9B; distilled and base): a Flux.2 transformer over 2×2-patchified 32-channel latents; Qwen3.
+
+Its VAE's 32 channels are patchified to 128 and batch-normalized (the VAE's running mean and variance) before the
+transformer sees them, then packed into a sequence. Previews unpack to the 32 normalized channels at 1/8 size and
+use ComfyUI's Flux.2 latent→RGB factors; decodes un-normalize as its pipeline does (this family's `decode`).
+The step-distilled models ignore CFG (4 steps, CFG 1, their card); the base models take real CFG (50 steps, CFG 4).
+Its pipeline takes no negative prompt text: ours reaches it encoded, as ``negative_prompt_embeds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Family
+from .chroma import PLAIN_TEXT
+from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+
+BASE_DEFAULTS = {"sampler": "Euler", "schedule": "Automatic", "steps": 50, "guidance": 4.0, "emphasis": "None"}
+DISTILLED_DEFAULTS = {**BASE_DEFAULTS, "steps": 4, "guidance": 1.0}
+
+
+@dataclass(frozen=True)
+class Flux2KleinFamily(Family):
+    """Flux.2 klein's distilled/base defaults, negative prompt embeddings and patchified, normalized latents."""
+
+    def defaults_for(self, pipe: Any) -> dict[str, Any]:
+        """The distilled models' 4 steps and CFG 1, or the base models' 50 steps and CFG 4."""
+        return DISTILLED_DEFAULTS if getattr(pipe.config, "is_distilled", False) else BASE_DEFAULTS
+
+    def refit(self, pipe: Any, request: Any) -> tuple[Any, list[str]]:
+        """A distilled model paints without CFG whatever the scale: its recipe says CFG 1, and one line says why."""
+        if not getattr(pipe.config, "is_distilled", False) or request.guidance == 1:
+            return request, []
+        scale = f"{request.guidance:g}"
+        line = f"cfg: this {self.name} model is step-distilled and ignores CFG: painted at CFG 1 (not {scale})"
+        return request.replace(guidance=1.0), [line]
+
+    def adapt_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
+        """Its pipeline has no ``negative_prompt``: a negative prompt reaches real CFG as its Qwen3 embeddings."""
+        call = dict(call)
+        negative = call.pop("negative_prompt", None)
+        guided = call.get("guidance_scale", 1.0) > 1 and not getattr(pipe.config, "is_distilled", False)
+        if negative and guided and "prompt" in call:
+            call["negative_prompt_embeds"] = pipe.encode_prompt(prompt=negative)[0]
+        return call
+
+    def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
+        """(B, 32, H/8, W/8) noise → the (B, 128, H/16, W/16) patches its pipeline packs itself."""
+        return type(pipe)._patchify_latents(latents)
+
+    def to_spatial(self, pipe: Any, latents: Any, size: tuple[int, int]) -> Any:
+        """Packed (B, H/16·W/16, 128) → the 32 normalized channels at (H/8, W/8), where the preview factors apply."""
+        if latents.dim() == 4:
+            return latents
+        side = int(pipe.vae_scale_factor) * 2
+        batch, _, channels = latents.shape
+        patches = latents.permute(0, 2, 1).reshape(batch, channels, size[1] // side, size[0] // side)
+        return type(pipe)._unpatchify_latents(patches)
+
+    def decode(self, pipe: Any, latents: Any) -> Any:
+        """Un-normalize with the VAE's batch-norm statistics on the 128 patch channels, then decode."""
+        import torch
+
+        vae = pipe.vae
+        patches = type(pipe)._patchify_latents(latents.to(vae.dtype))
+        mean = vae.bn.running_mean.view(1, -1, 1, 1).to(patches.device, patches.dtype)
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(patches.device)
+        with torch.no_grad():
+            plain = type(pipe)._unpatchify_latents(patches * std.to(patches.dtype) + mean)
+            return vae.decode(plain, return_dict=False)[0].float()
+
+
+FAMILY = Flux2KleinFamily(
+    name="Flux.2 klein",
+    title="FLUX.2 [klein]",
+    pipelines={"txt2img": "Flux2KleinPipeline", "inpaint": "Flux2KleinInpaintPipeline"},
+    checkpoint_keys=("single_stream_modulation.", "model.diffusion_model.single_stream_modulation."),
+    text_encoders=("qwen3",),
+    latent_channels=32,
+    native_size=1024,
+    defaults=DISTILLED_DEFAULTS,
+    samplers=FLOW_SAMPLERS,
+    schedules=FLOW_SCHEDULES,
+    flow=True,
+    packed_latents=True,
+    latent_rgb={
+        "factors": [
+            [0.0058, 0.0113, 0.0073],
+            [0.0495, 0.0443, 0.0836],
+            [-0.0099, 0.0096, 0.0644],
+            [0.2144, 0.3009, 0.3652],
+            [0.0166, -0.0039, -0.0054],
+            [0.0157, 0.0103, -0.0160],
+            [-0.0398, 0.0902, -0.0235],
+            [-0.0052, 0.0095, 0.0109],
+            [-0.3527, -0.2712, -0.1666],
+            [-0.0301, -0.0356, -0.0180],
+            [-0.0107, 0.0078, 0.0013],
+            [0.0746, 0.0090, -0.0941],
+            [0.0156, 0.0169, 0.0070],
+            [-0.0034, -0.0040, -0.0114],
+            [0.0032, 0.0181, 0.0080],
+            [-0.0939, -0.0008, 0.0186],
+            [0.0018, 0.0043, 0.0104],
+            [0.0284, 0.0056, -0.0127],
+            [-0.0024, -0.0022, -0.0030],
+            [0.1207, -0.0026, 0.0065],
+            [0.0128, 0.0101, 0.0142],
+            [0.0137, -0.0072, -0.0007],
+            [0.0095, 0.0092, -0.0059],
+            [0.0000, -0.0077, -0.0049],
+            [-0.0465, -0.0204, -0.0312],
+            [0.0095, 0.0012, -0.0066],
+            [0.0290, -0.0034, 0.0025],
+            [0.0220, 0.0169, -0.0048],
+            [-0.0332, -0.0457, -0.0468],
+            [-0.0085, 0.0389, 0.0609],
+            [-0.0076, 0.0003, -0.0043],
+            [-0.0111, -0.0460, -0.0614],
+        ],
+        "bias": [-0.0329, -0.0718, -0.0851],
+    },
+    half_dtype="bfloat16",
+    prompt_note=f"prompt: Flux.2 klein's Qwen3 text encoder reads the prompt as plain text {PLAIN_TEXT}",
+    activations_gb=4.0,
+    lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file"),
+)
