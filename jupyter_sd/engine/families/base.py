@@ -92,7 +92,8 @@ class Family:
             ``model: hires fix is not supported for Flux models yet (…)``.
         """
         if feature in self.lacks:
-            supported = "txt2img from a diffusers folder, prompts as plain text"
+            supported = ", ".join(self.pipelines) + (" from a diffusers folder" if "single file" in self.lacks else "")
+            supported += ", prompts as plain text" if "prompt syntax" in self.lacks else ""
             msg = f"model: {feature}{detail} is not supported for {self.name} models yet (supported: {supported})"
             raise ValueError(msg)
 

@@ -80,3 +80,7 @@ def _refuse_too_large(family: Family, pipe: Any, request: Any) -> None:
     if max(request.width, request.height) > largest:
         msg = f"size: {family.name} paints at most {largest} px a side (got {request.width}x{request.height})"
         raise ValueError(msg)
+    to_x, to_y = request.hires_target()[:2] if request.hires_enabled else (0, 0)
+    if max(to_x, to_y) > largest:
+        msg = f"hires: {family.name} paints at most {largest} px a side (the hires pass would paint {to_x}x{to_y})"
+        raise ValueError(msg)
