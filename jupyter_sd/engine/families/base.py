@@ -60,12 +60,15 @@ class Family:
     """Features of `FEATURES` not implemented for this family yet: a request using one is refused in one line."""
 
     def infotext_params(self, request: Any) -> dict[str, str]:
-        """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux)."""
-        if self.guidance != "cfg+distilled":
-            return {}
+        """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux, ``Shift`` when set)."""
         from ...recipe.values import format_number
 
-        return {"Distilled CFG Scale": format_number(request.distilled_cfg)}
+        params = {}
+        if self.guidance == "cfg+distilled":
+            params["Distilled CFG Scale"] = format_number(request.distilled_cfg)
+        if self.flow and getattr(request, "shift", 0.0):
+            params["Shift"] = format_number(request.shift)
+        return params
 
     def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
         """(B, C, H, W) starting noise → what the pipeline's ``latents=`` takes (Flux: packed patches)."""

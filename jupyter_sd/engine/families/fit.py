@@ -58,6 +58,9 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
 
 
 def _refuse_what_it_lacks(family: Family, request: Any) -> None:
+    if getattr(request, "shift", 0.0) and not family.flow:
+        msg = f"shift: --shift is for flow-matching models (Flux, SD3); {family.name} models have no shift"
+        raise ValueError(msg)
     if request.init:
         family.pipeline_class(request.mode)
     if request.hires_enabled:

@@ -57,7 +57,7 @@ def test_kohya_flux_lora_equals_diffusers_fused(flux_dir, lora_file, weight):
     assert_pixels_close(result.images[0], _fused(flux_dir, lora_file, weight), tolerance=2)
     plain = engine.generate(request.replace(prompt=PROMPT)).images[0]
     assert np.abs(pixels(plain) - pixels(result.images[0])).max() > 8  # the LoRA changed the picture
-    assert "Lora hashes: flux_style: " in result.infotext(0)
+    assert 'Lora hashes: "flux_style: ' in result.infotext(0)
     again = engine.generate(request.replace(prompt=PROMPT)).images[0]
     assert np.array_equal(pixels(again), pixels(plain))  # switched off again
 
