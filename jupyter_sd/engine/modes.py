@@ -179,35 +179,9 @@ def _hires_pass(
     source: Callable[..., NoiseSource],
 ) -> list[Image.Image]:
     """A1111's hires fix: enlarge the first pass, then img2img from fresh noise of the same seeds at the new size."""
-    import torch
-
-    to_x, to_y, excess_x, excess_y = request.hires_target()
     factor = int(getattr(pipe, "vae_scale_factor", 8))
     family = family_of(pipe)
-    latents = family.to_spatial(pipe, latents, (request.width, request.height))
-    truncate_x, truncate_y = excess_x // factor, excess_y // factor
-    if request.hires_upscaler in LATENT_UPSCALERS:
-        mode, antialias = LATENT_UPSCALERS[request.hires_upscaler]
-        latents = torch.nn.functional.interpolate(
-            latents, size=(to_y // factor, to_x // factor), mode=mode, antialias=antialias
-        )
-    else:
-        images = to_pil(pipe, decode_latents(pipe, latents))
-        if request.hires_upscaler in IMAGE_UPSCALERS:
-            resample = Image.LANCZOS if request.hires_upscaler == "Lanczos" else Image.NEAREST
-            images = [image.resize((to_x, to_y), resample) for image in images]
-        else:  # an upscaler model from the models folder (upscalers.py)
-            from .upscalers import upscaler_for
-
-            model = upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, runner.progress.notice)
-            images = [model.upscale(image, to_x, to_y) for image in images]
-        latents = _encode(pipe, images, seeds)
-    height, width = latents.shape[2], latents.shape[3]
-    latents = latents[
-        :, :, truncate_y // 2 : height - (truncate_y + 1) // 2, truncate_x // 2 : width - (truncate_x + 1) // 2
-    ]
-    if family.packed_latents:  # whole 2×2 patches (Flux): an odd latent row or column is cropped off
-        latents = latents[:, :, : latents.shape[2] // 2 * 2, : latents.shape[3] // 2 * 2]
+    latents = _enlarged(pipe, request, family.to_spatial(pipe, latents, (request.width, request.height)), seeds, runner)
     size = (latents.shape[3] * factor, latents.shape[2] * factor)
     img2img = derived_pipeline(pipe, "img2img")
     sampler, schedule = hires_sampler(request)
@@ -229,6 +203,38 @@ def _hires_pass(
     conditioning = condition(img2img, request.hires_prompt or request.prompt, request.steps, run)
     images, _ = runner.run(img2img, call, 1, size, conditioning, noise)
     return images
+
+
+def _enlarged(pipe: Any, request: PaintRequest, latents: Any, seeds: list[int], runner: PassRunner) -> Any:
+    """The first pass's (B, C, H, W) latents enlarged to the hires size (in latent space or as pictures), cropped."""
+    import torch
+
+    to_x, to_y, excess_x, excess_y = request.hires_target()
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    truncate_x, truncate_y = excess_x // factor, excess_y // factor
+    if request.hires_upscaler in LATENT_UPSCALERS:
+        mode, antialias = LATENT_UPSCALERS[request.hires_upscaler]
+        latents = torch.nn.functional.interpolate(
+            latents, size=(to_y // factor, to_x // factor), mode=mode, antialias=antialias
+        )
+    else:
+        images = to_pil(pipe, decode_latents(pipe, latents))
+        if request.hires_upscaler in IMAGE_UPSCALERS:
+            resample = Image.LANCZOS if request.hires_upscaler == "Lanczos" else Image.NEAREST
+            images = [image.resize((to_x, to_y), resample) for image in images]
+        else:  # an upscaler model from the models folder (upscalers.py)
+            from .upscalers import upscaler_for
+
+            model = upscaler_for(pipe, request.hires_upscaler, request.allow_pickle, runner.progress.notice)
+            images = [model.upscale(image, to_x, to_y) for image in images]
+        latents = _encode(pipe, images, seeds)
+    height, width = latents.shape[2], latents.shape[3]
+    latents = latents[
+        :, :, truncate_y // 2 : height - (truncate_y + 1) // 2, truncate_x // 2 : width - (truncate_x + 1) // 2
+    ]
+    if family_of(pipe).packed_latents:  # whole 2×2 patches (Flux): an odd latent row or column is cropped off
+        latents = latents[:, :, : latents.shape[2] // 2 * 2, : latents.shape[3] // 2 * 2]
+    return latents
 
 
 def _encode(pipe: Any, images: list[Image.Image], seeds: list[int]) -> Any:

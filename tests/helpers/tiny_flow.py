@@ -116,3 +116,19 @@ def kohya_flux_lora(path: str | Path, seed: int = 0, rank: int = 4, alpha: float
         weights[f"{key}.alpha"] = torch.tensor(alpha)
     save_file(weights, str(path), metadata={"ss_network_module": "networks.lora_flux"})
     return Path(path)
+
+
+def diffusers_lora(transformer, path: str | Path, seed: int = 0, rank: int = 4) -> Path:
+    """Write a LoRA in diffusers' own (peft) layout for a transformer's first block's attention projections."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, module in transformer.named_modules():
+        if name.startswith("transformer_blocks.0.attn.") and isinstance(module, torch.nn.Linear):
+            key = f"transformer.{name}"
+            weights[f"{key}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) * 0.5
+            weights[f"{key}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * 0.5
+    save_file(weights, str(path))
+    return Path(path)

@@ -95,9 +95,8 @@ class Family:
             ``model: hires fix is not supported for Flux models yet (…)``.
         """
         if feature in self.lacks:
-            supported = ", ".join(self.pipelines) + (" from a diffusers folder" if "single file" in self.lacks else "")
-            supported += ", prompts as plain text" if "prompt syntax" in self.lacks else ""
-            msg = f"model: {feature}{detail} is not supported for {self.name} models yet (supported: {supported})"
+            modes = ", ".join(self.pipelines)
+            msg = f"model: {feature}{detail} is not supported for {self.name} models yet (they paint {modes})"
             raise ValueError(msg)
 
     def pipeline_class(self, mode: str) -> str:
