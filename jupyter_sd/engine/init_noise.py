@@ -25,14 +25,14 @@ def override_noise(scheduler: Any, noise: Any, packed: Any = None) -> None:
     add_noise = getattr(scheduler, "add_noise", None)  # add_noise(sample, noise, timesteps)
     if add_noise is not None:
 
-        def added(sample: Any, _noise: Any, timesteps: Any) -> Any:
-            return add_noise(sample, ours(sample), timesteps)
+        def added(original_samples: Any, noise: Any, timesteps: Any) -> Any:  # (diffusers' names: keywords work)
+            return add_noise(original_samples, ours(original_samples), timesteps)
 
         scheduler.add_noise = functools.wraps(add_noise)(added)
     scale_noise = getattr(scheduler, "scale_noise", None)  # scale_noise(sample, timestep, noise)
     if scale_noise is not None:
 
-        def scaled(sample: Any, timestep: Any, _noise: Any = None) -> Any:
+        def scaled(sample: Any, timestep: Any, noise: Any = None) -> Any:
             return scale_noise(sample, timestep, ours(sample))
 
         scheduler.scale_noise = functools.wraps(scale_noise)(scaled)
