@@ -9,7 +9,7 @@ engine's stop; the functions here decide which passes a request takes and what g
 from __future__ import annotations
 
 import contextlib
-import functools
+import inspect
 from typing import Any, Callable
 
 from PIL import Image
@@ -19,52 +19,32 @@ from ..recipe.request import PaintRequest
 from ..recipe.values import parse_size
 from . import pictures as pics
 from .families import family_of
+from .init_noise import noise_init, override_noise
 from .passes import PassRunner
 from .pictures import Pictures
-from .plan import hires_sampler, hires_steps, img2img_steps
+from .plan import hires_sampler, hires_steps, img2img_steps, pipeline_strength
 from .preview import decode_latents, to_pil
 from .seeds import NoiseSource, image_noise, needs_own_noise
 
 __all__ = ["Pictures", "paint_batch"]
 
 
-def _override_noise(scheduler: Any, noise: Any) -> None:
-    """Make the scheduler noise the init with `noise` (variation seeds) instead of what diffusers drew.
-
-    img2img and inpaint pipelines draw their noise from the generators and hand it to ``add_noise``; replacing it
-    there keeps the generators' state (ancestral samplers' step noise) exactly as without a variation.
-    """
-    original = scheduler.add_noise
-
-    @functools.wraps(original)
-    def add_noise(original_samples: Any, _noise: Any, timesteps: Any) -> Any:
-        return original(original_samples, noise.to(original_samples.device, original_samples.dtype), timesteps)
-
-    scheduler.add_noise = add_noise
-
-
-def _noise_init(scheduler: Any, call: dict[str, Any], noise: Any, inpaint: bool) -> None:
-    """Noise the init with our `noise`: through ``add_noise``, or as ``latents`` for inpaint at strength 1.
-
-    Inpaint at strength 1 starts from the noise alone and never calls ``add_noise``; given latents, diffusers
-    takes them as that noise.
-    """
-    if inpaint and call["strength"] == 1.0:
-        call["latents"] = noise
-    else:
-        _override_noise(scheduler, noise)
-
-
 def derived_pipeline(pipe: Any, kind: str) -> Any:
-    """The img2img or inpaint pipeline over `pipe`'s modules (``from_pipe``), made once and kept on `pipe`."""
+    """The img2img or inpaint pipeline over `pipe`'s modules (``from_pipe``), made once and kept on `pipe`.
+
+    The family's declared class for the mode when `pipe` is its plain txt2img pipeline (any family, flow ones
+    included); otherwise diffusers' AutoPipeline picks the sibling (ControlNet, PAG … variants).
+    """
     if kind == "txt2img":
         return pipe
     cache = pipe.__dict__.setdefault("_jupyter_sd_modes", {})
     if kind not in cache:
         import diffusers
 
+        family = family_of(pipe)
+        declared = family.pipelines.get(kind) if type(pipe).__name__ == family.pipelines.get("txt2img") else None
         auto = diffusers.AutoPipelineForInpainting if kind == "inpaint" else diffusers.AutoPipelineForImage2Image
-        derived = auto.from_pipe(pipe)
+        derived = (getattr(diffusers, declared) if declared else auto).from_pipe(pipe)
         derived.set_progress_bar_config(disable=True)
         cache[kind] = derived
     derived = cache[kind]
@@ -153,15 +133,38 @@ def execution_device(pipe: Any) -> Any:
     return device if device is not None else pipe.device
 
 
-def _noise(pipe: Any, request: PaintRequest, subseeds: list, size: tuple, source: NoiseSource) -> Any:
-    """The starting noise of a pass at `size` (pixels) from `source`, on the pipeline's device and dtype."""
+def _noise(
+    pipe: Any, request: PaintRequest, subseeds: list, size: tuple, source: NoiseSource, packed: bool = True
+) -> Any:
+    """The starting noise of a pass at `size` (pixels) from `source`, on the pipeline's device and dtype.
+
+    As the txt2img pipeline's ``latents=`` takes it (Flux: packed), or (B, C, H, W) when not `packed`.
+    """
     channels = getattr(pipe.vae.config, "latent_channels", None) or pipe.vae.config.z_dim  # (Qwen-Image's: z_dim)
     factor = int(getattr(pipe, "vae_scale_factor", 8))
     resize_from = parse_size(request.seed_resize_from) if request.seed_resize_from else None
     shape = (channels, size[1] // factor, size[0] // factor)
     noise = source.first(shape, subseeds, request.variation_strength, resize_from)
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    return family_of(pipe).to_pipeline_latents(pipe, noise.to(pipe.device, denoiser.dtype))
+    noise = noise.to(pipe.device, denoiser.dtype)
+    return family_of(pipe).to_pipeline_latents(pipe, noise) if packed else noise
+
+
+def _own_noise(pipe: Any, request: PaintRequest, subseeds: list, size: tuple, source: NoiseSource) -> tuple:
+    """An init pass's noise (B, C, H, W) and, for packed families, the same as the pipeline's packed latents."""
+    noise = _noise(pipe, request, subseeds, size, source, packed=False)
+    family = family_of(pipe)
+    return noise, (family.to_pipeline_latents(pipe, noise) if family.packed_latents else None)
+
+
+def _sized(pipe: Any, call: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """`call` with the size painted, for pipelines whose img2img takes one.
+
+    The flow families' take it: without it their default (1024 px) would resize the init.
+    """
+    if "height" in inspect.signature(type(pipe).__call__).parameters:
+        return {**call, "width": size[0], "height": size[1]}
+    return call
 
 
 def _hires_pass(
@@ -176,6 +179,34 @@ def _hires_pass(
     source: Callable[..., NoiseSource],
 ) -> list[Image.Image]:
     """A1111's hires fix: enlarge the first pass, then img2img from fresh noise of the same seeds at the new size."""
+    factor = int(getattr(pipe, "vae_scale_factor", 8))
+    family = family_of(pipe)
+    latents = _enlarged(pipe, request, family.to_spatial(pipe, latents, (request.width, request.height)), seeds, runner)
+    size = (latents.shape[3] * factor, latents.shape[2] * factor)
+    img2img = derived_pipeline(pipe, "img2img")
+    sampler, schedule = hires_sampler(request)
+    img2img.scheduler = runner.scheduler(sampler, schedule)
+    noise = source()  # a fresh ImageRNG at the new size, as A1111's hires pass makes
+    if needs_own_noise(request):
+        override_noise(img2img.scheduler, *_own_noise(pipe, request, subseeds, size, noise))
+    scheduled, strength = hires_steps(request)
+    run = request.hires_steps or request.steps
+    call = {
+        "image": latents,
+        "strength": pipeline_strength(strength, scheduled, family.flow),
+        "num_inference_steps": scheduled,
+        **family.guidance_kwargs(request.hires_guidance or request.guidance, request.distilled_cfg),
+        "num_images_per_prompt": len(seeds),  # one prompt, a batch of latents: batch size = images per prompt
+        "generator": generators(),
+    }
+    call = _sized(img2img, call, size)
+    conditioning = condition(img2img, request.hires_prompt or request.prompt, request.steps, run)
+    images, _ = runner.run(img2img, call, 1, size, conditioning, noise)
+    return images
+
+
+def _enlarged(pipe: Any, request: PaintRequest, latents: Any, seeds: list[int], runner: PassRunner) -> Any:
+    """The first pass's (B, C, H, W) latents enlarged to the hires size (in latent space or as pictures), cropped."""
     import torch
 
     to_x, to_y, excess_x, excess_y = request.hires_target()
@@ -201,26 +232,9 @@ def _hires_pass(
     latents = latents[
         :, :, truncate_y // 2 : height - (truncate_y + 1) // 2, truncate_x // 2 : width - (truncate_x + 1) // 2
     ]
-    size = (latents.shape[3] * factor, latents.shape[2] * factor)
-    img2img = derived_pipeline(pipe, "img2img")
-    sampler, schedule = hires_sampler(request)
-    img2img.scheduler = runner.scheduler(sampler, schedule)
-    noise = source()  # a fresh ImageRNG at the new size, as A1111's hires pass makes
-    if needs_own_noise(request):
-        _override_noise(img2img.scheduler, _noise(pipe, request, subseeds, size, noise))
-    scheduled, strength = hires_steps(request)
-    run = request.hires_steps or request.steps
-    call = {
-        "image": latents,
-        "strength": strength,
-        "num_inference_steps": scheduled,
-        "guidance_scale": request.hires_guidance or request.guidance,
-        "num_images_per_prompt": len(seeds),  # one prompt, a batch of latents: batch size = images per prompt
-        "generator": generators(),
-    }
-    conditioning = condition(img2img, request.hires_prompt or request.prompt, request.steps, run)
-    images, _ = runner.run(img2img, call, 1, size, conditioning, noise)
-    return images
+    if family_of(pipe).packed_latents:  # whole 2×2 patches (Flux): an odd latent row or column is cropped off
+        latents = latents[:, :, : latents.shape[2] // 2 * 2, : latents.shape[3] // 2 * 2]
+    return latents
 
 
 def _encode(pipe: Any, images: list[Image.Image], seeds: list[int]) -> Any:
@@ -234,7 +248,8 @@ def _encode(pipe: Any, images: list[Image.Image], seeds: list[int]) -> Any:
             retrieve_latents(pipe.vae.encode(tensor[i : i + 1]), generator=torch.Generator("cpu").manual_seed(seed))
             for i, seed in enumerate(seeds)
         ]
-    return torch.cat(latents) * pipe.vae.config.scaling_factor
+    shift = getattr(pipe.vae.config, "shift_factor", None) or 0.0  # the flow families' VAEs shift as well
+    return (torch.cat(latents) - shift) * pipe.vae.config.scaling_factor
 
 
 def _paint_from_init(
@@ -261,11 +276,12 @@ def _paint_from_init(
     derived.scheduler = runner.scheduler(request.sampler)
     gens = generators()
     noise = source()
-    call = {**common, "strength": img2img_steps(request)[1], "generator": gens}
+    strength = pipeline_strength(img2img_steps(request)[1], request.steps, family_of(pipe).flow)
+    call = {**common, "strength": strength, "generator": gens}
     if needs_own_noise(request):
-        _noise_init(derived.scheduler, call, _noise(pipe, request, subseeds, size, noise), mode == "inpaint")
+        noise_init(derived.scheduler, call, mode == "inpaint", *_own_noise(pipe, request, subseeds, size, noise))
     if mode == "img2img":
-        call["image"] = pics.resize_image(request.resize_mode, init, *size)
+        call = _sized(derived, {**call, "image": pics.resize_image(request.resize_mode, init, *size)}, size)
         images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps), noise)
         return images
     mask = pictures.mask
@@ -318,7 +334,7 @@ def _masked_content(
     else:
         latents = latents * keep
     masked = latents
-    if pipe.unet.config.in_channels == 9:
+    if getattr(getattr(pipe, "unet", None), "config", None) is not None and pipe.unet.config.in_channels == 9:
         grey = Image.new("RGB", init.size, (128, 128, 128))  # 0 in the VAE's [-1, 1], as diffusers masks it
         hidden = Image.composite(grey, init, mask.point(lambda x: 255 if x >= 128 else 0))
         masked = _encode(pipe, [hidden] * len(seeds), seeds)

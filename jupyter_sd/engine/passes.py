@@ -18,7 +18,7 @@ from ..recipe.result import PaintResult
 from ..recipe.samplers import ENSD_SAMPLERS, SAMPLERS
 from . import step_cache, token_merging
 from .families import family_of
-from .families.flow import flow_x0
+from .families.flow import flow_x0, with_shift
 from .plan import Pass
 from .preview import Previewer, decode_latents, to_pil
 from .schedulers import make_scheduler
@@ -112,7 +112,8 @@ class PassRunner:
 
     def scheduler(self, sampler: str, schedule: str | None = None) -> Any:
         """A fresh scheduler for a pass (from the model's own config, as the engine's sampler table says)."""
-        return make_scheduler(sampler, schedule or self.request.schedule, self.base_config)
+        config = with_shift(self.base_config, getattr(self.request, "shift", 0.0))  # --shift (flow models)
+        return make_scheduler(sampler, schedule or self.request.schedule, config)
 
     def run(
         self,

@@ -41,6 +41,17 @@ def img2img_steps(request: PaintRequest) -> tuple[int, float]:
     return run, 1.0 if run >= request.steps else (run + 0.5) / request.steps
 
 
+def pipeline_strength(strength: float, steps: int, flow: bool) -> float:
+    """The strength of `img2img_steps` / `hires_steps` as a flow-matching pipeline (Flux, SD3 …) takes it.
+
+    Those keep ``N − int(N − N·s)`` steps, rounding up where the UNet pipelines' ``int(N·s)`` rounds down: the
+    ``(run + 0.5) / N`` that runs ``run`` steps there runs one more here, and ``(run − 0.5) / N`` runs ``run``.
+    """
+    if not flow or strength >= 1.0:
+        return strength
+    return (round(strength * steps - 0.5) - 0.5) / steps
+
+
 def hires_sampler(request: PaintRequest) -> tuple[str, str]:
     """The hires pass's sampler and schedule type (A1111's "Use same sampler" / "Use same scheduler")."""
     sampler = request.sampler if request.hires_sampler == SAME_SAMPLER else request.hires_sampler

@@ -91,3 +91,44 @@ def make_tiny_sd3(folder: str | Path, seed: int = 0) -> Path:
                                     transformer=transformer)  # fmt: skip
     pipe.save_pretrained(folder)
     return folder
+
+
+KOHYA_FLUX_LAYERS = {
+    "double_blocks_0_img_attn_qkv": (32, 96),  # q, k and v of the picture stream, fused as BFL stores them
+    "double_blocks_0_img_attn_proj": (32, 32),
+    "double_blocks_0_txt_mlp_0": (32, 128),
+    "single_blocks_0_linear2": (160, 32),
+}
+"""The tiny Flux's layers in kohya's names (BFL's layout: ``lora_unet_`` + the block path) → (in, out) features."""
+
+
+def kohya_flux_lora(path: str | Path, seed: int = 0, rank: int = 4, alpha: float = 2.0) -> Path:
+    """Write a LoRA for `make_tiny_flux`'s transformer the way kohya's sd-scripts save Flux LoRA."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, (features_in, features_out) in KOHYA_FLUX_LAYERS.items():
+        key = f"lora_unet_{name}"
+        weights[f"{key}.lora_down.weight"] = torch.randn(rank, features_in, generator=generator) * 0.5
+        weights[f"{key}.lora_up.weight"] = torch.randn(features_out, rank, generator=generator) * 0.5
+        weights[f"{key}.alpha"] = torch.tensor(alpha)
+    save_file(weights, str(path), metadata={"ss_network_module": "networks.lora_flux"})
+    return Path(path)
+
+
+def diffusers_lora(transformer, path: str | Path, seed: int = 0, rank: int = 4) -> Path:
+    """Write a LoRA in diffusers' own (peft) layout for a transformer's first block's attention projections."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, module in transformer.named_modules():
+        if name.startswith("transformer_blocks.0.attn.") and isinstance(module, torch.nn.Linear):
+            key = f"transformer.{name}"
+            weights[f"{key}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) * 0.5
+            weights[f"{key}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * 0.5
+    save_file(weights, str(path))
+    return Path(path)

@@ -65,12 +65,15 @@ class Family:
     """Features of `FEATURES` not implemented for this family yet: a request using one is refused in one line."""
 
     def infotext_params(self, request: Any) -> dict[str, str]:
-        """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux)."""
-        if self.guidance != "cfg+distilled":
-            return {}
+        """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux, ``Shift`` when set)."""
         from ...recipe.values import format_number
 
-        return {"Distilled CFG Scale": format_number(request.distilled_cfg)}
+        params = {}
+        if self.guidance == "cfg+distilled":
+            params["Distilled CFG Scale"] = format_number(request.distilled_cfg)
+        if self.flow and getattr(request, "shift", 0.0):
+            params["Shift"] = format_number(request.shift)
+        return params
 
     def defaults_for(self, pipe: Any) -> dict[str, Any]:
         """The request defaults for this loaded model (a distilled and a base model of one family may differ)."""
@@ -113,8 +116,8 @@ class Family:
             ``model: hires fix is not supported for Flux models yet (…)``.
         """
         if feature in self.lacks:
-            supported = "txt2img from a diffusers folder, prompts as plain text"
-            msg = f"model: {feature}{detail} is not supported for {self.name} models yet (supported: {supported})"
+            modes = ", ".join(self.pipelines)
+            msg = f"model: {feature}{detail} is not supported for {self.name} models yet (they paint {modes})"
             raise ValueError(msg)
 
     def pipeline_class(self, mode: str) -> str:

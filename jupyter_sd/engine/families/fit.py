@@ -63,6 +63,9 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
 
 
 def _refuse_what_it_lacks(family: Family, request: Any) -> None:
+    if getattr(request, "shift", 0.0) and not family.flow:
+        msg = f"shift: --shift is for flow-matching models (Flux, SD3); {family.name} models have no shift"
+        raise ValueError(msg)
     if request.init:
         family.pipeline_class(request.mode)
     if request.hires_enabled:
@@ -84,4 +87,8 @@ def _refuse_too_large(family: Family, pipe: Any, request: Any) -> None:
     largest = int(patches) * int(config.patch_size) * int(getattr(pipe, "vae_scale_factor", family.vae_scale))
     if max(request.width, request.height) > largest:
         msg = f"size: {family.name} paints at most {largest} px a side (got {request.width}x{request.height})"
+        raise ValueError(msg)
+    to_x, to_y = request.hires_target()[:2] if request.hires_enabled else (0, 0)
+    if max(to_x, to_y) > largest:
+        msg = f"hires: {family.name} paints at most {largest} px a side (the hires pass would paint {to_x}x{to_y})"
         raise ValueError(msg)

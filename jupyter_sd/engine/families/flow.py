@@ -1,8 +1,10 @@
 """What the flow-matching families (Flux, SD3) share: their sampler, x0 from velocity, and Flux's packed latents.
 
 Their pipelines take the velocity v of a rectified flow, x_t = (1 − σ)·x0 + σ·noise, so the clean picture a step
-predicts is x0 = x_t − σ·v. Only diffusers' own flow-matching Euler runs on them for now, on the model's scheduler
-config (``Schedule type: Automatic``): other A1111 samplers are refused in one line naming what is allowed.
+predicts is x0 = x_t − σ·v. diffusers' own flow-matching Euler runs on them, on the model's scheduler config
+(``Schedule type: Automatic``); ``Simple`` is the same noise levels (Forge's simple schedule takes every n-th of the
+model's shifted levels from the top: diffusers' linspace), ``Beta`` and ``Karras`` diffusers' beta and Karras
+spacing of them; ``--shift`` a static shift (Forge's ``Shift``). Other A1111 samplers are refused in one line.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 FLOW_SAMPLERS = ("Euler",)
-FLOW_SCHEDULES = ("Automatic",)
+FLOW_SCHEDULES = ("Automatic", "Simple", "Beta", "Karras")
+_SCHEDULE_OVERRIDES = {"Beta": {"use_beta_sigmas": True}, "Karras": {"use_karras_sigmas": True}}
+"""What each schedule type changes in the model's FlowMatchEulerDiscreteScheduler config (Simple: nothing)."""
 
 
 def is_flow_config(config: dict[str, Any]) -> bool:
@@ -36,7 +40,18 @@ def flow_scheduler(sampler: str, schedule: str, config: dict[str, Any]) -> Any:
         raise ValueError(msg)
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    return FlowMatchEulerDiscreteScheduler.from_config(config)
+    return FlowMatchEulerDiscreteScheduler.from_config(config, **_SCHEDULE_OVERRIDES.get(schedule, {}))
+
+
+def with_shift(config: dict[str, Any], shift: float) -> dict[str, Any]:
+    """A flow scheduler config with a static `shift` (σ → s·σ/(1+(s−1)·σ)) instead of its own; 0 keeps it.
+
+    On Flux this replaces the shift that grows with the picture's size (diffusers' dynamic shifting, e^μ: about
+    3.16 at 1024²); SD3's config holds a static one (3.0) already.
+    """
+    if not shift or not is_flow_config(config):
+        return config
+    return {**config, "shift": float(shift), "use_dynamic_shifting": False}
 
 
 def flow_x0(scheduler: Any, model_output: Any, sample: Any) -> Any:

@@ -12,8 +12,11 @@ from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
 FAMILY = Family(
     name="Flux",
     title="FLUX.1",
-    pipelines={"txt2img": "FluxPipeline"},
-    classes=("FluxImg2ImgPipeline", "FluxInpaintPipeline"),
+    pipelines={
+        "txt2img": "FluxPipeline",
+        "img2img": "FluxImg2ImgPipeline",
+        "inpaint": "FluxInpaintPipeline",
+    },
     checkpoint_keys=("double_blocks.", "model.diffusion_model.double_blocks."),
     text_encoders=("clip_l", "t5"),
     latent_channels=16,
@@ -47,5 +50,5 @@ FAMILY = Family(
     },
     half_dtype="bfloat16",
     activations_gb=4.0,
-    lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file"),
+    lacks=("embeddings", "vae", "refiner", "prompt syntax", "single file"),
 )

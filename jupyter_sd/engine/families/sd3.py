@@ -8,8 +8,11 @@ from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
 FAMILY = Family(
     name="SD3",
     title="Stable Diffusion 3",
-    pipelines={"txt2img": "StableDiffusion3Pipeline"},
-    classes=("StableDiffusion3Img2ImgPipeline", "StableDiffusion3InpaintPipeline"),
+    pipelines={
+        "txt2img": "StableDiffusion3Pipeline",
+        "img2img": "StableDiffusion3Img2ImgPipeline",
+        "inpaint": "StableDiffusion3InpaintPipeline",
+    },
     checkpoint_keys=("joint_blocks.", "model.diffusion_model.joint_blocks."),
     text_encoders=("clip_l", "clip_g", "t5"),
     latent_channels=16,
@@ -40,5 +43,5 @@ FAMILY = Family(
         "bias": [0.2394, 0.2135, 0.1925],
     },
     activations_gb=3.5,
-    lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file"),
+    lacks=("embeddings", "vae", "refiner", "prompt syntax", "single file"),
 )

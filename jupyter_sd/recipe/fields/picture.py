@@ -39,6 +39,17 @@ class PictureOptions:
             step=0.5,
         ),
     )
+    shift: float = field(
+        default=0.0,
+        metadata=option(
+            "Flow models' timestep shift (Forge's 'Shift'), s·σ/(1+(s−1)·σ); on Flux it replaces the size-dependent "
+            "shift. 0 = the model's own.",
+            flags=("--shift",),
+            infotext="Shift",
+            range=(0.0, 100.0),
+            step=0.05,
+        ),
+    )
     seed: int = field(
         default=-1,
         metadata=option(

@@ -163,10 +163,9 @@ def test_sd3_paints_what_diffusers_paints(engine, sd3_dir):
     ("changes", "message"),
     [
         ({"sampler": "DPM++ 2M SDE"}, "sampler: 'DPM++ 2M SDE' cannot paint Flux models yet (allowed: Euler)"),
-        ({"schedule": "Karras"}, "schedule: 'Karras' cannot paint Flux models yet (allowed: Automatic)"),
-        ({"hires": 2.0}, "model: hires fix is not supported for Flux models yet"),
-        ({"prompt": "a fox <lora:ink:0.8>"}, "model: lora is not supported for Flux models yet"),
-        ({"init": "x.png", "strength": 0.5}, "model: img2img is not supported for Flux models yet"),
+        ({"schedule": "Exponential"}, "schedule: 'Exponential' cannot paint Flux models yet (allowed: Automatic, Si"),
+        ({"vae": "other.safetensors"}, "model: vae (an external VAE) is not supported for Flux models yet"),
+        ({"refiner": "some/refiner"}, "model: refiner is not supported for Flux models yet"),
     ],
 )
 def test_what_flux_cannot_do_yet_is_one_line(engine, flux_dir, changes, message):
