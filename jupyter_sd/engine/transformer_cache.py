@@ -21,7 +21,7 @@ TAYLORSEER_WARMUP = 3
 
 TAYLORSEER_BLOCKS = [r"transformer_blocks\.\d+", r"single_transformer_blocks\.\d+"]
 """What TaylorSeer predicts: each whole block's output (diffusers' default, the attention modules alone, leaves the
-feed-forward layers running: 1.3–1.4× at taylorseer 2–4 against 1.7–2.5× for whole blocks, Flux-shaped model,
+feed-forward layers running: 1.25–1.43× at taylorseer 2–4 against 1.7–2.6× for whole blocks, Flux-shaped model,
 benchmarks/bench_speed.py)."""
 
 
