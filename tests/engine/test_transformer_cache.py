@@ -4,12 +4,15 @@ stays close, the next uncached picture is the uncached picture again, and the in
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from helpers.pixels import pixels, ssim
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 
 from jupyter_sd.engine import Engine
+from jupyter_sd.engine.progress import Progress
 from jupyter_sd.engine.step_cache import resolved
 from jupyter_sd.plots.axes import parse_axis
 from jupyter_sd.recipe.paste import request_from_infotext
@@ -126,3 +129,30 @@ def test_refused_in_one_line_on_unet_and_sd3(engine, tiny_model_dir, tmp_path_fa
         with pytest.raises(ValueError, match=rf"cache: {value} needs a transformer model whose pipeline diffusers"):
             engine.generate(request)
     assert resolved("off", engine._pipe) == "off"
+
+
+class _StopAt(Progress):
+    """Counts previews and sets `stop` once step `at` is done."""
+
+    def __init__(self, stop: threading.Event, at: int) -> None:
+        self.stop_event, self.at, self.previews = stop, at, 0
+
+    def step(self, step, total, previews):
+        self.previews += bool(previews)
+        if step == self.at:
+            self.stop_event.set()
+
+
+@pytest.mark.parametrize("value", ["taylorseer:2", "magcache:0.12"])
+def test_previews_and_stop_keep_working_and_the_hooks_leave(engine, flux_dir, plain, value):
+    stop = threading.Event()
+    progress = _StopAt(stop, 6)
+    request = _base(flux_dir).replace(cache=value, preview="full", preview_interval=0)
+    result = engine.generate(request, progress, stop)
+    assert result.stopped_by == "stop" and result.images and progress.previews >= 6
+    transformer = engine._pipe.transformer
+    assert not transformer.is_cache_enabled
+    assert [name for name, module in transformer.named_modules() if getattr(module, "_diffusers_hook", None)
+            and module._diffusers_hook.hooks] == []  # fmt: skip
+    again, runs = _counted(engine, _base(flux_dir))
+    assert runs == STEPS and np.array_equal(pixels(again.images[0]), pixels(plain))
