@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 _LOG = logging.getLogger("jupyter_sd.fast_load")
+BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
+"""The bundled demo model's folder (models.py resolves ``--model tiny`` to it)."""
 PREFIX = "text_model."
 """The key prefix of CLIP text-encoder checkpoints that transformers' CLIPTextModel renames away on load."""
 
@@ -54,8 +56,6 @@ def first_call(pipe: Any) -> Any:
     CFG's batch of two at its native size; other models are returned untouched (on a CPU one such call costs a step).
     """
     import torch
-
-    from .models import BUNDLED_MODEL
 
     if Path(getattr(pipe, "name_or_path", None) or "").resolve() != BUNDLED_MODEL.resolve():
         return pipe

@@ -13,8 +13,8 @@ from typing import Any
 from .. import library
 from ..library.drive import local_copy
 from . import fast_load
+from .fast_load import BUNDLED_MODEL
 
-BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
 BUNDLED_NAME = "tiny"
 DEFAULT_CUDA_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
