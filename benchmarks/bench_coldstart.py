@@ -6,14 +6,18 @@
     model: the cell's wall time, with the background imports on (the default) and off
     (``%config PaintMagics.warm_imports = False``), against a plain-diffusers cell after the same pause.
 
+(c) The warm-up thread's phases in a fresh process (``--only phases``): the background imports, the bundled model's
+    preload, then the first and second picture after it, with the quick load (engine/fast_load.py) on and off.
+
 Runs are interleaved (A B C A B C …); each line gives min and median of the runs and the ratio of medians.
 
-    python benchmarks/bench_coldstart.py [--runs 5] [--pause 3]
+    python benchmarks/bench_coldstart.py [--runs 5] [--pause 3] [--only cli|kernel|phases]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -101,6 +105,33 @@ def kernel_run(setup: str, cell: str, folder: Path, pause: float) -> float:
         manager.shutdown_kernel(now=True)
 
 
+PHASES_SCRIPT = f"""
+import json, sys, time
+started = time.perf_counter()
+from jupyter_sd.engine import fast_load, warmup
+if sys.argv[1] == "off":
+    fast_load.bundled_components = lambda *args: {{}}
+    fast_load.first_call = lambda pipe: pipe
+warmup._import_all()
+imports = time.perf_counter() - started
+from jupyter_sd.painting import session as painter
+painter.get_engine().preload(painter.new_request())
+preload = time.perf_counter() - started - imports
+request = painter.new_request(prompt={PROMPT!r}, steps={STEPS}, seed=1, save=False, preview="none")
+pictures = []
+for _ in range(2):
+    begun = time.perf_counter()
+    painter.render(request)
+    pictures.append(time.perf_counter() - begun)
+print(json.dumps(dict(imports=imports, preload=preload, first=pictures[0], second=pictures[1])))
+"""
+
+
+def phases_run(mode: str) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", PHASES_SCRIPT, mode], env=ENV, check=True, capture_output=True)
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
 PAINT_CELL = f"%%paint --steps {STEPS} --seed 1 -o {{folder}}\n{PROMPT}"
 RAW_CELL = RAW_SCRIPT.replace("sys.argv[1]", "{out!r}")
 
@@ -116,12 +147,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pause", type=float, default=3.0)
-    parser.add_argument("--only", choices=("cli", "kernel"), default=None)
+    parser.add_argument("--only", choices=("cli", "kernel", "phases"), default=None)
     args = parser.parse_args()
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             base = Path(tmp) / str(run)
+            if args.only == "phases":
+                for mode in ("on", "off"):
+                    for phase, seconds in phases_run(mode).items():
+                        times.setdefault(f"{phase} (quick load {mode})", []).append(seconds)
+                print(f"run {run + 1}/{args.runs}", flush=True)
+                continue
             if args.only != "kernel":
                 for name, fn in (("cli", cli_run), ("raw_cli", raw_cli_run)):
                     folder = base / name
@@ -140,6 +177,9 @@ def main() -> None:
                     times.setdefault(name, []).append(kernel_run(setup, cell, folder, args.pause))
             print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in times.items()), flush=True)
     print(f"\n{args.runs} runs, {STEPS} steps on the bundled model, OMP_NUM_THREADS={ENV['OMP_NUM_THREADS']}")
+    for name, values in times.items():
+        if "quick load" in name:
+            print(_line(name, values))
     if "cli" in times:
         print(_line("(a) jupyter-sd: process start → PNG", times["cli"], times["raw_cli"]))
         print(_line("    plain diffusers script: start → PNG", times["raw_cli"]))

@@ -153,3 +153,39 @@ def make_taesd_shaped(folder: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     AutoencoderTiny().save_pretrained(folder)
     return Path(folder)
+
+
+def make_flux_shaped(folder: str | Path, width: int = 256, double: int = 4, single: int = 8, seed: int = 0) -> Path:
+    """Save a Flux.1-shaped pipeline at reduced width and depth: double then single blocks over packed 16-channel
+    latents, an 8× VAE, CLIP and T5 (small random ones). Flux.1 itself is width 3072, 19 double and 38 single blocks.
+    """
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from helpers.tiny_flow import T5_WIDTH, t5_encoder, t5_tokenizer
+    from helpers.tiny_pipeline import tiny_text_encoder
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = _tokenizer(folder / "_tok")
+    t5_tok = t5_tokenizer()
+    heads = max(1, width // 64)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=double, num_single_layers=single, attention_head_dim=width // heads,
+        num_attention_heads=heads, pooled_projection_dim=32, joint_attention_dim=T5_WIDTH, guidance_embeds=True,
+        axes_dims_rope=(width // heads // 4, width // heads * 3 // 8, width // heads * 3 // 8),
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=16, layers_per_block=1, norm_num_groups=32,
+        sample_size=256, shift_factor=0.1159, scaling_factor=0.3611, use_quant_conv=False, use_post_quant_conv=False,
+    )  # fmt: skip
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )  # fmt: skip
+    pipe = FluxPipeline(
+        scheduler=scheduler, vae=vae, text_encoder=tiny_text_encoder(tokenizer), tokenizer=tokenizer,
+        text_encoder_2=t5_encoder(len(t5_tok)), tokenizer_2=t5_tok, transformer=transformer,
+    )  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder

@@ -15,7 +15,7 @@ from typing import Any
 from ..recipe.fields import BUILT_IN_UPSCALERS, MAX_SEED
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
-from . import memory, modes, step_cache, token_merging, warmup
+from . import fast_load, memory, modes, step_cache, token_merging, warmup
 from .about import describe
 from .conditioning import a1111_steps, build_conditioning
 from .families import Family, family_of
@@ -108,7 +108,7 @@ class Engine:
         said = Recorded()
         try:
             self._preloading = True
-            self.pipeline(request, said)
+            fast_load.first_call(self.pipeline(request, said))  # the bundled model's first-call costs, paid here
             self._told_bundled = False  # the first picture says it, in its own cell
             self._waiting_notices = [line for line in said.lines if line != BUNDLED_NOTICE]
             return True

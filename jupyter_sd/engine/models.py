@@ -1,7 +1,6 @@
 """Which model a request means, and how to load it: hub id, local folder, single file, or the bundled one.
 
-Kept apart from the engine so the rules (what is refused, which dtype on which device, what the offline error
-says) can be read in one place.
+Kept apart from the engine so the rules (refusals, dtype per device, the offline error) read in one place.
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ from typing import Any
 
 from .. import library
 from ..library.drive import local_copy
+from . import fast_load
+from .fast_load import BUNDLED_MODEL
 
-BUNDLED_MODEL = Path(__file__).parent.parent / "models" / "tiny"
 BUNDLED_NAME = "tiny"
 DEFAULT_CUDA_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
@@ -86,10 +86,8 @@ def resolve_model(model: str, allow_pickle: bool = False) -> ModelSource:
         return ModelSource(model, "hub", model)
     allowed = "a hub id like org/name, a diffusers folder, a .safetensors file, a name in the models folder"
     hints = library.close_matches("checkpoint", model)
-    msg = f"model: no such file or folder '{model}' (allowed: {allowed})" + (
-        f". Did you mean '{hints[0]}'?" if hints else ""
-    )
-    raise ValueError(msg)
+    hint = f". Did you mean '{hints[0]}'?" if hints else ""
+    raise ValueError(f"model: no such file or folder '{model}' (allowed: {allowed}){hint}")
 
 
 def _short_name(name: str) -> str:
@@ -177,6 +175,8 @@ def load_pipeline(
         refresh()
         silence_progress_bars()
         kwargs: dict[str, Any] = {_dtype_keyword(diffusers.__version__): dtype, **(components or {})}
+        if source.is_bundled and "text_encoder" not in kwargs:  # its CLIP without transformers' first-load cost
+            kwargs.update(fast_load.bundled_components(source.location, dtype))
         if source.kind == "single-file":
             pipe = _load_single_file(diffusers, source, config, kwargs)
         else:

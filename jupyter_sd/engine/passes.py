@@ -166,7 +166,7 @@ class PassRunner:
             if stop.is_set():
                 raise Stopped(0)
             applied = conditioning.applied(pipe) if conditioning is not None else contextlib.nullcontext()
-            with step_cache.applied(pipe, request.cache), applied:  # the cache's hooks outside the wrapper's
+            with step_cache.applied(pipe, request.cache, steps), applied:  # the cache's hooks outside the wrapper's
                 output = pipe(**call).images
             self.steps_before += steps
             return output, False

@@ -6,8 +6,8 @@ runs the whole UNet and keeps what its second-to-last up block puts out; the eva
 shallowest branch (``conv_in``, the first down block, the last up block) and feed it that kept output. Diffusers
 hooks (``diffusers.hooks.ModelHook``) on the UNet and its blocks do the skipping, installed for one pipeline call
 and removed after it, so the resident pipeline is untouched between pictures. Transformer families get diffusers'
-own first-block cache (``fbcache:THRESHOLD``, Flux), enabled for one call the same way; ``auto`` picks each
-family's measured default (`AUTO`).
+own caches (``fbcache``, ``taylorseer``, ``magcache``: transformer_cache.py), enabled for one call the same way;
+``auto`` picks each family's measured default (`AUTO`).
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..recipe.step_cache import read_cache
+from . import transformer_cache
 
 HOOK_NAME = "jupyter_sd_step_cache"
 """The name every hook of ours is registered under (one `remove_hook` takes them all off)."""
 
-AUTO = {"unet": "deepcache:3"}
-"""Family kind → what ``--cache auto`` runs (measured in benchmarks/bench_speed.py; docs/speed.md). Transformer
-families run uncached under ``auto`` until their quality is measured on real weights."""
+AUTO = {"unet": "deepcache:3", "FluxTransformer2DModel": "taylorseer:3"}
+"""Family kind → what ``--cache auto`` runs (measured in benchmarks/bench_speed.py; docs/speed.md). Other
+transformer families (SD3) run uncached under ``auto``."""
 
-TRANSFORMER_MODES = ("fbcache",)
-"""Modes that are diffusers' own transformer caches (``enable_cache``): the first-block cache."""
+TRANSFORMER_MODES = transformer_cache.MODES
+"""Modes that are diffusers' own transformer caches (``enable_cache``): first-block cache, TaylorSeer, MagCache."""
 
 
 def family_kind(pipe: Any) -> str:
@@ -56,43 +57,18 @@ def resolved(value: str, pipe: Any) -> str:
     if name == "deepcache" and kind != "unet":
         msg = f"cache: deepcache needs a UNet model (SD 1.x, SD 2.x, SDXL); this one is a {kind} (try --cache auto)"
         raise ValueError(msg)
-    if name in TRANSFORMER_MODES and not _transformer_cache_fits(pipe):
+    if name in TRANSFORMER_MODES and not transformer_cache.fits(pipe):
         msg = f"cache: {name} needs a transformer model whose pipeline diffusers caches (Flux); this one is a {kind}"
         raise ValueError(msg)
     return f"{name}:{number:g}"
 
 
-def _transformer_cache_fits(pipe: Any) -> bool:
-    """Whether diffusers' transformer caches run here: a model with ``enable_cache`` called in cache contexts."""
-    import inspect
-
-    transformer = getattr(pipe, "transformer", None)
-    if transformer is None or not hasattr(transformer, "enable_cache"):
-        return False
-    try:
-        return "cache_context" in inspect.getsource(type(pipe).__call__)
-    except (OSError, TypeError):
-        return False
-
-
 @contextlib.contextmanager
-def _transformer_cache(pipe: Any, name: str, number: float) -> Iterator[None]:
-    """The first-block cache (diffusers' hook) on the transformer for one call, disabled afterwards."""
-    from diffusers.hooks import FirstBlockCacheConfig
-
-    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=float(number)))
-    try:
-        yield
-    finally:
-        pipe.transformer.disable_cache()
-
-
-@contextlib.contextmanager
-def applied(pipe: Any, value: str) -> Iterator[None]:
-    """Cache steps during one pipeline call as `value` (already resolved) says; every hook is gone afterwards."""
+def applied(pipe: Any, value: str, steps: int | None = None) -> Iterator[None]:
+    """Cache steps during one pipeline call (of `steps` evaluations) as `value` (resolved) says; no hook stays."""
     name, number = read_cache(value)
-    if name in TRANSFORMER_MODES and _transformer_cache_fits(pipe):
-        with _transformer_cache(pipe, name, number):  # type: ignore[arg-type]
+    if name in TRANSFORMER_MODES and transformer_cache.fits(pipe):
+        with transformer_cache.applied(pipe, name, number, steps):  # type: ignore[arg-type]
             yield
         return
     if name in ("off", "auto") or family_kind(pipe) != "unet":

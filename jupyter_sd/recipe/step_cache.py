@@ -12,13 +12,17 @@ import re
 CACHE_MODES: dict[str, tuple[type, float, float, float]] = {
     "deepcache": (int, 2, 10, 3),
     "fbcache": (float, 0.01, 1.0, 0.08),
+    "taylorseer": (int, 2, 10, 3),
+    "magcache": (float, 0.01, 1.0, 0.06),
 }
 """Mode → (its number's type, lowest, highest, default): DeepCache's refresh interval on UNets; on transformers the
 first-block cache's threshold (diffusers' hook: the later blocks are skipped while the first block's output changes
-by less than that, relatively)."""
+by less than that, relatively), TaylorSeer's refresh interval (the blocks' outputs between are extrapolated) and
+MagCache's error threshold (the blocks are skipped while the accumulated magnitude-ratio error stays below it)."""
 
 CACHE_CHOICES = (
     "off", "auto", "deepcache", "deepcache:2", "deepcache:3", "deepcache:4", "deepcache:5", "fbcache", "fbcache:0.08",
+    "taylorseer", "taylorseer:2", "taylorseer:3", "taylorseer:4", "magcache", "magcache:0.06", "magcache:0.12",
 )  # fmt: skip
 """The values offered (panel, docs); any mode with a number in its range is accepted too."""
 
