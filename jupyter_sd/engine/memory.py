@@ -269,10 +269,9 @@ class MemoryPlan:
         self.fast = fast
 
     def describe(self) -> str:
-        """Words for the load line: the offload mode when there is one, and why."""
-        if self.offload == "none":
-            return self.why  # auto on CUDA says it kept everything on the GPU
-        return self.why or f"{self.offload} offload"
+        """Words for the load line: how the weights are stored (GGUF Q4_K, fp8), the offload mode, and why."""
+        where = self.why if self.offload == "none" else self.why or f"{self.offload} offload"
+        return ", ".join(filter(None, [getattr(self, "stored", ""), where]))  # auto on CUDA: kept all on the GPU
 
     def before_call(self, pipe: Any, request: Any, notice: Callable[[str], None]) -> None:
         """Per picture: attention, tiling, the VAE guard (which may have been swapped by --vae), compile notices."""
@@ -303,7 +302,9 @@ def setup(pipe: Any, device: str, family: Any, offload: str, fast: bool) -> tupl
     mode, why = choose_offload(offload, device, pipe, family)
     pipe = place(pipe, device, mode)
     fast_mode = FastMode(pipe, device) if fast else None
-    return pipe, MemoryPlan(mode, why, fast_mode)
+    plan = MemoryPlan(mode, why, fast_mode)
+    plan.stored = getattr(pipe, "_jupyter_sd_quant", "")  # GGUF Q8_0, fp8 (loading/quant.py)
+    return pipe, plan
 
 
 def peak_rss_gb() -> float | None:

@@ -225,6 +225,8 @@ class PaintRequest(MachineOptions):
             params["Emphasis"] = self.emphasis
         if self.pad_conds:
             params["Pad conds"] = True
+        if self.quant != "none":
+            params["Quant"] = self.quant
         params.update(self._mode_params())
         if self.refiner:
             params["Refiner"] = self.refiner

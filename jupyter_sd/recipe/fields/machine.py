@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..presets import PRESET_CHOICES
 from ..step_cache import CACHE_CHOICES, check_cache
-from .base import ATTENTION_MODES, OFFLOAD_MODES, RNG_SOURCES, SEED_LIMIT, VAE_TILING_MODES, option
+from .base import ATTENTION_MODES, OFFLOAD_MODES, QUANT_MODES, RNG_SOURCES, SEED_LIMIT, VAE_TILING_MODES, option
 from .upscale import SdUpscaleOptions
 
 
@@ -193,6 +193,17 @@ class MachineOptions(SeedOptions):
             "Fast mode for big GPUs: channels_last, fused QKV projections and torch.compile of the UNet's repeated "
             "blocks (the first picture at each size compiles).",
             flags=("--fast",),
+            kernel=True,
+        ),
+    )
+    quant: str = field(
+        default="none",
+        metadata=option(
+            "Store the UNet/transformer in fewer bits: fp8 (float8 weights cast up layer by layer: half of bf16, any "
+            "device), nf4 or int8 (bitsandbytes, CUDA only); none. GGUF files come quantized already.",
+            flags=("--quant",),
+            infotext="Quant",
+            choices=QUANT_MODES,
             kernel=True,
         ),
     )
