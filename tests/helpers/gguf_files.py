@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from helpers.bfl_checkpoint import diffusers_to_bfl, transformer_state
 
 
