@@ -28,14 +28,35 @@ def read_tensors(info: ModelFile) -> dict[str, Any]:
     from .files import TEXT_PREFIXES, VAE_PREFIXES
 
     if info.format == "gguf":
-        from diffusers.models.model_loading_utils import load_gguf_checkpoint
-
-        return load_gguf_checkpoint(info.path)
+        return read_gguf(info.path)
     from safetensors import safe_open
 
     with safe_open(info.path, framework="pt") as handle:
         names = [n for n in handle.keys() if not n.startswith(VAE_PREFIXES + TEXT_PREFIXES)]
         return {name: handle.get_tensor(name) for name in names}
+
+
+def read_gguf(path: str) -> dict[str, Any]:
+    """A GGUF file's tensors as diffusers' quantized parameters, mapped from the file, not copied.
+
+    diffusers' ``load_gguf_checkpoint`` copies every tensor out of the memory map: twice the file in host RAM while
+    loading. Here each tensor is a view of a copy-on-write map (the page cache holds the file once; nothing writes).
+    """
+    import gguf
+    import torch
+    from diffusers.quantizers.gguf.utils import SUPPORTED_GGUF_QUANT_TYPES, GGUFParameter
+
+    plain = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+    tensors: dict[str, Any] = {}
+    for tensor in gguf.GGUFReader(path, mode="c").tensors:
+        if tensor.tensor_type not in plain and tensor.tensor_type not in SUPPORTED_GGUF_QUANT_TYPES:
+            msg = f"model: '{tensor.name}' is in {tensor.tensor_type.name}, which diffusers' GGUF layers cannot run"
+            raise ValueError(msg)
+        weights = torch.from_numpy(tensor.data)
+        tensors[tensor.name] = (
+            weights if tensor.tensor_type in plain else GGUFParameter(weights, quant_type=tensor.tensor_type)
+        )
+    return tensors
 
 
 def load_denoiser(diffusers: Any, info: ModelFile, config: str, dtype: Any, local: bool = False) -> Any:
