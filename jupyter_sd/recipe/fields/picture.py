@@ -121,8 +121,8 @@ class PictureOptions:
     model_config: str = field(
         default="",
         metadata=option(
-            "For a single file (.safetensors, .gguf): a diffusers folder or hub id with its configs, and the weights of "
-            "the parts the file lacks (a Flux transformer file: VAE, text encoders).",
+            "For a single file (.safetensors, .gguf): a diffusers folder or hub id with its configs, and the weights "
+            "of the parts the file lacks (a Flux transformer file: VAE, text encoders).",
             flags=("--model-config",),
             kernel=True,
         ),
