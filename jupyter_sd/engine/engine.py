@@ -146,7 +146,8 @@ class Engine:
         warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
         dtype = pick_dtype(request.dtype, device, source_family(source) if request.dtype == "auto" else None)
-        key = (source.location, device, dtype, request.model_config, request.offload, request.fast, request.quant)
+        key = (source.location, device, dtype, request.model_config, request.offload, request.fast, request.quant,
+               request.text_encoder)  # fmt: skip
         memory.check_offload(request.offload, device)
         if source.is_bundled and not self._told_bundled:
             progress.notice(BUNDLED_NOTICE)

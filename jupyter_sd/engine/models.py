@@ -184,12 +184,18 @@ def load_pipeline(
         silence_progress_bars()
         kwargs: dict[str, Any] = {_dtype_keyword(diffusers.__version__): dtype, **(components or {})}
         if source.kind == "single-file":
-            pipe = single_file.load(diffusers, source.location, config, kwargs)
+            parts = (getattr(request, "vae", ""), text_encoders(getattr(request, "text_encoder", "")))
+            pipe = single_file.load(diffusers, source.location, config, kwargs, parts)
         else:
             pipe = _load_pretrained(diffusers, source, {**kwargs, **quant.load_kwargs(quantize, dtype)}, local_only)
         quant.apply(pipe, quantize, dtype)
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device) if device else pipe
+
+
+def text_encoders(text: str) -> tuple[str, ...]:
+    """``--text-encoder clip_l,t5xxl_fp16`` → its names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _load_pretrained(diffusers: Any, source: ModelSource, kwargs: dict[str, Any], local_only: bool) -> Any:

@@ -47,5 +47,5 @@ FAMILY = Family(
     },
     half_dtype="bfloat16",
     activations_gb=4.0,
-    lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax"),
+    lacks=("hires", "lora", "embeddings", "refiner", "img2img", "inpaint", "prompt syntax"),
 )

@@ -40,5 +40,5 @@ FAMILY = Family(
         "bias": [0.2394, 0.2135, 0.1925],
     },
     activations_gb=3.5,
-    lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax"),
+    lacks=("hires", "lora", "embeddings", "refiner", "img2img", "inpaint", "prompt syntax"),
 )

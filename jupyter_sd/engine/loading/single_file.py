@@ -13,8 +13,11 @@ from typing import Any
 from .files import SUFFIXES, ModelFile, first_line, inspect
 
 
-def load(diffusers: Any, location: str, config: str, kwargs: dict[str, Any]) -> Any:
+def load(diffusers: Any, location: str, config: str, kwargs: dict[str, Any], parts: tuple = ("", ())) -> Any:
     """Load the pipeline for the file at `location` (`kwargs`: dtype and components, as ``from_pretrained`` takes).
+
+    `parts` (``--vae``, ``--text-encoder`` names) give a Flux/SD3 file's VAE and text encoders from the models
+    folder (`parts.load_parts`); UNet checkpoints swap ``--vae`` per picture instead.
 
     Raises
     ------
@@ -31,7 +34,7 @@ def load(diffusers: Any, location: str, config: str, kwargs: dict[str, Any]) -> 
     elif not hub.hub_usable():
         kwargs["local_files_only"] = True  # its configs then come from the cache, or it fails in one line below
     if info is not None and info.family.flow:
-        return _load_flow(diffusers, info, kwargs)
+        return _load_flow(diffusers, info, kwargs, parts)
     if info is not None and info.format == "gguf":
         msg = f"model: GGUF files of {info.family.name} models are not supported (GGUF loads Flux and SD3 transformers)"
         raise ValueError(msg)
@@ -46,9 +49,10 @@ def load(diffusers: Any, location: str, config: str, kwargs: dict[str, Any]) -> 
         raise ValueError(msg) from error
 
 
-def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any]) -> Any:
-    """A Flux/SD3 pipeline: the transformer from the file, the rest from the file or ``--model-config``."""
+def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: tuple) -> Any:
+    """A Flux/SD3 pipeline: the transformer from the file; the rest from it, `parts` or ``--model-config``."""
     from .denoiser import load_denoiser
+    from .parts import load_parts
 
     config = kwargs.pop("config", "")
     name = Path(info.path).name
@@ -61,6 +65,7 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any]) -> Any:
     dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
     local = bool(kwargs.get("local_files_only"))
     transformer = load_denoiser(diffusers, info, config, dtype, local)
+    kwargs.update(load_parts(diffusers, config, parts[0], parts[1], dtype))
     cls = getattr(diffusers, info.family.pipeline_class("txt2img"))
     try:
         if info.denoiser_only:
@@ -71,7 +76,7 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any]) -> Any:
         what = "holds only the transformer" if info.denoiser_only else "lacks some parts"
         msg = (
             f"model: '{name}' {what}, and --model-config '{config}' could not supply the rest "
-            f"(the VAE's and text encoders' weights) ({first_line(error)})"
+            f"(the VAE's and text encoders' weights, or --vae/--text-encoder files) ({first_line(error)})"
         )
         raise ValueError(msg[:199]) from error
     _tie_text_encoders(pipe)

@@ -207,3 +207,12 @@ class MachineOptions(SeedOptions):
             kernel=True,
         ),
     )
+    text_encoder: str = field(
+        default="",
+        metadata=option(
+            "Text encoder files for a Flux/SD3 transformer file, as Forge picks them: names in the models folder's "
+            "text_encoder/ (or paths), comma-separated, e.g. clip_l,t5xxl_fp16; written as Forge's Module keys.",
+            flags=("--text-encoder",),
+            kernel=True,
+        ),
+    )
