@@ -75,3 +75,12 @@ def test_a_missing_or_misfit_text_encoder_is_one_line(forge):
         == "text-encoder: 'ae.safetensors' is not a text encoder (it has neither T5 blocks nor a CLIP token embedding)"
     )
     assert not engine.busy
+
+
+def test_forge_module_keys_are_read_back(forge):
+    """A pasted Forge recipe's ``Module 1..n`` become --vae and --text-encoder for the files found here."""
+    from jupyter_sd.recipe.paste import read_pasted
+
+    text = "a fox\nSteps: 3, Sampler: Euler, Seed: 5, Module 1: ae, Module 2: clip_l, Module 3: t5xxl, Module 4: gone"
+    options = read_pasted(text).options
+    assert (options["vae"], options["text_encoder"]) == ("ae", "clip_l,t5xxl")  # 'gone' is in neither folder
