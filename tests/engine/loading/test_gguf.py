@@ -74,3 +74,13 @@ def test_a_damaged_gguf_file_is_one_line(engine, flux_dir, tmp_path):
     text = str(caught.value)
     assert text.startswith("model: 'broken.gguf' is not a readable GGUF file (") and "\n" not in text, text
     assert len(text) < 200
+
+
+def test_fp8_on_a_gguf_file_is_one_line(engine, flux_dir, tmp_path):
+    path = write_gguf_transformer(flux_dir, tmp_path / "flux1-tiny-Q8_0.gguf", "Q8_0")
+    with pytest.raises(ValueError) as caught:
+        engine.generate(_request(path, flux_dir).replace(quant="fp8"))
+    assert str(caught.value) == (
+        "quant: this model is gguf-quantized already; --quant fp8 applies to unquantized weights (use none)"
+    )
+    assert not engine.busy
