@@ -146,7 +146,8 @@ class Engine:
         warmup.wait()  # the background imports of %load_ext, if still running: never import twice
         device = pick_device(request.device)
         dtype = pick_dtype(request.dtype, device, source_family(source) if request.dtype == "auto" else None)
-        key = (source.location, device, dtype, request.model_config, request.offload, request.fast)
+        key = (source.location, device, dtype, request.model_config, request.offload, request.fast, request.quant,
+               request.text_encoder)  # fmt: skip
         memory.check_offload(request.offload, device)
         if source.is_bundled and not self._told_bundled:
             progress.notice(BUNDLED_NOTICE)
@@ -155,7 +156,7 @@ class Engine:
             self._release()  # free the old model before loading the new one
             progress.notice(f"loading {source.name} on {device} ({str(dtype).replace('torch.', '')})…")
             started = time.perf_counter()
-            pipe = load_pipeline(source, None, dtype, request.model_config, local_only)
+            pipe = load_pipeline(source, None, dtype, request.model_config, local_only, request=request)
             family = family_of(pipe)  # one line for a model of no family we paint, before it takes the GPU
             pipe, self._memory = memory.setup(pipe, device, family, request.offload, request.fast)
             self.load_seconds = time.perf_counter() - started

@@ -28,17 +28,15 @@ def component_gb(pipe: Any) -> dict[str, float]:
 
 
 def offload_for(free_gb: float, sizes: dict[str, float], activations_gb: float) -> str:
-    """Auto offload from the free VRAM and each model's size.
+    """Auto offload from the free VRAM and each model's size (`loading.plan.plan_memory` decides).
 
     None when everything fits with room to work, model offload when the biggest model fits with half a GB to spare
     (one model on the GPU at a time), else sequential (layer by layer). `activations_gb` is the family's working
     memory for one native-size picture (`Family.activations_gb`).
     """
-    if free_gb >= sum(sizes.values()) + activations_gb:
-        return "none"
-    if free_gb >= max(sizes.values(), default=0.0) + 0.5:
-        return "model"
-    return "sequential"
+    from .loading.plan import plan_memory
+
+    return plan_memory(sizes, free_gb, None, activations_gb).offload
 
 
 def free_vram_gb(device: str) -> float | None:
@@ -67,23 +65,27 @@ def check_offload(mode: str, device: str) -> None:
         raise ValueError(msg)
 
 
-def choose_offload(mode: str, device: str, pipe: Any, family: Any) -> tuple[str, str]:
-    """Resolve ``--offload`` to none, model or sequential, with a few words saying why for the load line.
+def choose_offload(mode: str, device: str, pipe: Any, family: Any) -> tuple[str, str, bool]:
+    """Resolve ``--offload`` to none, model or sequential, with words for the load line and whether to tile the VAE.
+
+    ``auto`` asks `loading.plan.plan_memory` (free VRAM, host RAM, each part's size).
 
     Raises
     ------
     ValueError
         For model or sequential offload where there is no CUDA device to offload to.
     """
+    from .loading.plan import free_ram_gb, gpu_name, plan_memory
+
     check_offload(mode, device)
     if mode != "auto":
-        return mode, ""
+        return mode, "", False
     free = free_vram_gb(device)
     if free is None:
-        return "none", ""
-    chosen = offload_for(free, component_gb(pipe), family.activations_gb)
-    where = "all on the GPU" if chosen == "none" else f"{chosen} offload"
-    return chosen, f"{where}, {free:.1f} GB free"
+        return "none", "", False
+    sizes, activations = component_gb(pipe), family.activations_gb
+    choice = plan_memory(sizes, free, free_ram_gb(), activations, gpu_name(device), family.text_encoders)
+    return choice.offload, f"{choice.words} ({free:.1f} GB free)", choice.vae_tiled
 
 
 def place(pipe: Any, device: str, offload: str) -> Any:
@@ -269,16 +271,16 @@ class MemoryPlan:
         self.fast = fast
 
     def describe(self) -> str:
-        """Words for the load line: the offload mode when there is one, and why."""
-        if self.offload == "none":
-            return self.why  # auto on CUDA says it kept everything on the GPU
-        return self.why or f"{self.offload} offload"
+        """Words for the load line: how the weights are stored (GGUF Q4_K, fp8), the offload mode, and why."""
+        where = self.why if self.offload == "none" else self.why or f"{self.offload} offload"
+        return ", ".join(filter(None, [getattr(self, "stored", ""), where]))  # auto on CUDA: kept all on the GPU
 
     def before_call(self, pipe: Any, request: Any, notice: Callable[[str], None]) -> None:
         """Per picture: attention, tiling, the VAE guard (which may have been swapped by --vae), compile notices."""
         if set_attention(pipe, request.attention) and self.fast is not None and request.attention == "sdpa":
             self.fast.fuse_again(pipe)
-        set_vae_tiling(pipe, wants_tiling(request.vae_tiling, request.width, request.height))
+        tiled = request.vae_tiling == "auto" and getattr(self, "vae_tiled", False)
+        set_vae_tiling(pipe, tiled or wants_tiling(request.vae_tiling, request.width, request.height))
         guard = getattr(pipe.vae, "_jupyter_sd_guard", None)
         if guard is None:
             guard = VaeGuard(pipe.vae)
@@ -300,10 +302,13 @@ def setup(pipe: Any, device: str, family: Any, offload: str, fast: bool) -> tupl
     ValueError
         For offload where there is no CUDA device.
     """
-    mode, why = choose_offload(offload, device, pipe, family)
+    mode, why, tiled = choose_offload(offload, device, pipe, family)
     pipe = place(pipe, device, mode)
     fast_mode = FastMode(pipe, device) if fast else None
-    return pipe, MemoryPlan(mode, why, fast_mode)
+    plan = MemoryPlan(mode, why, fast_mode)
+    plan.vae_tiled = tiled  # the plan found no room for a whole decode: --vae-tiling auto tiles every picture
+    plan.stored = getattr(pipe, "_jupyter_sd_quant", "")  # GGUF Q8_0, fp8 (loading/quant.py)
+    return pipe, plan
 
 
 def peak_rss_gb() -> float | None:

@@ -75,8 +75,8 @@ def resolve_model(model: str, allow_pickle: bool = False) -> ModelSource:
             raise ValueError(msg)
         return ModelSource(str(path.resolve()), "folder", _short_name(path.resolve().name))
     if path.is_file():
-        if path.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
-            msg = f"model: '{model}' is not a checkpoint (allowed: a diffusers folder, .safetensors, a hub id)"
+        if path.suffix.lower() not in (".safetensors", ".gguf", *PICKLE_SUFFIXES):
+            msg = f"model: '{model}' is not a checkpoint (allowed: a diffusers folder, .safetensors, .gguf, a hub id)"
             raise ValueError(msg)
         return ModelSource(str(local_copy(path.resolve())), "single-file", _short_name(path.stem))  # Drive → disk
     found = library.find_model("checkpoint", model)  # a file stem or A1111 hash in the models folder
@@ -141,6 +141,7 @@ def load_pipeline(
     config: str = "",
     local_only: bool | None = None,
     components: dict[str, Any] | None = None,
+    request: Any = None,
 ) -> Any:
     """Load a text-to-image pipeline from `source` onto `device` in `dtype`, printing nothing of its own.
 
@@ -158,14 +159,19 @@ def load_pipeline(
         None asks `check_available` here.
     components
         Already loaded components to use instead of loading the model's own (a refiner borrowing the base's VAE).
+    request
+        The painting request, for ``--quant`` and the parts a transformer file takes from the models folder.
 
     Raises
     ------
     ValueError
         When a hub model is not in the local cache and the hub cannot be reached, naming the model and the way out.
     """
+    from .loading import quant, single_file
     from .quiet import quiet, refresh, silence_progress_bars
 
+    quantize = getattr(request, "quant", "none")
+    quant.check(quantize, pick_device(getattr(request, "device", "auto")), source.kind == "single-file")
     if local_only is None:
         local_only = check_available(source)
     with quiet():
@@ -178,11 +184,18 @@ def load_pipeline(
         if source.is_bundled and "text_encoder" not in kwargs:  # its CLIP without transformers' first-load cost
             kwargs.update(fast_load.bundled_components(source.location, dtype))
         if source.kind == "single-file":
-            pipe = _load_single_file(diffusers, source, config, kwargs)
+            parts = (getattr(request, "vae", ""), text_encoders(getattr(request, "text_encoder", "")))
+            pipe = single_file.load(diffusers, source.location, config, kwargs, parts)
         else:
-            pipe = _load_pretrained(diffusers, source, kwargs, local_only)
+            pipe = _load_pretrained(diffusers, source, {**kwargs, **quant.load_kwargs(quantize, dtype)}, local_only)
+        quant.apply(pipe, quantize, dtype)
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device) if device else pipe
+
+
+def text_encoders(text: str) -> tuple[str, ...]:
+    """``--text-encoder clip_l,t5xxl_fp16`` → its names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _load_pretrained(diffusers: Any, source: ModelSource, kwargs: dict[str, Any], local_only: bool) -> Any:
@@ -216,26 +229,6 @@ def _from_pretrained(diffusers: Any, source: ModelSource, kwargs: dict[str, Any]
         except (OSError, ValueError):  # no fp16 files in this repository: the full-precision ones, cast on load
             pass
     return diffusers.DiffusionPipeline.from_pretrained(source.location, **kwargs)
-
-
-def _load_single_file(diffusers: Any, source: ModelSource, config: str, kwargs: dict[str, Any]) -> Any:
-    from . import hub
-
-    if config:
-        kwargs["config"] = config
-        if not Path(config).expanduser().is_dir() and hub.is_cached(config):
-            kwargs["local_files_only"] = True
-    elif not hub.hub_usable():
-        kwargs["local_files_only"] = True  # its configs then come from the cache, or it fails in one line below
-    cls = _single_file_class(diffusers, config, source.location)
-    try:
-        return cls.from_single_file(source.location, **kwargs)
-    except Exception as error:  # the single-file loader raises many kinds for a file it can't map
-        msg = (
-            f"model: could not load '{source.location}' as a Stable Diffusion checkpoint ({_first_line(error)}); "
-            "if it is one, pass --model-config with a diffusers folder of the same architecture"
-        )
-        raise ValueError(msg) from error
 
 
 def _configure_transformers_logging() -> None:
@@ -319,41 +312,10 @@ def _model_card(source: ModelSource) -> str:
         return ""
 
 
-def _single_file_class(diffusers: Any, config: str, path: str = "") -> Any:
-    """Pick the pipeline class for a single-file checkpoint.
-
-    The class ``config``'s model_index.json names (SDXL, SD 2, ...); else the family its tensor names say
-    (`families.family_of_checkpoint`: SDXL's second text encoder, …); else Stable Diffusion 1.x/2.x.
-    """
-    if not config and path.endswith(".safetensors"):
-        from safetensors import safe_open
-
-        from .families import family_of_checkpoint
-
-        with safe_open(path, framework="pt") as checkpoint:
-            family = family_of_checkpoint(checkpoint.keys())
-        family.refuse("single file", f" ('{Path(path).name}'; a diffusers folder or hub id loads)")
-        return getattr(diffusers, family.pipeline_class("txt2img"))
-    if config:
-        try:
-            name = diffusers.DiffusionPipeline.load_config(config).get("_class_name", "")
-        except Exception:  # unreadable or not cached: from_single_file reports it with the right message
-            name = ""
-        cls = getattr(diffusers, name, None) if name else None
-        if cls is not None and hasattr(cls, "from_single_file"):
-            return cls
-    return diffusers.StableDiffusionPipeline
-
-
 def _dtype_keyword(version: str) -> str:
     """Diffusers 0.42 renamed ``torch_dtype`` to ``dtype``; Colab's older diffusers only knows the old name."""
     major, minor = (int(part) for part in version.split(".")[:2])
     return "dtype" if (major, minor) >= (0, 42) else "torch_dtype"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
 
 
 def source_family(source: ModelSource) -> Any:

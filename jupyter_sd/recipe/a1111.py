@@ -45,6 +45,7 @@ def options_from_params(params: dict[str, str]) -> dict[str, Any]:
     model = _pasted_model(params)
     if model:
         options["model"] = model
+    options.update(_pasted_modules(params))
     if ("Hires upscale" in params or "Hires resize" in params) and "strength" in options:
         options["hires_denoise"] = options.pop("strength")  # a txt2img picture's strength is its hires pass's
     return options
@@ -76,6 +77,20 @@ def _pasted_model(params: dict[str, str]) -> str | None:
     return None
 
 
+def _pasted_modules(params: dict[str, str]) -> dict[str, str]:
+    """Forge's ``Module 1..n`` (its VAE / Text Encoder list) → ``vae`` and ``text_encoder``, for files found here."""
+    names = [params[key].strip() for key in params if re.fullmatch(r"Module \d+", key)]
+    options: dict[str, str] = {}
+    folder = library.models_dir() / "text_encoder"
+    encoders = [n for n in names if (folder / f"{n}.safetensors").is_file()]
+    vae = [n for n in names if n not in encoders and library.find_model("vae", n, hash_big_files=False)]
+    if vae:
+        options["vae"] = vae[0]
+    if encoders:
+        options["text_encoder"] = ",".join(encoders)
+    return options
+
+
 def _pasted_refiner(value: str) -> str | None:
     """A pasted ``Refiner`` (A1111 writes ``name [hash]``) if it is loadable here: a hub id or in the models folder."""
     name = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", value.strip())
@@ -102,7 +117,9 @@ def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
     return [
         key
         for key, value in params.items()
-        if key not in known and str(value).strip() not in _HONOURED_VALUES.get(key, ())
+        if key not in known
+        and str(value).strip() not in _HONOURED_VALUES.get(key, ())
+        and not re.fullmatch(r"Module \d+", key)  # Forge's VAE / Text Encoder list: `_pasted_modules`
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from .fields import (
@@ -225,6 +226,12 @@ class PaintRequest(MachineOptions):
             params["Emphasis"] = self.emphasis
         if self.pad_conds:
             params["Pad conds"] = True
+        if self.quant != "none":
+            params["Quant"] = self.quant
+        if self.text_encoder:  # Forge's "VAE / Text Encoder" list
+            names = [self.vae, *self.text_encoder.split(",")]
+            for number, name in enumerate(filter(None, (n.strip() for n in names)), 1):
+                params[f"Module {number}"] = Path(name).stem
         params.update(self._mode_params())
         if self.refiner:
             params["Refiner"] = self.refiner

@@ -134,7 +134,7 @@ def test_single_file_class_without_config_reads_the_checkpoint(sdxl_dir, tiny_mo
     """Without --model-config, an SDXL file is still opened as SDXL (its configs then come from the hub cache)."""
     import diffusers
 
-    from jupyter_sd.engine.models import _single_file_class
+    from jupyter_sd.engine.loading.single_file import single_file_class as _single_file_class
 
     sdxl_file = convert_to_ldm_checkpoint(sdxl_dir, tmp_path / "xl.safetensors")
     sd_file = convert_to_ldm_checkpoint(tiny_model_dir, tmp_path / "sd.safetensors")

@@ -50,5 +50,5 @@ FAMILY = Family(
     },
     half_dtype="bfloat16",
     activations_gb=4.0,
-    lacks=("embeddings", "vae", "refiner", "prompt syntax", "single file"),
+    lacks=("embeddings", "refiner", "prompt syntax"),
 )

@@ -43,5 +43,5 @@ FAMILY = Family(
         "bias": [0.2394, 0.2135, 0.1925],
     },
     activations_gb=3.5,
-    lacks=("embeddings", "vae", "refiner", "prompt syntax", "single file"),
+    lacks=("embeddings", "refiner", "prompt syntax"),
 )

@@ -41,6 +41,7 @@ SAME_SCHEDULE = "Use same scheduler"
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 VAE_TILING_MODES = ("auto", "on", "off")
 ATTENTION_MODES = ("sdpa", "slicing")
+QUANT_MODES = ("none", "fp8", "nf4", "int8")
 RNG_SOURCES = ("gpu", "nv", "cpu")
 """A1111's random sources (its ``RNG`` key writes ``CPU`` and ``NV``; its default, ``GPU``, is written as no key)."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..presets import PRESET_CHOICES
 from ..step_cache import CACHE_CHOICES, check_cache
-from .base import ATTENTION_MODES, OFFLOAD_MODES, RNG_SOURCES, SEED_LIMIT, VAE_TILING_MODES, option
+from .base import ATTENTION_MODES, OFFLOAD_MODES, QUANT_MODES, RNG_SOURCES, SEED_LIMIT, VAE_TILING_MODES, option
 from .upscale import SdUpscaleOptions
 
 
@@ -194,6 +194,26 @@ class MachineOptions(SeedOptions):
             "Fast mode for big GPUs: channels_last, fused QKV projections and torch.compile of the UNet's repeated "
             "blocks (the first picture at each size compiles).",
             flags=("--fast",),
+            kernel=True,
+        ),
+    )
+    quant: str = field(
+        default="none",
+        metadata=option(
+            "Store the UNet/transformer in fewer bits: fp8 (float8 weights cast up layer by layer: half of bf16, any "
+            "device), nf4 or int8 (bitsandbytes, CUDA only); none. GGUF files come quantized already.",
+            flags=("--quant",),
+            infotext="Quant",
+            choices=QUANT_MODES,
+            kernel=True,
+        ),
+    )
+    text_encoder: str = field(
+        default="",
+        metadata=option(
+            "Text encoder files for a Flux/SD3 transformer file, as Forge picks them: names in the models folder's "
+            "text_encoder/ (or paths), comma-separated, e.g. clip_l,t5xxl_fp16; written as Forge's Module keys.",
+            flags=("--text-encoder",),
             kernel=True,
         ),
     )

@@ -123,7 +123,7 @@ class PictureOptions:
     model: str = field(
         default="",
         metadata=option(
-            "Model: a hub id, a local diffusers folder or a .safetensors file (default: the kernel's model).",
+            "Model: a hub id, a local diffusers folder, a .safetensors or .gguf file (default: the kernel's model).",
             flags=("--model", "-m"),
             infotext="Model",
             kernel=True,
@@ -132,7 +132,8 @@ class PictureOptions:
     model_config: str = field(
         default="",
         metadata=option(
-            "For a single .safetensors checkpoint: a diffusers folder or hub id with its configs.",
+            "For a single file (.safetensors, .gguf): a diffusers folder or hub id with its configs, and the weights "
+            "of the parts the file lacks (a Flux transformer file: VAE, text encoders).",
             flags=("--model-config",),
             kernel=True,
         ),

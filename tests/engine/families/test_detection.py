@@ -95,7 +95,7 @@ def test_every_family_is_declared_whole():
         assert len(family.latent_rgb["factors"]) == family.latent_channels and family.native_size >= 512
 
 
-def test_a_flux_single_file_is_refused_in_one_line(tmp_path):
+def test_a_flux_single_file_without_configs_is_one_line(tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "flux1-dev.safetensors"
@@ -103,8 +103,8 @@ def test_a_flux_single_file_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError) as info:
         Engine().generate(PaintRequest(prompt="a fox", model=str(path), steps=1))
     text = str(info.value)
-    assert text.startswith("model: single file ('flux1-dev.safetensors'; a diffusers folder or hub id loads) is not")
-    assert "Flux" in text and "\n" not in text and len(text) < 200
+    assert text.startswith("model: 'flux1-dev.safetensors' is a Flux file; pass --model-config with a diffusers Flux")
+    assert "\n" not in text and len(text) < 200
 
 
 def test_auto_dtype_is_the_familys_half_precision(tmp_path):

@@ -1,0 +1,88 @@
+"""The transformer of a Flux/SD3 file (safetensors or GGUF), loaded tensor by tensor into an empty model.
+
+Only the transformer's tensors are read (a whole checkpoint's VAE and text encoders stay on disk), and GGUF tensors
+stay quantized: diffusers' GGUF layers dequantize one weight at a time while painting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .files import ModelFile, first_line
+
+TRANSFORMERS = {"Flux": "FluxTransformer2DModel", "SD3": "SD3Transformer2DModel"}
+"""The transformer class of each family, when ``--model-config`` does not name one."""
+
+
+def transformer_class(diffusers: Any, info: ModelFile, config: str, local: bool) -> Any:
+    """The transformer class ``--model-config``'s model_index.json names, else the family's."""
+    try:
+        name = (diffusers.DiffusionPipeline.load_config(config, local_files_only=local).get("transformer") or [""])[-1]
+    except Exception:  # unreadable: the family's class, and from_single_file says what is wrong
+        name = None
+    return getattr(diffusers, name or TRANSFORMERS.get(info.family.name, ""), None)
+
+
+def read_tensors(info: ModelFile) -> dict[str, Any]:
+    """The denoiser's tensors of the file (GGUF ones as diffusers' quantized parameters), nothing else."""
+    from .files import TEXT_PREFIXES, VAE_PREFIXES
+
+    if info.format == "gguf":
+        return read_gguf(info.path)
+    from safetensors import safe_open
+
+    with safe_open(info.path, framework="pt") as handle:
+        names = [n for n in handle.keys() if not n.startswith(VAE_PREFIXES + TEXT_PREFIXES)]
+        return {name: handle.get_tensor(name) for name in names}
+
+
+def read_gguf(path: str) -> dict[str, Any]:
+    """A GGUF file's tensors as diffusers' quantized parameters, mapped from the file, not copied.
+
+    diffusers' ``load_gguf_checkpoint`` copies every tensor out of the memory map: twice the file in host RAM while
+    loading. Here each tensor is a view of a copy-on-write map (the page cache holds the file once; nothing writes).
+    """
+    import gguf
+    import torch
+    from diffusers.quantizers.gguf.utils import SUPPORTED_GGUF_QUANT_TYPES, GGUFParameter
+
+    plain = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+    tensors: dict[str, Any] = {}
+    for tensor in gguf.GGUFReader(path, mode="c").tensors:
+        if tensor.tensor_type not in plain and tensor.tensor_type not in SUPPORTED_GGUF_QUANT_TYPES:
+            msg = f"model: '{tensor.name}' is in {tensor.tensor_type.name}, which diffusers' GGUF layers cannot run"
+            raise ValueError(msg)
+        weights = torch.from_numpy(tensor.data)
+        tensors[tensor.name] = (
+            weights if tensor.tensor_type in plain else GGUFParameter(weights, quant_type=tensor.tensor_type)
+        )
+    return tensors
+
+
+def load_denoiser(diffusers: Any, info: ModelFile, config: str, dtype: Any, local: bool = False) -> Any:
+    """The file's transformer, in `dtype` (GGUF: quantized, computing in `dtype`), configured from `config`.
+
+    Raises
+    ------
+    ValueError
+        One line when the file's tensors do not fit the configured transformer.
+    """
+    from .flux_keys import flux_to_diffusers
+
+    cls = transformer_class(diffusers, info, config, local)
+    if cls is None:
+        msg = f"model: --model-config '{config}' names no transformer diffusers knows"
+        raise ValueError(msg)
+    kwargs: dict[str, Any] = {"config": config, "subfolder": "transformer", "torch_dtype": dtype}
+    if local:
+        kwargs["local_files_only"] = True
+    if info.format == "gguf":
+        kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    try:
+        tensors: Any = read_tensors(info) if info.family.name == "Flux" or info.format == "gguf" else info.path
+        if info.family.name == "Flux":
+            tensors = flux_to_diffusers(tensors)
+        return cls.from_single_file(tensors, **kwargs)
+    except Exception as error:  # shape mismatches, unknown names, a damaged file …
+        msg = f"model: the transformer in '{info.path}' does not fit --model-config '{config}' ({first_line(error)})"
+        raise ValueError(msg[:199]) from error

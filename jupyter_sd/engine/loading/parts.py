@@ -1,0 +1,124 @@
+"""The models folder's Forge layout for a Flux/SD3 file's other parts: ``VAE/`` and ``text_encoder/`` files.
+
+Forge loads ``flux1-dev.safetensors`` with ``ae.safetensors``, ``clip_l.safetensors`` and ``t5xxl_fp16.safetensors``
+picked in its "VAE / Text Encoder" list. Here ``--vae ae --text-encoder clip_l,t5xxl_fp16`` does the same: each
+text encoder file goes to the pipeline's slot it fits (T5 by its ``encoder.block.`` tensors, a CLIP by its width),
+its configs and tokenizers still from ``--model-config``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+FOLDER = "text_encoder"
+"""Forge's (and ComfyUI's ``text_encoders``) folder of text encoder files, under the models folder."""
+_SUFFIXES = (".safetensors",)
+
+
+def find_text_encoder(name: str) -> Path:
+    """A text encoder file by path, or by name in the models folder's ``text_encoder/`` (or ``text_encoders/``).
+
+    Raises
+    ------
+    ValueError
+        One line naming the files there.
+    """
+    from ... import library
+
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    root = library.models_dir()
+    files = [f for folder in (FOLDER, FOLDER + "s") for f in sorted((root / folder).glob("**/*")) if f.is_file()]
+    for file in files:
+        if file.suffix.lower() in _SUFFIXES and name in (file.stem, file.name):
+            return file
+    there = ", ".join(f.stem for f in files if f.suffix.lower() in _SUFFIXES)[:80] or "none"
+    msg = f"text-encoder: no file '{name}' in {root / FOLDER} (there: {there})"
+    raise ValueError(msg)
+
+
+def find_vae(name: str) -> Path:
+    """A VAE file by path or by name in the models folder's ``VAE/`` (one line when there is none)."""
+    from ... import library
+
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    found = library.find_model("vae", name)
+    if found is None:
+        raise ValueError(library.not_found_message("vae", name))
+    return Path(found.path)
+
+
+def load_parts(diffusers: Any, config: str, vae: str, encoders: tuple[str, ...], dtype: Any) -> dict[str, Any]:
+    """The pipeline components the named files give (``vae``, ``text_encoder``, ``text_encoder_2`` …)."""
+    components: dict[str, Any] = {}
+    if vae:
+        components["vae"] = diffusers.AutoencoderKL.from_single_file(
+            str(find_vae(vae)), config=config, subfolder="vae", torch_dtype=dtype
+        )
+    slots = _encoder_slots(diffusers, config)
+    for name in encoders:
+        path = find_text_encoder(name)
+        slot = _slot_for(path, slots)
+        components[slot] = _load_encoder(slots[slot], path, dtype)
+    return components
+
+
+def _encoder_slots(diffusers: Any, config: str) -> dict[str, Any]:
+    """Text encoder slot → its (transformers class, config), from ``--model-config``."""
+    import transformers
+
+    index = diffusers.DiffusionPipeline.load_config(config)
+    slots = {}
+    for slot, value in index.items():
+        if slot.startswith("text_encoder") and isinstance(value, list) and value[0] == "transformers":
+            cls = getattr(transformers, value[1])
+            slots[slot] = (cls, cls.config_class.from_pretrained(config, subfolder=slot))
+    return slots
+
+
+def _slot_for(path: Path, slots: dict[str, Any]) -> str:
+    """The slot a text encoder file fits: a T5 slot for T5 tensors, else the CLIP slot of the file's width."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        names = list(handle.keys())
+        embedding = next((n for n in names if n.endswith("token_embedding.weight")), "")
+        width = handle.get_slice(embedding).get_shape()[1] if embedding else 0
+    t5 = any(n.startswith("encoder.block.") for n in names) or "shared.weight" in names
+    if not t5 and not width:
+        msg = f"text-encoder: '{path.name}' is not a text encoder (it has neither T5 blocks nor a CLIP token embedding)"
+        raise ValueError(msg)
+    for slot, (cls, config) in slots.items():
+        if t5 == ("T5" in cls.__name__) and (t5 or getattr(config, "hidden_size", 0) == width):
+            return slot
+    kind = "T5" if t5 else f"CLIP of width {width}"
+    msg = f"text-encoder: '{path.name}' is a {kind}, and --model-config has no such text encoder ({', '.join(slots)})"
+    raise ValueError(msg)
+
+
+def _load_encoder(slot: tuple[Any, Any], path: Path, dtype: Any) -> Any:
+    """A transformers text encoder of `slot`'s class and config, with the file's weights (no random init)."""
+    from accelerate import init_empty_weights
+    from safetensors.torch import load_file
+
+    cls, config = slot
+    with init_empty_weights():
+        model = cls(config)
+    wanted = set(model.state_dict())
+    state = {}
+    for name, tensor in load_file(str(path)).items():
+        for candidate in (name, name.removeprefix("text_model."), "text_model." + name):
+            if candidate in wanted:
+                state[candidate] = tensor.to(dtype)
+                break
+    model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()  # T5's input embedding is its shared table
+    missing = [n for n, p in model.named_parameters() if p.is_meta]
+    if missing:
+        msg = f"text-encoder: '{path.name}' lacks {len(missing)} of {cls.__name__}'s weights (e.g. {missing[0]})"
+        raise ValueError(msg)
+    return model.eval()

@@ -1,0 +1,113 @@
+"""A pipeline from one checkpoint file: SD/SDXL checkpoints, whole Flux/SD3 files, transformer-only and GGUF files.
+
+UNet families go through diffusers' ``from_single_file`` as before. A transformer family's file gets its
+transformer loaded here (`denoiser`) and the rest from the file or from ``--model-config`` (a diffusers folder or
+hub id: configs, tokenizers, and the weights the file lacks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .files import SUFFIXES, ModelFile, first_line, inspect
+
+
+def load(diffusers: Any, location: str, config: str, kwargs: dict[str, Any], parts: tuple = ("", ())) -> Any:
+    """Load the pipeline for the file at `location` (`kwargs`: dtype and components, as ``from_pretrained`` takes).
+
+    `parts` (``--vae``, ``--text-encoder`` names) give a Flux/SD3 file's VAE and text encoders from the models
+    folder (`parts.load_parts`); UNet checkpoints swap ``--vae`` per picture instead.
+
+    Raises
+    ------
+    ValueError
+        One line for a file we cannot map, a transformer file without ``--model-config``, or missing parts.
+    """
+    from .. import hub
+
+    info = inspect(location) if location.lower().endswith(SUFFIXES) else None
+    if config:
+        kwargs["config"] = config
+        if not Path(config).expanduser().is_dir() and hub.is_cached(config):
+            kwargs["local_files_only"] = True
+    elif not hub.hub_usable():
+        kwargs["local_files_only"] = True  # its configs then come from the cache, or it fails in one line below
+    if info is not None and info.family.flow:
+        return _load_flow(diffusers, info, kwargs, parts)
+    if info is not None and info.format == "gguf":
+        msg = f"model: GGUF files of {info.family.name} models are not supported (GGUF loads Flux and SD3 transformers)"
+        raise ValueError(msg)
+    cls = single_file_class(diffusers, config, location)
+    try:
+        return cls.from_single_file(location, **kwargs)
+    except Exception as error:  # the single-file loader raises many kinds for a file it can't map
+        msg = (
+            f"model: could not load '{location}' as a Stable Diffusion checkpoint ({first_line(error)}); "
+            "if it is one, pass --model-config with a diffusers folder of the same architecture"
+        )
+        raise ValueError(msg) from error
+
+
+def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: tuple) -> Any:
+    """A Flux/SD3 pipeline: the transformer from the file; the rest from it, `parts` or ``--model-config``."""
+    from .denoiser import load_denoiser
+    from .parts import load_parts
+
+    config = kwargs.pop("config", "")
+    name = Path(info.path).name
+    if not config:
+        msg = (
+            f"model: '{name}' is a {info.family.name} file; pass --model-config with a diffusers {info.family.name} "
+            "folder or hub id for its configs, tokenizers and the parts the file lacks"
+        )
+        raise ValueError(msg)
+    dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+    local = bool(kwargs.get("local_files_only"))
+    transformer = load_denoiser(diffusers, info, config, dtype, local)
+    kwargs.update(load_parts(diffusers, config, parts[0], parts[1], dtype))
+    cls = getattr(diffusers, info.family.pipeline_class("txt2img"))
+    try:
+        if info.denoiser_only:
+            pipe = cls.from_pretrained(config, transformer=transformer, **kwargs)
+        else:
+            pipe = cls.from_single_file(info.path, config=config, transformer=transformer, **kwargs)
+    except Exception as error:  # diffusers raises OSError, ValueError, SingleFileComponentError … for a missing part
+        what = "holds only the transformer" if info.denoiser_only else "lacks some parts"
+        msg = (
+            f"model: '{name}' {what}, and --model-config '{config}' could not supply the rest "
+            f"(the VAE's and text encoders' weights, or --vae/--text-encoder files) ({first_line(error)})"
+        )
+        raise ValueError(msg[:199]) from error
+    _tie_text_encoders(pipe)
+    pipe._jupyter_sd_quant = f"GGUF {info.quant}" if info.quant else ""
+    return pipe
+
+
+def _tie_text_encoders(pipe: Any) -> None:
+    """Tie T5's input embedding to its ``shared`` table: loaded from a file into an empty model, it stays unset."""
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        model = getattr(pipe, name, None)
+        if model is not None and any(p.is_meta for p in model.parameters()):
+            model.tie_weights()
+
+
+def single_file_class(diffusers: Any, config: str, path: str = "") -> Any:
+    """Pick the pipeline class for a single-file checkpoint.
+
+    The class ``config``'s model_index.json names (SDXL, SD 2, ...); else the family its tensor names say
+    (`families.family_of_checkpoint`: SDXL's second text encoder, …); else Stable Diffusion 1.x/2.x.
+    """
+    if not config and path.endswith(".safetensors"):
+        family = inspect(path).family
+        family.refuse("single file", f" ('{Path(path).name}'; a diffusers folder or hub id loads)")
+        return getattr(diffusers, family.pipeline_class("txt2img"))
+    if config:
+        try:
+            name = diffusers.DiffusionPipeline.load_config(config).get("_class_name", "")
+        except Exception:  # unreadable or not cached: from_single_file reports it with the right message
+            name = ""
+        cls = getattr(diffusers, name, None) if name else None
+        if cls is not None and hasattr(cls, "from_single_file"):
+            return cls
+    return diffusers.StableDiffusionPipeline
