@@ -93,11 +93,10 @@ class PaintRequest(MachineOptions):
             raise ValueError(msg)
         if self.outpaint:
             self._check_outpaint()
-        if self.controlnet:
-            msg = "controlnet: painting with ControlNet units is not built yet (only the preprocessors are); "
-            msg += "leave out the units"
-            raise ValueError(msg)
         hires = self.hires > 0 or bool(self.hires_size)
+        if self.controlnet and (hires or self.sd_upscale or getattr(self, "refiner", "")):
+            msg = "controlnet: units paint txt2img, img2img and inpaint; not yet with --hires, --sd-upscale or a refiner"
+            raise ValueError(msg)
         if self.fast and (self.token_merging or self.token_merging_hr):
             msg = "token_merging: does not combine with --fast (it would undo the compiled blocks); use one of them"
             raise ValueError(msg)
