@@ -38,7 +38,7 @@ class Control:
         models = [loaded.model for loaded in self.loaded]
         if len(models) == 1:
             return models[0]
-        from diffusers.pipelines.controlnet.multicontrolnet import MultiControlNetModel
+        from diffusers.models.controlnets import MultiControlNetModel
 
         return MultiControlNetModel(models)
 
@@ -49,7 +49,7 @@ class Control:
             for unit, image, mask in zip(self.units, self.images, self.masks)
         ]
         unet = pipe.unet
-        tensors = [m.tensor(unet.device, unet.dtype) for m in self.maps]
+        tensors = [m.tensor(unet.device, unet.dtype).contiguous() for m in self.maps]  # as diffusers lays maps out
         injections = [
             injection_for(unit, residual_count(loaded.model), pipe) for unit, loaded in zip(self.units, self.loaded)
         ]
