@@ -141,6 +141,8 @@ def paint_batch(
         "num_images_per_prompt": len(seeds),
     }
     control = control_for(pipe, request, pictures, runner.progress.notice)  # ControlNet units (engine/control/)
+    if control:
+        runner.result.params.update(control.infotext())
     if request.init:
         args = (pipe, request, seeds, subseeds, pictures, runner, common, generators, source, condition, control)
         return _paint_from_init(*args)

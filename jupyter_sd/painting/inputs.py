@@ -165,7 +165,7 @@ def _unit_pictures(
 ) -> Pictures:
     """Each ControlNet unit's picture (file, URL, ``_``, variable or object) and its record; None where it has none."""
     loaded = [
-        load_picture(f"controlnet unit {i} image", unit.image, namespace, last) if unit.image is not None else (None, None)
+        (None, None) if unit.image is None else load_picture(f"controlnet unit {i} image", unit.image, namespace, last)
         for i, unit in enumerate(units)
     ]
     pictures.control = tuple(image for image, _ in loaded)

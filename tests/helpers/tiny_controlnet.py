@@ -44,7 +44,7 @@ def _resnet(rest: str) -> str:
 
 
 def to_original_layout(state: dict[str, Any], layers_per_block: int) -> dict[str, Any]:
-    """A diffusers ControlNet state dict in the original layout (``input_blocks``, ``zero_convs``, ``input_hint_block``)."""
+    """A diffusers ControlNet state dict in the original layout (``input_blocks``, ``zero_convs``, hint block)."""
     from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
     direct = {**DIFFUSERS_TO_LDM_MAPPING["controlnet"]["layers"]}

@@ -8,13 +8,14 @@ window; the control modes are a hook on each ControlNet's outputs (injection.py)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...recipe.control_units import ControlUnit
+from ...recipe.control_units import ControlUnit, units_infotext
 from .injection import Injection, injection_for, residual_count, set_injections
 from .loading import LoadedControlNet, load_controlnet
-from .modules import find_module
+from .modules import find_module, module_params
 from .unit_maps import UnitMap, unit_map
 
 DEFAULT_MAX_UNITS = 3
@@ -62,6 +63,18 @@ class Control:
             "control_guidance_start": [float(unit.guidance_start) for unit in self.units],
             "control_guidance_end": [float(unit.guidance_end) for unit in self.units],
         }
+
+    def infotext(self) -> dict[str, str]:
+        """``ControlNet N`` as sd-webui-controlnet writes it: the model as ``NAME [hash]``, the module's values."""
+        written = []
+        for unit, loaded in zip(self.units, self.loaded):
+            spec = find_module(unit.module)
+            res, a, b = module_params(spec, unit.processor_res, unit.threshold_a, unit.threshold_b)
+            values = {"processor_res": res, "threshold_a": a, "threshold_b": b}
+            values = {k: -1 if v is None else v for k, v in values.items()}
+            model = {"model": loaded.name, "model_hash": loaded.short_hash}
+            written.append(dataclasses.replace(unit, module=spec.name, **model, **values, image=None))
+        return units_infotext(tuple(written))
 
 
 def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, max_units: int | None = None) -> Any:

@@ -122,8 +122,9 @@ class InputOptions(PictureOptions):
         default=(),
         metadata=option(
             "ControlNet units as sd-webui-controlnet writes them: 'Module: canny, Model: NAME, Weight: 0.8, "
-            "Image: FILE' (repeat the flag for more units; from Python a list of dicts with its API field names). "
-            "Painting with units is not built yet: a request with units is refused.",
+            "Image: FILE' (repeat the flag for more units, up to 3; from Python a list of dicts with its API field "
+            "names). Models from the models folder's ControlNet/, a path or a hub id; SD1.5, SD2 and SDXL, in "
+            "txt2img, img2img and inpaint (a unit without an image takes the init there).",
             flags=("--controlnet",),
         ),
     )

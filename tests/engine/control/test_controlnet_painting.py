@@ -7,6 +7,8 @@ sd-webui-controlnet's formulas (``weight × 0.825^(12−i)``, the negative half 
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -98,9 +100,12 @@ def paint(engine, tiny_model_dir, units, images, **options):
 
 def test_one_unit_equals_diffusers_controlnet_pipeline(engine, nets, tiny_model_dir):
     expected = reference(nets, "txt2img", nets["first"], image=edges(), controlnet_conditioning_scale=0.8)
-    plain = nets["raw"](**embeddings(nets["raw"]), num_inference_steps=6, guidance_scale=7.0, generator=generators([5])).images[0]
-    result = paint(engine, tiny_model_dir, [unit(nets["folder"], weight=0.8)], [edges()], sampler="DPM++ 2M")
+    call = {"num_inference_steps": 6, "guidance_scale": 7.0, "generator": generators([5])}
+    plain = nets["raw"](**embeddings(nets["raw"]), **call).images[0]
+    units = [unit(nets["folder"], weight=0.8)]
+    result = paint(engine, tiny_model_dir, units, [edges()], sampler="DPM++ 2M", cache="auto")
     assert_pixels_close(result.images[0], expected)
+    assert result.request.cache == "off"  # auto's DeepCache would skip the blocks the residuals feed
     assert np.abs(pixels(expected) - pixels(plain)).max() > 20  # the unit changes the picture: the test can fail
 
 
@@ -134,8 +139,15 @@ def test_img2img_and_inpaint_with_a_unit_equal_diffusers(engine, nets, tiny_mode
     assert_pixels_close(result.images[0], expected)
 
     painted = reference(
-        nets, "inpaint", nets["first"], image=init, mask_image=mask, control_image=edges(), strength=0.85,
-        height=16, width=16,
+        nets,
+        "inpaint",
+        nets["first"],
+        image=init,
+        mask_image=mask,
+        control_image=edges(),
+        strength=0.85,
+        height=16,
+        width=16,
     )
     expected = Image.composite(painted, init, mask)
     request = tiny_request(
@@ -198,6 +210,14 @@ def test_models_load_once_by_name_from_the_folder(engine, nets, tiny_model_dir, 
     finally:
         library.set_models_dir(None)
     assert np.array_equal(pixels(first.images[0]), pixels(again.images[0]))
+    with open(folder / "control_tiny.safetensors", "rb") as file:  # A1111's old hash: 64 KiB at 1 MiB
+        file.seek(0x100000)
+        short = hashlib.sha256(file.read(0x10000)).hexdigest()[:8]
+    written = (
+        f'ControlNet 0: "Module: none, Model: control_tiny [{short}], Weight: 1, Resize Mode: Crop and Resize, '
+        'Guidance Start: 0, Guidance End: 1, Pixel Perfect: False, Control Mode: Balanced"'
+    )
+    assert written in first.infotext(0)
 
 
 def test_refusals_are_one_line(engine, nets, tiny_model_dir, tmp_path):
@@ -211,10 +231,12 @@ def test_refusals_are_one_line(engine, nets, tiny_model_dir, tmp_path):
         ([unit(tmp_path / "wide")], [edges()], "is a width 64 ControlNet"),
         ([unit("no_such_controlnet")], [edges()], "controlnet: no 'no_such_controlnet'"),
         ([unit(nets["folder"])], [None], "controlnet: unit 0 has no image"),
+        ([unit(nets["folder"])] * 4, [edges()] * 4, "controlnet: 4 units, at most 3"),
     ]
     for units, images, text in cases:
         with pytest.raises(ValueError, match=text) as error:
             paint(engine, tiny_model_dir, units, images)
         assert "\n" not in str(error.value) and len(str(error.value)) < 200
-
-
+    with pytest.raises(ValueError, match="cache: deepcache skips the deep UNet blocks") as error:
+        paint(engine, tiny_model_dir, [unit(nets["folder"])], [edges()], cache="deepcache")
+        assert "\n" not in str(error.value) and len(str(error.value)) < 200
