@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 
-def tiny_controlnet(unet: Any, seed: int = 0, scale: float = 0.3) -> Any:
+def tiny_controlnet(unet: Any, seed: int = 0, scale: float = 0.3, hint: tuple = (16, 32)) -> Any:
     """A ControlNet shaped like `unet`, its zero layers random (seeded), so its residuals change the picture.
 
-    Its hint block halves the picture once (channels 16, 32), as the tiny VAE does: the map meets the latents.
+    Its hint block halves the picture once (channels 16, 32), as the tiny VAE does: the map meets the latents
+    (``hint=(16, 32, 96, 256)``: SD's 8× hint block).
     """
     import torch
     from diffusers import ControlNetModel
 
-    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=hint)
     generator = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
