@@ -73,7 +73,8 @@ def main() -> None:
         )
         render(plain, Progress(), reraise_interrupt=False)  # loads the pipeline
         pipe = get_engine()._pipe
-        folder = save_folder(tiny_controlnet(pipe.unet.to("cpu").float(), scale=0.05, hint=(16, 32, 96, 256)), Path(tmp) / "cn")
+        controlnet = tiny_controlnet(pipe.unet, scale=0.05, hint=(16, 32, 96, 256))  # SD's 8x hint block
+        folder = save_folder(controlnet, Path(tmp) / "cn")
         unit = read_units([{"module": "none", "model": str(folder), "image": hint}])
         with_unit = plain.replace(controlnet=unit)
         render(with_unit, Progress(), reraise_interrupt=False)  # loads the ControlNet, makes its pipeline
