@@ -8,6 +8,7 @@ P3), so an option cannot drift between front ends. What pasted generation data m
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
@@ -19,6 +20,7 @@ from .fields import (
     SAME_SCHEDULE,
     MachineOptions,
 )
+from .control_units import format_unit_option
 from .infotext import format_infotext, order_params
 from .samplers import ENSD_SAMPLERS
 from .step_cache import cache_text
@@ -41,8 +43,9 @@ class PaintRequest(MachineOptions):
         return dataclasses.replace(self, **coerce_options(changes))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return every option as a plain JSON-able dict."""
-        return dataclasses.asdict(self)
+        """Return every option as a plain JSON-able dict (ControlNet units as their ``--controlnet`` text)."""
+        data = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "controlnet"}
+        return {**data, "controlnet": [format_unit_option(unit) for unit in self.controlnet]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PaintRequest:
