@@ -55,7 +55,8 @@ class ImageSaver(Progress):
             result.request = result.request.replace(**{name: record["path"] for name, record in inputs.items()})
         units = self._unit_records()
         if any(units):  # each ControlNet unit's picture by its file, so load_request() paints it again
-            named = [unit if r is None else replace(unit, image=r["path"]) for unit, r in zip(request.controlnet, units)]
+            pairs = zip(request.controlnet, units)
+            named = [unit if r is None else replace(unit, image=r["path"]) for unit, r in pairs]
             result.request = result.request.replace(controlnet=tuple(named))
             inputs = {**inputs, "controlnet_images": units}
         first = len(result.images) - len(images)

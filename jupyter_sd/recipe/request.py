@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .control_units import format_unit_option
 from .fields import (
     DEVICE_RE,
     MAX_SIDE,
@@ -20,7 +21,6 @@ from .fields import (
     SAME_SCHEDULE,
     MachineOptions,
 )
-from .control_units import format_unit_option
 from .infotext import format_infotext, order_params
 from .samplers import ENSD_SAMPLERS
 from .step_cache import cache_text
