@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..engine.pictures import Pictures, alpha_mask
 from ..library.hashes import file_sha256
+from ..recipe.control_units import with_images
 from ..recipe.result import PaintResult
 
 OBJECT = "<object>"
@@ -144,7 +145,7 @@ def load_pictures(
         As `load_picture`, before anything is loaded onto the device.
     """
     objects = objects or {}
-    units = tuple(getattr(request, "controlnet", ()) or ())
+    units = with_images(tuple(getattr(request, "controlnet", ()) or ()), getattr(request, "controlnet_image", ""))
     if not request.init and "init" not in objects:
         return _unit_pictures(Pictures(), units, namespace, last) if units else None
     init, init_record = load_picture("init", objects.get("init", request.init), namespace, last)

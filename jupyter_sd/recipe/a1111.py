@@ -102,7 +102,9 @@ def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
     return [
         key
         for key, value in params.items()
-        if key not in known and str(value).strip() not in _HONOURED_VALUES.get(key, ())
+        if key not in known
+        and str(value).strip() not in _HONOURED_VALUES.get(key, ())
+        and not re.fullmatch(r"ControlNet( \d+)?", key)  # read as units (paste.py)
     ]
 
 

@@ -110,7 +110,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, max
         images.append(image)
         takes_mask = find_module(unit.module).takes_mask
         masks.append(pictures.mask if takes_mask and pictures is not None else None)
-    loaded = [load_controlnet(pipe, unit.model, request.allow_pickle, notice) for unit in units]
+    loaded = [load_controlnet(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
     return Control(units, loaded, images, masks)
 
 

@@ -28,12 +28,17 @@ class LoadedControlNet:
     short_hash: str | None
 
 
-def load_controlnet(pipe: Any, model: str, allow_pickle: bool, notice: Any = print) -> LoadedControlNet:
-    """The ControlNet a unit names, loaded once per pipeline and kept (the cache is keyed by file and its stamp)."""
+def load_controlnet(
+    pipe: Any, model: str, allow_pickle: bool, notice: Any = print, model_hash: str | None = None
+) -> LoadedControlNet:
+    """The ControlNet a unit names (or its bracketed hash finds), loaded once per pipeline and kept.
+
+    The cache is keyed by the file and its size and time, so a file changed on disk is loaded again.
+    """
     name = str(model).strip()
     if not name or name.lower() == "none":
         raise ValueError("controlnet: the unit names no model; give Model: NAME (a file in the ControlNet/ folder)")
-    where, key = _locate(name)
+    where, key = _locate(name, model_hash)
     cache = pipe.__dict__.setdefault("_jupyter_sd_controlnets", {})
     if key not in cache:
         if isinstance(where, Path):
@@ -48,9 +53,11 @@ def load_controlnet(pipe: Any, model: str, allow_pickle: bool, notice: Any = pri
     return cache[key]
 
 
-def _locate(name: str) -> tuple[Path | str, tuple]:
+def _locate(name: str, model_hash: str | None = None) -> tuple[Path | str, tuple]:
     """Where the model is (a path, or a hub id) and its cache key (a changed file is loaded again)."""
     found = library.find_model("controlnet", name)
+    if found is None and model_hash:  # a pasted ``NAME [hash]`` whose file is here under another name
+        found = library.find_model("controlnet", model_hash)
     path = found.path if found is not None else Path(name).expanduser()
     if path.exists():
         stamp = file_stamp(path) if path.is_file() else file_stamp(path / "config.json")

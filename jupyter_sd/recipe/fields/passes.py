@@ -128,6 +128,14 @@ class InputOptions(PictureOptions):
             flags=("--controlnet",),
         ),
     )
+    controlnet_image: str = field(
+        default="",
+        metadata=option(
+            "Pictures for ControlNet units that have none (a pasted recipe's units): 'N=FILE' for unit N "
+            "(several as '0=a.png,1=b.png'), or one FILE for every unit without a picture.",
+            flags=("--controlnet-image",),
+        ),
+    )
 
 
 @dataclass
