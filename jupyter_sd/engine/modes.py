@@ -155,6 +155,7 @@ def paint_batch(
     call = {**common, "width": request.width, "height": request.height, "generator": gens}
     if control:
         call.update(control.kwargs(pipe, "txt2img", *size, seeds[0], subseeds[0]))
+        runner.result.detected_maps = control.detected()
     if needs_own_noise(request):
         call["latents"] = _noise(pipe, request, subseeds, size, noise)
     first = condition(pipe, request.prompt, request.steps)
@@ -286,6 +287,7 @@ def _paint_from_init(
     call = {**common, "strength": img2img_steps(request)[1], "generator": gens}
     if control:
         call.update(control.kwargs(derived, kind, *size, seeds[0], subseeds[0]))
+        runner.result.detected_maps = control.detected()
     if needs_own_noise(request):
         _noise_init(derived.scheduler, call, _noise(pipe, request, subseeds, size, noise), mode == "inpaint")
     if mode == "img2img":

@@ -17,7 +17,7 @@ from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
 from ..recipe.values import coerce_options
 from .inputs import load_pictures
-from .store import default_output_dir, png_info, save_image, save_input
+from .store import companion_path, default_output_dir, png_info, save_image, save_input
 from .templates import is_template, render_template
 
 _engine: Engine | None = None
@@ -69,6 +69,9 @@ class ImageSaver(Progress):
             extra = {"seed": seed, "interrupted_at": result.interrupted_at if index >= result.complete else None}
             info = png_info(result.infotext(index), recipe, {**self.metadata, **extra, **inputs})
             result.paths.append(save_image(image, self.folder, seed, info))
+            if request.save_detected:  # sd-webui-controlnet's "save detected map", beside the picture
+                for unit, detected in enumerate(result.detected_maps):
+                    detected.save(companion_path(result.paths[-1], f"control{unit}"))
 
     def _unit_records(self) -> list[dict | None]:
         """Each ControlNet unit's picture as a file (path, sha256); in-memory ones saved beside the pictures once."""

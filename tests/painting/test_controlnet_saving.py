@@ -26,7 +26,10 @@ def test_unit_picture_is_saved_recorded_and_repainted(tiny_model_dir, tmp_path):
     ImageDraw.Draw(hint).rectangle([3, 3, 12, 12], outline=(255, 255, 255))
     units = read_units([{"module": "none", "model": str(folder), "image": hint, "weight": 0.6}])
     request = tiny_request(tiny_model_dir, controlnet=units, save=True, outdir=str(tmp_path / "out"))
-    result = render(request, reraise_interrupt=False)
+    result = render(request.replace(save_detected=True), reraise_interrupt=False)
+    detected = result.paths[0].with_name(f"{result.paths[0].stem}-control0.png")  # NNNNN-SEED-control0.png
+    assert np.array_equal(np.asarray(Image.open(detected)), np.asarray(hint))  # module none: the map is the picture
+    assert np.array_equal(np.asarray(result.detected_maps[0]), np.asarray(hint))
     with Image.open(result.paths[0]) as png:
         text = dict(png.text)
     payload = json.loads(text["jupyter_sd"])

@@ -64,6 +64,12 @@ class Control:
             "control_guidance_end": [float(unit.guidance_end) for unit in self.units],
         }
 
+    def detected(self) -> list[Any]:
+        """The units' detected maps of the last pass as pictures (an inpaint map's mask dropped)."""
+        from PIL import Image
+
+        return [Image.fromarray(m.detected[:, :, :3]) for m in self.maps]
+
     def infotext(self) -> dict[str, str]:
         """``ControlNet N`` as sd-webui-controlnet writes it: the model as ``NAME [hash]``, the module's values."""
         written = []

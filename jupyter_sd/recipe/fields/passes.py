@@ -128,6 +128,14 @@ class InputOptions(PictureOptions):
             flags=("--controlnet",),
         ),
     )
+    save_detected: bool = field(
+        default=False,
+        metadata=option(
+            "Save each ControlNet unit's detected map (its preprocessor's output) beside the picture, as "
+            "NNNNN-SEED-control0.png (always on the result as detected_maps).",
+            flags=("--save-detected",),
+        ),
+    )
     controlnet_image: str = field(
         default="",
         metadata=option(
