@@ -327,7 +327,7 @@ class Engine:
 
     def _resolve(self, request: PaintRequest, pipe: Any, pictures: Pictures | None = None) -> PaintRequest:
         """Fill in what "default" meant: the native size (an init's own), random seeds, the model that loaded."""
-        changes: dict[str, Any] = {"model": self._model_string(), "cache": step_cache.resolved(request.cache, pipe)}
+        changes: dict[str, Any] = {"model": self._model_string(), "cache": step_cache.resolved_for(request, pipe)}
         if request.width is None:
             if request.init and pictures is not None and pictures.init is not None:
                 width, height = (min(4096, max(8, side // 8 * 8)) for side in pictures.init.size)

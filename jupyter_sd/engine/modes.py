@@ -18,6 +18,7 @@ from ..recipe.fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
 from ..recipe.request import PaintRequest
 from ..recipe.values import parse_size
 from . import pictures as pics
+from .control.apply import check_conditioning, control_for
 from .families import family_of
 from .init_noise import noise_init, override_noise
 from .passes import PassRunner
@@ -29,25 +30,36 @@ from .seeds import NoiseSource, image_noise, needs_own_noise
 __all__ = ["Pictures", "paint_batch"]
 
 
-def derived_pipeline(pipe: Any, kind: str) -> Any:
-    """The img2img or inpaint pipeline over `pipe`'s modules (``from_pipe``), made once and kept on `pipe`.
+def derived_pipeline(pipe: Any, kind: str, controlnet: Any = None) -> Any:
+    """The `kind` pipeline over `pipe`'s modules (``from_pipe``), made once and kept on `pipe`.
 
-    The family's declared class for the mode when `pipe` is its plain txt2img pipeline (any family, flow ones
-    included); otherwise diffusers' AutoPipeline picks the sibling (ControlNet, PAG … variants).
+    With `controlnet` (a ``ControlNetModel`` or ``MultiControlNetModel``) it is diffusers' ControlNet pipeline of
+    that mode, given the units' model(s) for this call.
     """
-    if kind == "txt2img":
+    if kind == "txt2img" and controlnet is None:
         return pipe
+    key = kind if controlnet is None else f"{kind}+controlnet"
     cache = pipe.__dict__.setdefault("_jupyter_sd_modes", {})
-    if kind not in cache:
+    if key not in cache:
         import diffusers
 
         family = family_of(pipe)
-        declared = family.pipelines.get(kind) if type(pipe).__name__ == family.pipelines.get("txt2img") else None
-        auto = diffusers.AutoPipelineForInpainting if kind == "inpaint" else diffusers.AutoPipelineForImage2Image
-        derived = (getattr(diffusers, declared) if declared else auto).from_pipe(pipe)
+        own = controlnet is None and type(pipe).__name__ == family.pipelines.get("txt2img")
+        declared = family.pipelines.get(kind) if own else None
+        auto = {
+            "txt2img": diffusers.AutoPipelineForText2Image,
+            "img2img": diffusers.AutoPipelineForImage2Image,
+            "inpaint": diffusers.AutoPipelineForInpainting,
+        }[kind]
+        if declared:
+            derived = getattr(diffusers, declared).from_pipe(pipe)
+        else:
+            derived = auto.from_pipe(pipe, **({} if controlnet is None else {"controlnet": controlnet}))
         derived.set_progress_bar_config(disable=True)
-        cache[kind] = derived
-    derived = cache[kind]
+        cache[key] = derived
+    derived = cache[key]
+    if controlnet is not None and derived.controlnet is not controlnet:
+        derived.controlnet = controlnet
     for name, module in pipe.components.items():  # a VAE swapped in since (--vae) must reach every mode
         if name != "scheduler" and name in derived.components and derived.components[name] is not module:
             setattr(derived, name, module)
@@ -108,23 +120,33 @@ def paint_batch(
         **family_of(pipe).guidance_kwargs(request.guidance, request.distilled_cfg),
         "num_images_per_prompt": len(seeds),
     }
+    control = control_for(pipe, request, pictures, runner.progress.notice)  # ControlNet units (engine/control/)
+    if control:
+        runner.result.params.update(control.infotext())
     if request.init:
-        return _paint_from_init(pipe, request, seeds, subseeds, pictures, runner, common, generators, source, condition)
+        args = (pipe, request, seeds, subseeds, pictures, runner, common, generators, source, condition, control)
+        return _paint_from_init(*args)
+    base = pipe
+    pipe = derived_pipeline(pipe, "txt2img", control and control.model)
     pipe.scheduler = runner.scheduler(request.sampler)
     gens = generators()
     noise = source(gens)
     size = (request.width, request.height)
     call = {**common, "width": request.width, "height": request.height, "generator": gens}
+    if control:
+        call.update(control.kwargs(pipe, "txt2img", *size, seeds[0], subseeds[0]))
+        runner.result.detected_maps = control.detected()
     if needs_own_noise(request):
         call["latents"] = _noise(pipe, request, subseeds, size, noise)
     first = condition(pipe, request.prompt, request.steps)
+    check_conditioning(control, first)
     if not request.hires_enabled:
         images, _ = runner.run(pipe, call, 0, size, first, noise)
         return images
     latents, stopped = runner.run(pipe, {**call, "output_type": "latent"}, 0, size, first, noise)
     if stopped:
         return latents
-    return _hires_pass(pipe, request, seeds, subseeds, latents, runner, condition, generators, source)
+    return _hires_pass(base, request, seeds, subseeds, latents, runner, condition, generators, source)
 
 
 def execution_device(pipe: Any) -> Any:
@@ -263,6 +285,7 @@ def _paint_from_init(
     generators: Callable[[], list],
     source: Callable[..., NoiseSource],
     condition: Condition,
+    control: Any = None,
 ) -> list[Image.Image]:
     """img2img and inpaint: fit the init (and mask), paint, paste the original back outside the mask."""
     if pictures is None or pictures.init is None:
@@ -272,17 +295,22 @@ def _paint_from_init(
     init = pics.flatten(pictures.init)
     mode = request.mode
     kind = "inpaint" if mode == "inpaint" else "img2img"
-    derived = derived_pipeline(pipe, kind)
+    derived = derived_pipeline(pipe, kind, control and control.model)
     derived.scheduler = runner.scheduler(request.sampler)
     gens = generators()
     noise = source()
     strength = pipeline_strength(img2img_steps(request)[1], request.steps, family_of(pipe).flow)
     call = {**common, "strength": strength, "generator": gens}
+    if control:
+        call.update(control.kwargs(derived, kind, *size, seeds[0], subseeds[0]))
+        runner.result.detected_maps = control.detected()
     if needs_own_noise(request):
         noise_init(derived.scheduler, call, mode == "inpaint", *_own_noise(pipe, request, subseeds, size, noise))
     if mode == "img2img":
         call = _sized(derived, {**call, "image": pics.resize_image(request.resize_mode, init, *size)}, size)
-        images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps), noise)
+        conditioning = condition(derived, request.prompt, request.steps)
+        check_conditioning(control, conditioning)
+        images, _ = runner.run(derived, call, 0, size, conditioning, noise)
         return images
     mask = pictures.mask
     if mask.size != init.size:
@@ -308,7 +336,9 @@ def _paint_from_init(
     fill_mask = pics.gaussian_blur(paint_mask, request.mask_blur)
     call.update(_masked_content(derived, request, painted_init, paint_mask, fill_mask, seeds))
     call.update(mask_image=paint_mask, height=size[1], width=size[0])
-    images, _ = runner.run(derived, call, 0, size, condition(derived, request.prompt, request.steps), noise)
+    conditioning = condition(derived, request.prompt, request.steps)
+    check_conditioning(control, conditioning)
+    images, _ = runner.run(derived, call, 0, size, conditioning, noise)
     return [pics.paste_back(image, original, overlay, region) for image in images]
 
 

@@ -27,6 +27,9 @@ class Pictures:
     mask: Image.Image | None = None
     init_record: dict | None = None
     mask_record: dict | None = None
+    control: tuple = ()
+    """Each ControlNet unit's picture, in unit order (None: the unit has none; img2img's init stands in)."""
+    control_records: tuple = ()
 
 
 def resize_image(mode: str | int, image: Image.Image, width: int, height: int) -> Image.Image:

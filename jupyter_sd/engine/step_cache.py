@@ -63,6 +63,22 @@ def resolved(value: str, pipe: Any) -> str:
     return f"{name}:{number:g}"
 
 
+def resolved_for(request: Any, pipe: Any) -> str:
+    """`resolved` for a request: with ControlNet units ``auto`` is off and DeepCache refused in one line.
+
+    DeepCache reuses the deep blocks' features between steps, where the units' residuals are added: the cached steps
+    would paint without control.
+    """
+    if request.controlnet:
+        name, _ = read_cache(request.cache)
+        if name == "deepcache":
+            msg = "cache: deepcache skips the deep UNet blocks that ControlNet units feed; use --cache off with units"
+            raise ValueError(msg)
+        if name == "auto":
+            return "off"
+    return resolved(request.cache, pipe)
+
+
 @contextlib.contextmanager
 def applied(pipe: Any, value: str, steps: int | None = None) -> Iterator[None]:
     """Cache steps during one pipeline call (of `steps` evaluations) as `value` (resolved) says; no hook stays."""

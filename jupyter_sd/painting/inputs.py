@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..engine.pictures import Pictures, alpha_mask
 from ..library.hashes import file_sha256
+from ..recipe.control_units import with_images
 from ..recipe.result import PaintResult
 
 OBJECT = "<object>"
@@ -144,10 +145,11 @@ def load_pictures(
         As `load_picture`, before anything is loaded onto the device.
     """
     objects = objects or {}
+    units = with_images(tuple(getattr(request, "controlnet", ()) or ()), getattr(request, "controlnet_image", ""))
     if not request.init and "init" not in objects:
-        return None
+        return _unit_pictures(Pictures(), units, namespace, last) if units else None
     init, init_record = load_picture("init", objects.get("init", request.init), namespace, last)
-    pictures = Pictures(init=init, init_record=init_record)
+    pictures = _unit_pictures(Pictures(init=init, init_record=init_record), units, namespace, last)
     mask_spec = objects.get("mask", request.mask)
     if isinstance(mask_spec, str) and mask_spec.strip() == ALPHA:
         pictures.mask = alpha_mask(init)
@@ -156,4 +158,17 @@ def load_pictures(
             raise ValueError(msg)
     elif mask_spec is not None and mask_spec != "":
         pictures.mask, pictures.mask_record = load_picture("mask", mask_spec, namespace, last)
+    return pictures
+
+
+def _unit_pictures(
+    pictures: Pictures, units: tuple, namespace: Mapping[str, Any] | None, last: PaintResult | None
+) -> Pictures:
+    """Each ControlNet unit's picture (file, URL, ``_``, variable or object) and its record; None where it has none."""
+    loaded = [
+        (None, None) if unit.image is None else load_picture(f"controlnet unit {i} image", unit.image, namespace, last)
+        for i, unit in enumerate(units)
+    ]
+    pictures.control = tuple(image for image, _ in loaded)
+    pictures.control_records = tuple(record for _, record in loaded)
     return pictures

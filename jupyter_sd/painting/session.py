@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
 from ..recipe.values import coerce_options
 from .inputs import load_pictures
-from .store import default_output_dir, png_info, save_image, save_input
+from .store import companion_path, default_output_dir, png_info, save_image, save_input
 from .templates import is_template, render_template
 
 _engine: Engine | None = None
@@ -52,15 +53,37 @@ class ImageSaver(Progress):
         inputs = self._input_records()
         if inputs:  # in-memory inputs now have files: the result's recipe names them
             result.request = result.request.replace(**{name: record["path"] for name, record in inputs.items()})
+        units = self._unit_records()
+        if any(units):  # each ControlNet unit's picture by its file, so load_request() paints it again
+            pairs = zip(request.controlnet, units)
+            named = [unit if r is None else replace(unit, image=r["path"]) for unit, r in pairs]
+            result.request = result.request.replace(controlnet=tuple(named))
+            inputs = {**inputs, "controlnet_images": units}
         first = len(result.images) - len(images)
         for offset, (image, seed) in enumerate(zip(images, seeds)):
             index = first + offset
             recipe = result.recipe(index)
             if inputs:
-                recipe = recipe.replace(**{name: record["path"] for name, record in inputs.items()})
+                paths = {name: record["path"] for name, record in inputs.items() if name in ("init", "mask")}
+                recipe = recipe.replace(**paths)
             extra = {"seed": seed, "interrupted_at": result.interrupted_at if index >= result.complete else None}
             info = png_info(result.infotext(index), recipe, {**self.metadata, **extra, **inputs})
             result.paths.append(save_image(image, self.folder, seed, info))
+            if request.save_detected:  # sd-webui-controlnet's "save detected map", beside the picture
+                for unit, detected in enumerate(result.detected_maps):
+                    detected.save(companion_path(result.paths[-1], f"control{unit}"))
+
+    def _unit_records(self) -> list[dict | None]:
+        """Each ControlNet unit's picture as a file (path, sha256); in-memory ones saved beside the pictures once."""
+        pictures = self.pictures
+        if pictures is None or not pictures.control:
+            return []
+        records = list(pictures.control_records) + [None] * (len(pictures.control) - len(pictures.control_records))
+        for i, image in enumerate(pictures.control):
+            if image is not None and records[i] is None:
+                records[i] = save_input(image, self.folder, f"control{i}")
+        pictures.control_records = tuple(records)
+        return records
 
     def _input_records(self) -> dict[str, dict]:
         """Where the init and mask are on disk (path, sha256); in-memory ones are saved beside the pictures once."""

@@ -120,6 +120,7 @@ def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
         if key not in known
         and str(value).strip() not in _HONOURED_VALUES.get(key, ())
         and not re.fullmatch(r"Module \d+", key)  # Forge's VAE / Text Encoder list: `_pasted_modules`
+        and not re.fullmatch(r"ControlNet( \d+)?", key)  # read as units (paste.py)
     ]
 
 

@@ -276,3 +276,27 @@ def infotext_units(params: dict[str, str]) -> dict[int, ControlUnit]:
 def units_infotext(units: tuple[ControlUnit, ...]) -> dict[str, str]:
     """The ``ControlNet N`` keys a picture painted with `units` carries."""
     return {f"ControlNet {i}": format_unit(unit) for i, unit in enumerate(units)}
+
+
+def unit_images(text: str, count: int) -> dict[int, str]:
+    """``--controlnet-image``: ``N=FILE`` pairs (comma-separated) or one ``FILE`` for every unit, by unit number."""
+    text = str(text or "").strip()
+    if not text:
+        return {}
+    pairs = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(re.fullmatch(r"\d+\s*=.+", part) for part in pairs):
+        return dict.fromkeys(range(count), text)
+    images = {}
+    for part in pairs:
+        number, _, path = part.partition("=")
+        images[int(number)] = path.strip()
+    return images
+
+
+def with_images(units: tuple[ControlUnit, ...], text: str) -> tuple[ControlUnit, ...]:
+    """`units` with ``--controlnet-image``'s pictures given to those that have none."""
+    images = unit_images(text, len(units))
+    return tuple(
+        dataclasses.replace(unit, image=images[i]) if unit.image is None and i in images else unit
+        for i, unit in enumerate(units)
+    )

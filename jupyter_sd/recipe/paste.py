@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import library
 from .a1111 import options_from_params, pasted_notes, relink_loras
+from .control_units import infotext_units, with_images
 from .dynamic_prompts import split_templates
 from .infotext import parse_infotext
 from .plot_options import plot_from_params, plot_infotext_keys
@@ -65,7 +66,8 @@ def read_pasted(text: str, given: Mapping[str, Any] | None = None) -> Pasted:
     if negative:
         options["negative_prompt"] = negative
     options.update(options_from_params(params))
-    notes = _old_hires_fix(options, params) + ([] if given.get("init") else _img2img_recipe(options, params))
+    notes = _pasted_units(options, params, given)
+    notes += _old_hires_fix(options, params) + ([] if given.get("init") else _img2img_recipe(options, params))
     notes += _honoured(options) + _honoured_together(options, given)
     notes += _ensd_note(options) + _template_note(template or negative_template)
     return Pasted(prompt, params, options, plot_from_params(params), notes, template)
@@ -124,6 +126,27 @@ def _img2img_recipe(options: dict[str, Any], params: dict[str, str]) -> list[str
             "--sd-upscale SCALE to upscale that picture in tiles with its settings)"
         ]
     return [f"{keys}: this recipe was made in img2img; painted from text (give --init PICTURE to repaint that picture)"]
+
+
+def _pasted_units(options: dict[str, Any], params: dict[str, str], given: Mapping[str, Any]) -> list[str]:
+    """A pasted recipe's ``ControlNet N`` units: applied when the cell names their pictures, else named.
+
+    A unit without a picture is painted around (named in one line), as every pasted value we cannot honour.
+    """
+    try:
+        units = infotext_units(params)
+    except ValueError as error:
+        return [f"ControlNet: could not read the pasted units ({error}); painted without them"[:199]]
+    if not units or given.get("controlnet"):
+        return []
+    ordered = with_images(tuple(units.values()), str(given.get("controlnet_image", "")))
+    kept = tuple(unit for unit in ordered if unit.image is not None)
+    missing = [f"ControlNet {n}" for n, unit in zip(units, ordered) if unit.image is None]
+    if kept:
+        options["controlnet"] = kept
+    if not missing:
+        return []
+    return [f"{', '.join(missing)}: needs a picture (--controlnet-image N=FILE); painted without it"[:199]]
 
 
 def _honoured(options: dict[str, Any]) -> list[str]:

@@ -8,11 +8,13 @@ P3), so an option cannot drift between front ends. What pasted generation data m
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .control_units import format_unit_option
 from .fields import (
     DEVICE_RE,
     MAX_SIDE,
@@ -42,8 +44,9 @@ class PaintRequest(MachineOptions):
         return dataclasses.replace(self, **coerce_options(changes))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return every option as a plain JSON-able dict."""
-        return dataclasses.asdict(self)
+        """Return every option as a plain JSON-able dict (ControlNet units as their ``--controlnet`` text)."""
+        data = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "controlnet"}
+        return {**data, "controlnet": [format_unit_option(unit) for unit in self.controlnet]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PaintRequest:
@@ -94,11 +97,10 @@ class PaintRequest(MachineOptions):
             raise ValueError(msg)
         if self.outpaint:
             self._check_outpaint()
-        if self.controlnet:
-            msg = "controlnet: painting with ControlNet units is not built yet (only the preprocessors are); "
-            msg += "leave out the units"
-            raise ValueError(msg)
         hires = self.hires > 0 or bool(self.hires_size)
+        if self.controlnet and (hires or self.sd_upscale or getattr(self, "refiner", "")):
+            msg = "controlnet: units paint txt2img, img2img and inpaint; not yet with --hires, --sd-upscale, a refiner"
+            raise ValueError(msg)
         if self.fast and (self.token_merging or self.token_merging_hr):
             msg = "token_merging: does not combine with --fast (it would undo the compiled blocks); use one of them"
             raise ValueError(msg)

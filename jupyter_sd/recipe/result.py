@@ -86,6 +86,8 @@ class PaintResult(Outcome):
     variation_seeds: list[int] = field(default_factory=list)
     """Each image's variation seed (A1111 counts it up over a batch while the seed stays fixed)."""
     paths: list[Path] = field(default_factory=list)
+    detected_maps: list[Image.Image] = field(default_factory=list)
+    """Each ControlNet unit's detected map (its preprocessor's output), in unit order; saved with --save-detected."""
     interrupted_at: int | None = None
     """The step (1-based) at which a stop or interrupt ended the run, or None when it ran to the end."""
     stopped_by: str | None = None

@@ -161,19 +161,21 @@ def test_refusals_are_one_line(value, words):
         assert word in message, message
 
 
-def test_a_request_with_units_is_refused_until_units_paint():
-    request = PaintRequest(prompt="a cat", controlnet=({"module": "canny", "model": "m", "image": "e.png"},))
+def test_a_request_with_units_validates_and_round_trips_its_dict():
+    request = PaintRequest(prompt="a cat", controlnet=({"module": "canny", "model": "m [d14c016b]", "image": "e.png"},))
     request = request.replace(controlnet=request.controlnet)
     assert isinstance(request.controlnet[0], ControlUnit)
-    with pytest.raises(ValueError, match="^controlnet: painting with ControlNet units is not built yet"):
-        request.validate()
+    request.validate()
+    assert PaintRequest.from_dict(request.to_dict()).controlnet == request.controlnet  # the JSON chunk's form
+    with pytest.raises(ValueError, match="^controlnet: units paint txt2img, img2img and inpaint; not yet with --hires"):
+        request.replace(hires=2.0).validate()
     assert PaintRequest(prompt="a cat").validate().controlnet == ()
     assert PaintRequest.from_dict(dataclasses.asdict(PaintRequest(prompt="x"))).controlnet == ()
 
 
-def test_pasted_units_are_still_named_as_ignored():
+def test_pasted_units_are_not_named_as_ignored():
     _, _, params = parse_infotext(f'a cat\nSteps: 20, Seed: 1, ControlNet 0: "{POSTED["depth_leres"]}"')
-    assert "ControlNet 0" in ignored_infotext_keys(params)
+    assert "ControlNet 0" not in ignored_infotext_keys(params)  # read as units (tests/recipe/test_pasted_units.py)
 
 
 def test_one_unit_a_line_in_the_panels_box():

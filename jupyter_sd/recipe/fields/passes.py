@@ -122,9 +122,26 @@ class InputOptions(PictureOptions):
         default=(),
         metadata=option(
             "ControlNet units as sd-webui-controlnet writes them: 'Module: canny, Model: NAME, Weight: 0.8, "
-            "Image: FILE' (repeat the flag for more units; from Python a list of dicts with its API field names). "
-            "Painting with units is not built yet: a request with units is refused.",
+            "Image: FILE' (repeat the flag for more units, up to 3; from Python a list of dicts with its API field "
+            "names). Models from the models folder's ControlNet/, a path or a hub id; SD1.5, SD2 and SDXL, in "
+            "txt2img, img2img and inpaint (a unit without an image takes the init there).",
             flags=("--controlnet",),
+        ),
+    )
+    save_detected: bool = field(
+        default=False,
+        metadata=option(
+            "Save each ControlNet unit's detected map (its preprocessor's output) beside the picture, as "
+            "NNNNN-SEED-control0.png (always on the result as detected_maps).",
+            flags=("--save-detected",),
+        ),
+    )
+    controlnet_image: str = field(
+        default="",
+        metadata=option(
+            "Pictures for ControlNet units that have none (a pasted recipe's units): 'N=FILE' for unit N "
+            "(several as '0=a.png,1=b.png'), or one FILE for every unit without a picture.",
+            flags=("--controlnet-image",),
         ),
     )
 

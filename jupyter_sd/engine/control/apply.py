@@ -1,0 +1,131 @@
+"""A request's ControlNet units on a pass: their models, their maps, and the arguments of diffusers' pipelines.
+
+The pass is painted by diffusers' own ControlNet pipeline of its mode (made from the resident one with
+``from_pipe`` in modes.py: no component is reloaded), with one ``ControlNetModel`` or a ``MultiControlNetModel``
+for several units. A unit's weight is the conditioning scale, its guidance start/end diffusers' control guidance
+window; the control modes are a hook on each ControlNet's outputs (injection.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...recipe.control_units import ControlUnit, units_infotext
+from .injection import Injection, injection_for, residual_count, set_injections
+from .loading import LoadedControlNet, load_controlnet
+from .modules import find_module, module_params
+from .unit_maps import UnitMap, unit_map
+
+DEFAULT_MAX_UNITS = 3
+"""sd-webui-controlnet's default number of unit tabs; ``%paint config controlnet_units=N`` allows more."""
+_FAMILIES = ("SD1", "SD2", "SDXL")
+
+
+@dataclass
+class Control:
+    """The units of one request, their models loaded; `maps` filled per pass (the detected maps, for saving)."""
+
+    units: list[ControlUnit]
+    loaded: list[LoadedControlNet]
+    images: list[Any]
+    masks: list[Any]
+    maps: list[UnitMap] = field(default_factory=list)
+
+    @property
+    def model(self) -> Any:
+        """What the pipeline is given: the one ControlNet, or a ``MultiControlNetModel`` of the units' in order."""
+        models = [loaded.model for loaded in self.loaded]
+        if len(models) == 1:
+            return models[0]
+        from diffusers.models.controlnets import MultiControlNetModel
+
+        return MultiControlNetModel(models)
+
+    def kwargs(self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0) -> dict[str, Any]:
+        """The pass's ControlNet arguments for `pipe` (its mode's pipeline) painting `width×height`."""
+        self.maps = [
+            unit_map(unit, image, width, height, mask=mask, seed=seed, subseed=subseed)
+            for unit, image, mask in zip(self.units, self.images, self.masks)
+        ]
+        unet = pipe.unet
+        tensors = [m.tensor(unet.device, unet.dtype).contiguous() for m in self.maps]  # as diffusers lays maps out
+        injections = [
+            injection_for(unit, residual_count(loaded.model), pipe) for unit, loaded in zip(self.units, self.loaded)
+        ]
+        set_injections([loaded.model for loaded in self.loaded], injections)
+        single = len(self.units) == 1
+        scales = [injection.scale for injection in injections]
+        return {
+            ("image" if kind == "txt2img" else "control_image"): tensors[0] if single else tensors,
+            "controlnet_conditioning_scale": scales[0] if single else scales,
+            "control_guidance_start": [float(unit.guidance_start) for unit in self.units],
+            "control_guidance_end": [float(unit.guidance_end) for unit in self.units],
+        }
+
+    def detected(self) -> list[Any]:
+        """The units' detected maps of the last pass as pictures (an inpaint map's mask dropped)."""
+        from PIL import Image
+
+        return [Image.fromarray(m.detected[:, :, :3]) for m in self.maps]
+
+    def infotext(self) -> dict[str, str]:
+        """``ControlNet N`` as sd-webui-controlnet writes it: the model as ``NAME [hash]``, the module's values."""
+        written = []
+        for unit, loaded in zip(self.units, self.loaded):
+            spec = find_module(unit.module)
+            res, a, b = module_params(spec, unit.processor_res, unit.threshold_a, unit.threshold_b)
+            values = {"processor_res": res, "threshold_a": a, "threshold_b": b}
+            values = {k: -1 if v is None else v for k, v in values.items()}
+            model = {"model": loaded.name, "model_hash": loaded.short_hash}
+            written.append(dataclasses.replace(unit, module=spec.name, **model, **values, image=None))
+        return units_infotext(tuple(written))
+
+
+def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, max_units: int | None = None) -> Any:
+    """The request's units with their models and pictures, or None without units.
+
+    Raises
+    ------
+    ValueError
+        One line: too many units, a family without ControlNet here, a unit without a picture (in txt2img; img2img
+        units without one take the init, as sd-webui-controlnet does), a missing or mismatched model.
+    """
+    units = list(request.controlnet)
+    if not units:
+        return None
+    limit = max_units or DEFAULT_MAX_UNITS
+    if len(units) > limit:
+        msg = f"controlnet: {len(units)} units, at most {limit} (%paint config controlnet_units=N allows more)"
+        raise ValueError(msg)
+    from ..families import family_of
+
+    family = family_of(pipe).name
+    if family not in _FAMILIES:
+        raise ValueError(f"controlnet: painting with units is built for SD1.5, SD2 and SDXL models, not {family}")
+    given = list(getattr(pictures, "control", None) or ())
+    images, masks = [], []
+    for i, unit in enumerate(units):
+        image = given[i] if i < len(given) else None
+        if image is None and pictures is not None and pictures.init is not None:
+            image = pictures.init  # sd-webui-controlnet: a unit without a picture uses img2img's
+        if image is None:
+            msg = f"controlnet: unit {i} has no image; add 'Image: FILE' to it (or --controlnet-image {i}=FILE)"
+            raise ValueError(msg)
+        images.append(image)
+        takes_mask = find_module(unit.module).takes_mask
+        masks.append(pictures.mask if takes_mask and pictures is not None else None)
+    loaded = [load_controlnet(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
+    return Control(units, loaded, images, masks)
+
+
+def check_conditioning(control: Control | None, conditioning: Any) -> None:
+    """Refuse prompts whose conditioning replaces the UNet's call (AND, unequal lengths): units are not passed on."""
+    if control is not None and getattr(conditioning, "needs_wrapper", False):
+        msg = "controlnet: units do not combine yet with AND prompts or a negative prompt of another length (75-token "
+        msg += "chunks); shorten or drop AND"
+        raise ValueError(msg)
+
+
+__all__ = ["Control", "Injection", "check_conditioning", "control_for"]

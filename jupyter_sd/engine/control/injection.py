@@ -1,0 +1,97 @@
+"""sd-webui-controlnet's control modes, as a forward hook on each ControlNet's outputs (weights.py's arithmetic).
+
+Balanced is diffusers' own conditioning scale (the unit's weight times every residual). For the other two modes
+diffusers is given a scale of 1 (0 outside the guidance window) and the hook applies soft injection (residual i times
+``weight × 0.825^(12−i)``) and, for
+"ControlNet is more important", the negative prompt's half of the batch without control. A hook is installed once
+per model and reads the units of the current call; the same model in two units takes their settings in turn, as
+``MultiControlNetModel`` calls its nets in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .weights import SOFT_BASE, conditional_only, residual_scales
+
+
+@dataclass(frozen=True)
+class Injection:
+    """How one unit's residuals are reshaped after diffusers scaled them (by `scale`)."""
+
+    scale: float
+    """The conditioning scale diffusers is given: the weight (Balanced), or 1 (the hook applies the weight)."""
+    ratios: tuple[float, ...] | None
+    """Soft injection's ``weight × 0.825^(12−i)`` per residual (None: Balanced, as diffusers scaled it)."""
+    cond_only: bool
+    pipe: Any = None
+    """The pipeline of the call, whose ``do_classifier_free_guidance`` says whether the batch has a negative half."""
+
+
+def injection_for(unit: Any, count: int, pipe: Any, hires: bool = False) -> Injection:
+    """The `unit`'s injection for a ControlNet with `count` residuals, in the call of `pipe`."""
+    scales = residual_scales(unit.weight, unit.control_mode, count, hires=hires, module=unit.module)
+    soft = len(set(scales)) > 1
+    scale = 1.0 if soft else float(unit.weight)
+    return Injection(scale, tuple(scales) if soft else None, conditional_only(unit.control_mode), pipe)
+
+
+def residual_count(model: Any) -> int:
+    """How many residuals a ControlNet returns: one per down-block output, then the middle block's."""
+    return len(model.controlnet_down_blocks) + 1
+
+
+class _Hook:
+    """The forward hook of one ControlNet: the injections of the current call, taken in turn."""
+
+    def __init__(self) -> None:
+        self.injections: list[Injection] = []
+        self.calls = 0
+
+    def __call__(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+        if not self.injections:
+            return output
+        injection = self.injections[self.calls % len(self.injections)]
+        self.calls += 1
+        if injection.ratios is None and not injection.cond_only:
+            return output
+        tuple_output = isinstance(output, tuple)
+        if tuple_output:
+            down, mid = output[0], output[1]
+        else:
+            down, mid = output.down_block_res_samples, output.mid_block_res_sample
+        residuals = [*down, mid]
+        if injection.ratios is not None:
+            residuals = [r * ratio for r, ratio in zip(residuals, injection.ratios)]
+        if injection.cond_only and bool(getattr(injection.pipe, "do_classifier_free_guidance", False)):
+            half = residuals[0].shape[0] // 2  # diffusers batches [negative, positive]
+            residuals = [_zero_first(r, half) for r in residuals]
+        down, mid = tuple(residuals[:-1]), residuals[-1]
+        if tuple_output:
+            return (down, mid)
+        return type(output)(down_block_res_samples=down, mid_block_res_sample=mid)
+
+
+def _zero_first(tensor: Any, rows: int) -> Any:
+    import torch
+
+    return torch.cat([torch.zeros_like(tensor[:rows]), tensor[rows:]])
+
+
+def set_injections(models: list[Any], injections: list[Injection]) -> None:
+    """Give each ControlNet of a call its units' injections (in the order the units use them); others none."""
+    hooks: dict[int, _Hook] = {}
+    for model in models:
+        hook = model.__dict__.get("_jupyter_sd_injection")
+        if hook is None:
+            hook = _Hook()
+            model.register_forward_hook(hook, with_kwargs=True)
+            model.__dict__["_jupyter_sd_injection"] = hook
+        hooks[id(model)] = hook
+        hook.injections, hook.calls = [], 0
+    for model, injection in zip(models, injections):
+        hooks[id(model)].injections.append(injection)
+
+
+__all__ = ["SOFT_BASE", "Injection", "injection_for", "residual_count", "set_injections"]

@@ -1,0 +1,66 @@
+"""ControlNet units on SDXL: diffusers' own StableDiffusionXLControlNetPipeline's pixels, and an SD1.5-width
+ControlNet refused in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers.paint_modes import generators
+from helpers.pixels import assert_pixels_close, pixels
+from helpers.tiny_controlnet import save_folder, save_single_file, tiny_controlnet
+from PIL import Image, ImageDraw
+
+from jupyter_sd.engine import Engine
+from jupyter_sd.engine.conditioning import build_conditioning
+from jupyter_sd.engine.pictures import Pictures
+from jupyter_sd.engine.schedulers import make_scheduler
+from jupyter_sd.recipe.control_units import read_units
+from jupyter_sd.recipe.request import PaintRequest
+
+
+def test_sdxl_unit_equals_diffusers_and_an_sd15_controlnet_is_refused(tmp_path, tiny_model_dir):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLControlNetPipeline, StableDiffusionXLPipeline
+    from helpers.tiny_sdxl import make_tiny_sdxl
+
+    model = make_tiny_sdxl(tmp_path / "sdxl")
+    raw = StableDiffusionXLPipeline.from_pretrained(model)
+    controlnet = tiny_controlnet(raw.unet, seed=4)
+    folder = save_folder(controlnet, tmp_path / "cn_xl")
+    hint = Image.new("RGB", (16, 16))
+    ImageDraw.Draw(hint).rectangle([2, 4, 13, 11], outline=(255, 255, 255))
+    reference = StableDiffusionXLControlNetPipeline(**raw.components, controlnet=controlnet)
+    reference.set_progress_bar_config(disable=True)
+    reference.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    embeddings = build_conditioning(raw, "a red circle", "", 4).pipeline_kwargs()
+    call = {"num_inference_steps": 4, "guidance_scale": 7.0, "width": 16, "height": 16}
+    expected = reference(
+        **embeddings, **call, image=hint, controlnet_conditioning_scale=0.7, generator=generators([1])
+    ).images[0]
+    request = PaintRequest(
+        prompt="a red circle",
+        model=str(model),
+        steps=4,
+        seed=1,
+        width=16,
+        height=16,
+        rng="cpu",
+        preview="none",
+        save=False,
+        sampler="DPM++ 2M",
+        controlnet=read_units([{"module": "none", "model": str(folder), "weight": 0.7}]),
+    )
+    engine = Engine()
+    result = engine.generate(request, pictures=Pictures(control=(hint,)))
+    assert_pixels_close(result.images[0], expected)
+    reference.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    plain = reference(**embeddings, **call, image=hint, controlnet_conditioning_scale=0.0, generator=generators([1]))
+    assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 5  # the unit changes the picture
+
+    sd15 = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
+    narrow = save_single_file(tiny_controlnet(sd15.unet), tmp_path / "sd15_cn.safetensors")
+    with pytest.raises(ValueError, match="sd15_cn.safetensors is a width 32 ControlNet") as error:
+        engine.generate(
+            request.replace(controlnet=read_units([{"module": "none", "model": str(narrow)}])),
+            pictures=Pictures(control=(hint,)),
+        )
+    assert "\n" not in str(error.value)
