@@ -122,11 +122,12 @@ def paint_batch(
     }
     control = control_for(pipe, request, pictures, runner.progress.notice)  # ControlNet units (engine/control/)
     if control:
-        runner.result.params.update(control.infotext())
+        runner.result.params.update(control.infotext(request.hires_enabled))
     if request.init:
         args = (pipe, request, seeds, subseeds, pictures, runner, common, generators, source, condition, control)
         return _paint_from_init(*args)
-    base = pipe
+    base, units = pipe, control
+    control = control and control.for_pass(hires=False) if request.hires_enabled else control  # "Hr Option"
     pipe = derived_pipeline(pipe, "txt2img", control and control.model)
     pipe.scheduler = runner.scheduler(request.sampler)
     gens = generators()
@@ -146,7 +147,8 @@ def paint_batch(
     latents, stopped = runner.run(pipe, {**call, "output_type": "latent"}, 0, size, first, noise)
     if stopped:
         return latents
-    return _hires_pass(base, request, seeds, subseeds, latents, runner, condition, generators, source)
+    args = (base, request, seeds, subseeds, latents, runner, condition, generators, source)
+    return _hires_pass(*args, units and units.for_pass(hires=True))
 
 
 def execution_device(pipe: Any) -> Any:
@@ -199,13 +201,17 @@ def _hires_pass(
     condition: Condition,
     generators: Callable[[], list],
     source: Callable[..., NoiseSource],
+    control: Any = None,
 ) -> list[Image.Image]:
-    """A1111's hires fix: enlarge the first pass, then img2img from fresh noise of the same seeds at the new size."""
+    """A1111's hires fix: enlarge the first pass, then img2img from fresh noise of the same seeds at the new size.
+
+    `control`: the units of this pass (Hr Option ``Both`` or ``High res only``), their maps fitted to the new size.
+    """
     factor = int(getattr(pipe, "vae_scale_factor", 8))
     family = family_of(pipe)
     latents = _enlarged(pipe, request, family.to_spatial(pipe, latents, (request.width, request.height)), seeds, runner)
     size = (latents.shape[3] * factor, latents.shape[2] * factor)
-    img2img = derived_pipeline(pipe, "img2img")
+    img2img = derived_pipeline(pipe, "img2img", control and control.model)
     sampler, schedule = hires_sampler(request)
     img2img.scheduler = runner.scheduler(sampler, schedule)
     noise = source()  # a fresh ImageRNG at the new size, as A1111's hires pass makes
@@ -221,8 +227,14 @@ def _hires_pass(
         "num_images_per_prompt": len(seeds),  # one prompt, a batch of latents: batch size = images per prompt
         "generator": generators(),
     }
+    if control:
+        call.update(
+            control.kwargs(img2img, "img2img", *size, seeds[0], subseeds[0], base=(request.width, request.height))
+        )
+        runner.result.detected_maps = runner.result.detected_maps or control.detected()
     call = _sized(img2img, call, size)
     conditioning = condition(img2img, request.hires_prompt or request.prompt, request.steps, run)
+    check_conditioning(control, conditioning)
     images, _ = runner.run(img2img, call, 1, size, conditioning, noise)
     return images
 

@@ -236,8 +236,11 @@ def _value_text(name: str, value: Any) -> str:
     return str(value)
 
 
-def format_unit(unit: ControlUnit) -> str:
-    """The unit as sd-webui-controlnet writes it in ``ControlNet N`` (values a module leaves at -1 left out)."""
+def format_unit(unit: ControlUnit, hires: bool = False) -> str:
+    """The unit as sd-webui-controlnet writes it in ``ControlNet N`` (values a module leaves at -1 left out).
+
+    ``Hr Option`` (the extension's last field) is written for a hires picture, or when it is not the default.
+    """
     parts = []
     for name in INFOTEXT_FIELDS:
         value = getattr(unit, name)
@@ -246,6 +249,8 @@ def format_unit(unit: ControlUnit) -> str:
         if name == "model" and unit.model_hash:
             value = f"{value} [{unit.model_hash}]"
         parts.append(f"{name.replace('_', ' ').title()}: {_value_text(name, value)}")
+    if hires or unit.hr_option != "Both":
+        parts.append(f"Hr Option: {unit.hr_option}")
     return ", ".join(parts)
 
 
@@ -273,9 +278,9 @@ def infotext_units(params: dict[str, str]) -> dict[int, ControlUnit]:
     return dict(sorted(units.items()))
 
 
-def units_infotext(units: tuple[ControlUnit, ...]) -> dict[str, str]:
-    """The ``ControlNet N`` keys a picture painted with `units` carries."""
-    return {f"ControlNet {i}": format_unit(unit) for i, unit in enumerate(units)}
+def units_infotext(units: tuple[ControlUnit, ...], hires: bool = False) -> dict[str, str]:
+    """The ``ControlNet N`` keys a picture painted with `units` carries (`hires`: with each unit's Hr Option)."""
+    return {f"ControlNet {i}": format_unit(unit, hires) for i, unit in enumerate(units)}
 
 
 def unit_images(text: str, count: int) -> dict[int, str]:

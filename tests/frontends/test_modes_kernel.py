@@ -88,6 +88,8 @@ def test_example_notebook_runs_top_to_bottom(tmp_path):
     ).execute()
     outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert "(128, 128) True" in "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "(128, 128) True" in printed
+    assert "(64, 64, 3) 255" in printed  # the ControlNet cell's canny map of the red circle: edges found
     # txt2img, img2img, inpaint, outpaint, hires, the Extras-tab upscale, SD upscale
     assert len(list((tmp_path / "img2img-paint").glob("0000*.png"))) == 7

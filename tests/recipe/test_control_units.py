@@ -167,8 +167,9 @@ def test_a_request_with_units_validates_and_round_trips_its_dict():
     assert isinstance(request.controlnet[0], ControlUnit)
     request.validate()
     assert PaintRequest.from_dict(request.to_dict()).controlnet == request.controlnet  # the JSON chunk's form
-    with pytest.raises(ValueError, match="^controlnet: units paint txt2img, img2img and inpaint; not yet with --hires"):
-        request.replace(hires=2.0).validate()
+    request.replace(hires=2.0).validate()  # the hires pass takes units (Hr Option)
+    with pytest.raises(ValueError, match="^controlnet: units paint txt2img, img2img, inpaint and hires; not yet with"):
+        request.replace(sd_upscale=2.0).validate()
     assert PaintRequest(prompt="a cat").validate().controlnet == ()
     assert PaintRequest.from_dict(dataclasses.asdict(PaintRequest(prompt="x"))).controlnet == ()
 

@@ -16,7 +16,7 @@ from ...recipe.control_units import ControlUnit, units_infotext
 from .injection import Injection, injection_for, residual_count, set_injections
 from .loading import LoadedControlNet, load_controlnet
 from .modules import find_module, module_params
-from .unit_maps import UnitMap, unit_map
+from .unit_maps import UnitMap, refit, unit_map
 
 DEFAULT_MAX_UNITS = 3
 """sd-webui-controlnet's default number of unit tabs; ``%paint config controlnet_units=N`` allows more."""
@@ -43,16 +43,35 @@ class Control:
 
         return MultiControlNetModel(models)
 
-    def kwargs(self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0) -> dict[str, Any]:
-        """The pass's ControlNet arguments for `pipe` (its mode's pipeline) painting `width×height`."""
+    def for_pass(self, hires: bool) -> Control | None:
+        """The units of the first pass or of the hires pass, by their Hr Option (None: no unit in that pass)."""
+        skip = "Low res only" if hires else "High res only"
+        keep = [i for i, unit in enumerate(self.units) if unit.hr_option != skip]
+        if not keep:
+            return None
+        pick = lambda items: [items[i] for i in keep]  # noqa: E731
+        return Control(pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks))
+
+    def kwargs(
+        self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
+    ) -> dict[str, Any]:
+        """The pass's ControlNet arguments for `pipe` (its mode's pipeline) painting `width×height`.
+
+        With `base` (the first pass's width, height) this is the hires pass: each unit's map is detected as for the
+        first pass and fitted to the hires size, as sd-webui-controlnet's ``hr_control`` is.
+        """
+        detect = base or (width, height)
         self.maps = [
-            unit_map(unit, image, width, height, mask=mask, seed=seed, subseed=subseed)
+            unit_map(unit, image, *detect, mask=mask, seed=seed, subseed=subseed)
             for unit, image, mask in zip(self.units, self.images, self.masks)
         ]
+        if base is not None:
+            self.maps = [refit(m, unit.resize_mode, width, height) for m, unit in zip(self.maps, self.units)]
         unet = pipe.unet
         tensors = [m.tensor(unet.device, unet.dtype).contiguous() for m in self.maps]  # as diffusers lays maps out
         injections = [
-            injection_for(unit, residual_count(loaded.model), pipe) for unit, loaded in zip(self.units, self.loaded)
+            injection_for(unit, residual_count(loaded.model), pipe, hires=base is not None)
+            for unit, loaded in zip(self.units, self.loaded)
         ]
         set_injections([loaded.model for loaded in self.loaded], injections)
         single = len(self.units) == 1
@@ -70,8 +89,11 @@ class Control:
 
         return [Image.fromarray(m.detected[:, :, :3]) for m in self.maps]
 
-    def infotext(self) -> dict[str, str]:
-        """``ControlNet N`` as sd-webui-controlnet writes it: the model as ``NAME [hash]``, the module's values."""
+    def infotext(self, hires: bool = False) -> dict[str, str]:
+        """``ControlNet N`` as sd-webui-controlnet writes it: the model as ``NAME [hash]``, the module's values.
+
+        With `hires` (a hires fix painted) each unit's ``Hr Option`` is written too.
+        """
         written = []
         for unit, loaded in zip(self.units, self.loaded):
             spec = find_module(unit.module)
@@ -80,7 +102,7 @@ class Control:
             values = {k: -1 if v is None else v for k, v in values.items()}
             model = {"model": loaded.name, "model_hash": loaded.short_hash}
             written.append(dataclasses.replace(unit, module=spec.name, **model, **values, image=None))
-        return units_infotext(tuple(written))
+        return units_infotext(tuple(written), hires=hires)
 
 
 def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, max_units: int | None = None) -> Any:

@@ -51,3 +51,10 @@ def unit_map(
     )
     source = detected.astype(np.float32) if detected.shape[2] == 4 else detected  # inpaint maps scale unrounded
     return UnitMap(detected, fit_map(source, width, height, unit.resize_mode))
+
+
+def refit(unit_map_: UnitMap, resize_mode: str, width: int, height: int) -> UnitMap:
+    """The same detected map fitted to another size (the hires pass's), by the unit's resize mode."""
+    detected = unit_map_.detected
+    source = detected.astype(np.float32) if detected.shape[2] == 4 else detected
+    return UnitMap(detected, fit_map(source, width, height, resize_mode))
