@@ -19,6 +19,7 @@ from ..recipe.request import PaintRequest
 from ..recipe.values import parse_size
 from . import pictures as pics
 from .control.apply import check_conditioning, control_for
+from .control.masked_area import cropped
 from .families import family_of
 from .init_noise import noise_init, override_noise
 from .passes import PassRunner
@@ -313,9 +314,8 @@ def _paint_from_init(
     noise = source()
     strength = pipeline_strength(img2img_steps(request)[1], request.steps, family_of(pipe).flow)
     call = {**common, "strength": strength, "generator": gens}
-    if control:
-        call.update(control.kwargs(derived, kind, *size, seeds[0], subseeds[0]))
-        runner.result.detected_maps = control.detected()
+    if control and not (mode == "inpaint" and request.inpaint_area == "masked"):  # that one is cropped first
+        call.update(_control_kwargs(control, derived, kind, size, seeds, subseeds, runner))
     if needs_own_noise(request):
         noise_init(derived.scheduler, call, mode == "inpaint", *_own_noise(pipe, request, subseeds, size, noise))
     if mode == "img2img":
@@ -338,6 +338,9 @@ def _paint_from_init(
         region = pics.expand_crop_region(region, *size, init.width, init.height)
         painted_init = pics.resize_image(2, init.crop(region), *size)
         paint_mask = pics.resize_image(2, sharp.crop(region), *size)
+        if control:  # the units' pictures cut to the same region (sd-webui-controlnet)
+            control = cropped(control, init.size, region, size)
+            call.update(_control_kwargs(control, derived, kind, size, seeds, subseeds, runner))
         overlay, original = blurred, init
     else:
         region = None
@@ -352,6 +355,13 @@ def _paint_from_init(
     check_conditioning(control, conditioning)
     images, _ = runner.run(derived, call, 0, size, conditioning, noise)
     return [pics.paste_back(image, original, overlay, region) for image in images]
+
+
+def _control_kwargs(control: Any, pipe: Any, kind: str, size: tuple, seeds: list, subseeds: list, runner: Any) -> dict:
+    """The units' arguments of a pass painting `size`; their detected maps go on the result."""
+    kwargs = control.kwargs(pipe, kind, *size, seeds[0], subseeds[0])
+    runner.result.detected_maps = control.detected()
+    return kwargs
 
 
 def _masked_content(

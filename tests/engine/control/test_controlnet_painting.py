@@ -240,3 +240,38 @@ def test_refusals_are_one_line(engine, nets, tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="cache: deepcache skips the deep UNet blocks") as error:
         paint(engine, tiny_model_dir, [unit(nets["folder"])], [edges()], cache="deepcache")
         assert "\n" not in str(error.value) and len(str(error.value)) < 200
+
+
+def test_only_masked_inpaint_crops_the_units_picture_as_the_init(engine, nets, tiny_model_dir):
+    """sd-webui-controlnet cuts the unit's picture to the init's crop region: here (4, 4, 20, 20) of 32×32 (the
+    mask's box (8, 8, 16, 16) grown by the padding of 4), painted at 16×16 — so no resize on either side."""
+    init, mask = init_picture(32), box_mask(32, (8, 8, 16, 16))
+    control = Image.new("RGB", (32, 32))
+    ImageDraw.Draw(control).line([0, 31, 31, 0], fill=(255, 255, 255), width=3)
+    ImageDraw.Draw(control).rectangle([6, 10, 18, 14], outline=(255, 255, 255))
+    region = (4, 4, 20, 20)
+
+    def expected_with(control_image):
+        painted = reference(
+            nets,
+            "inpaint",
+            nets["first"],
+            image=init.crop(region),
+            mask_image=mask.crop(region),
+            control_image=control_image,
+            strength=0.85,
+            height=16,
+            width=16,
+        )
+        placed = init.copy()
+        placed.paste(painted, region[:2])
+        return Image.composite(placed, init, mask)  # A1111's paste back, mask blur 0
+
+    options = {"init": "x", "mask": "m", "strength": 0.8, "mask_blur": 0, "inpaint_area": "masked", "padding": 4}
+    request = tiny_request(tiny_model_dir, width=16, height=16, controlnet=read_units([unit(nets["folder"])]), **options)
+    result = engine.generate(request, pictures=Pictures(init, mask, control=(control,)))
+    expected = expected_with(control.crop(region))
+    assert_pixels_close(result.images[0], expected)
+    uncropped = expected_with(control.resize((16, 16), Image.LANCZOS))  # the whole map squeezed: another picture
+    assert np.abs(pixels(uncropped) - pixels(expected)).max() > 3
+    assert result.detected_maps[0].size == (16, 16)

@@ -1,0 +1,39 @@
+"""The inpaint "only masked" area with ControlNet units: each unit's picture cropped as the init is.
+
+On A1111's "Inpaint area: Only masked" sd-webui-controlnet fits the unit's picture to the init's size by the unit's
+resize mode, crops the init's crop region out of it and fits that to the size painted with "Resize and Fill"
+(its ``controlnet.py``), so the map lines up with the cropped init the model repaints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from PIL import Image
+
+from ..pictures import resize_image
+from .preprocessors import as_rgb
+
+_MODES = ("just resize", "crop and resize", "resize and fill")
+
+
+def crop_like_init(
+    picture: Any, resize_mode: str, init_size: tuple[int, int], region: tuple[int, int, int, int], size: tuple
+) -> Image.Image:
+    """`picture` fitted to the init's size, cut to `region` and fitted to `size` as the extension does."""
+    image = picture if isinstance(picture, Image.Image) and picture.mode == "L" else Image.fromarray(as_rgb(picture))
+    fitted = resize_image(_MODES.index(str(resize_mode).lower()), image, *init_size)
+    return resize_image(2, fitted.crop(region), *size)
+
+
+def cropped(control: Any, init_size: tuple[int, int], region: tuple[int, int, int, int], size: tuple) -> Any:
+    """`control` with each unit's picture (and an inpaint unit's mask) cropped to the init's `region`."""
+    images = [
+        crop_like_init(image, u.resize_mode, init_size, region, size) for u, image in zip(control.units, control.images)
+    ]
+    masks = [
+        None if mask is None else crop_like_init(mask.convert("L"), u.resize_mode, init_size, region, size)
+        for u, mask in zip(control.units, control.masks)
+    ]
+    return dataclasses.replace(control, images=images, masks=masks)
