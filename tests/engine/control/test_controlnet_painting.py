@@ -268,7 +268,8 @@ def test_only_masked_inpaint_crops_the_units_picture_as_the_init(engine, nets, t
         return Image.composite(placed, init, mask)  # A1111's paste back, mask blur 0
 
     options = {"init": "x", "mask": "m", "strength": 0.8, "mask_blur": 0, "inpaint_area": "masked", "padding": 4}
-    request = tiny_request(tiny_model_dir, width=16, height=16, controlnet=read_units([unit(nets["folder"])]), **options)
+    units = read_units([unit(nets["folder"])])
+    request = tiny_request(tiny_model_dir, width=16, height=16, controlnet=units, **options)
     result = engine.generate(request, pictures=Pictures(init, mask, control=(control,)))
     expected = expected_with(control.crop(region))
     assert_pixels_close(result.images[0], expected)
