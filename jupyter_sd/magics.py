@@ -168,6 +168,11 @@ class PaintMagics(Magics):
             self.taesdxl = taesdxl
         models = changes.pop("models", None)
         token = changes.pop("civitai_token", None)
+        units = changes.pop("controlnet_units", None)
+        if units is not None:  # a kernel setting, as sd-webui-controlnet's unit number is a UI setting
+            from .engine.control.apply import set_max_units
+
+            set_max_units(units)
         if changes:
             typed = coerce_options(changes)
             painter.new_request(**typed).validate()  # refuse a bad default before keeping any of them
@@ -184,7 +189,7 @@ class PaintMagics(Magics):
             from .downloads import download as downloads
 
             downloads.set_civitai_token(token)
-        if not changes and taesd is None and models is None and token is None and taesdxl is None:
+        if not changes and taesd is None and models is None and token is None and taesdxl is None and units is None:
             defaults = painter.new_request()
             for key in _config_keys():
                 if key == "models":
@@ -196,6 +201,9 @@ class PaintMagics(Magics):
             from .downloads import download as downloads
 
             print(f"civitai_token = {'(set)' if downloads.civitai_token() else '(none: $CIVITAI_TOKEN)'}")
+            from .engine.control.apply import DEFAULT_MAX_UNITS, max_units
+
+            print(f"controlnet_units = {max_units()}{' (set)' if max_units() != DEFAULT_MAX_UNITS else ''}")
 
     def _info(self, rest: str) -> dict[str, Any]:
         from IPython.display import JSON, display

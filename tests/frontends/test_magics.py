@@ -121,6 +121,23 @@ def test_config_sets_kernel_defaults(shell, tiny_model_dir, tmp_path, fresh_sett
     run(shell, "%config PaintMagics.device = 'auto'")
 
 
+def test_config_controlnet_units_raises_the_unit_limit(shell, capsys):
+    from jupyter_sd.engine.control.apply import max_units, set_max_units
+
+    try:
+        run(shell, "%paint config controlnet_units=5")
+        assert max_units() == 5
+        run(shell, "%paint config")
+        assert "controlnet_units = 5 (set)" in capsys.readouterr().out
+        for bad in ("0", "11", "two"):
+            with pytest.raises(UsageError, match=r"^controlnet_units: a whole number of units 1-10, not") as error:
+                run(shell, f"%paint config controlnet_units={bad}")
+            assert "\n" not in str(error.value)
+        assert max_units() == 5
+    finally:
+        set_max_units(3)
+
+
 def test_info_and_unload(shell, tiny_model_dir, tmp_path, capsys):
     run(shell, f"%%paint --model {tiny_model_dir} --steps 1 -o {tmp_path}\nx")
     run(shell, "%paint info")

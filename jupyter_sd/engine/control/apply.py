@@ -20,6 +20,33 @@ from .unit_maps import UnitMap, refit, unit_map
 
 DEFAULT_MAX_UNITS = 3
 """sd-webui-controlnet's default number of unit tabs; ``%paint config controlnet_units=N`` allows more."""
+UNITS_RANGE = (1, 10)
+"""The extension's "Multi-ControlNet: ControlNet unit number" setting's range."""
+_max_units = DEFAULT_MAX_UNITS
+
+
+def max_units() -> int:
+    """How many units a request may have in this kernel."""
+    return _max_units
+
+
+def set_max_units(count: object) -> int:
+    """``%paint config controlnet_units=N``: allow up to `count` units a request (1-10), as the extension's setting.
+
+    Raises
+    ------
+    ValueError
+        One line: not a whole number in 1-10.
+    """
+    global _max_units
+    text = str(count).strip()
+    low, high = UNITS_RANGE
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"controlnet_units: a whole number of units {low}-{high}, not {text!r}")
+    _max_units = int(text)
+    return _max_units
+
+
 _FAMILIES = ("SD1", "SD2", "SDXL")
 
 
@@ -105,7 +132,7 @@ class Control:
         return units_infotext(tuple(written), hires=hires)
 
 
-def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, max_units: int | None = None) -> Any:
+def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, limit: int | None = None) -> Any:
     """The request's units with their models and pictures, or None without units.
 
     Raises
@@ -117,7 +144,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, max
     units = list(request.controlnet)
     if not units:
         return None
-    limit = max_units or DEFAULT_MAX_UNITS
+    limit = limit or _max_units
     if len(units) > limit:
         msg = f"controlnet: {len(units)} units, at most {limit} (%paint config controlnet_units=N allows more)"
         raise ValueError(msg)
@@ -150,4 +177,4 @@ def check_conditioning(control: Control | None, conditioning: Any) -> None:
         raise ValueError(msg)
 
 
-__all__ = ["Control", "Injection", "check_conditioning", "control_for"]
+__all__ = ["Control", "Injection", "check_conditioning", "control_for", "max_units", "set_max_units"]

@@ -276,3 +276,31 @@ def test_only_masked_inpaint_crops_the_units_picture_as_the_init(engine, nets, t
     uncropped = expected_with(control.resize((16, 16), Image.LANCZOS))  # the whole map squeezed: another picture
     assert np.abs(pixels(uncropped) - pixels(expected)).max() > 3
     assert result.detected_maps[0].size == (16, 16)
+
+
+def test_the_unit_limit_follows_config_controlnet_units(engine, nets, tiny_model_dir):
+    """``%paint config controlnet_units=4`` (set_max_units): four units paint as diffusers' MultiControlNetModel of
+    four; five are refused naming the limit."""
+    from diffusers.models.controlnets import MultiControlNetModel
+
+    from jupyter_sd.engine.control.apply import set_max_units
+
+    maps = [edges(), edges().transpose(Image.FLIP_LEFT_RIGHT), edges().transpose(Image.FLIP_TOP_BOTTOM), edges()]
+    weights = [0.5, 0.6, 0.7, 0.4]
+    expected = reference(
+        nets,
+        "txt2img",
+        MultiControlNetModel([nets["first"], nets["second"], nets["first"], nets["second"]]),
+        image=maps,
+        controlnet_conditioning_scale=weights,
+    )
+    units = [unit(nets["folder" if i % 2 == 0 else "file"], weight=w) for i, w in enumerate(weights)]
+    with pytest.raises(ValueError, match=r"controlnet: 4 units, at most 3 \(%paint config controlnet_units=N"):
+        paint(engine, tiny_model_dir, units, maps)
+    try:
+        set_max_units(4)
+        assert_pixels_close(paint(engine, tiny_model_dir, units, maps, sampler="DPM++ 2M").images[0], expected)
+        with pytest.raises(ValueError, match="controlnet: 5 units, at most 4"):
+            paint(engine, tiny_model_dir, [*units, units[0]], [*maps, maps[0]])
+    finally:
+        set_max_units(3)
