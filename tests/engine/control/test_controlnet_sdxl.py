@@ -64,3 +64,64 @@ def test_sdxl_unit_equals_diffusers_and_an_sd15_controlnet_is_refused(tmp_path, 
             pictures=Pictures(control=(hint,)),
         )
     assert "\n" not in str(error.value)
+
+
+def test_sdxl_hires_pass_with_a_unit_equals_diffusers(tmp_path):
+    """Hr Option Both on SDXL: diffusers' SDXL ControlNet txt2img to latents, a bilinear ×2, then its SDXL ControlNet
+    img2img with the map at the hires size (the unit's picture is the 16×16 hint's 2×2 blocks at 32×32)."""
+    import torch
+    from diffusers import (
+        StableDiffusionXLControlNetImg2ImgPipeline,
+        StableDiffusionXLControlNetPipeline,
+        StableDiffusionXLPipeline,
+    )
+    from helpers.tiny_sdxl import make_tiny_sdxl
+
+    model = make_tiny_sdxl(tmp_path / "sdxl")
+    raw = StableDiffusionXLPipeline.from_pretrained(model)
+    controlnet = tiny_controlnet(raw.unet, seed=4)
+    folder = save_folder(controlnet, tmp_path / "cn_xl")
+    hint = Image.new("RGB", (16, 16))
+    ImageDraw.Draw(hint).rectangle([2, 4, 9, 11], fill=(255, 255, 255))  # filled: the 32×32 picture fits to it exactly
+    big = hint.resize((32, 32), Image.NEAREST)
+    embeddings = build_conditioning(raw, "a red circle", "", 4).pipeline_kwargs()
+    first = StableDiffusionXLControlNetPipeline(**raw.components, controlnet=controlnet)
+    first.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    call = {"guidance_scale": 7.0, "generator": generators([1])}
+    latents = first(
+        **embeddings, **call, num_inference_steps=4, width=16, height=16, image=hint, output_type="latent"
+    ).images
+    latents = torch.nn.functional.interpolate(latents, scale_factor=2, mode="bilinear", antialias=False)
+    second = StableDiffusionXLControlNetImg2ImgPipeline(**raw.components, controlnet=controlnet)
+    second.set_progress_bar_config(disable=True)
+    second.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    expected = second(
+        **embeddings,
+        **{**call, "generator": generators([1])},
+        image=latents,
+        control_image=big,
+        controlnet_conditioning_scale=1.0,
+        num_inference_steps=4,
+        strength=0.5,
+        width=32,
+        height=32,
+    ).images[0]
+    request = PaintRequest(
+        prompt="a red circle",
+        model=str(model),
+        steps=4,
+        seed=1,
+        width=16,
+        height=16,
+        rng="cpu",
+        preview="none",
+        save=False,
+        sampler="DPM++ 2M",
+        hires=2,
+        hires_steps=2,
+        hires_denoise=0.5,
+        controlnet=read_units([{"module": "none", "model": str(folder)}]),
+    )
+    result = Engine().generate(request, pictures=Pictures(control=(big,)))
+    assert result.images[0].size == (32, 32)
+    assert_pixels_close(result.images[0], expected)
