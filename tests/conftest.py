@@ -58,3 +58,19 @@ def esrgan_models(tmp_path) -> Path:
     library.set_models_dir(root)
     yield root
     library.set_models_dir(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_background_load_left():
+    """Wait for a kernel's background warm-up (imports, then the default model) before and after every test.
+
+    The warm-up thread loads the default model with accelerate's empty-weights context, which patches
+    ``nn.Module.register_parameter`` process-wide while it runs: a test building a model meanwhile gets meta tensors.
+    """
+    warmup = sys.modules.get("jupyter_sd.engine.warmup")
+    if warmup is not None:
+        warmup.wait()
+    yield
+    warmup = sys.modules.get("jupyter_sd.engine.warmup")
+    if warmup is not None:
+        warmup.wait()

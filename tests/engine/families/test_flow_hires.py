@@ -16,7 +16,7 @@ from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 
-from jupyter_sd.engine import Engine, warmup
+from jupyter_sd.engine import Engine
 from jupyter_sd.engine.pictures import Pictures
 from jupyter_sd.recipe.request import PaintRequest
 
@@ -30,7 +30,6 @@ GUIDANCE = {"flux": 3.5, "sd3": 7.0}
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    warmup.wait()  # a kernel's background model load (an earlier magic test) builds on the meta device meanwhile
     return {
         "flux": make_tiny_flux(tmp_path_factory.mktemp("tiny-flux")),
         "sd3": make_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3")),

@@ -13,7 +13,7 @@ from helpers.progress_recorder import Recorder
 from helpers.tiny_flow import diffusers_lora, kohya_flux_lora, make_tiny_flux, make_tiny_sd3
 
 from jupyter_sd import library
-from jupyter_sd.engine import Engine, warmup
+from jupyter_sd.engine import Engine
 from jupyter_sd.recipe.request import PaintRequest
 
 PROMPT = "a red circle on a blue background"
@@ -21,7 +21,6 @@ PROMPT = "a red circle on a blue background"
 
 @pytest.fixture(scope="module")
 def flux_dir(tmp_path_factory):
-    warmup.wait()  # a kernel's background model load (an earlier magic test) builds on the meta device meanwhile
     return make_tiny_flux(tmp_path_factory.mktemp("tiny-flux"))
 
 

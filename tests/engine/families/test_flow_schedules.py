@@ -10,7 +10,7 @@ from helpers.ipython_shell import run
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 
-from jupyter_sd.engine import Engine, warmup
+from jupyter_sd.engine import Engine
 from jupyter_sd.recipe.request import PaintRequest
 
 PROMPT = "a red circle on a blue background"
@@ -19,7 +19,6 @@ CLASSES = {"flux": "FluxPipeline", "sd3": "StableDiffusion3Pipeline"}
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    warmup.wait()  # a kernel's background model load (an earlier magic test) builds on the meta device meanwhile
     return {
         "flux": make_tiny_flux(tmp_path_factory.mktemp("tiny-flux")),
         "sd3": make_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3")),
@@ -89,10 +88,7 @@ def test_a_pasted_forge_flux_recipe_paints_with_its_values(shell, folders, tmp_p
         "Size: 32x32, Model hash: 0123456789, Model: flux1-dev-bnb-nf4, Shift: 2, Version: f2.0.1v1.10.1"
     )
     cell = f"%%paint --model {folders['flux']} --rng cpu -o {tmp_path}\n{PROMPT}\n{recipe}"
-    try:
-        result = run(shell, cell)
-    finally:
-        warmup.wait()  # the kernel's background load: done before the next test builds models
+    result = run(shell, cell)
     assert_pixels_close(result.images[0], expected)
     text = result.infotext(0)
     assert "Schedule type: Simple" in text and "Distilled CFG Scale: 5" in text and "Shift: 2" in text
