@@ -51,5 +51,5 @@ FAMILY = ZImageFamily(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Z-Image's Qwen3 text encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=3.0,
-    lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file"),
+    lacks=("lora", "embeddings", "vae", "refiner", "prompt syntax", "single file"),
 )

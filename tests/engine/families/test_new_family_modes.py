@@ -1,0 +1,131 @@
+"""img2img, inpaint and the hires fix on Z-Image, Chroma, Qwen-Image and Flux.2 klein (tiny folders built from
+config), against each family's own diffusers Img2Img/Inpaint pipeline loaded on its own: the same pixels for the
+same seed (``--rng cpu``) at the strength that runs A1111's steps, and the original kept outside the mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_families
+from helpers.paint_modes import box_mask, generators, init_picture
+from helpers.pixels import assert_pixels_close, pixels
+from helpers.progress_recorder import Recorder
+from PIL import Image
+
+from jupyter_sd.engine import Engine, warmup
+from jupyter_sd.engine.pictures import Pictures
+from jupyter_sd.recipe.request import PaintRequest
+
+PROMPT = "a red circle on a blue background"
+FAMILIES = {  # name → (builder, img2img class, inpaint class, how A1111's CFG g reaches the raw pipeline)
+    "Z-Image": (tiny_families.make_tiny_zimage, "ZImageImg2ImgPipeline", "ZImageInpaintPipeline",
+                lambda g: {"guidance_scale": g - 1}),
+}  # fmt: skip
+TXT2IMG = {"Z-Image": "ZImagePipeline"}
+HIRES = [name for name in FAMILIES if FAMILIES[name][1]]
+IMG2IMG = [name for name, spec in FAMILIES.items() if spec[1]]
+INPAINT = [name for name, spec in FAMILIES.items() if spec[2]]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    warmup.wait()
+    return {name: spec[0](tmp_path_factory.mktemp(f"tiny-{name.replace(' ', '-')}")) for name, spec in FAMILIES.items()}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()
+
+
+def _raw(name, folder, mode, **call):
+    """The family's own Img2Img/Inpaint pipeline, untouched, with CPU generators of seed 5 at CFG 2."""
+    import diffusers
+
+    builder, img2img, inpaint, guidance = FAMILIES[name]
+    pipe = getattr(diffusers, img2img if mode == "img2img" else inpaint).from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(PROMPT, num_inference_steps=6, width=32, height=32, generator=generators([5]), **guidance(2.0),
+                **call).images[0]  # fmt: skip
+
+
+def _request(folder, **changes):
+    base = dict(prompt=PROMPT, model=str(folder), steps=6, seed=5, rng="cpu", preview="none", save=False,
+                guidance=2.0, width=32, height=32)  # fmt: skip
+    return PaintRequest(**{**base, **changes})
+
+
+@pytest.mark.parametrize("name", IMG2IMG)
+@pytest.mark.parametrize(
+    ("strength", "raw_strength", "run"),
+    [
+        (0.6, 0.65, 4),  # A1111: int(0.6 × 6) + 1 = 4 steps; the flow pipelines keep 6 − int(6 − 6·s): 0.65 keeps 4
+        (0.3, 0.3, 2),
+        (1.0, 1.0, 6),
+    ],
+)
+def test_img2img_equals_its_diffusers_img2img(engine, folders, name, strength, raw_strength, run):
+    init = init_picture(32)
+    expected = _raw(name, folders[name], "img2img", image=init, strength=raw_strength)
+    recorder = Recorder()
+    result = engine.generate(_request(folders[name], init="x", strength=strength), recorder, pictures=Pictures(init))
+    assert_pixels_close(result.images[0], expected)
+    assert recorder.steps[-1] == (run, run) and result.steps_total == run
+    assert f"Denoising strength: {strength:g}" in result.infotext(0)
+
+
+@pytest.mark.parametrize("name", INPAINT)
+@pytest.mark.parametrize("strength", [0.8, 1.0])
+def test_inpaint_equals_its_diffusers_inpaint_and_keeps_the_rest(engine, folders, name, strength):
+    init, mask = init_picture(32), box_mask(32, (8, 8, 24, 24))
+    painted = _raw(name, folders[name], "inpaint", image=init, mask_image=mask, strength=strength)
+    expected = Image.composite(painted, init, mask)
+    request = _request(folders[name], init="x", mask="m", strength=strength, mask_blur=0)
+    result = engine.generate(request, pictures=Pictures(init, mask))
+    assert_pixels_close(result.images[0], expected)
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(pixels(result.images[0])[outside], pixels(init)[outside])
+    assert np.abs(pixels(result.images[0])[12:20, 12:20] - pixels(init)[12:20, 12:20]).max() > 0
+
+
+def _spatial(name, pipe, latents):
+    """The txt2img pipeline's ``output_type="latent"`` latents as (B, C, H, W)."""
+    return latents
+
+
+def _raw_hires(name, folder, upscaler):
+    """diffusers' txt2img → latents ×2 (torch interpolate: A1111's ``Latent`` modes) or the picture Lanczos ×2 and
+    encoded again (the VAE's sample for the seed, shifted and scaled) → its Img2Img at 64x64 from fresh noise."""
+    import diffusers
+
+    guidance = FAMILIES[name][3](2.0)
+    txt2img = getattr(diffusers, TXT2IMG[name]).from_pretrained(folder)
+    txt2img.set_progress_bar_config(disable=True)
+    first = dict(width=32, height=32, num_inference_steps=4, generator=generators([5]), **guidance)
+    if upscaler == "Lanczos":
+        picture = txt2img(PROMPT, **first).images[0].resize((64, 64), Image.LANCZOS)
+        tensor = txt2img.image_processor.preprocess(picture)
+        with torch.no_grad():
+            sample = txt2img.vae.encode(tensor).latent_dist.sample(generator=torch.Generator("cpu").manual_seed(5))
+        latents = (sample - txt2img.vae.config.shift_factor) * txt2img.vae.config.scaling_factor
+        steps, strength = 13, 3.5 / 13  # int(4 / 0.3) = 13 scheduled, the last 4 run: 13 − int(13 − 13·s) = 4
+    else:
+        latents = _spatial(name, txt2img, txt2img(PROMPT, output_type="latent", **first).images)
+        latents = torch.nn.functional.interpolate(latents, scale_factor=2, mode="bilinear")
+        steps, strength = 8, 0.45  # int(4 / 0.5) = 8 scheduled, the last 4 run: 8 − int(8 − 8·s) = 4
+    img2img = getattr(diffusers, FAMILIES[name][1]).from_pipe(txt2img)
+    return img2img(PROMPT, image=latents, strength=strength, num_inference_steps=steps, width=64, height=64,
+                   generator=generators([5]), **guidance).images[0]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HIRES)
+@pytest.mark.parametrize(("upscaler", "denoise"), [("Latent", 0.5), ("Lanczos", 0.3)])
+def test_hires_fix_equals_its_diffusers_txt2img_then_img2img(engine, folders, name, upscaler, denoise):
+    recorder = Recorder()
+    request = _request(folders[name], steps=4, hires=2.0, hires_upscaler=upscaler, hires_denoise=denoise)
+    result = engine.generate(request, recorder)
+    assert result.images[0].size == (64, 64)
+    assert_pixels_close(result.images[0], _raw_hires(name, folders[name], upscaler), tolerance=2)
+    assert [phase[0] for phase in recorder.phases] == ["txt2img", "hires"] and recorder.steps[-1] == (4, 4)
+    assert "Hires upscale: 2" in result.infotext(0) and f"Hires upscaler: {upscaler}" in result.infotext(0)
