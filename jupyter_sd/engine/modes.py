@@ -20,6 +20,7 @@ from ..recipe.values import parse_size
 from . import pictures as pics
 from .control.apply import check_conditioning, control_for
 from .families import family_of
+from .families.flow import takes_latents
 from .init_noise import noise_init, override_noise
 from .passes import PassRunner
 from .pictures import Pictures
@@ -56,6 +57,7 @@ def derived_pipeline(pipe: Any, kind: str, controlnet: Any = None) -> Any:
         else:
             derived = auto.from_pipe(pipe, **({} if controlnet is None else {"controlnet": controlnet}))
         derived.set_progress_bar_config(disable=True)
+        takes_latents(derived)
         cache[key] = derived
     derived = cache[key]
     if controlnet is not None and derived.controlnet is not controlnet:
