@@ -264,16 +264,15 @@ def _enlarged(pipe: Any, request: PaintRequest, latents: Any, seeds: list[int], 
 def _encode(pipe: Any, images: list[Image.Image], seeds: list[int]) -> Any:
     """Encode pictures to sampler-space latents (each sampled with its own seed, as diffusers' img2img does)."""
     import torch
-    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 
+    family = family_of(pipe)
     tensor = pipe.image_processor.preprocess(images).to(pipe.device, pipe.vae.dtype)
     with torch.no_grad():
         latents = [
-            retrieve_latents(pipe.vae.encode(tensor[i : i + 1]), generator=torch.Generator("cpu").manual_seed(seed))
+            family.encode(pipe, tensor[i : i + 1], torch.Generator("cpu").manual_seed(seed))
             for i, seed in enumerate(seeds)
         ]
-    shift = getattr(pipe.vae.config, "shift_factor", None) or 0.0  # the flow families' VAEs shift as well
-    return (torch.cat(latents) - shift) * pipe.vae.config.scaling_factor
+    return torch.cat(latents)
 
 
 def _paint_from_init(

@@ -23,8 +23,10 @@ FAMILIES = {  # name → (builder, img2img class, inpaint class, how A1111's CFG
                 lambda g: {"guidance_scale": g - 1}),
     "Chroma": (tiny_families.make_tiny_chroma, "ChromaImg2ImgPipeline", "",  # (its Inpaint: see test_chroma_inpaint…)
                lambda g: {"guidance_scale": g}),
+    "Qwen-Image": (tiny_families.make_tiny_qwenimage, "QwenImageImg2ImgPipeline", "QwenImageInpaintPipeline",
+                   lambda g: {"true_cfg_scale": g, "negative_prompt": " "}),  # (the card's empty negative prompt)
 }  # fmt: skip
-TXT2IMG = {"Z-Image": "ZImagePipeline", "Chroma": "ChromaPipeline"}
+TXT2IMG = {"Z-Image": "ZImagePipeline", "Chroma": "ChromaPipeline", "Qwen-Image": "QwenImagePipeline"}
 HIRES = [name for name in FAMILIES if FAMILIES[name][1]]
 IMG2IMG = [name for name, spec in FAMILIES.items() if spec[1]]
 INPAINT = [name for name, spec in FAMILIES.items() if spec[2]]
@@ -95,7 +97,21 @@ def _spatial(name, pipe, latents):
     """The txt2img pipeline's ``output_type="latent"`` latents as (B, C, H, W) (Chroma's unpacked)."""
     if name == "Chroma":
         return pipe._unpack_latents(latents, 32, 32, pipe.vae_scale_factor)
+    if name == "Qwen-Image":
+        return pipe._unpack_latents(latents, 32, 32, pipe.vae_scale_factor)[:, :, 0]  # (B, C, frame, H, W)
     return latents
+
+
+def _encoded(name, pipe, tensor, generator):
+    """Pixels → sampler latents as the family's Img2Img pipeline encodes its init."""
+    import diffusers
+
+    with torch.no_grad():
+        if name == "Qwen-Image":  # one frame, normalized by the VAE's per-channel mean and std
+            img2img = diffusers.QwenImageImg2ImgPipeline.from_pipe(pipe)
+            return img2img._encode_vae_image(tensor.unsqueeze(2), generator)[:, :, 0]
+        sample = pipe.vae.encode(tensor).latent_dist.sample(generator=generator)
+    return (sample - pipe.vae.config.shift_factor) * pipe.vae.config.scaling_factor
 
 
 def _raw_hires(name, folder, upscaler):
@@ -110,9 +126,7 @@ def _raw_hires(name, folder, upscaler):
     if upscaler == "Lanczos":
         picture = txt2img(PROMPT, **first).images[0].resize((64, 64), Image.LANCZOS)
         tensor = txt2img.image_processor.preprocess(picture)
-        with torch.no_grad():
-            sample = txt2img.vae.encode(tensor).latent_dist.sample(generator=torch.Generator("cpu").manual_seed(5))
-        latents = (sample - txt2img.vae.config.shift_factor) * txt2img.vae.config.scaling_factor
+        latents = _encoded(name, txt2img, tensor, torch.Generator("cpu").manual_seed(5))
         steps, strength = 13, 3.5 / 13  # int(4 / 0.3) = 13 scheduled, the last 4 run: 13 − int(13 − 13·s) = 4
     else:
         latents = _spatial(name, txt2img, txt2img(PROMPT, output_type="latent", **first).images)
@@ -120,7 +134,8 @@ def _raw_hires(name, folder, upscaler):
         steps, strength = 8, 0.45  # int(4 / 0.5) = 8 scheduled, the last 4 run: 8 − int(8 − 8·s) = 4
     img2img = getattr(diffusers, FAMILIES[name][1]).from_pipe(txt2img)
     # latents pass its image processor unencoded only at its vae_latent_channels (Chroma's says 4, as Flux's does not)
-    img2img.image_processor.register_to_config(vae_latent_channels=txt2img.vae.config.latent_channels)
+    channels = getattr(txt2img.vae.config, "latent_channels", None) or txt2img.vae.config.z_dim  # (Qwen-Image's)
+    img2img.image_processor.register_to_config(vae_latent_channels=channels)
     return img2img(PROMPT, image=latents, strength=strength, num_inference_steps=steps, width=64, height=64,
                    generator=generators([5]), **guidance).images[0]  # fmt: skip
 
@@ -148,3 +163,36 @@ def test_a_mode_not_painted_yet_is_one_line(engine, folders, name, mode):
         engine.generate(request, pictures=Pictures(init, mask if mode == "inpaint" else None))
     text = str(info.value)
     assert text.startswith(f"model: {mode} is not supported for {name} models yet") and "\n" not in text
+
+
+@pytest.mark.parametrize("name", INPAINT)
+def test_latent_masked_content_encodes_with_its_vae(engine, folders, name):
+    """``latent noise``/``latent nothing`` start the masked area from the init encoded as its Img2Img would."""
+    init, mask = init_picture(32), box_mask(32, (8, 8, 24, 24))
+    base = _request(folders[name], init="x", mask="m", strength=0.7, mask_blur=0)
+    if name == "Z-Image":  # its Inpaint pipeline VAE-encodes the init it is given, latents too
+        with pytest.raises(ValueError, match=r"^masked content: 'latent noise' and 'latent nothing' cannot paint Z-"):
+            engine.generate(base.replace(masked_content="latent noise"), pictures=Pictures(init, mask))
+        return
+    original = engine.generate(base, pictures=Pictures(init, mask)).images[0]
+    for content in ("latent noise", "latent nothing"):
+        other = engine.generate(base.replace(masked_content=content), pictures=Pictures(init, mask)).images[0]
+        assert np.abs(pixels(original) - pixels(other)).max() > 1
+        outside = np.asarray(mask) == 0
+        assert np.array_equal(pixels(other)[outside], pixels(init)[outside])
+
+
+@pytest.mark.parametrize("name", IMG2IMG)
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_a1111_noise_and_variation_seeds_reach_its_init_modes(engine, folders, name, mode):
+    """The default (A1111 GPU) noise is ours: it replaces what the pipeline draws, so the seed still decides."""
+    if not FAMILIES[name][2] and mode == "inpaint":
+        mode = "img2img"
+    init, mask = init_picture(32), box_mask(32, (8, 8, 24, 24))
+    pictures = Pictures(init, mask if mode == "inpaint" else None)
+    request = _request(folders[name], init="x", mask="m" if mode == "inpaint" else "", rng="gpu", strength=0.6)
+    plain, again = (engine.generate(request, pictures=pictures).images[0] for _ in range(2))
+    varied = engine.generate(request.replace(variation_seed=9, variation_strength=0.5), pictures=pictures).images[0]
+    cpu = engine.generate(request.replace(rng="cpu"), pictures=pictures).images[0]
+    assert np.array_equal(pixels(plain), pixels(again)) and pixels(plain).std() > 1
+    assert np.abs(pixels(plain) - pixels(varied)).max() > 1 and np.abs(pixels(plain) - pixels(cpu)).max() > 1
