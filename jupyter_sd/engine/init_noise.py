@@ -20,6 +20,8 @@ def override_noise(scheduler: Any, noise: Any, packed: Any = None) -> None:
 
     def ours(sample: Any) -> Any:
         chosen = packed if packed is not None and sample.shape == packed.shape else noise
+        if chosen.shape != sample.shape and chosen.numel() == sample.numel():  # Qwen-Image's one-frame axis
+            chosen = chosen.reshape(sample.shape)
         return chosen.to(sample.device, sample.dtype)
 
     add_noise = getattr(scheduler, "add_noise", None)  # add_noise(sample, noise, timesteps)

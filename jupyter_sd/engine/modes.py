@@ -21,6 +21,7 @@ from . import pictures as pics
 from .control.apply import check_conditioning, control_for
 from .control.masked_area import cropped
 from .families import family_of
+from .families.flow import takes_latents
 from .init_noise import noise_init, override_noise
 from .passes import PassRunner
 from .pictures import Pictures
@@ -57,6 +58,7 @@ def derived_pipeline(pipe: Any, kind: str, controlnet: Any = None) -> Any:
         else:
             derived = auto.from_pipe(pipe, **({} if controlnet is None else {"controlnet": controlnet}))
         derived.set_progress_bar_config(disable=True)
+        takes_latents(derived)
         cache[key] = derived
     derived = cache[key]
     if controlnet is not None and derived.controlnet is not controlnet:
@@ -275,16 +277,15 @@ def _enlarged(pipe: Any, request: PaintRequest, latents: Any, seeds: list[int], 
 def _encode(pipe: Any, images: list[Image.Image], seeds: list[int]) -> Any:
     """Encode pictures to sampler-space latents (each sampled with its own seed, as diffusers' img2img does)."""
     import torch
-    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 
+    family = family_of(pipe)
     tensor = pipe.image_processor.preprocess(images).to(pipe.device, pipe.vae.dtype)
     with torch.no_grad():
         latents = [
-            retrieve_latents(pipe.vae.encode(tensor[i : i + 1]), generator=torch.Generator("cpu").manual_seed(seed))
+            family.encode(pipe, tensor[i : i + 1], torch.Generator("cpu").manual_seed(seed))
             for i, seed in enumerate(seeds)
         ]
-    shift = getattr(pipe.vae.config, "shift_factor", None) or 0.0  # the flow families' VAEs shift as well
-    return (torch.cat(latents) - shift) * pipe.vae.config.scaling_factor
+    return torch.cat(latents)
 
 
 def _paint_from_init(

@@ -91,6 +91,14 @@ class Family:
         """(B, C, H, W) latents → (B, 3, H, W) pixels in [-1, 1] where the VAE is not AutoencoderKL-like, else None."""
         return None
 
+    def encode(self, pipe: Any, pixels: Any, generator: Any) -> Any:
+        """(1, 3, H, W) pixels in [-1, 1] → sampler-space (1, C, H, W) latents, sampled as its Img2Img pipeline does."""
+        from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+
+        latents = retrieve_latents(pipe.vae.encode(pixels), generator=generator)
+        shift = getattr(pipe.vae.config, "shift_factor", None) or 0.0  # the flow families' VAEs shift as well
+        return (latents - shift) * pipe.vae.config.scaling_factor
+
     def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
         """(B, C, H, W) starting noise → what the pipeline's ``latents=`` takes (Flux: packed patches)."""
         if not self.packed_latents:

@@ -71,3 +71,15 @@ def unpack(pipe: Any, latents: Any, size: tuple[int, int]) -> Any:
     """Flux's packed latents of a `size` (width, height) picture → (B, C, H, W)."""
     width, height = size
     return type(pipe)._unpack_latents(latents, height, width, pipe.vae_scale_factor)
+
+
+def takes_latents(pipe: Any) -> None:
+    """Make `pipe`'s image processor take latents as latents (the hires pass hands its img2img latents).
+
+    diffusers' processor passes a tensor through unencoded only when its channels are ``vae_latent_channels``;
+    Chroma's Img2Img builds its processor with the default 4, so its 16 channels would be resized as a picture.
+    """
+    processor = getattr(pipe, "image_processor", None)
+    channels = getattr(getattr(getattr(pipe, "vae", None), "config", None), "latent_channels", None)
+    if processor is not None and channels and processor.config.vae_latent_channels != channels:
+        processor.register_to_config(vae_latent_channels=channels)

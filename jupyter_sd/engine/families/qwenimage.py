@@ -36,16 +36,33 @@ class QwenImageFamily(Family):
         spatial = super().to_spatial(pipe, latents, size)
         return spatial[:, :, 0] if spatial.dim() == 5 else spatial  # (B, C, frame, H, W) → (B, C, H, W)
 
+    def encode(self, pipe: Any, pixels: Any, generator: Any) -> Any:
+        """One frame through its VAE, normalized ((z − mean) / std) as its Img2Img pipeline encodes."""
+        from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+
+        frames = retrieve_latents(pipe.vae.encode(pixels.unsqueeze(2)), generator=generator)
+        mean, std = self._statistics(pipe, frames)
+        return ((frames - mean) / std)[:, :, 0]
+
+    @staticmethod
+    def _statistics(pipe: Any, like: Any) -> tuple[Any, Any]:
+        """Its VAE's per-channel latent mean and std, shaped (1, C, 1, 1, 1) on `like`'s device and dtype."""
+        import torch
+
+        config = pipe.vae.config
+        shape = (1, config.z_dim, 1, 1, 1)
+        mean = torch.tensor(config.latents_mean).view(shape).to(like.device, like.dtype)
+        return mean, torch.tensor(config.latents_std).view(shape).to(like.device, like.dtype)
+
     def decode(self, pipe: Any, latents: Any) -> Any:
         """Un-normalize (z = x·std + mean) and decode one frame, as its pipeline does after the loop."""
         import torch
 
         vae = pipe.vae
-        shape = (1, vae.config.z_dim, 1, 1, 1)
-        mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, vae.dtype)
-        std = torch.tensor(vae.config.latents_std).view(shape).to(latents.device, vae.dtype)
+        frames = latents.to(vae.dtype).unsqueeze(2)
+        mean, std = self._statistics(pipe, frames)
         with torch.no_grad():
-            frames = latents.to(vae.dtype).unsqueeze(2) * std + mean
+            frames = frames * std + mean
             return vae.decode(frames, return_dict=False)[0][:, :, 0].float()
 
 
@@ -90,5 +107,5 @@ FAMILY = QwenImageFamily(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Qwen-Image's Qwen2.5-VL text encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=5.0,
-    lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file"),
+    lacks=("lora", "embeddings", "vae", "refiner", "prompt syntax", "single file"),
 )

@@ -25,6 +25,14 @@ class ZImageFamily(Family):
         """A1111's CFG s is pos + (s − 1)·(pos − neg): Z-Image's ``guidance_scale`` is s − 1 (0 = no CFG)."""
         return {"guidance_scale": max(0.0, guidance - 1.0)}
 
+    def adapt_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
+        """Its Inpaint pipeline VAE-encodes whatever init it gets: a latent masked content is refused in one line."""
+        if "mask_image" in call and getattr(call.get("image"), "dim", None) is not None:
+            msg = "masked content: 'latent noise' and 'latent nothing' cannot paint Z-Image models yet"
+            msg += " (allowed: original, fill)"
+            raise ValueError(msg)
+        return call
+
     def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
         """Its pipeline steps in float32 whatever the transformer's dtype (as diffusers draws its noise)."""
         return latents.float()
@@ -51,5 +59,5 @@ FAMILY = ZImageFamily(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Z-Image's Qwen3 text encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=3.0,
-    lacks=("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file"),
+    lacks=("lora", "embeddings", "vae", "refiner", "prompt syntax", "single file"),
 )

@@ -168,20 +168,13 @@ def test_xyz_plot_over_cfg_paints_each_cell_as_diffusers(family, tmp_path):
     ("changes", "message"),
     [
         ({"sampler": "DPM++ 2M SDE"}, "sampler: 'DPM++ 2M SDE' cannot paint {name} models yet (allowed: Euler)"),
-        ({"hires": 2.0}, "model: hires fix is not supported for {name} models yet"),
         ({"prompt": "a fox <lora:ink:0.8>"}, "model: lora is not supported for {name} models yet"),
-        ({"init": "x.png", "strength": 0.5}, "model: img2img is not supported for {name} models yet"),
     ],
 )
 def test_what_it_cannot_do_yet_is_one_line(engine, family, changes, message):
     spec, folder = family
-    pictures = None
-    if "init" in changes:
-        from jupyter_sd.engine.pictures import Pictures
-
-        pictures = Pictures(init=Image.new("RGB", (32, 32)))
     with pytest.raises(ValueError) as info:
-        engine.generate(_request(folder, **changes), pictures=pictures)
+        engine.generate(_request(folder, **changes))
     text = str(info.value)
     assert text.startswith(message.format(name=spec.name)) and "\n" not in text and len(text) < 200
 
