@@ -164,7 +164,6 @@ def test_sd3_paints_what_diffusers_paints(engine, sd3_dir):
     [
         ({"sampler": "DPM++ 2M SDE"}, "sampler: 'DPM++ 2M SDE' cannot paint Flux models yet (allowed: Euler)"),
         ({"schedule": "Exponential"}, "schedule: 'Exponential' cannot paint Flux models yet (allowed: Automatic, Si"),
-        ({"vae": "other.safetensors"}, "model: vae (an external VAE) is not supported for Flux models yet"),
         ({"refiner": "some/refiner"}, "model: refiner is not supported for Flux models yet"),
     ],
 )
