@@ -6,6 +6,8 @@ Only the widths are smaller (the files' layouts say the widths, so the package r
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 
@@ -242,3 +244,29 @@ def anime_reference(s: dict[str, torch.Tensor], x: torch.Tensor, level: int = 0)
         h = anime_reference(s, F.instance_norm(h), level + 1)
         up = F.conv_transpose2d(F.relu(h), s[f"{p}5.weight"], s[f"{p}5.bias"], stride=2, padding=1)
     return torch.cat([skip, F.instance_norm(up)], 1)
+
+
+def tiny_depth_anything(seed: int) -> Any:
+    """A tiny Depth Anything (Dinov2 backbone, patch 14) built from config, for the depth preprocessors."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(
+        image_size=28,
+        patch_size=14,
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        fusion_hidden_size=8,
+        neck_hidden_sizes=[4, 8, 8, 16],
+        head_hidden_size=4,
+        reassemble_hidden_size=16,
+        patch_size=14,
+    )
+    return DepthAnythingForDepthEstimation(config).eval()

@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from helpers.annotator_nets import hed_state
+from helpers.annotator_nets import hed_state, tiny_depth_anything
 from helpers.fake_web import FakeWebServer, Served
 
 from jupyter_sd import library
@@ -84,26 +84,7 @@ def test_weights_put_straight_in_annotators_are_found(models):
 
 
 def test_a_transformers_depth_model_downloads_as_a_folder(hub, models, tmp_path):
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    backbone = Dinov2Config(
-        image_size=28,
-        patch_size=14,
-        hidden_size=8,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=16,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        fusion_hidden_size=4,
-        neck_hidden_sizes=[4, 4, 4, 8],
-        head_hidden_size=4,
-        reassemble_hidden_size=8,
-    )
-    DepthAnythingForDepthEstimation(config).save_pretrained(tmp_path / "served")
+    tiny_depth_anything(0).save_pretrained(tmp_path / "served")
     for name in ("config.json", "model.safetensors"):
         hub.add_hub_file("depth-anything/Depth-Anything-V2-Large-hf", name, (tmp_path / "served" / name).read_bytes())
     made = preprocess("depth_anything_v2", _picture(), 64)

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+from helpers.annotator_nets import tiny_depth_anything
 from transformers import (
-    DepthAnythingConfig,
-    DepthAnythingForDepthEstimation,
-    Dinov2Config,
     DPTConfig,
     DPTForDepthEstimation,
 )
@@ -22,29 +20,6 @@ from transformers import (
 from jupyter_sd import library
 from jupyter_sd.engine.control.depth import net_size, zoe_size
 from jupyter_sd.engine.control.preprocessors import preprocess
-
-
-def _depth_anything(seed: int) -> DepthAnythingForDepthEstimation:
-    torch.manual_seed(seed)
-    backbone = Dinov2Config(
-        image_size=28,
-        patch_size=14,
-        hidden_size=16,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=32,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        fusion_hidden_size=8,
-        neck_hidden_sizes=[4, 8, 8, 16],
-        head_hidden_size=4,
-        reassemble_hidden_size=16,
-        patch_size=14,
-    )
-    return DepthAnythingForDepthEstimation(config).eval()
 
 
 def _dpt() -> DPTForDepthEstimation:
@@ -68,8 +43,8 @@ def depth_models(tmp_path):
     root = tmp_path / "models"
     folder = root / "ControlNet" / "annotators"
     models = {
-        "depth_anything": _depth_anything(1),
-        "depth_anything_v2": _depth_anything(2),
+        "depth_anything": tiny_depth_anything(1),
+        "depth_anything_v2": tiny_depth_anything(2),
         "depth_midas": _dpt(),
     }
     models["depth_anything"].save_pretrained(folder / "depth_anything" / "depth-anything-large-hf")
