@@ -75,6 +75,10 @@ def _drive(page, url: str, notebooks: Path) -> None:
     page.wait_for_function(
         "() => document.querySelector('.jupyter-sd-steps .widget-readout').textContent.trim() === '5'"
     )
+    # ipywidgets keeps one update per widget in flight and buffers the next: a click on another widget can overtake
+    # the slider's last value, so let the buffered update reach the kernel before Generate
+    page.wait_for_timeout(1000)
+    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
     page.evaluate(
         """() => {
             window.jsdFrames = 0;
