@@ -25,7 +25,7 @@ from ..recipe.control_names import CONTROL_MODES, RESIZE_MODES
 from ..recipe.control_units import ControlUnit, read_units, unit_from_dict
 from ..recipe.result import png_bytes
 from .controls import Controls, css_class, set_tooltip
-from .images import read_picture, uploaded_files
+from .images import last_uploaded_picture
 
 UNITS = 3
 """Tabs shown by default (sd-webui-controlnet's default); a loaded recipe with more units adds tabs."""
@@ -184,14 +184,12 @@ class UnitTab(widgets.VBox):
         self.enable.value = True
 
     def _uploaded(self, change: Any = None) -> None:
-        files = uploaded_files(self.upload.value)
-        if not files:
-            return
-        name, data = files[-1]
         try:
-            image = read_picture(data, name)
+            image = last_uploaded_picture(self.upload)
         except ValueError as error:
             self.say(str(error).replace("init:", f"controlnet unit {self.index}:", 1))
+            return
+        if image is None:
             return
         self.use(image)
 

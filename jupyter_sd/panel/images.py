@@ -56,6 +56,21 @@ def read_picture(data: bytes, name: str) -> Image.Image:
         raise ValueError(msg) from None
 
 
+def last_uploaded_picture(upload: widgets.FileUpload) -> Image.Image | None:
+    """The picture of the last file `upload` holds, or None when it holds none.
+
+    Raises
+    ------
+    ValueError
+        If that file is not a picture (`read_picture`).
+    """
+    files = uploaded_files(upload.value)
+    if not files:
+        return None
+    name, data = files[-1]
+    return read_picture(data, name)
+
+
 class ImageInput(widgets.VBox):
     """Upload or pick the init picture, set strength and resize mode, and paint the inpainting mask.
 
@@ -195,14 +210,12 @@ class ImageInput(widgets.VBox):
             self._fit_size(self.picture)
 
     def _uploaded(self, change: Any = None) -> None:
-        files = uploaded_files(self.upload.value)
-        if not files:
-            return
-        name, data = files[-1]
         try:
-            image = read_picture(data, name)
+            image = last_uploaded_picture(self.upload)
         except ValueError as error:
             self.on_error(str(error))
+            return
+        if image is None:
             return
         self.use(image)
 
