@@ -1,0 +1,172 @@
+"""GGUF text encoders as city96 and llama.cpp publish them: T5 (``t5encoder``) and Qwen3 (``qwen3``), Q8_0 and F16.
+
+Each file is written by the ``gguf`` package from a tiny transformers model, in llama.cpp's tensor names and with its
+architecture's metadata. The loaded encoder must hold its Linear weights quantized (diffusers' GGUFParameter),
+encode as the same model holding the weights dequantized by the ``gguf`` package (float rounding only), and stay
+within Q8_0's rounding of the unquantized model. A tiny Flux painting with the GGUF T5 must equal one with those
+dequantized weights in a safetensors T5 file.
+"""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from diffusers.quantizers.gguf.utils import GGUFParameter
+from helpers.bfl_checkpoint import config_only, write_bfl_transformer
+from helpers.gguf_files import write_gguf_text_encoder
+from helpers.ldm_checkpoint import clip_to_ldm
+from helpers.pixels import assert_pixels_close
+from helpers.tiny_flow import make_tiny_flux
+from safetensors.torch import save_file
+from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model, T5Config, T5EncoderModel
+
+from jupyter_sd import library
+from jupyter_sd.engine import Engine
+from jupyter_sd.engine.loading import gguf_text
+from jupyter_sd.recipe.request import PaintRequest
+
+PROMPT = "a red circle on a blue background"
+TWIN_BOUND = 0.005
+"""Against the ``gguf`` package's float32 dequantization, over the output's std: diffusers dequantizes Q8_0 through
+float16 (measured 0.002)."""
+Q8_BOUND = 0.1
+"""Q8_0 against the unquantized model: the largest output difference over the output's std (measured: T5 0.048,
+Qwen3 0.025)."""
+
+
+def _t5():
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, feed_forward_proj="gated-gelu"
+    )  # fmt: skip  (T5 v1.1, as t5xxl is)
+    return T5EncoderModel(config).eval()
+
+
+def _qwen3(cls=Qwen3Model):
+    torch.manual_seed(0)
+    config = Qwen3Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, head_dim=16, vocab_size=96, tie_word_embeddings=True)  # fmt: skip
+    return cls(config).eval()
+
+
+def _dequantized(model, path):
+    """`model`'s twin holding the file's weights as the ``gguf`` package dequantizes them (independent of ours)."""
+    names = {v: k for k, v in gguf_text_names(model).items()}
+    tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    twin = type(model)(model.config).eval()
+    state = {}
+    for name in twin.state_dict():
+        source = tensors.get(names.get(name, ""))
+        if source is not None:
+            state[name] = torch.from_numpy(gguf.quants.dequantize(source.data, source.tensor_type).copy())
+    twin.load_state_dict(state, strict=False)
+    twin.tie_weights()
+    return twin
+
+
+def gguf_text_names(model):
+    from transformers.modeling_gguf_pytorch_utils import TensorProcessor, get_gguf_hf_weights_map
+
+    return get_gguf_hf_weights_map(model, TensorProcessor(), "t5" if model.config.model_type == "t5" else None)
+
+
+def _encode(model, ids):
+    with torch.no_grad():
+        return model(ids, output_hidden_states=True).hidden_states[-1]
+
+
+@pytest.mark.parametrize("quant", ["Q8_0", "F16"])
+@pytest.mark.parametrize("build", [_t5, _qwen3, lambda: _qwen3(Qwen3ForCausalLM)], ids=["t5", "qwen3", "qwen3-lm"])
+def test_a_gguf_text_encoder_encodes_as_its_weights_say(tmp_path, build, quant):
+    model = build()
+    path = write_gguf_text_encoder(model, tmp_path / f"encoder-{quant}.gguf", quant)
+    names = {t.name for t in gguf.GGUFReader(str(path)).tensors}
+    if model.config.model_type == "t5":  # city96's names
+        assert {"token_embd.weight", "enc.blk.0.attn_q.weight", "enc.blk.0.attn_rel_b.weight",
+                "enc.output_norm.weight", "enc.blk.1.ffn_gate.weight"} <= names  # fmt: skip
+    else:
+        assert {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_q_norm.weight", "output_norm.weight"} <= names
+    loaded = gguf_text.load_encoder((type(model), model.config), path, torch.float32)
+    linears = [m for m in loaded.modules() if isinstance(m, torch.nn.Linear)]  # all split into Q8_0 blocks
+    packed = [m.weight for m in linears if isinstance(m.weight, GGUFParameter)]
+    if quant == "Q8_0":
+        assert len(packed) == len(linears) - (type(model) is Qwen3ForCausalLM) >= 10  # the tied LM head is plain
+        assert all(p.quant_type == gguf.GGMLQuantizationType.Q8_0 and p.element_size() == 1 for p in packed)
+    else:
+        assert not packed  # F16 weights are plain tensors
+    ids = torch.randint(0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(1))
+    ours, twin, plain = _encode(loaded, ids), _encode(_dequantized(model, path), ids), _encode(model, ids)
+    same = ((ours - twin).abs().max() / plain.std()).item()
+    error = ((ours - plain).abs().max() / plain.std()).item()
+    assert same < TWIN_BOUND, same
+    assert 0 < error < (Q8_BOUND if quant == "Q8_0" else 0.01), error
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A models folder: the tiny Flux's transformer (BFL names), CLIP-L, and its T5 as Q8_0 GGUF and dequantized."""
+    where = tmp_path_factory.mktemp("gguf-text")
+    flux = make_tiny_flux(where / "flux")
+    root = where / "models"
+    for folder in ("Stable-diffusion", "text_encoder"):
+        (root / folder).mkdir(parents=True)
+    model = write_bfl_transformer(flux, root / "Stable-diffusion" / "flux1-tiny.safetensors")
+    t5 = T5EncoderModel.from_pretrained(flux / "text_encoder_2").eval()
+    path = write_gguf_text_encoder(t5, root / "text_encoder" / "t5-v1_1-xxl-encoder-Q8_0.gguf", "Q8_0")
+    twin = _dequantized(t5, path).state_dict()
+    twin.pop("encoder.embed_tokens.weight")  # tied to shared.weight, as T5 files keep it
+    save_file({k: v.contiguous() for k, v in twin.items()}, str(root / "text_encoder" / "t5-dequantized.safetensors"))
+    write_gguf_text_encoder(_qwen3(), root / "text_encoder" / "qwen3-Q8_0.gguf", "Q8_0")
+    write_gguf_text_encoder(_qwen3(), root / "text_encoder" / "llama-Q8_0.gguf", "Q8_0", arch="llama")
+    write_gguf_text_encoder(t5, root / "text_encoder" / "t5-Q8_1.gguf", "Q8_0",
+                            tensor_type={"enc.blk.0.attn_q.weight": gguf.GGMLQuantizationType.Q8_1})  # fmt: skip
+    from safetensors.torch import load_file
+
+    save_file(clip_to_ldm(load_file(str(flux / "text_encoder" / "model.safetensors"))),
+              str(root / "text_encoder" / "clip_l.safetensors"))  # fmt: skip
+    before = library.models_dir()
+    library.set_models_dir(root)
+    yield model, config_only(flux, where / "configs", keep=("vae",))
+    library.set_models_dir(before)
+
+
+def _request(model, configs, encoders):
+    return PaintRequest(prompt=PROMPT, model=str(model), model_config=str(configs), text_encoder=encoders,
+                        width=32, height=32, steps=3, seed=5, rng="cpu", preview="none")  # fmt: skip
+
+
+def test_flux_paints_with_a_gguf_t5_as_with_its_dequantized_weights(models):
+    model, configs = models
+    engine = Engine()
+    quantized = engine.generate(_request(model, configs, "clip_l,t5-v1_1-xxl-encoder-Q8_0"))
+    t5 = engine._pipe.text_encoder_2
+    assert isinstance(t5.encoder.block[0].layer[0].SelfAttention.q.weight, GGUFParameter)
+    assert "Module 2: t5-v1_1-xxl-encoder-Q8_0" in quantized.infotext(0)
+    plain = engine.generate(_request(model, configs, "clip_l,t5-dequantized"))
+    assert not isinstance(engine._pipe.text_encoder_2.encoder.block[0].layer[0].SelfAttention.q.weight, GGUFParameter)
+    assert_pixels_close(quantized.images[0], plain.images[0])  # the same numbers, dequantized per call or at load
+    assert np.asarray(quantized.images[0]).std() > 1
+
+
+def test_gguf_text_encoder_refusals_are_one_line(models):
+    model, configs = models
+    engine = Engine()
+    with pytest.raises(ValueError) as caught:
+        engine.generate(_request(model, configs, "clip_l,qwen3-Q8_0"))
+    assert str(caught.value) == (
+        "text-encoder: 'qwen3-Q8_0.gguf' is a Qwen3 GGUF file, and this model takes CLIPTextModel, T5EncoderModel"
+    )
+    with pytest.raises(ValueError) as caught:
+        engine.generate(_request(model, configs, "clip_l,llama-Q8_0"))
+    assert (
+        str(caught.value) == "text-encoder: 'llama-Q8_0.gguf' is a llama GGUF file; GGUF text encoders are T5 or Qwen3"
+    )
+    with pytest.raises(ValueError) as caught:
+        engine.generate(_request(model, configs, "clip_l,t5-Q8_1"))
+    assert str(caught.value) == (
+        "text-encoder: 't5-Q8_1.gguf' holds Q8_1 tensors, which diffusers' GGUF layers cannot run "
+        "(Q8_0, Q6_K, Q5_K, Q4_K, Q4_0 … can)"
+    )
+    assert not engine.busy
