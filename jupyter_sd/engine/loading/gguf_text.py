@@ -65,7 +65,8 @@ def load_encoder(slot: tuple[Any, Any], path: Path, dtype: Any) -> Any:
     cls, config = slot
     with init_empty_weights():
         model = cls(config)
-    state = _mapped_tensors(model, path, dtype)
+    reader = _reader(path)
+    state = _mapped_tensors(model, reader, path.name, dtype)
     _replace_with_gguf_linear(model, dtype, state)
     for name, tensor in state.items():
         owner, _, leaf = name.rpartition(".")
@@ -78,10 +79,11 @@ def load_encoder(slot: tuple[Any, Any], path: Path, dtype: Any) -> Any:
     if missing:
         msg = f"text-encoder: '{path.name}' lacks {len(missing)} of {cls.__name__}'s weights (e.g. {missing[0]})"
         raise ValueError(msg[:199])
+    model._jupyter_sd_map = getattr(reader.data, "_mmap", None)  # its pages can be given back (`text_on_cpu`)
     return model.eval()
 
 
-def _mapped_tensors(model: Any, path: Path, dtype: Any) -> dict[str, Any]:
+def _mapped_tensors(model: Any, reader: Any, name: str, dtype: Any) -> dict[str, Any]:
     """The file's tensors by the model's parameter names: Linear weights as GGUFParameters, the rest dequantized."""
     import gguf
     import torch
@@ -92,14 +94,14 @@ def _mapped_tensors(model: Any, path: Path, dtype: Any) -> dict[str, Any]:
     names = get_gguf_hf_weights_map(model, TensorProcessor(), "t5" if "t5" in model.config.model_type else None)
     linears = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     state: dict[str, Any] = {}
-    for tensor in _reader(path).tensors:
+    for tensor in reader.tensors:
         target = names.get(tensor.name)
         if target is None:  # a decoder, an LM head the model lacks: not this encoder's
             continue
         kind = tensor.tensor_type
         if kind not in plain and kind not in SUPPORTED_GGUF_QUANT_TYPES:
             msg = (
-                f"text-encoder: '{path.name}' holds {kind.name} tensors, which diffusers' GGUF layers cannot run "
+                f"text-encoder: '{name}' holds {kind.name} tensors, which diffusers' GGUF layers cannot run "
                 "(Q8_0, Q6_K, Q5_K, Q4_K, Q4_0 … can)"
             )
             raise ValueError(msg)
