@@ -80,6 +80,7 @@ def load_encoder(slot: tuple[Any, Any], path: Path, dtype: Any) -> Any:
         msg = f"text-encoder: '{path.name}' lacks {len(missing)} of {cls.__name__}'s weights (e.g. {missing[0]})"
         raise ValueError(msg[:199])
     model._jupyter_sd_map = getattr(reader.data, "_mmap", None)  # its pages can be given back (`text_on_cpu`)
+    model._jupyter_sd_gguf = f"{_NAMES.get(architecture(path), 'text encoder')} GGUF {_main_type(reader)}"
     return model.eval()
 
 
@@ -115,6 +116,14 @@ def _mapped_tensors(model: Any, reader: Any, name: str, dtype: Any) -> dict[str,
         keep = target.endswith(".weight") and target.removesuffix(".weight") in linears
         state[target] = packed if keep else dequantize_gguf_tensor(packed).to(dtype)
     return state
+
+
+def _main_type(reader: Any) -> str:
+    """The type most of the file's quantized tensors use (``Q8_0``), or ``F16`` for an unquantized file."""
+    from collections import Counter
+
+    types = Counter(t.tensor_type.name for t in reader.tensors if t.tensor_type.name not in ("F32", "F16", "BF16"))
+    return types.most_common(1)[0][0] if types else "F16"
 
 
 def _reader(path: str | Path) -> Any:

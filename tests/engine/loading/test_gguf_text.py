@@ -18,6 +18,7 @@ from helpers.bfl_checkpoint import config_only, write_bfl_transformer
 from helpers.gguf_files import write_gguf_text_encoder
 from helpers.ldm_checkpoint import clip_to_ldm
 from helpers.pixels import assert_pixels_close
+from helpers.progress_recorder import Recorder
 from helpers.tiny_flow import make_tiny_flux
 from safetensors.torch import save_file
 from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model, T5Config, T5EncoderModel
@@ -140,7 +141,9 @@ def _request(model, configs, encoders):
 def test_flux_paints_with_a_gguf_t5_as_with_its_dequantized_weights(models):
     model, configs = models
     engine = Engine()
-    quantized = engine.generate(_request(model, configs, "clip_l,t5-v1_1-xxl-encoder-Q8_0"))
+    recorder = Recorder()
+    quantized = engine.generate(_request(model, configs, "clip_l,t5-v1_1-xxl-encoder-Q8_0"), recorder)
+    assert any(line.startswith("loaded") and "T5 GGUF Q8_0" in line for line in recorder.notices), recorder.notices
     t5 = engine._pipe.text_encoder_2
     assert isinstance(t5.encoder.block[0].layer[0].SelfAttention.q.weight, GGUFParameter)
     assert "Module 2: t5-v1_1-xxl-encoder-Q8_0" in quantized.infotext(0)
@@ -170,3 +173,19 @@ def test_gguf_text_encoder_refusals_are_one_line(models):
         "(Q8_0, Q6_K, Q5_K, Q4_K, Q4_0 … can)"
     )
     assert not engine.busy
+
+
+def test_a_qwen3_file_goes_to_the_qwen3_slot(models):
+    """Z-Image's and klein's one text encoder is a Qwen3: the file's architecture picks the slot, whatever its name."""
+    path = library.models_dir() / "text_encoder" / "qwen3-Q8_0.gguf"
+    qwen = _qwen3()
+    slots = {"text_encoder": (Qwen3Model, qwen.config)}
+    assert gguf_text.slot_for(path, slots) == "text_encoder"
+    assert gguf_text.slot_for(path, {"text_encoder": (Qwen3ForCausalLM, qwen.config)}) == "text_encoder"
+    t5 = library.models_dir() / "text_encoder" / "t5-v1_1-xxl-encoder-Q8_0.gguf"
+    with pytest.raises(ValueError) as caught:
+        gguf_text.slot_for(t5, slots)
+    assert (
+        str(caught.value)
+        == "text-encoder: 't5-v1_1-xxl-encoder-Q8_0.gguf' is a T5 GGUF file, and this model takes Qwen3Model"
+    )
