@@ -189,3 +189,10 @@ def test_a_qwen3_file_goes_to_the_qwen3_slot(models):
         str(caught.value)
         == "text-encoder: 't5-v1_1-xxl-encoder-Q8_0.gguf' is a T5 GGUF file, and this model takes Qwen3Model"
     )
+
+
+def test_a_pasted_forge_recipe_finds_a_gguf_text_encoder(models):
+    from jupyter_sd.recipe.paste import read_pasted
+
+    text = "a fox\nSteps: 3, Seed: 5, Module 1: clip_l, Module 2: t5-v1_1-xxl-encoder-Q8_0"
+    assert read_pasted(text).options["text_encoder"] == "clip_l,t5-v1_1-xxl-encoder-Q8_0"
