@@ -1,4 +1,4 @@
-"""GGUF text encoders (city96's ``t5-v1_1-xxl-encoder-Q8_0.gguf``, Qwen3 GGUF files), Linear layers kept quantized.
+"""GGUF text encoders (city96's ``t5-v1_1-xxl-encoder-Q8_0.gguf``, Qwen3, Qwen2.5-VL), Linear layers kept quantized.
 
 llama.cpp names the tensors (``enc.blk.0.attn_q.weight``, ``token_embd.weight``, ``blk.0.ffn_up.weight`` …);
 transformers' own GGUF name map (`get_gguf_hf_weights_map`) gives each its parameter in the transformers model of
@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-ARCHES = {"t5encoder": ("t5", "umt5"), "t5": ("t5", "umt5"), "qwen3": ("qwen3",)}
+ARCHES = {"t5encoder": ("t5", "umt5"), "t5": ("t5", "umt5"), "qwen3": ("qwen3",), "qwen2vl": ("qwen2_5_vl",)}
 """A GGUF file's ``general.architecture`` → the transformers model types it fills."""
-_NAMES = {"t5encoder": "T5", "t5": "T5", "qwen3": "Qwen3"}
+_NAMES = {"t5encoder": "T5", "t5": "T5", "qwen3": "Qwen3", "qwen2vl": "Qwen2.5-VL"}
+_GGUF_TYPES = {"t5": "t5", "umt5": "t5", "qwen2_5_vl": "qwen2vl"}
+"""transformers model type → the name transformers' GGUF map knows it by (others: the same)."""
 
 
 def architecture(path: str | Path) -> str:
@@ -40,7 +42,7 @@ def slot_for(path: Path, slots: dict[str, Any]) -> str:
     """
     arch = architecture(path)
     if arch not in ARCHES:
-        msg = f"text-encoder: '{path.name}' is a {arch or 'nameless'} GGUF file; GGUF text encoders are T5 or Qwen3"
+        msg = f"text-encoder: '{path.name}' is a {arch or 'nameless'} GGUF file; GGUF text encoders are T5 or Qwen"
         raise ValueError(msg)
     for slot, (_cls, config) in slots.items():
         if getattr(config, "model_type", "") in ARCHES[arch]:
@@ -75,6 +77,7 @@ def load_encoder(slot: tuple[Any, Any], path: Path, dtype: Any) -> Any:
             tensor = torch.nn.Parameter(tensor, requires_grad=False)
         module._parameters[leaf] = tensor
     model.tie_weights()  # T5's input embedding is its shared table; a tied LM head is Qwen3's embedding
+    _drop_vision(model)
     missing = [n for n, p in model.named_parameters() if p.is_meta]
     if missing:
         msg = f"text-encoder: '{path.name}' lacks {len(missing)} of {cls.__name__}'s weights (e.g. {missing[0]})"
@@ -92,7 +95,9 @@ def _mapped_tensors(model: Any, reader: Any, name: str, dtype: Any) -> dict[str,
     from transformers.modeling_gguf_pytorch_utils import TensorProcessor, get_gguf_hf_weights_map
 
     plain = (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
-    names = get_gguf_hf_weights_map(model, TensorProcessor(), "t5" if "t5" in model.config.model_type else None)
+    config = model.config
+    layers = getattr(config, "num_hidden_layers", None) or config.get_text_config().num_hidden_layers
+    names = get_gguf_hf_weights_map(model, TensorProcessor(), _GGUF_TYPES.get(config.model_type), layers)
     linears = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     state: dict[str, Any] = {}
     for tensor in reader.tensors:
@@ -116,6 +121,16 @@ def _mapped_tensors(model: Any, reader: Any, name: str, dtype: Any) -> dict[str,
         keep = target.endswith(".weight") and target.removesuffix(".weight") in linears
         state[target] = packed if keep else dequantize_gguf_tensor(packed).to(dtype)
     return state
+
+
+def _drop_vision(model: Any) -> None:
+    """Drop Qwen2.5-VL's vision tower when the file has none (llama.cpp keeps it in a separate mmproj file).
+
+    Text-to-image prompts never reach it: Qwen-Image encodes text only, as ComfyUI's GGUF text encoders do.
+    """
+    vision = getattr(getattr(model, "model", None), "visual", None)
+    if vision is not None and all(p.is_meta for p in vision.parameters()):
+        model.model.visual = None
 
 
 def _main_type(reader: Any) -> str:

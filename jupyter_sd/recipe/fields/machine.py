@@ -212,7 +212,7 @@ class MachineOptions(SeedOptions):
         default="",
         metadata=option(
             "Text encoder files for a transformer file, as Forge picks them: names in the models folder's "
-            "text_encoder/ (or paths), comma-separated, e.g. clip_l,t5xxl_fp16 or a GGUF T5/Qwen3 "
+            "text_encoder/ (or paths), comma-separated, e.g. clip_l,t5xxl_fp16 or a GGUF T5/Qwen "
             "(t5-v1_1-xxl-encoder-Q8_0); written as Forge's Module keys.",
             flags=("--text-encoder",),
             kernel=True,

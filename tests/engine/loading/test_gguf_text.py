@@ -15,7 +15,7 @@ import pytest
 import torch
 from diffusers.quantizers.gguf.utils import GGUFParameter
 from helpers.bfl_checkpoint import config_only, write_bfl_transformer
-from helpers.gguf_files import write_gguf_text_encoder
+from helpers.gguf_files import llama_cpp_names, write_gguf_text_encoder
 from helpers.ldm_checkpoint import clip_to_ldm
 from helpers.pixels import assert_pixels_close
 from helpers.progress_recorder import Recorder
@@ -52,25 +52,37 @@ def _qwen3(cls=Qwen3Model):
     return cls(config).eval()
 
 
+def _qwen25_vl():
+    """Qwen-Image's text encoder: a Qwen2.5-VL whose GGUF file holds the language model only (no vision tower)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    text = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "vocab_size": 96,
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 2, 4]},
+    }
+    vision = {"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "out_hidden_size": 32,
+              "patch_size": 2, "temporal_patch_size": 1, "window_size": 4, "fullatt_block_indexes": [0]}  # fmt: skip
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, bos_token_id=0, eos_token_id=1)
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
 def _dequantized(model, path):
     """`model`'s twin holding the file's weights as the ``gguf`` package dequantizes them (independent of ours)."""
-    names = {v: k for k, v in gguf_text_names(model).items()}
     tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
     twin = type(model)(model.config).eval()
     state = {}
-    for name in twin.state_dict():
-        source = tensors.get(names.get(name, ""))
-        if source is not None:
-            state[name] = torch.from_numpy(gguf.quants.dequantize(source.data, source.tensor_type).copy())
+    for hf_name, name in llama_cpp_names(model).items():
+        source = tensors[name]
+        state[hf_name] = torch.from_numpy(gguf.quants.dequantize(source.data, source.tensor_type).copy())
     twin.load_state_dict(state, strict=False)
     twin.tie_weights()
     return twin
-
-
-def gguf_text_names(model):
-    from transformers.modeling_gguf_pytorch_utils import TensorProcessor, get_gguf_hf_weights_map
-
-    return get_gguf_hf_weights_map(model, TensorProcessor(), "t5" if model.config.model_type == "t5" else None)
 
 
 def _encode(model, ids):
@@ -79,7 +91,8 @@ def _encode(model, ids):
 
 
 @pytest.mark.parametrize("quant", ["Q8_0", "F16"])
-@pytest.mark.parametrize("build", [_t5, _qwen3, lambda: _qwen3(Qwen3ForCausalLM)], ids=["t5", "qwen3", "qwen3-lm"])
+@pytest.mark.parametrize("build", [_t5, _qwen3, lambda: _qwen3(Qwen3ForCausalLM), _qwen25_vl],
+                         ids=["t5", "qwen3", "qwen3-lm", "qwen2.5-vl"])  # fmt: skip
 def test_a_gguf_text_encoder_encodes_as_its_weights_say(tmp_path, build, quant):
     model = build()
     path = write_gguf_text_encoder(model, tmp_path / f"encoder-{quant}.gguf", quant)
@@ -87,17 +100,23 @@ def test_a_gguf_text_encoder_encodes_as_its_weights_say(tmp_path, build, quant):
     if model.config.model_type == "t5":  # city96's names
         assert {"token_embd.weight", "enc.blk.0.attn_q.weight", "enc.blk.0.attn_rel_b.weight",
                 "enc.output_norm.weight", "enc.blk.1.ffn_gate.weight"} <= names  # fmt: skip
-    else:
-        assert {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_q_norm.weight", "output_norm.weight"} <= names
+    else:  # Qwen3 has q/k norms, Qwen2.5 q/k/v biases
+        assert {"token_embd.weight", "blk.0.attn_q.weight", "blk.1.ffn_down.weight", "output_norm.weight"} <= names
+        assert ("blk.0.attn_q_norm.weight" in names) == (model.config.model_type == "qwen3")
     loaded = gguf_text.load_encoder((type(model), model.config), path, torch.float32)
+    if hasattr(getattr(model, "model", None), "visual"):  # the GGUF holds no vision tower: text-to-image never needs it
+        assert loaded.model.visual is None and not any(n.startswith("v.") for n in names)
     linears = [m for m in loaded.modules() if isinstance(m, torch.nn.Linear)]  # all split into Q8_0 blocks
     packed = [m.weight for m in linears if isinstance(m.weight, GGUFParameter)]
     if quant == "Q8_0":
-        assert len(packed) == len(linears) - (type(model) is Qwen3ForCausalLM) >= 10  # the tied LM head is plain
+        tied = getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "lm_head")
+        assert len(packed) == len(linears) - tied >= 10  # a tied LM head is the (dequantized) embedding
         assert all(p.quant_type == gguf.GGMLQuantizationType.Q8_0 and p.element_size() == 1 for p in packed)
     else:
         assert not packed  # F16 weights are plain tensors
-    ids = torch.randint(0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(
+        0, model.config.get_text_config().vocab_size, (2, 9), generator=torch.Generator().manual_seed(1)
+    )
     ours, twin, plain = _encode(loaded, ids), _encode(_dequantized(model, path), ids), _encode(model, ids)
     same = ((ours - twin).abs().max() / plain.std()).item()
     error = ((ours - plain).abs().max() / plain.std()).item()
@@ -164,7 +183,7 @@ def test_gguf_text_encoder_refusals_are_one_line(models):
     with pytest.raises(ValueError) as caught:
         engine.generate(_request(model, configs, "clip_l,llama-Q8_0"))
     assert (
-        str(caught.value) == "text-encoder: 'llama-Q8_0.gguf' is a llama GGUF file; GGUF text encoders are T5 or Qwen3"
+        str(caught.value) == "text-encoder: 'llama-Q8_0.gguf' is a llama GGUF file; GGUF text encoders are T5 or Qwen"
     )
     with pytest.raises(ValueError) as caught:
         engine.generate(_request(model, configs, "clip_l,t5-Q8_1"))
