@@ -130,7 +130,8 @@ class MachineOptions(SeedOptions):
         default="auto",
         metadata=option(
             "GPU memory: none (all on the GPU), model (one model at a time on the GPU), sequential (layer by "
-            "layer: least memory, slowest), auto (from the free VRAM and the model).",
+            "layer: least memory, slowest), auto (from the free VRAM, the host RAM and the model; with little host "
+            "RAM the text encoders encode on the CPU).",
             flags=("--offload",),
             choices=OFFLOAD_MODES,
             kernel=True,
