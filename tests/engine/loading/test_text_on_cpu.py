@@ -68,3 +68,21 @@ def test_a_released_gguf_encoder_encodes_the_same_and_paints_the_same(flux):
     assert reference.std() > 1
     for image in images[1:]:
         assert np.array_equal(np.asarray(image, dtype=int), reference)
+
+
+def test_auto_offload_chooses_the_cpu_for_mapped_encoders_when_host_ram_is_short(monkeypatch):
+    """`memory.choose_offload` with (pretended) 5 MB of VRAM and 3 MB of host RAM: a 4 MB transformer fits the GPU,
+    the 2 MB of a GGUF-mapped T5 need not stay in RAM: it encodes on the CPU and frees its pages."""
+    from types import SimpleNamespace
+
+    from jupyter_sd.engine.loading import plan
+
+    t5 = torch.nn.Linear(1024, 512)
+    pipe = SimpleNamespace(transformer=torch.nn.Linear(1024, 1024), text_encoder_2=t5)
+    monkeypatch.setattr(memory, "free_vram_gb", lambda device: 0.005)
+    monkeypatch.setattr(plan, "free_ram_gb", lambda: 0.003)
+    family = SimpleNamespace(activations_gb=0.0001, text_encoders=("clip_l", "t5"))
+    mode, words, _ = memory.choose_offload("auto", "cuda", pipe, family)
+    assert (mode, words) == ("text-cpu", "on a GPU: transformer and VAE on GPU, T5 encode on CPU (0.0 GB free)")
+    t5._jupyter_sd_map = object()  # as gguf_text leaves it
+    assert memory.choose_offload("auto", "cuda", pipe, family)[1].endswith("T5 encode on CPU then free (0.0 GB free)")
