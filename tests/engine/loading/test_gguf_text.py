@@ -215,3 +215,22 @@ def test_a_pasted_forge_recipe_finds_a_gguf_text_encoder(models):
 
     text = "a fox\nSteps: 3, Seed: 5, Module 1: clip_l, Module 2: t5-v1_1-xxl-encoder-Q8_0"
     assert read_pasted(text).options["text_encoder"] == "clip_l,t5-v1_1-xxl-encoder-Q8_0"
+
+
+def test_z_image_paints_with_a_gguf_qwen3_as_with_its_dequantized_weights(tmp_path):
+    """Z-Image reads the prompt through its Qwen3's second-to-last hidden states, under its chat template; a mixed
+    file (as llama.cpp writes narrow rows: Q8_0 where the rows split into blocks, F32 elsewhere) feeds it the same."""
+    from diffusers import ZImagePipeline
+    from helpers.tiny_families import make_tiny_zimage
+
+    folder = make_tiny_zimage(tmp_path / "zimage")
+    qwen = Qwen3Model.from_pretrained(folder / "text_encoder").eval()
+    path = write_gguf_text_encoder(qwen, tmp_path / "Qwen3-tiny-Q8_0.gguf", "Q8_0")
+    loaded = gguf_text.load_encoder((Qwen3Model, qwen.config), path, torch.float32)
+    assert isinstance(loaded.layers[0].mlp.down_proj.weight, GGUFParameter)  # 32 wide: Q8_0 blocks
+    pictures = []
+    for encoder in (loaded, _dequantized(qwen, path)):
+        pipe = ZImagePipeline.from_pretrained(folder, text_encoder=encoder, dtype=torch.float32)
+        call = {"prompt": PROMPT, "height": 32, "width": 32, "num_inference_steps": 2, "guidance_scale": 1.0}
+        pictures.append(pipe(**call, generator=torch.Generator().manual_seed(4)).images[0])
+    assert_pixels_close(*pictures)
