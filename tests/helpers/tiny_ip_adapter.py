@@ -92,3 +92,34 @@ def reference_picture(size: int = 40, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     blocks = rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)
     return Image.fromarray(blocks).resize((size, size), Image.NEAREST)
+
+
+def tiny_plus_adapter_state(unet: Any, clip_hidden: int, seed: int = 0, queries: int = 4) -> dict[str, Any]:
+    """An IP-Adapter plus (a Resampler over the encoder's hidden states) for `unet`, in h94's key layout.
+
+    Made as diffusers' ``IPAdapterPlusImageProjection`` (width 64: one head of 64) and written back under h94's
+    names (``layers.N.0.to_kv``, ``layers.N.1.1`` …), the inverse of diffusers' conversion.
+    """
+    import torch
+    from diffusers.models.embeddings import IPAdapterPlusImageProjection
+
+    torch.manual_seed(seed)
+    cross = int(unet.config.cross_attention_dim)
+    resampler = IPAdapterPlusImageProjection(clip_hidden, cross, 64, heads=1, num_queries=queries)
+    names = {"ln0": "0.norm1", "ln1": "0.norm2", "attn.to_q": "0.to_q", "attn.to_out.0": "0.to_out"}
+    names.update({"ff.0": "1.0", "ff.1.net.0.proj": "1.1", "ff.1.net.2": "1.3"})
+    state = {}
+    weights = resampler.state_dict()
+    for key, value in weights.items():
+        if ".attn.to_k." in key or ".attn.to_v." in key:
+            continue
+        for new, old in names.items():
+            key = key.replace(f".{new}.", f".{old}.")
+        state[f"image_proj.{key}"] = value
+    for key in [k for k in weights if ".attn.to_k." in k]:
+        layer = key.split(".")[1]
+        value = torch.cat([weights[key], weights[key.replace("to_k", "to_v")]])
+        state[f"image_proj.layers.{layer}.0.to_kv.{key.rsplit('.', 1)[1]}"] = value
+    plain = tiny_adapter_state(unet, clip_hidden, seed=seed)
+    state.update({k: v for k, v in plain.items() if k.startswith("ip_adapter.")})
+    return state

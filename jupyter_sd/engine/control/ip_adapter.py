@@ -180,7 +180,11 @@ def _read_adapter(pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
     width, ours = int(layers["1.to_k_ip.weight"].shape[1]), int(unet.config.cross_attention_dim)
     if width != ours:
         theirs, mine = _WIDTHS.get(width, f"width {width}"), _WIDTHS.get(ours, f"width {ours}")
-        raise ValueError(f"controlnet: {file.name} is an {theirs} IP-Adapter; this model is {mine}"[:199])
+        raise ValueError(
+            f"controlnet: {file.name} is an IP-Adapter for {theirs}; this model is {mine} (pick one of its family)"[
+                :199
+            ]
+        )
     cross = sum(1 for name in unet.attn_processors if not name.endswith("attn1.processor"))
     if len([k for k in layers if k.endswith(".to_k_ip.weight")]) != cross or not proj:
         raise ValueError(f"controlnet: {file.name} does not fit this model's UNet ({cross} cross-attention layers)")

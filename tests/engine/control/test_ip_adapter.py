@@ -191,7 +191,7 @@ def test_clip_vision_file_and_auto_module_paint_the_same(engine, models, tiny_mo
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"model": "ip-adapter_wide"}, "ip-adapter_wide is an width 64 IP-Adapter; this model is width 32"),
+        ({"model": "ip-adapter_wide"}, "ip-adapter_wide is an IP-Adapter for width 64; this model is width 32"),
         ({"model": "nothing-here"}, "no IP-Adapter 'nothing-here'"),
         ({"module": "ip-adapter_face_id_plus"}, "needs insightface"),
         (
