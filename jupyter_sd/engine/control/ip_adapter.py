@@ -53,11 +53,13 @@ class Adapters:
     def __post_init__(self) -> None:
         self.active = self.active or tuple(True for _ in self.adapters)
 
-    def for_pass(self, hires: bool) -> Adapters | None:
-        """The units of the first or the hires pass, by their Hr Option (the others at scale 0; None: no unit)."""
+    def for_pass(self, hires: bool) -> Adapters:
+        """The units of the first or the hires pass, by their Hr Option; the others at scale 0.
+
+        Every installed adapter is given its picture in every pass: the UNet wants them all.
+        """
         skip = "Low res only" if hires else "High res only"
-        active = tuple(a.unit.hr_option != skip for a in self.adapters)
-        return dataclasses.replace(self, active=active) if any(active) else None
+        return dataclasses.replace(self, active=tuple(a.unit.hr_option != skip for a in self.adapters))
 
     def kwargs(self, pipe: Any) -> dict[str, Any]:
         """The pass's ``ip_adapter_image`` for `pipe`; each unit's weight and window set on the UNet's hook."""

@@ -181,6 +181,35 @@ def test_img2img_unit_equals_diffusers_img2img(engine, models, tiny_model_dir):
     assert_pixels_close(result.images[0], expected)
 
 
+def test_inpaint_unit_equals_diffusers_inpaint(engine, models, tiny_model_dir):
+    from diffusers import StableDiffusionInpaintPipeline
+    from helpers.paint_modes import box_mask
+    from PIL import Image
+
+    picture, init, mask = reference_picture(seed=5), init_picture(), box_mask(16, (4, 4, 12, 12))
+    call = {"image": init, "mask_image": mask, "strength": 0.85, "height": 16, "width": 16}
+    painted = reference(models, StableDiffusionInpaintPipeline, ip_adapter_image=picture, **call)
+    expected = Image.composite(painted, init, mask)
+    units = [unit()]
+    options = {"init": "x", "mask": "m", "strength": 0.8, "mask_blur": 0}
+    result = engine.generate(
+        tiny_request(tiny_model_dir, sampler="DPM++ 2M", controlnet=read_units(units), **options),
+        pictures=Pictures(init, mask, control=(picture,)),
+    )
+    assert_pixels_close(result.images[0], expected)
+
+
+def test_hires_pass_takes_units_by_their_hr_option(engine, models, tiny_model_dir):
+    picture = reference_picture(seed=7)
+    hires = {"hires": 2, "hires_steps": 3, "hires_denoise": 0.6, "width": 16, "height": 16}
+    both = paint(engine, tiny_model_dir, [unit()], [picture], **hires)
+    low = paint(engine, tiny_model_dir, [unit(hr_option="Low res only")], [picture], **hires)
+    none = paint(engine, tiny_model_dir, [], [], **hires)
+    assert both.images[0].size == (32, 32) and both.params["ControlNet 0"].endswith("Hr Option: Both")
+    differs = lambda a, b: np.abs(pixels(a.images[0]) - pixels(b.images[0])).max() > 5  # noqa: E731
+    assert differs(both, low) and differs(low, none)  # the adapter acts in the hires pass, and in the first one
+
+
 def test_clip_vision_file_and_auto_module_paint_the_same(engine, models, tiny_model_dir):
     picture = reference_picture()
     folder = paint(engine, tiny_model_dir, [unit()], [picture]).images[0]
