@@ -236,7 +236,8 @@ def attach(pipe: Any, files: list[AdapterFile], weights: list[dict], encoder_pat
     if installed is None:
         if str(encoder_path) not in state.encoders:
             encoder = _load_encoder(encoder_path, allow_pickle)
-            state.encoders[str(encoder_path)] = encoder.to(unet.device, unet.dtype)
+            device = getattr(pipe, "_execution_device", None) or unet.device  # the GPU, even while offloading
+            state.encoders[str(encoder_path)] = encoder.to(device, unet.dtype)
         pipe.register_modules(image_encoder=state.encoders[str(encoder_path)])
         from ..network_state import quiet_loading
 
