@@ -278,10 +278,11 @@ class _Window:
     """The UNet's forward pre-hook: each call (one denoising step) sets every adapter's scale for that step."""
 
     def __init__(self, unet: Any) -> None:
-        self.unet, self.adapters, self.pipe, self.calls = unet, None, None, 0
+        self.unet, self.adapters, self.pipe, self.calls, self.processors = unet, None, None, 0, []
 
     def start(self, adapters: Adapters, pipe: Any) -> None:
         self.adapters, self.pipe, self.calls = adapters, pipe, 0
+        self.processors = [p for p in self.unet.attn_processors.values() if hasattr(p, "to_k_ip")]
 
     def __call__(self, module: Any, args: tuple) -> None:
         if self.adapters is None:
@@ -294,9 +295,8 @@ class _Window:
             for a, on in zip(self.adapters.adapters, self.adapters.active)
         ]
         self.calls += 1
-        for processor in self.unet.attn_processors.values():
-            if hasattr(processor, "to_k_ip"):
-                processor.scale = list(scales)
+        for processor in self.processors:
+            processor.scale = list(scales)
 
 
 def _window_hook(unet: Any) -> _Window:

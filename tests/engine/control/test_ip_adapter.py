@@ -122,6 +122,18 @@ def test_weight_zero_and_plain_pictures_after_equal_a_fresh_plain_paint(engine, 
     assert np.array_equal(pixels(after), pixels(fresh))  # the UNet's own attention is back
     state = engine._pipe.__dict__["_jupyter_sd_ip_adapters"]
     assert len(state.installed) == 1 and state.current is None  # loaded once, kept, not installed now
+    first = paint(engine, tiny_model_dir, [unit(weight=0.8)], [reference_picture()]).images[0]
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("loaded again")
+
+    engine._pipe.load_ip_adapter = no_load
+    try:
+        again = paint(engine, tiny_model_dir, [], [])  # out …
+        again = paint(engine, tiny_model_dir, [unit(weight=0.8)], [reference_picture()]).images[0]  # … and back in
+    finally:
+        del engine._pipe.load_ip_adapter
+    assert np.array_equal(pixels(again), pixels(first))
 
 
 def test_guidance_window_follows_sd_webui_controlnets_formula(engine, models, tiny_model_dir):
