@@ -47,7 +47,6 @@ class Adapters:
     """A request's IP-Adapter units, installed together on the UNet; `active`: those applying in this pass."""
 
     adapters: list[Adapter]
-    pipe: Any
     active: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
@@ -130,7 +129,7 @@ def adapters_for(
         Adapter(unit, i, image, file.name, hash_with_notice("controlnet", file.path, notice))
         for (i, unit, image), file in zip(picked, files)
     ]
-    return Adapters(adapters, pipe)
+    return Adapters(adapters)
 
 
 @dataclass
