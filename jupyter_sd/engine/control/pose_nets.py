@@ -5,10 +5,11 @@ first branch (``…_L1``) gives the 38 part-affinity fields and whose second (``
 parts and the background); each later stage sees both maps beside the trunk's features. ``hand_pose_model.pth`` (22
 heatmaps: 21 points and the background) and ``facenet.pth`` (71: 70 points and the background) share one layout: a
 longer VGG trunk (to ``conv5_3_CPM``) and six one-branch stages. The files name their convolutions flat
-(``conv1_1.weight``, ``Mconv7_stage6_L2.bias`` …); widths and kernel sizes are read from the tensors, so a smaller
-network of the same layout loads the same way. Every convolution is followed by a ReLU except each stage's last,
-and, as in the published code (its no-ReLU list names ``Mconv7_stage6_L1`` twice), the body's last heatmap layer
-``Mconv7_stage6_L2`` keeps its ReLU.
+(``conv1_1.weight``, ``Mconv7_stage6_L2.bias`` …) and every one is read (a missing or misshapen tensor is
+refused; other tensors are left, as the extension's ``transfer`` leaves them); widths and kernel sizes are read from
+the tensors, so a smaller network of the same layout loads the same way. Every convolution is followed by a ReLU
+except each stage's last, and, as in the published code (its no-ReLU list names ``Mconv7_stage6_L1`` twice), the
+body's last heatmap layer ``Mconv7_stage6_L2`` keeps its ReLU.
 """
 
 from __future__ import annotations
@@ -88,12 +89,13 @@ class PoseMachine(nn.Module):
 
 
 def _loaded(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    net.load_state_dict(state, strict=True, assign=True)
+    """Every parameter of `net` from `state` (as the extension's ``transfer``: other tensors in the file are left)."""
+    net.load_state_dict({name: state[name] for name in net.state_dict()}, strict=True, assign=True)
     return net.eval().requires_grad_(False)
 
 
 def body_net(state: dict[str, torch.Tensor]) -> nn.Module:
-    """The body model `state` (``body_pose_model.pth``'s tensors) fits, loaded strictly; gives ``[pafs, heatmaps]``."""
+    """The body model in `state` (``body_pose_model.pth``'s tensors), every layer read; gives ``[pafs, heatmaps]``."""
     return _loaded(PoseMachine(state, BODY_TRUNK, body_stages(), kept_relu=("Mconv7_stage6_L2",)), state)
 
 

@@ -29,8 +29,11 @@ def test_the_published_layouts_load_strictly(kind, build, count):
     state = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
     net = build(state)
     assert {name: tuple(t.shape) for name, t in net.state_dict().items()} == shapes
-    with pytest.raises(RuntimeError, match="Unexpected"):
-        build({**state, "extra.weight": torch.empty(1, device="meta")})
+    assert build({**state, "extra.weight": torch.empty(1, device="meta")})  # others are left, as the extension's
+    with pytest.raises(KeyError, match="Mconv7_stage6"):
+        build({name: value for name, value in state.items() if "Mconv7_stage6" not in name})
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        build({**state, "conv1_1.bias": torch.empty(32, device="meta")})
 
 
 @pytest.mark.parametrize(("kind", "build"), [("body", body_net), ("hand", part_net), ("face", part_net)])
