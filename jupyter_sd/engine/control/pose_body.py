@@ -64,7 +64,7 @@ def maps_back(output: Any, padded: np.ndarray, down: int, right: int, size: tupl
 
 
 def body_maps(net: Any, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The body network's heatmaps (H×W×19) and PAFs (H×W×38) of a BGR picture, at its size."""
+    """The body network's heatmaps (H×W×19) and PAFs (H×W×38) of a BGR picture, at its size (float64)."""
     import torch
 
     height, width = image.shape[:2]
@@ -74,9 +74,8 @@ def body_maps(net: Any, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     device = next(net.parameters()).device
     with torch.no_grad():
         pafs, heatmaps = net(network_input(padded).to(device))
-    return maps_back(heatmaps, padded, down, right, (height, width)), maps_back(
-        pafs, padded, down, right, (height, width)
-    )
+    size = (height, width)  # float64, as the extension's running averages are: ties between peaks depend on it
+    return tuple(maps_back(maps, padded, down, right, size).astype(np.float64) for maps in (heatmaps, pafs))
 
 
 def find_peaks(heatmaps: np.ndarray) -> list[list[tuple[int, int, float, int]]]:

@@ -13,6 +13,7 @@ from helpers.pose_nets import SKELETON, pose_reference, pose_shapes, pose_state,
 from jupyter_sd import library
 from jupyter_sd.engine.control.annotators import unload_annotators
 from jupyter_sd.engine.control.openpose import detect_poses
+from jupyter_sd.engine.control.pose_body import body_maps
 from jupyter_sd.engine.control.pose_draw import BODY_COLOURS, draw_poses
 from jupyter_sd.engine.control.pose_nets import body_net, part_net
 from jupyter_sd.engine.control.pose_parts import detect_face, detect_hands
@@ -62,7 +63,11 @@ def _expected_point(dx: int, dy: int) -> tuple[float, float]:
 
 
 def test_a_body_network_answering_a_dot_with_a_skeleton_gives_that_skeleton():
-    (pose,) = detect_poses(body_net(structured_body_state()), _dot_picture())
+    net = body_net(structured_body_state())
+    heatmaps, pafs = body_maps(net, _dot_picture())
+    assert heatmaps.shape == (256, 256, 19) and pafs.shape == (256, 256, 38)
+    assert heatmaps.dtype == pafs.dtype == np.float64  # as the extension's averages: peaks on plateaus depend on it
+    (pose,) = detect_poses(net, _dot_picture())
     for part, ((dx, dy), point) in enumerate(zip(SKELETON, pose.body)):
         x, y = point[0] * 256, point[1] * 256
         ex, ey = _expected_point(dx, dy)
