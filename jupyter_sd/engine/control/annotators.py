@@ -1,10 +1,12 @@
-"""The preprocessors that run an annotator network: soft edges (HED, PiDiNet), lineart, depth.
+"""The preprocessors that run an annotator network: soft edges (HED, PiDiNet), lineart, depth, poses, lines.
 
 Each follows sd-webui-controlnet's module of the same name: the picture scaled and edge-padded to the processor
 resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
-variants quantized by ``safe_step``, lineart inverted so lines are white), the padding cropped off. Networks load
-once per weights file (``annotator_weights`` finds or downloads it) and stay loaded.
+variants quantized by ``safe_step``, lineart inverted so lines are white; OpenPose's people drawn in colour, M-LSD's
+lines with the unit's thresholds), the padding cropped off. Networks load once per weights file
+(``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the
+modules that draw hands or faces.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .annotator_weights import annotator_weights
+from .openpose import OPENPOSE_MODULES
 from .resolution import scale_with_pad
 
 _LOADED: dict[tuple[str, str, float], Any] = {}
@@ -148,7 +151,7 @@ def _openpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     """`module`'s pose map on the body network, the hand and face networks loaded when the module draws them."""
 
     def work(body_net: Any, image: np.ndarray) -> np.ndarray:
-        from .openpose import OPENPOSE_MODULES, openpose_map
+        from .openpose import openpose_map
 
         parts = OPENPOSE_MODULES[module]
         hand_net = loaded_net("openpose_hand", module) if parts.hands else None
@@ -164,7 +167,6 @@ def _mlsd(net: Any, image: np.ndarray, value_threshold: float, distance_threshol
     return mlsd_map(net, image, value_threshold, distance_threshold)
 
 
-_POSES = ("openpose", "openpose_hand", "openpose_face", "openpose_faceonly", "openpose_full")
 ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "softedge_hed": ("hed", lambda net, image: hed_edges(net, image, safe=False)),
     "softedge_hedsafe": ("hed", lambda net, image: hed_edges(net, image, safe=True)),
@@ -179,7 +181,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "depth_anything_v2": ("depth_anything_v2", lambda net, image: _depth("depth_anything_v2")(net, image)),
     "depth_midas": ("midas", lambda net, image: _depth("midas")(net, image)),
     "depth_zoe": ("zoe", lambda net, image: _depth("zoe")(net, image)),
-    **{module: ("openpose_body", _openpose(module)) for module in _POSES},
+    **{module: ("openpose_body", _openpose(module)) for module in OPENPOSE_MODULES},
 }
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
 TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {"mlsd": ("mlsd", _mlsd)}

@@ -49,7 +49,9 @@ def detect_poses(body_net: Any, image: np.ndarray, hand_net: Any = None, face_ne
     return poses
 
 
-def openpose_map(module: str, image: np.ndarray, body_net: Any, hand_net: Any = None, face_net: Any = None):
+def openpose_map(
+    module: str, image: np.ndarray, body_net: Any, hand_net: Any = None, face_net: Any = None
+) -> np.ndarray:
     """`module`'s pose map of an RGB picture (H×W×3 uint8): the poses drawn on black."""
     parts = OPENPOSE_MODULES[module]
     poses = detect_poses(body_net, image, hand_net if parts.hands else None, face_net if parts.face else None)
