@@ -37,6 +37,10 @@ WEIGHTS: dict[str, Weights] = {
     "lineart": Weights(_ANNOTATORS, "lineart", ("sk_model.pth",)),
     "lineart_coarse": Weights(_ANNOTATORS, "lineart", ("sk_model2.pth",)),
     "lineart_anime": Weights(_ANNOTATORS, "lineart_anime", ("netG.pth",)),
+    "openpose_body": Weights(_ANNOTATORS, "openpose", ("body_pose_model.pth",)),
+    "openpose_hand": Weights(_ANNOTATORS, "openpose", ("hand_pose_model.pth",)),
+    "openpose_face": Weights(_ANNOTATORS, "openpose", ("facenet.pth",)),
+    "mlsd": Weights(_ANNOTATORS, "mlsd", ("mlsd_large_512_fp32.pth",)),
     "depth_anything": Weights(
         "LiheYoung/depth-anything-large-hf",
         "depth_anything/depth-anything-large-hf",

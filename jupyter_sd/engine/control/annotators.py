@@ -1,10 +1,12 @@
-"""The preprocessors that run an annotator network: soft edges (HED, PiDiNet), lineart, depth.
+"""The preprocessors that run an annotator network: soft edges (HED, PiDiNet), lineart, depth, poses, lines.
 
 Each follows sd-webui-controlnet's module of the same name: the picture scaled and edge-padded to the processor
 resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
-variants quantized by ``safe_step``, lineart inverted so lines are white), the padding cropped off. Networks load
-once per weights file (``annotator_weights`` finds or downloads it) and stay loaded.
+variants quantized by ``safe_step``, lineart inverted so lines are white; OpenPose's people drawn in colour, M-LSD's
+lines with the unit's thresholds), the padding cropped off. Networks load once per weights file
+(``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the
+modules that draw hands or faces.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .annotator_weights import annotator_weights
+from .openpose import OPENPOSE_MODULES
 from .resolution import scale_with_pad
 
 _LOADED: dict[tuple[str, str, float], Any] = {}
@@ -48,6 +51,14 @@ def _load(annotator: str, path: Path) -> Any:
         from .depth import load_depth_model
 
         return load_depth_model(path)
+    if annotator.startswith("openpose_"):
+        from .pose_nets import load_pose_net
+
+        return load_pose_net(annotator, path)
+    if annotator == "mlsd":
+        from .mlsd import load_mlsd
+
+        return load_mlsd(path)
     from .edge_nets import load_net
 
     return load_net(annotator, path)
@@ -136,6 +147,26 @@ def _depth(annotator: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     return {"midas": midas_map, "zoe": zoe_map}.get(annotator, depth_anything_map)
 
 
+def _openpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
+    """`module`'s pose map on the body network, the hand and face networks loaded when the module draws them."""
+
+    def work(body_net: Any, image: np.ndarray) -> np.ndarray:
+        from .openpose import openpose_map
+
+        parts = OPENPOSE_MODULES[module]
+        hand_net = loaded_net("openpose_hand", module) if parts.hands else None
+        face_net = loaded_net("openpose_face", module) if parts.face else None
+        return openpose_map(module, image, body_net, hand_net, face_net)
+
+    return work
+
+
+def _mlsd(net: Any, image: np.ndarray, value_threshold: float, distance_threshold: float) -> np.ndarray:
+    from .mlsd import mlsd_map
+
+    return mlsd_map(net, image, value_threshold, distance_threshold)
+
+
 ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "softedge_hed": ("hed", lambda net, image: hed_edges(net, image, safe=False)),
     "softedge_hedsafe": ("hed", lambda net, image: hed_edges(net, image, safe=True)),
@@ -150,16 +181,31 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "depth_anything_v2": ("depth_anything_v2", lambda net, image: _depth("depth_anything_v2")(net, image)),
     "depth_midas": ("midas", lambda net, image: _depth("midas")(net, image)),
     "depth_zoe": ("zoe", lambda net, image: _depth("zoe")(net, image)),
+    **{module: ("openpose_body", _openpose(module)) for module in OPENPOSE_MODULES},
 }
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
+TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {"mlsd": ("mlsd", _mlsd)}
+"""Modules whose work also takes the unit's Threshold A and B (M-LSD's value and distance thresholds)."""
 
 
-def annotate(module: str, image: np.ndarray, res: int) -> np.ndarray:
-    """`module`'s map of `image` (H×W×3 uint8) at processor resolution `res`: H×W×3 uint8, padding cropped."""
-    annotator, work = ANNOTATED[module]
+def annotate(
+    module: str, image: np.ndarray, res: int, threshold_a: float | None = None, threshold_b: float | None = None
+) -> np.ndarray:
+    """`module`'s map of `image` (H×W×3 uint8) at processor resolution `res`: H×W×3 uint8, padding cropped.
+
+    Grey maps are repeated into three channels; colour maps (OpenPose's) are kept.
+    """
+    if module in TUNED:
+        annotator, tuned = TUNED[module]
+
+        def work(net: Any, picture: np.ndarray) -> np.ndarray:
+            return tuned(net, picture, threshold_a, threshold_b)
+
+    else:
+        annotator, work = ANNOTATED[module]
     net = loaded_net(annotator, module)
     padded, (height, width) = scale_with_pad(image, res)
-    grey = np.ascontiguousarray(work(net, padded)[:height, :width])
+    made = np.ascontiguousarray(work(net, padded)[:height, :width])
     if module.startswith("scribble_"):
-        grey = scribble(grey)
-    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        made = scribble(made)
+    return made if made.ndim == 3 else np.ascontiguousarray(np.repeat(made[:, :, None], 3, axis=2))

@@ -72,7 +72,19 @@ MODULES: dict[str, Module] = {
                 "depth_zoe",
                 "depth_anything",
                 "depth_anything_v2",
+                "openpose",
+                "openpose_hand",
+                "openpose_face",
+                "openpose_faceonly",
+                "openpose_full",
             )
+        ),
+        Module(
+            "mlsd",
+            RESOLUTION,
+            Slider("MLSD Value Threshold", 0.01, 2.0, 0.1),
+            Slider("MLSD Distance Threshold", 0.01, 20.0, 0.1),
+            annotator=True,
         ),
     )
 }
@@ -107,11 +119,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
-            "openpose",
-            "openpose_face",
-            "openpose_faceonly",
-            "openpose_full",
-            "openpose_hand",
             "dw_openpose_full",
             "animal_openpose",
             "densepose",
@@ -122,7 +129,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
     "lineart_anime_denoise": "the manga line extraction weights (erika.pth)",
     "softedge_teed": "TEED weights",
     **dict.fromkeys(("normal_bae", "normal_midas", "normal_dsine"), "normal-map annotator weights"),
-    "mlsd": "M-LSD weights",
     **dict.fromkeys(("seg_ofade20k", "seg_ofcoco", "seg_ufade20k", "seg_anime_face"), "segmentation weights"),
     "mediapipe_face": "the mediapipe package",
 }

@@ -148,7 +148,7 @@ def _run(module: Module, image: np.ndarray, res: int | None, a: float | None, b:
     if module.annotator:
         from .annotators import annotate
 
-        return annotate(name, image, res)
+        return annotate(name, image, res, a, b)
     if name == "canny":
         return _on_scaled(_canny(a, b))(image, res)
     if name == "scribble_xdog":

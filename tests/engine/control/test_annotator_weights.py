@@ -100,3 +100,23 @@ def test_a_failed_download_is_refused_in_one_line(hub, models):
     line = str(refused.value)
     assert "ControlNet/annotators/lineart/sk_model2.pth" in line and "download failed" in line and len(line) < 200
     assert "\n" not in line and not (models / "lineart" / "sk_model2.pth").exists()
+
+
+def test_openpose_and_mlsd_files_download_once_into_their_folders(hub, models):
+    from jupyter_sd.engine.control.annotator_weights import annotator_weights
+
+    published = {
+        "openpose_body": "body_pose_model.pth",
+        "openpose_hand": "hand_pose_model.pth",
+        "openpose_face": "facenet.pth",
+        "mlsd": "mlsd_large_512_fp32.pth",
+    }
+    for name in published.values():
+        hub.add_hub_file("lllyasviel/Annotators", name, name.encode() * 100)
+    for annotator, name in published.items():
+        path = annotator_weights(annotator)
+        folder = "mlsd" if annotator == "mlsd" else "openpose"
+        assert path == models / folder / name and path.read_bytes() == name.encode() * 100
+        asked = len(hub.requests(f"/lllyasviel/Annotators/resolve/main/{name}"))
+        assert annotator_weights(annotator) == path
+        assert len(hub.requests(f"/lllyasviel/Annotators/resolve/main/{name}")) == asked  # there now: not asked again
