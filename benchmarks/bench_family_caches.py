@@ -1,9 +1,10 @@
 """diffusers' transformer caches on SD3, Chroma, Z-Image, Qwen-Image and Flux.2 klein: time against ``--cache off``.
 
-The tests' tiny random pipelines (tests/helpers: widths 16–32, built from config), CFG on, interleaved runs of
-``off`` and each mode the family runs (A B C … A B C …), one CPU thread; min and median seconds, the ratio of medians
-to ``off`` and SSIM to the uncached picture. The models are tiny and random: their times show what the cache skips
-against the text encoder, VAE and Python overhead that stay, and their SSIM says nothing about a real picture.
+The tests' tiny random pipelines (tests/helpers: widths 16–32, built from config; Z-Image also 256 wide with 6
+layers), CFG on, interleaved runs of ``off`` and each mode the family runs (A B C … A B C …), one CPU thread; min and
+median seconds, the ratio of medians to ``off`` and SSIM to the uncached picture. The models are tiny and random:
+their times show what the cache skips against the text encoder, VAE and Python overhead that stay, and their SSIM
+says nothing about a real picture.
 
     python benchmarks/bench_family_caches.py [--runs 3] [--steps 20] [--size 64] [--only SD3]
 """
@@ -30,6 +31,7 @@ FAMILIES = {
     "SD3": functools.partial(tiny_flow.make_tiny_sd3, layers=2),
     "Chroma": tiny_families.make_tiny_chroma,
     "Z-Image": tiny_families.make_tiny_zimage,
+    "Z-Image, 256 wide": functools.partial(tiny_families.make_tiny_zimage, heads=16, layers=6),
     "Qwen-Image": tiny_families.make_tiny_qwenimage,
     "Flux.2 klein": tiny_families.make_tiny_flux2_klein,
 }
@@ -73,7 +75,7 @@ def main() -> None:
         for name, build in FAMILIES.items():
             if args.only not in (None, name):
                 continue
-            folder = build(Path(tmp) / name.replace(" ", "-"))
+            folder = build(Path(tmp) / name.replace(" ", "-").replace(",", ""))
             base = PaintRequest(prompt="a red circle on a blue background", negative_prompt="green", model=str(folder),
                                 width=args.size, height=args.size, steps=args.steps, guidance=4.0, seed=7, rng="cpu",
                                 preview="none", save=False)  # fmt: skip
