@@ -23,9 +23,17 @@ from . import transformer_cache
 HOOK_NAME = "jupyter_sd_step_cache"
 """The name every hook of ours is registered under (one `remove_hook` takes them all off)."""
 
-AUTO = {"unet": "deepcache:3", "FluxTransformer2DModel": "taylorseer:3"}
-"""Family kind → what ``--cache auto`` runs (measured in benchmarks/bench_speed.py; docs/speed.md). Other
-transformer families (SD3) run uncached under ``auto``."""
+AUTO = {
+    "unet": "deepcache:3",
+    "FluxTransformer2DModel": "taylorseer:3",
+    "SD3Transformer2DModel": "taylorseer:3",
+    "ChromaTransformer2DModel": "taylorseer:3",
+    "ZImageTransformer2DModel": "taylorseer:3",
+    "QwenImageTransformer2DModel": "taylorseer:3",
+    "Flux2Transformer2DModel": "taylorseer:3",
+}
+"""Family kind → what ``--cache auto`` runs (measured in benchmarks/bench_speed.py and bench_family_caches.py;
+docs/speed.md). A model of another kind runs uncached under ``auto``."""
 
 TRANSFORMER_MODES = transformer_cache.MODES
 """Modes that are diffusers' own transformer caches (``enable_cache``): first-block cache, TaylorSeer, MagCache."""
@@ -57,8 +65,7 @@ def resolved(value: str, pipe: Any) -> str:
     if name == "deepcache" and kind != "unet":
         msg = f"cache: deepcache needs a UNet model (SD 1.x, SD 2.x, SDXL); this one is a {kind} (try --cache auto)"
         raise ValueError(msg)
-    if name in TRANSFORMER_MODES and not transformer_cache.fits(pipe):
-        msg = f"cache: {name} needs a transformer model whose pipeline diffusers caches (Flux); this one is a {kind}"
+    if name in TRANSFORMER_MODES and (msg := transformer_cache.refusal(pipe, name, kind)):
         raise ValueError(msg)
     return f"{name}:{number:g}"
 
@@ -83,7 +90,7 @@ def resolved_for(request: Any, pipe: Any) -> str:
 def applied(pipe: Any, value: str, steps: int | None = None) -> Iterator[None]:
     """Cache steps during one pipeline call (of `steps` evaluations) as `value` (resolved) says; no hook stays."""
     name, number = read_cache(value)
-    if name in TRANSFORMER_MODES and transformer_cache.fits(pipe):
+    if name in TRANSFORMER_MODES and name in transformer_cache.modes(pipe):
         with transformer_cache.applied(pipe, name, number, steps):  # type: ignore[arg-type]
             yield
         return

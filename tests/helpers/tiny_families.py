@@ -59,8 +59,9 @@ def make_tiny_chroma(folder: str | Path, seed: int = 0) -> Path:
     return folder
 
 
-def make_tiny_zimage(folder: str | Path, seed: int = 0) -> Path:
-    """A ZImagePipeline: two single-stream layers 32 wide over Flux's 16 channels, a two-layer Qwen3 16 wide."""
+def make_tiny_zimage(folder: str | Path, seed: int = 0, heads: int = 2, layers: int = 2) -> Path:
+    """A ZImagePipeline: `layers` single-stream layers 16·`heads` wide over Flux's 16 channels, a two-layer Qwen3 16
+    wide."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
     from transformers import Qwen3Config, Qwen3Model
@@ -68,10 +69,11 @@ def make_tiny_zimage(folder: str | Path, seed: int = 0) -> Path:
     folder = Path(folder)
     torch.manual_seed(seed)
     tokenizer = qwen_tokenizer()
-    transformer = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32,
-                                           n_layers=2, n_refiner_layers=1, n_heads=2, n_kv_heads=2, norm_eps=1e-5,
-                                           qk_norm=True, cap_feat_dim=QWEN_WIDTH, rope_theta=256.0, t_scale=1000.0,
-                                           axes_dims=[8, 4, 4], axes_lens=[256, 32, 32])  # fmt: skip
+    transformer = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16,
+                                           dim=16 * heads, n_layers=layers, n_refiner_layers=1, n_heads=heads,
+                                           n_kv_heads=heads, norm_eps=1e-5, qk_norm=True, cap_feat_dim=QWEN_WIDTH,
+                                           rope_theta=256.0, t_scale=1000.0, axes_dims=[8, 4, 4],
+                                           axes_lens=[256, 32, 32])  # fmt: skip
     with torch.no_grad():  # (made with torch.empty)
         transformer.x_pad_token.normal_()
         transformer.cap_pad_token.normal_()

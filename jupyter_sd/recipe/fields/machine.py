@@ -181,8 +181,9 @@ class MachineOptions(SeedOptions):
         metadata=option(
             "Step caching: deepcache[:N] (N 2–10, default 3) runs the whole UNet on every N-th step after the first "
             "fifth and reuses its deep blocks between (faster, a little less detail); auto = the model family's "
-            "measured default (deepcache 3 on SD 1.x/2.x/SDXL, taylorseer 3 on Flux); on Flux fbcache[:T], "
-            "taylorseer[:N], magcache[:T] (diffusers' caches); off = every step in full. See docs/speed.md.",
+            "measured default (deepcache 3 on SD 1.x/2.x/SDXL, taylorseer 3 on the transformer families); "
+            "taylorseer[:N] on every transformer family, fbcache[:T] on Flux and Qwen-Image, magcache[:T] on Flux "
+            "(diffusers' caches); off = every step in full. See docs/speed.md.",
             flags=("--cache",),
             infotext="Cache",
             choices=CACHE_CHOICES,
