@@ -16,6 +16,7 @@ from ...recipe.control_units import ControlUnit, units_infotext
 from .injection import Injection, injection_for, residual_count, set_injections
 from .loading import LoadedControlNet, load_controlnet
 from .modules import find_module, module_params
+from .union import control_modes, pipeline_model, union_arguments, union_infotext
 from .unit_maps import UnitMap, refit, unit_map
 
 DEFAULT_MAX_UNITS = 3
@@ -59,11 +60,15 @@ class Control:
     images: list[Any]
     masks: list[Any]
     maps: list[UnitMap] = field(default_factory=list)
+    modes: list[int] | None = None
+    """diffusers' ``control_mode`` of each unit on union models (union.py); None for other ControlNets."""
 
     @property
     def model(self) -> Any:
         """What the pipeline is given: the one ControlNet, or a ``MultiControlNetModel`` of the units' in order."""
         models = [loaded.model for loaded in self.loaded]
+        if self.modes is not None:
+            return pipeline_model(models)
         if len(models) == 1:
             return models[0]
         from diffusers.models.controlnets import MultiControlNetModel
@@ -77,7 +82,8 @@ class Control:
         if not keep:
             return None
         pick = lambda items: [items[i] for i in keep]  # noqa: E731
-        return Control(pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks))
+        modes = None if self.modes is None else pick(self.modes)
+        return Control(pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks), modes=modes)
 
     def kwargs(
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
@@ -103,12 +109,13 @@ class Control:
         set_injections([loaded.model for loaded in self.loaded], injections)
         single = len(self.units) == 1
         scales = [injection.scale for injection in injections]
-        return {
+        arguments = {
             ("image" if kind == "txt2img" else "control_image"): tensors[0] if single else tensors,
             "controlnet_conditioning_scale": scales[0] if single else scales,
             "control_guidance_start": [float(unit.guidance_start) for unit in self.units],
             "control_guidance_end": [float(unit.guidance_end) for unit in self.units],
         }
+        return union_arguments(arguments, self.modes)
 
     def detected(self) -> list[Any]:
         """The units' detected maps of the last pass as pictures (an inpaint map's mask dropped)."""
@@ -127,7 +134,7 @@ class Control:
             res, a, b = module_params(spec, unit.processor_res, unit.threshold_a, unit.threshold_b)
             values = {"processor_res": res, "threshold_a": a, "threshold_b": b}
             values = {k: -1 if v is None else v for k, v in values.items()}
-            model = {"model": loaded.name, "model_hash": loaded.short_hash}
+            model = {"model": loaded.name, "model_hash": loaded.short_hash, **union_infotext(unit, loaded)}
             written.append(dataclasses.replace(unit, module=spec.name, **model, **values, image=None))
         return units_infotext(tuple(written), hires=hires)
 
@@ -166,7 +173,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
         takes_mask = find_module(unit.module).takes_mask
         masks.append(pictures.mask if takes_mask and pictures is not None else None)
     loaded = [load_controlnet(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
-    return Control(units, loaded, images, masks)
+    return Control(units, loaded, images, masks, modes=control_modes(units, loaded))
 
 
 def check_conditioning(control: Control | None, conditioning: Any) -> None:
