@@ -173,3 +173,46 @@ def test_union_refusals_are_one_line(engine, xl, tmp_path):
     renamed = tmp_path / "union_ldm.safetensors"
     save_file({k: v.contiguous() for k, v in other.items() if "controlnet_cond_embedding" not in k}, str(renamed))
     one_line(engine, xl, [{**none, "model": str(renamed)}], pictures, "union_ldm.safetensors is a union ControlNet in")
+
+
+def soft_hook(weight, cond_only):
+    """sd-webui-controlnet's formulas as a hook on one model: residual i × weight × 0.825^(12−i); cond half only."""
+    import torch
+
+    def hook(module, args, output):
+        down, mid = output
+        residuals = [r * (weight * 0.825 ** (12 - i)) for i, r in enumerate([*down, mid])]
+        if cond_only:
+            residuals = [torch.cat([torch.zeros_like(r[:1]), r[1:]]) for r in residuals]
+        return tuple(residuals[:-1]), residuals[-1]
+
+    return hook
+
+
+def test_control_modes_of_two_units_of_one_model_follow_their_windows(engine, xl):
+    """One union file in two units, "ControlNet is more important" (0.8, steps 2-4) and "My prompt is more important"
+    (1.1, steps 1-2): each step's residuals take the formula of the unit that runs, while diffusers skips the other.
+    The reference: two separate copies, each with its formula as a hook (scale 1: the hook applies the weight)."""
+    from diffusers import ControlNetUnionModel
+    from diffusers.models.controlnets import MultiControlNetUnionModel
+
+    first, second = (ControlNetUnionModel.from_pretrained(xl["folder"]) for _ in range(2))
+    first.register_forward_hook(soft_hook(0.8, cond_only=True))
+    second.register_forward_hook(soft_hook(1.1, cond_only=False))
+    expected = reference(
+        xl,
+        "txt2img",
+        MultiControlNetUnionModel([first, second]),
+        control_image=[hint(), hint(flip=True)],
+        control_mode=[1, 2],
+        controlnet_conditioning_scale=[1.0, 1.0],
+        control_guidance_start=[0.25, 0.0],
+        control_guidance_end=[1.0, 0.5],
+    )
+    model = {"module": "none", "model": str(xl["file"])}
+    units = [
+        {**model, "weight": 0.8, "guidance_start": 0.25, "control_mode": 2, "union_control_type": "Depth"},
+        {**model, "weight": 1.1, "guidance_end": 0.5, "control_mode": 1, "union_control_type": "Soft Edge"},
+    ]
+    result = engine.generate(request(xl, units), pictures=Pictures(control=(hint(), hint(flip=True))))
+    assert_pixels_close(result.images[0], expected)
