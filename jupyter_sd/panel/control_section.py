@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .. import library
+from ..engine.control.apply import max_units
 from ..painting.store import save_input
 from ..recipe.control_names import CONTROL_MODES, RESIZE_MODES
 from ..recipe.control_units import ControlUnit, read_units, unit_from_dict
@@ -27,8 +28,6 @@ from ..recipe.result import png_bytes
 from .controls import Controls, css_class, set_tooltip
 from .images import last_uploaded_picture
 
-UNITS = 3
-"""Tabs shown by default (sd-webui-controlnet's default); a loaded recipe with more units adds tabs."""
 SLIDERS = ("processor_res", "threshold_a", "threshold_b")
 """The preprocessor's sliders, in the unit's field names; a module without one leaves it at -1 (its default)."""
 NO_MODEL = "None"
@@ -314,15 +313,16 @@ class ControlSection(widgets.Tab):
     folder
         Returns the output folder, where uploaded pictures are kept.
     units
-        How many tabs to show.
+        How many tabs to show: by default the units a request may have (3, or ``%paint config controlnet_units=N``,
+        as sd-webui-controlnet's unit number setting); a loaded recipe with more units adds tabs.
     """
 
-    def __init__(self, controls: Controls, folder: Callable[[], Path], units: int = UNITS) -> None:
+    def __init__(self, controls: Controls, folder: Callable[[], Path], units: int | None = None) -> None:
         self.controls, self.folder = controls, folder
         self.units: list[UnitTab] = []
         super().__init__()
         self.add_class(css_class("controlnet-units"))
-        for _ in range(units):
+        for _ in range(max_units() if units is None else units):
             self._add_tab()
         old = controls.widgets.get("controlnet")
         controls.widgets["controlnet"] = self

@@ -93,6 +93,23 @@ def test_three_unit_tabs_with_modules_and_the_folders_models(panel):
     )
 
 
+@pytest.mark.parametrize("allowed", [5, 1])
+def test_the_tabs_follow_config_controlnet_units(tiny_model_dir, tmp_path, fresh_settings, controlnet_models, allowed):
+    """``%paint config controlnet_units=N`` (set_max_units) opens N tabs, as the extension's unit number does."""
+    from jupyter_sd.engine.control.apply import DEFAULT_MAX_UNITS, set_max_units
+
+    set_max_units(allowed)
+    try:
+        made = Panel(model=str(tiny_model_dir), outdir=str(tmp_path / "out"), steps=2, seed=5, user_ns={})
+        section = made.control_units
+        assert len(section.units) == len(section.children) == allowed
+        assert [section.get_title(i) for i in range(allowed)] == [f"Unit {i}" for i in range(allowed)]
+        made.stop()
+        made.wait(30)
+    finally:
+        set_max_units(DEFAULT_MAX_UNITS)
+
+
 def test_module_sliders_follow_sd_webui_controlnet(panel):
     tab = panel.control_units.units[0]
     shown = {name: s for name, s in tab.sliders.items() if s.layout.display != "none"}
