@@ -216,3 +216,37 @@ def test_control_modes_of_two_units_of_one_model_follow_their_windows(engine, xl
     ]
     result = engine.generate(request(xl, units), pictures=Pictures(control=(hint(), hint(flip=True))))
     assert_pixels_close(result.images[0], expected)
+
+
+def test_union_models_by_name_from_the_controlnet_folder(engine, xl, tmp_path, offline):
+    """A renamed ProMax file and a folder whose config names xinsir's own class (``ControlNetModel_Union``), both in
+    ControlNet/, are found by name and load as union models, offline; their pictures equal the folder's own."""
+    import json
+    import shutil
+
+    from diffusers import ControlNetUnionModel
+
+    from jupyter_sd import library
+
+    models = tmp_path / "models" / "ControlNet"
+    shutil.copytree(xl["folder"], models / "controlnet-union-sdxl-1.0")
+    config = models / "controlnet-union-sdxl-1.0" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "_class_name": "ControlNetModel_Union"}))
+    shutil.copy(xl["file"], models / "controlnet-union-promax-sdxl.safetensors")
+    library.set_models_dir(tmp_path / "models")
+    try:
+        pictures = Pictures(control=(hint(),))
+        painted = {
+            name: engine.generate(
+                request(xl, [{"module": "none", "model": name, "union_control_type": 1}]), pictures=pictures
+            )
+            for name in ("controlnet-union-sdxl-1.0", "controlnet-union-promax-sdxl")
+        }
+        loaded = engine._pipe.__dict__["_jupyter_sd_controlnets"].values()
+    finally:
+        library.set_models_dir(None)
+    assert sum(isinstance(item.model, ControlNetUnionModel) for item in loaded) >= 2
+    first, second = (pixels(result.images[0]) for result in painted.values())
+    assert np.array_equal(first, second)  # the same weights, through the folder and the single file
+    expected = reference(xl, "txt2img", xl["net"], control_image=[hint()], control_mode=[1])
+    assert_pixels_close(painted["controlnet-union-sdxl-1.0"].images[0], expected)
