@@ -112,15 +112,31 @@ def union_infotext(unit: Any, loaded: Any) -> dict[str, str]:
 
 
 def union_arguments(arguments: dict[str, Any], modes: list[int] | None) -> dict[str, Any]:
-    """A ControlNet pipeline's `arguments` as the union pipelines take them: every map is ``control_image``."""
+    """A ControlNet pipeline's `arguments` as the union pipelines take them: every map is ``control_image``.
+
+    An Inpaint unit's map is ProMax's: the area to repaint black.
+    """
     if modes is None:
         return arguments
     arguments = dict(arguments)
     maps = arguments.pop("image", None)
-    if maps is not None:
-        arguments["control_image"] = maps
-    arguments["control_mode"] = modes[0] if len(modes) == 1 else modes
+    maps = arguments.pop("control_image") if maps is None else maps
+    single = len(modes) == 1
+    hints = [_repaint_hint(hint) if mode == _INPAINT else hint for hint, mode in zip([maps] if single else maps, modes)]
+    arguments["control_image"] = hints[0] if single else hints
+    arguments["control_mode"] = modes[0] if single else modes
     return arguments
+
+
+_INPAINT = UNION_CONTROL_TYPES.index("Inpaint")
+
+
+def _repaint_hint(hint: Any) -> Any:
+    """ProMax's inpaint map: the picture with the area to repaint black, as xinsir trained it.
+
+    The extension's ``inpaint_promax`` gives the same; an inpaint module's hint is −1 there, for SD1.5's inpaint model.
+    """
+    return hint.clamp(min=0.0)
 
 
 def pipeline_model(models: list[Any]) -> Any:

@@ -250,3 +250,18 @@ def test_union_models_by_name_from_the_controlnet_folder(engine, xl, tmp_path, o
     assert np.array_equal(first, second)  # the same weights, through the folder and the single file
     expected = reference(xl, "txt2img", xl["net"], control_image=[hint()], control_mode=[1])
     assert_pixels_close(painted["controlnet-union-sdxl-1.0"].images[0], expected)
+
+
+def test_an_inpaint_unit_gives_promax_the_picture_with_the_area_black(engine, xl):
+    """inpaint_only on ProMax (Control Type Inpaint, 7): its map is the init with the masked area black, as xinsir
+    trained it (the SD1.5 inpaint ControlNet's −1 there is not what ProMax knows)."""
+    init, mask = init_picture(), box_mask(16, (4, 4, 12, 12))
+    hole = np.asarray(init).copy()
+    hole[np.asarray(mask) > 127] = 0
+    call = {"control_image": [Image.fromarray(hole)], "control_mode": [7], "strength": 0.875}
+    painted = reference(xl, "inpaint", xl["net"], image=init, mask_image=mask, **call)
+    units = [{"module": "inpaint_only", "model": str(xl["file"])}]
+    options = {"init": "x", "mask": "m", "strength": 0.6, "mask_blur": 0}
+    result = engine.generate(request(xl, units, **options), pictures=Pictures(init, mask))
+    assert_pixels_close(result.images[0], Image.composite(painted, init, mask))
+    assert result.params["ControlNet 0"].endswith("Union Control Type: Inpaint")
