@@ -84,13 +84,19 @@ def choose_offload(mode: str, device: str, pipe: Any, family: Any) -> tuple[str,
     if free is None:
         return "none", "", False
     sizes, activations = component_gb(pipe), family.activations_gb
-    choice = plan_memory(sizes, free, free_ram_gb(), activations, gpu_name(device), family.text_encoders)
+    encoders = [getattr(pipe, name) for name in ("text_encoder", "text_encoder_2", "text_encoder_3") if name in sizes]
+    mapped = bool(encoders) and all(getattr(e, "_jupyter_sd_map", None) is not None for e in encoders)
+    choice = plan_memory(sizes, free, free_ram_gb(), activations, gpu_name(device), family.text_encoders, mapped)
     return choice.offload, f"{choice.words} ({free:.1f} GB free)", choice.vae_tiled
 
 
 def place(pipe: Any, device: str, offload: str) -> Any:
-    """Put the pipeline on its device, whole or offloaded (diffusers' cpu-offload hooks)."""
-    if offload == "model":
+    """Put the pipeline on its device, whole, split (text encoders on the CPU) or offloaded (diffusers' hooks)."""
+    if offload == "text-cpu":
+        from .loading.text_on_cpu import place_split
+
+        place_split(pipe, device)
+    elif offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)

@@ -167,11 +167,11 @@ def load_pipeline(
     ValueError
         When a hub model is not in the local cache and the hub cannot be reached, naming the model and the way out.
     """
-    from .loading import quant, single_file
+    from .loading import prequantized, quant, single_file
     from .quiet import quiet, refresh, silence_progress_bars
 
     quantize = getattr(request, "quant", "none")
-    quant.check(quantize, pick_device(getattr(request, "device", "auto")), source.kind == "single-file")
+    stored = _check_quantization(source, quantize, pick_device(getattr(request, "device", "auto")))
     if local_only is None:
         local_only = check_available(source)
     with quiet():
@@ -189,8 +189,21 @@ def load_pipeline(
         else:
             pipe = _load_pretrained(diffusers, source, {**kwargs, **quant.load_kwargs(quantize, dtype)}, local_only)
         quant.apply(pipe, quantize, dtype)
+        pipe._jupyter_sd_quant = getattr(pipe, "_jupyter_sd_quant", "") or prequantized.describe(stored)
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(device) if device else pipe
+
+
+def _check_quantization(source: ModelSource, quantize: str, device: str) -> dict[str, str]:
+    """Refuse before loading what cannot run here (``--quant``, a pre-quantized folder); the stored quantization."""
+    from .loading import prequantized, quant
+
+    quant.check(quantize, device, source.kind == "single-file")
+    if source.kind == "single-file":
+        return {}
+    stored = prequantized.stored(lambda part: component_config(source, part))
+    prequantized.check(stored, device, quantize, source.name)
+    return stored
 
 
 def text_encoders(text: str) -> tuple[str, ...]:

@@ -82,7 +82,7 @@ def _pasted_modules(params: dict[str, str]) -> dict[str, str]:
     names = [params[key].strip() for key in params if re.fullmatch(r"Module \d+", key)]
     options: dict[str, str] = {}
     folder = library.models_dir() / "text_encoder"
-    encoders = [n for n in names if (folder / f"{n}.safetensors").is_file()]
+    encoders = [n for n in names if any((folder / f"{n}{suffix}").is_file() for suffix in (".safetensors", ".gguf"))]
     vae = [n for n in names if n not in encoders and library.find_model("vae", n, hash_big_files=False)]
     if vae:
         options["vae"] = vae[0]

@@ -59,3 +59,6 @@ def test_controlnet_files_told_from_their_tensor_names():
     whole = ["model.diffusion_model.input_blocks.0.0.weight", "control_model.input_hint_block.0.weight"]
     assert classify(whole) == "controlnet"  # ControlNet 1.0 files carry the SD model too
     assert classify(["model.diffusion_model.input_blocks.0.0.weight"]) == "checkpoint"
+    ip_adapter = ["image_proj.proj.weight", "image_proj.norm.weight", "ip_adapter.1.to_k_ip.weight"]
+    assert classify(ip_adapter) == "controlnet"  # sd-webui-controlnet keeps IP-Adapters in ControlNet/
+    assert classify([*ip_adapter, "ip_adapter.1.to_k_lora.down.weight"]) == "controlnet"  # FaceID: not a LoRA

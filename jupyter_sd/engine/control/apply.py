@@ -3,7 +3,8 @@
 The pass is painted by diffusers' own ControlNet pipeline of its mode (made from the resident one with
 ``from_pipe`` in modes.py: no component is reloaded), with one ``ControlNetModel`` or a ``MultiControlNetModel``
 for several units. A unit's weight is the conditioning scale, its guidance start/end diffusers' control guidance
-window; the control modes are a hook on each ControlNet's outputs (injection.py).
+window; the control modes are a hook on each ControlNet's outputs (injection.py). IP-Adapter units ride along in
+`Control.adapters` (ip_adapter.py: the pipeline's ``ip_adapter_image``), numbered among the units as given.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from ...recipe.control_units import ControlUnit, units_infotext
 from .injection import Injection, injection_for, residual_count, set_injections
+from .ip_adapter import Adapters, adapters_for, is_ip_adapter
 from .loading import LoadedControlNet, load_controlnet
 from .modules import find_module, module_params
 from .union import control_modes, pipeline_model, union_arguments, union_infotext
@@ -60,13 +62,18 @@ class Control:
     images: list[Any]
     masks: list[Any]
     maps: list[UnitMap] = field(default_factory=list)
+    adapters: Adapters | None = None
+    """The IP-Adapter units (ip_adapter.py); `units` … hold the ControlNet units, at `positions` among all."""
+    positions: list[int] | None = None
     modes: list[int] | None = None
     """diffusers' ``control_mode`` of each unit on union models (union.py); None for other ControlNets."""
 
     @property
     def model(self) -> Any:
-        """What the pipeline is given: the one ControlNet, or a ``MultiControlNetModel`` of the units' in order."""
+        """What the pipeline is given: one ControlNet, a ``MultiControlNetModel``, or None (IP-Adapters only)."""
         models = [loaded.model for loaded in self.loaded]
+        if not models:
+            return None
         if self.modes is not None:
             return pipeline_model(models)
         if len(models) == 1:
@@ -79,11 +86,15 @@ class Control:
         """The units of the first pass or of the hires pass, by their Hr Option (None: no unit in that pass)."""
         skip = "Low res only" if hires else "High res only"
         keep = [i for i, unit in enumerate(self.units) if unit.hr_option != skip]
-        if not keep:
+        adapters = self.adapters and self.adapters.for_pass(hires)
+        if not keep and not adapters:
             return None
         pick = lambda items: [items[i] for i in keep]  # noqa: E731
+        positions = pick(self.positions or range(len(self.units)))
         modes = None if self.modes is None else pick(self.modes)
-        return Control(pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks), modes=modes)
+        return Control(
+            pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks), [], adapters, positions, modes
+        )
 
     def kwargs(
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
@@ -93,6 +104,9 @@ class Control:
         With `base` (the first pass's width, height) this is the hires pass: each unit's map is detected as for the
         first pass and fitted to the hires size, as sd-webui-controlnet's ``hr_control`` is.
         """
+        adapter_kwargs = self.adapters.kwargs(pipe) if self.adapters else {}
+        if not self.units:
+            return adapter_kwargs
         detect = base or (width, height)
         self.maps = [
             unit_map(unit, image, *detect, mask=mask, seed=seed, subseed=subseed)
@@ -110,6 +124,7 @@ class Control:
         single = len(self.units) == 1
         scales = [injection.scale for injection in injections]
         arguments = {
+            **adapter_kwargs,
             ("image" if kind == "txt2img" else "control_image"): tensors[0] if single else tensors,
             "controlnet_conditioning_scale": scales[0] if single else scales,
             "control_guidance_start": [float(unit.guidance_start) for unit in self.units],
@@ -136,7 +151,9 @@ class Control:
             values = {k: -1 if v is None else v for k, v in values.items()}
             model = {"model": loaded.name, "model_hash": loaded.short_hash, **union_infotext(unit, loaded)}
             written.append(dataclasses.replace(unit, module=spec.name, **model, **values, image=None))
-        return units_infotext(tuple(written), hires=hires)
+        numbered = dict(zip(self.positions or range(len(written)), written))
+        numbered.update(self.adapters.written() if self.adapters else {})
+        return units_infotext(tuple(numbered[i] for i in sorted(numbered)), hires=hires)
 
 
 def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, limit: int | None = None) -> Any:
@@ -150,6 +167,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     """
     units = list(request.controlnet)
     if not units:
+        adapters_for(pipe, [], [], False)  # the UNet's own attention back, should IP-Adapters be installed
         return None
     limit = limit or _max_units
     if len(units) > limit:
@@ -170,10 +188,14 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
             msg = f"controlnet: unit {i} has no image; add 'Image: FILE' to it (or --controlnet-image {i}=FILE)"
             raise ValueError(msg)
         images.append(image)
-        takes_mask = find_module(unit.module).takes_mask
+        takes_mask = not is_ip_adapter(unit.module) and find_module(unit.module).takes_mask
         masks.append(pictures.mask if takes_mask and pictures is not None else None)
+    adapters = adapters_for(pipe, units, images, request.allow_pickle, notice)  # IP-Adapter units (ip_adapter.py)
+    keep = [i for i, unit in enumerate(units) if not is_ip_adapter(unit.module)]
+    units, images, masks = ([items[i] for i in keep] for items in (units, images, masks))
     loaded = [load_controlnet(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
-    return Control(units, loaded, images, masks, modes=control_modes(units, loaded))
+    modes = control_modes(units, loaded)  # union models (union.py)
+    return Control(units, loaded, images, masks, adapters=adapters, positions=keep, modes=modes)
 
 
 def check_conditioning(control: Control | None, conditioning: Any) -> None:

@@ -145,7 +145,9 @@ def find_module(name: str) -> Module:
             f"controlnet: preprocessor {key!r} needs {NEEDS_WEIGHTS[lowered]}, not built in yet; "
             "give a ready map with module 'none' or use a built-in one"
         )
-    if lowered.startswith(("ip-adapter", "clip_vision", "reference", "revision", "t2ia", "instant_id", "recolor")):
+    if lowered.startswith("ip-adapter"):
+        raise ValueError(f"controlnet: {key!r} is an IP-Adapter module: no map, its picture goes to the image encoder")
+    if lowered.startswith(("clip_vision", "reference", "revision", "t2ia", "instant_id", "recolor")):
         raise ValueError(f"controlnet: preprocessor {key!r} is not built yet; built in: {_BUILT_IN}")
     raise ValueError(f"controlnet: unknown preprocessor {key!r}; built in: {_BUILT_IN}")
 

@@ -3,7 +3,8 @@
 Forge loads ``flux1-dev.safetensors`` with ``ae.safetensors``, ``clip_l.safetensors`` and ``t5xxl_fp16.safetensors``
 picked in its "VAE / Text Encoder" list. Here ``--vae ae --text-encoder clip_l,t5xxl_fp16`` does the same: each
 text encoder file goes to the pipeline's slot it fits (T5 by its ``encoder.block.`` tensors, a CLIP by its width),
-its configs and tokenizers still from ``--model-config``.
+its configs and tokenizers still from ``--model-config``. A ``.gguf`` text encoder goes to the slot its
+architecture names (`gguf_text`: T5, Qwen3), its Linear weights kept quantized.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 FOLDER = "text_encoder"
 """Forge's (and ComfyUI's ``text_encoders``) folder of text encoder files, under the models folder."""
-_SUFFIXES = (".safetensors",)
+_SUFFIXES = (".safetensors", ".gguf")
 
 
 def find_text_encoder(name: str) -> Path:
@@ -54,6 +55,8 @@ def find_vae(name: str) -> Path:
 
 def load_parts(diffusers: Any, config: str, vae: str, encoders: tuple[str, ...], dtype: Any) -> dict[str, Any]:
     """The pipeline components the named files give (``vae``, ``text_encoder``, ``text_encoder_2`` …)."""
+    from . import gguf_text
+
     components: dict[str, Any] = {}
     if vae:
         components["vae"] = diffusers.AutoencoderKL.from_single_file(
@@ -62,6 +65,10 @@ def load_parts(diffusers: Any, config: str, vae: str, encoders: tuple[str, ...],
     slots = _encoder_slots(diffusers, config)
     for name in encoders:
         path = find_text_encoder(name)
+        if path.suffix.lower() == ".gguf":  # city96's T5, Qwen3: Linear weights stay quantized
+            slot = gguf_text.slot_for(path, slots)
+            components[slot] = gguf_text.load_encoder(slots[slot], path, dtype)
+            continue
         slot = _slot_for(path, slots)
         components[slot] = _load_encoder(slots[slot], path, dtype)
     return components

@@ -80,7 +80,8 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
         )
         raise ValueError(msg[:199]) from error
     _tie_text_encoders(pipe)
-    pipe._jupyter_sd_quant = f"GGUF {info.quant}" if info.quant else ""
+    encoders = [getattr(part, "_jupyter_sd_gguf", "") for part in kwargs.values()]  # "T5 GGUF Q8_0"
+    pipe._jupyter_sd_quant = ", ".join(filter(None, [f"GGUF {info.quant}" if info.quant else "", *encoders]))
     return pipe
 
 

@@ -130,7 +130,8 @@ class MachineOptions(SeedOptions):
         default="auto",
         metadata=option(
             "GPU memory: none (all on the GPU), model (one model at a time on the GPU), sequential (layer by "
-            "layer: least memory, slowest), auto (from the free VRAM and the model).",
+            "layer: least memory, slowest), auto (from the free VRAM, the host RAM and the model; with little host "
+            "RAM the text encoders encode on the CPU).",
             flags=("--offload",),
             choices=OFFLOAD_MODES,
             kernel=True,
@@ -211,8 +212,9 @@ class MachineOptions(SeedOptions):
     text_encoder: str = field(
         default="",
         metadata=option(
-            "Text encoder files for a Flux/SD3 transformer file, as Forge picks them: names in the models folder's "
-            "text_encoder/ (or paths), comma-separated, e.g. clip_l,t5xxl_fp16; written as Forge's Module keys.",
+            "Text encoder files for a transformer file, as Forge picks them: names in the models folder's "
+            "text_encoder/ (or paths), comma-separated, e.g. clip_l,t5xxl_fp16 or a GGUF T5/Qwen "
+            "(t5-v1_1-xxl-encoder-Q8_0); written as Forge's Module keys.",
             flags=("--text-encoder",),
             kernel=True,
         ),

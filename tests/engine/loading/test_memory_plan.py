@@ -9,11 +9,12 @@ from jupyter_sd.engine.loading.plan import MemoryChoice, plan_memory
 FLUX_BF16 = {"transformer": 22.2, "text_encoder": 0.23, "text_encoder_2": 8.9, "vae": 0.16}
 FLUX_Q4K = {**FLUX_BF16, "transformer": 6.5}
 FLUX_Q4K_T5_FP8 = {**FLUX_Q4K, "text_encoder_2": 4.6}
+FLUX_Q4K_T5_Q8 = {**FLUX_Q4K, "text_encoder_2": 5.1}
 SDXL_FP16 = {"unet": 4.8, "text_encoder": 0.23, "text_encoder_2": 1.3, "vae": 0.16}
 
 
-def _plan(sizes, vram, ram=None, family=FLUX, gpu="15 GB T4"):
-    return plan_memory(sizes, vram, ram, family.activations_gb, gpu, family.text_encoders)
+def _plan(sizes, vram, ram=None, family=FLUX, gpu="15 GB T4", mapped=False):
+    return plan_memory(sizes, vram, ram, family.activations_gb, gpu, family.text_encoders, mapped)
 
 
 def test_no_cuda_means_no_plan():
@@ -25,14 +26,32 @@ def test_everything_on_a_big_gpu():
     assert choice == MemoryChoice("none", False, "on a 80 GB H100: all on the GPU")
 
 
-def test_flux_q4k_on_a_free_t4_takes_turns_on_the_gpu():
-    """6.5 + 8.9 + 0.4 GB of weights exceed the T4's 14.7 GB free, but each part fits with room to work."""
+def test_flux_q4k_on_a_free_t4_encodes_on_the_cpu():
+    """A free Colab: 15.8 GB of weights exceed the T4's 14.7 GB and the host's 12.7 GB. The transformer and VAE fit
+    the GPU with room to work (6.7 + 4 GB), the text encoders the host RAM (9.1 GB): they encode on the CPU."""
     choice = _plan(FLUX_Q4K, 14.7, 12.7)
+    assert choice == MemoryChoice(
+        "text-cpu", False, "on a 15 GB T4: transformer and VAE on GPU, CLIP and T5 encode on CPU"
+    )
+    q5k = {**FLUX_Q4K_T5_Q8, "transformer": 8.4}  # 13.9 GB of GGUF files: a T5 Q8_0 gives its pages back
+    mapped = _plan(q5k, 14.7, 12.7, mapped=True)
+    assert mapped.words == "on a 15 GB T4: transformer and VAE on GPU, CLIP and T5 encode on CPU then free"
+
+
+def test_flux_q4k_on_a_t4_with_room_in_host_ram_takes_turns_on_the_gpu():
+    """With 30 GB of host RAM every part can wait there: T5 encodes on the GPU (faster) and goes back."""
+    choice = _plan(FLUX_Q4K, 14.7, 30.0)
     assert (choice.offload, choice.vae_tiled) == ("model", False)
-    assert choice.words.startswith("on a 15 GB T4: transformer on GPU while painting, CLIP and T5 encode on GPU then")
-    # 15.8 GB of weights cannot all sit in 12.7 GB of host RAM: the line says so, and what would fit
-    assert "host RAM short (15.8 GB of weights, 12.7 GB free): use GGUF/fp8 files" in choice.words
-    assert "host RAM" not in _plan(FLUX_Q4K_T5_FP8, 14.7, 12.7).words  # 11.5 GB: fits
+    assert choice.words == (
+        "on a 15 GB T4: transformer on GPU while painting, CLIP and T5 encode on GPU then return to CPU"
+    )
+
+
+def test_host_ram_short_with_no_gpu_room_for_the_transformer_says_so():
+    """Flux Q8_0 (12.7 GB) cannot stay on the T4 with room to work: turns, and the line says the RAM is short."""
+    choice = _plan({**FLUX_Q4K_T5_Q8, "transformer": 12.7}, 14.7, 12.7)
+    assert choice.offload == "model"
+    assert choice.words.endswith("host RAM short (18.2 GB of weights, 12.7 GB free): use GGUF/fp8 files")
 
 
 def test_a_transformer_that_barely_fits_takes_turns_with_little_room():

@@ -1,0 +1,310 @@
+"""IP-Adapter units, as sd-webui-controlnet runs them, through diffusers' own ``load_ip_adapter`` machinery.
+
+A unit whose module is an IP-Adapter preprocessor (``ip-adapter_clip_sd15``, ``ip-adapter-auto`` …) gives its
+picture to the pipeline as ``ip_adapter_image``; its weight is the adapter's scale (``set_ip_adapter_scale``), and
+its guidance start/end is sd-webui-controlnet's window: at step i of a pass's n the adapter applies unless
+``i/n < start`` or ``i/n > end``, set per step by a forward pre-hook on the UNet (scale 0 outside).
+
+The request's adapters are loaded together by ``load_ip_adapter`` (from the state dicts we read) and kept: their
+attention processors and image projection are swapped into the UNet for a request with IP-Adapter units and the
+UNet's own swapped back for one without, so painting without them paints exactly the plain picture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...recipe.control_units import ControlUnit
+from .ip_adapter_files import MODULE_ENCODERS, AdapterFile, adapter_input_width, encoder_kind, find_adapter
+from .ip_adapter_files import find_encoder as _find_encoder
+
+_FAMILIES = ("SD1", "SDXL")
+_WIDTHS = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
+_STATE = "_jupyter_sd_ip_adapters"
+
+
+def is_ip_adapter(module: str) -> bool:
+    """Whether a unit's module is an IP-Adapter preprocessor (sd-webui-controlnet's ``ip-adapter…`` names)."""
+    return str(module).strip().lower().startswith("ip-adapter")
+
+
+@dataclass
+class Adapter:
+    """One IP-Adapter unit: its place among the request's units, its picture and its file's name and hash."""
+
+    unit: ControlUnit
+    position: int
+    image: Any
+    name: str
+    short_hash: str | None
+
+
+@dataclass
+class Adapters:
+    """A request's IP-Adapter units, installed together on the UNet; `active`: those applying in this pass."""
+
+    adapters: list[Adapter]
+    active: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.active = self.active or tuple(True for _ in self.adapters)
+
+    def for_pass(self, hires: bool) -> Adapters:
+        """The units of the first or the hires pass, by their Hr Option; the others at scale 0.
+
+        Every installed adapter is given its picture in every pass: the UNet wants them all.
+        """
+        skip = "Low res only" if hires else "High res only"
+        return dataclasses.replace(self, active=tuple(a.unit.hr_option != skip for a in self.adapters))
+
+    def kwargs(self, pipe: Any) -> dict[str, Any]:
+        """The pass's ``ip_adapter_image`` for `pipe`; each unit's weight and window set on the UNet's hook."""
+        _window_hook(pipe.unet).start(self, pipe)
+        return {"ip_adapter_image": [adapter.image for adapter in self.adapters]}
+
+    def written(self) -> dict[int, ControlUnit]:
+        """Each unit as sd-webui-controlnet writes it (the model's ``NAME [hash]``), by its unit number."""
+        values = {"processor_res": -1, "threshold_a": -1, "threshold_b": -1, "image": None}
+        return {
+            a.position: dataclasses.replace(
+                a.unit, module=_module_name(a.unit.module), model=a.name, model_hash=a.short_hash, **values
+            )
+            for a in self.adapters
+        }
+
+
+def _module_name(module: str) -> str:
+    """The module's name as sd-webui-controlnet spells it, or one line naming the IP-Adapter modules built."""
+    name = str(module).strip().lower()
+    if name in MODULE_ENCODERS:
+        return name
+    why = "needs insightface, not built yet" if "face_id" in name or "pulid" in name else "is unknown"
+    msg = f"controlnet: IP-Adapter module {module!r} {why}; built: {', '.join(MODULE_ENCODERS)}"
+    raise ValueError(msg[:199])
+
+
+def adapters_for(
+    pipe: Any, units: list[ControlUnit], images: list[Any], allow_pickle: bool, notice: Any = print
+) -> Adapters | None:
+    """The IP-Adapter units among `units` (with their `images`), installed on `pipe`.
+
+    Without any: None, and the UNet's own attention back.
+
+    Raises
+    ------
+    ValueError
+        One line: another family, an unknown module, a missing adapter or image encoder, an adapter of another
+        family or one that does not fit the UNet, two adapters wanting different encoders.
+    """
+    picked = [(i, unit, image) for i, (unit, image) in enumerate(zip(units, images)) if is_ip_adapter(unit.module)]
+    if not picked:
+        detach(pipe)
+        return None
+    from ..families import family_of
+
+    family = family_of(pipe).name
+    if family not in _FAMILIES:
+        raise ValueError(f"controlnet: IP-Adapter units paint on SD1.5 and SDXL models for now, not {family}")
+    for _, unit, _ in picked:
+        _module_name(unit.module)
+    files = [find_adapter(unit.model, unit.model_hash) for _, unit, _ in picked]
+    state = _state_of(pipe)
+    weights = [state.weights_of(pipe, file, allow_pickle) for file in files]
+    encoders = {
+        _find_encoder(
+            file, encoder_kind(unit.module, file.name), adapter_input_width(w), "proj_in.weight" in w["image_proj"]
+        )
+        for file, (_, unit, _), w in zip(files, picked, weights)
+    }
+    if len(encoders) > 1:
+        names = ", ".join(sorted(p.name for p in encoders))
+        raise ValueError(f"controlnet: these IP-Adapter units need different image encoders ({names}); use one"[:199])
+    attach(pipe, files, weights, encoders.pop(), allow_pickle)
+    from ..network_state import hash_with_notice
+
+    adapters = [
+        Adapter(unit, i, image, file.name, hash_with_notice("controlnet", file.path, notice))
+        for (i, unit, image), file in zip(picked, files)
+    ]
+    return Adapters(adapters)
+
+
+@dataclass
+class _Installed:
+    processors: dict[str, Any]
+    projection: Any
+    encoder: Any
+
+
+@dataclass
+class _State:
+    """What a pipeline holds: adapters' weights and encoders read once, installed sets kept, the UNet's own parts."""
+
+    weights: dict[tuple, dict] = field(default_factory=dict)
+    encoders: dict[tuple, Any] = field(default_factory=dict)
+    installed: dict[tuple, _Installed] = field(default_factory=dict)
+    current: tuple | None = None
+    own: tuple = ()
+
+    def weights_of(self, pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
+        if file.key not in self.weights:
+            self.weights[file.key] = _read_adapter(pipe, file, allow_pickle)
+        return self.weights[file.key]
+
+
+def _state_of(pipe: Any) -> _State:
+    return pipe.__dict__.setdefault(_STATE, _State())
+
+
+def _read_adapter(pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
+    """An adapter file as ``{"image_proj": …, "ip_adapter": …}`` (h94's layout), checked against the UNet."""
+    from ..network_state import read_weights
+
+    raw = read_weights(file.path, allow_pickle, "controlnet")
+    if "image_proj" in raw and isinstance(raw["image_proj"], dict):
+        state = {"image_proj": raw["image_proj"], "ip_adapter": raw.get("ip_adapter", {})}
+    else:
+        state = {"image_proj": {}, "ip_adapter": {}}
+        for key, value in raw.items():
+            part, _, rest = key.partition(".")
+            if part in state:
+                state[part][rest] = value
+    proj, layers = state["image_proj"], state["ip_adapter"]
+    if not layers or adapter_input_width(state) is None:
+        raise ValueError(
+            f"controlnet: {file.name} is not an IP-Adapter this builds (plain or plus: image_proj, ip_adapter)"
+        )
+    unet = pipe.unet
+    width, ours = int(layers["1.to_k_ip.weight"].shape[1]), int(unet.config.cross_attention_dim)
+    if width != ours:
+        theirs, mine = _WIDTHS.get(width, f"width {width}"), _WIDTHS.get(ours, f"width {ours}")
+        raise ValueError(
+            f"controlnet: {file.name} is an IP-Adapter for {theirs}; this model is {mine} (pick one of its family)"[
+                :199
+            ]
+        )
+    cross = sum(1 for name in unet.attn_processors if not name.endswith("attn1.processor"))
+    if len([k for k in layers if k.endswith(".to_k_ip.weight")]) != cross or not proj:
+        raise ValueError(f"controlnet: {file.name} does not fit this model's UNet ({cross} cross-attention layers)")
+    return state
+
+
+def _load_encoder(path: Path, allow_pickle: bool) -> Any:
+    """A CLIP vision encoder from a diffusers/transformers folder, or a single file of transformers' keys."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from ..network_state import quiet_loading, read_weights
+
+    if path.is_dir():
+        with quiet_loading():
+            return CLIPVisionModelWithProjection.from_pretrained(str(path))
+    weights = read_weights(path, allow_pickle, "controlnet")
+    patch = weights["vision_model.embeddings.patch_embedding.weight"]
+    positions = int(weights["vision_model.embeddings.position_embedding.weight"].shape[0])
+    layers = len({k.split(".")[3] for k in weights if k.startswith("vision_model.encoder.layers.")})
+    config = CLIPVisionConfig(
+        hidden_size=int(patch.shape[0]),
+        patch_size=int(patch.shape[2]),
+        image_size=int(patch.shape[2]) * round((positions - 1) ** 0.5),
+        num_hidden_layers=layers,
+        num_attention_heads=16,  # ViT-L/14, ViT-H/14 and ViT-bigG/14 all have 16 heads
+        intermediate_size=int(weights["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0]),
+        projection_dim=int(weights["visual_projection.weight"].shape[0]),
+        hidden_act="gelu",
+    )
+    model = CLIPVisionModelWithProjection(config)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    wrong = [k for k in missing if not k.endswith("position_ids")] + list(unexpected)
+    if wrong:
+        raise ValueError(f"controlnet: {path.name} is not a CLIP vision encoder (transformers' keys; {wrong[0]})"[:199])
+    return model.eval()
+
+
+def attach(pipe: Any, files: list[AdapterFile], weights: list[dict], encoder_path: Path, allow_pickle: bool) -> None:
+    """Install the adapters of `files` (in order) on the UNet: loaded by ``load_ip_adapter`` once, then kept."""
+    state, unet = _state_of(pipe), pipe.unet
+    key = (*(file.key for file in files), str(encoder_path))
+    if state.current == key:
+        return
+    detach(pipe)
+    state.own = (dict(unet.attn_processors), unet.encoder_hid_proj, unet.config.encoder_hid_dim_type)
+    installed = state.installed.get(key)
+    if installed is None:
+        if str(encoder_path) not in state.encoders:
+            encoder = _load_encoder(encoder_path, allow_pickle)
+            device = getattr(pipe, "_execution_device", None) or unet.device  # the GPU, even while offloading
+            state.encoders[str(encoder_path)] = encoder.to(device, unet.dtype)
+        pipe.register_modules(image_encoder=state.encoders[str(encoder_path)])
+        from ..network_state import quiet_loading
+
+        count = len(files)
+        with quiet_loading():
+            pipe.load_ip_adapter(weights, subfolder=[""] * count, weight_name=[""] * count, image_encoder_folder=None)
+        installed = _Installed(dict(unet.attn_processors), unet.encoder_hid_proj, pipe.image_encoder)
+        state.installed[key] = installed
+    else:
+        unet.set_attn_processor(dict(installed.processors))
+        unet.encoder_hid_proj = installed.projection
+        unet.config.encoder_hid_dim_type = "ip_image_proj"
+        pipe.register_modules(image_encoder=installed.encoder)
+    state.current = key
+
+
+def detach(pipe: Any) -> None:
+    """Give the UNet its own attention processors and projection back (the adapters stay loaded, for later)."""
+    state = pipe.__dict__.get(_STATE)
+    if state is None or state.current is None:
+        return
+    processors, projection, kind = state.own
+    unet = pipe.unet
+    unet.set_attn_processor(dict(processors))
+    unet.encoder_hid_proj = projection
+    unet.config.encoder_hid_dim_type = kind
+    _window_hook(unet).adapters = None
+    state.current = None
+
+
+def active_at(step: int, steps: int, start: float, end: float) -> bool:
+    """sd-webui-controlnet's window: step `step` of `steps` applies unless ``step/steps`` is outside start..end."""
+    done = step / max(steps, 1)
+    return not (done < start or done > end)
+
+
+class _Window:
+    """The UNet's forward pre-hook: each call (one denoising step) sets every adapter's scale for that step."""
+
+    def __init__(self, unet: Any) -> None:
+        self.unet, self.adapters, self.pipe, self.calls, self.processors = unet, None, None, 0, []
+
+    def start(self, adapters: Adapters, pipe: Any) -> None:
+        self.adapters, self.pipe, self.calls = adapters, pipe, 0
+        self.processors = [p for p in self.unet.attn_processors.values() if hasattr(p, "to_k_ip")]
+
+    def __call__(self, module: Any, args: tuple) -> None:
+        if self.adapters is None:
+            return
+        steps = int(getattr(self.pipe, "_num_timesteps", 0) or 1)
+        scales = [
+            float(a.unit.weight)
+            if on and active_at(self.calls, steps, a.unit.guidance_start, a.unit.guidance_end)
+            else 0.0
+            for a, on in zip(self.adapters.adapters, self.adapters.active)
+        ]
+        self.calls += 1
+        for processor in self.processors:
+            processor.scale = list(scales)
+
+
+def _window_hook(unet: Any) -> _Window:
+    hook = unet.__dict__.get("_jupyter_sd_ip_window")
+    if hook is None:
+        hook = _Window(unet)
+        unet.register_forward_pre_hook(hook)
+        unet.__dict__["_jupyter_sd_ip_window"] = hook
+    return hook
+
+
+__all__ = ["Adapters", "active_at", "adapters_for", "detach", "is_ip_adapter"]

@@ -1,0 +1,168 @@
+"""Where an IP-Adapter unit's files are: the adapter by name, path or hub file, and its image encoder beside it.
+
+The adapter: a file (or its stem, or its path inside the folder) in the models folder's ``ControlNet/`` (A1111,
+Forge and sd-webui-controlnet keep IP-Adapters there; the bracketed hash finds it too) or ``ipadapter/``
+(ComfyUI), a path, or a hub file ``h94/IP-Adapter/models/ip-adapter_sd15.safetensors`` (diffusers' repository,
+``subfolder`` and ``weight_name``).
+
+The image encoder (transformers' ``CLIPVisionModelWithProjection``) is the first of these that exists and fits the
+adapter's input width:
+
+1. ``image_encoder/`` beside the adapter file: h94's layout, which diffusers' ``load_ip_adapter`` reads (a folder
+   with ``config.json``; on the hub ``models/image_encoder`` serves the ViT-H adapters of ``sdxl_models/`` too);
+2. the models folder's ``clip_vision/`` (ComfyUI), then ``ControlNet/annotators/clip_vision/`` (sd-webui-controlnet's
+   downloads): a file or folder named for the module's encoder (ViT-H: ``CLIP-ViT-H-14-laion2B-s32B-b79K``,
+   ``clip_h``; ViT-bigG: ``CLIP-ViT-bigG-14-laion2B-39B-b160k``, ``clip_g``).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ... import library
+
+ENCODER_NAMES: dict[str, tuple[str, ...]] = {
+    "ViT-H": ("CLIP-ViT-H-14-laion2B-s32B-b79K", "clip_h", "clip_vision_h"),
+    "ViT-bigG": ("CLIP-ViT-bigG-14-laion2B-39B-b160k", "clip_g", "clip_vision_g"),
+}
+"""The names ComfyUI, Forge and sd-webui-controlnet give each image encoder's file."""
+MODULE_ENCODERS: dict[str, str | None] = {
+    "ip-adapter_clip_sd15": "ViT-H",
+    "ip-adapter_clip_h": "ViT-H",
+    "ip-adapter_clip_sdxl_plus_vith": "ViT-H",
+    "ip-adapter_clip_sdxl": "ViT-bigG",
+    "ip-adapter_clip_g": "ViT-bigG",
+    "ip-adapter-auto": None,
+}
+"""sd-webui-controlnet's IP-Adapter preprocessors and the encoder each runs (auto: by the adapter's name)."""
+_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+
+@dataclass(frozen=True)
+class AdapterFile:
+    """An adapter's weights file and the name and cache key sd-webui-controlnet's infotext and we use for it."""
+
+    path: Path
+    name: str
+    key: tuple
+
+
+def encoder_kind(module: str, adapter_name: str) -> str:
+    """The encoder a module runs: its own, or for ``ip-adapter-auto`` the one the adapter's name says."""
+    kind = MODULE_ENCODERS[module]
+    if kind is not None:
+        return kind
+    name = adapter_name.lower()
+    return "ViT-bigG" if "sdxl" in name and "vit-h" not in name and "vith" not in name else "ViT-H"
+
+
+def find_adapter(name: str, model_hash: str | None = None) -> AdapterFile:
+    """The adapter file a unit names (a hub file is downloaded once, or refused offline in one line)."""
+    name = str(name).strip()
+    if not name or name.lower() == "none":
+        raise ValueError(
+            "controlnet: the IP-Adapter unit names no model; give Model: NAME (in ControlNet/ or ipadapter/)"
+        )
+    found = library.find_model("controlnet", name)
+    path = found.path if found is not None else _in_ipadapter_folder(name)
+    if path is None and model_hash:  # a pasted ``NAME [hash]`` whose file is here under another name
+        found = library.find_model("controlnet", model_hash)
+        path = found.path if found is not None else _in_ipadapter_folder(model_hash, by_hash=True)
+    if path is None and Path(name).expanduser().is_file():
+        path = Path(name).expanduser()
+    if path is None and name.count("/") >= 2 and Path(name).suffix in _SUFFIXES and not name.startswith((".", "/")):
+        path = _hub_file(name)
+    if path is None or not path.is_file():
+        folder = library.models_dir()
+        msg = f"controlnet: no IP-Adapter '{name}' in {folder}/ControlNet or ipadapter (a file, path or hub file)"
+        raise ValueError(msg[:199])
+    from ..network_state import file_stamp
+
+    return AdapterFile(path, path.stem, (str(path.resolve()), *file_stamp(path)))
+
+
+def _in_ipadapter_folder(name: str, by_hash: bool = False) -> Path | None:
+    """A file in ComfyUI's ``ipadapter/`` by stem or relative path, or by sd-webui-controlnet's 8-hex hash."""
+    folder = library.models_dir() / "ipadapter"
+    if not folder.is_dir():
+        return None
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES and p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if by_hash and library.short_hash("controlnet", path) == name.lower():
+            return path
+        if not by_hash and name in (path.stem, relative, relative.rsplit(".", 1)[0]):
+            return path
+    return None
+
+
+def _hub_file(name: str) -> Path:
+    """``owner/repo/sub/folder/file.safetensors`` from the hub (its cache), with the image encoder h94 ships."""
+    from huggingface_hub import hf_hub_download
+
+    from ..hub import check_hub_model, is_cached
+
+    owner, repo, *inside = name.split("/")
+    repo_id, filename = f"{owner}/{repo}", "/".join(inside)
+    subfolder = filename.rpartition("/")[0]
+    encoder = f"{subfolder}/image_encoder" if subfolder else "image_encoder"
+    if "sdxl" in filename and ("vit-h" in filename or "vith" in filename):
+        encoder = "models/image_encoder"  # h94: the ViT-H SDXL adapters take the SD1.5 folder's encoder
+    local = is_cached(repo_id, filename)
+    if not local:
+        try:
+            check_hub_model(repo_id)
+        except ValueError as error:
+            raise ValueError(str(error).replace("model:", "controlnet:", 1)[:199]) from None
+    path = Path(hf_hub_download(repo_id, filename, local_files_only=local))
+    for part in ("config.json", "model.safetensors"):
+        try:
+            hf_hub_download(repo_id, f"{encoder}/{part}", local_files_only=local and is_cached(repo_id, part))
+        except Exception:  # no encoder there: the usual search refuses in one line
+            break
+    return path
+
+
+def adapter_input_width(state: dict) -> int | None:
+    """The encoder width an adapter takes: its image embeddings' (plain) or its hidden states' (plus, a Resampler)."""
+    proj = state["image_proj"]
+    if "proj.weight" in proj:
+        return int(proj["proj.weight"].shape[1])
+    if "proj_in.weight" in proj:
+        return int(proj["proj_in.weight"].shape[1])
+    return None
+
+
+def find_encoder(adapter: AdapterFile, kind: str, width: int | None, plus: bool) -> Path:
+    """The image encoder for `adapter` (see the module's docstring), or one line saying where it looks."""
+    candidates = [adapter.path.parent / "image_encoder"]
+    roots = (library.models_dir() / "clip_vision", library.subfolder("controlnet") / "annotators" / "clip_vision")
+    for root in roots:
+        for stem in ENCODER_NAMES[kind]:
+            candidates += [root / stem, *(root / f"{stem}{suffix}" for suffix in _SUFFIXES)]
+    for path in candidates:
+        found = _encoder_width(path, plus) if path.exists() else -1
+        if found == 0 or (found > 0 and width in (None, found)):  # 0: a pickle, read only when loaded
+            return path
+    msg = f"controlnet: no {kind} image encoder for {adapter.name}: put {ENCODER_NAMES[kind][0]}.safetensors in the "
+    msg += "models folder's clip_vision/, or an image_encoder/ folder beside the adapter"
+    raise ValueError(msg[:199])
+
+
+def _encoder_width(path: Path, plus: bool) -> int:
+    """The width an encoder gives: its projection (plain adapters) or hidden size (plus); 0 unknown, -1 none."""
+    key = "hidden_size" if plus else "projection_dim"
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            return -1
+        values = json.loads(config.read_text())
+        return int(values.get("vision_config", values).get(key, -1))
+    if path.suffix != ".safetensors":
+        return 0
+    with path.open("rb") as file:
+        header = json.loads(file.read(struct.unpack("<Q", file.read(8))[0]))
+    shape = header.get("visual_projection.weight", {}).get("shape")
+    return int(shape[1] if plus else shape[0]) if shape else -1
