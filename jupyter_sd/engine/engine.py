@@ -311,7 +311,7 @@ class Engine:
             progress.start(request, batch, request.repeat)
             if request.refiner:
                 images = paint_with_refiner(
-                    pipe, self._refiner, request, seeds, previewer, progress, stop, result, self.networks_key
+                    pipe, self._refiner, request, seeds, previewer, progress, stop, result, self.networks_key, pictures
                 )
             else:
                 images = modes.paint_batch(pipe, request, seeds, subseeds, pictures, runner, condition)

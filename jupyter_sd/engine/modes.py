@@ -20,6 +20,7 @@ from ..recipe.values import parse_size
 from . import pictures as pics
 from .control.apply import check_conditioning, control_for
 from .control.masked_area import cropped
+from .control.union import is_union_model, union_pipeline
 from .families import family_of
 from .families.flow import takes_latents
 from .init_noise import noise_init, override_noise
@@ -40,7 +41,8 @@ def derived_pipeline(pipe: Any, kind: str, controlnet: Any = None) -> Any:
     """
     if kind == "txt2img" and controlnet is None:
         return pipe
-    key = kind if controlnet is None else f"{kind}+controlnet"
+    union = controlnet is not None and is_union_model(controlnet)
+    key = kind if controlnet is None else f"{kind}+{'union' if union else 'controlnet'}"
     cache = pipe.__dict__.setdefault("_jupyter_sd_modes", {})
     if key not in cache:
         import diffusers
@@ -55,6 +57,8 @@ def derived_pipeline(pipe: Any, kind: str, controlnet: Any = None) -> Any:
         }[kind]
         if declared:
             derived = getattr(diffusers, declared).from_pipe(pipe)
+        elif union:  # diffusers' auto pipelines pick no union pipeline from a pipeline (control/union.py)
+            derived = union_pipeline(pipe, kind, controlnet)
         else:
             derived = auto.from_pipe(pipe, **({} if controlnet is None else {"controlnet": controlnet}))
         derived.set_progress_bar_config(disable=True)

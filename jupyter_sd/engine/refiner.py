@@ -20,8 +20,9 @@ from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
 from . import step_cache, token_merging
 from .conditioning import a1111_steps, build_conditioning
+from .control.apply import check_conditioning, control_for
 from .models import ModelSource, component_config, load_pipeline
-from .modes import execution_device
+from .modes import derived_pipeline, execution_device
 from .passes import Stopped, X0Capture, step_noise
 from .preview import Previewer, decode_latents, to_pil
 from .progress import Progress
@@ -104,10 +105,12 @@ def paint_with_refiner(
     stop: threading.Event,
     result: PaintResult,
     networks_key: Any,
+    pictures: Any = None,
 ) -> list[Image.Image]:
     """One batch of a txt2img request with ``--refiner``: the base up to the switch, then the refiner.
 
     Steps count over both passes; stop and interrupt keep the last predicted clean picture, as every pass does.
+    ControlNet units (`pictures` holds theirs) control the base's steps.
     """
     token_merging.set_ratio(pipe, request.token_merging)  # the base pass (the refiner keeps its own UNet as it is)
     capture = X0Capture(pipe.scheduler)  # re-wrapped for every batch: the scheduler was just swapped
@@ -135,11 +138,13 @@ def paint_with_refiner(
         return tensors
 
     source = _noise(pipe, request, seeds, call := _base_call(request, conditioning, on_step_end, refiner))
+    base, control = _with_units(pipe, request, pictures, call, seeds, result, progress.notice)
+    check_conditioning(control, conditioning)
     try:
         if stop.is_set():
             raise Stopped(0)
         with step_cache.applied(pipe, request.cache), conditioning.applied(pipe):  # the base pass's steps only
-            images = pipe(**call).images
+            images = base(**call).images
         if refiner is not None:  # 4b. the refiner paints the last steps from the base's latents (refiner.py)
             refiner.set_sampler(request)
             capture = X0Capture(refiner.pipe.scheduler)
@@ -153,6 +158,25 @@ def paint_with_refiner(
     # Stopped: keep the last predicted clean picture, never diffusers' decode of the noisy latent.
     latents = capture.x0 if capture.x0 is not None else capture.latents
     return [] if latents is None else to_pil(pipe, decode_latents(pipe, latents))
+
+
+def _with_units(
+    pipe: Any, request: Any, pictures: Any, call: dict[str, Any], seeds: list[int], result: Any, notice: Any
+) -> tuple[Any, Any]:
+    """The base pass's pipeline: with ControlNet units diffusers' ControlNet pipeline over the base (``from_pipe``).
+
+    The units stop at the switch with the base; the refiner paints its steps without them (a ControlNet is shaped
+    like the base's UNet, not the refiner's).
+    """
+    control = control_for(pipe, request, pictures, notice)
+    if control is None:
+        return pipe, None
+    controlled = derived_pipeline(pipe, "txt2img", control.model)
+    controlled.scheduler = pipe.scheduler  # the request's sampler, its step noise and the x0 capture
+    call.update(control.kwargs(controlled, "txt2img", request.width, request.height, seeds[0]))
+    result.params.update(control.infotext())
+    result.detected_maps = control.detected()
+    return controlled, control
 
 
 def _conditioning(pipe: Any, request: PaintRequest, networks_key: Any) -> Any:

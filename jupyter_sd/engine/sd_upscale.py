@@ -167,7 +167,8 @@ def run(
     sources, base = _sources(engine, request, progress, stop, pictures)
     result = PaintResult(request=base, model_name=engine.last_result.model_name if engine.last_result else "")
     for image, seed in sources:
-        picture, last, steps = _upscale_one(engine, request, image, seed, progress, stop)
+        units = pictures.control if pictures is not None else ()  # ControlNet units' pictures, cropped per tile
+        picture, last, steps = _upscale_one(engine, request, image, seed, progress, stop, units)
         result.steps_total += steps
         result.images.append(picture)
         result.seeds.append(seed)
@@ -193,7 +194,8 @@ def _sources(
     if pictures is not None and pictures.init is not None:
         seed = request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED)
         return [(flatten(pictures.init), seed)], request.replace(seed=seed)
-    first = engine.generate(request.replace(sd_upscale=0.0), _FirstPass(progress), stop)
+    control = Pictures(control=pictures.control) if pictures is not None else None  # the units' own pictures
+    first = engine.generate(request.replace(sd_upscale=0.0), _FirstPass(progress), stop, control)
     base = first.request.replace(sd_upscale=request.sd_upscale)
     if first.stopped_by:
         return [], base
@@ -212,7 +214,13 @@ def _enlarge(image: Image.Image, request: PaintRequest, width: int, height: int,
 
 
 def _upscale_one(
-    engine: Any, request: PaintRequest, image: Image.Image, seed: int, progress: Progress, stop: threading.Event
+    engine: Any,
+    request: PaintRequest,
+    image: Image.Image,
+    seed: int,
+    progress: Progress,
+    stop: threading.Event,
+    units: tuple = (),
 ) -> tuple[Image.Image, PaintResult, int]:
     """One picture enlarged, its tiles repainted, then its seams; the last tile's result (model, stop), the steps."""
     width, height = target_size(image.width, image.height, request.sd_upscale)
@@ -225,14 +233,14 @@ def _upscale_one(
     for box in boxes:
         mask = Image.new("L", (width, height), "black")
         ImageDraw.Draw(mask).rectangle(box, fill="white")
-        picture, last = _repaint(engine, request, picture, mask, size, seed, tiles, stop)
+        picture, last = _repaint(engine, request, picture, mask, size, seed, tiles, stop, units)
         if last.stopped_by:
             return picture, last, tiles.steps
     blur = 0 if request.seams_fix == "Band pass" else request.seams_fix_mask_blur  # the extension's band is sharp
     for mask, seam_size in seams:
         changes = {"strength": request.seams_fix_denoise, "tile_mask_blur": blur}
         changes["tile_padding"] = request.seams_fix_padding
-        picture, last = _repaint(engine, request.replace(**changes), picture, mask, seam_size, seed, tiles, stop)
+        picture, last = _repaint(engine, request.replace(**changes), picture, mask, seam_size, seed, tiles, stop, units)
         if last.stopped_by:
             break
     return picture, last, tiles.steps
@@ -247,8 +255,13 @@ def _repaint(
     seed: int,
     tiles: _Tiles,
     stop: threading.Event,
+    units: tuple = (),
 ) -> tuple[Image.Image, PaintResult]:
-    """One area of the picture repainted as an "only masked" inpaint at `size`; the picture with it pasted back."""
+    """One area of the picture repainted as an "only masked" inpaint at `size`; the picture with it pasted back.
+
+    ControlNet units go with it as with any "only masked" inpaint: each unit's picture (the picture itself for a unit
+    without one) cut to the tile's region, as sd-webui-controlnet does with Ultimate SD upscale's tiles.
+    """
     tile = request.replace(
         sd_upscale=0.0,
         init=OBJECT,
@@ -265,6 +278,6 @@ def _repaint(
         repeat=1,
         preview="none",
     )
-    result = engine.generate(tile, tiles, stop, Pictures(init=picture, mask=mask))
+    result = engine.generate(tile, tiles, stop, Pictures(init=picture, mask=mask, control=units))
     tiles.index += 1
     return (result.images[0] if result.images else picture), result

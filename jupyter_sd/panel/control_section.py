@@ -20,15 +20,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .. import library
+from ..engine.control.apply import max_units
 from ..painting.store import save_input
-from ..recipe.control_names import CONTROL_MODES, RESIZE_MODES
+from ..recipe.control_names import CONTROL_MODES, RESIZE_MODES, UNION_CONTROL_TYPES, UNKNOWN_UNION_TYPE
 from ..recipe.control_units import ControlUnit, read_units, unit_from_dict
 from ..recipe.result import png_bytes
 from .controls import Controls, css_class, set_tooltip
 from .images import last_uploaded_picture
 
-UNITS = 3
-"""Tabs shown by default (sd-webui-controlnet's default); a loaded recipe with more units adds tabs."""
 SLIDERS = ("processor_res", "threshold_a", "threshold_b")
 """The preprocessor's sliders, in the unit's field names; a module without one leaves it at -1 (its default)."""
 NO_MODEL = "None"
@@ -118,6 +117,9 @@ class UnitTab(widgets.VBox):
         self.model = _dropdown(model_names(), NO_MODEL, "Model", "model", "A ControlNet model from ControlNet/")
         self.refresh = widgets.Button(icon="refresh", description="", layout=widgets.Layout(width="3em"))
         set_tooltip(self.refresh, "List the models in the models folder's ControlNet/ again")
+        union_tip = "A union (ProMax) model's control type; Unknown takes it from the preprocessor"
+        types = [UNKNOWN_UNION_TYPE, *UNION_CONTROL_TYPES]
+        self.union_control_type = _dropdown(types, UNKNOWN_UNION_TYPE, "Union Type", "union-type", union_tip)
         self.weight = _slider(1.0, 0.0, 2.0, 0.05, "Control Weight", "weight")
         self.guidance_start = _slider(0.0, 0.0, 1.0, 0.01, "Starting Step", "guidance-start")
         self.guidance_end = _slider(1.0, 0.0, 1.0, 0.01, "Ending Step", "guidance-end")
@@ -135,7 +137,7 @@ class UnitTab(widgets.VBox):
                 widgets.HBox([self.thumb, self.map]),
                 self.about,
                 widgets.HBox([self.module, self.preview_button]),
-                widgets.HBox([self.model, self.refresh]),
+                widgets.HBox([self.model, self.refresh, self.union_control_type]),
                 self.weight,
                 widgets.HBox([self.guidance_start, self.guidance_end]),
                 *self.sliders.values(),
@@ -239,6 +241,7 @@ class UnitTab(widgets.VBox):
             name: getattr(self, name).value
             for name in ("module", "model", "weight", "guidance_start", "guidance_end", "control_mode", "resize_mode")
         }
+        values["union_control_type"] = self.union_control_type.value
         values["pixel_perfect"] = bool(self.pixel_perfect.value)
         for name, slider in self.sliders.items():
             values[name] = float(slider.value) if slider.layout.display != "none" else -1
@@ -266,7 +269,7 @@ class UnitTab(widgets.VBox):
         _choose(self.module, unit.module)
         known = unit.model in self.model.options or not unit.model_hash
         _choose(self.model, unit.model if known else f"{unit.model} [{unit.model_hash}]")  # keep a recipe's hash
-        for name in ("weight", "guidance_start", "guidance_end", "control_mode", "resize_mode"):
+        for name in ("weight", "guidance_start", "guidance_end", "control_mode", "resize_mode", "union_control_type"):
             getattr(self, name).value = getattr(unit, name)
         self.pixel_perfect.value = unit.pixel_perfect
         self._module_changed()
@@ -314,15 +317,16 @@ class ControlSection(widgets.Tab):
     folder
         Returns the output folder, where uploaded pictures are kept.
     units
-        How many tabs to show.
+        How many tabs to show: by default the units a request may have (3, or ``%paint config controlnet_units=N``,
+        as sd-webui-controlnet's unit number setting); a loaded recipe with more units adds tabs.
     """
 
-    def __init__(self, controls: Controls, folder: Callable[[], Path], units: int = UNITS) -> None:
+    def __init__(self, controls: Controls, folder: Callable[[], Path], units: int | None = None) -> None:
         self.controls, self.folder = controls, folder
         self.units: list[UnitTab] = []
         super().__init__()
         self.add_class(css_class("controlnet-units"))
-        for _ in range(units):
+        for _ in range(max_units() if units is None else units):
             self._add_tab()
         old = controls.widgets.get("controlnet")
         controls.widgets["controlnet"] = self

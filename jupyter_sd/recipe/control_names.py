@@ -37,3 +37,45 @@ def resize_mode_name(value: object) -> str:
 def control_mode_name(value: object) -> str:
     """``Balanced`` / ``My prompt is more important`` / ``ControlNet is more important`` from a name or 0-2."""
     return _named(value, CONTROL_MODES, {}, "control mode")
+
+
+UNION_CONTROL_TYPES = (
+    "OpenPose",
+    "Depth",
+    "Soft Edge",
+    "Hard Edge",
+    "Normal Map",
+    "Segmentation",
+    "Tile",
+    "Inpaint",
+)
+"""sd-webui-controlnet's "Union Control Type" names, in xinsir's order: a name's index is diffusers' ``control_mode``
+(0 openpose … 7 repaint; the first union model knows 0-5, ProMax all 8)."""
+
+UNKNOWN_UNION_TYPE = "Unknown"
+"""The extension's value for "take it from the module" (no type chosen)."""
+
+_UNION_ALIASES = {
+    "unknown": UNKNOWN_UNION_TYPE,
+    "auto": UNKNOWN_UNION_TYPE,
+    "openpose": "OpenPose",
+    "pose": "OpenPose",
+    "softedge": "Soft Edge",
+    "scribble": "Soft Edge",
+    "hed": "Soft Edge",
+    "canny": "Hard Edge",
+    "lineart": "Hard Edge",
+    "mlsd": "Hard Edge",
+    "normal": "Normal Map",
+    "normalmap": "Normal Map",
+    "segment": "Segmentation",
+    "seg": "Segmentation",
+    "blur": "Tile",
+    "repaint": "Inpaint",
+}
+"""The extension's own tags (its ``from_str``) and ComfyUI's type names."""
+
+
+def union_control_type_name(value: object) -> str:
+    """A union unit's control type from its name, a tag (``canny``, ``softedge`` …), ``Unknown`` or 0-7."""
+    return _named(value, UNION_CONTROL_TYPES, _UNION_ALIASES, "union control type")

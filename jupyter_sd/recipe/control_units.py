@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .control_names import control_mode_name, resize_mode_name
+from .control_names import UNKNOWN_UNION_TYPE, control_mode_name, resize_mode_name, union_control_type_name
 
 HR_OPTIONS = ("Both", "Low res only", "High res only")
 """sd-webui-controlnet's "Hr Option": in which pass of a hires fix the unit applies."""
@@ -39,6 +39,8 @@ class ControlUnit:
     image: Any = None
     model_hash: str | None = None
     hr_option: str = "Both"
+    union_control_type: str = UNKNOWN_UNION_TYPE
+    """A union ControlNet's control type (``Depth`` …); ``Unknown`` takes it from the module (union.py)."""
 
 
 INFOTEXT_FIELDS = (
@@ -108,6 +110,8 @@ def _typed(name: str, value: Any) -> Any:
         return resize_mode_name(value)
     if name == "control_mode":
         return control_mode_name(value)
+    if name == "union_control_type":
+        return union_control_type_name(value)
     if name == "hr_option":
         text = str(value).strip()
         match = [option for option in HR_OPTIONS if option.lower() == text.lower()]
@@ -251,6 +255,8 @@ def format_unit(unit: ControlUnit, hires: bool = False) -> str:
         parts.append(f"{name.replace('_', ' ').title()}: {_value_text(name, value)}")
     if hires or unit.hr_option != "Both":
         parts.append(f"Hr Option: {unit.hr_option}")
+    if unit.union_control_type != UNKNOWN_UNION_TYPE:  # the extension's field name: its parser reads it back
+        parts.append(f"Union Control Type: {unit.union_control_type}")
     return ", ".join(parts)
 
 

@@ -98,9 +98,6 @@ class PaintRequest(MachineOptions):
         if self.outpaint:
             self._check_outpaint()
         hires = self.hires > 0 or bool(self.hires_size)
-        if self.controlnet and (self.sd_upscale or getattr(self, "refiner", "")):
-            msg = "controlnet: units paint txt2img, img2img, inpaint and hires; not yet with --sd-upscale, a refiner"
-            raise ValueError(msg)
         if self.fast and (self.token_merging or self.token_merging_hr):
             msg = "token_merging: does not combine with --fast (it would undo the compiled blocks); use one of them"
             raise ValueError(msg)

@@ -84,3 +84,35 @@ def save_single_file(model: Any, path: Path) -> Path:
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(to_original_layout(state, model.config.layers_per_block), str(path))
     return path
+
+
+def tiny_union(unet: Any, seed: int = 0, scale: float = 0.3, control_types: int = 8) -> Any:
+    """A union ControlNet (xinsir's ControlNet++) shaped like `unet`, its zero layers random (seeded).
+
+    ``ControlNetUnionModel.from_unet`` gives the UNet's shape; the control-type transformer is made as wide as the
+    UNet's first block (its task embeddings are added to the hint's features). 8 types: ProMax; 6: the first union.
+    """
+    import torch
+    from diffusers import ControlNetUnionModel
+
+    width = unet.config.block_out_channels[0]
+    shaped = ControlNetUnionModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    config = {key: value for key, value in shaped.config.items() if not key.startswith("_")}
+    config.update(num_control_type=control_types, num_trans_channel=width, num_proj_channel=width, num_trans_head=8)
+    torch.manual_seed(seed)
+    model = ControlNetUnionModel.from_config(config)
+    generator = torch.Generator("cpu").manual_seed(seed)
+    zeroed = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding", "spatial_ch_projs")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.startswith(zeroed):
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    return model.eval()
+
+
+def save_union_file(model: Any, path: Path) -> Path:
+    """A union ControlNet as one ``.safetensors`` in diffusers' names, as xinsir's ``…_promax.safetensors`` is."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path

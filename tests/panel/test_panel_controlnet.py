@@ -93,6 +93,23 @@ def test_three_unit_tabs_with_modules_and_the_folders_models(panel):
     )
 
 
+@pytest.mark.parametrize("allowed", [5, 1])
+def test_the_tabs_follow_config_controlnet_units(tiny_model_dir, tmp_path, fresh_settings, controlnet_models, allowed):
+    """``%paint config controlnet_units=N`` (set_max_units) opens N tabs, as the extension's unit number does."""
+    from jupyter_sd.engine.control.apply import DEFAULT_MAX_UNITS, set_max_units
+
+    set_max_units(allowed)
+    try:
+        made = Panel(model=str(tiny_model_dir), outdir=str(tmp_path / "out"), steps=2, seed=5, user_ns={})
+        section = made.control_units
+        assert len(section.units) == len(section.children) == allowed
+        assert [section.get_title(i) for i in range(allowed)] == [f"Unit {i}" for i in range(allowed)]
+        made.stop()
+        made.wait(30)
+    finally:
+        set_max_units(DEFAULT_MAX_UNITS)
+
+
 def test_module_sliders_follow_sd_webui_controlnet(panel):
     tab = panel.control_units.units[0]
     shown = {name: s for name, s in tab.sliders.items() if s.layout.display != "none"}
@@ -182,13 +199,18 @@ def test_loading_a_recipe_fills_the_tabs(panel, tmp_path):
         {"image": str(picture_file), "module": "canny", "model": "control_v11p_sd15_canny", "weight": 0.8},
         {"module": "invert", "model": "t2i_sketch [0123abcd]", "guidance_start": 0.2, "pixel_perfect": True},
         {"image": str(picture_file), "module": "none", "model": "depth_folder", "control_mode": 1},
+        # a union model's unit names its control type: the tab's Union Type shows it and gives it back
+        {"image": str(picture_file), "module": "none", "model": "depth_folder", "union_control_type": "Depth"},
         {"image": str(picture_file), "module": "shuffle", "model": "None", "resize_mode": "Just Resize"},
     )
     request = panel.defaults.replace(controlnet=units)
     panel.load(request)
     section = panel.control_units
-    assert panel.controls.sections["controlnet"].on and len(section.units) == 4  # a tab added for the 4th unit
-    assert section.get_title(3) == "Unit 3"
+    assert panel.controls.sections["controlnet"].on and len(section.units) == 5  # tabs added for units 3 and 4
+    assert section.get_title(4) == "Unit 4"
+    assert (
+        section.units[3].union_control_type.value == "Depth" and section.units[0].union_control_type.value == "Unknown"
+    )
     assert section.units[0].image is not None and section.units[0].path == picture_file
     assert section.units[1].model.value == "t2i_sketch [0123abcd]"  # a model not in the folder, with its hash
     assert section.units[1].enable.value and section.units[1].image is None

@@ -168,8 +168,11 @@ def test_a_request_with_units_validates_and_round_trips_its_dict():
     request.validate()
     assert PaintRequest.from_dict(request.to_dict()).controlnet == request.controlnet  # the JSON chunk's form
     request.replace(hires=2.0).validate()  # the hires pass takes units (Hr Option)
-    with pytest.raises(ValueError, match="^controlnet: units paint txt2img, img2img, inpaint and hires; not yet with"):
-        request.replace(sd_upscale=2.0).validate()
+    request.replace(sd_upscale=2.0).validate()  # tiled SD upscale and the refiner take units too (painted in
+    request.replace(refiner="sdxl_refiner").validate()  # tests/engine/control/test_controlnet_passes.py)
+    union = request.replace(controlnet=({"module": "none", "model": "u", "union_control_type": "hard edge"},))
+    assert union.controlnet[0].union_control_type == "Hard Edge"
+    assert PaintRequest.from_dict(union.to_dict()).controlnet == union.controlnet
     assert PaintRequest(prompt="a cat").validate().controlnet == ()
     assert PaintRequest.from_dict(dataclasses.asdict(PaintRequest(prompt="x"))).controlnet == ()
 

@@ -18,6 +18,7 @@ from .injection import Injection, injection_for, residual_count, set_injections
 from .ip_adapter import Adapters, adapters_for, is_ip_adapter
 from .loading import LoadedControlNet, load_controlnet
 from .modules import find_module, module_params
+from .union import control_modes, pipeline_model, union_arguments, union_infotext
 from .unit_maps import UnitMap, refit, unit_map
 
 DEFAULT_MAX_UNITS = 3
@@ -64,6 +65,8 @@ class Control:
     adapters: Adapters | None = None
     """The IP-Adapter units (ip_adapter.py); `units` … hold the ControlNet units, at `positions` among all."""
     positions: list[int] | None = None
+    modes: list[int] | None = None
+    """diffusers' ``control_mode`` of each unit on union models (union.py); None for other ControlNets."""
 
     @property
     def model(self) -> Any:
@@ -71,6 +74,8 @@ class Control:
         models = [loaded.model for loaded in self.loaded]
         if not models:
             return None
+        if self.modes is not None:
+            return pipeline_model(models)
         if len(models) == 1:
             return models[0]
         from diffusers.models.controlnets import MultiControlNetModel
@@ -86,8 +91,9 @@ class Control:
             return None
         pick = lambda items: [items[i] for i in keep]  # noqa: E731
         positions = pick(self.positions or range(len(self.units)))
+        modes = None if self.modes is None else pick(self.modes)
         return Control(
-            pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks), [], adapters, positions
+            pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks), [], adapters, positions, modes
         )
 
     def kwargs(
@@ -117,13 +123,14 @@ class Control:
         set_injections([loaded.model for loaded in self.loaded], injections)
         single = len(self.units) == 1
         scales = [injection.scale for injection in injections]
-        return {
+        arguments = {
             **adapter_kwargs,
             ("image" if kind == "txt2img" else "control_image"): tensors[0] if single else tensors,
             "controlnet_conditioning_scale": scales[0] if single else scales,
             "control_guidance_start": [float(unit.guidance_start) for unit in self.units],
             "control_guidance_end": [float(unit.guidance_end) for unit in self.units],
         }
+        return union_arguments(arguments, self.modes)
 
     def detected(self) -> list[Any]:
         """The units' detected maps of the last pass as pictures (an inpaint map's mask dropped)."""
@@ -142,7 +149,7 @@ class Control:
             res, a, b = module_params(spec, unit.processor_res, unit.threshold_a, unit.threshold_b)
             values = {"processor_res": res, "threshold_a": a, "threshold_b": b}
             values = {k: -1 if v is None else v for k, v in values.items()}
-            model = {"model": loaded.name, "model_hash": loaded.short_hash}
+            model = {"model": loaded.name, "model_hash": loaded.short_hash, **union_infotext(unit, loaded)}
             written.append(dataclasses.replace(unit, module=spec.name, **model, **values, image=None))
         numbered = dict(zip(self.positions or range(len(written)), written))
         numbered.update(self.adapters.written() if self.adapters else {})
@@ -187,7 +194,8 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     keep = [i for i, unit in enumerate(units) if not is_ip_adapter(unit.module)]
     units, images, masks = ([items[i] for i in keep] for items in (units, images, masks))
     loaded = [load_controlnet(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
-    return Control(units, loaded, images, masks, adapters=adapters, positions=keep)
+    modes = control_modes(units, loaded)  # union models (union.py)
+    return Control(units, loaded, images, masks, adapters=adapters, positions=keep, modes=modes)
 
 
 def check_conditioning(control: Control | None, conditioning: Any) -> None:

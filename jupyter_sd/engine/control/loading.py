@@ -14,6 +14,7 @@ from typing import Any
 
 from ... import library
 from ..network_state import file_stamp, hash_with_notice, quiet_loading, read_weights
+from . import union
 
 _WIDTHS = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
 _ATTN_KEY = "transformer_blocks.0.attn2.to_k.weight"
@@ -75,19 +76,18 @@ def _hash_of(path: Path, notice: Any) -> str | None:
 
 
 def _load_path(pipe: Any, path: Path, allow_pickle: bool, notice: Any) -> Any:
-    from diffusers import ControlNetModel
-
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"controlnet: {path} is a folder without config.json (not a diffusers ControlNet)")
         with quiet_loading():
-            return ControlNetModel.from_pretrained(str(path))
-    return from_single_file(pipe, read_weights(path, allow_pickle, "controlnet"), path.name)
+            return union.from_folder(path)  # a ControlNetModel, or a union one by its config
+    weights = read_weights(path, allow_pickle, "controlnet")
+    if union.is_union_weights(weights):
+        return union.from_single_file(pipe, weights, path.name, check_family)
+    return from_single_file(pipe, weights, path.name)
 
 
 def _load_hub(pipe: Any, repo_id: str) -> Any:
-    from diffusers import ControlNetModel
-
     from ..hub import check_hub_model, describe, is_cached
 
     local = is_cached(repo_id, "config.json")
@@ -98,7 +98,7 @@ def _load_hub(pipe: Any, repo_id: str) -> Any:
             raise ValueError(str(error).replace("model:", "controlnet:", 1)[:199]) from None
     try:
         with quiet_loading():
-            return ControlNetModel.from_pretrained(repo_id, local_files_only=local)
+            return union.from_folder(repo_id, local_files_only=local)
     except Exception as error:  # a repository that is not a ControlNet, a broken download
         raise ValueError(f"controlnet: '{repo_id}' did not load as a ControlNet ({describe(error)})"[:199]) from None
 

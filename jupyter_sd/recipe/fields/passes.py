@@ -122,9 +122,10 @@ class InputOptions(PictureOptions):
         default=(),
         metadata=option(
             "ControlNet units as sd-webui-controlnet writes them: 'Module: canny, Model: NAME, Weight: 0.8, "
-            "Image: FILE' (repeat the flag for more units, up to 3; from Python a list of dicts with its API field "
-            "names). Models from the models folder's ControlNet/, a path or a hub id; SD1.5, SD2 and SDXL, in "
-            "txt2img, img2img and inpaint (a unit without an image takes the init there).",
+            "Image: FILE' (repeat the flag for more units, up to 3 or the controlnet_units setting; from Python "
+            "a list of dicts with its API field names). Models from the models folder's ControlNet/, a path or a hub "
+            "id; SD1.5, SD2 and SDXL (Union/ProMax too: 'Union Control Type: Depth'), in txt2img, img2img, inpaint, "
+            "hires, the refiner and --sd-upscale (a unit without an image takes the init there).",
             flags=("--controlnet",),
         ),
     )

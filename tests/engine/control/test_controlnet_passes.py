@@ -1,0 +1,119 @@
+"""ControlNet units with the SDXL refiner and tiled SD upscale, against diffusers' own pipelines; AND refused.
+
+Refiner: diffusers' SDXL ControlNet pipeline paints to the switch (``denoising_end``), its SDXL img2img refiner the
+rest from those latents (``denoising_start``), as diffusers documents base + refiner. SD upscale: one 64×64 tile over
+the whole Lanczos-enlarged picture is an "only masked" inpaint of all of it, so the reference is diffusers' ControlNet
+inpaint pipeline on the enlarged picture with a white mask, the unit's map being that picture (a unit without one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers.paint_modes import generators, init_picture
+from helpers.pixels import assert_pixels_close, pixels
+from helpers.tiny_controlnet import save_folder, tiny_controlnet
+from PIL import Image, ImageDraw
+
+from jupyter_sd.engine import Engine
+from jupyter_sd.engine.conditioning import build_conditioning
+from jupyter_sd.engine.pictures import Pictures
+from jupyter_sd.engine.schedulers import make_scheduler
+from jupyter_sd.recipe.control_units import read_units
+from jupyter_sd.recipe.request import PaintRequest
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()
+
+
+def hint() -> Image.Image:
+    image = Image.new("RGB", (16, 16))
+    ImageDraw.Draw(image).rectangle([2, 4, 13, 11], outline=(255, 255, 255))
+    return image
+
+
+def test_a_unit_controls_the_base_steps_before_the_refiner(engine, tmp_path):
+    import torch
+    from diffusers import (
+        StableDiffusionXLControlNetPipeline,
+        StableDiffusionXLImg2ImgPipeline,
+        StableDiffusionXLPipeline,
+    )
+    from helpers.tiny_sdxl import make_tiny_sdxl
+
+    model, refiner = make_tiny_sdxl(tmp_path / "base"), make_tiny_sdxl(tmp_path / "refiner", seed=1)
+    raw = StableDiffusionXLPipeline.from_pretrained(model)
+    controlnet = tiny_controlnet(raw.unet, seed=4)
+    folder = save_folder(controlnet, tmp_path / "cn_xl")
+    base = StableDiffusionXLControlNetPipeline(**raw.components, controlnet=controlnet)
+    second = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+        refiner, vae=raw.vae, text_encoder_2=raw.text_encoder_2, tokenizer_2=raw.tokenizer_2
+    )
+    for pipe in (base, second):
+        pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = make_scheduler("Euler", "Automatic", dict(raw.scheduler.config))
+    generator = [torch.Generator().manual_seed(4)]
+    latents = base(
+        **build_conditioning(raw, "a red circle", "", 5).pipeline_kwargs(),
+        image=hint(), controlnet_conditioning_scale=0.8, num_inference_steps=5, denoising_end=0.6,
+        guidance_scale=7.0, width=16, height=16, output_type="latent", generator=generator,
+    ).images  # fmt: skip
+    expected = second(
+        "a red circle", image=latents, num_inference_steps=5, denoising_start=0.6, guidance_scale=7.0,
+        generator=generator,
+    ).images[0]  # fmt: skip
+    request = PaintRequest(
+        prompt="a red circle", model=str(model), steps=5, seed=4, sampler="Euler", width=16, height=16, rng="cpu",
+        refiner=str(refiner), refiner_switch=0.6, preview="none", save=False,
+        controlnet=read_units([{"module": "none", "model": str(folder), "weight": 0.8}]),
+    )  # fmt: skip
+    result = engine.generate(request, pictures=Pictures(control=(hint(),)))
+    assert_pixels_close(result.images[0], expected)
+    assert "Refiner switch at: 0.6" in result.infotext(0) and "ControlNet 0: " in result.infotext(0)
+    alone = engine.generate(request.replace(controlnet=()))
+    assert np.abs(pixels(alone.images[0]) - pixels(expected)).max() > 5  # the unit changes the picture
+
+
+def test_a_unit_controls_each_sd_upscale_tile(engine, tiny_model_dir):
+    from diffusers import StableDiffusionControlNetInpaintPipeline, StableDiffusionPipeline
+
+    raw = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
+    controlnet = tiny_controlnet(raw.unet, seed=2)
+    folder = save_folder(controlnet, tiny_model_dir.parent / "cn_tiles")
+    init = init_picture()
+    enlarged = init.resize((64, 64), Image.LANCZOS)  # sd_upscaler None: Lanczos straight to the size
+    pipe = StableDiffusionControlNetInpaintPipeline(**raw.components, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    expected = pipe(
+        **build_conditioning(raw, "a red circle", "", 4).pipeline_kwargs(),
+        image=enlarged, mask_image=Image.new("L", (64, 64), 255), control_image=enlarged, strength=0.875,
+        controlnet_conditioning_scale=0.9, num_inference_steps=4, guidance_scale=7.0, width=64, height=64,
+        generator=generators([7]),
+    ).images[0]  # fmt: skip
+    request = PaintRequest(
+        prompt="a red circle", model=str(tiny_model_dir), steps=4, seed=7, sampler="DPM++ 2M", rng="cpu",
+        init="<object>", strength=0.6, sd_upscale=2, sd_upscaler="None", tile_width=64, tile_height=64,
+        tile_padding=0, tile_mask_blur=0, preview="none", save=False,
+        controlnet=read_units([{"module": "none", "model": str(folder), "weight": 0.9}]),
+    )  # fmt: skip
+    result = engine.generate(request, pictures=Pictures(init=init))
+    assert_pixels_close(result.images[0], expected)
+    plain = engine.generate(request.replace(controlnet=()), pictures=Pictures(init=init))
+    assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 5  # the unit changes the tile
+
+
+def test_and_prompts_with_units_are_one_line(engine, tiny_model_dir):
+    from diffusers import StableDiffusionPipeline
+
+    raw = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
+    folder = save_folder(tiny_controlnet(raw.unet, seed=3), tiny_model_dir.parent / "cn_and")
+    request = PaintRequest(
+        prompt="a red circle AND a blue square", model=str(tiny_model_dir), steps=2, seed=1, preview="none",
+        save=False, controlnet=read_units([{"module": "none", "model": str(folder)}]),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="units do not combine yet with AND prompts") as error:
+        engine.generate(request, pictures=Pictures(control=(hint(),)))
+    assert "\n" not in str(error.value) and len(str(error.value)) < 200
