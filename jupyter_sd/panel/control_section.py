@@ -36,11 +36,12 @@ _STYLE = {"description_width": "8em"}
 
 
 def module_names() -> list[str]:
-    """The preprocessors a unit offers: the built-in ones first, then those that need annotator weights."""
+    """The preprocessors a unit offers: the built-in ones, those that need annotator weights, then IP-Adapter's."""
+    from ..engine.control.ip_adapter_files import MODULE_ENCODERS
     from ..engine.control.modules import MODULES, NEEDS_WEIGHTS
 
     built_in = [name for name in MODULES if name != "inpaint"]  # "inpaint" is inpaint_global_harmonious's name
-    return built_in + sorted(name for name in NEEDS_WEIGHTS if name not in MODULES)
+    return built_in + sorted(name for name in NEEDS_WEIGHTS if name not in MODULES) + list(MODULE_ENCODERS)
 
 
 def model_names() -> list[str]:

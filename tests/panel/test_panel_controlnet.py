@@ -81,6 +81,15 @@ def test_three_unit_tabs_with_modules_and_the_folders_models(panel):
         tab.module.options
     )
     assert list(tab.module.options).index("canny") < list(tab.module.options).index("depth_midas")
+    # IP-Adapter's modules last, as the extension's IP-Adapter control type lists them
+    assert list(tab.module.options)[-6:] == [
+        "ip-adapter_clip_sd15",
+        "ip-adapter_clip_h",
+        "ip-adapter_clip_sdxl_plus_vith",
+        "ip-adapter_clip_sdxl",
+        "ip-adapter_clip_g",
+        "ip-adapter-auto",
+    ]
     # the models folder's ControlNet/: a file by its stem, a diffusers folder by its name; annotators/ is not a model
     assert list(tab.model.options) == ["None", "control_v11p_sd15_canny", "depth_folder"]
     (panel_models := library.models_dir() / "ControlNet" / "control_v11f1p_sd15_depth.pth").write_bytes(b"1")
