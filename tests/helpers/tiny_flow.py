@@ -71,8 +71,11 @@ def _clip_with_projection(tokenizer):
     return CLIPTextModelWithProjection(config)
 
 
-def make_tiny_sd3(folder: str | Path, seed: int = 0) -> Path:
-    """A StableDiffusion3Pipeline: one MMDiT block over 16 channels, two CLIPs (32 wide each) and T5 (64 wide)."""
+def make_tiny_sd3(folder: str | Path, seed: int = 0, layers: int = 1) -> Path:
+    """A StableDiffusion3Pipeline: one MMDiT block over 16 channels, two CLIPs (32 wide each) and T5 (64 wide).
+
+    (`layers` 2 for ControlNet tests: SD3's last block takes no ControlNet residual.)
+    """
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
@@ -80,7 +83,7 @@ def make_tiny_sd3(folder: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     tokenizer = _tokenizer(folder / "_tok")
     t5_tok = t5_tokenizer()
-    transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=16, num_layers=1,
+    transformer = SD3Transformer2DModel(sample_size=16, patch_size=1, in_channels=16, num_layers=layers,
                                         attention_head_dim=8, num_attention_heads=4, joint_attention_dim=64,
                                         caption_projection_dim=32, pooled_projection_dim=64, out_channels=16,
                                         pos_embed_max_size=64)  # fmt: skip

@@ -132,8 +132,12 @@ class Control:
         return units_infotext(tuple(written), hires=hires)
 
 
-def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, limit: int | None = None) -> Any:
+def control_for(
+    pipe: Any, request: Any, pictures: Any, notice: Any = print, limit: int | None = None, load: Any = None
+) -> Any:
     """The request's units with their models and pictures, or None without units.
+
+    `load` loads a unit's model on a transformer family (flow_units.py); without it the family must have a UNet.
 
     Raises
     ------
@@ -151,8 +155,9 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     from ..families import family_of
 
     family = family_of(pipe).name
-    if family not in _FAMILIES:
-        raise ValueError(f"controlnet: painting with units is built for SD1.5, SD2 and SDXL models, not {family}")
+    if family not in _FAMILIES and load is None:
+        msg = f"controlnet: painting with units is built for SD1.5, SD2, SDXL, Flux and SD3 models, not {family}"
+        raise ValueError(msg)
     given = list(getattr(pictures, "control", None) or ())
     images, masks = [], []
     for i, unit in enumerate(units):
@@ -165,7 +170,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
         images.append(image)
         takes_mask = find_module(unit.module).takes_mask
         masks.append(pictures.mask if takes_mask and pictures is not None else None)
-    loaded = [load_controlnet(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
+    loaded = [(load or load_controlnet)(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
     return Control(units, loaded, images, masks)
 
 
