@@ -100,3 +100,17 @@ def make_tiny_flux_8x(folder: Path) -> Path:
                   latent_channels=16, norm_num_groups=8, sample_size=32, shift_factor=0.1159, scaling_factor=0.3611,
                   use_quant_conv=False, use_post_quant_conv=False).save_pretrained(folder / "vae")  # fmt: skip
     return folder
+
+
+def tiny_qwenimage_controlnet(seed: int = 0, scale: float = 0.5) -> Any:
+    """A one-block Qwen-Image ControlNet for `tiny_families.make_tiny_qwenimage`."""
+    import torch
+    from diffusers import QwenImageControlNetModel
+
+    from helpers.tiny_families import QWEN_WIDTH
+
+    torch.manual_seed(seed)
+    model = QwenImageControlNetModel(patch_size=2, in_channels=64, out_channels=16, num_layers=1, attention_head_dim=16,
+                                     num_attention_heads=3, joint_attention_dim=QWEN_WIDTH,
+                                     axes_dims_rope=(8, 4, 4))  # fmt: skip
+    return _randomized(model, seed, scale)

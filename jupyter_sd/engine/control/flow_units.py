@@ -140,7 +140,7 @@ def check_request(family: Any, request: Any) -> None:
             raise ValueError(f"controlnet: units on {family.name} paint {modes}, not {what}")
     _check_guidance(family, request)
     units = request.controlnet
-    if len(units) > 1 and not hasattr(diffusers, multi_class(family)):
+    if len(units) > max(family.controlnet_units, 0 if hasattr(diffusers, multi_class(family)) else 1) > 0:
         raise ValueError(f"controlnet: {family.name} paints one unit at a time (got {len(units)})")
     window = "control_guidance_start" in inspect.signature(getattr(diffusers, pipelines["txt2img"]).__call__).parameters
     for i, unit in enumerate(units):

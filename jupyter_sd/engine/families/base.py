@@ -68,6 +68,8 @@ class Family:
     controlnet_pipelines: dict[str, str] = field(default_factory=dict)
     """Mode → the diffusers ControlNet pipeline painting it with units (transformer families; a missing mode is
     refused). The UNet families' come from diffusers' auto mapping."""
+    controlnet_units: int = 0
+    """The most units its ControlNet pipelines paint at once (0: any, through its Multi model)."""
 
     def infotext_params(self, request: Any) -> dict[str, str]:
         """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux, ``Shift`` when set)."""

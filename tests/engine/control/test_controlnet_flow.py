@@ -21,6 +21,7 @@ from helpers.tiny_flow_controlnet import (
     save_diffusers_file,
     save_xlabs_file,
     tiny_flux_controlnet,
+    tiny_qwenimage_controlnet,
     tiny_sd3_controlnet,
 )
 from PIL import Image, ImageDraw
@@ -74,7 +75,9 @@ def raw(models, family, cls_name, controlnet):
     """diffusers' ControlNet pipeline `cls_name` over the family's components, loaded on their own."""
     import diffusers
 
-    base = diffusers.StableDiffusion3Pipeline if family == "sd3" else diffusers.FluxPipeline
+    base = {"sd3": diffusers.StableDiffusion3Pipeline, "qwen": diffusers.QwenImagePipeline}.get(
+        family, diffusers.FluxPipeline
+    )
     cls = getattr(diffusers, cls_name)
     takes = inspect.signature(cls.__init__).parameters
     components = {k: v for k, v in base.from_pretrained(models[family]).components.items() if k in takes}
@@ -244,3 +247,33 @@ def test_refusals_are_one_line(engine, models, tiny_model_dir, tmp_path):
                 request(models, family, units, **changes), pictures=Pictures(init, mask, control=(edges(),) * 2)
             )
         assert "\n" not in str(error.value) and len(str(error.value)) < 200, str(error.value)
+
+
+def test_a_qwenimage_unit_equals_diffusers_qwenimage_controlnet_pipeline(engine, models, tmp_path):
+    """A unit with the window 0.25-1, CFG 4 against the card's " "; a second unit refused (diffusers' Multi model
+    holds one Union ControlNet)."""
+    from diffusers import QwenImageControlNetModel
+    from helpers.tiny_families import make_tiny_qwenimage
+
+    models["qwen"] = make_tiny_qwenimage(tmp_path / "qwen")
+    tiny_qwenimage_controlnet(seed=6).save_pretrained(models["cn"] / "qwen_cn")
+    pipe = raw(
+        models,
+        "qwen",
+        "QwenImageControlNetPipeline",
+        QwenImageControlNetModel.from_pretrained(models["cn"] / "qwen_cn"),
+    )
+    call = dict(num_inference_steps=4, width=32, height=32, true_cfg_scale=4.0, negative_prompt=" ",
+                control_image=edges(), control_guidance_start=0.25, control_guidance_end=1.0)  # fmt: skip
+    expected = pipe(PROMPT, **call, controlnet_conditioning_scale=0.8, generator=generators([5])).images[0]
+    plain = pipe(PROMPT, **call, controlnet_conditioning_scale=0.0, generator=generators([5])).images[0]
+    units = [unit("qwen_cn", weight=0.8, guidance_start=0.25)]
+    result = engine.generate(request(models, "qwen", units, guidance=4.0), pictures=Pictures(control=(edges(),)))
+    assert_pixels_close(result.images[0], expected)
+    assert np.abs(pixels(expected) - pixels(plain)).max() > 5
+    with pytest.raises(ValueError, match="units on Qwen-Image paint txt2img, not img2img"):
+        engine.generate(
+            request(models, "qwen", units, init="x"), pictures=Pictures(init_picture(32), control=(edges(),))
+        )
+    with pytest.raises(ValueError, match="Qwen-Image paints one unit at a time"):
+        engine.generate(request(models, "qwen", units * 2), pictures=Pictures(control=(edges(),) * 2))
