@@ -133,11 +133,12 @@ def check_request(family: Any, request: Any) -> None:
 
     pipelines = family.controlnet_pipelines
     modes = ", ".join(pipelines)
-    hires = request.hires_enabled and any(u.hr_option != "Low res only" for u in request.controlnet)
-    for mode, wanted in ((request.mode, bool(request.init)), ("img2img", hires)):
-        if wanted and mode not in pipelines:
-            what = "the hires pass (its Hr Option)" if mode == "img2img" and not request.init else mode
-            raise ValueError(f"controlnet: units on {family.name} paint {modes}, not {what}")
+    if request.init and request.mode not in pipelines:
+        raise ValueError(f"controlnet: units on {family.name} paint {modes}, not {request.mode}")
+    if request.hires_enabled and any(u.hr_option != "Low res only" for u in request.controlnet):
+        # diffusers' ControlNet img2img pipelines VAE-encode their image: the hires pass hands latents
+        msg = f"controlnet: units on {family.name} paint {modes}, not the hires pass; give them Hr Option: Low res only"
+        raise ValueError(msg)
     _check_guidance(family, request)
     units = request.controlnet
     if len(units) > max(family.controlnet_units, 0 if hasattr(diffusers, multi_class(family)) else 1) > 0:
@@ -160,10 +161,7 @@ def _check_guidance(family: Any, request: Any) -> None:
     """Flux's ControlNet img2img and inpaint take no CFG (``true_cfg_scale``): refuse a CFG scale above 1 there."""
     import diffusers
 
-    passes = [(request.mode, request.guidance)] if request.init else []
-    if request.hires_enabled:
-        passes.append(("img2img", request.hires_guidance or request.guidance))
-    for mode, guidance in passes:
+    for mode, guidance in [(request.mode, request.guidance)] if request.init else []:
         pipeline = getattr(diffusers, family.controlnet_pipelines[mode])
         if guidance > 1 and "true_cfg_scale" in family.guidance_kwargs(guidance, 1.0):
             if "true_cfg_scale" not in inspect.signature(pipeline.__call__).parameters:

@@ -230,7 +230,7 @@ def test_refusals_are_one_line(engine, models, tiny_model_dir, tmp_path):
         ("sd3", [unit("flux_cn_b")], {}, "SD3 ControlNets load from diffusers folders or hub ids"),
         ("sd3", [unit("sd3_cn")], {"init": "x"}, "units on SD3 paint txt2img, not img2img"),
         ("sd3", [unit("sd3_cn")], {"init": "x", "mask": "m"}, "units on SD3 paint txt2img, not inpaint"),
-        ("sd3", [unit("sd3_cn")], {"hires": 2}, "not the hires pass"),
+        ("sd3", [unit("sd3_cn")], {"hires": 2}, "units on SD3 paint txt2img, not the hires pass"),
         (
             "flux",
             [unit("flux_cn_a", control_mode=2)],
@@ -277,3 +277,17 @@ def test_a_qwenimage_unit_equals_diffusers_qwenimage_controlnet_pipeline(engine,
         )
     with pytest.raises(ValueError, match="Qwen-Image paints one unit at a time"):
         engine.generate(request(models, "qwen", units * 2), pictures=Pictures(control=(edges(),) * 2))
+
+
+def test_units_of_the_first_pass_only_with_the_hires_fix_on_flux(engine, models):
+    """The hires pass hands latents, which diffusers' Flux ControlNet img2img would encode as a picture: units paint
+    the first pass (Hr Option Low res only), and Both is refused in one line."""
+    base = dict(width=16, height=16, hires=2, hires_steps=2, hires_denoise=0.5)
+    low = request(models, "flux", [unit("flux_cn_a", hr_option="Low res only")], **base)
+    painted = engine.generate(low, pictures=Pictures(control=(edges(16),)))
+    without = engine.generate(low.replace(controlnet=()))
+    assert painted.images[0].size == (32, 32)
+    assert np.abs(pixels(painted.images[0]) - pixels(without.images[0])).max() > 5
+    assert "Hr Option: Low res only" in painted.infotext(0)
+    with pytest.raises(ValueError, match="not the hires pass; give them Hr Option: Low res only"):
+        engine.generate(request(models, "flux", [unit("flux_cn_a")], **base), pictures=Pictures(control=(edges(16),)))
