@@ -21,7 +21,7 @@ def _randomized(model: Any, seed: int, scale: float) -> Any:
     generator = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.startswith(_ZEROED):
+            if name.startswith(_ZEROED) or ".after_proj." in name or ".before_proj." in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
     return model.eval()
 
@@ -113,4 +113,16 @@ def tiny_qwenimage_controlnet(seed: int = 0, scale: float = 0.5) -> Any:
     model = QwenImageControlNetModel(patch_size=2, in_channels=64, out_channels=16, num_layers=1, attention_head_dim=16,
                                      num_attention_heads=3, joint_attention_dim=QWEN_WIDTH,
                                      axes_dims_rope=(8, 4, 4))  # fmt: skip
+    return _randomized(model, seed, scale)
+
+
+def tiny_zimage_controlnet(seed: int = 0, scale: float = 0.5) -> Any:
+    """A one-block Z-Image ControlNet for `tiny_families.make_tiny_zimage` (it borrows the transformer's embedders)."""
+    import torch
+    from diffusers import ZImageControlNetModel
+
+    torch.manual_seed(seed)
+    model = ZImageControlNetModel(control_layers_places=[0], control_refiner_layers_places=[0], control_in_dim=16,
+                                  all_patch_size=(2,), all_f_patch_size=(1,), dim=32, n_refiner_layers=1, n_heads=2,
+                                  n_kv_heads=2, norm_eps=1e-5, qk_norm=True)  # fmt: skip
     return _randomized(model, seed, scale)

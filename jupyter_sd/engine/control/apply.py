@@ -156,7 +156,7 @@ def control_for(
 
     family = family_of(pipe).name
     if family not in _FAMILIES and load is None:
-        msg = f"controlnet: painting with units is built for SD1.5, SD2, SDXL, Flux and SD3 models, not {family}"
+        msg = f"controlnet: units paint on SD1.5, SD2, SDXL, Flux, SD3, Qwen-Image and Z-Image models, not {family}"
         raise ValueError(msg)
     given = list(getattr(pictures, "control", None) or ())
     images, masks = [], []

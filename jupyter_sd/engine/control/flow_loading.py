@@ -1,4 +1,4 @@
-"""A transformer family's ControlNet (Flux, SD3): found as every unit's model is, loaded in its family's class, kept.
+"""A transformer family's ControlNet (Flux, SD3, Qwen-Image, Z-Image): found as every unit's model is, kept loaded.
 
 diffusers folders and hub ids load with the family's ControlNet class (``FluxControlNetModel`` …) once their
 ``config.json`` names it. diffusers has no single-file loader for these, so Flux files are read here: the InstantX /
@@ -9,6 +9,7 @@ another family (an SD1.5 one on Flux) is refused in one line.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from pathlib import Path
@@ -48,6 +49,9 @@ def load_flow_controlnet(
         else:
             loaded, label, short = _from_hub(family, where), where, None
         transformer = pipe.transformer
+        borrow = getattr(type(loaded), "from_transformer", None)
+        if borrow is not None and "controlnet" in inspect.signature(borrow).parameters:  # Z-Image's shares embedders
+            loaded = borrow(loaded, transformer)
         with quiet_loading():
             loaded = loaded.to(transformer.device, transformer.dtype).eval()
         cache[key] = LoadedControlNet(loaded, label, short)

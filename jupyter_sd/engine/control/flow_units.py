@@ -1,4 +1,4 @@
-"""ControlNet units on the transformer families (Flux, SD3): their pipeline arguments and what they refuse.
+"""ControlNet units on the transformer families (Flux, SD3, Qwen-Image, Z-Image): pipeline arguments, refusals.
 
 A pass with units is painted by the family's diffusers ControlNet pipeline of its mode (``Family.controlnet_pipelines``,
 made by ``from_pipe`` in modes.py), given one ``FluxControlNetModel`` (…) or the family's Multi model for several

@@ -23,6 +23,7 @@ from helpers.tiny_flow_controlnet import (
     tiny_flux_controlnet,
     tiny_qwenimage_controlnet,
     tiny_sd3_controlnet,
+    tiny_zimage_controlnet,
 )
 from PIL import Image, ImageDraw
 
@@ -75,9 +76,8 @@ def raw(models, family, cls_name, controlnet):
     """diffusers' ControlNet pipeline `cls_name` over the family's components, loaded on their own."""
     import diffusers
 
-    base = {"sd3": diffusers.StableDiffusion3Pipeline, "qwen": diffusers.QwenImagePipeline}.get(
-        family, diffusers.FluxPipeline
-    )
+    bases = {"sd3": "StableDiffusion3Pipeline", "qwen": "QwenImagePipeline", "zimage": "ZImagePipeline"}
+    base = getattr(diffusers, bases.get(family, "FluxPipeline"))
     cls = getattr(diffusers, cls_name)
     takes = inspect.signature(cls.__init__).parameters
     components = {k: v for k, v in base.from_pretrained(models[family]).components.items() if k in takes}
@@ -291,3 +291,30 @@ def test_units_of_the_first_pass_only_with_the_hires_fix_on_flux(engine, models)
     assert "Hr Option: Low res only" in painted.infotext(0)
     with pytest.raises(ValueError, match="not the hires pass; give them Hr Option: Low res only"):
         engine.generate(request(models, "flux", [unit("flux_cn_a")], **base), pictures=Pictures(control=(edges(16),)))
+
+
+def test_a_zimage_unit_equals_diffusers_zimage_controlnet_pipeline(engine, models, tmp_path):
+    """One unit at CFG 1 (Turbo's), the weight as diffusers' scale; a window, a second unit, img2img refused."""
+    from diffusers import ZImageControlNetModel
+    from helpers.tiny_families import make_tiny_zimage
+
+    models["zimage"] = make_tiny_zimage(tmp_path / "zimage")
+    tiny_zimage_controlnet(seed=8).save_pretrained(models["cn"] / "zimage_cn")
+    net = ZImageControlNetModel.from_pretrained(models["cn"] / "zimage_cn")
+    pipe = raw(models, "zimage", "ZImageControlNetPipeline", net)
+    call = dict(num_inference_steps=4, width=32, height=32, guidance_scale=0.0, control_image=edges())
+    expected = pipe(PROMPT, **call, controlnet_conditioning_scale=0.9, generator=generators([5])).images[0]
+    plain = pipe(PROMPT, **call, controlnet_conditioning_scale=0.0, generator=generators([5])).images[0]
+    units = [unit("zimage_cn", weight=0.9)]
+    result = engine.generate(request(models, "zimage", units), pictures=Pictures(control=(edges(),)))
+    assert_pixels_close(result.images[0], expected)
+    assert np.abs(pixels(expected) - pixels(plain)).max() > 5
+    cases = [
+        ([unit("zimage_cn", guidance_end=0.5)], {}, "Z-Image's ControlNet pipeline has no guidance window"),
+        (units * 2, {}, "Z-Image paints one unit at a time"),
+        (units, {"init": "x"}, "units on Z-Image paint txt2img, not img2img"),
+    ]
+    for case_units, changes, message in cases:
+        with pytest.raises(ValueError, match=message):
+            bad = request(models, "zimage", case_units, **changes)
+            engine.generate(bad, pictures=Pictures(init_picture(32), control=(edges(),) * 2))
