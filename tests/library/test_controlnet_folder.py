@@ -59,3 +59,9 @@ def test_controlnet_files_told_from_their_tensor_names():
     whole = ["model.diffusion_model.input_blocks.0.0.weight", "control_model.input_hint_block.0.weight"]
     assert classify(whole) == "controlnet"  # ControlNet 1.0 files carry the SD model too
     assert classify(["model.diffusion_model.input_blocks.0.0.weight"]) == "checkpoint"
+    instantx = ["controlnet_x_embedder.weight", "transformer_blocks.0.attn.to_q.weight", "controlnet_blocks.0.weight"]
+    xlabs = ["double_blocks.0.img_attn.qkv.weight", "input_hint_block.0.weight", "controlnet_blocks.0.weight"]
+    sd3 = ["pos_embed_input.proj.weight", "transformer_blocks.0.attn.to_q.weight", "controlnet_blocks.0.weight"]
+    zimage = ["control_all_x_embedder.2-1.weight", "control_layers.0.after_proj.weight"]
+    assert [classify(names) for names in (instantx, xlabs, sd3, zimage)] == ["controlnet"] * 4
+    assert classify(["double_blocks.0.img_attn.qkv.weight", "img_in.weight"]) is None  # a Flux transformer is not one
