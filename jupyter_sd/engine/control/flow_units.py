@@ -141,8 +141,10 @@ def check_request(family: Any, request: Any) -> None:
         raise ValueError(msg)
     _check_guidance(family, request)
     units = request.controlnet
-    if len(units) > max(family.controlnet_units, 0 if hasattr(diffusers, multi_class(family)) else 1) > 0:
-        raise ValueError(f"controlnet: {family.name} paints one unit at a time (got {len(units)})")
+    most = family.controlnet_units or (0 if hasattr(diffusers, multi_class(family)) else 1)  # 0: any
+    if most and len(units) > most:
+        many = "one unit" if most == 1 else f"{most} units"
+        raise ValueError(f"controlnet: {family.name} paints {many} at a time (got {len(units)})")
     window = "control_guidance_start" in inspect.signature(getattr(diffusers, pipelines["txt2img"]).__call__).parameters
     for i, unit in enumerate(units):
         mode = control_mode_name(unit.control_mode)
