@@ -18,7 +18,8 @@ from ..recipe.fields import IMAGE_UPSCALERS, LATENT_UPSCALERS
 from ..recipe.request import PaintRequest
 from ..recipe.values import parse_size
 from . import pictures as pics
-from .control.apply import check_conditioning, control_for
+from .control.apply import check_conditioning
+from .control.flow_units import control_for
 from .control.masked_area import cropped
 from .control.union import is_union_model, union_pipeline
 from .families import family_of

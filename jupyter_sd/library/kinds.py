@@ -17,8 +17,10 @@ from pathlib import Path
 _MAX_HEADER = 100 << 20
 _LYCORIS_MARKS = (".hada_w1", ".hada_w2", ".lokr_w1", ".lokr_w2", ".oft_", ".ia3", "oft_blocks", ".oft_diag")
 _LORA_MARKS = (".lora_down.", ".lora_up.", ".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.", ".lora_mid.")
-_CONTROLNET_MARKS = ("control_model.", "input_hint_block.", "controlnet_cond_embedding.", "controlnet_down_blocks.")
-"""ControlNet 1.0 (``control_model.``), 1.1 (``input_hint_block.``) and diffusers' layout."""
+_CONTROLNET_MARKS = ("control_model.", "input_hint_block.", "controlnet_cond_embedding.", "controlnet_down_blocks.",
+                     "controlnet_blocks.", "controlnet_x_embedder.", "control_all_x_embedder.")  # fmt: skip
+"""ControlNet 1.0 (``control_model.``), 1.1 (``input_hint_block.``) and diffusers' layout; the transformer families'
+(Flux's InstantX/XLabs, SD3, Qwen-Image: ``controlnet_blocks.``; Z-Image: ``control_all_x_embedder.``)."""
 _EMBEDDING_KEYS = {"emb_params", "string_to_param", "string_to_token", "clip_l", "clip_g", "*"}
 
 KINDS: dict[str, str] = {

@@ -72,7 +72,10 @@ def _clip_with_projection(tokenizer):
 
 
 def make_tiny_sd3(folder: str | Path, seed: int = 0, layers: int = 1) -> Path:
-    """A StableDiffusion3Pipeline: `layers` MMDiT blocks over 16 channels, two CLIPs (32 wide each) and T5 (64 wide)."""
+    """A StableDiffusion3Pipeline: `layers` MMDiT blocks over 16 channels, two CLIPs (32 wide each) and T5 (64 wide).
+
+    (`layers` 2 for ControlNet tests: SD3's last block takes no ControlNet residual.)
+    """
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 

@@ -62,3 +62,9 @@ def test_controlnet_files_told_from_their_tensor_names():
     ip_adapter = ["image_proj.proj.weight", "image_proj.norm.weight", "ip_adapter.1.to_k_ip.weight"]
     assert classify(ip_adapter) == "controlnet"  # sd-webui-controlnet keeps IP-Adapters in ControlNet/
     assert classify([*ip_adapter, "ip_adapter.1.to_k_lora.down.weight"]) == "controlnet"  # FaceID: not a LoRA
+    instantx = ["controlnet_x_embedder.weight", "transformer_blocks.0.attn.to_q.weight", "controlnet_blocks.0.weight"]
+    xlabs = ["double_blocks.0.img_attn.qkv.weight", "input_hint_block.0.weight", "controlnet_blocks.0.weight"]
+    sd3 = ["pos_embed_input.proj.weight", "transformer_blocks.0.attn.to_q.weight", "controlnet_blocks.0.weight"]
+    zimage = ["control_all_x_embedder.2-1.weight", "control_layers.0.after_proj.weight"]
+    assert [classify(names) for names in (instantx, xlabs, sd3, zimage)] == ["controlnet"] * 4
+    assert classify(["double_blocks.0.img_attn.qkv.weight", "img_in.weight"]) is None  # a Flux transformer is not one

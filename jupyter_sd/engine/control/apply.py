@@ -156,8 +156,12 @@ class Control:
         return units_infotext(tuple(numbered[i] for i in sorted(numbered)), hires=hires)
 
 
-def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, limit: int | None = None) -> Any:
+def control_for(
+    pipe: Any, request: Any, pictures: Any, notice: Any = print, limit: int | None = None, load: Any = None
+) -> Any:
     """The request's units with their models and pictures, or None without units.
+
+    `load` loads a unit's model on a transformer family (flow_units.py); without it the family must have a UNet.
 
     Raises
     ------
@@ -176,8 +180,9 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     from ..families import family_of
 
     family = family_of(pipe).name
-    if family not in _FAMILIES:
-        raise ValueError(f"controlnet: painting with units is built for SD1.5, SD2 and SDXL models, not {family}")
+    if family not in _FAMILIES and load is None:
+        msg = f"controlnet: units paint on SD1.5, SD2, SDXL, Flux, SD3, Qwen-Image and Z-Image models, not {family}"
+        raise ValueError(msg)
     given = list(getattr(pictures, "control", None) or ())
     images, masks = [], []
     for i, unit in enumerate(units):
@@ -193,7 +198,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     adapters = adapters_for(pipe, units, images, request.allow_pickle, notice)  # IP-Adapter units (ip_adapter.py)
     keep = [i for i, unit in enumerate(units) if not is_ip_adapter(unit.module)]
     units, images, masks = ([items[i] for i in keep] for items in (units, images, masks))
-    loaded = [load_controlnet(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
+    loaded = [(load or load_controlnet)(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
     modes = control_modes(units, loaded)  # union models (union.py)
     return Control(units, loaded, images, masks, adapters=adapters, positions=keep, modes=modes)
 

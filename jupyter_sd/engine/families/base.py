@@ -63,6 +63,13 @@ class Family:
     """Working memory on top of the weights for one native-size picture in fp16 (auto offload's margin)."""
     lacks: tuple[str, ...] = ()
     """Features of `FEATURES` not implemented for this family yet: a request using one is refused in one line."""
+    controlnet: str = ""
+    """The diffusers ControlNet class of a transformer family's units (``FluxControlNetModel``); '' : the UNet's."""
+    controlnet_pipelines: dict[str, str] = field(default_factory=dict)
+    """Mode → the diffusers ControlNet pipeline painting it with units (transformer families; a missing mode is
+    refused). The UNet families' come from diffusers' auto mapping."""
+    controlnet_units: int = 0
+    """The most units its ControlNet pipelines paint at once (0: any, through its Multi model)."""
 
     def infotext_params(self, request: Any) -> dict[str, str]:
         """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux, ``Shift`` when set)."""
@@ -138,7 +145,9 @@ class Family:
 
     def owns_class(self, class_name: str) -> bool:
         """Whether a pipeline class (a loaded pipeline's, or a folder's ``_class_name``) is this family's."""
-        return class_name in self.pipelines.values() or class_name in self.classes
+        return any(
+            class_name in names for names in (self.pipelines.values(), self.classes, self.controlnet_pipelines.values())
+        )
 
     def guidance_kwargs(self, guidance: float, distilled: float) -> dict[str, Any]:
         """The pipeline-call arguments for CFG `guidance` (and the distilled guidance scale, where it applies).

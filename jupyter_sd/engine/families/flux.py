@@ -6,10 +6,27 @@ It takes CFG (``true_cfg_scale``, 1 = off, as Forge paints it) and the guidance 
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
 from .base import Family
 from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
 
-FAMILY = Family(
+
+@dataclass(frozen=True)
+class FluxFamily(Family):
+    """Flux's ControlNet img2img and inpaint pipelines, which take no negative prompt and no CFG."""
+
+    def adapt_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
+        """Drop the negative prompt and CFG a pipeline does not take (units refuse CFG above 1 there)."""
+        takes = inspect.signature(type(pipe).__call__).parameters
+        if "true_cfg_scale" in takes:
+            return call
+        return {k: v for k, v in call.items() if k not in ("negative_prompt", "true_cfg_scale")}
+
+
+FAMILY = FluxFamily(
     name="Flux",
     title="FLUX.1",
     pipelines={
@@ -51,4 +68,10 @@ FAMILY = Family(
     half_dtype="bfloat16",
     activations_gb=4.0,
     lacks=("embeddings", "refiner", "prompt syntax"),
+    controlnet="FluxControlNetModel",
+    controlnet_pipelines={
+        "txt2img": "FluxControlNetPipeline",
+        "img2img": "FluxControlNetImg2ImgPipeline",
+        "inpaint": "FluxControlNetInpaintPipeline",
+    },
 )

@@ -108,4 +108,7 @@ FAMILY = QwenImageFamily(
     prompt_note=f"prompt: Qwen-Image's Qwen2.5-VL text encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=5.0,
     lacks=("lora", "embeddings", "vae", "refiner", "prompt syntax", "single file"),
+    controlnet="QwenImageControlNetModel",
+    controlnet_pipelines={"txt2img": "QwenImageControlNetPipeline"},
+    controlnet_units=1,  # (diffusers' Multi model holds one Union ControlNet only)
 )

@@ -44,4 +44,8 @@ FAMILY = Family(
     },
     activations_gb=3.5,
     lacks=("embeddings", "refiner", "prompt syntax"),
+    controlnet="SD3ControlNetModel",
+    controlnet_pipelines={
+        "txt2img": "StableDiffusion3ControlNetPipeline",
+    },
 )

@@ -60,4 +60,7 @@ FAMILY = ZImageFamily(
     prompt_note=f"prompt: Z-Image's Qwen3 text encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=3.0,
     lacks=("lora", "embeddings", "vae", "refiner", "prompt syntax", "single file"),
+    controlnet="ZImageControlNetModel",
+    controlnet_pipelines={"txt2img": "ZImageControlNetPipeline"},  # (its Inpaint class repaints from noise: no init)
+    controlnet_units=1,
 )

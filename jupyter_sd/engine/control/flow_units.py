@@ -1,0 +1,182 @@
+"""ControlNet units on the transformer families (Flux, SD3, Qwen-Image, Z-Image): pipeline arguments, refusals.
+
+A pass with units is painted by the family's diffusers ControlNet pipeline of its mode (``Family.controlnet_pipelines``,
+made by ``from_pipe`` in modes.py), given one ``FluxControlNetModel`` (…) or the family's Multi model for several
+units. A unit's weight is ``controlnet_conditioning_scale``, its guidance start/end the pipeline's control guidance
+window; maps take the one path of every unit (unit_maps.py). sd-webui-controlnet's other control modes reshape a
+UNet ControlNet's 13 residuals and the negative half of its batch: a transformer ControlNet has neither (Flux's true
+CFG reuses the positive residuals), so only Balanced paints here and the others are refused in one line. A Union
+ControlNet (InstantX / Shakker-Labs: a control-mode embedding) takes its control type from the unit's preprocessor.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from ...recipe.control_names import control_mode_name
+from ..families import family_of
+from .apply import Control
+from .apply import control_for as unet_control_for
+from .flow_loading import load_flow_controlnet
+from .modules import find_module
+from .unit_maps import refit, unit_map
+
+UNION_TYPES = {"canny": 0, "tile": 1, "depth": 2, "blur": 3, "openpose": 4, "dw_openpose": 4, "gray": 5}
+"""InstantX's and Shakker-Labs' Flux Union control types (``control_mode``), by the preprocessor's name start."""
+
+
+@dataclass
+class FlowControl(Control):
+    """A request's units on a transformer family: its Multi model for several, the family's pipeline arguments."""
+
+    family: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The one ControlNet, or the family's Multi model (``FluxMultiControlNetModel`` …) of the units' in order."""
+        models = [loaded.model for loaded in self.loaded]
+        if len(models) == 1:
+            return models[0]
+        import diffusers
+
+        return getattr(diffusers, multi_class(self.family))(models)
+
+    def for_pass(self, hires: bool) -> FlowControl | None:
+        """The units of the first pass or of the hires pass, by their Hr Option (None: no unit in that pass)."""
+        picked = super().for_pass(hires)
+        if picked is None:
+            return None
+        return FlowControl(picked.units, picked.loaded, picked.images, picked.masks, family=self.family)
+
+    def kwargs(
+        self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
+    ) -> dict[str, Any]:
+        """The pass's ControlNet arguments for `pipe` painting `width×height` (`base`: the hires pass's first size)."""
+        detect = base or (width, height)
+        self.maps = [
+            unit_map(unit, image, *detect, mask=mask, seed=seed, subseed=subseed)
+            for unit, image, mask in zip(self.units, self.images, self.masks)
+        ]
+        if base is not None:
+            self.maps = [refit(m, unit.resize_mode, width, height) for m, unit in zip(self.maps, self.units)]
+        import torch
+
+        torch.manual_seed(
+            seed
+        )  # SD3's pipeline samples the maps' latents from torch's global generator: a seed repaints
+        tensors = [m.tensor() * 2 - 1 for m in self.maps]  # -1..1: as their image processor makes a picture (a
+        # tensor is taken as it is)
+        single = len(self.units) == 1
+        pick = lambda values: values[0] if single else values  # noqa: E731
+        call = {
+            "control_image": pick(tensors),
+            "controlnet_conditioning_scale": pick([float(unit.weight) for unit in self.units]),
+        }
+        if "control_guidance_start" in inspect.signature(type(pipe).__call__).parameters:
+            call["control_guidance_start"] = [float(unit.guidance_start) for unit in self.units]
+            call["control_guidance_end"] = [float(unit.guidance_end) for unit in self.units]
+        modes = [union_type(unit, loaded) for unit, loaded in zip(self.units, self.loaded)]
+        if any(mode is not None for mode in modes):
+            call["control_mode"] = pick(modes)
+        return call
+
+
+def multi_class(family: Any) -> str:
+    """The diffusers class holding several of the family's ControlNets (``FluxMultiControlNetModel``)."""
+    return family.controlnet.replace("ControlNetModel", "MultiControlNetModel")
+
+
+def union_type(unit: Any, loaded: Any) -> int | None:
+    """A Union ControlNet's control type for the unit's preprocessor (None: not a Union ControlNet).
+
+    Raises
+    ------
+    ValueError
+        One line: a preprocessor that names none of its control types.
+    """
+    if getattr(loaded.model.config, "num_mode", None) is None:
+        return None
+    module = find_module(unit.module).name
+    for prefix, index in UNION_TYPES.items():
+        if module.startswith(prefix):
+            return index
+    msg = f"controlnet: {loaded.name} is a Union ControlNet; pick a preprocessor of its control types "
+    msg += f"({', '.join(name for name in UNION_TYPES if name != 'dw_openpose')}), not {module}"
+    raise ValueError(msg[:199])
+
+
+def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, limit: int | None = None) -> Any:
+    """The request's units with their models and pictures (None without units), on any family painting them.
+
+    The UNet families' go to apply.py as they are; a transformer family's are checked, loaded in its ControlNet class.
+
+    Raises
+    ------
+    ValueError
+        One line: a mode, control mode, window or number of units this family's ControlNet pipelines lack, and what
+        apply.py refuses (a missing picture or model, another family's ControlNet).
+    """
+    family = family_of(pipe) if request.controlnet else None
+    if family is None or not family.controlnet:
+        return unet_control_for(pipe, request, pictures, notice, limit)
+    check_request(family, request)
+    control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
+    _check_models(family, control)
+    return FlowControl(control.units, control.loaded, control.images, control.masks, family=family)
+
+
+def check_request(family: Any, request: Any) -> None:
+    """Refuse, in one line, what the family's ControlNet pipelines cannot paint, naming what they can."""
+    import diffusers
+
+    pipelines = family.controlnet_pipelines
+    modes = ", ".join(pipelines)
+    if request.init and request.mode not in pipelines:
+        raise ValueError(f"controlnet: units on {family.name} paint {modes}, not {request.mode}")
+    if request.hires_enabled and any(u.hr_option != "Low res only" for u in request.controlnet):
+        # diffusers' ControlNet img2img pipelines VAE-encode their image: the hires pass hands latents
+        msg = f"controlnet: units on {family.name} paint {modes}, not the hires pass; give them Hr Option: Low res only"
+        raise ValueError(msg)
+    _check_guidance(family, request)
+    units = request.controlnet
+    most = family.controlnet_units or (0 if hasattr(diffusers, multi_class(family)) else 1)  # 0: any
+    if most and len(units) > most:
+        many = "one unit" if most == 1 else f"{most} units"
+        raise ValueError(f"controlnet: {family.name} paints {many} at a time (got {len(units)})")
+    window = "control_guidance_start" in inspect.signature(getattr(diffusers, pipelines["txt2img"]).__call__).parameters
+    for i, unit in enumerate(units):
+        mode = control_mode_name(unit.control_mode)
+        if mode != "Balanced":
+            msg = f"controlnet: unit {i}: {family.name} ControlNets paint Balanced only (the weight), not '{mode}'"
+            raise ValueError(msg)
+        if find_module(unit.module).takes_mask:
+            msg = f"controlnet: unit {i}: {unit.module} feeds SD1.5's inpaint ControlNet; it has no {family.name} form"
+            raise ValueError(msg)
+        if not window and (float(unit.guidance_start), float(unit.guidance_end)) != (0.0, 1.0):
+            msg = f"controlnet: unit {i}: {family.name}'s ControlNet pipeline has no guidance window (start 0, end 1)"
+            raise ValueError(msg)
+
+
+def _check_guidance(family: Any, request: Any) -> None:
+    """Flux's ControlNet img2img and inpaint take no CFG (``true_cfg_scale``): refuse a CFG scale above 1 there."""
+    import diffusers
+
+    for mode, guidance in [(request.mode, request.guidance)] if request.init else []:
+        pipeline = getattr(diffusers, family.controlnet_pipelines[mode])
+        if guidance > 1 and "true_cfg_scale" in family.guidance_kwargs(guidance, 1.0):
+            if "true_cfg_scale" not in inspect.signature(pipeline.__call__).parameters:
+                msg = f"controlnet: {family.name}'s ControlNet {mode} has no CFG; use CFG scale 1 with units "
+                msg += f"(got {guidance:g})"
+                raise ValueError(msg)
+
+
+def _check_models(family: Any, control: Control) -> None:
+    """Flux's Multi model decides from the first net whether the maps are latents: refuse a mix in one line."""
+    kinds = {
+        loaded.model.input_hint_block is None for loaded in control.loaded if hasattr(loaded.model, "input_hint_block")
+    }
+    if len(kinds) > 1:
+        msg = f"controlnet: {family.name} units cannot mix XLabs ControlNets (a hint block) with InstantX/Union ones"
+        raise ValueError(msg)
