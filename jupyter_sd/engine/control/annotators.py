@@ -4,9 +4,9 @@ Each follows sd-webui-controlnet's module of the same name: the picture scaled a
 resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
 variants quantized by ``safe_step``, lineart inverted so lines are white; OpenPose's people drawn in colour, M-LSD's
-lines with the unit's thresholds), the padding cropped off. Networks load once per weights file
-(``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the
-modules that draw hands or faces.
+lines with the unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa
+(``lama.py``). Networks load once per weights file (``annotator_weights`` finds or downloads it) and stay loaded;
+OpenPose's hand and face networks only for the modules that draw hands or faces.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .mlsd import load_mlsd
 
         return load_mlsd(path)
+    if annotator == "lama":
+        from .lama import load_lama
+
+        return load_lama(path)
     from .edge_nets import load_net
 
     return load_net(annotator, path)
@@ -186,6 +190,13 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
 TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {"mlsd": ("mlsd", _mlsd)}
 """Modules whose work also takes the unit's Threshold A and B (M-LSD's value and distance thresholds)."""
+
+
+def inpaint_lama(picture: np.ndarray) -> np.ndarray:
+    """``inpaint_only+lama``'s map of `picture` (H×W×4 uint8, the mask in alpha) at its own size (``lama.py``)."""
+    from .lama import lama_inpaint_map
+
+    return lama_inpaint_map(loaded_net("lama", "inpaint_only+lama"), picture)
 
 
 def annotate(

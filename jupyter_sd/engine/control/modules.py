@@ -56,6 +56,7 @@ MODULES: dict[str, Module] = {
         Module("threshold", RESOLUTION, Slider("Binarization Threshold", 0, 255, 127)),
         Module("inpaint", takes_mask=True),
         Module("inpaint_only", takes_mask=True),
+        Module("inpaint_only+lama", takes_mask=True, annotator=True),
         *(
             Module(name, RESOLUTION, annotator=True)
             for name in (
@@ -107,7 +108,6 @@ ALIASES = {
 _DEPTH = "depth weights (LeReS/Marigold)"
 _POSE = "OpenPose/DWPose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
-    "inpaint_only+lama": "LaMa inpainting weights (big-lama)",
     **dict.fromkeys(
         (
             "depth_leres",

@@ -2,7 +2,8 @@
 
 Each follows sd-webui-controlnet's module of the same name: the same sliders (see ``modules``), the same scaling to
 the processor resolution (``resolution.scale_with_pad``) and the same arithmetic, on OpenCV and numpy. Maps are
-H×W×3 uint8 at the processor resolution; ``inpaint``/``inpaint_only`` give H×W×4, the mask in the alpha channel.
+H×W×3 uint8 at the processor resolution; ``inpaint``/``inpaint_only`` give H×W×4, the mask in the alpha channel
+(``inpaint_only+lama`` too, LaMa's fill in the mask, at the picture's size).
 """
 
 from __future__ import annotations
@@ -188,9 +189,15 @@ def preprocess(
     res, a, b = module_params(spec, processor_res, threshold_a, threshold_b)
     picture = as_rgb(image)
     if spec.takes_mask:
-        return _with_mask(picture, mask)
+        with_mask = _with_mask(picture, mask)
+        if spec.annotator:  # inpaint_only+lama: LaMa's fill in the mask (annotators.py)
+            from .annotators import inpaint_lama
+
+            return inpaint_lama(with_mask)
+        return with_mask
     if mask is not None:
-        raise ValueError(f"controlnet: {spec.name} takes no mask; the inpaint modules do (inpaint_only, inpaint)")
+        modules = "inpaint_only, inpaint, inpaint_only+lama"
+        raise ValueError(f"controlnet: {spec.name} takes no mask; the inpaint modules do ({modules})")
     if pixel_perfect is not None and res is not None:
         width, height, resize_mode = pixel_perfect
         res = pixel_perfect_resolution((picture.shape[1], picture.shape[0]), width, height, resize_mode)
