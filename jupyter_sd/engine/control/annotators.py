@@ -211,6 +211,13 @@ def inpaint_lama(picture: np.ndarray) -> np.ndarray:
     return lama_inpaint_map(loaded_net("lama", "inpaint_only+lama"), picture)
 
 
+def outpaint_lama(picture: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``inpaint_only+lama`` under "Resize and Fill": fitted to `width`×`height` first, LaMa filling the border."""
+    from .lama import lama_inpaint_map, outpaint_input
+
+    return lama_inpaint_map(loaded_net("lama", "inpaint_only+lama"), outpaint_input(picture, width, height))
+
+
 def annotate(
     module: str, image: np.ndarray, res: int, threshold_a: float | None = None, threshold_b: float | None = None
 ) -> np.ndarray:

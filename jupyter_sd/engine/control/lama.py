@@ -199,4 +199,29 @@ def lama_inpaint_map(net: Any, picture: np.ndarray) -> np.ndarray:
     filled = cv2.resize(lama_fill(net, padded)[:scaled_h, :scaled_w], (width, height))
     alpha = picture[:, :, 3:4].astype(np.float32) / 255.0
     blended = filled.astype(np.float32) * alpha + picture[:, :, :3].astype(np.float32) * (1 - alpha)
-    return np.concatenate([blended.clip(0, 255).astype(np.uint8), picture[:, :, 3:4]], axis=2)
+    mask = picture[:, :, 3:4].astype(np.uint8)
+    return np.concatenate([blended.clip(0, 255).astype(np.uint8), mask], axis=2)
+
+
+def outpaint_input(picture: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`picture` (H×W×4, the mask in alpha) fitted to the size painted by "Resize and Fill", before LaMa runs.
+
+    sd-webui-controlnet's outpaint fix for ``inpaint_only+lama``: the added border is masked (the map stays float,
+    unrounded), so LaMa fills the border too.
+    """
+    from .maps import fit_map
+
+    return fit_map(picture.astype(np.float32), width, height, "Resize and Fill")
+
+
+def lama_start_noise(noise: torch.Tensor, map_latent: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """The start noise sd-webui-controlnet gives a picture with an ``inpaint_only+lama`` unit.
+
+    The map's latent (its RGB in −1..1 through the VAE, scaled) diffused to the last timestep:
+    ``√ᾱ·x₀ + √(1−ᾱ)·noise`` at t = 999. A latent of another size (a hires pass) leaves the noise as it is, as the
+    extension does.
+    """
+    if noise.shape[-2:] != map_latent.shape[-2:]:
+        return noise
+    last = alphas_cumprod[-1].to(device=noise.device, dtype=noise.dtype)
+    return last.sqrt() * map_latent.to(noise) + (1 - last).sqrt() * noise

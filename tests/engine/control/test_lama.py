@@ -107,21 +107,23 @@ def _picture_and_mask() -> tuple[np.ndarray, np.ndarray]:
     return picture, mask
 
 
-def _expected(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _expected(rgba: np.ndarray) -> np.ndarray:
     """sd-webui-controlnet's inpaint_only+lama, written out: 256 short side, LaMa, crop, resize, blend by alpha."""
-    rgba = np.concatenate([picture, mask[:, :, None]], axis=2)
-    scaled = cv2.resize(rgba, (341, 256), interpolation=cv2.INTER_CUBIC)  # 64×48 → short side 256
-    padded = np.pad(scaled, [(0, 0), (0, 384 - 341), (0, 0)], mode="edge")
+    height, width = rgba.shape[:2]
+    k = 256 / min(height, width)
+    size = (round(width * k), round(height * k))
+    scaled = cv2.resize(rgba, size, interpolation=cv2.INTER_CUBIC)
+    padded = np.pad(scaled, [(0, -size[1] % 64), (0, -size[0] % 64), (0, 0)], mode="edge")
     feed = torch.from_numpy(padded).float() / 255.0
     hole = (feed[:, :, 3:4] > 0.5).float()
     colour = feed[:, :, :3] * (1 - hole)
     with torch.no_grad():
         made = lama_reference(lama_state(seed=5), torch.cat([colour, hole], 2).permute(2, 0, 1)[None])
     fill = (made[0].permute(1, 2, 0) * hole + colour * (1 - hole)) * 255.0
-    fill = cv2.resize(fill.numpy().clip(0, 255).astype(np.uint8)[:256, :341], (64, 48))
-    alpha = mask[:, :, None].astype(np.float32) / 255.0
-    blended = (fill.astype(np.float32) * alpha + picture.astype(np.float32) * (1 - alpha)).clip(0, 255)
-    return np.concatenate([blended.astype(np.uint8), mask[:, :, None]], axis=2)
+    fill = cv2.resize(fill.numpy().clip(0, 255).astype(np.uint8)[: size[1], : size[0]], (width, height))
+    alpha = rgba[:, :, 3:4].astype(np.float32) / 255.0
+    blended = (fill.astype(np.float32) * alpha + rgba[:, :, :3].astype(np.float32) * (1 - alpha)).clip(0, 255)
+    return np.concatenate([blended.astype(np.uint8), rgba[:, :, 3:4].astype(np.uint8)], axis=2)
 
 
 def test_the_preprocessor_fills_the_mask_with_lama_and_keeps_the_rest(lama_file):
@@ -132,7 +134,8 @@ def test_the_preprocessor_fills_the_mask_with_lama_and_keeps_the_rest(lama_file)
     outside = mask == 0
     np.testing.assert_array_equal(made[:, :, :3][outside], picture[outside])  # known pixels kept
     assert np.abs(made[12:30, 20:44, :3].astype(int) - picture[12:30, 20:44].astype(int)).mean() > 10
-    np.testing.assert_allclose(made.astype(int), _expected(picture, mask).astype(int), atol=1)
+    rgba = np.concatenate([picture, mask[:, :, None]], axis=2)
+    np.testing.assert_allclose(made.astype(int), _expected(rgba).astype(int), atol=1)
 
 
 def test_a_unit_gets_the_filled_map_and_the_inpaint_hint(lama_file):
@@ -143,6 +146,36 @@ def test_a_unit_gets_the_filled_map_and_the_inpaint_hint(lama_file):
     hint = made.tensor()[0].numpy()
     assert hint.shape == (3, 48, 64) and (hint[:, 12:30, 20:44] == -1).all()
     np.testing.assert_allclose(hint[:, 0, 0], picture[0, 0] / 255.0, atol=1e-6)
+
+
+def test_resize_and_fill_fits_first_so_lama_fills_the_border(lama_file):
+    from jupyter_sd.engine.control.annotators import outpaint_lama
+
+    picture, mask = _picture_and_mask()
+    rgba = np.concatenate([picture, mask[:, :, None]], axis=2)
+    made = outpaint_lama(rgba, 96, 48)  # 64×48 fits at scale 1, 16 px of border each side
+    assert made.shape == (48, 96, 4)
+    assert (made[:, :16, 3] == 255).all() and (made[:, 80:, 3] == 255).all()
+    binary = np.where(mask > 127, 255, 0)  # fitting makes the mask hard, as the extension's detectmap_proc
+    np.testing.assert_array_equal(made[:, 16:80, 3], binary)
+    np.testing.assert_array_equal(made[:, 16:80, :3][mask == 0], picture[mask == 0])
+    fitted = np.full((48, 96, 4), 255, np.float32)
+    fitted[:, :, :3] = np.median(np.concatenate([picture[0], picture[-1], picture[:, 0], picture[:, -1]]), axis=0)
+    fitted[:, 16:80] = np.concatenate([picture, binary[:, :, None]], axis=2)
+    np.testing.assert_allclose(made.astype(int), _expected(fitted).astype(int), atol=1)
+
+
+def test_the_start_noise_is_the_maps_latent_diffused_to_t_999():
+    from diffusers import DDPMScheduler
+
+    from jupyter_sd.engine.control.lama import lama_start_noise
+
+    sd = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")  # SD1.5 and SDXL's
+    noise, latent = torch.randn(1, 4, 6, 8), torch.randn(1, 4, 6, 8)
+    made = lama_start_noise(noise, latent, sd.alphas_cumprod)
+    torch.testing.assert_close(made, 0.068265 * latent + 0.997667 * noise, atol=1e-5, rtol=0)
+    hires = torch.randn(1, 4, 12, 16)
+    assert lama_start_noise(hires, latent, sd.alphas_cumprod) is hires
 
 
 def test_without_a_mask_nothing_is_filled(lama_file):
