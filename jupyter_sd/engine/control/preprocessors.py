@@ -179,11 +179,13 @@ def preprocess(
     mask: object | None = None,
     seed: int = 0,
     pixel_perfect: tuple[int, int, object] | None = None,
+    fill_to: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The control map of `image` through built-in preprocessor `module`, with sd-webui-controlnet's parameters.
 
     -1 takes a slider's default. ``pixel_perfect=(width, height, resize_mode)`` sets the processor resolution from
     the picture painted instead. `mask` is the inpaint mask (inpaint modules only); `seed` drives shuffle.
+    ``fill_to=(width, height)``: the unit resizes by "Resize and Fill", so LaMa fills the added border as well.
     """
     spec = find_module(module)
     res, a, b = module_params(spec, processor_res, threshold_a, threshold_b)
@@ -191,9 +193,9 @@ def preprocess(
     if spec.takes_mask:
         with_mask = _with_mask(picture, mask)
         if spec.annotator:  # inpaint_only+lama: LaMa's fill in the mask (annotators.py)
-            from .annotators import inpaint_lama
+            from .annotators import inpaint_lama, outpaint_lama
 
-            return inpaint_lama(with_mask)
+            return outpaint_lama(with_mask, *fill_to) if fill_to else inpaint_lama(with_mask)
         return with_mask
     if mask is not None:
         modules = "inpaint_only, inpaint, inpaint_only+lama"

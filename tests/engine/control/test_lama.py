@@ -213,3 +213,17 @@ def test_weights_of_another_network_are_refused_in_one_line(lama_file):
     torch.save(state, lama_file / "ControlNetLama.pth")
     with pytest.raises(ValueError, match=r"is not LaMa weights"):
         preprocess("inpaint_only+lama", picture, mask=mask)
+
+
+def test_a_resize_and_fill_unit_has_lama_fill_its_border(lama_file):
+    from jupyter_sd.engine.control.annotators import outpaint_lama
+
+    picture, mask = _picture_and_mask()
+    unit = parse_unit_text("Module: inpaint_only+lama, Model: m, Resize Mode: Resize and Fill")
+    made = unit_map(unit, picture, 96, 48, mask=mask)
+    rgba = np.concatenate([picture, mask[:, :, None]], axis=2)
+    np.testing.assert_array_equal(made.detected, outpaint_lama(rgba, 96, 48))
+    hint = made.tensor()[0].numpy()
+    assert hint.shape == (3, 48, 96) and (hint[:, :, :16] == -1).all() and (hint[:, :, 80:] == -1).all()
+    cropped = unit_map(parse_unit_text("Module: inpaint_only+lama, Model: m"), picture, 96, 48, mask=mask)
+    assert not (cropped.tensor()[0].numpy()[:, :, :16] == -1).all()  # other resize modes crop, nothing to fill
