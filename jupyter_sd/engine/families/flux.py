@@ -7,7 +7,8 @@ It takes CFG (``true_cfg_scale``, 1 = off, as Forge paints it) and the guidance 
 from __future__ import annotations
 
 from .base import Family
-from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+from .flow import FLOW_SCHEDULES
+from .flow_samplers import FLOW_MATCH_SAMPLERS
 
 FAMILY = Family(
     name="Flux",
@@ -23,7 +24,7 @@ FAMILY = Family(
     native_size=1024,
     defaults={"sampler": "Euler", "schedule": "Automatic", "guidance": 1.0},
     guidance="cfg+distilled",
-    samplers=FLOW_SAMPLERS,
+    samplers=FLOW_MATCH_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,
