@@ -78,6 +78,11 @@ def encoder_input_width(state: dict) -> int:
     return int(state["image_proj"]["proj.weight"].shape[1])
 
 
+def load_vit_l(path: Path, allow_pickle: bool) -> Any:
+    """The CLIP ViT-L/14 image encoder at `path` (a single file: OpenAI's build, quick GELU, as its config says)."""
+    return load_encoder(path, allow_pickle, act="quick_gelu")
+
+
 @dataclass
 class _State:
     weights: dict[tuple, dict] = field(default_factory=dict)
@@ -108,7 +113,7 @@ def attach_flux(
     installed = state.installed.get(key)
     if installed is None:
         if str(encoder_path) not in state.encoders:
-            encoder = load_encoder(encoder_path, allow_pickle, act="quick_gelu")  # OpenAI's CLIP: quick GELU
+            encoder = load_vit_l(encoder_path, allow_pickle)
             device = getattr(pipe, "_execution_device", None) or transformer.device
             state.encoders[str(encoder_path)] = encoder.to(device, transformer.dtype)
         pipe.register_modules(image_encoder=state.encoders[str(encoder_path)])
@@ -140,4 +145,4 @@ def detach_flux(pipe: Any) -> None:
     state.current = None
 
 
-__all__ = ["attach_flux", "detach_flux", "encoder_input_width", "read_flux_adapter"]
+__all__ = ["attach_flux", "detach_flux", "encoder_input_width", "load_vit_l", "read_flux_adapter"]

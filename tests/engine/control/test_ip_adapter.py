@@ -235,6 +235,7 @@ def test_clip_vision_file_and_auto_module_paint_the_same(engine, models, tiny_mo
         ({"model": "ip-adapter_wide"}, "ip-adapter_wide is an IP-Adapter for width 64; this model is width 32"),
         ({"model": "nothing-here"}, "no IP-Adapter 'nothing-here'"),
         ({"module": "ip-adapter_face_id_plus"}, "needs insightface"),
+        ({"module": "ip-adapter_clip_l"}, "ip-adapter_clip_l feeds Flux's IP-Adapter; SD1.5/SDXL ones take"),
         (
             {"module": "ip-adapter_clip_sdxl", "model": "ip-adapter_single"},
             "no ViT-bigG image encoder for ip-adapter_single",

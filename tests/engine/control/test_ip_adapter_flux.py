@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers.paint_modes import generators
+from helpers.paint_modes import generators, init_picture
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux
 from helpers.tiny_flux_ip_adapter import tiny_vit_l_encoder, xlabs_flux_adapter
@@ -56,17 +56,16 @@ def engine():
     return Engine()
 
 
-def reference(models, scale=0.8, window=None, **call):
-    """diffusers' FluxPipeline with ``load_ip_adapter`` of XLabs' file, seed 5; `window`: (start, end) of the unit."""
-    from diffusers import FluxPipeline
+def reference(models, scale=0.8, window=None, cls="FluxPipeline", steps=4, **call):
+    """diffusers' `cls` with ``load_ip_adapter`` of XLabs' file, seed 5; `window`: (start, end) of the unit."""
+    import diffusers
 
-    pipe = FluxPipeline.from_pretrained(models["flux"])
+    pipe = getattr(diffusers, cls).from_pretrained(models["flux"])
     pipe.set_progress_bar_config(disable=True)
     pipe.load_ip_adapter(str(models["root"] / "models" / "ipadapter"), weight_name=ADAPTER,
                          image_encoder_pretrained_model_name_or_path=str(models["root"] / "encoder_folder"),
                          image_encoder_dtype=torch.float32)  # fmt: skip
     pipe.set_ip_adapter_scale(scale)
-    steps = 4
 
     def step_end(pipe_, i, t, values):  # sd-webui-controlnet: step i+1 applies unless (i+1)/n is outside start..end
         start, end = window
@@ -80,11 +79,11 @@ def reference(models, scale=0.8, window=None, **call):
     return pipe(PROMPT, ip_adapter_image=reference_picture(), **base, **call).images[0]
 
 
-def paint(engine, models, units, **changes):
+def paint(engine, models, units, init_image=None, **changes):
     base = dict(prompt=PROMPT, model=str(models["flux"]), steps=4, seed=5, width=32, height=32, rng="cpu",
                 preview="none", save=False, controlnet=read_units(units))  # fmt: skip
     request = PaintRequest(**{**base, **changes})
-    return engine.generate(request, pictures=Pictures(control=tuple(reference_picture() for _ in units)))
+    return engine.generate(request, pictures=Pictures(init_image, control=tuple(reference_picture() for _ in units)))
 
 
 def unit(module="ip-adapter_clip_l", model="flux-ip-adapter", **values):
@@ -130,6 +129,13 @@ def test_true_cfg_and_a_window_equal_diffusers(engine, models):
     assert np.abs(pixels(expected) - pixels(whole)).max() > 2  # the window changes the picture
 
 
+def test_img2img_unit_equals_diffusers_flux_img2img(engine, models):
+    init = init_picture(32)
+    expected = reference(models, cls="FluxImg2ImgPipeline", steps=6, image=init, strength=0.65)
+    result = paint(engine, models, [unit(weight=0.8)], init_image=init, init="x", strength=0.6, steps=6)
+    assert_pixels_close(result.images[0], expected)
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -153,3 +159,19 @@ def test_a_missing_encoder_is_one_line(engine, models):
     finally:
         hidden.rename(path)
     assert "clip-vit-large-patch14.safetensors" in str(error.value) and len(str(error.value)) < 200
+
+
+def test_a_single_file_vit_l_encoder_loads_as_openais_config_says(models):
+    """ComfyUI's ``clip_vision/`` file has no config: ViT-L is OpenAI's build (quick GELU), GELU would differ."""
+    from transformers import CLIPVisionModelWithProjection
+
+    from jupyter_sd.engine.control.ip_adapter_files import load_encoder
+    from jupyter_sd.engine.control.ip_adapter_flow import load_vit_l
+
+    path = models["root"] / "models" / "clip_vision" / "clip_vision_l.safetensors"
+    folder = CLIPVisionModelWithProjection.from_pretrained(str(models["root"] / "encoder_folder"))
+    picture = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 3
+    with torch.no_grad():
+        expected = folder(picture).image_embeds
+        assert torch.allclose(load_vit_l(path, False)(picture).image_embeds, expected, atol=1e-6)
+        assert (load_encoder(path, False, act="gelu")(picture).image_embeds - expected).abs().max() > 1e-4
