@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers.paint_modes import generators, init_picture
+from helpers.paint_modes import box_mask, generators, init_picture
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux
 from helpers.tiny_flux_ip_adapter import tiny_vit_l_encoder, xlabs_flux_adapter
 from helpers.tiny_ip_adapter import reference_picture, save_adapter, save_encoder_file, tiny_adapter_state
+from PIL import Image
 
 from jupyter_sd import library
 from jupyter_sd.engine import Engine
@@ -79,11 +80,13 @@ def reference(models, scale=0.8, window=None, cls="FluxPipeline", steps=4, **cal
     return pipe(PROMPT, ip_adapter_image=reference_picture(), **base, **call).images[0]
 
 
-def paint(engine, models, units, init_image=None, **changes):
+def paint(engine, models, units, init_image=None, mask_image=None, **changes):
     base = dict(prompt=PROMPT, model=str(models["flux"]), steps=4, seed=5, width=32, height=32, rng="cpu",
                 preview="none", save=False, controlnet=read_units(units))  # fmt: skip
     request = PaintRequest(**{**base, **changes})
-    return engine.generate(request, pictures=Pictures(init_image, control=tuple(reference_picture() for _ in units)))
+    return engine.generate(
+        request, pictures=Pictures(init_image, mask_image, control=tuple(reference_picture() for _ in units))
+    )
 
 
 def unit(module="ip-adapter_clip_l", model="flux-ip-adapter", **values):
@@ -129,11 +132,25 @@ def test_true_cfg_and_a_window_equal_diffusers(engine, models):
     assert np.abs(pixels(expected) - pixels(whole)).max() > 2  # the window changes the picture
 
 
-def test_img2img_unit_equals_diffusers_flux_img2img(engine, models):
-    init = init_picture(32)
-    expected = reference(models, cls="FluxImg2ImgPipeline", steps=6, image=init, strength=0.65)
-    result = paint(engine, models, [unit(weight=0.8)], init_image=init, init="x", strength=0.6, steps=6)
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_img2img_and_inpaint_equal_diffusers(engine, models, mode):
+    init, mask = init_picture(32), box_mask(32, (8, 8, 24, 24))
+    cls, extra = ("FluxImg2ImgPipeline", {}) if mode == "img2img" else ("FluxInpaintPipeline", {"mask_image": mask})
+    expected = reference(models, cls=cls, steps=6, image=init, strength=0.65, **extra)
+    if mode == "inpaint":
+        expected = Image.composite(expected, init, mask)
+    changes = dict(init="x", strength=0.6, steps=6, mask="m" if mode == "inpaint" else "", mask_blur=0)
+    result = paint(engine, models, [unit(weight=0.8)], init, mask if mode == "inpaint" else None, **changes)
     assert_pixels_close(result.images[0], expected)
+
+
+def test_the_hires_pass_takes_the_unit_by_its_hr_option(engine, models):
+    """Both passes, or the first only: the hires pass (Flux img2img on latents) paints with the adapter or without."""
+    hires = {"hires": 2, "hires_steps": 2, "hires_denoise": 0.6}
+    both = paint(engine, models, [unit(weight=0.8)], **hires).images[0]
+    first = paint(engine, models, [unit(weight=0.8, hr_option="Low res only")], **hires).images[0]
+    assert both.size == first.size == (64, 64)
+    assert np.abs(pixels(both) - pixels(first)).max() > 2  # the hires pass sees the adapter only with "Both"
 
 
 @pytest.mark.parametrize(
