@@ -198,6 +198,8 @@ def _read_adapter(pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
     from ..network_state import read_weights
 
     raw = read_weights(file.path, allow_pickle, "controlnet")
+    if any(key.startswith("ip_adapter_proj_model.") for key in raw):
+        raise ValueError(f"controlnet: {file.name} is a Flux IP-Adapter (XLabs'); pick an SD1.5/SDXL one (h94's)"[:199])
     if "image_proj" in raw and isinstance(raw["image_proj"], dict):
         state = {"image_proj": raw["image_proj"], "ip_adapter": raw.get("ip_adapter", {})}
     else:

@@ -192,3 +192,11 @@ def test_a_single_file_vit_l_encoder_loads_as_openais_config_says(models):
         expected = folder(picture).image_embeds
         assert torch.allclose(load_vit_l(path, False)(picture).image_embeds, expected, atol=1e-6)
         assert (load_encoder(path, False, act="gelu")(picture).image_embeds - expected).abs().max() > 1e-4
+
+
+def test_a_flux_adapter_on_an_sd_model_is_one_line(engine, models, tiny_model_dir):
+    request = PaintRequest(prompt=PROMPT, model=str(tiny_model_dir), steps=2, width=32, height=32, preview="none",
+                           save=False, controlnet=read_units([unit(module="ip-adapter-auto")]))  # fmt: skip
+    with pytest.raises(ValueError, match="^controlnet: flux-ip-adapter is a Flux IP-Adapter") as error:
+        engine.generate(request, pictures=Pictures(control=(reference_picture(),)))
+    assert "\n" not in str(error.value) and len(str(error.value)) < 200
