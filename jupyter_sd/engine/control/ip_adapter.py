@@ -7,7 +7,8 @@ its guidance start/end is sd-webui-controlnet's window: at step i of a pass's n 
 
 The request's adapters are loaded together by ``load_ip_adapter`` (from the state dicts we read) and kept: their
 attention processors and image projection are swapped into the UNet for a request with IP-Adapter units and the
-UNet's own swapped back for one without, so painting without them paints exactly the plain picture.
+UNet's own swapped back for one without, so painting without them paints exactly the plain picture. Flux's
+(XLabs') adapters go the same way on the transformer (ip_adapter_flow.py).
 """
 
 from __future__ import annotations
