@@ -97,6 +97,8 @@ def classify(names: Iterable[str]) -> str | None:
         return "controlnet"  # before checkpoints: ControlNet 1.0 files carry a whole SD model beside control_model.
     if any(n.startswith("image_proj.") for n in names) and any(n.startswith("ip_adapter.") for n in names):
         return "controlnet"  # an IP-Adapter (h94's layout): sd-webui-controlnet keeps them in ControlNet/
+    if any(n.startswith("ip_adapter_proj_model.") for n in names):
+        return "controlnet"  # Flux's IP-Adapter (XLabs' layout), kept beside the others
     if any(name.startswith("model.diffusion_model.") for name in names):
         return "checkpoint"
     if any(".RDB1." in name or ".rdb1." in name for name in names) and any(

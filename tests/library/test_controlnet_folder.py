@@ -62,6 +62,8 @@ def test_controlnet_files_told_from_their_tensor_names():
     ip_adapter = ["image_proj.proj.weight", "image_proj.norm.weight", "ip_adapter.1.to_k_ip.weight"]
     assert classify(ip_adapter) == "controlnet"  # sd-webui-controlnet keeps IP-Adapters in ControlNet/
     assert classify([*ip_adapter, "ip_adapter.1.to_k_lora.down.weight"]) == "controlnet"  # FaceID: not a LoRA
+    flux_ip = ["ip_adapter_proj_model.proj.weight", "double_blocks.0.processor.ip_adapter_double_stream_k_proj.weight"]
+    assert classify(flux_ip) == "controlnet"  # XLabs' Flux IP-Adapter
     instantx = ["controlnet_x_embedder.weight", "transformer_blocks.0.attn.to_q.weight", "controlnet_blocks.0.weight"]
     xlabs = ["double_blocks.0.img_attn.qkv.weight", "input_hint_block.0.weight", "controlnet_blocks.0.weight"]
     sd3 = ["pos_embed_input.proj.weight", "transformer_blocks.0.attn.to_q.weight", "controlnet_blocks.0.weight"]

@@ -20,6 +20,7 @@ from ..families import family_of
 from .apply import Control
 from .apply import control_for as unet_control_for
 from .flow_loading import load_flow_controlnet
+from .ip_adapter import is_ip_adapter
 from .modules import find_module
 from .unit_maps import refit, unit_map
 
@@ -121,6 +122,8 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     family = family_of(pipe) if request.controlnet else None
     if family is None or not family.controlnet:
         return unet_control_for(pipe, request, pictures, notice, limit)
+    if all(is_ip_adapter(unit.module) for unit in request.controlnet):  # IP-Adapter units alone (ip_adapter.py)
+        return unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     check_request(family, request)
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     _check_models(family, control)

@@ -7,7 +7,8 @@ its guidance start/end is sd-webui-controlnet's window: at step i of a pass's n 
 
 The request's adapters are loaded together by ``load_ip_adapter`` (from the state dicts we read) and kept: their
 attention processors and image projection are swapped into the UNet for a request with IP-Adapter units and the
-UNet's own swapped back for one without, so painting without them paints exactly the plain picture.
+UNet's own swapped back for one without, so painting without them paints exactly the plain picture. Flux's
+(XLabs') adapters go the same way on the transformer (ip_adapter_flow.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from ...recipe.control_units import ControlUnit
-from .ip_adapter_files import MODULE_ENCODERS, AdapterFile, adapter_input_width, encoder_kind, find_adapter
+from .ip_adapter_files import (
+    MODULE_ENCODERS,
+    AdapterFile,
+    adapter_input_width,
+    encoder_kind,
+    find_adapter,
+    load_encoder,
+)
 from .ip_adapter_files import find_encoder as _find_encoder
+from .ip_adapter_flow import attach_flux, detach_flux, encoder_input_width, read_flux_adapter
 
 _FAMILIES = ("SD1", "SDXL")
 _WIDTHS = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
@@ -62,7 +71,7 @@ class Adapters:
 
     def kwargs(self, pipe: Any) -> dict[str, Any]:
         """The pass's ``ip_adapter_image`` for `pipe`; each unit's weight and window set on the UNet's hook."""
-        _window_hook(pipe.unet).start(self, pipe)
+        _window_hook(getattr(pipe, "unet", None) or pipe.transformer).start(self, pipe)
         return {"ip_adapter_image": [adapter.image for adapter in self.adapters]}
 
     def written(self) -> dict[int, ControlUnit]:
@@ -106,11 +115,28 @@ def adapters_for(
     from ..families import family_of
 
     family = family_of(pipe).name
-    if family not in _FAMILIES:
-        raise ValueError(f"controlnet: IP-Adapter units paint on SD1.5 and SDXL models for now, not {family}")
+    if family not in _FAMILIES and family != "Flux":
+        raise ValueError(f"controlnet: IP-Adapter units paint on SD1.5, SDXL and Flux models for now, not {family}")
     for _, unit, _ in picked:
         _module_name(unit.module)
     files = [find_adapter(unit.model, unit.model_hash) for _, unit, _ in picked]
+    (_attach_flux if family == "Flux" else _attach_unet)(pipe, units, picked, files, allow_pickle)
+    from ..network_state import hash_with_notice
+
+    adapters = [
+        Adapter(unit, i, image, file.name, hash_with_notice("controlnet", file.path, notice))
+        for (i, unit, image), file in zip(picked, files)
+    ]
+    return Adapters(adapters)
+
+
+def _attach_unet(pipe: Any, units: list, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:
+    """SD1.5/SDXL: h94's adapters on the UNet, with the encoder their module and width want."""
+    for _, unit, _ in picked:
+        if MODULE_ENCODERS[_module_name(unit.module)] == "ViT-L":
+            raise ValueError(
+                f"controlnet: {unit.module} feeds Flux's IP-Adapter; SD1.5/SDXL ones take ip-adapter_clip_h/g"
+            )
     state = _state_of(pipe)
     weights = [state.weights_of(pipe, file, allow_pickle) for file in files]
     encoders = {
@@ -123,13 +149,22 @@ def adapters_for(
         names = ", ".join(sorted(p.name for p in encoders))
         raise ValueError(f"controlnet: these IP-Adapter units need different image encoders ({names}); use one"[:199])
     attach(pipe, files, weights, encoders.pop(), allow_pickle)
-    from ..network_state import hash_with_notice
 
-    adapters = [
-        Adapter(unit, i, image, file.name, hash_with_notice("controlnet", file.path, notice))
-        for (i, unit, image), file in zip(picked, files)
-    ]
-    return Adapters(adapters)
+
+def _attach_flux(pipe: Any, units: list, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:
+    """Flux: XLabs' adapters on the transformer (ip_adapter_flow.py), with a CLIP ViT-L/14 encoder; alone for now."""
+    if len(picked) < len(units):
+        raise ValueError("controlnet: Flux IP-Adapter units paint without ControlNet units for now; drop one kind")
+    for _, unit, _ in picked:
+        if MODULE_ENCODERS[_module_name(unit.module)] not in (None, "ViT-L"):
+            msg = f"controlnet: {unit.module} runs {MODULE_ENCODERS[unit.module]}; Flux's IP-Adapter takes "
+            raise ValueError(msg + "ip-adapter_clip_l (CLIP ViT-L/14) or ip-adapter-auto")
+    weights = [read_flux_adapter(pipe, file, allow_pickle) for file in files]
+    encoders = {_find_encoder(file, "ViT-L", encoder_input_width(w), False) for file, w in zip(files, weights)}
+    if len(encoders) > 1:
+        names = ", ".join(sorted(p.name for p in encoders))
+        raise ValueError(f"controlnet: these IP-Adapter units need different image encoders ({names}); use one"[:199])
+    attach_flux(pipe, files, weights, encoders.pop(), allow_pickle)
 
 
 @dataclass
@@ -164,6 +199,8 @@ def _read_adapter(pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
     from ..network_state import read_weights
 
     raw = read_weights(file.path, allow_pickle, "controlnet")
+    if any(key.startswith("ip_adapter_proj_model.") for key in raw):
+        raise ValueError(f"controlnet: {file.name} is a Flux IP-Adapter (XLabs'); pick an SD1.5/SDXL one (h94's)"[:199])
     if "image_proj" in raw and isinstance(raw["image_proj"], dict):
         state = {"image_proj": raw["image_proj"], "ip_adapter": raw.get("ip_adapter", {})}
     else:
@@ -192,37 +229,6 @@ def _read_adapter(pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
     return state
 
 
-def _load_encoder(path: Path, allow_pickle: bool) -> Any:
-    """A CLIP vision encoder from a diffusers/transformers folder, or a single file of transformers' keys."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    from ..network_state import quiet_loading, read_weights
-
-    if path.is_dir():
-        with quiet_loading():
-            return CLIPVisionModelWithProjection.from_pretrained(str(path))
-    weights = read_weights(path, allow_pickle, "controlnet")
-    patch = weights["vision_model.embeddings.patch_embedding.weight"]
-    positions = int(weights["vision_model.embeddings.position_embedding.weight"].shape[0])
-    layers = len({k.split(".")[3] for k in weights if k.startswith("vision_model.encoder.layers.")})
-    config = CLIPVisionConfig(
-        hidden_size=int(patch.shape[0]),
-        patch_size=int(patch.shape[2]),
-        image_size=int(patch.shape[2]) * round((positions - 1) ** 0.5),
-        num_hidden_layers=layers,
-        num_attention_heads=16,  # ViT-L/14, ViT-H/14 and ViT-bigG/14 all have 16 heads
-        intermediate_size=int(weights["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0]),
-        projection_dim=int(weights["visual_projection.weight"].shape[0]),
-        hidden_act="gelu",
-    )
-    model = CLIPVisionModelWithProjection(config)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    wrong = [k for k in missing if not k.endswith("position_ids")] + list(unexpected)
-    if wrong:
-        raise ValueError(f"controlnet: {path.name} is not a CLIP vision encoder (transformers' keys; {wrong[0]})"[:199])
-    return model.eval()
-
-
 def attach(pipe: Any, files: list[AdapterFile], weights: list[dict], encoder_path: Path, allow_pickle: bool) -> None:
     """Install the adapters of `files` (in order) on the UNet: loaded by ``load_ip_adapter`` once, then kept."""
     state, unet = _state_of(pipe), pipe.unet
@@ -234,7 +240,7 @@ def attach(pipe: Any, files: list[AdapterFile], weights: list[dict], encoder_pat
     installed = state.installed.get(key)
     if installed is None:
         if str(encoder_path) not in state.encoders:
-            encoder = _load_encoder(encoder_path, allow_pickle)
+            encoder = load_encoder(encoder_path, allow_pickle)
             device = getattr(pipe, "_execution_device", None) or unet.device  # the GPU, even while offloading
             state.encoders[str(encoder_path)] = encoder.to(device, unet.dtype)
         pipe.register_modules(image_encoder=state.encoders[str(encoder_path)])
@@ -254,7 +260,10 @@ def attach(pipe: Any, files: list[AdapterFile], weights: list[dict], encoder_pat
 
 
 def detach(pipe: Any) -> None:
-    """Give the UNet its own attention processors and projection back (the adapters stay loaded, for later)."""
+    """Give the UNet (Flux: the transformer) its own attention back (the adapters stay loaded, for later)."""
+    if getattr(pipe, "transformer", None) is not None:
+        detach_flux(pipe)
+        _window_hook(pipe.transformer).adapters = None
     state = pipe.__dict__.get(_STATE)
     if state is None or state.current is None:
         return
@@ -274,18 +283,21 @@ def active_at(step: int, steps: int, start: float, end: float) -> bool:
 
 
 class _Window:
-    """The UNet's forward pre-hook: each call (one denoising step) sets every adapter's scale for that step."""
+    """The UNet's (transformer's) forward pre-hook: each denoising step sets every adapter's scale for that step."""
 
     def __init__(self, unet: Any) -> None:
         self.unet, self.adapters, self.pipe, self.calls, self.processors = unet, None, None, 0, []
+        self.timestep: Any = None
 
     def start(self, adapters: Adapters, pipe: Any) -> None:
-        self.adapters, self.pipe, self.calls = adapters, pipe, 0
+        self.adapters, self.pipe, self.calls, self.timestep = adapters, pipe, 0, None
         self.processors = [p for p in self.unet.attn_processors.values() if hasattr(p, "to_k_ip")]
 
     def __call__(self, module: Any, args: tuple) -> None:
-        if self.adapters is None:
-            return
+        timestep = getattr(self.pipe, "_current_timestep", None)
+        if self.adapters is None or (timestep is not None and timestep is self.timestep):
+            return  # none, or the same step again (Flux's true CFG calls the transformer twice)
+        self.timestep = timestep
         steps = int(getattr(self.pipe, "_num_timesteps", 0) or 1)
         scales = [
             float(a.unit.weight)

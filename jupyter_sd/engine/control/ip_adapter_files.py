@@ -12,7 +12,8 @@ adapter's input width:
    with ``config.json``; on the hub ``models/image_encoder`` serves the ViT-H adapters of ``sdxl_models/`` too);
 2. the models folder's ``clip_vision/`` (ComfyUI), then ``ControlNet/annotators/clip_vision/`` (sd-webui-controlnet's
    downloads): a file or folder named for the module's encoder (ViT-H: ``CLIP-ViT-H-14-laion2B-s32B-b79K``,
-   ``clip_h``; ViT-bigG: ``CLIP-ViT-bigG-14-laion2B-39B-b160k``, ``clip_g``).
+   ``clip_h``; ViT-bigG: ``CLIP-ViT-bigG-14-laion2B-39B-b160k``, ``clip_g``; ViT-L, Flux's:
+   ``clip-vit-large-patch14``, ``clip_vision_l``, ``clip_l``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ... import library
 
 ENCODER_NAMES: dict[str, tuple[str, ...]] = {
+    "ViT-L": ("clip-vit-large-patch14", "clip_vision_l", "clip_l", "CLIP-ViT-L-14"),
     "ViT-H": ("CLIP-ViT-H-14-laion2B-s32B-b79K", "clip_h", "clip_vision_h"),
     "ViT-bigG": ("CLIP-ViT-bigG-14-laion2B-39B-b160k", "clip_g", "clip_vision_g"),
 }
@@ -35,9 +38,13 @@ MODULE_ENCODERS: dict[str, str | None] = {
     "ip-adapter_clip_sdxl_plus_vith": "ViT-H",
     "ip-adapter_clip_sdxl": "ViT-bigG",
     "ip-adapter_clip_g": "ViT-bigG",
+    "ip-adapter_clip_l": "ViT-L",
     "ip-adapter-auto": None,
 }
-"""sd-webui-controlnet's IP-Adapter preprocessors and the encoder each runs (auto: by the adapter's name)."""
+"""sd-webui-controlnet's IP-Adapter preprocessors and the encoder each runs (auto: by the adapter's name).
+
+``ip-adapter_clip_l`` (CLIP ViT-L/14, Flux's XLabs adapter) is ours, named as the extension names the others: neither
+sd-webui-controlnet nor Forge has a Flux IP-Adapter preprocessor."""
 _SUFFIXES = (".safetensors", ".bin", ".pth")
 
 
@@ -166,3 +173,37 @@ def _encoder_width(path: Path, plus: bool) -> int:
         header = json.loads(file.read(struct.unpack("<Q", file.read(8))[0]))
     shape = header.get("visual_projection.weight", {}).get("shape")
     return int(shape[1] if plus else shape[0]) if shape else -1
+
+
+def load_encoder(path: Path, allow_pickle: bool, act: str = "gelu") -> Any:
+    """A CLIP vision encoder from a diffusers/transformers folder, or a single file of transformers' keys.
+
+    A single file has no config: `act` is its activation (LAION's ViT-H/bigG: GELU; OpenAI's ViT-L: quick GELU).
+    """
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from ..network_state import quiet_loading, read_weights
+
+    if path.is_dir():
+        with quiet_loading():
+            return CLIPVisionModelWithProjection.from_pretrained(str(path))
+    weights = read_weights(path, allow_pickle, "controlnet")
+    patch = weights["vision_model.embeddings.patch_embedding.weight"]
+    positions = int(weights["vision_model.embeddings.position_embedding.weight"].shape[0])
+    layers = len({k.split(".")[3] for k in weights if k.startswith("vision_model.encoder.layers.")})
+    config = CLIPVisionConfig(
+        hidden_size=int(patch.shape[0]),
+        patch_size=int(patch.shape[2]),
+        image_size=int(patch.shape[2]) * round((positions - 1) ** 0.5),
+        num_hidden_layers=layers,
+        num_attention_heads=16,  # ViT-L/14, ViT-H/14 and ViT-bigG/14 all have 16 heads
+        intermediate_size=int(weights["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0]),
+        projection_dim=int(weights["visual_projection.weight"].shape[0]),
+        hidden_act=act,
+    )
+    model = CLIPVisionModelWithProjection(config)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    wrong = [k for k in missing if not k.endswith("position_ids")] + list(unexpected)
+    if wrong:
+        raise ValueError(f"controlnet: {path.name} is not a CLIP vision encoder (transformers' keys; {wrong[0]})"[:199])
+    return model.eval()

@@ -235,6 +235,7 @@ def test_clip_vision_file_and_auto_module_paint_the_same(engine, models, tiny_mo
         ({"model": "ip-adapter_wide"}, "ip-adapter_wide is an IP-Adapter for width 64; this model is width 32"),
         ({"model": "nothing-here"}, "no IP-Adapter 'nothing-here'"),
         ({"module": "ip-adapter_face_id_plus"}, "needs insightface"),
+        ({"module": "ip-adapter_clip_l"}, "ip-adapter_clip_l feeds Flux's IP-Adapter; SD1.5/SDXL ones take"),
         (
             {"module": "ip-adapter_clip_sdxl", "model": "ip-adapter_single"},
             "no ViT-bigG image encoder for ip-adapter_single",
@@ -250,13 +251,13 @@ def test_refusals_are_one_line(engine, models, tiny_model_dir, values, message):
     assert message in str(error.value) and "\n" not in str(error.value) and len(str(error.value)) < 200
 
 
-def test_flux_is_refused_in_one_line(tmp_path):
-    from diffusers import FluxPipeline
-    from helpers.tiny_flow import make_tiny_flux
+def test_sd3_is_refused_in_one_line(tmp_path):
+    from diffusers import StableDiffusion3Pipeline
+    from helpers.tiny_flow import make_tiny_sd3
 
     from jupyter_sd.engine.control.ip_adapter import adapters_for
     from jupyter_sd.recipe.control_units import ControlUnit
 
-    pipe = FluxPipeline.from_pretrained(make_tiny_flux(tmp_path / "flux"))
-    with pytest.raises(ValueError, match="IP-Adapter units paint on SD1.5 and SDXL models for now, not Flux"):
+    pipe = StableDiffusion3Pipeline.from_pretrained(make_tiny_sd3(tmp_path / "sd3"))
+    with pytest.raises(ValueError, match="IP-Adapter units paint on SD1.5, SDXL and Flux models for now, not SD3"):
         adapters_for(pipe, [ControlUnit(module="ip-adapter_clip_sd15", model="x")], [reference_picture()], False)
