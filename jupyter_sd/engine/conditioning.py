@@ -92,7 +92,7 @@ def build_conditioning(
     negative_text, _, negative_unsupported = extract_networks(negative)
     encoders = encoders_of(pipe)
     if not encoders:
-        kwargs = {"prompt": prompt_text, "negative_prompt": negative_text or None}
+        kwargs = _text_kwargs(pipe, prompt_text, negative_text, emphasis, steps)
         return Conditioning(kwargs=kwargs, networks=networks, unsupported=unsupported + negative_unsupported)
     sdxl = any(e.role.startswith("sdxl") for e in encoders)
     if sdxl or encoders[0].model.config.hidden_size == OPEN_CLIP_WIDTH:
@@ -115,6 +115,25 @@ def build_conditioning(
         uncond = uncond.padded(empty, longest)
         parts = [(w, p.padded(empty, longest)) for w, p in parts]
     return Conditioning(parts=parts, uncond=uncond, networks=networks, unsupported=unsupported + negative_unsupported)
+
+
+def _text_kwargs(pipe: Any, prompt: str, negative: str, emphasis: str, steps: int) -> dict[str, Any]:
+    """The pipeline's prompt arguments where our CLIP chunks do not apply (the T5 and language-model families).
+
+    Flux's and SD3's weighted embeddings (families/prompt_embeds.py), or their text without the emphasis brackets;
+    the other families' text as it is.
+    """
+    from .families import family_of
+    from .families.prompt_embeds import T5_LENGTHS, flow_embeddings, plain_text
+
+    family = family_of(pipe).name
+    if family not in T5_LENGTHS or "prompt syntax" in family_of(pipe).lacks:
+        return {"prompt": prompt, "negative_prompt": negative or None}
+    prompt, negative = (prompt_schedules(text, steps)[0][1] for text in (prompt, negative))  # editing: not yet
+    embeds = flow_embeddings(pipe, family, prompt, negative, emphasis)
+    if embeds is not None:
+        return embeds
+    return {"prompt": plain_text(prompt, emphasis), "negative_prompt": plain_text(negative, emphasis) or None}
 
 
 def clear_cache(pipe: Any) -> None:

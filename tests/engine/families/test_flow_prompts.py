@@ -1,0 +1,140 @@
+"""Emphasis on Flux and SD3 as Forge applies it: T5 and CLIP outputs × the weights, back to the unweighted mean.
+
+The reference embeddings are the formula, computed here from the tiny encoders' outputs, handed to raw diffusers'
+pipelines as ``prompt_embeds``; the engine's pictures must match them within 1/255.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers.pixels import assert_pixels_close
+from helpers.progress_recorder import Recorder
+from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
+
+from jupyter_sd.engine import Engine
+from jupyter_sd.recipe.request import PaintRequest
+
+WEIGHTED = "a (red:1.5) circle on a [blue] background"
+PLAIN = "a red circle on a blue background"
+WEIGHTS = [1.0, 1.5, 1.0, 1.0, 1.0, 1 / 1.1, 1.0]  # one per word of PLAIN
+
+
+@pytest.fixture(scope="module")
+def flux_dir(tmp_path_factory):
+    return make_tiny_flux(tmp_path_factory.mktemp("tiny-flux"))
+
+
+@pytest.fixture(scope="module")
+def sd3_dir(tmp_path_factory):
+    return make_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3"))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()
+
+
+def _emphasis(z, weights):
+    """The formula: z × weights, rescaled to z's original mean (A1111's and Forge's "Original")."""
+    multipliers = torch.tensor(weights).reshape(1, -1, 1)
+    weighted = z * multipliers
+    return weighted * (z.mean() / weighted.mean())
+
+
+def _t5_reference(tokenizer, encoder, length):
+    ids = tokenizer(PLAIN, padding="max_length", max_length=length).input_ids  # 7 words, </s>, <pad>…
+    assert len(ids) == length and ids[7] == tokenizer.eos_token_id
+    return _emphasis(encoder(torch.tensor([ids]))[0], WEIGHTS + [1.0] * (length - 7))
+
+
+def _clip_reference(tokenizer, encoder):
+    ids = tokenizer(PLAIN, padding="max_length", max_length=tokenizer.model_max_length).input_ids
+    output = encoder(torch.tensor([ids]), output_hidden_states=True)
+    weights = [1.0, *WEIGHTS] + [1.0] * (len(ids) - 8)
+    return _emphasis(output.hidden_states[-2], weights), output[0]
+
+
+def _paint(engine, folder, prompt, **options):
+    options = {"steps": 3, **options}
+    request = PaintRequest(prompt=prompt, model=str(folder), width=32, height=32, seed=5, rng="cpu", **options)
+    recorder = Recorder()
+    return engine.generate(request, recorder).images[0], recorder
+
+
+def _text_seen(engine, folder, prompt, **options):
+    """The text embeddings the engine's transformer is called with (its first call), and the picture."""
+    _paint(engine, folder, "a", steps=1)  # loaded
+    seen = []
+    hook = engine._pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"].clone()), with_kwargs=True
+    )
+    try:
+        picture, _ = _paint(engine, folder, prompt, **options)
+    finally:
+        hook.remove()
+    return seen[0], picture
+
+
+def test_flux_weights_t5_as_forge_and_keeps_clips_pooled_output(engine, flux_dir):
+    from diffusers import FluxPipeline
+
+    seen, picture = _text_seen(engine, flux_dir, WEIGHTED)
+    pipe = FluxPipeline.from_pretrained(flux_dir)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        embeds = _t5_reference(pipe.tokenizer_2, pipe.text_encoder_2, 512)
+        pooled = pipe.text_encoder(pipe.tokenizer(PLAIN, padding="max_length", return_tensors="pt").input_ids)[1]
+    generator = torch.Generator("cpu").manual_seed(5)
+    expected = pipe(prompt_embeds=embeds, pooled_prompt_embeds=pooled, width=32, height=32, num_inference_steps=3,
+                    guidance_scale=3.5, generator=generator).images[0]  # fmt: skip
+    assert torch.allclose(seen, embeds, atol=1e-6)  # the formula reached the transformer
+    with torch.no_grad():
+        assert not torch.allclose(seen, pipe._get_t5_prompt_embeds(PLAIN), atol=1e-3)  # not the unweighted text
+    assert_pixels_close(picture, expected)
+    unweighted = pipe(PLAIN, width=32, height=32, num_inference_steps=3, guidance_scale=3.5,
+                      generator=torch.Generator("cpu").manual_seed(5)).images[0]  # fmt: skip
+    plain, _ = _paint(engine, flux_dir, "(a red circle:1.0) on a blue background")
+    assert_pixels_close(plain, unweighted)  # weights of 1: diffusers' own encoding of the text
+
+
+def test_sd3_weights_both_clips_and_t5_with_cfg(engine, sd3_dir):
+    from diffusers import StableDiffusion3Pipeline
+
+    seen, picture = _text_seen(engine, sd3_dir, WEIGHTED, negative_prompt="dog", guidance=4.0)
+    pipe = StableDiffusion3Pipeline.from_pretrained(sd3_dir)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        hidden_l, pooled_l = _clip_reference(pipe.tokenizer, pipe.text_encoder)
+        hidden_g, pooled_g = _clip_reference(pipe.tokenizer_2, pipe.text_encoder_2)
+        t5 = _t5_reference(pipe.tokenizer_3, pipe.text_encoder_3, 256)
+        clip = torch.nn.functional.pad(torch.cat([hidden_l, hidden_g], -1), (0, 64 - 64))
+        negative, _, negative_pooled, _ = pipe.encode_prompt("dog", "dog", "dog", do_classifier_free_guidance=False)
+    assert torch.allclose(seen, torch.cat([negative, torch.cat([clip, t5], -2)]), atol=1e-6)  # CFG: [neg, pos]
+    expected = pipe(prompt_embeds=torch.cat([clip, t5], -2), pooled_prompt_embeds=torch.cat([pooled_l, pooled_g], -1),
+                    negative_prompt_embeds=negative, negative_pooled_prompt_embeds=negative_pooled, width=32,
+                    height=32, num_inference_steps=3, guidance_scale=4.0,
+                    generator=torch.Generator("cpu").manual_seed(5)).images[0]  # fmt: skip
+    assert_pixels_close(picture, expected)
+
+
+def test_break_chunks_sd3_prompts_and_pads_the_negative_to_match(engine, sd3_dir):
+    from diffusers import StableDiffusion3Pipeline
+
+    from jupyter_sd.engine.families.prompt_embeds import flow_embeddings
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(sd3_dir)
+    kwargs = flow_embeddings(pipe, "SD3", "a red circle BREAK a (blue:1.2) square", "", "Original")
+    assert kwargs["prompt_embeds"].shape == kwargs["negative_prompt_embeds"].shape == (1, 2 * 16 + 2 * 256, 64)
+    assert flow_embeddings(pipe, "SD3", PLAIN, "", "Original") is None  # no weights: the pipeline encodes the text
+
+
+def test_a_prompt_longer_than_t5_reads_is_cut_with_one_line(engine, flux_dir):
+    _, recorder = _paint(engine, flux_dir, " ".join(["red"] * 520), steps=1)
+    assert "prompt: Flux's T5 reads 511 tokens a chunk; 9 were cut (BREAK starts a new chunk)" in recorder.notices
+
+
+def test_editing_and_and_on_flux_are_named_in_one_line(engine, flux_dir):
+    _, recorder = _paint(engine, flux_dir, "a [red:blue:0.5] circle AND a square", steps=2)
+    assert "prompt: Flux paints prompt editing and alternation with the first step's text for now" in recorder.notices
+    assert "prompt: Flux reads AND as plain text for now" in recorder.notices
