@@ -200,17 +200,14 @@ def cut_notes(pipe: Any, family: str, texts: dict[str, str], emphasis: str) -> l
 
 
 def prompt_notes(family: str, pipe: Any, request: Any) -> list[str]:
-    """The lines a Flux or SD3 request's prompts earn: syntax not applied yet, prompts cut (see `cut_notes`)."""
+    """The lines a Flux or SD3 request's prompts earn: ``AND`` not applied, prompts cut (see `cut_notes`)."""
     if family not in T5_LENGTHS:
         return []
-    from ...recipe.prompt_editing import prompt_schedules
     from ...recipe.prompts import extract_networks, split_and
 
     texts = {"prompt": request.prompt or "", "negative prompt": request.negative_prompt or ""}
     texts = {name: extract_networks(text)[0] for name, text in texts.items()}
     notes = []
-    if any(len(prompt_schedules(t, request.steps)) > 1 for t in texts.values()):
-        notes.append(f"prompt: {family} paints prompt editing and alternation with the first step's text for now")
     if len(split_and(texts["prompt"])) > 1:
         notes.append(f"prompt: {family} reads AND as plain text for now")
     return notes + cut_notes(pipe, family, texts, request.emphasis)

@@ -64,16 +64,22 @@ def _paint(engine, folder, prompt, **options):
 
 def _text_seen(engine, folder, prompt, **options):
     """The text embeddings the engine's transformer is called with (its first call), and the picture."""
+    seen, picture = _texts_seen(engine, folder, prompt, **options)
+    return seen[0], picture
+
+
+def _texts_seen(engine, folder, prompt, **options):
+    """The text embeddings of each of the engine's transformer calls, and the picture."""
     _paint(engine, folder, "a", steps=1)  # loaded
     seen = []
-    hook = engine._pipe.transformer.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"].clone()), with_kwargs=True
-    )
+    # the context embedder's input: the text embeddings as the transformer really takes them, after any pre-hook
+    embedder = engine._pipe.transformer.context_embedder
+    hook = embedder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
     try:
         picture, _ = _paint(engine, folder, prompt, **options)
     finally:
         hook.remove()
-    return seen[0], picture
+    return seen, picture
 
 
 def test_flux_weights_t5_as_forge_and_keeps_clips_pooled_output(engine, flux_dir):
@@ -134,7 +140,48 @@ def test_a_prompt_longer_than_t5_reads_is_cut_with_one_line(engine, flux_dir):
     assert "prompt: Flux's T5 reads 511 tokens a chunk; 9 were cut (BREAK starts a new chunk)" in recorder.notices
 
 
-def test_editing_and_and_on_flux_are_named_in_one_line(engine, flux_dir):
-    _, recorder = _paint(engine, flux_dir, "a [red:blue:0.5] circle AND a square", steps=2)
-    assert "prompt: Flux paints prompt editing and alternation with the first step's text for now" in recorder.notices
+def test_and_on_flux_is_named_in_one_line(engine, flux_dir):
+    _, recorder = _paint(engine, flux_dir, "a red circle AND a square", steps=1)
     assert "prompt: Flux reads AND as plain text for now" in recorder.notices
+
+
+def test_sd3_prompt_editing_swaps_the_embeddings_at_a1111s_step(engine, sd3_dir):
+    from diffusers import StableDiffusion3Pipeline
+
+    seen, picture = _texts_seen(engine, sd3_dir, "a [red:blue:0.5] circle", negative_prompt="dog", guidance=4.0,
+                                steps=4)  # fmt: skip
+    pipe = StableDiffusion3Pipeline.from_pretrained(sd3_dir)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        red, negative, red_pooled, negative_pooled = pipe.encode_prompt(
+            "a red circle", None, None, negative_prompt="dog"
+        )
+        blue, _, blue_pooled, _ = pipe.encode_prompt("a blue circle", None, None, negative_prompt="dog")
+    last_red = int(0.5 * 4)  # A1111: the first text up to and including step int(when × steps), counted from 0
+    expected = [torch.cat([negative, red if step <= last_red else blue]) for step in range(4)]
+    assert len(seen) == 4 and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(seen, expected))
+
+    def swap(pipe_, index, timestep, tensors):
+        if index == last_red:
+            tensors["prompt_embeds"] = torch.cat([negative, blue])
+            tensors["pooled_prompt_embeds"] = torch.cat([negative_pooled, blue_pooled])
+        return tensors
+
+    raw = pipe(prompt_embeds=red, pooled_prompt_embeds=red_pooled, negative_prompt_embeds=negative,
+               negative_pooled_prompt_embeds=negative_pooled, width=32, height=32, num_inference_steps=4,
+               guidance_scale=4.0, generator=torch.Generator("cpu").manual_seed(5), callback_on_step_end=swap,
+               callback_on_step_end_tensor_inputs=["prompt_embeds", "pooled_prompt_embeds"]).images[0]  # fmt: skip
+    assert_pixels_close(picture, raw)
+
+
+def test_flux_alternation_reaches_the_prompts_call_and_the_negative_keeps_its_own(engine, flux_dir):
+    from diffusers import FluxPipeline
+
+    seen, _ = _texts_seen(engine, flux_dir, "a [red|blue] circle", negative_prompt="dog", guidance=2.0, steps=3)
+    pipe = FluxPipeline.from_pretrained(flux_dir)
+    with torch.no_grad():
+        red, blue, dog = (pipe.encode_prompt(text, None)[0] for text in ("a red circle", "a blue circle", "dog"))
+    # A1111's alternation lists step k (from 1) with option k mod 2 and paints step s (from 0) with the first entry
+    # whose step is not before s: red, red, blue. Each step calls the prompt, then the negative
+    expected = [red, dog, red, dog, blue, dog]
+    assert len(seen) == 6 and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(seen, expected))
