@@ -208,6 +208,6 @@ def prompt_notes(family: str, pipe: Any, request: Any) -> list[str]:
     texts = {"prompt": request.prompt or "", "negative prompt": request.negative_prompt or ""}
     texts = {name: extract_networks(text)[0] for name, text in texts.items()}
     notes = []
-    if len(split_and(texts["prompt"])) > 1:
-        notes.append(f"prompt: {family} reads AND as plain text for now")
+    if family == "Flux" and len(split_and(texts["prompt"])) > 1:
+        notes.append("prompt: AND is read as text on Flux (its distilled guidance has no CFG to combine parts in)")
     return notes + cut_notes(pipe, family, texts, request.emphasis)

@@ -4,7 +4,8 @@ A1111's ``[from:to:when]`` and ``[a|b]`` give a prompt one text per step (``prom
 encoded as `prompt_embeds` encodes it (its weights applied), and a forward pre-hook on the transformer hands it the
 step's embeddings. Flux calls the transformer for the prompt, then (real CFG) for the negative prompt, each step;
 SD3 calls it once with ``[negative, prompt]`` stacked. Flux's ``txt_ids`` follow the text's length (``BREAK``).
-A ControlNet keeps the first step's text (its own call is not hooked).
+A ControlNet keeps the first step's text (its own call is not hooked). SD3's ``AND`` runs every part in one
+batched transformer call, combined as A1111's composable diffusion.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ...recipe.prompt_editing import prompt_schedules
+from ...recipe.prompts import split_and
 from .prompt_embeds import flux_embeds, sd3_embeds, token_chunks
 
 Entries = list[tuple[int, tuple[Any, Any]]]
@@ -28,8 +30,9 @@ def _at(entries: Entries, step: int) -> tuple[Any, Any]:
 class StepPrompts:
     """A Flux or SD3 prompt and negative prompt over the steps, and the transformer hook that applies them."""
 
-    def __init__(self, family: str, positive: Entries, negative: Entries | None) -> None:
-        self.family, self.positive, self.negative = family, positive, negative
+    def __init__(self, family: str, parts: list[tuple[float, Entries]], negative: Entries | None) -> None:
+        self.family, self.parts, self.negative = family, parts, negative
+        self.positive = parts[0][1]
         self.step = 0
         """The step (from 0) being denoised: the step-end callback moves it on."""
         self.calls = 0
@@ -53,6 +56,10 @@ class StepPrompts:
     def applied(self, pipe: Any) -> Iterator[None]:
         """The transformer's pre-hook for one pipeline call."""
         self.step, self.calls, self.pipe = 0, 0, pipe
+        if len(self.parts) > 1:
+            with composed(self, pipe.transformer):
+                yield
+            return
         hook = pipe.transformer.register_forward_pre_hook(self._swap, with_kwargs=True)
         try:
             yield
@@ -92,8 +99,9 @@ def step_prompts(
     pipe: Any, family: str, prompt: str, negative: str, emphasis: str, steps: int, hires_steps: int | None
 ) -> StepPrompts | None:
     """The prompt's and negative's embeddings per step, or None when neither changes between steps."""
-    schedules = [prompt_schedules(text, steps, hires_steps) for text in (prompt, negative)]
-    if all(len(schedule) == 1 for schedule in schedules):
+    parts = split_and(prompt) if family == "SD3" else [(prompt, 1.0)]  # AND: SD3's CFG (Flux's is distilled)
+    schedules = [prompt_schedules(text, steps, hires_steps) for text in [negative] + [t for t, _ in parts]]
+    if len(parts) == 1 and all(len(schedule) == 1 for schedule in schedules):
         return None
     import torch
 
@@ -105,6 +113,49 @@ def step_prompts(
             clip = max(len(token_chunks(pipe.tokenizer, t, emphasis)) for t in texts)
             t5 = max(len(token_chunks(pipe.tokenizer_3, t, emphasis)) for t in texts)
             encoded = {text: sd3_embeds(pipe, text, emphasis, (clip, t5)) for text in texts}
-    positive, negative_entries = ([(end, encoded[text]) for end, text in schedule] for schedule in schedules)
+    negative_entries, *positive = ([(end, encoded[text]) for end, text in schedule] for schedule in schedules)
     keep_negative = bool(negative) or family != "Flux"  # Flux runs CFG only with a negative prompt
-    return StepPrompts(family, positive, negative_entries if keep_negative else None)
+    weighted_parts = [(weight, entries) for (_, weight), entries in zip(parts, positive)]
+    return StepPrompts(family, weighted_parts, negative_entries if keep_negative else None)
+
+
+@contextlib.contextmanager
+def composed(prompts: StepPrompts, transformer: Any) -> Iterator[None]:
+    """SD3's ``AND`` for one call: the transformer's forward runs the negative and every part in one batch.
+
+    They are combined as A1111's composable diffusion, ``uncond + Σ wᵢ·(condᵢ − uncond)``, in the prompt's half of CFG.
+    """
+    import torch
+
+    original = transformer.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        guided = bool(getattr(prompts.pipe, "do_classifier_free_guidance", False))
+        latents, timestep = kwargs["hidden_states"], kwargs["timestep"]
+        images = latents.shape[0] // 2 if guided else latents.shape[0]
+        rows = [_at(prompts.negative, prompts.step)] + [_at(entries, prompts.step) for _, entries in prompts.parts]
+        hidden = kwargs["encoder_hidden_states"]
+        kwargs["encoder_hidden_states"] = torch.cat([e.repeat(images, 1, 1) for e, _ in rows]).to(hidden)
+        pooled = kwargs["pooled_projections"]
+        kwargs["pooled_projections"] = torch.cat([p.repeat(images, 1) for _, p in rows]).to(pooled)
+        kwargs["hidden_states"] = latents[-images:].repeat(len(rows), 1, 1, 1)
+        kwargs["timestep"] = timestep[-images:].repeat(len(rows))
+        return_dict = kwargs.pop("return_dict", True)
+        out = original(*args, return_dict=False, **kwargs)[0].chunk(len(rows))
+        combined = out[0].clone()
+        for (weight, _), cond in zip(prompts.parts, out[1:]):
+            combined = combined + weight * (cond - out[0])
+        result = torch.cat([out[0], combined]) if guided else combined
+        if return_dict:
+            from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+            return Transformer2DModelOutput(sample=result)
+        return (result,)
+
+    transformer.forward = forward
+    try:
+        yield
+    finally:
+        del transformer.forward  # the class's forward shows again
+        if transformer.forward != original:  # an offload hook had replaced forward before us
+            transformer.forward = original

@@ -201,7 +201,10 @@ def test_paint_magic_paints_flux_and_saves_its_recipe(shell, flux_dir, tmp_path,
         f"%%paint --model {flux_dir} --rng cpu --size 40x40 --steps 3 --seed 5 -o {tmp_path}\na red circle AND a square"
     )
     result = run(shell, cell)
-    assert "prompt: Flux reads AND as plain text for now" in capsys.readouterr().out
+    assert (
+        "prompt: AND is read as text on Flux (its distilled guidance has no CFG to combine parts in)"
+        in capsys.readouterr().out
+    )
     with Image.open(result.paths[0]) as saved:
         parameters = saved.info["parameters"]
         assert saved.size == (40, 40)

@@ -142,7 +142,10 @@ def test_a_prompt_longer_than_t5_reads_is_cut_with_one_line(engine, flux_dir):
 
 def test_and_on_flux_is_named_in_one_line(engine, flux_dir):
     _, recorder = _paint(engine, flux_dir, "a red circle AND a square", steps=1)
-    assert "prompt: Flux reads AND as plain text for now" in recorder.notices
+    assert (
+        "prompt: AND is read as text on Flux (its distilled guidance has no CFG to combine parts in)"
+        in recorder.notices
+    )
 
 
 def test_sd3_prompt_editing_swaps_the_embeddings_at_a1111s_step(engine, sd3_dir):
@@ -185,3 +188,33 @@ def test_flux_alternation_reaches_the_prompts_call_and_the_negative_keeps_its_ow
     # whose step is not before s: red, red, blue. Each step calls the prompt, then the negative
     expected = [red, dog, red, dog, blue, dog]
     assert len(seen) == 6 and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(seen, expected))
+
+
+def test_sd3_and_combines_its_parts_as_composable_diffusion(engine, sd3_dir):
+    from diffusers import StableDiffusion3Pipeline
+
+    seen, picture = _texts_seen(engine, sd3_dir, "a red circle AND a blue square :0.6", negative_prompt="dog",
+                                guidance=4.0)  # fmt: skip
+    pipe = StableDiffusion3Pipeline.from_pretrained(sd3_dir)
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        red, negative, red_pooled, negative_pooled = pipe.encode_prompt(
+            "a red circle", None, None, negative_prompt="dog"
+        )
+        square, _, square_pooled, _ = pipe.encode_prompt("a blue square", None, None, negative_prompt="dog")
+    assert len(seen) == 3 and all(torch.allclose(s, torch.cat([negative, red, square]), atol=1e-6) for s in seen)
+    forward = pipe.transformer.forward
+
+    def composable(hidden_states, timestep, encoder_hidden_states, pooled_projections, **kwargs):
+        kwargs.pop("return_dict", None)
+        x, t = hidden_states[1:], timestep[1:]  # the prompt's half of CFG (the halves' latents are equal)
+        u, a, b = (forward(hidden_states=x, timestep=t, encoder_hidden_states=e, pooled_projections=p,
+                           return_dict=False, **kwargs)[0]
+                   for e, p in ((negative, negative_pooled), (red, red_pooled), (square, square_pooled)))  # fmt: skip
+        return (torch.cat([u, u + 1.0 * (a - u) + 0.6 * (b - u)]),)
+
+    pipe.transformer.forward = composable
+    expected = pipe(prompt_embeds=red, pooled_prompt_embeds=red_pooled, negative_prompt_embeds=negative,
+                    negative_pooled_prompt_embeds=negative_pooled, width=32, height=32, num_inference_steps=3,
+                    guidance_scale=4.0, generator=torch.Generator("cpu").manual_seed(5)).images[0]  # fmt: skip
+    assert_pixels_close(picture, expected)
