@@ -92,8 +92,10 @@ def build_conditioning(
     negative_text, _, negative_unsupported = extract_networks(negative)
     encoders = encoders_of(pipe)
     if not encoders:
-        kwargs = {"prompt": prompt_text, "negative_prompt": negative_text or None}
-        return Conditioning(kwargs=kwargs, networks=networks, unsupported=unsupported + negative_unsupported)
+        kwargs, stepped = _text_kwargs(pipe, prompt_text, negative_text, emphasis, (steps, hires_steps))
+        return Conditioning(
+            kwargs=kwargs, flow_steps=stepped, networks=networks, unsupported=unsupported + negative_unsupported
+        )
     sdxl = any(e.role.startswith("sdxl") for e in encoders)
     if sdxl or encoders[0].model.config.hidden_size == OPEN_CLIP_WIDTH:
         clip_skip = 1  # A1111 applies Clip skip to SD 1's CLIP only (SDXL and SD 2 keep their penultimate layer)
@@ -115,6 +117,31 @@ def build_conditioning(
         uncond = uncond.padded(empty, longest)
         parts = [(w, p.padded(empty, longest)) for w, p in parts]
     return Conditioning(parts=parts, uncond=uncond, networks=networks, unsupported=unsupported + negative_unsupported)
+
+
+def _text_kwargs(pipe: Any, prompt: str, negative: str, emphasis: str, steps: tuple[int, Any]) -> tuple[dict, Any]:
+    """The pipeline's prompt arguments where our CLIP chunks do not apply (the T5 and language-model families).
+
+    Flux's and SD3's weighted embeddings (families/prompt_embeds.py), and their steps' embeddings where prompt
+    editing changes them (prompt_steps.py), or their text without the emphasis brackets; the other families' text
+    as it is. Returns the arguments and the per-step hook (or None).
+    """
+    import inspect
+
+    from .families import family_of
+    from .families.prompt_embeds import T5_LENGTHS, flow_embeddings, plain_text
+    from .families.prompt_steps import step_prompts
+
+    family = family_of(pipe).name
+    if family not in T5_LENGTHS or "prompt syntax" in family_of(pipe).lacks:
+        return {"prompt": prompt, "negative_prompt": negative or None}, None
+    stepped = step_prompts(pipe, family, prompt, negative, emphasis, *steps)
+    if stepped is not None:
+        return stepped.pipeline_kwargs(inspect.signature(type(pipe).__call__).parameters), stepped
+    embeds = flow_embeddings(pipe, family, prompt, negative, emphasis)
+    if embeds is not None:
+        return embeds, None
+    return {"prompt": plain_text(prompt, emphasis), "negative_prompt": plain_text(negative, emphasis) or None}, None
 
 
 def clear_cache(pipe: Any) -> None:
@@ -140,6 +167,8 @@ class Conditioning:
     unsupported: list[str] = field(default_factory=list)
     """Other extra-network tags found (``'hypernet:x:1'``): removed from the text, not applied."""
     kwargs: dict[str, Any] | None = None
+    flow_steps: Any = None
+    """Flux's and SD3's embeddings per step where prompt editing changes them (families/prompt_steps.py)."""
     step: int = 0
     """The step (from 0) whose embeddings the UNet gets next."""
     negative_guidance_min: tuple[float, bool] = (0.0, False)
@@ -152,8 +181,8 @@ class Conditioning:
     @property
     def needs_wrapper(self) -> bool:
         """Whether the UNet must be wrapped: ``AND``, a part weight other than 1, halves of unequal length, NGMS."""
-        if self.kwargs is not None:
-            return False
+        if self.kwargs is not None:  # (Flux and SD3: SD3's AND replaces the transformer's forward)
+            return self.flow_steps is not None and len(self.flow_steps.parts) > 1
         uneven = len(self.parts) > 1 or self.parts[0][0] != 1.0 or self.parts[0][1].length != self.uncond.length
         return uneven or self.negative_guidance_min[0] > 0 or self.skip_early > 0
 
@@ -178,6 +207,8 @@ class Conditioning:
 
     def on_step(self, pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         """The step-end hook: move to the next step and, when its text differs, hand diffusers its embeddings."""
+        if self.flow_steps is not None:
+            self.flow_steps.next_step(index)
         if self.kwargs is not None:
             return tensors
         before = self.step
@@ -212,6 +243,10 @@ class Conditioning:
     @contextlib.contextmanager
     def applied(self, pipe: Any) -> Iterator[None]:
         """Install the UNet wrapper for the call when this conditioning needs one (a no-op otherwise)."""
+        if self.flow_steps is not None:
+            with self.flow_steps.applied(pipe):
+                yield
+            return
         unet = getattr(pipe, "unet", None)
         if not self.needs_wrapper or unet is None:
             yield

@@ -189,7 +189,7 @@ def encoders_of(pipe: Any) -> list[_Encoder]:
     from .families import family_of
 
     family = family_of(pipe)
-    if "prompt syntax" in family.lacks:  # its pipeline encodes the prompt text itself
+    if "prompt syntax" in family.lacks or "t5" in family.text_encoders:  # not A1111's CLIP-only chunks
         return []
     if family.text_encoders == ("clip_l", "clip_g") and model_2 is not None and tokenizer_2 is not None:
         first = [_Encoder(tokenizer, model, "sdxl_1")] if model is not None and tokenizer is not None else []

@@ -59,6 +59,10 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
             or f"prompt: {family.name} reads the prompt as plain text for now "
             "(A1111 emphasis, editing, alternation, AND and BREAK are not applied)"
         )
+    if "prompt syntax" not in family.lacks:
+        from .prompt_embeds import prompt_notes
+
+        notes += prompt_notes(family.name, pipe, request)
     return request, notes
 
 

@@ -1,7 +1,7 @@
 """Flux.1 (dev, schnell): a rectified-flow transformer over packed 16-channel latents; CLIP-L and T5; 1024 px.
 
 It takes CFG (``true_cfg_scale``, 1 = off, as Forge paints it) and the guidance distilled into dev
-(``Distilled CFG Scale``, diffusers' ``guidance_scale``). Prompts reach its pipeline as text for now.
+(``Distilled CFG Scale``, diffusers' ``guidance_scale``). Emphasis weights its T5 (``prompt_embeds.py``).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ FAMILY = FluxFamily(
     },
     half_dtype="bfloat16",
     activations_gb=4.0,
-    lacks=("embeddings", "refiner", "prompt syntax"),
+    lacks=("embeddings", "refiner"),
     controlnet="FluxControlNetModel",
     controlnet_pipelines={
         "txt2img": "FluxControlNetPipeline",

@@ -44,7 +44,7 @@ FAMILY = Family(
         "bias": [0.2394, 0.2135, 0.1925],
     },
     activations_gb=3.5,
-    lacks=("embeddings", "refiner", "prompt syntax"),
+    lacks=("embeddings", "refiner"),
     controlnet="SD3ControlNetModel",
     controlnet_pipelines={
         "txt2img": "StableDiffusion3ControlNetPipeline",

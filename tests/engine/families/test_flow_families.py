@@ -198,16 +198,21 @@ def test_paint_magic_paints_flux_and_saves_its_recipe(shell, flux_dir, tmp_path,
 
     pipe = FluxPipeline.from_pretrained(flux_dir)  # (before the cell: the kernel may preload in the background)
     pipe.set_progress_bar_config(disable=True)
-    expected = pipe("(a red circle:1.2)", width=40, height=40, num_inference_steps=3,
+    expected = pipe("a red circle AND a square", width=40, height=40, num_inference_steps=3,
                     generator=torch.Generator("cpu").manual_seed(5)).images[0]  # fmt: skip
-    cell = f"%%paint --model {flux_dir} --rng cpu --size 40x40 --steps 3 --seed 5 -o {tmp_path}\n(a red circle:1.2)"
+    cell = (
+        f"%%paint --model {flux_dir} --rng cpu --size 40x40 --steps 3 --seed 5 -o {tmp_path}\na red circle AND a square"
+    )
     result = run(shell, cell)
-    assert "prompt: Flux reads the prompt as plain text for now" in capsys.readouterr().out
+    assert (
+        "prompt: AND is read as text on Flux (its distilled guidance has no CFG to combine parts in)"
+        in capsys.readouterr().out
+    )
     with Image.open(result.paths[0]) as saved:
         parameters = saved.info["parameters"]
         assert saved.size == (40, 40)
     assert parameters.startswith(
-        "(a red circle:1.2)\nSteps: 3, Sampler: Euler, Schedule type: Automatic, CFG scale: 1,"
+        "a red circle AND a square\nSteps: 3, Sampler: Euler, Schedule type: Automatic, CFG scale: 1,"
     )
     assert "Distilled CFG Scale: 3.5" in parameters
     assert_pixels_close(result.images[0], expected)

@@ -1,0 +1,161 @@
+"""Prompt editing and alternation on Flux and SD3: each step's embeddings swapped into the transformer's call.
+
+A1111's ``[from:to:when]`` and ``[a|b]`` give a prompt one text per step (``prompt_schedules``); each text is
+encoded as `prompt_embeds` encodes it (its weights applied), and a forward pre-hook on the transformer hands it the
+step's embeddings. Flux calls the transformer for the prompt, then (real CFG) for the negative prompt, each step;
+SD3 calls it once with ``[negative, prompt]`` stacked. Flux's ``txt_ids`` follow the text's length (``BREAK``).
+A ControlNet keeps the first step's text (its own call is not hooked). SD3's ``AND`` runs every part in one
+batched transformer call, combined as A1111's composable diffusion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from ...recipe.prompt_editing import prompt_schedules
+from ...recipe.prompts import split_and
+from .prompt_embeds import flux_embeds, sd3_embeds, token_chunks
+
+Entries = list[tuple[int, tuple[Any, Any]]]
+"""``(last step, (embeds [1, T, D], pooled [1, P]))`` in step order, as A1111's schedules list them."""
+
+
+def _at(entries: Entries, step: int) -> tuple[Any, Any]:
+    """The embeddings for a step (from 0): the first entry whose end is not before it, as A1111 picks."""
+    return next((value for end, value in entries if step <= end), entries[-1][1])
+
+
+class StepPrompts:
+    """A Flux or SD3 prompt and negative prompt over the steps, and the transformer hook that applies them."""
+
+    def __init__(self, family: str, parts: list[tuple[float, Entries]], negative: Entries | None) -> None:
+        self.family, self.parts, self.negative = family, parts, negative
+        self.positive = parts[0][1]
+        self.step = 0
+        """The step (from 0) being denoised: the step-end callback moves it on."""
+        self.calls = 0
+        """Transformer calls in this step (Flux: the prompt's first, then the negative's)."""
+        self.pipe: Any = None
+
+    def pipeline_kwargs(self, takes: Any) -> dict[str, Any]:
+        """The first step's embeddings as the pipeline call's arguments (those `takes` lists)."""
+        embeds, pooled = _at(self.positive, 0)
+        kwargs = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        if self.negative is not None:
+            negative, negative_pooled = _at(self.negative, 0)
+            kwargs.update(negative_prompt_embeds=negative, negative_pooled_prompt_embeds=negative_pooled)
+        return {name: value for name, value in kwargs.items() if name in takes}
+
+    def next_step(self, index: int) -> None:
+        """The step-end callback's news: step `index` is done."""
+        self.step, self.calls = index + 1, 0
+
+    @contextlib.contextmanager
+    def applied(self, pipe: Any) -> Iterator[None]:
+        """The transformer's pre-hook for one pipeline call."""
+        self.step, self.calls, self.pipe = 0, 0, pipe
+        if len(self.parts) > 1:
+            with composed(self, pipe.transformer):
+                yield
+            return
+        hook = pipe.transformer.register_forward_pre_hook(self._swap, with_kwargs=True)
+        try:
+            yield
+        finally:
+            hook.remove()
+
+    def _swap(self, module: Any, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        hidden = kwargs.get("encoder_hidden_states")
+        if hidden is None:
+            return args, kwargs
+        images = hidden.shape[0]
+        if self.family == "Flux":
+            entries = self.positive if self.calls == 0 or self.negative is None else self.negative
+            embeds, pooled = _at(entries, self.step)
+            embeds, pooled = embeds.repeat(images, 1, 1), pooled.repeat(images, 1)
+            if kwargs.get("txt_ids") is not None:
+                kwargs["txt_ids"] = torch.zeros(embeds.shape[1], 3).to(kwargs["txt_ids"])
+        else:
+            embeds, pooled = _at(self.positive, self.step)
+            if self.negative is not None and getattr(self.pipe, "do_classifier_free_guidance", False):
+                negative, negative_pooled = _at(self.negative, self.step)
+                half = images // 2  # CFG: [negative, prompt]
+                embeds = torch.cat([negative.repeat(half, 1, 1), embeds.repeat(half, 1, 1)])
+                pooled = torch.cat([negative_pooled.repeat(half, 1), pooled.repeat(half, 1)])
+            else:
+                embeds, pooled = embeds.repeat(images, 1, 1), pooled.repeat(images, 1)
+        self.calls += 1
+        kwargs["encoder_hidden_states"] = embeds.to(hidden)
+        if kwargs.get("pooled_projections") is not None:
+            kwargs["pooled_projections"] = pooled.to(kwargs["pooled_projections"])
+        return args, kwargs
+
+
+def step_prompts(
+    pipe: Any, family: str, prompt: str, negative: str, emphasis: str, steps: int, hires_steps: int | None
+) -> StepPrompts | None:
+    """The prompt's and negative's embeddings per step, or None when neither changes between steps."""
+    parts = split_and(prompt) if family == "SD3" else [(prompt, 1.0)]  # AND: SD3's CFG (Flux's is distilled)
+    schedules = [prompt_schedules(text, steps, hires_steps) for text in [negative] + [t for t, _ in parts]]
+    if len(parts) == 1 and all(len(schedule) == 1 for schedule in schedules):
+        return None
+    import torch
+
+    texts = {text for schedule in schedules for _, text in schedule}
+    with torch.no_grad():
+        if family == "Flux":
+            encoded = {text: flux_embeds(pipe, text, emphasis) for text in texts}
+        else:  # one length for all: SD3's CFG stacks the halves
+            clip = max(len(token_chunks(pipe.tokenizer, t, emphasis)) for t in texts)
+            t5 = max(len(token_chunks(pipe.tokenizer_3, t, emphasis)) for t in texts)
+            encoded = {text: sd3_embeds(pipe, text, emphasis, (clip, t5)) for text in texts}
+    negative_entries, *positive = ([(end, encoded[text]) for end, text in schedule] for schedule in schedules)
+    keep_negative = bool(negative) or family != "Flux"  # Flux runs CFG only with a negative prompt
+    weighted_parts = [(weight, entries) for (_, weight), entries in zip(parts, positive)]
+    return StepPrompts(family, weighted_parts, negative_entries if keep_negative else None)
+
+
+@contextlib.contextmanager
+def composed(prompts: StepPrompts, transformer: Any) -> Iterator[None]:
+    """SD3's ``AND`` for one call: the transformer's forward runs the negative and every part in one batch.
+
+    They are combined as A1111's composable diffusion, ``uncond + Σ wᵢ·(condᵢ − uncond)``, in the prompt's half of CFG.
+    """
+    import torch
+
+    original = transformer.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        guided = bool(getattr(prompts.pipe, "do_classifier_free_guidance", False))
+        latents, timestep = kwargs["hidden_states"], kwargs["timestep"]
+        images = latents.shape[0] // 2 if guided else latents.shape[0]
+        rows = [_at(prompts.negative, prompts.step)] + [_at(entries, prompts.step) for _, entries in prompts.parts]
+        hidden = kwargs["encoder_hidden_states"]
+        kwargs["encoder_hidden_states"] = torch.cat([e.repeat(images, 1, 1) for e, _ in rows]).to(hidden)
+        pooled = kwargs["pooled_projections"]
+        kwargs["pooled_projections"] = torch.cat([p.repeat(images, 1) for _, p in rows]).to(pooled)
+        kwargs["hidden_states"] = latents[-images:].repeat(len(rows), 1, 1, 1)
+        kwargs["timestep"] = timestep[-images:].repeat(len(rows))
+        return_dict = kwargs.pop("return_dict", True)
+        out = original(*args, return_dict=False, **kwargs)[0].chunk(len(rows))
+        combined = out[0].clone()
+        for (weight, _), cond in zip(prompts.parts, out[1:]):
+            combined = combined + weight * (cond - out[0])
+        result = torch.cat([out[0], combined]) if guided else combined
+        if return_dict:
+            from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+            return Transformer2DModelOutput(sample=result)
+        return (result,)
+
+    transformer.forward = forward
+    try:
+        yield
+    finally:
+        del transformer.forward  # the class's forward shows again
+        if transformer.forward != original:  # an offload hook had replaced forward before us
+            transformer.forward = original
