@@ -1,5 +1,5 @@
-"""ControlNet units on SDXL: diffusers' own StableDiffusionXLControlNetPipeline's pixels, AND prompts by hand, and an SD1.5-width
-ControlNet refused in one line."""
+"""ControlNet units on SDXL: diffusers' own StableDiffusionXLControlNetPipeline's pixels, AND prompts by hand, and
+an SD1.5-width ControlNet refused in one line."""
 
 from __future__ import annotations
 
