@@ -177,6 +177,8 @@ class Conditioning:
     """A1111's Skip Early CFG: the first calls, up to this fraction of the pass's calls, skip the negative half."""
     calls: int = 0
     """Denoiser calls so far in this pipeline call (A1111's CFG denoiser step count, for NGMS and Skip Early CFG)."""
+    residuals: Any = None
+    """ControlNet units' residuals for each wrapped UNet call (control/replay.py), or None without units."""
 
     @property
     def needs_wrapper(self) -> bool:
@@ -312,6 +314,8 @@ class _UNetWrapper:
             t = timestep
             if torch.is_tensor(t) and t.ndim == 1 and t.shape[0] == sample.shape[0] > 1:  # one per row
                 t = t[-images:].repeat(len(members))
+            if cond.residuals is not None:  # the ControlNet run on this call's rows and text (control/replay.py)
+                extra.update(cond.residuals(x, t, hidden, extra.get("added_cond_kwargs"), images))
             out = self.forward(x, t, hidden, *args, return_dict=False, **extra)[0]
             for k, n in enumerate(members):
                 outputs[n] = out[k * images : (k + 1) * images]

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...recipe.control_names import control_mode_name
 from ...recipe.control_units import ControlUnit, units_infotext
 from .injection import Injection, injection_for, residual_count, set_injections
 from .ip_adapter import Adapters, adapters_for, is_ip_adapter
@@ -67,6 +68,8 @@ class Control:
     positions: list[int] | None = None
     modes: list[int] | None = None
     """diffusers' ``control_mode`` of each unit on union models (union.py); None for other ControlNets."""
+    pipe: Any = None
+    """The pipeline of the last pass's `kwargs`."""
 
     @property
     def model(self) -> Any:
@@ -105,6 +108,7 @@ class Control:
         first pass and fitted to the hires size, as sd-webui-controlnet's ``hr_control`` is.
         """
         adapter_kwargs = self.adapters.kwargs(pipe) if self.adapters else {}
+        self.pipe = pipe  # (whose ControlNet replay.py records, for AND prompts)
         if not self.units:
             return adapter_kwargs
         detect = base or (width, height)
@@ -204,11 +208,34 @@ def control_for(
 
 
 def check_conditioning(control: Control | None, conditioning: Any) -> None:
-    """Refuse prompts whose conditioning replaces the UNet's call (AND, unequal lengths): units are not passed on."""
-    if control is not None and getattr(conditioning, "needs_wrapper", False):
-        msg = "controlnet: units do not combine yet with AND prompts or a negative prompt of another length (75-token "
-        msg += "chunks); shorten or drop AND"
-        raise ValueError(msg)
+    """Give the units to a conditioning that replaces the UNet's call (AND, unequal lengths, NGMS): replay.py.
+
+    Raises
+    ------
+    ValueError
+        One line: what the replay cannot split by part (IP-Adapter's image embeddings, "ControlNet is more
+        important"'s negative rows, a guess-mode ControlNet's positive-only call).
+    """
+    if control is None or not getattr(conditioning, "needs_wrapper", False):
+        return
+    why = _not_replayed(control)
+    if why:
+        msg = f"controlnet: {why} does not combine yet with AND prompts, a negative prompt of another length (75-token "
+        raise ValueError(msg + "chunks) or NGMS; drop AND or even the lengths")
+    from .replay import replay_for
+
+    conditioning.residuals = replay_for(control.pipe)
+
+
+def _not_replayed(control: Control) -> str:
+    """What of `control` the per-part replay cannot split ('' when it can)."""
+    if control.adapters:
+        return "an IP-Adapter unit"
+    if any(control_mode_name(unit.control_mode) == "ControlNet is more important" for unit in control.units):
+        return "'ControlNet is more important'"
+    if any(getattr(loaded.model.config, "global_pool_conditions", False) for loaded in control.loaded):
+        return "a guess-mode ControlNet (global pooling)"
+    return ""
 
 
 __all__ = ["Control", "Injection", "check_conditioning", "control_for", "max_units", "set_max_units"]

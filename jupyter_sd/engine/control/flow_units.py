@@ -139,9 +139,9 @@ def check_request(family: Any, request: Any) -> None:
     if request.init and request.mode not in pipelines:
         raise ValueError(f"controlnet: units on {family.name} paint {modes}, not {request.mode}")
     if request.hires_enabled and any(u.hr_option != "Low res only" for u in request.controlnet):
-        # diffusers' ControlNet img2img pipelines VAE-encode their image: the hires pass hands latents
-        msg = f"controlnet: units on {family.name} paint {modes}, not the hires pass; give them Hr Option: Low res only"
-        raise ValueError(msg)
+        if "img2img" not in pipelines:  # the hires pass is an img2img one (its latents pass through: flow.py)
+            msg = f"controlnet: units on {family.name} paint {modes}, not the hires pass; give them Hr Option: "
+            raise ValueError(msg + "Low res only")
     _check_guidance(family, request)
     units = request.controlnet
     most = family.controlnet_units or (0 if hasattr(diffusers, multi_class(family)) else 1)  # 0: any
@@ -163,10 +163,13 @@ def check_request(family: Any, request: Any) -> None:
 
 
 def _check_guidance(family: Any, request: Any) -> None:
-    """Flux's ControlNet img2img and inpaint take no CFG (``true_cfg_scale``): refuse a CFG scale above 1 there."""
+    """Flux's ControlNet img2img and inpaint (and the hires pass) take no CFG: refuse a CFG scale above 1 there."""
     import diffusers
 
-    for mode, guidance in [(request.mode, request.guidance)] if request.init else []:
+    passes = [(request.mode, request.guidance)] if request.init else []
+    if request.hires_enabled and any(u.hr_option != "Low res only" for u in request.controlnet):
+        passes.append(("img2img", request.hires_guidance or request.guidance))
+    for mode, guidance in passes:
         pipeline = getattr(diffusers, family.controlnet_pipelines[mode])
         if guidance > 1 and "true_cfg_scale" in family.guidance_kwargs(guidance, 1.0):
             if "true_cfg_scale" not in inspect.signature(pipeline.__call__).parameters:

@@ -84,19 +84,21 @@ def unit_control_type(unit: Any, index: int = 0) -> str:
 def control_modes(units: list[Any], loaded: list[Any]) -> list[int] | None:
     """The ``control_mode`` (diffusers') of each unit, or None when no unit's model is a union one.
 
+    Ordinary ControlNets beside union ones get 0, which their wrapper (`pipeline_model`) drops.
+
     Raises
     ------
     ValueError
-        One line: union and other ControlNets in one picture, a unit of no control type, a type the model lacks.
+        One line: a union unit of no control type, a type the model lacks.
     """
     union = [is_union_model(item.model) for item in loaded]
     if not any(union):
         return None
-    if not all(union):
-        msg = "controlnet: a union ControlNet does not combine with other ControlNets in one picture; use union "
-        raise ValueError(msg + "models for every unit (one control type each), or none")
     modes = []
     for index, (unit, item) in enumerate(zip(units, loaded)):
+        if not is_union_model(item.model):  # an ordinary ControlNet beside union ones: no type (PlainInUnion)
+            modes.append(0)
+            continue
         name = unit_control_type(unit, index)
         mode, known = UNION_CONTROL_TYPES.index(name), int(item.model.config.num_control_type)
         if mode >= known:
@@ -140,10 +142,39 @@ def _repaint_hint(hint: Any) -> Any:
 
 
 def pipeline_model(models: list[Any]) -> Any:
-    """What a union pipeline is given: the one model, or the units' models (one forward each, summed)."""
+    """What a union pipeline is given: the one model, or the units' models (one forward each, summed).
+
+    An ordinary ``ControlNetModel`` among them goes in wrapped (`_plain_class`), so union and ordinary units paint one
+    picture, each net's residuals added as diffusers' Multi models add them.
+    """
     if len(models) == 1:
         return models[0]
-    return _units_class()(models)
+    return _units_class()([model if is_union_model(model) else _plain_class()(model) for model in models])
+
+
+@functools.cache
+def _plain_class() -> type:
+    import torch
+    from diffusers.configuration_utils import FrozenDict
+
+    class PlainInUnion(torch.nn.Module):
+        """An ordinary ControlNet as a union pipeline's Multi model calls its nets: its one map, no control type.
+
+        The union pipeline hands each net a list of maps with ``control_type``/``control_type_idx``/``from_multi``
+        and reads ``config.num_control_type``: the net gets its map and the rest of the call (scale, guess mode …).
+        """
+
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.net = net
+            self.config = FrozenDict({**net.config, "num_control_type": 1})
+
+        def forward(self, *args: Any, controlnet_cond: Any, **kwargs: Any) -> Any:
+            for name in ("control_type", "control_type_idx", "from_multi"):
+                kwargs.pop(name, None)
+            return self.net(*args, controlnet_cond=controlnet_cond[0], **kwargs)
+
+    return PlainInUnion
 
 
 @functools.cache
@@ -162,7 +193,7 @@ def _units_class() -> type:
             saved: dict[int, tuple[Any, list, int]] = {}
             running: dict[int, list] = {}
             for net, scale in zip(self.nets, scales):
-                hook = net.__dict__.get("_jupyter_sd_injection")
+                hook = getattr(net, "net", net).__dict__.get("_jupyter_sd_injection")  # (PlainInUnion's own net)
                 if hook is None or not hook.injections:
                     continue
                 _, injections, _ = saved.setdefault(id(hook), (hook, hook.injections, hook.calls))

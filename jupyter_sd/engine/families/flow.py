@@ -52,7 +52,7 @@ def unpack(pipe: Any, latents: Any, size: tuple[int, int]) -> Any:
 
 
 def takes_latents(pipe: Any) -> None:
-    """Make `pipe`'s image processor take latents as latents (the hires pass hands its img2img latents).
+    """Make `pipe`'s image processor (and VAE encode) take latents as latents (the hires pass hands its latents).
 
     diffusers' processor passes a tensor through unencoded only when its channels are ``vae_latent_channels``;
     Chroma's Img2Img builds its processor with the default 4, so its 16 channels would be resized as a picture.
@@ -61,3 +61,20 @@ def takes_latents(pipe: Any) -> None:
     channels = getattr(getattr(getattr(pipe, "vae", None), "config", None), "latent_channels", None)
     if processor is not None and channels and processor.config.vae_latent_channels != channels:
         processor.register_to_config(vae_latent_channels=channels)
+    encode = getattr(pipe, "_encode_vae_image", None)
+    if channels and encode is not None and getattr(pipe, "transformer", None) is not None:
+        pipe._encode_vae_image = _latents_through(encode, channels)
+
+
+def _latents_through(encode: Any, channels: int) -> Any:
+    """`encode` that hands latents (a tensor of the VAE's latent channels) back as they are, pictures it encodes.
+
+    diffusers' Flux ControlNet img2img encodes whatever image it gets, where ``FluxImg2ImgPipeline`` takes a tensor
+    of latent channels as the latents themselves: this gives the ControlNet pipeline the same rule, so the hires
+    pass (which hands latents) paints with units exactly as without them.
+    """
+
+    def through(image: Any, generator: Any) -> Any:
+        return image if image.shape[1] == channels else encode(image=image, generator=generator)
+
+    return through

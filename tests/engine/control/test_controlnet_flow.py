@@ -279,18 +279,67 @@ def test_a_qwenimage_unit_equals_diffusers_qwenimage_controlnet_pipeline(engine,
         engine.generate(request(models, "qwen", units * 2), pictures=Pictures(control=(edges(),) * 2))
 
 
-def test_units_of_the_first_pass_only_with_the_hires_fix_on_flux(engine, models):
-    """The hires pass hands latents, which diffusers' Flux ControlNet img2img would encode as a picture: units paint
-    the first pass (Hr Option Low res only), and Both is refused in one line."""
-    base = dict(width=16, height=16, hires=2, hires_steps=2, hires_denoise=0.5)
-    low = request(models, "flux", [unit("flux_cn_a", hr_option="Low res only")], **base)
-    painted = engine.generate(low, pictures=Pictures(control=(edges(16),)))
-    without = engine.generate(low.replace(controlnet=()))
+def block_map(size: int) -> Image.Image:
+    """2×2 blocks at 32 px: the map at the first pass's 16 px is the picture drawn at 16 px, at 32 px the picture."""
+    image = Image.new("RGB", (16, 16))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([2, 2, 9, 9], fill=(255, 255, 255))
+    draw.rectangle([11, 4, 13, 14], fill=(255, 255, 255))
+    return image.resize((size, size), Image.NEAREST)
+
+
+def flux_hires_reference(models, low: bool, high: bool) -> Image.Image:
+    """diffusers' hires fix by hand: Flux (ControlNet) txt2img at 16 px to latents, bilinear ×2, then
+    ``FluxControlNetImg2ImgPipeline`` (or ``FluxImg2ImgPipeline``) given its start latents made here: 2 of 4 steps,
+    x = σ·noise + (1 − σ)·x0 at the schedule's third level, noise from a fresh generator of the seed (after the
+    map's VAE sample, which the ControlNet pipeline draws first)."""
+    import diffusers
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    first = raw(models, "flux", "FluxControlNetPipeline", flux_net(models, "flux_cn_a"))
+    control = dict(control_image=block_map(16), controlnet_conditioning_scale=0.9)
+    txt2img = first if low else diffusers.FluxPipeline.from_pipe(first)
+    latents = txt2img(PROMPT, num_inference_steps=4, width=16, height=16, guidance_scale=3.5, output_type="latent",
+                      generator=generators([5]), **(control if low else {})).images  # fmt: skip
+    latents = first._unpack_latents(latents, 16, 16, first.vae_scale_factor)
+    latents = torch.nn.functional.interpolate(latents, size=(16, 16), mode="bilinear")
+    scheduler = first.scheduler
+    config = scheduler.config
+    mu = calculate_shift(8 * 8, config.base_image_seq_len, config.max_image_seq_len, config.base_shift,
+                         config.max_shift)  # fmt: skip
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / 4, 4), mu=mu)
+    sigma = scheduler.sigmas[2]  # 4 scheduled (int(2 / 0.5)), the last 2 run
+    seeded = torch.Generator("cpu").manual_seed(5)
+    if high:  # diffusers samples the map's VAE latents from the generator before the noise (as in txt2img)
+        torch.randn(latents.shape, generator=seeded)
+    noise = torch.randn(latents.shape, generator=seeded)
+    start = first._pack_latents(sigma * noise + (1 - sigma) * latents, 1, 16, 16, 16)
+    img2img_class = diffusers.FluxControlNetImg2ImgPipeline if high else diffusers.FluxImg2ImgPipeline
+    img2img = img2img_class.from_pipe(first) if high else img2img_class.from_pipe(txt2img)
+    extra = dict(control_image=block_map(32), controlnet_conditioning_scale=0.9) if high else {}
+    return img2img(PROMPT, image=Image.new("RGB", (32, 32)), latents=start, strength=0.375, num_inference_steps=4,
+                   width=32, height=32, guidance_scale=3.5, generator=generators([5]), **extra).images[0]  # fmt: skip
+
+
+@pytest.mark.parametrize(("option", "low", "high"), [("Both", True, True), ("High res only", False, True),
+                                                     ("Low res only", True, False)])  # fmt: skip
+def test_flux_units_in_the_hires_pass_equal_diffusers_by_hand(engine, models, option, low, high):
+    """sd-webui-controlnet's Hr Option on Flux: the hires pass hands its latents to the ControlNet img2img pipeline,
+    which takes them as latents (as ``FluxImg2ImgPipeline`` does), its map fitted to the hires size."""
+    hires = dict(width=16, height=16, hires=2, hires_steps=2, hires_denoise=0.5)
+    units = [unit("flux_cn_a", weight=0.9, hr_option=option)]
+    painted = engine.generate(request(models, "flux", units, **hires), pictures=Pictures(control=(block_map(32),)))
+    expected = flux_hires_reference(models, low, high)
     assert painted.images[0].size == (32, 32)
-    assert np.abs(pixels(painted.images[0]) - pixels(without.images[0])).max() > 5
-    assert "Hr Option: Low res only" in painted.infotext(0)
-    with pytest.raises(ValueError, match="not the hires pass; give them Hr Option: Low res only"):
-        engine.generate(request(models, "flux", [unit("flux_cn_a")], **base), pictures=Pictures(control=(edges(16),)))
+    assert_pixels_close(painted.images[0], expected)
+    without = engine.generate(request(models, "flux", [], **hires))
+    assert np.abs(pixels(painted.images[0]) - pixels(without.images[0])).max() > 5  # the units paint: it can fail
+    assert f"Hr Option: {option}" in painted.infotext(0)
+    if high:  # the hires pass's ControlNet img2img has no CFG either
+        with pytest.raises(ValueError, match="Flux's ControlNet img2img has no CFG; use CFG scale 1") as error:
+            engine.generate(request(models, "flux", units, hires_guidance=3.0, **hires),
+                            pictures=Pictures(control=(block_map(32),)))  # fmt: skip
+        assert "\n" not in str(error.value) and len(str(error.value)) < 200
 
 
 def test_a_zimage_unit_equals_diffusers_zimage_controlnet_pipeline(engine, models, tmp_path):

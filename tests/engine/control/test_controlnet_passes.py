@@ -1,4 +1,4 @@
-"""ControlNet units with the SDXL refiner and tiled SD upscale, against diffusers' own pipelines; AND refused.
+"""ControlNet units with the SDXL refiner and tiled SD upscale, against diffusers' own pipelines; AND by hand.
 
 Refiner: diffusers' SDXL ControlNet pipeline paints to the switch (``denoising_end``), its SDXL img2img refiner the
 rest from those latents (``denoising_start``), as diffusers documents base + refiner. SD upscale: one 64×64 tile over
@@ -105,15 +105,60 @@ def test_a_unit_controls_each_sd_upscale_tile(engine, tiny_model_dir):
     assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 5  # the unit changes the tile
 
 
-def test_and_prompts_with_units_are_one_line(engine, tiny_model_dir):
-    from diffusers import StableDiffusionPipeline
+AND_PROMPT = "a red circle AND a blue square :0.6"
+
+
+def composed_reference(raw, net, steps=4, weight=0.8, end=0.5):
+    """A1111's composable diffusion with sd-webui-controlnet, by hand over plain diffusers: each step the negative
+    and each AND part get their own UNet call, with residuals the ControlNet makes from that call's own text (its
+    weight, inside its window by diffusers' rule); the positive is ``u + Σ wᵢ·(cᵢ − u)``."""
+    import torch
+
+    raw.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    cond = build_conditioning(raw, AND_PROMPT, "", steps)
+    uncond, parts = cond.uncond.at(0)[0], [(w, part.at(0)[0]) for w, part in cond.parts]
+    hint_tensor = torch.from_numpy(np.asarray(hint(), np.float32) / 255).permute(2, 0, 1)[None]
+    forward, step = raw.unet.forward, [0]
+
+    def composed(sample, t, encoder_hidden_states, **kwargs):
+        keep = not (step[0] / steps < 0 or (step[0] + 1) / steps > end)
+        step[0] += 1
+        x, outputs = sample[1:], []
+        for text in [uncond] + [text for _, text in parts]:
+            down, mid = net(x, t, encoder_hidden_states=text, controlnet_cond=hint_tensor,
+                            conditioning_scale=weight * keep, return_dict=False)  # fmt: skip
+            outputs.append(forward(x, t, text, down_block_additional_residuals=down,
+                                   mid_block_additional_residual=mid, return_dict=False)[0])  # fmt: skip
+        combined = outputs[0] + sum(w * (out - outputs[0]) for (w, _), out in zip(parts, outputs[1:]))
+        return (torch.cat([outputs[0], combined]),)
+
+    raw.unet.forward = composed
+    try:
+        return raw(prompt_embeds=parts[0][1], negative_prompt_embeds=uncond, num_inference_steps=steps,
+                   guidance_scale=7.0, generator=generators([1]), width=16, height=16).images[0]  # fmt: skip
+    finally:
+        del raw.unet.forward
+
+
+def test_and_prompts_give_each_part_its_own_controlnet_residuals(engine, tiny_model_dir):
+    """``AND`` with a unit (window 0-0.5): the ControlNet runs again on each part's UNet call with that part's text,
+    as sd-webui-controlnet's hook does; what cannot be split by part is one line."""
+    from diffusers import ControlNetModel, StableDiffusionPipeline
 
     raw = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
+    raw.set_progress_bar_config(disable=True)
     folder = save_folder(tiny_controlnet(raw.unet, seed=3), tiny_model_dir.parent / "cn_and")
+    units = [{"module": "none", "model": str(folder), "weight": 0.8, "guidance_end": 0.5}]
     request = PaintRequest(
-        prompt="a red circle AND a blue square", model=str(tiny_model_dir), steps=2, seed=1, preview="none",
-        save=False, controlnet=read_units([{"module": "none", "model": str(folder)}]),
+        prompt=AND_PROMPT, model=str(tiny_model_dir), steps=4, seed=1, width=16, height=16, rng="cpu",
+        sampler="DPM++ 2M", preview="none", save=False, controlnet=read_units(units),
     )  # fmt: skip
-    with pytest.raises(ValueError, match="units do not combine yet with AND prompts") as error:
-        engine.generate(request, pictures=Pictures(control=(hint(),)))
+    result = engine.generate(request, pictures=Pictures(control=(hint(),)))
+    expected = composed_reference(raw, ControlNetModel.from_pretrained(folder))
+    assert_pixels_close(result.images[0], expected)
+    plain = composed_reference(raw, ControlNetModel.from_pretrained(folder), weight=0.0)
+    assert np.abs(pixels(plain) - pixels(expected)).max() > 5  # the unit changes the picture: the test can fail
+    important = request.replace(controlnet=read_units([{**units[0], "control_mode": 2}]))
+    with pytest.raises(ValueError, match="'ControlNet is more important' does not combine yet with AND") as error:
+        engine.generate(important, pictures=Pictures(control=(hint(),)))
     assert "\n" not in str(error.value) and len(str(error.value)) < 200

@@ -1,5 +1,5 @@
-"""ControlNet units on SDXL: diffusers' own StableDiffusionXLControlNetPipeline's pixels, and an SD1.5-width
-ControlNet refused in one line."""
+"""ControlNet units on SDXL: diffusers' own StableDiffusionXLControlNetPipeline's pixels, AND prompts by hand, and
+an SD1.5-width ControlNet refused in one line."""
 
 from __future__ import annotations
 
@@ -125,3 +125,50 @@ def test_sdxl_hires_pass_with_a_unit_equals_diffusers(tmp_path):
     result = Engine().generate(request, pictures=Pictures(control=(big,)))
     assert result.images[0].size == (32, 32)
     assert_pixels_close(result.images[0], expected)
+
+
+def test_sdxl_and_prompt_parts_get_their_own_controlnet_residuals(tmp_path):
+    """``AND`` on SDXL with a unit: each part's UNet call gets residuals the ControlNet makes from that part's text and
+    pooled embedding (and the call's time ids), summed as A1111's composable diffusion, computed here by hand."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+    from helpers.tiny_sdxl import make_tiny_sdxl
+
+    model = make_tiny_sdxl(tmp_path / "sdxl")
+    raw = StableDiffusionXLPipeline.from_pretrained(model)
+    raw.set_progress_bar_config(disable=True)
+    raw.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    controlnet = tiny_controlnet(raw.unet, seed=4)
+    folder = save_folder(controlnet, tmp_path / "cn_xl")
+    hint = Image.new("RGB", (16, 16))
+    ImageDraw.Draw(hint).rectangle([2, 4, 13, 11], outline=(255, 255, 255))
+    hint_tensor = torch.from_numpy(np.asarray(hint, np.float32) / 255).permute(2, 0, 1)[None]
+    prompt = "a red circle AND a blue square :0.7"
+    cond = build_conditioning(raw, prompt, "", 4)
+    rows = [cond.uncond.at(0)] + [part.at(0) for _, part in cond.parts]
+    forward = raw.unet.forward
+
+    def composed(sample, t, encoder_hidden_states, added_cond_kwargs, **kwargs):
+        outputs = []
+        for text, pooled in rows:
+            added = {"text_embeds": pooled, "time_ids": added_cond_kwargs["time_ids"][1:]}
+            down, mid = controlnet(sample[1:], t, encoder_hidden_states=text, controlnet_cond=hint_tensor,
+                                   conditioning_scale=0.7, added_cond_kwargs=added, return_dict=False)  # fmt: skip
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+            outputs.append(forward(sample[1:], t, text, added_cond_kwargs=added, return_dict=False, **residuals)[0])
+        combined = outputs[0] + sum(w * (out - outputs[0]) for (w, _), out in zip(cond.parts, outputs[1:]))
+        return (torch.cat([outputs[0], combined]),)
+
+    raw.unet.forward = composed
+    call = {"num_inference_steps": 4, "guidance_scale": 7.0, "width": 16, "height": 16, "generator": generators([1])}
+    expected = raw(**cond.pipeline_kwargs(), **call).images[0]
+    del raw.unet.forward
+    request = PaintRequest(
+        prompt=prompt, model=str(model), steps=4, seed=1, width=16, height=16, rng="cpu", preview="none", save=False,
+        sampler="DPM++ 2M", controlnet=read_units([{"module": "none", "model": str(folder), "weight": 0.7}]),
+    )  # fmt: skip
+    engine = Engine()
+    result = engine.generate(request, pictures=Pictures(control=(hint,)))
+    assert_pixels_close(result.images[0], expected)
+    without = engine.generate(request.replace(controlnet=()))
+    assert np.abs(pixels(without.images[0]) - pixels(expected)).max() > 5  # the unit changes the picture

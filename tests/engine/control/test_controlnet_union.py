@@ -165,8 +165,6 @@ def test_union_refusals_are_one_line(engine, xl, tmp_path):
     one_line(engine, xl, [none], pictures, "module 'none' needs a 'Union Control Type: Depth'")
     six = {"module": "tile_resample", "model": str(xl["six"])}
     one_line(engine, xl, [six], pictures, r"union_six knows 6 control types \(OpenPose.*Segmentation\), not Tile")
-    mixed = [{**none, "union_control_type": "Depth"}, {"module": "none", "model": str(xl["plain"])}]
-    one_line(engine, xl, mixed, pictures, "a union ControlNet does not combine with other ControlNets")
     from safetensors.torch import save_file
 
     other = {f"control_model.{k}": v for k, v in tiny_union(xl["raw"].unet).state_dict().items()}
@@ -265,3 +263,60 @@ def test_an_inpaint_unit_gives_promax_the_picture_with_the_area_black(engine, xl
     result = engine.generate(request(xl, units, **options), pictures=Pictures(init, mask))
     assert_pixels_close(result.images[0], Image.composite(painted, init, mask))
     assert result.params["ControlNet 0"].endswith("Union Control Type: Inpaint")
+
+
+def residual_sum_reference(xl, union_map, plain_map, union_window=(0.0, 0.5), plain_weight=0.8):
+    """Plain diffusers SDXL whose UNet is handed, each step, the sum of both ControlNets' residuals computed here:
+    the union net (Depth, weight 1, its window by diffusers' rule) and the ordinary one (its weight), each called
+    on the UNet's own batch, text and SDXL conditions, with its map repeated for CFG's two halves."""
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline(**xl["raw"].components)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", xl["config"])
+    union, plain = xl["net"], ControlNetModel.from_pretrained(xl["plain"])
+
+    def as_tensor(image):  # the map in 0..1, once per CFG half
+        return torch.from_numpy(np.asarray(image, np.float32) / 255).permute(2, 0, 1)[None].repeat(2, 1, 1, 1)
+
+    depth = torch.zeros(1, union.config.num_control_type)
+    depth[0, 1] = 1
+    forward, step = pipe.unet.forward, [0]
+
+    def with_residuals(sample, t, encoder_hidden_states, **kwargs):
+        i, start, end = step[0], *union_window
+        step[0] += 1
+        added = kwargs["added_cond_kwargs"]
+        common = dict(encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added, return_dict=False)
+        down, mid = plain(sample, t, controlnet_cond=as_tensor(plain_map), conditioning_scale=plain_weight, **common)
+        if not (i / 4 < start or (i + 1) / 4 > end):
+            down_u, mid_u = union(sample, t, controlnet_cond=[as_tensor(union_map)], control_type=depth.repeat(2, 1),
+                                  control_type_idx=[1], conditioning_scale=1.0, **common)  # fmt: skip
+            down, mid = [a + b for a, b in zip(down_u, down)], mid_u + mid
+        kwargs.update(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        return forward(sample, t, encoder_hidden_states, **kwargs)
+
+    pipe.unet.forward = with_residuals
+    try:
+        embeddings = build_conditioning(xl["raw"], "a red circle", "", 4).pipeline_kwargs()
+        return pipe(**embeddings, num_inference_steps=4, guidance_scale=7.0, generator=generators([1]), width=16,
+                    height=16).images[0]  # fmt: skip
+    finally:
+        del pipe.unet.forward
+
+
+def test_union_and_ordinary_controlnets_in_one_picture_add_their_residuals(engine, xl):
+    """A ProMax Depth unit (window 0-0.5) and an ordinary ControlNet (weight 0.8) in one SDXL picture: the union
+    pipeline's Multi model holds the ordinary net wrapped, and the UNet gets both nets' residuals summed."""
+    units = [
+        {"module": "none", "model": str(xl["file"]), "guidance_end": 0.5, "union_control_type": "Depth"},
+        {"module": "none", "model": str(xl["plain"]), "weight": 0.8},
+    ]
+    result = engine.generate(request(xl, units), pictures=Pictures(control=(hint(), hint(flip=True))))
+    expected = residual_sum_reference(xl, hint(), hint(flip=True))
+    assert_pixels_close(result.images[0], expected)
+    union_only = engine.generate(request(xl, units[:1]), pictures=Pictures(control=(hint(),)))
+    assert np.abs(pixels(union_only.images[0]) - pixels(expected)).max() > 5  # the ordinary unit paints too
+    assert result.params["ControlNet 0"].endswith("Union Control Type: Depth")
+    assert "Union Control Type" not in result.params["ControlNet 1"]
