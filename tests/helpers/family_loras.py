@@ -1,0 +1,71 @@
+"""Tiny LoRA files for the tiny Chroma, Z-Image, Qwen-Image and Flux.2 klein (tests/helpers/tiny_families.py), in
+diffusers' own (peft) layout and in kohya's ``lora_unet_`` layout that sd-scripts and musubi-tuner save and ComfyUI
+reads, with the real key names diffusers' converters map (lora_conversion_utils.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+KOHYA_LAYERS = {
+    "Chroma": {  # BFL's Flux names, as for Flux (diffusers' Flux converter)
+        "double_blocks_0_img_attn_qkv": (32, 96),
+        "double_blocks_0_img_attn_proj": (32, 32),
+        "double_blocks_0_txt_mlp_0": (32, 128),
+        "single_blocks_0_linear2": (160, 32),
+    },
+    "Z-Image": {  # the diffusers module path with "_" for ".", as Z-Image's original code names it
+        "layers_0_attention_to_q": (32, 32),
+        "layers_0_attention_to_out_0": (32, 32),
+        "layers_0_feed_forward_w1": (32, 85),
+        "noise_refiner_0_attention_to_k": (32, 32),
+    },
+    "Qwen-Image": {
+        "transformer_blocks_0_attn_to_q": (48, 48),
+        "transformer_blocks_0_attn_add_k_proj": (48, 48),
+        "transformer_blocks_0_img_mlp_net_0_proj": (48, 192),
+        "transformer_blocks_1_txt_mlp_net_2": (192, 48),
+    },
+    "Flux.2 klein": {  # BFL's Flux.2 names (diffusers' kohya Flux.2 converter)
+        "double_blocks_0_img_attn_qkv": (32, 96),
+        "double_blocks_0_txt_attn_proj": (32, 32),
+        "double_blocks_0_img_mlp_0": (32, 192),
+        "single_blocks_0_linear1": (32, 288),
+    },
+}
+"""Each tiny family's layers in kohya's names (``lora_unet_`` + the name) → (in, out) features."""
+
+PEFT_BLOCK = {"Z-Image": "layers.0.attention."}
+"""The first block's attention, which the peft-layout LoRA changes (``transformer_blocks.0.attn.`` unless named)."""
+
+
+def kohya_lora(family: str, path: str | Path, seed: int = 0, rank: int = 4, alpha: float = 2.0) -> Path:
+    """Write a LoRA for the tiny `family` in kohya's layout: ``lora_down`` / ``lora_up`` / ``alpha`` a layer."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, (features_in, features_out) in KOHYA_LAYERS[family].items():
+        key = f"lora_unet_{name}"
+        weights[f"{key}.lora_down.weight"] = torch.randn(rank, features_in, generator=generator) * 0.5
+        weights[f"{key}.lora_up.weight"] = torch.randn(features_out, rank, generator=generator) * 0.5
+        weights[f"{key}.alpha"] = torch.tensor(alpha)
+    save_file(weights, str(path), metadata={"ss_network_module": "networks.lora"})
+    return Path(path)
+
+
+def peft_lora(family: str, transformer, path: str | Path, seed: int = 1, rank: int = 4) -> Path:
+    """Write a LoRA in diffusers' own layout (``transformer.<module>.lora_A/B.weight``) for the first block."""
+    import torch
+    from safetensors.torch import save_file
+
+    block = PEFT_BLOCK.get(family, "transformer_blocks.0.attn.")
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, module in transformer.named_modules():
+        if name.startswith(block) and isinstance(module, torch.nn.Linear):
+            key = f"transformer.{name}"
+            weights[f"{key}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) * 0.5
+            weights[f"{key}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * 0.5
+    save_file(weights, str(path))
+    return Path(path)
