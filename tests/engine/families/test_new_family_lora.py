@@ -96,3 +96,21 @@ def test_two_loras_then_none_paint_two_adapters_then_the_plain_model(family):
     assert np.array_equal(pixels(plain.images[0]), pixels(fresh.images[0]))  # switched off: the plain model
     assert_pixels_close(plain.images[0], _raw(name, folder, {}))
     assert "Lora hashes" not in plain.infotext(0)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["lora_unet_down_blocks_0_attentions_0_proj_in", "lora_unet_input_blocks_4_1_proj_in"],  # SD 1.x's, SDXL's
+)
+def test_a_lora_for_another_family_is_one_line(family, key):
+    from safetensors.torch import save_file
+
+    name, folder, loras, engine = family
+    save_file({f"{key}.lora_down.weight": torch.zeros(4, 32), f"{key}.lora_up.weight": torch.zeros(32, 4)},
+              str(loras / "sd_thing.safetensors"))  # fmt: skip
+    recorder = Recorder()
+    result = engine.generate(_request(folder, f"{PROMPT} <lora:sd_thing:1>"), recorder)
+    lines = [line for line in recorder.notices if line.startswith("lora:")]
+    assert len(lines) == 1 and "sd_thing" in lines[0] and "painting without it" in lines[0], recorder.notices
+    assert "\n" not in lines[0] and len(lines[0]) < 200 and "SD 1.x" not in lines[0]
+    assert_pixels_close(result.images[0], _raw(name, folder, {}))  # painted without it
