@@ -34,5 +34,5 @@ FAMILY = Family(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Chroma's T5 encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=4.0,
-    lacks=("embeddings", "vae", "refiner", "inpaint", "prompt syntax", "single file"),
+    lacks=("embeddings", "refiner", "inpaint", "prompt syntax", "single file"),
 )
