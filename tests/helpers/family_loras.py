@@ -1,6 +1,6 @@
-"""Tiny LoRA files for the tiny Chroma, Z-Image, Qwen-Image and Flux.2 klein (tests/helpers/tiny_families.py), in
-diffusers' own (peft) layout and in kohya's ``lora_unet_`` layout that sd-scripts and musubi-tuner save and ComfyUI
-reads, with the real key names diffusers' converters map (lora_conversion_utils.py)."""
+"""Tiny LoRA files for the tiny Chroma, Z-Image, Qwen-Image and Flux.2 klein (tests/helpers/tiny_families.py): in
+diffusers' own (peft) layout, in kohya's ``lora_unet_`` layout that sd-scripts and musubi-tuner save and ComfyUI
+reads, and in ai-toolkit's ``diffusion_model.`` layout, with the real key names diffusers' converters map."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ KOHYA_LAYERS = {
     },
 }
 """Each tiny family's layers in kohya's names (``lora_unet_`` + the name) → (in, out) features."""
+
+AI_TOOLKIT_LAYERS = {
+    "Z-Image": {"layers.0.attention.to_k": (32, 32), "layers.0.feed_forward.w2": (85, 32)},
+    "Qwen-Image": {"transformer_blocks.0.attn.to_q": (48, 48), "transformer_blocks.0.img_mlp.net.0.proj": (48, 192)},
+    "Flux.2 klein": {"double_blocks.0.img_attn.qkv": (32, 96), "single_blocks.0.linear2": (128, 32)},
+}
+"""Layers in the ``diffusion_model.`` names ai-toolkit saves and ComfyUI reads (BFL's for Flux.2, else diffusers')."""
 
 PEFT_BLOCK = {"Z-Image": "layers.0.attention."}
 """The first block's attention, which the peft-layout LoRA changes (``transformer_blocks.0.attn.`` unless named)."""
@@ -67,5 +74,19 @@ def peft_lora(family: str, transformer, path: str | Path, seed: int = 1, rank: i
             key = f"transformer.{name}"
             weights[f"{key}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) * 0.5
             weights[f"{key}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * 0.5
+    save_file(weights, str(path))
+    return Path(path)
+
+
+def ai_toolkit_lora(family: str, path: str | Path, seed: int = 2, rank: int = 4) -> Path:
+    """Write a LoRA for the tiny `family` as ai-toolkit does: ``diffusion_model.<layer>.lora_A/B.weight``."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, (features_in, features_out) in AI_TOOLKIT_LAYERS[family].items():
+        weights[f"diffusion_model.{name}.lora_A.weight"] = torch.randn(rank, features_in, generator=generator) * 0.5
+        weights[f"diffusion_model.{name}.lora_B.weight"] = torch.randn(features_out, rank, generator=generator) * 0.5
     save_file(weights, str(path))
     return Path(path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import tiny_families
-from helpers.family_loras import kohya_lora, peft_lora
+from helpers.family_loras import AI_TOOLKIT_LAYERS, ai_toolkit_lora, kohya_lora, peft_lora
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
 
@@ -30,7 +30,8 @@ FAMILIES = {
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def family(request, tmp_path_factory):
-    """The tiny model, a models folder with its two LoRA files (``peft_style``, ``kohya_style``), an engine."""
+    """The tiny model, a models folder with its LoRA files (``peft_style``, ``kohya_style``, ``ait_style``), and
+    an engine."""
     name = request.param
     build, raw_class, _ = FAMILIES[name]
     folder = build(tmp_path_factory.mktemp(f"tiny-{name.replace(' ', '-').replace('.', '')}"))
@@ -41,6 +42,8 @@ def family(request, tmp_path_factory):
     library.set_models_dir(root)
     peft_lora(name, _raw_pipe(raw_class, folder).transformer, root / "Lora" / "peft_style.safetensors")
     kohya_lora(name, root / "Lora" / "kohya_style.safetensors")
+    if name in AI_TOOLKIT_LAYERS:
+        ai_toolkit_lora(name, root / "Lora" / "ait_style.safetensors")
     yield name, folder, root / "Lora", Engine()
     library.set_models_dir(before)
 
@@ -82,6 +85,16 @@ def test_a_lora_paints_what_diffusers_loader_paints(family, stem, weight):
     plain = _raw(name, folder, {})
     assert np.abs(pixels(plain) - pixels(result.images[0])).max() > 8  # the LoRA changed the picture
     assert f'Lora hashes: "{stem}: ' in result.infotext(0)
+
+
+@pytest.mark.parametrize("family", list(AI_TOOLKIT_LAYERS), indirect=True)
+def test_an_ai_toolkit_lora_paints_what_diffusers_loader_paints(family):
+    name, folder, loras, engine = family
+    recorder = Recorder()
+    result = engine.generate(_request(folder, f"{PROMPT} <lora:ait_style:0.9>"), recorder)
+    assert not [line for line in recorder.notices if line.startswith("lora:")], recorder.notices
+    assert_pixels_close(result.images[0], _raw(name, folder, {loras / "ait_style.safetensors": 0.9}), tolerance=2)
+    assert np.abs(pixels(_raw(name, folder, {})) - pixels(result.images[0])).max() > 8
 
 
 def test_two_loras_then_none_paint_two_adapters_then_the_plain_model(family):
