@@ -57,3 +57,31 @@ def test_a_transformer_file_without_model_config_is_one_line(family, tmp_path):
     text = str(info.value)
     assert text.startswith(f"model: 'diffusion_model.safetensors' is a {name} file; pass --model-config")
     assert "\n" not in text and len(text) < 200
+
+
+def test_a_qwen_image_file_takes_a_vae_of_its_own_class(tmp_path_factory, tmp_path):
+    """``--vae`` with a Qwen-Image transformer file: its VAE class (not AutoencoderKL) swapped in, as for its folder."""
+    from diffusers import AutoencoderKLQwenImage
+    from safetensors.torch import save_file
+
+    from jupyter_sd import library
+
+    folder = BUILDERS["Qwen-Image"](tmp_path_factory.mktemp("tiny-qwen-vae"))
+    configs = config_only(folder, tmp_path / "configs", keep=("vae", "text_encoder"))
+    path = write_transformer_file(folder, tmp_path / "qwen_image.safetensors", "Qwen-Image")
+    root = tmp_path / "models"
+    for sub in library.SUBFOLDERS.values():
+        (root / sub).mkdir(parents=True)
+    torch.manual_seed(5)
+    own = AutoencoderKLQwenImage.from_pretrained(folder, subfolder="vae")
+    save_file(AutoencoderKLQwenImage.from_config(own.config).state_dict(), str(root / "VAE" / "other.safetensors"))
+    before = library.models_dir()
+    library.set_models_dir(root)
+    try:
+        result = Engine().generate(_request(path, configs).replace(vae="other"))
+        expected = Engine().generate(_request(folder).replace(vae="other")).images[0]
+        plain = Engine().generate(_request(folder)).images[0]
+    finally:
+        library.set_models_dir(before)
+    assert np.array_equal(pixels(result.images[0]), pixels(expected))
+    assert np.abs(pixels(plain) - pixels(expected)).max() > 8 and "VAE: other.safetensors" in result.infotext(0)
