@@ -90,3 +90,18 @@ def ai_toolkit_lora(family: str, path: str | Path, seed: int = 2, rank: int = 4)
         weights[f"diffusion_model.{name}.lora_B.weight"] = torch.randn(features_out, rank, generator=generator) * 0.5
     save_file(weights, str(path))
     return Path(path)
+
+
+def zimage_lokr(path: str | Path, seed: int = 3) -> Path:
+    """Write a LoKr for the tiny Z-Image as ai-toolkit does (``diffusion_model.<layer>.lokr_w1/lokr_w2/alpha``)."""
+    import torch
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name in ("layers.0.attention.to_q", "layers.0.attention.to_out.0"):  # 32×32 = kron(4×4, 8×8)
+        weights[f"diffusion_model.{name}.lokr_w1"] = torch.randn(4, 4, generator=generator) * 0.5
+        weights[f"diffusion_model.{name}.lokr_w2"] = torch.randn(8, 8, generator=generator) * 0.5
+        weights[f"diffusion_model.{name}.alpha"] = torch.tensor(1.0)
+    save_file(weights, str(path))
+    return Path(path)

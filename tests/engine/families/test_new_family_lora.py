@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import tiny_families
-from helpers.family_loras import AI_TOOLKIT_LAYERS, ai_toolkit_lora, kohya_lora, peft_lora
+from helpers.family_loras import AI_TOOLKIT_LAYERS, ai_toolkit_lora, kohya_lora, peft_lora, zimage_lokr
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
 
@@ -94,6 +94,18 @@ def test_an_ai_toolkit_lora_paints_what_diffusers_loader_paints(family):
     result = engine.generate(_request(folder, f"{PROMPT} <lora:ait_style:0.9>"), recorder)
     assert not [line for line in recorder.notices if line.startswith("lora:")], recorder.notices
     assert_pixels_close(result.images[0], _raw(name, folder, {loras / "ait_style.safetensors": 0.9}), tolerance=2)
+    assert np.abs(pixels(_raw(name, folder, {})) - pixels(result.images[0])).max() > 8
+
+
+@pytest.mark.parametrize("family", ["Z-Image"], indirect=True)
+def test_an_ai_toolkit_lokr_on_z_image_paints_what_diffusers_loader_paints(family):
+    """diffusers' Z-Image loader reads ai-toolkit's LoKr (Kronecker factors) into a peft LoKr adapter: so do we."""
+    name, folder, loras, engine = family
+    path = zimage_lokr(loras / "lokr_style.safetensors")
+    recorder = Recorder()
+    result = engine.generate(_request(folder, f"{PROMPT} <lora:lokr_style:0.8>"), recorder)
+    assert not [line for line in recorder.notices if line.startswith("lora:")], recorder.notices
+    assert_pixels_close(result.images[0], _raw(name, folder, {path: 0.8}), tolerance=2)
     assert np.abs(pixels(_raw(name, folder, {})) - pixels(result.images[0])).max() > 8
 
 
