@@ -20,7 +20,9 @@ def override_noise(scheduler: Any, noise: Any, packed: Any = None) -> None:
 
     def ours(sample: Any) -> Any:
         chosen = packed if packed is not None and sample.shape == packed.shape else noise
-        if chosen.shape != sample.shape and chosen.numel() == sample.numel():  # Qwen-Image's one-frame axis
+        if chosen.shape != sample.shape and patches_in_sequence(packed, sample):
+            chosen = packed.flatten(2).transpose(1, 2)  # Flux.2 klein's loop noises its patches as a sequence
+        elif chosen.shape != sample.shape and chosen.numel() == sample.numel():  # Qwen-Image's one-frame axis
             chosen = chosen.reshape(sample.shape)
         return chosen.to(sample.device, sample.dtype)
 
@@ -40,13 +42,22 @@ def override_noise(scheduler: Any, noise: Any, packed: Any = None) -> None:
         scheduler.scale_noise = functools.wraps(scale_noise)(scaled)
 
 
+def patches_in_sequence(patches: Any, sample: Any) -> bool:
+    """Whether `sample` is (B, h·w, C) and `patches` the same latents as (B, C, h, w) (Flux.2 klein's two forms)."""
+    if patches is None or patches.dim() != 4 or sample.dim() != 3:
+        return False
+    batch, channels, height, width = patches.shape
+    return tuple(sample.shape) == (batch, height * width, channels)
+
+
 def noise_init(scheduler: Any, call: dict[str, Any], inpaint: bool, noise: Any, packed: Any = None) -> None:
     """Noise the init with our `noise`: through the scheduler, or as ``latents`` for inpaint at strength 1.
 
     Inpaint at strength 1 starts from the noise alone and may never call the scheduler's noising; given latents
-    (unpacked, in every family), diffusers takes them as that noise.
+    (unpacked in every family, but Flux.2 klein's 2×2 patches: its `packed` form is 4-D), diffusers takes them as
+    that noise.
     """
     if inpaint and call["strength"] == 1.0:
-        call["latents"] = noise
+        call["latents"] = packed if packed is not None and packed.dim() == 4 else noise
     else:
         override_noise(scheduler, noise, packed)

@@ -186,6 +186,7 @@ def load_pipeline(
         if source.kind == "single-file":
             parts = (getattr(request, "vae", ""), text_encoders(getattr(request, "text_encoder", "")))
             pipe = single_file.load(diffusers, source.location, config, kwargs, parts)
+            _evaluation_mode(pipe)
         else:
             pipe = _load_pretrained(diffusers, source, {**kwargs, **quant.load_kwargs(quantize, dtype)}, local_only)
         quant.apply(pipe, quantize, dtype)
@@ -204,6 +205,17 @@ def _check_quantization(source: ModelSource, quantize: str, device: str) -> dict
     stored = prequantized.stored(lambda part: component_config(source, part))
     prequantized.check(stored, device, quantize, source.name)
     return stored
+
+
+def _evaluation_mode(pipe: Any) -> None:
+    """Every model of a pipeline in evaluation mode: dropout off.
+
+    diffusers' ``from_single_file`` leaves the T5 it builds from a whole SD3/Flux file in training mode (its
+    ``create_diffusers_t5_model_from_checkpoint`` never calls ``eval()``): T5's dropout then changes every picture.
+    """
+    for component in pipe.components.values():
+        if hasattr(component, "eval") and getattr(component, "training", False):
+            component.eval()
 
 
 def text_encoders(text: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import threading
 import time
@@ -23,7 +24,7 @@ from .plan import Pass
 from .preview import Previewer, decode_latents, to_pil
 from .schedulers import make_scheduler
 from .seeds import NoiseSource
-from .step_noise import supply_step_noise
+from .step_noise import step_globals, supply_step_noise
 
 
 class Stopped(Exception):
@@ -57,7 +58,8 @@ class X0Capture:
 
 def x0_from(scheduler: Any, output: Any, args: tuple, kwargs: dict) -> Any:
     """Find x0 in a scheduler step's output, its state, or (epsilon and flow schedulers) compute it."""
-    if type(scheduler).__name__.startswith("FlowMatch"):  # x0 = x_t − σ·v (families/flow.py)
+    flow = getattr(scheduler.config, "prediction_type", "") == "flow_prediction"  # DPM++ 2M and UniPC on flow
+    if flow or type(scheduler).__name__.startswith("FlowMatch"):  # x0 = x_t − σ·v (families/flow.py)
         model_output = kwargs.get("model_output", args[0] if args else None)
         sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
         return flow_x0(scheduler, model_output, sample) if sample is not None else None
@@ -217,6 +219,26 @@ def step_noise(scheduler: Any, delta: int, generators: list[Any] | None, source:
         supply_step_noise(scheduler, source)
     elif ensd and generators:
         _reseed_at_first_step(scheduler, generators, delta)
+    if generators and not (source is not None and source.supplies_steps):
+        _step_generator(scheduler, generators)
+
+
+def _step_generator(scheduler: Any, generators: list[Any]) -> None:
+    """Hand a step that draws noise the pass's generators where the pipeline gives none (LCM on flow models).
+
+    The flow pipelines call ``step`` without ``generator``, so the flow LCM would draw from torch's global random
+    state: another picture on every run, even with ``--rng cpu``. diffusers' UNet pipelines hand it, as here.
+    """
+    original = scheduler.step
+    if step_globals(scheduler) is None or "generator" not in inspect.signature(original).parameters:
+        return
+
+    @functools.wraps(original)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("generator", generators)
+        return original(*args, **kwargs)
+
+    scheduler.step = step
 
 
 def _reseed_at_first_step(scheduler: Any, generators: list[Any], delta: int) -> None:

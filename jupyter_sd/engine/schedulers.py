@@ -106,9 +106,11 @@ def make_scheduler(sampler: str, schedule: str, base_config: dict[str, Any], a11
     """Build the scheduler for an A1111 sampler/schedule pair from a pipeline's scheduler config.
 
     `a1111=False` gives diffusers' class as it is (the benchmark's "before"); by default a k-diffusion sampler
-    runs on A1111's sigmas and timesteps. A flow-matching config (Flux, SD3) gets its own Euler (families/flow.py).
+    runs on A1111's sigmas and timesteps. A flow-matching config (Flux, SD3) gets a flow sampler
+    (families/flow_samplers.py).
     """
-    from .families.flow import flow_scheduler, is_flow_config
+    from .families.flow import is_flow_config
+    from .families.flow_samplers import flow_scheduler
 
     if is_flow_config(base_config):
         return flow_scheduler(sampler, schedule, base_config)

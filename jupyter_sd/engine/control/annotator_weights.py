@@ -41,6 +41,8 @@ WEIGHTS: dict[str, Weights] = {
     "openpose_hand": Weights(_ANNOTATORS, "openpose", ("hand_pose_model.pth",)),
     "openpose_face": Weights(_ANNOTATORS, "openpose", ("facenet.pth",)),
     "mlsd": Weights(_ANNOTATORS, "mlsd", ("mlsd_large_512_fp32.pth",)),
+    "lama": Weights(_ANNOTATORS, "lama", ("ControlNetLama.pth",)),
+    "manga_line": Weights(_ANNOTATORS, "manga_line", ("erika.pth",)),
     "depth_anything": Weights(
         "LiheYoung/depth-anything-large-hf",
         "depth_anything/depth-anything-large-hf",

@@ -3,8 +3,9 @@
 Each follows sd-webui-controlnet's module of the same name: the picture scaled and edge-padded to the processor
 resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
-variants quantized by ``safe_step``, lineart inverted so lines are white; OpenPose's people drawn in colour, M-LSD's
-lines with the unit's thresholds), the padding cropped off. Networks load once per weights file
+variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
+MangaLineExtraction; OpenPose's people drawn in colour, M-LSD's lines with the unit's thresholds), the padding
+cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
 (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the
 modules that draw hands or faces.
 """
@@ -59,6 +60,14 @@ def _load(annotator: str, path: Path) -> Any:
         from .mlsd import load_mlsd
 
         return load_mlsd(path)
+    if annotator == "manga_line":
+        from .manga_line import load_manga_line
+
+        return load_manga_line(path)
+    if annotator == "lama":
+        from .lama import load_lama
+
+        return load_lama(path)
     from .edge_nets import load_net
 
     return load_net(annotator, path)
@@ -68,6 +77,12 @@ def _anime(net: Any, image: np.ndarray) -> np.ndarray:
     from .lineart_anime import anime_lines
 
     return 255 - anime_lines(net, image)
+
+
+def _manga(net: Any, image: np.ndarray) -> np.ndarray:
+    from .manga_line import manga_lines
+
+    return manga_lines(net, image)
 
 
 def safe_step(x: np.ndarray, step: int = 2) -> np.ndarray:
@@ -177,6 +192,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "lineart_realistic": ("lineart", lineart_lines),
     "lineart_coarse": ("lineart_coarse", lineart_lines),
     "lineart_anime": ("lineart_anime", _anime),
+    "lineart_anime_denoise": ("manga_line", _manga),
     "depth_anything": ("depth_anything", lambda net, image: _depth("depth_anything")(net, image)),
     "depth_anything_v2": ("depth_anything_v2", lambda net, image: _depth("depth_anything_v2")(net, image)),
     "depth_midas": ("midas", lambda net, image: _depth("midas")(net, image)),
@@ -186,6 +202,20 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
 TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {"mlsd": ("mlsd", _mlsd)}
 """Modules whose work also takes the unit's Threshold A and B (M-LSD's value and distance thresholds)."""
+
+
+def inpaint_lama(picture: np.ndarray) -> np.ndarray:
+    """``inpaint_only+lama``'s map of `picture` (H×W×4 uint8, the mask in alpha) at its own size (``lama.py``)."""
+    from .lama import lama_inpaint_map
+
+    return lama_inpaint_map(loaded_net("lama", "inpaint_only+lama"), picture)
+
+
+def outpaint_lama(picture: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``inpaint_only+lama`` under "Resize and Fill": fitted to `width`×`height` first, LaMa filling the border."""
+    from .lama import lama_inpaint_map, outpaint_input
+
+    return lama_inpaint_map(loaded_net("lama", "inpaint_only+lama"), outpaint_input(picture, width, height))
 
 
 def annotate(

@@ -56,6 +56,7 @@ MODULES: dict[str, Module] = {
         Module("threshold", RESOLUTION, Slider("Binarization Threshold", 0, 255, 127)),
         Module("inpaint", takes_mask=True),
         Module("inpaint_only", takes_mask=True),
+        Module("inpaint_only+lama", takes_mask=True, annotator=True),
         *(
             Module(name, RESOLUTION, annotator=True)
             for name in (
@@ -68,6 +69,7 @@ MODULES: dict[str, Module] = {
                 "lineart_realistic",
                 "lineart_coarse",
                 "lineart_anime",
+                "lineart_anime_denoise",
                 "depth_midas",
                 "depth_zoe",
                 "depth_anything",
@@ -107,7 +109,6 @@ ALIASES = {
 _DEPTH = "depth weights (LeReS/Marigold)"
 _POSE = "OpenPose/DWPose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
-    "inpaint_only+lama": "LaMa inpainting weights (big-lama)",
     **dict.fromkeys(
         (
             "depth_leres",
@@ -126,7 +127,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
         ),
         _POSE,
     ),
-    "lineart_anime_denoise": "the manga line extraction weights (erika.pth)",
     "softedge_teed": "TEED weights",
     **dict.fromkeys(("normal_bae", "normal_midas", "normal_dsine"), "normal-map annotator weights"),
     **dict.fromkeys(("seg_ofade20k", "seg_ofcoco", "seg_ufade20k", "seg_anime_face"), "segmentation weights"),

@@ -2,7 +2,8 @@
 
 Each follows sd-webui-controlnet's module of the same name: the same sliders (see ``modules``), the same scaling to
 the processor resolution (``resolution.scale_with_pad``) and the same arithmetic, on OpenCV and numpy. Maps are
-H×W×3 uint8 at the processor resolution; ``inpaint``/``inpaint_only`` give H×W×4, the mask in the alpha channel.
+H×W×3 uint8 at the processor resolution; ``inpaint``/``inpaint_only`` give H×W×4, the mask in the alpha channel
+(``inpaint_only+lama`` too, LaMa's fill in the mask, at the picture's size).
 """
 
 from __future__ import annotations
@@ -178,19 +179,27 @@ def preprocess(
     mask: object | None = None,
     seed: int = 0,
     pixel_perfect: tuple[int, int, object] | None = None,
+    fill_to: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The control map of `image` through built-in preprocessor `module`, with sd-webui-controlnet's parameters.
 
     -1 takes a slider's default. ``pixel_perfect=(width, height, resize_mode)`` sets the processor resolution from
     the picture painted instead. `mask` is the inpaint mask (inpaint modules only); `seed` drives shuffle.
+    ``fill_to=(width, height)``: the unit resizes by "Resize and Fill", so LaMa fills the added border as well.
     """
     spec = find_module(module)
     res, a, b = module_params(spec, processor_res, threshold_a, threshold_b)
     picture = as_rgb(image)
     if spec.takes_mask:
-        return _with_mask(picture, mask)
+        with_mask = _with_mask(picture, mask)
+        if spec.annotator:  # inpaint_only+lama: LaMa's fill in the mask (annotators.py)
+            from .annotators import inpaint_lama, outpaint_lama
+
+            return outpaint_lama(with_mask, *fill_to) if fill_to else inpaint_lama(with_mask)
+        return with_mask
     if mask is not None:
-        raise ValueError(f"controlnet: {spec.name} takes no mask; the inpaint modules do (inpaint_only, inpaint)")
+        modules = "inpaint_only, inpaint, inpaint_only+lama"
+        raise ValueError(f"controlnet: {spec.name} takes no mask; the inpaint modules do ({modules})")
     if pixel_perfect is not None and res is not None:
         width, height, resize_mode = pixel_perfect
         res = pixel_perfect_resolution((picture.shape[1], picture.shape[0]), width, height, resize_mode)

@@ -48,6 +48,7 @@ def unit_map(
         mask=mask,
         seed=shuffle_seed(seed, subseed),
         pixel_perfect=pixel_perfect,
+        fill_to=(width, height) if unit.resize_mode == "Resize and Fill" else None,
     )
     source = detected.astype(np.float32) if detected.shape[2] == 4 else detected  # inpaint maps scale unrounded
     return UnitMap(detected, fit_map(source, width, height, unit.resize_mode))

@@ -3,9 +3,16 @@
 Its latents are Flux's (16 channels through the Flux VAE, packed 2×2), so previews use Flux's latent→RGB factors.
 It takes true classifier-free guidance with a negative prompt (diffusers' ``guidance_scale``, A1111's CFG scale);
 the prompt reaches its one T5-XXL encoder as plain text. Defaults from the Chroma1-HD card: 40 steps, CFG 3.
+
+diffusers 0.42's ``ChromaInpaintPipeline`` reads ``transformer.config.guidance_embeds`` (copied from Flux's inpaint
+pipeline) to build a distilled-guidance tensor it never passes on; Chroma's transformer has no such key, so the
+pipeline raises AttributeError before its first step. Chroma has no guidance embedding: the key is registered as
+False on its transformer before a call, and the pipeline paints as written.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .base import Family
 from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
@@ -13,7 +20,19 @@ from .flux import FAMILY as FLUX
 
 PLAIN_TEXT = "(A1111 emphasis, editing, alternation, AND and BREAK are not applied)"
 
-FAMILY = Family(
+
+class ChromaFamily(Family):
+    """Chroma: Flux's latents; its inpaint pipeline given the transformer config key it reads."""
+
+    def adapt_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
+        """Register ``guidance_embeds=False`` on the transformer for diffusers' ChromaInpaintPipeline to read."""
+        config = getattr(getattr(pipe, "transformer", None), "config", None)
+        if config is not None and "guidance_embeds" not in config:
+            pipe.transformer.register_to_config(guidance_embeds=False)  # (true: Chroma has no guidance embedding)
+        return call
+
+
+FAMILY = ChromaFamily(
     name="Chroma",
     title="Chroma",
     pipelines={
@@ -34,5 +53,5 @@ FAMILY = Family(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Chroma's T5 encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=4.0,
-    lacks=("embeddings", "refiner", "inpaint", "prompt syntax", "single file"),
+    lacks=("embeddings", "refiner", "prompt syntax", "single file"),
 )

@@ -1,10 +1,10 @@
-"""What the flow-matching families (Flux, SD3) share: their sampler, x0 from velocity, and Flux's packed latents.
+"""What the flow-matching families share: their schedule types, x0 from velocity, and Flux's packed latents.
 
 Their pipelines take the velocity v of a rectified flow, x_t = (1 − σ)·x0 + σ·noise, so the clean picture a step
-predicts is x0 = x_t − σ·v. diffusers' own flow-matching Euler runs on them, on the model's scheduler config
-(``Schedule type: Automatic``); ``Simple`` is the same noise levels (Forge's simple schedule takes every n-th of the
-model's shifted levels from the top: diffusers' linspace), ``Beta`` and ``Karras`` diffusers' beta and Karras
-spacing of them; ``--shift`` a static shift (Forge's ``Shift``). Other A1111 samplers are refused in one line.
+predicts is x0 = x_t − σ·v. The samplers (flow_samplers.py) run on the model's scheduler config
+(``Schedule type: Automatic``); ``Simple`` is the flow Euler's own levels (Forge's simple schedule takes every n-th
+of the model's shifted levels from the top: diffusers' linspace), ``Beta`` and ``Karras`` diffusers' beta and
+Karras spacing of them; ``--shift`` a static shift (Forge's ``Shift``).
 """
 
 from __future__ import annotations
@@ -12,35 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 FLOW_SAMPLERS = ("Euler",)
+"""The samplers of the families that run Euler alone for now (flow_samplers.py holds the rest)."""
 FLOW_SCHEDULES = ("Automatic", "Simple", "Beta", "Karras")
-_SCHEDULE_OVERRIDES = {"Beta": {"use_beta_sigmas": True}, "Karras": {"use_karras_sigmas": True}}
-"""What each schedule type changes in the model's FlowMatchEulerDiscreteScheduler config (Simple: nothing)."""
 
 
 def is_flow_config(config: dict[str, Any]) -> bool:
     """Whether a scheduler config (with the engine's ``_class_name``) is a flow-matching one."""
     return str(config.get("_class_name", "")).startswith("FlowMatch")
-
-
-def flow_scheduler(sampler: str, schedule: str, config: dict[str, Any]) -> Any:
-    """Flow-matching Euler on the model's own scheduler config.
-
-    Raises
-    ------
-    ValueError
-        For a sampler or schedule type flow models cannot run here yet (one line naming the allowed ones).
-    """
-    if sampler not in FLOW_SAMPLERS:
-        allowed = ", ".join(FLOW_SAMPLERS)
-        msg = f"sampler: '{sampler}' cannot run flow-matching models (Flux, SD3) yet (allowed: {allowed})"
-        raise ValueError(msg)
-    if schedule not in FLOW_SCHEDULES:
-        allowed = ", ".join(FLOW_SCHEDULES)
-        msg = f"schedule: '{schedule}' is not available for flow-matching models (Flux, SD3) yet (allowed: {allowed})"
-        raise ValueError(msg)
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    return FlowMatchEulerDiscreteScheduler.from_config(config, **_SCHEDULE_OVERRIDES.get(schedule, {}))
 
 
 def with_shift(config: dict[str, Any], shift: float) -> dict[str, Any]:

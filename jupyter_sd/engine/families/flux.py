@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Family
-from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+from .flow import FLOW_SCHEDULES
+from .flow_samplers import FLOW_MATCH_SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ FAMILY = FluxFamily(
     native_size=1024,
     defaults={"sampler": "Euler", "schedule": "Automatic", "guidance": 1.0},
     guidance="cfg+distilled",
-    samplers=FLOW_SAMPLERS,
+    samplers=FLOW_MATCH_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,

@@ -37,13 +37,34 @@ class Flux2KleinFamily(Family):
         return request.replace(guidance=1.0), [line]
 
     def adapt_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
-        """Its pipeline has no ``negative_prompt``: a negative prompt reaches real CFG as its Qwen3 embeddings."""
+        """Its pipeline has no ``negative_prompt``: a negative prompt reaches real CFG as its Qwen3 embeddings.
+
+        img2img runs on its Inpaint pipeline with a mask over the whole picture (diffusers has no klein Img2Img
+        class): every step keeps the transformer's latents, so it is A1111's img2img from the noised init.
+
+        """
         call = dict(call)
+        image = call.get("image")
+        if "mask_image" not in call and image is not None and hasattr(image, "size"):  # img2img: the whole picture
+            from PIL import Image
+
+            call["mask_image"] = Image.new("L", image.size, 255)
         negative = call.pop("negative_prompt", None)
         guided = call.get("guidance_scale", 1.0) > 1 and not getattr(pipe.config, "is_distilled", False)
         if negative and guided and "prompt" in call:
             call["negative_prompt_embeds"] = pipe.encode_prompt(prompt=negative)[0]
         return call
+
+    def encode(self, pipe: Any, pixels: Any, generator: Any) -> Any:
+        """Refused: its Inpaint pipeline normalizes latents it is handed as raw VAE ones (latent masked content).
+
+        Raises
+        ------
+        ValueError
+            ``masked content: 'latent noise' and 'latent nothing' cannot paint Flux.2 klein models yet (…)``.
+        """
+        msg = f"masked content: 'latent noise' and 'latent nothing' cannot paint {self.name} models yet"
+        raise ValueError(msg + " (allowed: original, fill)")
 
     def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
         """(B, 32, H/8, W/8) noise → the (B, 128, H/16, W/16) patches its pipeline packs itself."""
@@ -74,7 +95,11 @@ class Flux2KleinFamily(Family):
 FAMILY = Flux2KleinFamily(
     name="Flux.2 klein",
     title="FLUX.2 [klein]",
-    pipelines={"txt2img": "Flux2KleinPipeline", "inpaint": "Flux2KleinInpaintPipeline"},
+    pipelines={
+        "txt2img": "Flux2KleinPipeline",
+        "img2img": "Flux2KleinInpaintPipeline",  # (with a whole-picture mask: diffusers has no klein Img2Img class)
+        "inpaint": "Flux2KleinInpaintPipeline",
+    },
     checkpoint_keys=("single_stream_modulation.", "model.diffusion_model.single_stream_modulation."),
     text_encoders=("qwen3",),
     latent_channels=32,
@@ -124,5 +149,5 @@ FAMILY = Flux2KleinFamily(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Flux.2 klein's Qwen3 text encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=4.0,
-    lacks=("hires", "embeddings", "refiner", "img2img", "inpaint", "prompt syntax", "single file"),
+    lacks=("hires", "embeddings", "refiner", "prompt syntax", "single file"),
 )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .base import Family
-from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+from .flow import FLOW_SCHEDULES
+from .flow_samplers import FLOW_MATCH_SAMPLERS
 
 FAMILY = Family(
     name="SD3",
@@ -18,7 +19,7 @@ FAMILY = Family(
     latent_channels=16,
     native_size=1024,
     defaults={"sampler": "Euler", "schedule": "Automatic", "steps": 28},
-    samplers=FLOW_SAMPLERS,
+    samplers=FLOW_MATCH_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     latent_rgb={

@@ -162,7 +162,10 @@ def test_sd3_paints_what_diffusers_paints(engine, sd3_dir):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"sampler": "DPM++ 2M SDE"}, "sampler: 'DPM++ 2M SDE' cannot paint Flux models yet (allowed: Euler)"),
+        (
+            {"sampler": "DPM++ 2M SDE"},
+            "sampler: 'DPM++ 2M SDE' cannot paint Flux models yet (allowed: Euler, Heun, DPM++ 2M, UniPC, LCM)",
+        ),
         ({"schedule": "Exponential"}, "schedule: 'Exponential' cannot paint Flux models yet (allowed: Automatic, Si"),
         ({"refiner": "some/refiner"}, "model: refiner is not supported for Flux models yet"),
     ],
