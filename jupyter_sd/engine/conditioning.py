@@ -92,6 +92,8 @@ def build_conditioning(
     negative_text, _, negative_unsupported = extract_networks(negative)
     encoders = encoders_of(pipe)
     if not encoders:
+        if networks:  # the tag's gap: Qwen's tokenizers read a left-over space as a token, T5's and CLIP's do not
+            prompt_text = " ".join(word for word in prompt_text.split(" ") if word)
         kwargs, stepped = _text_kwargs(pipe, prompt_text, negative_text, emphasis, (steps, hires_steps))
         return Conditioning(
             kwargs=kwargs, flow_steps=stepped, networks=networks, unsupported=unsupported + negative_unsupported

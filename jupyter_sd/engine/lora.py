@@ -100,7 +100,7 @@ def _load_lora(pipe: Any, state: NetworkState, path: Path, allow_pickle: bool, n
                 pipe.load_lora_weights(dict(weights), adapter_name=adapter)
             except Exception as error:
                 _drop_adapter(pipe, adapter)  # nothing half-loaded
-                why = "its layer sizes are another model's" if "size mismatch" in str(error) else first_line(error)
+                why = _why_not_loaded(error)
                 msg = f"lora: could not load {path.name} on this model ({why}); painting without it"
                 raise ValueError(msg) from error
         components = tuple(part for part, names in pipe.get_list_adapters().items() if adapter in names)
@@ -120,6 +120,16 @@ def _load_lora(pipe: Any, state: NetworkState, path: Path, allow_pickle: bool, n
     return True
 
 
+def _why_not_loaded(error: Exception) -> str:
+    """The loading error in a few words (diffusers' and peft's run long): another model's layers, or its first line."""
+    text = str(error)
+    if "size mismatch" in text:
+        return "its layer sizes are another model's"
+    if "not found in the base model" in text:  # peft: no target module of the file is in this model
+        return "its layers are another model's"
+    return first_line(error)
+
+
 def _check_lora(path: Path, weights: dict[str, Any], pipe: Any) -> None:
     """Refuse, before loading, what diffusers cannot load: LyCORIS kinds, and LoRA made for another family."""
     for key in weights:
@@ -133,7 +143,8 @@ def _check_lora(path: Path, weights: dict[str, Any], pipe: Any) -> None:
         or key.startswith("text_encoder_2.")
         for key in weights
     )
-    if is_xl_lora and getattr(pipe, "text_encoder_2", None) is None:  # (the other way round, loading refuses it)
+    is_sd_pipe = getattr(pipe, "unet", None) is not None  # (a transformer family's own loader refuses what is not its)
+    if is_xl_lora and is_sd_pipe and getattr(pipe, "text_encoder_2", None) is None:  # (SD 1.x on SDXL: loading refuses)
         msg = f"lora: {path.name} is made for SDXL and this model is SD 1.x/2.x; painting without it"
         raise ValueError(msg)
 

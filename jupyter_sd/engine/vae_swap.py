@@ -60,20 +60,26 @@ def _vae_path(vae: str, notice: Notice) -> Path | None:
 
 
 def _load_vae(path: Path, pipe: Any, allow_pickle: bool) -> Any:
-    """An AutoencoderKL shaped like the model's, with the file's weights (A1111/LDM or diffusers layout)."""
+    """A VAE of the model's class and shape, with the file's weights (diffusers layout; A1111/LDM for AutoencoderKL).
+
+    Flux's ``ae.safetensors`` (LDM layout) fits Flux, Chroma and Z-Image; Qwen-Image's and Flux.2's VAE classes
+    take their diffusers layout.
+    """
     from diffusers import AutoencoderKL
 
     own = state_of(pipe).own_vae or pipe.vae
+    vae_class = type(own)
     if path.is_dir():
-        vae = AutoencoderKL.from_pretrained(str(path))
+        vae = vae_class.from_pretrained(str(path))
     else:
         weights = read_weights(path, allow_pickle, "vae")
         weights = weights.get("state_dict", weights)
-        if any(key.startswith(("encoder.down.", "first_stage_model.", "decoder.up.")) for key in weights):
+        is_ldm = any(key.startswith(("encoder.down.", "first_stage_model.", "decoder.up.")) for key in weights)
+        if is_ldm and vae_class is AutoencoderKL:
             from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
             weights = convert_ldm_vae_checkpoint(weights, dict(own.config))
-        vae = AutoencoderKL.from_config(own.config)
+        vae = vae_class.from_config(own.config)
         try:
             vae.load_state_dict(weights, strict=True)
         except RuntimeError as error:

@@ -53,5 +53,5 @@ FAMILY = ChromaFamily(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Chroma's T5 encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=4.0,
-    lacks=("lora", "embeddings", "vae", "refiner", "prompt syntax", "single file"),
+    lacks=("embeddings", "refiner", "prompt syntax", "single file"),
 )

@@ -1,4 +1,4 @@
-"""The transformer of a Flux/SD3 file (safetensors or GGUF), loaded tensor by tensor into an empty model.
+"""The transformer of a Flux, SD3, Z-Image or Qwen-Image file (safetensors or GGUF), loaded into an empty model.
 
 Only the transformer's tensors are read (a whole checkpoint's VAE and text encoders stay on disk), and GGUF tensors
 stay quantized: diffusers' GGUF layers dequantize one weight at a time while painting.
@@ -10,7 +10,12 @@ from typing import Any
 
 from .files import ModelFile, first_line
 
-TRANSFORMERS = {"Flux": "FluxTransformer2DModel", "SD3": "SD3Transformer2DModel"}
+TRANSFORMERS = {
+    "Flux": "FluxTransformer2DModel",
+    "SD3": "SD3Transformer2DModel",
+    "Z-Image": "ZImageTransformer2DModel",
+    "Qwen-Image": "QwenImageTransformer2DModel",
+}
 """The transformer class of each family, when ``--model-config`` does not name one."""
 
 
@@ -79,9 +84,13 @@ def load_denoiser(diffusers: Any, info: ModelFile, config: str, dtype: Any, loca
     if info.format == "gguf":
         kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     try:
-        tensors: Any = read_tensors(info) if info.family.name == "Flux" or info.format == "gguf" else info.path
+        tensors: Any = info.path
+        if info.family.name in ("Flux", "Qwen-Image") or info.format == "gguf":
+            tensors = read_tensors(info)
         if info.family.name == "Flux":
             tensors = flux_to_diffusers(tensors)
+        elif info.family.name == "Qwen-Image":  # diffusers' names, as ComfyUI ships them; its map keeps any prefix
+            tensors = {name.removeprefix("model.diffusion_model."): value for name, value in tensors.items()}
         return cls.from_single_file(tensors, **kwargs)
     except Exception as error:  # shape mismatches, unknown names, a damaged file …
         msg = f"model: the transformer in '{info.path}' does not fit --model-config '{config}' ({first_line(error)})"

@@ -58,7 +58,8 @@ def load_parts(diffusers: Any, config: str, vae: str, encoders: tuple[str, ...],
     from . import gguf_text
 
     components: dict[str, Any] = {}
-    if vae:
+    vae_class = (diffusers.DiffusionPipeline.load_config(config).get("vae") or ["", ""])[-1]
+    if vae and vae_class == "AutoencoderKL":  # (another VAE class, Qwen-Image's: `vae_swap` loads it per picture)
         components["vae"] = diffusers.AutoencoderKL.from_single_file(
             str(find_vae(vae)), config=config, subfolder="vae", torch_dtype=dtype
         )

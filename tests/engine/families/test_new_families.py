@@ -168,7 +168,7 @@ def test_xyz_plot_over_cfg_paints_each_cell_as_diffusers(family, tmp_path):
     ("changes", "message"),
     [
         ({"sampler": "DPM++ 2M SDE"}, "sampler: 'DPM++ 2M SDE' cannot paint {name} models yet (allowed: Euler)"),
-        ({"prompt": "a fox <lora:ink:0.8>"}, "model: lora is not supported for {name} models yet"),
+        ({"refiner": "refiner"}, "model: refiner is not supported for {name} models yet"),
     ],
 )
 def test_what_it_cannot_do_yet_is_one_line(engine, family, changes, message):
