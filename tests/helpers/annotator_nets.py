@@ -6,6 +6,9 @@ Only the widths are smaller (the files' layouts say the widths, so the package r
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -270,3 +273,27 @@ def tiny_depth_anything(seed: int) -> Any:
         patch_size=14,
     )
     return DepthAnythingForDepthEstimation(config).eval()
+
+
+# -- a models folder holding annotator files -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def annotator_files(root: Path, files: dict[str, Any]) -> Iterator[Path]:
+    """A models folder at `root` whose ``ControlNet/annotators/`` holds `files` (path inside it → what to
+    ``torch.save``), in use (no annotator loaded) until the block ends; yields the annotators folder."""
+    from jupyter_sd import library
+    from jupyter_sd.engine.control.annotators import unload_annotators
+
+    folder = root / "ControlNet" / "annotators"
+    for name, state in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, folder / name)
+    before = library.models_dir()
+    library.set_models_dir(root)
+    unload_annotators()
+    try:
+        yield folder
+    finally:
+        unload_annotators()
+        library.set_models_dir(before)

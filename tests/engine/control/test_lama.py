@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers.annotator_nets import annotator_files
 from helpers.lama_net import lama_reference, lama_shapes, lama_state
 
 from jupyter_sd import library
-from jupyter_sd.engine.control.annotators import unload_annotators
 from jupyter_sd.engine.control.lama import FourierUnit, LamaGenerator, load_lama
 from jupyter_sd.engine.control.modules import find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -86,16 +86,8 @@ def test_the_module_has_no_sliders_and_takes_the_mask():
 
 @pytest.fixture()
 def lama_file(tmp_path):
-    root = tmp_path / "models"
-    folder = root / "ControlNet" / "annotators" / "lama"
-    folder.mkdir(parents=True)
-    torch.save(lama_state(seed=5), folder / "ControlNetLama.pth")
-    before = library.models_dir()
-    library.set_models_dir(root)
-    unload_annotators()
-    yield folder
-    unload_annotators()
-    library.set_models_dir(before)
+    with annotator_files(tmp_path / "models", {"lama/ControlNetLama.pth": lama_state(seed=5)}) as folder:
+        yield folder / "lama"
 
 
 def _picture_and_mask() -> tuple[np.ndarray, np.ndarray]:

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers.annotator_nets import annotator_files
 from helpers.manga_net import manga_reference, manga_shapes, manga_state
 
 from jupyter_sd import library
-from jupyter_sd.engine.control.annotators import unload_annotators
 from jupyter_sd.engine.control.manga_line import MangaLineNet
 from jupyter_sd.engine.control.modules import find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -41,16 +41,8 @@ def test_the_module_is_a_lineart_one_with_a_resolution():
 
 @pytest.fixture()
 def manga_file(tmp_path):
-    root = tmp_path / "models"
-    folder = root / "ControlNet" / "annotators" / "manga_line"
-    folder.mkdir(parents=True)
-    torch.save(manga_state(seed=5), folder / "erika.pth")
-    before = library.models_dir()
-    library.set_models_dir(root)
-    unload_annotators()
-    yield folder
-    unload_annotators()
-    library.set_models_dir(before)
+    with annotator_files(tmp_path / "models", {"manga_line/erika.pth": manga_state(seed=5)}) as folder:
+        yield folder / "manga_line"
 
 
 def _picture() -> np.ndarray:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.annotator_nets import annotator_files
 from helpers.pose_nets import mlsd_shapes, mlsd_state
 
 from jupyter_sd import library
-from jupyter_sd.engine.control.annotators import unload_annotators
 from jupyter_sd.engine.control.mlsd import MlsdLarge, draw_lines, network_input, segments
 from jupyter_sd.engine.control.modules import find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -73,16 +73,8 @@ def test_thresholds_are_the_extensions_sliders():
 
 @pytest.fixture()
 def mlsd_file(tmp_path):
-    root = tmp_path / "models"
-    folder = root / "ControlNet" / "annotators" / "mlsd"
-    folder.mkdir(parents=True)
-    torch.save(mlsd_state(seed=5), folder / "mlsd_large_512_fp32.pth")
-    before = library.models_dir()
-    library.set_models_dir(root)
-    unload_annotators()
-    yield folder
-    unload_annotators()
-    library.set_models_dir(before)
+    with annotator_files(tmp_path / "models", {"mlsd/mlsd_large_512_fp32.pth": mlsd_state(seed=5)}) as folder:
+        yield folder / "mlsd"
 
 
 def _picture() -> np.ndarray:

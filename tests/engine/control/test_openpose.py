@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.annotator_nets import annotator_files
 from helpers.pose_nets import SKELETON, pose_reference, pose_shapes, pose_state, structured_body_state
 
 from jupyter_sd import library
@@ -77,18 +78,13 @@ def test_a_body_network_answering_a_dot_with_a_skeleton_gives_that_skeleton():
 @pytest.fixture()
 def pose_files(tmp_path):
     """A models folder with the structured body model and tiny random hand and face models."""
-    root = tmp_path / "models"
-    folder = root / "ControlNet" / "annotators" / "openpose"
-    folder.mkdir(parents=True)
-    torch.save(structured_body_state(), folder / "body_pose_model.pth")
-    torch.save(pose_state("hand", divisor=32, seed=1), folder / "hand_pose_model.pth")
-    torch.save(pose_state("face", divisor=32, seed=2), folder / "facenet.pth")
-    before = library.models_dir()
-    library.set_models_dir(root)
-    unload_annotators()
-    yield folder
-    unload_annotators()
-    library.set_models_dir(before)
+    files = {
+        "openpose/body_pose_model.pth": structured_body_state(),
+        "openpose/hand_pose_model.pth": pose_state("hand", divisor=32, seed=1),
+        "openpose/facenet.pth": pose_state("face", divisor=32, seed=2),
+    }
+    with annotator_files(tmp_path / "models", files) as folder:
+        yield folder / "openpose"
 
 
 def test_openpose_draws_the_skeleton_on_black(pose_files):
