@@ -297,3 +297,28 @@ def annotator_files(root: Path, files: dict[str, Any]) -> Iterator[Path]:
     finally:
         unload_annotators()
         library.set_models_dir(before)
+
+
+def offline_refusal(root: Path, monkeypatch: Any, module: str, *args: Any, **kwargs: Any) -> str:
+    """The one line `preprocess(module, *args, **kwargs)` raises offline with the models folder at `root`."""
+    import huggingface_hub.constants as constants
+    import pytest
+
+    from jupyter_sd import library
+    from jupyter_sd.engine.control.annotators import unload_annotators
+    from jupyter_sd.engine.control.preprocessors import preprocess
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: True, raising=False)
+    before = library.models_dir()
+    library.set_models_dir(root)
+    try:
+        with pytest.raises(ValueError) as refused:
+            preprocess(module, *args, **kwargs)
+    finally:
+        library.set_models_dir(before)
+        unload_annotators()
+    line = str(refused.value)
+    assert "\n" not in line and len(line) < 200, line
+    return line

@@ -11,10 +11,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers.annotator_nets import annotator_files
+from helpers.annotator_nets import annotator_files, offline_refusal
 from helpers.lama_net import lama_reference, lama_shapes, lama_state
 
-from jupyter_sd import library
 from jupyter_sd.engine.control.lama import FourierUnit, LamaGenerator, load_lama
 from jupyter_sd.engine.control.modules import find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -176,20 +175,8 @@ def test_without_a_mask_nothing_is_filled(lama_file):
 
 
 def test_lama_without_its_file_offline_is_refused_in_one_line(tmp_path, monkeypatch):
-    import huggingface_hub.constants as constants
-
     picture, mask = _picture_and_mask()
-    before = library.models_dir()
-    library.set_models_dir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "is_offline_mode", lambda: True, raising=False)
-    try:
-        with pytest.raises(ValueError) as refused:
-            preprocess("inpaint_only+lama", picture, mask=mask)
-    finally:
-        library.set_models_dir(before)
-    line = str(refused.value)
+    line = offline_refusal(tmp_path, monkeypatch, "inpaint_only+lama", picture, mask=mask)
     assert "inpaint_only+lama needs ControlNet/annotators/lama/ControlNetLama.pth" in line and "offline" in line
     assert "\n" not in line and len(line) < 200
 

@@ -8,10 +8,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers.annotator_nets import annotator_files
+from helpers.annotator_nets import annotator_files, offline_refusal
 from helpers.manga_net import manga_reference, manga_shapes, manga_state
 
-from jupyter_sd import library
 from jupyter_sd.engine.control.manga_line import MangaLineNet
 from jupyter_sd.engine.control.modules import find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -65,19 +64,7 @@ def test_the_map_is_255_minus_the_output_on_the_grey_padded_picture(manga_file):
 
 
 def test_manga_line_without_its_file_offline_is_refused_in_one_line(tmp_path, monkeypatch):
-    import huggingface_hub.constants as constants
-
-    before = library.models_dir()
-    library.set_models_dir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "is_offline_mode", lambda: True, raising=False)
-    try:
-        with pytest.raises(ValueError) as refused:
-            preprocess("lineart_anime_denoise", _picture(), 64)
-    finally:
-        library.set_models_dir(before)
-    line = str(refused.value)
+    line = offline_refusal(tmp_path, monkeypatch, "lineart_anime_denoise", _picture(), 64)
     assert "lineart_anime_denoise needs ControlNet/annotators/manga_line/erika.pth" in line and "offline" in line
     assert "\n" not in line and len(line) < 200
 

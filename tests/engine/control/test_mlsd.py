@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers.annotator_nets import annotator_files
+from helpers.annotator_nets import annotator_files, offline_refusal
 from helpers.pose_nets import mlsd_shapes, mlsd_state
 
-from jupyter_sd import library
 from jupyter_sd.engine.control.mlsd import MlsdLarge, draw_lines, network_input, segments
 from jupyter_sd.engine.control.modules import find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -99,19 +98,7 @@ def test_mlsd_draws_the_networks_lines_on_the_padded_picture(mlsd_file):
 
 
 def test_mlsd_without_its_file_offline_is_refused_in_one_line(tmp_path, monkeypatch):
-    import huggingface_hub.constants as constants
-
-    before = library.models_dir()
-    library.set_models_dir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "is_offline_mode", lambda: True, raising=False)
-    try:
-        with pytest.raises(ValueError) as refused:
-            preprocess("mlsd", _picture(), 64)
-    finally:
-        library.set_models_dir(before)
-    line = str(refused.value)
+    line = offline_refusal(tmp_path, monkeypatch, "mlsd", _picture(), 64)
     assert "ControlNet/annotators/mlsd/mlsd_large_512_fp32.pth" in line and "offline" in line
     assert "\n" not in line and len(line) < 200
 

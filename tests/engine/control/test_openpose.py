@@ -8,11 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers.annotator_nets import annotator_files
+from helpers.annotator_nets import annotator_files, offline_refusal
 from helpers.pose_nets import SKELETON, pose_reference, pose_shapes, pose_state, structured_body_state
 
-from jupyter_sd import library
-from jupyter_sd.engine.control.annotators import unload_annotators
 from jupyter_sd.engine.control.openpose import detect_poses
 from jupyter_sd.engine.control.pose_body import body_maps
 from jupyter_sd.engine.control.pose_draw import BODY_COLOURS, draw_poses
@@ -120,24 +118,11 @@ def test_openpose_full_adds_each_persons_hands_and_face(pose_files):
     ("module", "missing"), [("openpose", "body_pose_model.pth"), ("openpose_hand", "hand_pose_model.pth")]
 )
 def test_openpose_without_its_files_offline_is_refused_in_one_line(tmp_path, monkeypatch, module, missing):
-    import huggingface_hub.constants as constants
-
     folder = tmp_path / "ControlNet" / "annotators" / "openpose"
     folder.mkdir(parents=True)
     if missing != "body_pose_model.pth":
         torch.save(structured_body_state(), folder / "body_pose_model.pth")
-    before = library.models_dir()
-    library.set_models_dir(tmp_path)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "is_offline_mode", lambda: True, raising=False)
-    try:
-        with pytest.raises(ValueError) as refused:
-            preprocess(module, _dot_picture(), 256)
-    finally:
-        library.set_models_dir(before)
-        unload_annotators()
-    line = str(refused.value)
+    line = offline_refusal(tmp_path, monkeypatch, module, _dot_picture(), 256)
     assert f"ControlNet/annotators/openpose/{missing}" in line and "offline" in line and "\n" not in line
     assert "lllyasviel/Annotators" in line and len(line) < 200
 
