@@ -11,30 +11,13 @@ import torch
 from helpers.ipython_shell import run
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
-from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 from IPython.core.error import UsageError
 from PIL import Image
 
-from jupyter_sd.engine import Engine
 from jupyter_sd.engine.families import family_of_folder
 from jupyter_sd.recipe.request import PaintRequest
 
 PROMPT = "a red circle on a blue background"
-
-
-@pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory):
-    return make_tiny_flux(tmp_path_factory.mktemp("tiny-flux"))
-
-
-@pytest.fixture(scope="module")
-def sd3_dir(tmp_path_factory):
-    return make_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return Engine()
 
 
 def _raw(cls, folder, **call):

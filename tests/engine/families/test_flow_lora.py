@@ -10,18 +10,13 @@ import pytest
 import torch
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
-from helpers.tiny_flow import diffusers_lora, kohya_flux_lora, make_tiny_flux, make_tiny_sd3
+from helpers.tiny_flow import diffusers_lora, kohya_flux_lora, make_tiny_sd3
 
 from jupyter_sd import library
 from jupyter_sd.engine import Engine
 from jupyter_sd.recipe.request import PaintRequest
 
 PROMPT = "a red circle on a blue background"
-
-
-@pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory):
-    return make_tiny_flux(tmp_path_factory.mktemp("tiny-flux"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from helpers.progress_recorder import Recorder
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 from PIL import Image
 
-from jupyter_sd.engine import Engine
 from jupyter_sd.engine.pictures import Pictures
 from jupyter_sd.engine.seeds import image_noise
 from jupyter_sd.recipe.request import PaintRequest
@@ -34,11 +33,6 @@ def folders(tmp_path_factory):
         "flux": make_tiny_flux(tmp_path_factory.mktemp("tiny-flux")),
         "sd3": make_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3")),
     }
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return Engine()
 
 
 def _raw(family, folder, mode):

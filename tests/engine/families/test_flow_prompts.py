@@ -6,33 +6,15 @@ pipelines as ``prompt_embeds``; the engine's pictures must match them within 1/2
 
 from __future__ import annotations
 
-import pytest
 import torch
 from helpers.pixels import assert_pixels_close
 from helpers.progress_recorder import Recorder
-from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 
-from jupyter_sd.engine import Engine
 from jupyter_sd.recipe.request import PaintRequest
 
 WEIGHTED = "a (red:1.5) circle on a [blue] background"
 PLAIN = "a red circle on a blue background"
 WEIGHTS = [1.0, 1.5, 1.0, 1.0, 1.0, 1 / 1.1, 1.0]  # one per word of PLAIN
-
-
-@pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory):
-    return make_tiny_flux(tmp_path_factory.mktemp("tiny-flux"))
-
-
-@pytest.fixture(scope="module")
-def sd3_dir(tmp_path_factory):
-    return make_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return Engine()
 
 
 def _emphasis(z, weights):

@@ -14,7 +14,6 @@ from helpers.paint_modes import generators, init_picture
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 
-from jupyter_sd.engine import Engine
 from jupyter_sd.engine.passes import X0Capture
 from jupyter_sd.engine.pictures import Pictures
 from jupyter_sd.engine.schedulers import make_scheduler
@@ -32,11 +31,6 @@ def folders(tmp_path_factory):
         "flux": make_tiny_flux(tmp_path_factory.mktemp("tiny-flux")),
         "sd3": make_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3")),
     }
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return Engine()
 
 
 def _pipe(family, folder, kind=None):

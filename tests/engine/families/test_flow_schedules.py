@@ -10,7 +10,6 @@ from helpers.ipython_shell import run
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 
-from jupyter_sd.engine import Engine
 from jupyter_sd.recipe.request import PaintRequest
 
 PROMPT = "a red circle on a blue background"
@@ -23,11 +22,6 @@ def folders(tmp_path_factory):
         "flux": make_tiny_flux(tmp_path_factory.mktemp("tiny-flux")),
         "sd3": make_tiny_sd3(tmp_path_factory.mktemp("tiny-sd3")),
     }
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return Engine()
 
 
 def _raw(family, folder, guidance=None, **scheduler):

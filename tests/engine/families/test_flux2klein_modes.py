@@ -13,7 +13,7 @@ from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
 from PIL import Image
 
-from jupyter_sd.engine import Engine, warmup
+from jupyter_sd.engine import warmup
 from jupyter_sd.engine.pictures import Pictures
 from jupyter_sd.engine.seeds import image_noise
 from jupyter_sd.recipe.request import PaintRequest
@@ -26,11 +26,6 @@ WHOLE = Image.new("L", (32, 32), 255)
 def folder(tmp_path_factory):
     warmup.wait()
     return tiny_families.make_tiny_flux2_klein(tmp_path_factory.mktemp("tiny-klein"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return Engine()
 
 
 def _raw(folder, **call):

@@ -65,11 +65,6 @@ def family(request, tmp_path_factory):
     return spec, spec.build(tmp_path_factory.mktemp(f"tiny-{spec.name.replace(' ', '-')}"))
 
 
-@pytest.fixture(scope="module")
-def engine():
-    return Engine()
-
-
 def _raw(spec: Spec, folder, guidance: float, seed: int, steps: int, size: int = 32, **call) -> Image.Image:
     """The family's own diffusers pipeline, untouched: its scheduler, its encoding, its noise from `seed`."""
     import diffusers

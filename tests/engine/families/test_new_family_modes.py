@@ -14,7 +14,7 @@ from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
 from PIL import Image
 
-from jupyter_sd.engine import Engine, warmup
+from jupyter_sd.engine import warmup
 from jupyter_sd.engine.pictures import Pictures
 from jupyter_sd.engine.seeds import image_noise
 from jupyter_sd.recipe.request import PaintRequest
@@ -39,11 +39,6 @@ def folders(tmp_path_factory):
     warmup.wait()
     builders = {name: spec[0] for name, spec in FAMILIES.items()}
     return {name: build(tmp_path_factory.mktemp(f"tiny-{name.replace(' ', '-')}")) for name, build in builders.items()}
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return Engine()
 
 
 def _raw(name, folder, mode, **call):
