@@ -174,8 +174,6 @@ def run_ray(
         What stopped the batch (``"stop"``, ``"interrupt"`` or None), the cluster's name, and the seconds the
         driver spent saving.
     """
-    import json
-
     name = connect(cluster)
     todo = [item for item in items if item.status == "pending"]
     if not todo:
@@ -189,7 +187,7 @@ def run_ray(
     size, ask = actor_pool(workers, cpus_per_worker, gpus_per_worker, len(todo))
     view.notice(f"batch on {name}: {len(todo)} requests, {size} actor{'s' if size != 1 else ''} ({_ask_text(ask)})")
     rows = [
-        {"order": order, "key": item.key, "request": json.dumps(item.request.to_dict()), "shared": shared_outdir}
+        {"order": order, "key": item.key, "request": item.request.to_json(), "shared": shared_outdir}
         for order, item in enumerate(items)
         if item.status == "pending"
     ]

@@ -64,7 +64,7 @@ def read_entries(source: Any) -> list[Entry]:
 
 def _entry_from_item(item: Any, where: str) -> Entry:
     if isinstance(item, PaintRequest):
-        return Entry(where, item.to_dict())
+        return Entry(where, {name: value for name, value in item.to_dict().items() if name in item.given})
     if isinstance(item, dict):
         return _entry_from_record(item, where)
     if isinstance(item, str):

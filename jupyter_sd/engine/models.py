@@ -297,8 +297,6 @@ def choose_preset(request: Any, source: ModelSource, pipe: Any, family: str) -> 
         The request with the preset's steps, CFG, sampler and schedule where the user set none, and the one line
         saying which preset applied (empty when none did).
     """
-    from dataclasses import fields
-
     from ..recipe import presets
 
     if request.preset == "none":
@@ -312,10 +310,8 @@ def choose_preset(request: Any, source: ModelSource, pipe: Any, family: str) -> 
         key, steps = found
     else:
         key, steps = request.preset, None
-    defaults = {f.name: f.default for f in fields(request)}
-    changes, line = presets.apply(
-        {name: getattr(request, name) for name in presets.PRESET_FIELDS}, defaults, key, steps
-    )
+    values = {name: getattr(request, name) for name in presets.PRESET_FIELDS}
+    changes, line = presets.apply(values, request.given, key, steps)
     if request.preset != "auto":
         line = line.replace(" detected:", " preset:")
     return request.replace(**changes), line

@@ -93,4 +93,5 @@ def what_runs(request: PaintRequest) -> tuple[PaintRequest, list[str]]:
     if not note and request.hires_enabled and hires[2]:
         note = f"hires {hires[2]}"
     notes += [note] if note else []
-    return request.replace(**changes), notes
+    changed = {name: value for name, value in changes.items() if getattr(request, name) != value}
+    return (request.replace(**changed) if changed else request), notes  # what stayed is not marked as given

@@ -379,7 +379,11 @@ class Controls:
 
     def request(self) -> PaintRequest:
         """The request the controls describe, on top of the panel's defaults (not yet validated)."""
-        return self.defaults.replace(**self.values())
+        return self.defaults.replace(**self.changes(self.values()))
+
+    def changes(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The `values` that differ from the panel's defaults: what the user set (the rest keeps family defaults)."""
+        return {name: value for name, value in values.items() if value != getattr(self.defaults, name, None)}
 
     def load(self, request: PaintRequest, keep: tuple[str, ...] = ("n", "repeat")) -> None:
         """Put a request's settings into the controls (``keep`` names controls left as they are)."""

@@ -143,7 +143,7 @@ class Panel(widgets.VBox):
     def _prepare(self) -> tuple[PaintRequest, dict[str, Image.Image]]:
         values = self.controls.values()
         pictures = self.images.prepare(values)
-        return self.defaults.replace(**values).validate(), pictures
+        return self.defaults.replace(**self.controls.changes(values)).validate(), pictures
 
     def generate(self) -> Job | None:
         """Queue a picture with the controls' settings; None (and an error line) when they are invalid."""

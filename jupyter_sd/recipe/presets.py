@@ -9,6 +9,7 @@ card, the LoRA it is used with). Pure Python: no torch, so request validation ca
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any, NamedTuple
 
 
@@ -112,15 +113,15 @@ def detect(
 
 
 def apply(
-    values: dict[str, Any], defaults: dict[str, Any], key: str, steps: int | None = None
+    values: dict[str, Any], given: Collection[str], key: str, steps: int | None = None
 ) -> tuple[dict[str, Any], str]:
-    """The preset's changes to `values` (only options still at their `defaults`), and the line that says so."""
+    """The preset's changes to `values` (only options the user did not set: not in `given`), and the line."""
     preset = PRESETS[key]
     wanted = preset._asdict()
     if steps:
         wanted["steps"] = steps
-    changes = {name: wanted[name] for name in PRESET_FIELDS if values[name] == defaults[name] != wanted[name]}
-    kept = [name for name in PRESET_FIELDS if values[name] != defaults[name]]
+    changes = {name: wanted[name] for name in PRESET_FIELDS if name not in given and values[name] != wanted[name]}
+    kept = [name for name in PRESET_FIELDS if name in given]
     schedule = wanted["schedule"]
     schedule = " trailing" if schedule == "SGM Uniform" else "" if schedule == "Automatic" else f" {schedule}"
     cfg = f"{wanted['guidance']:g}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,28 @@ class PaintRequest(MachineOptions):
         """The size as A1111 writes it (``WxH``), or empty when the model's native size applies."""
         return f"{self.width}x{self.height}" if self.width and self.height else ""
 
+    @property
+    def given(self) -> frozenset[str]:
+        """The options the user set (flags, the kernel's config, a pasted recipe, a plot's axis, a saved recipe).
+
+        A loaded family's or preset's defaults fill only the others, so ``--sampler "DPM++ 2M"`` on Flux paints
+        DPM++ 2M although it is also our default. Recorded when the request is made (the keywords it was given) and
+        by `replace`.
+        """
+        named = self.__dict__.get("_given")
+        if named is not None:
+            return named
+        return frozenset(f.name for f in fields(self) if getattr(self, f.name) != f.default)
+
+    def with_given(self, names: Iterable[str]) -> PaintRequest:
+        """Record `names` as the options the user set (see `given`); returns ``self``."""
+        self.__dict__["_given"] = frozenset(names)
+        return self
+
     def replace(self, **changes: Any) -> PaintRequest:
-        """Return a copy with some options changed (values are coerced, not validated)."""
-        return dataclasses.replace(self, **coerce_options(changes))
+        """Return a copy with some options changed (values are coerced, not validated); those count as given."""
+        coerced = coerce_options(changes)
+        return dataclasses.replace(self, **coerced).with_given(self.given | coerced.keys())
 
     def to_dict(self) -> dict[str, Any]:
         """Return every option as a plain JSON-able dict (ControlNet units as their ``--controlnet`` text)."""
@@ -50,9 +71,19 @@ class PaintRequest(MachineOptions):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PaintRequest:
-        """Build a request from a dict such as `to_dict()` wrote, ignoring keys it does not know."""
+        """Build a request from a dict such as `to_dict()` wrote, ignoring keys it does not know.
+
+        Every option in `data` counts as given, unless `data` names them (``"given"``, as `to_json` writes it).
+        """
         known = {f.name for f in fields(cls)} | {"size"}
-        return cls(**coerce_options({k: v for k, v in data.items() if k in known}))
+        request = cls(**coerce_options({k: v for k, v in data.items() if k in known}))
+        return request.with_given(data["given"]) if "given" in data else request
+
+    def to_json(self) -> str:
+        """The request as JSON for another process (a Ray worker): `to_dict()` and which options were `given`."""
+        import json
+
+        return json.dumps({**self.to_dict(), "given": sorted(self.given)})
 
     # -- validation -------------------------------------------------------------------------------------------
 
@@ -296,3 +327,17 @@ class PaintRequest(MachineOptions):
         params = self.infotext_params(seed, model_name)
         params.update(extra or {})
         return format_infotext(self.prompt, self.negative_prompt, order_params(params))
+
+
+def _recording_given(init: Any) -> Any:
+    """Wrap the dataclass's ``__init__`` so a request knows which options it was given (`PaintRequest.given`)."""
+
+    @functools.wraps(init)
+    def __init__(self: PaintRequest, *args: Any, **options: Any) -> None:
+        init(self, *args, **options)
+        self.with_given([f.name for f in fields(self)][: len(args)] + list(options))
+
+    return __init__
+
+
+PaintRequest.__init__ = _recording_given(PaintRequest.__init__)  # type: ignore[method-assign]

@@ -65,6 +65,11 @@ def test_slider_ranges_equal_validation_ranges(panel):
     # every option has a control, and the controls describe a request equal to the defaults
     assert set(w) == set(FIELDS)
     assert panel.controls.request() == panel.defaults.replace(prompt="a red circle")
+    # controls left alone are not asked for: a loaded family's defaults (Flux's Euler) still fill them
+    assert "sampler" not in panel.controls.request().given
+    w["sampler"].value = w["sampler"].value  # touched but unchanged: still ours
+    w["guidance"].value = 5.5
+    assert panel.controls.request().given - panel.defaults.given == {"prompt", "guidance"}
 
 
 def test_defaults_come_from_kernel_config(fresh_settings):

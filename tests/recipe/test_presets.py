@@ -146,3 +146,12 @@ def test_pasted_refiner_is_applied_only_when_loadable():
     hub = {"Refiner": "stabilityai/stable-diffusion-xl-refiner-1.0", "Refiner switch at": "0.7"}
     assert options_from_params(hub)["refiner"] == "stabilityai/stable-diffusion-xl-refiner-1.0"
     assert not [note for note in pasted_notes(hub, "tiny") if note.startswith("Refiner")]
+
+
+def test_options_asked_for_are_kept_even_at_our_defaults(engine, turbo_dir):
+    """``--steps 20 --sampler "DPM++ 2M"`` are our defaults too: asked for by name, the preset leaves them."""
+    recorder = Recorder()
+    request = PaintRequest(prompt="a dog", model=str(turbo_dir), seed=1, steps=20, sampler="DPM++ 2M")
+    result = engine.generate(request, recorder)
+    assert (result.request.steps, result.request.sampler, result.request.guidance) == (20, "DPM++ 2M", 0.0)
+    assert result.request.schedule == "SGM Uniform"  # the preset's: not asked for

@@ -6,7 +6,6 @@ Called by the engine once the model is loaded (the family is known only then), b
 from __future__ import annotations
 
 import re
-from dataclasses import fields
 from typing import Any
 
 from .base import Family
@@ -18,8 +17,8 @@ _A1111_SYNTAX = re.compile(r"[()\[\]]|\bAND\b|\bBREAK\b")
 def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]]:
     """Return the request as `family` paints it and one line per change.
 
-    The family's defaults (sampler, steps, CFG …) replace options left at the option's default; the size is rounded
-    down to what its latents allow (Flux's 2×2 patches: a multiple of 16 px).
+    The family's defaults (sampler, steps, CFG …) fill the options the user did not set (`PaintRequest.given`);
+    the size is rounded down to what its latents allow (Flux's 2×2 patches: a multiple of 16 px).
 
     Raises
     ------
@@ -27,9 +26,8 @@ def fit_request(family: Family, pipe: Any, request: Any) -> tuple[Any, list[str]
         For a feature the family lacks (hires fix, LoRA, img2img …) or a sampler it cannot run, in one line.
     """
     _refuse_what_it_lacks(family, request)
-    defaults = {f.name: f.default for f in fields(request)}
     wanted = family.defaults_for(pipe)
-    changes = {name: value for name, value in wanted.items() if getattr(request, name) == defaults[name]}
+    changes = {name: value for name, value in wanted.items() if name not in request.given}
     notes = []
     patch = max(family.patch, 2 if family.packed_latents else 1)
     multiple = int(getattr(pipe, "vae_scale_factor", family.vae_scale)) * patch

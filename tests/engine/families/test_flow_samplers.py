@@ -90,8 +90,9 @@ def _request(folder, **changes):
 
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
-@pytest.mark.parametrize("sampler", ["Heun", "UniPC", "LCM"])
+@pytest.mark.parametrize("sampler", ["Heun", "DPM++ 2M", "UniPC", "LCM"])
 def test_each_sampler_paints_raw_diffusers_pixels_and_pastes_back(engine, folders, family, sampler):
+    """DPM++ 2M is also our default sampler: asked for, it paints DPM++ 2M, not the family's Euler."""
     result = engine.generate(_request(folders[family], sampler=sampler))
     assert_pixels_close(result.images[0], _raw(family, folders[family], sampler))
     euler = engine.generate(_request(folders[family], sampler="Euler")).images[0]
@@ -105,7 +106,7 @@ def test_each_sampler_paints_raw_diffusers_pixels_and_pastes_back(engine, folder
 
 @pytest.mark.parametrize("family", ["flux", "sd3"])
 def test_dpm_2m_scheduler_equals_diffusers_dpm_solver_on_flow_sigmas(folders, family):
-    """DPM++ 2M is also our own default sampler, which flow families replace by Euler: checked on the pipeline."""
+    """Our DPM++ 2M scheduler for flow models is diffusers' DPM solver on flow sigmas, step for step."""
     pipe = _pipe(family, folders[family])
     config = {**pipe.scheduler.config, "_class_name": type(pipe.scheduler).__name__}
     pictures = []
