@@ -113,3 +113,25 @@ def test_the_panel_shows_the_map_and_the_terminal_names_it(painted):
     np.testing.assert_array_equal(shown, np.repeat(painted["edges"][:, :, None], 3, axis=2))
     assert painted["area"].image.value  # the picture beside it
     assert "detected maps: ControlNet 0 · canny (64x64)" in painted["console"]
+
+
+def test_a_hires_pass_reports_its_maps_again_and_the_view_keeps_one_per_unit(painted, tiny_model_dir):
+    folder = painted["result"].request.controlnet[0].model
+    unit = {"module": "canny", "model": folder, "image": Image.fromarray(_picture()), "pixel_perfect": True}
+    unit.update(threshold_a=50, threshold_b=120)
+    hires = {"hires": 2, "hires_steps": 2, "hires_denoise": 0.5, "width": SIZE // 2, "height": SIZE // 2}
+    request = tiny_request(tiny_model_dir, controlnet=read_units([unit]), steps=2, **hires)
+    stream = io.StringIO()
+    shown: list[dict] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("IPython.display.display", lambda bundle, **kwargs: shown.append(bundle))
+        cell = Watched()
+        result = render(request, Fanout(cell, ConsoleView(stream)), reraise_interrupt=False)
+    kinds = [event[0] for event in cell.events]
+    assert kinds == ["detected", "step", "step", "detected", "step", "step"]  # once per pass, before its steps
+    first, second = cell.events[0][1][0], cell.events[3][1][0]
+    assert first.size == second.size == (SIZE // 2, SIZE // 2)  # both detected at the first pass's size
+    np.testing.assert_array_equal(np.asarray(result.detected_maps[0]), np.asarray(first))
+    final = shown[-2]["text/html"]  # the kept maps, then the summary line
+    assert final.count("ControlNet 0 · canny") == 2 and len(_pictures(final)) == 1  # (alt and caption) one map
+    assert stream.getvalue().count("detected maps: ControlNet 0 · canny (32x32)") == 2
