@@ -144,7 +144,7 @@ def paint_batch(
     call = {**common, "width": request.width, "height": request.height, "generator": gens}
     if control:
         call.update(control.kwargs(pipe, "txt2img", *size, seeds[0], subseeds[0]))
-        runner.result.detected_maps = control.detected()
+        control.report(runner.result, runner.progress)
     if needs_own_noise(request):
         call["latents"] = _noise(pipe, request, subseeds, size, noise)
     first = condition(pipe, request.prompt, request.steps)
@@ -239,7 +239,7 @@ def _hires_pass(
         call.update(
             control.kwargs(img2img, "img2img", *size, seeds[0], subseeds[0], base=(request.width, request.height))
         )
-        runner.result.detected_maps = runner.result.detected_maps or control.detected()
+        control.report(runner.result, runner.progress, first=False)
     call = _sized(img2img, call, size)
     conditioning = condition(img2img, request.hires_prompt or request.prompt, request.steps, run)
     check_conditioning(control, conditioning)
@@ -364,9 +364,9 @@ def _paint_from_init(
 
 
 def _control_kwargs(control: Any, pipe: Any, kind: str, size: tuple, seeds: list, subseeds: list, runner: Any) -> dict:
-    """The units' arguments of a pass painting `size`; their detected maps go on the result."""
+    """The units' arguments of a pass painting `size`; their detected maps go on the result and to the views."""
     kwargs = control.kwargs(pipe, kind, *size, seeds[0], subseeds[0])
-    runner.result.detected_maps = control.detected()
+    control.report(runner.result, runner.progress)
     return kwargs
 
 

@@ -27,6 +27,12 @@ class Progress:
         Steps are then reported per pass (``step(i, steps)``). Listeners written before passes existed ignore it.
         """
 
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:
+        """A pass's ControlNet units made their maps (before its first step): one picture and caption per unit.
+
+        Each caption names the unit's number among all units and its module (``ControlNet 0 · canny``).
+        """
+
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:
         """A step finished; `previews` holds one picture per image when this step shows a frame."""
 
@@ -56,6 +62,12 @@ class Fanout(Progress):
             phase = getattr(listener, "phase", None)  # listeners that predate passes may not have it
             if phase is not None:
                 phase(label, index, count, steps)
+
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:  # noqa: D102
+        for listener in self.listeners:
+            detected = getattr(listener, "detected", None)  # listeners that predate detected maps may not have it
+            if detected is not None:
+                detected(maps, labels)
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         for listener in self.listeners:

@@ -138,7 +138,7 @@ def paint_with_refiner(
         return tensors
 
     source = _noise(pipe, request, seeds, call := _base_call(request, conditioning, on_step_end, refiner))
-    base, control = _with_units(pipe, request, pictures, call, seeds, result, progress.notice)
+    base, control = _with_units(pipe, request, pictures, call, seeds, result, progress)
     check_conditioning(control, conditioning)
     try:
         if stop.is_set():
@@ -161,21 +161,21 @@ def paint_with_refiner(
 
 
 def _with_units(
-    pipe: Any, request: Any, pictures: Any, call: dict[str, Any], seeds: list[int], result: Any, notice: Any
+    pipe: Any, request: Any, pictures: Any, call: dict[str, Any], seeds: list[int], result: Any, progress: Any
 ) -> tuple[Any, Any]:
     """The base pass's pipeline: with ControlNet units diffusers' ControlNet pipeline over the base (``from_pipe``).
 
     The units stop at the switch with the base; the refiner paints its steps without them (a ControlNet is shaped
     like the base's UNet, not the refiner's).
     """
-    control = control_for(pipe, request, pictures, notice)
+    control = control_for(pipe, request, pictures, progress.notice)
     if control is None:
         return pipe, None
     controlled = derived_pipeline(pipe, "txt2img", control.model)
     controlled.scheduler = pipe.scheduler  # the request's sampler, its step noise and the x0 capture
     call.update(control.kwargs(controlled, "txt2img", request.width, request.height, seeds[0]))
     result.params.update(control.infotext())
-    result.detected_maps = control.detected()
+    control.report(result, progress)
     return controlled, control
 
 

@@ -23,6 +23,8 @@ from ..recipe.result import PaintResult, image_grid, png_bytes
 
 STATUS_INTERVAL = 0.1
 """Seconds between progress-line updates (the last step is always shown)."""
+THUMBNAIL = 160
+"""The largest side, in pixels, of a detected map shown beside the preview."""
 
 
 class StepRate:
@@ -89,6 +91,34 @@ def image_bundle(image: Image.Image, alt: str, jpeg: bytes | None = None) -> dic
     if jpeg is not None:
         return {"image/jpeg": base64.b64encode(jpeg).decode("ascii"), "text/plain": alt}
     return {"image/png": base64.b64encode(png_bytes(image)).decode("ascii"), "text/plain": alt}
+
+
+def thumbnail(image: Image.Image, side: int = THUMBNAIL) -> Image.Image:
+    """`image` shrunk to fit `side`×`side` (a smaller one as it is)."""
+    small = image.copy()
+    small.thumbnail((side, side))
+    return small
+
+
+def detected_html(maps: dict[str, Image.Image]) -> str:
+    """The detected maps as a column of small captioned thumbnails (sd-webui-controlnet's preprocessor preview)."""
+    figures = "".join(
+        f'<figure style="margin:0 0 4px 0"><img src="data:image/png;base64,'
+        f'{base64.b64encode(png_bytes(thumbnail(image))).decode("ascii")}" alt="{html.escape(label)}">'
+        f"<figcaption><code>{html.escape(label)}</code></figcaption></figure>"
+        for label, image in maps.items()
+    )
+    return f'<div class="jupyter-sd-detected">{figures}</div>'
+
+
+def beside_bundle(frame: Image.Image | None, alt: str, maps: str) -> dict[str, Any]:
+    """A preview `frame` (None: none yet) with the `detected_html` `maps` beside it, as one HTML output."""
+    picture = ""
+    if frame is not None:
+        data = base64.b64encode(png_bytes(frame)).decode("ascii")
+        picture = f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+    body = f'<div style="display:flex;gap:8px;align-items:flex-start">{picture}{maps}</div>'
+    return {"text/plain": alt, "text/html": body}
 
 
 def status_bundle(
@@ -185,9 +215,10 @@ class Console:
 
 
 class InlineView(Progress):
-    """Live previews and a progress line in the running cell.
+    """Live previews and a progress line in the running cell; ControlNet units' detected maps beside the preview.
 
-    When the run ends the preview is blanked (it was transient) and the result shows as the cell's own output.
+    When the run ends the preview is blanked (it was transient), the detected maps stay, and the result shows as
+    the cell's own output.
     """
 
     def __init__(self) -> None:
@@ -196,6 +227,9 @@ class InlineView(Progress):
         self._batch, self._batches = 0, 1
         self._phase = ""
         self.frames = 0
+        self._maps: dict[str, Image.Image] = {}
+        self._maps_html = ""  # (encoded once, shown again with every frame)
+        self._frame: tuple[Image.Image, str] | None = None
 
     def notice(self, text: str) -> None:  # noqa: D102
         print(text)
@@ -203,6 +237,7 @@ class InlineView(Progress):
     def start(self, request: PaintRequest, batch: int, batches: int) -> None:  # noqa: D102
         self._batch, self._batches = batch, batches
         self._rate = StepRate()
+        self._maps, self._maps_html, self._frame = {}, "", None  # each batch detects its maps again
         if "status" not in self.board:
             self.board.clear("preview")  # the preview stands above the progress line
             self.board.status(f"painting {request.prompt[:60]!r}…")
@@ -211,9 +246,15 @@ class InlineView(Progress):
         self._phase = phase_text(label, index, count)
         self._rate = StepRate()
 
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:  # noqa: D102
+        self._maps.update(zip(labels, maps))  # a hires pass's units replace their own first-pass maps
+        self._maps_html = detected_html(self._maps)
+        self._show_preview()
+
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         if previews:
-            self.board.show("preview", image_bundle(image_grid(previews), f"preview at step {step}/{total}"))
+            self._frame = image_grid(previews), f"preview at step {step}/{total}"
+            self._show_preview()
             self.frames += 1
         rate, eta = self._rate.update(step, total)
         text = status_text(step, total, rate, eta, self._batch, self._batches, self._phase)
@@ -222,8 +263,20 @@ class InlineView(Progress):
     def finish(self, result: PaintResult) -> None:  # noqa: D102
         if "status" not in self.board:
             return
-        self.board.clear("preview")
+        self._frame = None
+        if self._maps_html:
+            self._show_preview()  # the detected maps stay above the line; the picture is the cell's output
+        else:
+            self.board.clear("preview")
         self.board.status(summary_text(result), final=True)
+
+    def _show_preview(self) -> None:
+        """Show the last frame, with the detected maps beside it when units made some."""
+        frame, alt = self._frame or (None, "detected maps")
+        if self._maps_html:
+            self.board.show("preview", beside_bundle(frame, alt, self._maps_html))
+        elif frame is not None:
+            self.board.show("preview", image_bundle(frame, alt))
 
 
 class ConsoleView(Progress):
@@ -245,6 +298,10 @@ class ConsoleView(Progress):
 
     def phase(self, label: str, index: int, count: int, steps: int) -> None:  # noqa: D102
         self.console.advance(0, total=steps, label=phase_text(label, index, count) if count > 1 else None)
+
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:  # noqa: D102
+        sizes = (f"{label} ({image.width}x{image.height})" for label, image in zip(labels, maps))
+        self.console.line(f"detected maps: {', '.join(sizes)}")
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         self.console.advance(step)

@@ -23,7 +23,7 @@ from PIL import Image
 from ..engine import Fanout, Progress
 from ..painting import session as painter
 from ..painting.store import attach_input
-from ..painting.views import STATUS_INTERVAL, StepRate, phase_text, status_text, summary_text
+from ..painting.views import STATUS_INTERVAL, StepRate, detected_html, phase_text, status_text, summary_text
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult, image_grid, png_bytes
 
@@ -57,7 +57,7 @@ def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
 
 
 class LiveArea(widgets.VBox):
-    """Progress bar, status line, error line and the picture (previews, then the result)."""
+    """Progress bar, status line, error line and the picture (previews, then the result), the detected maps beside."""
 
     def __init__(self) -> None:
         self.bar = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="24em"))
@@ -68,7 +68,8 @@ class LiveArea(widgets.VBox):
         self.error.add_class("jupyter-sd-error")
         self.image = widgets.Image(format="png", width=PREVIEW_WIDTH, layout=widgets.Layout(display="none"))
         self.image.add_class("jupyter-sd-image")
-        super().__init__([self.bar, self.status, self.error, self.image])
+        self.maps = widgets.HTML(value="")  # the ControlNet units' detected maps (painting.views.detected_html)
+        super().__init__([self.bar, self.status, self.error, widgets.HBox([self.image, self.maps])])
 
     def say(self, text: str) -> None:
         """Show a status line (always escaped: it may quote the prompt)."""
@@ -98,13 +99,21 @@ class LiveView(Progress):
         self._batch, self._batches = 0, 1
         self._phase = ""
         self.frames = 0
+        self._maps: dict[str, Image.Image] = {}
 
     def notice(self, text: str) -> None:  # noqa: D102
         self.area.say(text)
 
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:  # noqa: D102
+        self._maps.update(zip(labels, maps))  # a hires pass's units replace their own first-pass maps
+        self.area.maps.value = detected_html(self._maps)
+
     def start(self, request: PaintRequest, batch: int, batches: int) -> None:  # noqa: D102
         self._batch, self._batches = batch, batches
         self._rate = StepRate()
+        self._maps = {}  # each batch detects its maps again; the last ones stay with the result
+        if batch == 0:
+            self.area.maps.value = ""
         with self.area.bar.hold_sync():
             self.area.bar.max, self.area.bar.value = request.steps, 0
             self.area.bar.bar_style = ""

@@ -142,6 +142,22 @@ class Control:
 
         return [Image.fromarray(m.detected[:, :, :3]) for m in self.maps]
 
+    def report(self, result: Any, progress: Any, first: bool = True) -> None:
+        """The last pass's detected maps: on `result` (saved with --save-detected) and shown by `progress`'s views.
+
+        A later pass (`first` False: the hires one) leaves the result's maps of the first pass as they are.
+        """
+        if not self.maps:
+            return
+        maps = self.detected()
+        if first or not result.detected_maps:
+            result.detected_maps = maps
+        numbers = self.positions or range(len(self.units))
+        labels = [f"ControlNet {n} · {find_module(unit.module).name}" for n, unit in zip(numbers, self.units)]
+        shown = getattr(progress, "detected", None)  # (listeners that predate detected maps may lack it)
+        if shown is not None:
+            shown(maps, labels)
+
     def infotext(self, hires: bool = False) -> dict[str, str]:
         """``ControlNet N`` as sd-webui-controlnet writes it: the model as ``NAME [hash]``, the module's values.
 
