@@ -81,6 +81,9 @@ def test_three_unit_tabs_with_modules_and_the_folders_models(panel):
         tab.module.options
     )
     assert list(tab.module.options).index("canny") < list(tab.module.options).index("depth_midas")
+    options = list(tab.module.options)  # the normal and OneFormer maps are built; UniFormer's still needs weights
+    assert {"normal_bae", "normal_midas", "seg_ofade20k", "seg_ofcoco", "seg_ufade20k"} <= set(options)
+    assert options.index("seg_ofcoco") < options.index("seg_ufade20k")
     # IP-Adapter's modules last, as the extension's IP-Adapter control type lists them
     assert list(tab.module.options)[-7:] == [
         "ip-adapter_clip_sd15",
@@ -136,6 +139,14 @@ def test_module_sliders_follow_sd_webui_controlnet(panel):
     rate = tab.sliders["threshold_a"]
     assert (rate.description, rate.min, rate.max, rate.value, rate.step) == ("Down Sampling Rate", 1, 8, 1, 0.01)
     assert tab.sliders["processor_res"].layout.display == "none"
+    tab.module.value = "normal_midas"
+    background = tab.sliders["threshold_a"]
+    assert (background.description, background.min, background.max, background.value) == (
+        "Normal Background Threshold",
+        0,
+        1,
+        0.4,
+    )
     tab.module.value = "blur_gaussian"
     tab.pixel_perfect.value = True  # Pixel Perfect picks the resolution: its slider goes, its value is -1
     assert res.layout.display == "none" and tab.fields()["processor_res"] == -1 and sigma.value == 9

@@ -55,8 +55,17 @@ WEIGHTS: dict[str, Weights] = {
     ),
     "zoe": Weights("Intel/zoedepth-nyu", "zoedepth/zoedepth-nyu", ("config.json", "model.safetensors")),
     "midas": Weights("Intel/dpt-hybrid-midas", "midas/dpt-hybrid-midas", ("config.json", "model.safetensors")),
+    "normal_bae": Weights(_ANNOTATORS, "normal_bae", ("scannet.pt",)),
+    **{
+        f"oneformer_{data}": Weights(
+            f"shi-labs/oneformer_{data}_swin_large",
+            f"oneformer/oneformer_{data}_swin_large",
+            ("config.json", "pytorch_model.bin", "vocab.json", "merges.txt"),
+        )
+        for data in ("ade20k", "coco")
+    },
 }
-"""Annotator → its weights (transformers' converted Depth Anything / DPT repos for the depth ones)."""
+"""Annotator → its weights (transformers' converted Depth Anything / DPT / OneFormer repos for depth and seg_of*)."""
 
 
 def annotators_dir() -> Path:
@@ -82,6 +91,7 @@ def _present(weights: Weights) -> Path | None:
 def _refusal(module: str, weights: Weights, why: str) -> str:
     where = Path("ControlNet", "annotators", weights.folder, weights.files[0] if len(weights.files) == 1 else "")
     files = "" if len(weights.files) == 1 else f" ({', '.join(weights.files)})"
+    files = files if len(weights.files) <= 2 else f" (the hub repo's {len(weights.files)} files)"
     text = f"controlnet: {module} needs {where.as_posix()}{files} in the models folder ({why}); hub: "
     return text + weights.repo  # the folder's own path is left out: on Drive it alone can pass 100 characters
 
@@ -100,7 +110,7 @@ def _fetch_small(url: str, path: Path) -> None:
 def _download(weights: Weights) -> None:
     import urllib.error
 
-    from ...downloads.http import fetch_model
+    from ...downloads.http import MODEL_SUFFIXES, fetch_model
 
     folder = annotators_dir() / weights.folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,7 +118,7 @@ def _download(weights: Weights) -> None:
         if (folder / name).is_file():
             continue
         url = _hub_url(weights.repo, name)
-        if name.endswith(".json"):
+        if not name.endswith(MODEL_SUFFIXES):  # config, vocabulary: small files fetched whole
             try:
                 _fetch_small(url, folder / name)
             except (urllib.error.URLError, OSError) as error:

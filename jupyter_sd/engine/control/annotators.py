@@ -1,10 +1,11 @@
-"""The preprocessors that run an annotator network: soft edges (HED, PiDiNet), lineart, depth, poses, lines.
+"""The preprocessors that run an annotator network: soft edges, lineart, depth, normals, segmentation, poses, lines.
 
 Each follows sd-webui-controlnet's module of the same name: the picture scaled and edge-padded to the processor
 resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
 variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
-MangaLineExtraction; OpenPose's people drawn in colour, M-LSD's lines with the unit's thresholds), the padding
+MangaLineExtraction; normals from NNET (``normal_bae.py``) or MiDaS's depth; OneFormer's classes in their palette
+(``segmentation.py``); OpenPose's people drawn in colour, M-LSD's lines with the unit's thresholds), the padding
 cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
 (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the
 modules that draw hands or faces.
@@ -68,6 +69,14 @@ def _load(annotator: str, path: Path) -> Any:
         from .lama import load_lama
 
         return load_lama(path)
+    if annotator == "normal_bae":
+        from .normal_bae import load_normal_bae
+
+        return load_normal_bae(path)
+    if annotator.startswith("oneformer_"):
+        from .segmentation import load_oneformer
+
+        return load_oneformer(path)
     from .edge_nets import load_net
 
     return load_net(annotator, path)
@@ -176,6 +185,27 @@ def _openpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     return work
 
 
+def _normal_bae(net: Any, image: np.ndarray) -> np.ndarray:
+    from .normal_bae import bae_normal_map
+
+    return bae_normal_map(net, image)
+
+
+def _seg(annotator: str) -> Callable[[Any, np.ndarray], np.ndarray]:
+    def work(net: Any, image: np.ndarray) -> np.ndarray:
+        from .segmentation import seg_map
+
+        return seg_map(annotator, net, image)
+
+    return work
+
+
+def _normal_midas(net: Any, image: np.ndarray, background: float, _unused: float) -> np.ndarray:
+    from .depth import midas_normal_map
+
+    return midas_normal_map(net, image, background)
+
+
 def _mlsd(net: Any, image: np.ndarray, value_threshold: float, distance_threshold: float) -> np.ndarray:
     from .mlsd import mlsd_map
 
@@ -198,10 +228,16 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "depth_midas": ("midas", lambda net, image: _depth("midas")(net, image)),
     "depth_zoe": ("zoe", lambda net, image: _depth("zoe")(net, image)),
     **{module: ("openpose_body", _openpose(module)) for module in OPENPOSE_MODULES},
+    "normal_bae": ("normal_bae", _normal_bae),
+    "seg_ofade20k": ("oneformer_ade20k", _seg("oneformer_ade20k")),
+    "seg_ofcoco": ("oneformer_coco", _seg("oneformer_coco")),
 }
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
-TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {"mlsd": ("mlsd", _mlsd)}
-"""Modules whose work also takes the unit's Threshold A and B (M-LSD's value and distance thresholds)."""
+TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {
+    "mlsd": ("mlsd", _mlsd),
+    "normal_midas": ("midas", _normal_midas),
+}
+"""Modules whose work also takes the unit's Threshold A and B (M-LSD's thresholds, normal_midas's background)."""
 
 
 def inpaint_lama(picture: np.ndarray) -> np.ndarray:

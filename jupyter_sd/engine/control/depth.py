@@ -6,7 +6,8 @@ The resize and normalization are done here with OpenCV and numpy (no image proce
   picture that is already RGB), scaled to 0..1, resized bicubically so both sides are at least 518 and multiples
   of 14 ("lower bound"), normalized with ImageNet's mean and std; the predicted depth resized back (bilinear),
   stretched to 0..255 by its minimum and maximum and truncated to 8 bits.
-- ``depth_midas``: the picture as it is, in -1..1; the depth stretched by its minimum and maximum to 0..255.
+- ``depth_midas``: the picture as it is, in -1..1; the depth stretched by its minimum and maximum to 0..255;
+  ``normal_midas``: normals from that depth's Sobel derivatives (``midas_normal_map``).
 - ``depth_zoe``: ZoeDepth's own ``infer`` (reflect padding, flip averaging, its 384×512 input scaling); the
   depth's 2nd..85th percentiles stretched to 255..0.
 """
@@ -103,17 +104,43 @@ def depth_anything_map(model: Any, image: np.ndarray) -> np.ndarray:
     return depth.cpu().numpy().astype(np.uint8)
 
 
-def midas_map(model: Any, image: np.ndarray) -> np.ndarray:
-    """MiDaS (DPT) on the picture in -1..1 at its own size; the depth stretched to 0..255."""
+def _midas_depth(model: Any, image: np.ndarray) -> Any:
+    """MiDaS's (DPT's) raw depth of `image` in -1..1, at the picture's size (H×W)."""
     import torch.nn.functional as F  # noqa: N812
 
     pixels = np.ascontiguousarray((image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None])
     depth = _predict(model, pixels)
     if tuple(depth.shape[1:]) != image.shape[:2]:
         depth = F.interpolate(depth[None], image.shape[:2], mode="bilinear", align_corners=False)[0]
-    depth = depth[0] - depth[0].min()
+    return depth[0]
+
+
+def midas_map(model: Any, image: np.ndarray) -> np.ndarray:
+    """MiDaS (DPT) on the picture in -1..1 at its own size; the depth stretched to 0..255."""
+    depth = _midas_depth(model, image)
+    depth = depth - depth.min()
     depth = depth / depth.max()
     return (depth.cpu().numpy() * 255.0).clip(0, 255).astype(np.uint8)
+
+
+def midas_normal_map(model: Any, image: np.ndarray, background: float, a: float = 2 * math.pi) -> np.ndarray:
+    """``normal_midas``: normals from MiDaS's depth, as sd-webui-controlnet's ``apply_midas`` makes them.
+
+    The raw depth's Sobel derivatives (3×3) along x and y, zeroed where the depth stretched to 0..1 is under
+    `background` (Threshold A), with z = `a` (2π); the unit vector mapped to 0..255, channels in (z, y, x) order.
+    """
+    import cv2
+
+    depth = _midas_depth(model, image).float().cpu().numpy()
+    stretched = depth - depth.min()
+    stretched = stretched / stretched.max()
+    x = cv2.Sobel(depth, cv2.CV_32F, 1, 0, ksize=3)
+    y = cv2.Sobel(depth, cv2.CV_32F, 0, 1, ksize=3)
+    x[stretched < background] = 0
+    y[stretched < background] = 0
+    normal = np.stack([x, y, np.full_like(x, a)], axis=2)
+    normal /= np.sum(normal**2.0, axis=2, keepdims=True) ** 0.5
+    return np.ascontiguousarray((normal * 127.5 + 127.5).clip(0, 255).astype(np.uint8)[:, :, ::-1])
 
 
 ZOE_NET = (384, 512)

@@ -79,8 +79,12 @@ MODULES: dict[str, Module] = {
                 "openpose_face",
                 "openpose_faceonly",
                 "openpose_full",
+                "normal_bae",
+                "seg_ofade20k",
+                "seg_ofcoco",
             )
         ),
+        Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
         Module(
             "mlsd",
             RESOLUTION,
@@ -103,6 +107,10 @@ ALIASES = {
     "lineart": "lineart_realistic",
     "depth": "depth_midas",
     "pidinet_scribble": "scribble_pidinet",
+    "normal_map": "normal_midas",
+    "oneformer_ade20k": "seg_ofade20k",
+    "oneformer_coco": "seg_ofcoco",
+    "segmentation": "seg_ufade20k",
 }
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
@@ -128,8 +136,9 @@ NEEDS_WEIGHTS: dict[str, str] = {
         _POSE,
     ),
     "softedge_teed": "TEED weights",
-    **dict.fromkeys(("normal_bae", "normal_midas", "normal_dsine"), "normal-map annotator weights"),
-    **dict.fromkeys(("seg_ofade20k", "seg_ofcoco", "seg_ufade20k", "seg_anime_face"), "segmentation weights"),
+    "normal_dsine": "DSINE's normal-map weights",
+    "seg_ufade20k": "UniFormer weights (no transformers port; seg_ofade20k paints ADE20K)",
+    "seg_anime_face": "the anime face segmentation weights",
     "mediapipe_face": "the mediapipe package",
 }
 """Modules not built yet, and what they would need."""

@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers.annotator_nets import hed_state, tiny_depth_anything
 from helpers.fake_web import FakeWebServer, Served
+from helpers.seg_nets import save_oneformer, tiny_oneformer
 
 from jupyter_sd import library
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -90,6 +91,23 @@ def test_a_transformers_depth_model_downloads_as_a_folder(hub, models, tmp_path)
     made = preprocess("depth_anything_v2", _picture(), 64)
     folder = models / "depth_anything_v2" / "Depth-Anything-V2-Large-hf"
     for name in ("config.json", "model.safetensors"):
+        assert (folder / name).read_bytes() == (tmp_path / "served" / name).read_bytes()
+    assert made.shape == (64, 64, 3)
+
+
+def test_a_oneformer_model_downloads_its_weights_config_and_vocabulary(hub, models, tmp_path, monkeypatch):
+    from jupyter_sd.engine.control import segmentation
+
+    monkeypatch.setitem(
+        segmentation.SEG_TESTS, "oneformer_coco", segmentation.SegTest(64, 256, segmentation.COCO_PALETTE)
+    )
+    save_oneformer(tiny_oneformer(133, 3), tmp_path / "served")
+    names = ("config.json", "pytorch_model.bin", "vocab.json", "merges.txt")  # merges.txt: not a model file
+    for name in names:
+        hub.add_hub_file("shi-labs/oneformer_coco_swin_large", name, (tmp_path / "served" / name).read_bytes())
+    made = preprocess("seg_ofcoco", _picture(), 64)
+    folder = models / "oneformer" / "oneformer_coco_swin_large"
+    for name in names:
         assert (folder / name).read_bytes() == (tmp_path / "served" / name).read_bytes()
     assert made.shape == (64, 64, 3)
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from helpers.annotator_nets import tiny_depth_anything
+from helpers.normal_nets import tiny_dpt
 from transformers import (
     DPTConfig,
     DPTForDepthEstimation,
@@ -22,22 +23,6 @@ from jupyter_sd.engine.control.depth import net_size, zoe_size
 from jupyter_sd.engine.control.preprocessors import preprocess
 
 
-def _dpt() -> DPTForDepthEstimation:
-    torch.manual_seed(5)
-    config = DPTConfig(
-        hidden_size=16,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=32,
-        image_size=32,
-        patch_size=16,
-        neck_hidden_sizes=[4, 8, 8, 16],
-        fusion_hidden_size=8,
-        backbone_out_indices=[0, 1, 2, 3],
-    )
-    return DPTForDepthEstimation(config).eval()
-
-
 @pytest.fixture()
 def depth_models(tmp_path):
     root = tmp_path / "models"
@@ -45,7 +30,7 @@ def depth_models(tmp_path):
     models = {
         "depth_anything": tiny_depth_anything(1),
         "depth_anything_v2": tiny_depth_anything(2),
-        "depth_midas": _dpt(),
+        "depth_midas": tiny_dpt(5),
     }
     models["depth_anything"].save_pretrained(folder / "depth_anything" / "depth-anything-large-hf")
     models["depth_anything_v2"].save_pretrained(folder / "depth_anything_v2" / "Depth-Anything-V2-Large-hf")

@@ -191,7 +191,7 @@ def test_defaults_and_ignored_values():
     ("module", "args", "words"),
     [
         ("sobel", {}, ["unknown preprocessor 'sobel'", "canny"]),
-        ("normal_bae", {}, ["normal-map annotator weights"]),
+        ("seg_ufade20k", {}, ["UniFormer", "no transformers port", "seg_ofade20k"]),
         ("depth_leres", {}, ["depth weights"]),
         ("dw_openpose_full", {}, ["OpenPose"]),
         ("canny", {"threshold_a": 300}, ["Threshold A", "Low Threshold", "1..255", "300"]),
