@@ -4,8 +4,8 @@ diffusers 0.42 has ControlNet img2img and inpaint pipelines for Flux only. SD3, 
 txt2img ControlNet pipeline and an inpaint ControlNet one (Alimama's SD3 and InstantX's Qwen-Image inpainting
 ControlNets take the picture and its mask as their map, ``control_mask``; Z-Image Union 2.0's takes them beside its
 map), and both paint from noise. An init pass (img2img, inpaint, the hires pass) on them is composed here as
-diffusers' img2img pipelines paint: the schedule cut at the strength (``get_timesteps``: its last steps, the
-scheduler's begin index set), the start latents x = σ·noise + (1 − σ)·x0 at its first level (``scale_noise``, so our
+diffusers' img2img pipelines paint: the schedule cut at the strength (``get_timesteps``: its last steps, levels
+and timesteps cut alike), the start latents x = σ·noise + (1 − σ)·x0 at its first level (``scale_noise``, so our
 noise reaches it as in img2img: init_noise.py), x0 the init encoded with the first generator (or the hires pass's
 latents as they are). An inpaint pass also puts the init back outside the mask after every step, noised to the next
 level, as diffusers' inpaint pipelines do. The pipeline's own loop, ControlNet window and callbacks run unchanged.
@@ -144,8 +144,9 @@ class FromInit:
         init, scheduler = self._init, self.scheduler
         start = int(max(init.steps - min(init.steps * init.strength, init.steps), 0)) * scheduler.order
         scheduler.timesteps = scheduler.timesteps[start:]
+        scheduler.sigmas = scheduler.sigmas[start:]  # (cut too: Qwen-Image's loop sets the begin index back to 0)
         if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(start)
+            scheduler.set_begin_index(0)
         init.t0 = scheduler.timesteps[:1]
         if init.pending is not None:  # the latents were made before the schedule (Qwen-Image, Z-Image)
             init.pending.copy_(self._noised(init.pending.shape[0]))
