@@ -1,12 +1,14 @@
 """ControlNet units on the transformer families (Flux, SD3, Qwen-Image, Z-Image): pipeline arguments, refusals.
 
 A pass with units is painted by the family's diffusers ControlNet pipeline of its mode (``Family.controlnet_pipelines``,
-made by ``from_pipe`` in modes.py), given one ``FluxControlNetModel`` (…) or the family's Multi model for several
-units. A unit's weight is ``controlnet_conditioning_scale``, its guidance start/end the pipeline's control guidance
-window; maps take the one path of every unit (unit_maps.py). sd-webui-controlnet's other control modes reshape a
-UNet ControlNet's 13 residuals and the negative half of its batch: a transformer ControlNet has neither (Flux's true
-CFG reuses the positive residuals), so only Balanced paints here and the others are refused in one line. A Union
-ControlNet (InstantX / Shakker-Labs: a control-mode embedding) takes its control type from the unit's preprocessor.
+made by ``from_pipe`` in modes.py; composed from an init where diffusers paints from noise only: flow_init.py), given
+one ``FluxControlNetModel`` (…) or the family's Multi model for several units. An inpaint ControlNet (SD3's,
+Qwen-Image's) is given the inpaint map's picture and its mask (``control_mask``). A unit's weight is
+``controlnet_conditioning_scale``, its guidance start/end the pipeline's control guidance window; maps take the one path
+of every unit (unit_maps.py). sd-webui-controlnet's other control modes reshape a UNet ControlNet's 13 residuals and the
+negative half of its batch: a transformer ControlNet has neither (Flux's true CFG reuses the positive residuals), so
+only Balanced paints here and the others are refused in one line. A Union ControlNet (InstantX / Shakker-Labs: a
+control-mode embedding) takes its control type from the unit's preprocessor.
 """
 
 from __future__ import annotations

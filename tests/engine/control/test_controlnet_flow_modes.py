@@ -100,24 +100,31 @@ def qwen_mu(pipe, sequence):
     return calculate_shift(sequence, c.base_image_seq_len, c.max_image_seq_len, c.base_shift, c.max_shift)
 
 
-def test_an_sd3_img2img_unit_equals_its_controlnet_pipeline_started_from_the_init(engine, models):
-    """Denoise 0.6 of 6 steps runs the last 4 levels (A1111), from the init noised to the first of them."""
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_an_sd3_map_unit_from_an_init_equals_its_controlnet_pipeline_started_from_it(engine, models, mode):
+    """Denoise 0.6 of 6 steps runs the last 4 levels (A1111), from the init noised to the first of them; inpaint
+    puts the init back outside the mask after each step (diffusers' inpaint blend) and pastes it back."""
     pipe = raw(models["sd3"], "sd3", "StableDiffusion3ControlNetPipeline", net(models, "sd3", "sd3_cn"))
     seeded = torch.Generator("cpu").manual_seed(5)
     x0 = encode_sd3(pipe, INIT, seeded)  # (diffusers' img2img encodes, then draws the noise)
     noise = torch.randn(x0.shape, generator=seeded)
     fresh = type(pipe.scheduler).from_config(pipe.scheduler.config)
     tail = np.linspace(fresh.sigma_max, fresh.sigma_min, 6)[2:]  # the pipeline's 6 levels, unshifted
-    torch.manual_seed(5)  # (SD3 samples the map's latents from torch's generator, as the engine seeds it)
     call = dict(width=32, height=32, guidance_scale=7.0, control_image=edges(), controlnet_conditioning_scale=0.8)
+    if mode == "inpaint":
+        call["callback_on_step_end"] = blending(x0, noise, latent_mask(MASK, *x0.shape[2:]))
+    torch.manual_seed(5)  # (SD3 samples the map's latents from torch's generator, as the engine seeds it)
     start = noised(x0, noise, first_level(pipe, tail))
     expected = pipe(PROMPT, latents=start, sigmas=list(tail), **call, generator=generators([5])).images[0]
+    changes = dict(init="x", strength=0.6, guidance=7.0)
+    if mode == "inpaint":
+        expected, changes = Image.composite(expected, INIT, MASK), {**changes, "mask": "m", "mask_blur": 0}
     units = [unit("sd3_cn", weight=0.8)]
     result = engine.generate(
-        request(models, "sd3", units, init="x", strength=0.6, guidance=7.0), pictures=Pictures(INIT, control=(edges(),))
+        request(models, "sd3", units, **changes), pictures=Pictures(INIT, MASK, control=(edges(),))
     )
     assert_pixels_close(result.images[0], expected)
-    plain = engine.generate(request(models, "sd3", [], init="x", strength=0.6, guidance=7.0), pictures=Pictures(INIT))
+    plain = engine.generate(request(models, "sd3", [], **changes), pictures=Pictures(INIT, MASK))
     assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 5  # the unit paints: the test can fail
 
 
@@ -205,3 +212,22 @@ def test_qwenimage_units_in_the_hires_pass_equal_diffusers_by_hand(engine, model
     assert painted.images[0].size == (32, 32)
     assert_pixels_close(painted.images[0], expected)
     assert "Hr Option: Both" in painted.infotext(0)
+
+
+def test_inpaint_controlnet_refusals_are_one_line(engine, models):
+    """An inpaint map needs an inpaint ControlNet and one takes nothing else, alone; Z-Image's takes a map."""
+    cases = [
+        ("sd3", [unit("sd3_cn", module="inpaint_only")], "unit 0: inpaint_only needs an inpaint ControlNet"),
+        ("sd3", [unit("sd3_inpaint")], "unit 0: sd3_inpaint is an inpaint ControlNet; give it Module: inpaint_only"),
+        (
+            "sd3",
+            [unit("sd3_inpaint", module="inpaint_only"), unit("sd3_cn")],
+            "sd3_inpaint is an inpaint ControlNet: it paints alone on SD3",
+        ),
+        ("zimage", [unit("zimage_union2", module="inpaint_only")], "SD3 and Qwen-Image, not Z-Image's; paint its"),
+    ]
+    for family, units, message in cases:
+        with pytest.raises(ValueError, match=message) as error:
+            bad = request(models, family, units, init="x", mask="m")
+            engine.generate(bad, pictures=Pictures(INIT, MASK, control=(INIT, edges())))
+        assert "\n" not in str(error.value) and len(str(error.value)) < 200, str(error.value)
