@@ -104,7 +104,10 @@ def make_tiny_flux_8x(folder: Path) -> Path:
 
 
 def tiny_qwenimage_controlnet(seed: int = 0, scale: float = 0.5, extra: int = 0) -> Any:
-    """A one-block Qwen-Image ControlNet for `tiny_families.make_tiny_qwenimage` (`extra` 4: InstantX's inpainting, the mask packed 2×2)."""
+    """A one-block Qwen-Image ControlNet for `tiny_families.make_tiny_qwenimage`.
+
+    `extra` 4: InstantX's inpainting layout (the mask channel, packed 2×2).
+    """
     import torch
     from diffusers import QwenImageControlNetModel
 
