@@ -19,7 +19,7 @@ from ..recipe.request import PaintRequest
 from ..recipe.values import parse_size
 from . import pictures as pics
 from .control.apply import check_conditioning
-from .control.flow_units import control_for
+from .control.flow_units import control_for, controlnet_pipeline
 from .control.masked_area import cropped
 from .control.union import is_union_model, union_pipeline
 from .families import family_of
@@ -37,13 +37,13 @@ __all__ = ["Pictures", "paint_batch"]
 def derived_pipeline(pipe: Any, kind: str, controlnet: Any = None) -> Any:
     """The `kind` pipeline over `pipe`'s modules (``from_pipe``), made once and kept on `pipe`.
 
-    With `controlnet` (a ``ControlNetModel`` or ``MultiControlNetModel``) it is diffusers' ControlNet pipeline of
-    that mode, given the units' model(s) for this call.
+    With `controlnet` (a ``ControlNetModel``, a Multi model) it is the ControlNet pipeline of that mode, given them.
     """
     if kind == "txt2img" and controlnet is None:
         return pipe
     union = controlnet is not None and is_union_model(controlnet)
-    key = kind if controlnet is None else f"{kind}+{'union' if union else 'controlnet'}"
+    flow = controlnet is not None and controlnet_pipeline(pipe, kind, controlnet)  # transformer families' (or None)
+    key = kind if controlnet is None else f"{kind}+{'union' if union else getattr(flow, '__name__', 'controlnet')}"
     cache = pipe.__dict__.setdefault("_jupyter_sd_modes", {})
     if key not in cache:
         import diffusers
@@ -58,8 +58,8 @@ def derived_pipeline(pipe: Any, kind: str, controlnet: Any = None) -> Any:
         }[kind]
         if declared:
             derived = getattr(diffusers, declared).from_pipe(pipe)
-        elif union:  # diffusers' auto pipelines pick no union pipeline from a pipeline (control/union.py)
-            derived = union_pipeline(pipe, kind, controlnet)
+        elif union or flow:  # diffusers' auto pipelines pick neither from a pipeline (control/union.py, flow_init.py)
+            derived = union_pipeline(pipe, kind, controlnet) if union else flow.from_pipe(pipe, controlnet=controlnet)
         else:
             derived = auto.from_pipe(pipe, **({} if controlnet is None else {"controlnet": controlnet}))
         derived.set_progress_bar_config(disable=True)

@@ -41,15 +41,16 @@ def tiny_flux_controlnet(seed: int = 0, scale: float = 0.5, hint: bool = False, 
     return _randomized(model, seed, scale)
 
 
-def tiny_sd3_controlnet(seed: int = 0, scale: float = 0.5) -> Any:
-    """A one-block SD3 ControlNet for `make_tiny_sd3`."""
+def tiny_sd3_controlnet(seed: int = 0, scale: float = 0.5, extra: int = 0) -> Any:
+    """A one-block SD3 ControlNet for `make_tiny_sd3` (`extra` 1: Alimama's inpaint layout, the mask channel)."""
     import torch
     from diffusers import SD3ControlNetModel
 
     torch.manual_seed(seed)
     model = SD3ControlNetModel(sample_size=16, patch_size=1, in_channels=16, num_layers=1, attention_head_dim=8,
                                num_attention_heads=4, joint_attention_dim=64, caption_projection_dim=32,
-                               pooled_projection_dim=64, out_channels=16, pos_embed_max_size=64)  # fmt: skip
+                               pooled_projection_dim=64, out_channels=16, pos_embed_max_size=64,
+                               extra_conditioning_channels=extra)  # fmt: skip
     return _randomized(model, seed, scale)
 
 
@@ -102,8 +103,11 @@ def make_tiny_flux_8x(folder: Path) -> Path:
     return folder
 
 
-def tiny_qwenimage_controlnet(seed: int = 0, scale: float = 0.5) -> Any:
-    """A one-block Qwen-Image ControlNet for `tiny_families.make_tiny_qwenimage`."""
+def tiny_qwenimage_controlnet(seed: int = 0, scale: float = 0.5, extra: int = 0) -> Any:
+    """A one-block Qwen-Image ControlNet for `tiny_families.make_tiny_qwenimage`.
+
+    `extra` 4: InstantX's inpainting layout (the mask channel, packed 2×2).
+    """
     import torch
     from diffusers import QwenImageControlNetModel
 
@@ -112,17 +116,19 @@ def tiny_qwenimage_controlnet(seed: int = 0, scale: float = 0.5) -> Any:
     torch.manual_seed(seed)
     model = QwenImageControlNetModel(patch_size=2, in_channels=64, out_channels=16, num_layers=1, attention_head_dim=16,
                                      num_attention_heads=3, joint_attention_dim=QWEN_WIDTH,
-                                     axes_dims_rope=(8, 4, 4))  # fmt: skip
+                                     axes_dims_rope=(8, 4, 4), extra_condition_channels=extra)  # fmt: skip
     return _randomized(model, seed, scale)
 
 
-def tiny_zimage_controlnet(seed: int = 0, scale: float = 0.5) -> Any:
-    """A one-block Z-Image ControlNet for `tiny_families.make_tiny_zimage` (it borrows the transformer's embedders)."""
+def tiny_zimage_controlnet(seed: int = 0, scale: float = 0.5, control_in_dim: int = 16) -> Any:
+    """A one-block Z-Image ControlNet for `tiny_families.make_tiny_zimage` (it borrows the transformer's embedders;
+    `control_in_dim` 33: Union 2.0's inpaint layout, its map, the mask and the masked init)."""
     import torch
     from diffusers import ZImageControlNetModel
 
     torch.manual_seed(seed)
-    model = ZImageControlNetModel(control_layers_places=[0], control_refiner_layers_places=[0], control_in_dim=16,
+    model = ZImageControlNetModel(control_layers_places=[0], control_refiner_layers_places=[0],
+                                  control_in_dim=control_in_dim,
                                   all_patch_size=(2,), all_f_patch_size=(1,), dim=32, n_refiner_layers=1, n_heads=2,
                                   n_kv_heads=2, norm_eps=1e-5, qk_norm=True)  # fmt: skip
     return _randomized(model, seed, scale)

@@ -1,12 +1,14 @@
 """ControlNet units on the transformer families (Flux, SD3, Qwen-Image, Z-Image): pipeline arguments, refusals.
 
 A pass with units is painted by the family's diffusers ControlNet pipeline of its mode (``Family.controlnet_pipelines``,
-made by ``from_pipe`` in modes.py), given one ``FluxControlNetModel`` (…) or the family's Multi model for several
-units. A unit's weight is ``controlnet_conditioning_scale``, its guidance start/end the pipeline's control guidance
-window; maps take the one path of every unit (unit_maps.py). sd-webui-controlnet's other control modes reshape a
-UNet ControlNet's 13 residuals and the negative half of its batch: a transformer ControlNet has neither (Flux's true
-CFG reuses the positive residuals), so only Balanced paints here and the others are refused in one line. A Union
-ControlNet (InstantX / Shakker-Labs: a control-mode embedding) takes its control type from the unit's preprocessor.
+made by ``from_pipe`` in modes.py; composed from an init where diffusers paints from noise only: flow_init.py), given
+one ``FluxControlNetModel`` (…) or the family's Multi model for several units. An inpaint ControlNet (SD3's,
+Qwen-Image's) is given the inpaint map's picture and its mask (``control_mask``). A unit's weight is
+``controlnet_conditioning_scale``, its guidance start/end the pipeline's control guidance window; maps take the one path
+of every unit (unit_maps.py). sd-webui-controlnet's other control modes reshape a UNet ControlNet's 13 residuals and the
+negative half of its batch: a transformer ControlNet has neither (Flux's true CFG reuses the positive residuals), so
+only Balanced paints here and the others are refused in one line. A Union ControlNet (InstantX / Shakker-Labs: a
+control-mode embedding) takes its control type from the unit's preprocessor.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ...recipe.control_names import control_mode_name
 from ..families import family_of
 from .apply import Control
 from .apply import control_for as unet_control_for
+from .flow_init import call_parameters, controlnet_pipeline, inpaint_controlnet
 from .flow_loading import load_flow_controlnet
 from .ip_adapter import is_ip_adapter
 from .modules import find_module
@@ -75,13 +80,23 @@ class FlowControl(Control):
             "control_image": pick(tensors),
             "controlnet_conditioning_scale": pick([float(unit.weight) for unit in self.units]),
         }
-        if "control_guidance_start" in inspect.signature(type(pipe).__call__).parameters:
+        if "control_mask" in call_parameters(pipe):  # an inpaint ControlNet (alone): the picture and its mask
+            call["control_image"], call["control_mask"] = inpaint_parts(self.maps[0])
+        if "control_guidance_start" in call_parameters(pipe):
             call["control_guidance_start"] = [float(unit.guidance_start) for unit in self.units]
             call["control_guidance_end"] = [float(unit.guidance_end) for unit in self.units]
         modes = [union_type(unit, loaded) for unit, loaded in zip(self.units, self.loaded)]
         if any(mode is not None for mode in modes):
             call["control_mode"] = pick(modes)
         return call
+
+
+def inpaint_parts(control_map: Any) -> tuple[Any, Any]:
+    """An inpaint map (RGB and its mask as alpha) → the picture in -1..1 and the mask (1: repaint), binarized."""
+    import torch
+
+    fitted = torch.from_numpy(np.ascontiguousarray(control_map.fitted, dtype=np.float32)).permute(2, 0, 1)[None]
+    return fitted[:, :3] / 127.5 - 1, (fitted[:, 3:] / 255.0 >= 0.5).float()
 
 
 def multi_class(family: Any) -> str:
@@ -126,7 +141,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
         return unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     check_request(family, request)
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
-    _check_models(family, control)
+    _check_models(pipe, family, control)
     return FlowControl(control.units, control.loaded, control.images, control.masks, family=family)
 
 
@@ -154,9 +169,9 @@ def check_request(family: Any, request: Any) -> None:
         if mode != "Balanced":
             msg = f"controlnet: unit {i}: {family.name} ControlNets paint Balanced only (the weight), not '{mode}'"
             raise ValueError(msg)
-        if find_module(unit.module).takes_mask:
-            msg = f"controlnet: unit {i}: {unit.module} feeds SD1.5's inpaint ControlNet; it has no {family.name} form"
-            raise ValueError(msg)
+        if find_module(unit.module).takes_mask and not _masked_maps(family):
+            msg = f"controlnet: unit {i}: {unit.module} feeds the inpaint ControlNets of SD1.5, SD3 and Qwen-Image, "
+            raise ValueError(msg + f"not {family.name}'s; paint its inpaint mode with a map unit (canny, depth …)")
         if not window and (float(unit.guidance_start), float(unit.guidance_end)) != (0.0, 1.0):
             msg = f"controlnet: unit {i}: {family.name}'s ControlNet pipeline has no guidance window (start 0, end 1)"
             raise ValueError(msg)
@@ -178,11 +193,38 @@ def _check_guidance(family: Any, request: Any) -> None:
                 raise ValueError(msg)
 
 
-def _check_models(family: Any, control: Control) -> None:
-    """Flux's Multi model decides from the first net whether the maps are latents: refuse a mix in one line."""
+def _masked_maps(family: Any) -> bool:
+    """Whether the family's inpaint ControlNets take an inpaint map (the picture and its mask: ``control_mask``)."""
+    import diffusers
+
+    name = family.controlnet_inpaint
+    return bool(name) and "control_mask" in inspect.signature(getattr(diffusers, name).__call__).parameters
+
+
+def _check_models(pipe: Any, family: Any, control: Control) -> None:
+    """Refuse, in one line, units their models cannot paint.
+
+    An inpaint ControlNet takes an inpaint map, alone; Flux's Multi model decides from the first net whether the maps
+    are latents (no mix).
+    """
+    for i, (unit, loaded) in enumerate(zip(control.units, control.loaded)):
+        inpaint, masked = inpaint_controlnet(pipe, loaded.model), find_module(unit.module).takes_mask
+        msg = ""
+        if masked and not inpaint:
+            msg = f"unit {i}: {unit.module} needs an inpaint ControlNet (Alimama's SD3, InstantX's Qwen-Image "
+            msg += f"inpainting); {loaded.name} is not one"
+        elif inpaint and not masked and _masked_maps(family):
+            msg = f"unit {i}: {loaded.name} is an inpaint ControlNet; give it Module: inpaint_only"
+        elif inpaint and len(control.units) > 1:
+            msg = f"{loaded.name} is an inpaint ControlNet: it paints alone on {family.name} (got {len(control.units)})"
+        if msg:
+            raise ValueError(f"controlnet: {msg}"[:199])
     kinds = {
         loaded.model.input_hint_block is None for loaded in control.loaded if hasattr(loaded.model, "input_hint_block")
     }
     if len(kinds) > 1:
         msg = f"controlnet: {family.name} units cannot mix XLabs ControlNets (a hint block) with InstantX/Union ones"
         raise ValueError(msg)
+
+
+__all__ = ["FlowControl", "check_request", "control_for", "controlnet_pipeline", "union_type"]

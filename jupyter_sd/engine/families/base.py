@@ -67,7 +67,10 @@ class Family:
     """The diffusers ControlNet class of a transformer family's units (``FluxControlNetModel``); '' : the UNet's."""
     controlnet_pipelines: dict[str, str] = field(default_factory=dict)
     """Mode → the diffusers ControlNet pipeline painting it with units (transformer families; a missing mode is
-    refused). The UNet families' come from diffusers' auto mapping."""
+    refused; one without ``strength`` paints an init composed: control/flow_init.py). The UNet families' come from
+    diffusers' auto mapping."""
+    controlnet_inpaint: str = ""
+    """The diffusers pipeline of the family's inpaint ControlNets (the masked picture beside the latents), or ''."""
     controlnet_units: int = 0
     """The most units its ControlNet pipelines paint at once (0: any, through its Multi model)."""
 
@@ -145,9 +148,8 @@ class Family:
 
     def owns_class(self, class_name: str) -> bool:
         """Whether a pipeline class (a loaded pipeline's, or a folder's ``_class_name``) is this family's."""
-        return any(
-            class_name in names for names in (self.pipelines.values(), self.classes, self.controlnet_pipelines.values())
-        )
+        names = (self.pipelines.values(), self.classes, self.controlnet_pipelines.values())
+        return any(class_name in each for each in names) or bool(class_name and class_name == self.controlnet_inpaint)
 
     def guidance_kwargs(self, guidance: float, distilled: float) -> dict[str, Any]:
         """The pipeline-call arguments for CFG `guidance` (and the distilled guidance scale, where it applies).

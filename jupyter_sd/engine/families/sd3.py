@@ -46,7 +46,10 @@ FAMILY = Family(
     activations_gb=3.5,
     lacks=("embeddings", "refiner"),
     controlnet="SD3ControlNetModel",
-    controlnet_pipelines={
+    controlnet_pipelines={  # (img2img and inpaint composed on it: control/flow_init.py)
         "txt2img": "StableDiffusion3ControlNetPipeline",
+        "img2img": "StableDiffusion3ControlNetPipeline",
+        "inpaint": "StableDiffusion3ControlNetPipeline",
     },
+    controlnet_inpaint="StableDiffusion3ControlNetInpaintingPipeline",  # Alimama's inpaint ControlNet
 )

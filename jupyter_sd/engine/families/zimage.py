@@ -61,6 +61,7 @@ FAMILY = ZImageFamily(
     activations_gb=3.0,
     lacks=("embeddings", "refiner", "prompt syntax"),
     controlnet="ZImageControlNetModel",
-    controlnet_pipelines={"txt2img": "ZImageControlNetPipeline"},  # (its Inpaint class repaints from noise: no init)
+    controlnet_pipelines=dict.fromkeys(("txt2img", "img2img", "inpaint"), "ZImageControlNetPipeline"),  # (composed)
+    controlnet_inpaint="ZImageControlNetInpaintPipeline",  # Union 2.0's: its map, the mask and the masked init
     controlnet_units=1,
 )

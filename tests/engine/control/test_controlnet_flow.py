@@ -228,9 +228,6 @@ def test_refusals_are_one_line(engine, models, tiny_model_dir, tmp_path):
         ("flux", [unit("sd3_cn")], {}, "sd3_cn is a SD3 ControlNet; this model is Flux"),
         ("sd3", [unit("flux_cn_a")], {}, "flux_cn_a is a Flux ControlNet; this model is SD3"),
         ("sd3", [unit("flux_cn_b")], {}, "SD3 ControlNets load from diffusers folders or hub ids"),
-        ("sd3", [unit("sd3_cn")], {"init": "x"}, "units on SD3 paint txt2img, not img2img"),
-        ("sd3", [unit("sd3_cn")], {"init": "x", "mask": "m"}, "units on SD3 paint txt2img, not inpaint"),
-        ("sd3", [unit("sd3_cn")], {"hires": 2}, "units on SD3 paint txt2img, not the hires pass"),
         (
             "flux",
             [unit("flux_cn_a", control_mode=2)],
@@ -238,7 +235,7 @@ def test_refusals_are_one_line(engine, models, tiny_model_dir, tmp_path):
             r"paint Balanced only \(the weight\), not 'ControlNet is more",
         ),
         ("flux", [unit("flux_cn_a")], {"init": "x", "guidance": 3.0}, "Flux's ControlNet img2img has no CFG; use CFG"),
-        ("flux", [unit("flux_cn_a", module="inpaint_only")], {}, "feeds SD1.5's inpaint ControlNet"),
+        ("flux", [unit("flux_cn_a", module="inpaint_only")], {}, "feeds the inpaint ControlNets of SD1.5, SD3"),
         ("flux", [unit("flux_cn_a"), unit("flux_xlabs")], {}, "cannot mix XLabs ControlNets"),
     ]
     for family, units, changes, message in cases:
@@ -251,7 +248,7 @@ def test_refusals_are_one_line(engine, models, tiny_model_dir, tmp_path):
 
 def test_a_qwenimage_unit_equals_diffusers_qwenimage_controlnet_pipeline(engine, models, tmp_path):
     """A unit with the window 0.25-1, CFG 4 against the card's " "; a second unit refused (diffusers' Multi model
-    holds one Union ControlNet)."""
+    holds one Union ControlNet). Its img2img, inpaint and hires units: test_controlnet_flow_modes.py."""
     from diffusers import QwenImageControlNetModel
     from helpers.tiny_families import make_tiny_qwenimage
 
@@ -271,10 +268,6 @@ def test_a_qwenimage_unit_equals_diffusers_qwenimage_controlnet_pipeline(engine,
     result = engine.generate(request(models, "qwen", units, guidance=4.0), pictures=Pictures(control=(edges(),)))
     assert_pixels_close(result.images[0], expected)
     assert np.abs(pixels(expected) - pixels(plain)).max() > 5
-    with pytest.raises(ValueError, match="units on Qwen-Image paint txt2img, not img2img"):
-        engine.generate(
-            request(models, "qwen", units, init="x"), pictures=Pictures(init_picture(32), control=(edges(),))
-        )
     with pytest.raises(ValueError, match="Qwen-Image paints one unit at a time"):
         engine.generate(request(models, "qwen", units * 2), pictures=Pictures(control=(edges(),) * 2))
 
@@ -343,7 +336,7 @@ def test_flux_units_in_the_hires_pass_equal_diffusers_by_hand(engine, models, op
 
 
 def test_a_zimage_unit_equals_diffusers_zimage_controlnet_pipeline(engine, models, tmp_path):
-    """One unit at CFG 1 (Turbo's), the weight as diffusers' scale; a window, a second unit, img2img refused."""
+    """One unit at CFG 1 (Turbo's), the weight as diffusers' scale; a window and a second unit refused."""
     from diffusers import ZImageControlNetModel
     from helpers.tiny_families import make_tiny_zimage
 
@@ -361,7 +354,6 @@ def test_a_zimage_unit_equals_diffusers_zimage_controlnet_pipeline(engine, model
     cases = [
         ([unit("zimage_cn", guidance_end=0.5)], {}, "Z-Image's ControlNet pipeline has no guidance window"),
         (units * 2, {}, "Z-Image paints one unit at a time"),
-        (units, {"init": "x"}, "units on Z-Image paint txt2img, not img2img"),
     ]
     for case_units, changes, message in cases:
         with pytest.raises(ValueError, match=message):
