@@ -4,10 +4,10 @@ Each follows sd-webui-controlnet's module of the same name: the picture scaled a
 resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
 variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
-MangaLineExtraction; OpenPose's people drawn in colour, M-LSD's lines with the unit's thresholds), the padding
-cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
-(``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the
-modules that draw hands or faces.
+MangaLineExtraction; OpenPose's and DWPose's people drawn in colour, M-LSD's lines with the unit's thresholds),
+the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per
+weights file (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only
+for the modules that draw hands or faces, DWPose's pose network beside its detector.
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .pose_nets import load_pose_net
 
         return load_pose_net(annotator, path)
+    if annotator.startswith("dwpose_"):
+        from .dwpose import load_dwpose
+
+        return load_dwpose(annotator, path)
     if annotator == "mlsd":
         from .mlsd import load_mlsd
 
@@ -176,6 +180,17 @@ def _openpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     return work
 
 
+def _dwpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
+    """DWPose's map on the detector, the pose network loaded beside it (each its ONNX or TorchScript file)."""
+
+    def work(det_net: Any, image: np.ndarray) -> np.ndarray:
+        from .dwpose import dw_annotator, dwpose_map
+
+        return dwpose_map(module, image, det_net, loaded_net(dw_annotator("pose"), module))
+
+    return work
+
+
 def _mlsd(net: Any, image: np.ndarray, value_threshold: float, distance_threshold: float) -> np.ndarray:
     from .mlsd import mlsd_map
 
@@ -198,6 +213,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "depth_midas": ("midas", lambda net, image: _depth("midas")(net, image)),
     "depth_zoe": ("zoe", lambda net, image: _depth("zoe")(net, image)),
     **{module: ("openpose_body", _openpose(module)) for module in OPENPOSE_MODULES},
+    "dw_openpose_full": ("dwpose_det", _dwpose("dw_openpose_full")),
 }
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
 TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {"mlsd": ("mlsd", _mlsd)}
@@ -233,6 +249,10 @@ def annotate(
 
     else:
         annotator, work = ANNOTATED[module]
+    if annotator == "dwpose_det":  # its ONNX file or its TorchScript export
+        from .dwpose import dw_annotator
+
+        annotator = dw_annotator("det")
     net = loaded_net(annotator, module)
     padded, (height, width) = scale_with_pad(image, res)
     made = np.ascontiguousarray(work(net, padded)[:height, :width])

@@ -79,6 +79,7 @@ MODULES: dict[str, Module] = {
                 "openpose_face",
                 "openpose_faceonly",
                 "openpose_full",
+                "dw_openpose_full",
             )
         ),
         Module(
@@ -107,7 +108,7 @@ ALIASES = {
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
 _DEPTH = "depth weights (LeReS/Marigold)"
-_POSE = "OpenPose/DWPose weights"
+_POSE = "animal-pose/DensePose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -120,7 +121,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
-            "dw_openpose_full",
             "animal_openpose",
             "densepose",
             "densepose_parula",
