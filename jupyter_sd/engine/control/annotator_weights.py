@@ -42,6 +42,10 @@ WEIGHTS: dict[str, Weights] = {
     "openpose_face": Weights(_ANNOTATORS, "openpose", ("facenet.pth",)),
     "mlsd": Weights(_ANNOTATORS, "mlsd", ("mlsd_large_512_fp32.pth",)),
     "lama": Weights(_ANNOTATORS, "lama", ("ControlNetLama.pth",)),
+    "dwpose_det": Weights("hr16/yolox-onnx", "openpose", ("yolox_l.torchscript.pt",)),
+    "dwpose_pose": Weights("hr16/DWPose-TorchScript-BatchSize5", "openpose", ("dw-ll_ucoco_384_bs5.torchscript.pt",)),
+    "dwpose_det_onnx": Weights("yzd-v/DWPose", "openpose", ("yolox_l.onnx",)),
+    "dwpose_pose_onnx": Weights("yzd-v/DWPose", "openpose", ("dw-ll_ucoco_384.onnx",)),
     "manga_line": Weights(_ANNOTATORS, "manga_line", ("erika.pth",)),
     "depth_anything": Weights(
         "LiheYoung/depth-anything-large-hf",
@@ -86,6 +90,11 @@ def _present(weights: Weights) -> Path | None:
         return folder if weights.transformers else folder / weights.files[0]
     flat = annotators_dir() / weights.files[0]
     return flat if not weights.transformers and flat.is_file() else None
+
+
+def present_weights(annotator: str) -> Path | None:
+    """`annotator`'s file (or transformers folder) when it is already in ``ControlNet/annotators/``; nothing fetched."""
+    return _present(WEIGHTS[annotator])
 
 
 def _refusal(module: str, weights: Weights, why: str) -> str:

@@ -5,10 +5,10 @@ resolution (``resolution.scale_with_pad``), the network run on the padded pictur
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
 variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
 MangaLineExtraction; normals from NNET (``normal_bae.py``) or MiDaS's depth; OneFormer's classes in their palette
-(``segmentation.py``); OpenPose's people drawn in colour, M-LSD's lines with the unit's thresholds), the padding
-cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
-(``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the
-modules that draw hands or faces.
+(``segmentation.py``); OpenPose's and DWPose's people drawn in colour, M-LSD's lines with the unit's thresholds),
+the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per
+weights file (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only
+for the modules that draw hands or faces, DWPose's pose network beside its detector.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .pose_nets import load_pose_net
 
         return load_pose_net(annotator, path)
+    if annotator.startswith("dwpose_"):
+        from .dwpose import load_dwpose
+
+        return load_dwpose(annotator, path)
     if annotator == "mlsd":
         from .mlsd import load_mlsd
 
@@ -200,6 +204,17 @@ def _seg(annotator: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     return work
 
 
+def _dwpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
+    """DWPose's map on the detector, the pose network loaded beside it (each its ONNX or TorchScript file)."""
+
+    def work(det_net: Any, image: np.ndarray) -> np.ndarray:
+        from .dwpose import dw_annotator, dwpose_map
+
+        return dwpose_map(module, image, det_net, loaded_net(dw_annotator("pose"), module))
+
+    return work
+
+
 def _normal_midas(net: Any, image: np.ndarray, background: float, _unused: float) -> np.ndarray:
     from .depth import midas_normal_map
 
@@ -231,6 +246,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "normal_bae": ("normal_bae", _normal_bae),
     "seg_ofade20k": ("oneformer_ade20k", _seg("oneformer_ade20k")),
     "seg_ofcoco": ("oneformer_coco", _seg("oneformer_coco")),
+    "dw_openpose_full": ("dwpose_det", _dwpose("dw_openpose_full")),
 }
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
 TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {
@@ -269,6 +285,10 @@ def annotate(
 
     else:
         annotator, work = ANNOTATED[module]
+    if annotator == "dwpose_det":  # its ONNX file or its TorchScript export
+        from .dwpose import dw_annotator
+
+        annotator = dw_annotator("det")
     net = loaded_net(annotator, module)
     padded, (height, width) = scale_with_pad(image, res)
     made = np.ascontiguousarray(work(net, padded)[:height, :width])

@@ -82,6 +82,7 @@ MODULES: dict[str, Module] = {
                 "normal_bae",
                 "seg_ofade20k",
                 "seg_ofcoco",
+                "dw_openpose_full",
             )
         ),
         Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
@@ -115,7 +116,7 @@ ALIASES = {
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
 _DEPTH = "depth weights (LeReS/Marigold)"
-_POSE = "OpenPose/DWPose weights"
+_POSE = "animal-pose/DensePose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -128,7 +129,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
-            "dw_openpose_full",
             "animal_openpose",
             "densepose",
             "densepose_parula",

@@ -4,7 +4,7 @@ Bodies: 17 limbs as filled ellipses 4 px thick in their colour at 60 %, then eac
 radius 4 in its colour (OpenPose's 18 colours, red through the hues to pink). Hands: 20 bones as 2 px lines
 coloured round the hue circle, the points as blue circles of radius 4. Faces: white circles of radius 3. Points
 are kept as fractions of the picture's size, as the extension keeps them, and multiplied back when drawn; hand and
-face points at or left of / above 0.01 px (not found) are not drawn.
+face points at or left of / above 0.01 px (not found), or None (DWPose's unsure points), are not drawn.
 """
 
 from __future__ import annotations
@@ -79,12 +79,14 @@ def draw_hand(canvas: np.ndarray, points: Any) -> None:
     if points is None or len(points) == 0:
         return
     height, width = canvas.shape[:2]
-    pixels = [(int(x * width), int(y * height)) for x, y in points]
+    pixels = [None if p is None else (int(p[0] * width), int(p[1] * height)) for p in points]
     for i, (a, b) in enumerate(HAND_BONES):
+        if pixels[a] is None or pixels[b] is None:
+            continue
         (x1, y1), (x2, y2) = pixels[a], pixels[b]
         if x1 > EPS and y1 > EPS and x2 > EPS and y2 > EPS:
             cv2.line(canvas, (x1, y1), (x2, y2), hue_colour(i / float(len(HAND_BONES))), thickness=2)
-    for x, y in pixels:
+    for x, y in (p for p in pixels if p is not None):
         if x > EPS and y > EPS:
             cv2.circle(canvas, (x, y), 4, (0, 0, 255), thickness=-1)
 
@@ -96,7 +98,7 @@ def draw_face(canvas: np.ndarray, points: Any) -> None:
     if points is None or len(points) == 0:
         return
     height, width = canvas.shape[:2]
-    for x, y in points:
+    for x, y in (p for p in points if p is not None):
         x, y = int(x * width), int(y * height)
         if x > EPS and y > EPS:
             cv2.circle(canvas, (x, y), 3, (255, 255, 255), thickness=-1)
