@@ -366,10 +366,7 @@ class Controls:
         return accordion
 
     def values(self) -> dict[str, Any]:
-        """The options as the controls show them.
-
-        Width and height come from the size row; a section switched off gives its fields' declared defaults.
-        """
+        """The options as the controls show them (the size row's; a section switched off: its fields' defaults)."""
         values = {name: widget.value for name, widget in self.widgets.items() if name not in _SIZE_FIELDS}
         values["width"], values["height"] = self.size.get()
         for section in SECTIONS:
@@ -382,7 +379,7 @@ class Controls:
         return self.defaults.replace(**self.changes(self.values()))
 
     def changes(self, values: dict[str, Any]) -> dict[str, Any]:
-        """The `values` that differ from the panel's defaults: what the user set (the rest keeps family defaults)."""
+        """The `values` the user set (those not the panel's defaults: the rest keep the family's)."""
         return {name: value for name, value in values.items() if value != getattr(self.defaults, name, None)}
 
     def load(self, request: PaintRequest, keep: tuple[str, ...] = ("n", "repeat")) -> None:
