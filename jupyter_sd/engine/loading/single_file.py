@@ -53,6 +53,7 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
     """A Flux/SD3 pipeline: the transformer from the file; the rest from it, `parts` or ``--model-config``."""
     from .denoiser import load_denoiser
     from .parts import load_parts
+    from .whole_files import text_encoders
 
     config = kwargs.pop("config", "")
     name = Path(info.path).name
@@ -66,9 +67,12 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
     local = bool(kwargs.get("local_files_only"))
     transformer = load_denoiser(diffusers, info, config, dtype, local)
     kwargs.update(load_parts(diffusers, config, parts[0], parts[1], dtype))
+    if not info.denoiser_only:  # a whole file's Qwen3 / Qwen2.5-VL, which diffusers' single-file loader cannot read
+        kwargs = {**text_encoders(diffusers, info, config, dtype), **kwargs}
     cls = getattr(diffusers, info.family.pipeline_class("txt2img"))
+    whole = not info.denoiser_only and hasattr(cls, "from_single_file")
     try:
-        if info.denoiser_only:
+        if not whole:  # (QwenImagePipeline has no single-file loader: its VAE comes from --model-config)
             pipe = cls.from_pretrained(config, transformer=transformer, **kwargs)
         else:
             pipe = cls.from_single_file(info.path, config=config, transformer=transformer, **kwargs)
@@ -81,7 +85,8 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
         raise ValueError(msg[:199]) from error
     _tie_text_encoders(pipe)
     encoders = [getattr(part, "_jupyter_sd_gguf", "") for part in kwargs.values()]  # "T5 GGUF Q8_0"
-    pipe._jupyter_sd_quant = ", ".join(filter(None, [f"GGUF {info.quant}" if info.quant else "", *encoders]))
+    vae = "VAE from --model-config" if "vae" in info.parts and not whole and "vae" not in kwargs else ""
+    pipe._jupyter_sd_quant = ", ".join(filter(None, [f"GGUF {info.quant}" if info.quant else "", *encoders, vae]))
     return pipe
 
 

@@ -132,3 +132,27 @@ def test_a_whole_comfyui_zimage_checkpoint_paints_with_its_own_vae_and_text_enco
     result = engine.generate(_request(path, configs), recorder)
     assert np.array_equal(pixels(result.images[0]), pixels(_raw("Z-Image", folder)))
     assert _loaded_line(recorder, "Z-Image") and engine.info()["family"] == "Z-Image"
+
+
+def test_a_whole_comfyui_qwen_image_checkpoint_reads_its_transformer_and_text_encoder(tmp_path_factory, tmp_path):
+    """QwenImagePipeline has no single-file loader: the file's transformer and Qwen2.5-VL (ComfyUI's ``qwen25_7b``,
+    no LM head) are read, its VAE comes from --model-config, and the load line says so."""
+    from helpers.ldm_checkpoint import _weights
+    from safetensors.torch import save_file
+
+    folder = tiny_families.make_tiny_qwenimage(tmp_path_factory.mktemp("tiny-qwen-whole"))
+    state = comfy_state(folder, "Qwen-Image", PREFIX)
+    qwen = {n: t for n, t in _weights(folder / "text_encoder").items() if not n.startswith("lm_head.")}
+    state.update({"text_encoders.qwen25_7b.transformer." + n: t for n, t in qwen.items()})
+    other_vae = tiny_families.qwen_vae().state_dict()  # random weights unlike the folder's: read, they would show
+    assert not torch.equal(other_vae["decoder.conv_in.weight"], _weights(folder / "vae")["decoder.conv_in.weight"])
+    state.update({"vae." + n: t for n, t in other_vae.items()})
+    path = tmp_path / "qwen_image_aio.safetensors"
+    save_file({n: t.contiguous() for n, t in state.items()}, str(path))
+    assert inspect(path).parts == frozenset({"denoiser", "vae", "text"})
+    configs = config_only(folder, tmp_path / "configs", keep=("vae",))
+    assert not list((configs / "text_encoder").glob("*.safetensors"))
+    engine, recorder = Engine(), Recorder()
+    result = engine.generate(_request(path, configs), recorder)
+    assert np.array_equal(pixels(result.images[0]), pixels(_raw("Qwen-Image", folder)))
+    assert "VAE from --model-config" in _loaded_line(recorder, "Qwen-Image")
