@@ -1,8 +1,9 @@
-"""A pipeline from one checkpoint file: SD/SDXL checkpoints, whole Flux/SD3 files, transformer-only and GGUF files.
+"""A pipeline from one checkpoint file: SD/SDXL, whole transformer-family files, transformer-only and GGUF files.
 
-UNet families go through diffusers' ``from_single_file`` as before. A transformer family's file gets its
-transformer loaded here (`denoiser`) and the rest from the file or from ``--model-config`` (a diffusers folder or
-hub id: configs, tokenizers, and the weights the file lacks).
+UNet families go through diffusers' ``from_single_file`` as before. A transformer family's file (Flux, SD3, Z-Image,
+Qwen-Image) gets its transformer loaded here (`denoiser`) and the rest from the file (`whole_files` for the text
+encoders diffusers cannot read) or from ``--model-config`` (a diffusers folder or hub id: configs, tokenizers, and
+the weights the file lacks).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def load(diffusers: Any, location: str, config: str, kwargs: dict[str, Any], par
 
 
 def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: tuple) -> Any:
-    """A Flux/SD3 pipeline: the transformer from the file; the rest from it, `parts` or ``--model-config``."""
+    """A transformer family's pipeline: the transformer from the file; the rest from it, `parts` or --model-config."""
     from .denoiser import load_denoiser
     from .parts import load_parts
     from .whole_files import text_encoders
