@@ -68,8 +68,8 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
     local = bool(kwargs.get("local_files_only"))
     transformer = load_denoiser(diffusers, info, config, dtype, local)
     kwargs.update(load_parts(diffusers, config, parts[0], parts[1], dtype))
-    if not info.denoiser_only:  # a whole file's Qwen3 / Qwen2.5-VL, which diffusers' single-file loader cannot read
-        kwargs = {**text_encoders(diffusers, info, config, dtype), **kwargs}
+    if not info.denoiser_only and not any(k.startswith("text_encoder") for k in kwargs):  # (--text-encoder wins)
+        kwargs.update(text_encoders(diffusers, info, config, dtype))  # Qwen3 / Qwen2.5-VL: diffusers cannot read them
     cls = getattr(diffusers, info.family.pipeline_class("txt2img"))
     whole = not info.denoiser_only and hasattr(cls, "from_single_file")
     try:

@@ -9,6 +9,7 @@ encoders, so a Qwen3 or Qwen2.5-VL is built empty here from ``--model-config``'s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .files import ModelFile
@@ -47,7 +48,7 @@ def text_encoders(diffusers: Any, info: ModelFile, config: str, dtype: Any) -> d
         (name, names), (slot, (cls, model_config)) = next(iter(found.items())), next(iter(slots.items()))
         start = f"{PREFIX}{name}.transformer."
         tensors = {n[len(start) :]: handle.get_tensor(n) for n in names if n.startswith(start)}
-    return {slot: build(cls, model_config, tensors, dtype, f"the {name} text encoder in '{info.path}'")}
+    return {slot: build(cls, model_config, tensors, dtype, f"the {name} text encoder in '{Path(info.path).name}'")}
 
 
 def _language_model(cls: Any) -> bool:

@@ -114,26 +114,44 @@ def test_a_comfyui_gguf_file_paints_what_diffusers_paints_from_it(family, tmp_pa
     assert difference.mean() <= mean_bound and difference.max() <= max_bound, (difference.mean(), difference.max())
 
 
-def test_a_whole_comfyui_zimage_checkpoint_paints_with_its_own_vae_and_text_encoder(tmp_path_factory, tmp_path):
-    """Checkpoint Save's Z-Image file: every weight from the file, only configs and tokenizer from --model-config."""
+def _whole_zimage(folder, path, drop: str = ""):
+    """The tiny Z-Image as Checkpoint Save writes it (its Qwen3's tensors containing `drop` left out)."""
     from helpers.ldm_checkpoint import _weights, vae_to_ldm
     from safetensors.torch import save_file
 
-    folder = tiny_families.make_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage-whole"))
     state = comfy_state(folder, "Z-Image", PREFIX)
     vae = vae_to_ldm(_weights(folder / "vae"), json.loads((folder / "vae" / "config.json").read_text()))
     state.update({"vae." + n: t for n, t in vae.items()})
-    qwen3 = _weights(folder / "text_encoder")
+    qwen3 = {n: t for n, t in _weights(folder / "text_encoder").items() if not drop or drop not in n}
     state.update({"text_encoders.qwen3_4b.transformer.model." + n: t for n, t in qwen3.items()})
-    path = tmp_path / "z_image_turbo_aio.safetensors"
     save_file({n: t.contiguous() for n, t in state.items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def zimage_folder(tmp_path_factory):
+    return tiny_families.make_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage-whole"))
+
+
+def test_a_whole_comfyui_zimage_checkpoint_paints_with_its_own_vae_and_text_encoder(zimage_folder, tmp_path):
+    """Checkpoint Save's Z-Image file: every weight from the file, only configs and tokenizer from --model-config."""
+    path = _whole_zimage(zimage_folder, tmp_path / "z_image_turbo_aio.safetensors")
     assert inspect(path).parts == frozenset({"denoiser", "vae", "text"})
-    configs = config_only(folder, tmp_path / "configs")
+    configs = config_only(zimage_folder, tmp_path / "configs")
     assert not list(configs.rglob("*.safetensors"))
     engine, recorder = Engine(), Recorder()
     result = engine.generate(_request(path, configs), recorder)
-    assert np.array_equal(pixels(result.images[0]), pixels(_raw("Z-Image", folder)))
+    assert np.array_equal(pixels(result.images[0]), pixels(_raw("Z-Image", zimage_folder)))
     assert _loaded_line(recorder, "Z-Image") and engine.info()["family"] == "Z-Image"
+
+
+def test_a_whole_file_whose_text_encoder_is_incomplete_is_one_line(zimage_folder, tmp_path):
+    path = _whole_zimage(zimage_folder, tmp_path / "z_image_aio.safetensors", drop="layers.1.mlp")
+    with pytest.raises(ValueError) as caught:
+        Engine().generate(_request(path, config_only(zimage_folder, tmp_path / "configs")))
+    text = str(caught.value)
+    assert text.startswith("model: the qwen3_4b text encoder in 'z_image_aio.safetensors' lacks 3 of Qwen3Model's")
+    assert "\n" not in text and len(text) < 200
 
 
 def test_a_whole_comfyui_qwen_image_checkpoint_reads_its_transformer_and_text_encoder(tmp_path_factory, tmp_path):
