@@ -29,7 +29,8 @@ class ModelFile:
     parts: frozenset[str]
     """``denoiser``, ``vae``, ``text``: what the file holds."""
     quant: str = ""
-    """The GGUF quantization most of its tensors use (``Q8_0``, ``Q4_K`` …); '' for an unquantized file."""
+    """The GGUF quantization most of its tensors use (``Q8_0``, ``Q4_K`` …; ``F16`` for a GGUF file of halves);
+    '' for a safetensors file."""
 
     @property
     def denoiser_only(self) -> bool:
@@ -67,9 +68,10 @@ def gguf_names(path: str | Path) -> tuple[list[str], str]:
     except Exception as error:  # a damaged or foreign file: the reader raises many kinds
         msg = f"model: '{Path(path).name}' is not a readable GGUF file ({type(error).__name__}: {error})"
         raise ValueError(msg[:199]) from error
-    plain = {GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16}
-    types = Counter(t.tensor_type for t in reader.tensors if t.tensor_type not in plain)
-    quant = types.most_common(1)[0][0].name if types else ""
+    halves = {GGMLQuantizationType.F16, GGMLQuantizationType.BF16}
+    types = Counter(t.tensor_type for t in reader.tensors if t.tensor_type != GGMLQuantizationType.F32)
+    quantized = Counter({kind: count for kind, count in types.items() if kind not in halves})
+    quant = (quantized or types).most_common(1)[0][0].name if types else ""
     return [t.name for t in reader.tensors], quant
 
 

@@ -33,7 +33,7 @@ def architecture(path: str | Path) -> str:
 
 
 def slot_for(path: Path, slots: dict[str, Any]) -> str:
-    """The text encoder slot of ``--model-config`` (`parts._encoder_slots`) a GGUF file's architecture fills.
+    """The text encoder slot of ``--model-config`` (`parts.encoder_slots`) a GGUF file's architecture fills.
 
     Raises
     ------

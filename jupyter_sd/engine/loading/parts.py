@@ -63,7 +63,7 @@ def load_parts(diffusers: Any, config: str, vae: str, encoders: tuple[str, ...],
         components["vae"] = diffusers.AutoencoderKL.from_single_file(
             str(find_vae(vae)), config=config, subfolder="vae", torch_dtype=dtype
         )
-    slots = _encoder_slots(diffusers, config)
+    slots = encoder_slots(diffusers, config)
     for name in encoders:
         path = find_text_encoder(name)
         if path.suffix.lower() == ".gguf":  # city96's T5, Qwen3: Linear weights stay quantized
@@ -75,7 +75,7 @@ def load_parts(diffusers: Any, config: str, vae: str, encoders: tuple[str, ...],
     return components
 
 
-def _encoder_slots(diffusers: Any, config: str) -> dict[str, Any]:
+def encoder_slots(diffusers: Any, config: str) -> dict[str, Any]:
     """Text encoder slot → its (transformers class, config), from ``--model-config``."""
     import transformers
 

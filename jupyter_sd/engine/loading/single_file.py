@@ -1,8 +1,9 @@
-"""A pipeline from one checkpoint file: SD/SDXL checkpoints, whole Flux/SD3 files, transformer-only and GGUF files.
+"""A pipeline from one checkpoint file: SD/SDXL, whole transformer-family files, transformer-only and GGUF files.
 
-UNet families go through diffusers' ``from_single_file`` as before. A transformer family's file gets its
-transformer loaded here (`denoiser`) and the rest from the file or from ``--model-config`` (a diffusers folder or
-hub id: configs, tokenizers, and the weights the file lacks).
+UNet families go through diffusers' ``from_single_file`` as before. A transformer family's file (Flux, SD3, Z-Image,
+Qwen-Image) gets its transformer loaded here (`denoiser`) and the rest from the file (`whole_files` for the text
+encoders diffusers cannot read) or from ``--model-config`` (a diffusers folder or hub id: configs, tokenizers, and
+the weights the file lacks).
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ def load(diffusers: Any, location: str, config: str, kwargs: dict[str, Any], par
 
 
 def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: tuple) -> Any:
-    """A Flux/SD3 pipeline: the transformer from the file; the rest from it, `parts` or ``--model-config``."""
+    """A transformer family's pipeline: the transformer from the file; the rest from it, `parts` or --model-config."""
     from .denoiser import load_denoiser
     from .parts import load_parts
+    from .whole_files import text_encoders
 
     config = kwargs.pop("config", "")
     name = Path(info.path).name
@@ -66,9 +68,12 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
     local = bool(kwargs.get("local_files_only"))
     transformer = load_denoiser(diffusers, info, config, dtype, local)
     kwargs.update(load_parts(diffusers, config, parts[0], parts[1], dtype))
+    if not info.denoiser_only and not any(k.startswith("text_encoder") for k in kwargs):  # (--text-encoder wins)
+        kwargs.update(text_encoders(diffusers, info, config, dtype))  # Qwen3 / Qwen2.5-VL: diffusers cannot read them
     cls = getattr(diffusers, info.family.pipeline_class("txt2img"))
+    whole = not info.denoiser_only and hasattr(cls, "from_single_file")
     try:
-        if info.denoiser_only:
+        if not whole:  # (QwenImagePipeline has no single-file loader: its VAE comes from --model-config)
             pipe = cls.from_pretrained(config, transformer=transformer, **kwargs)
         else:
             pipe = cls.from_single_file(info.path, config=config, transformer=transformer, **kwargs)
@@ -81,7 +86,8 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
         raise ValueError(msg[:199]) from error
     _tie_text_encoders(pipe)
     encoders = [getattr(part, "_jupyter_sd_gguf", "") for part in kwargs.values()]  # "T5 GGUF Q8_0"
-    pipe._jupyter_sd_quant = ", ".join(filter(None, [f"GGUF {info.quant}" if info.quant else "", *encoders]))
+    vae = "VAE from --model-config" if "vae" in info.parts and not whole and "vae" not in kwargs else ""
+    pipe._jupyter_sd_quant = ", ".join(filter(None, [f"GGUF {info.quant}" if info.quant else "", *encoders, vae]))
     return pipe
 
 
