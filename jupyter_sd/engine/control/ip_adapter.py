@@ -226,6 +226,10 @@ def _read_adapter(pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
             if part in state:
                 state[part][rest] = value
     proj, layers = state["image_proj"], state["ip_adapter"]
+    if "0.norm_ip.linear.weight" in layers:
+        raise ValueError(
+            f"controlnet: {file.name} is an SD3.5 IP-Adapter (InstantX's); pick an SD1.5/SDXL one (h94's)"[:199]
+        )
     if not layers or adapter_input_width(state) is None:
         raise ValueError(
             f"controlnet: {file.name} is not an IP-Adapter this builds (plain or plus: image_proj, ip_adapter)"

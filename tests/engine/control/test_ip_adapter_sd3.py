@@ -171,3 +171,12 @@ def _tiny_unet():
                                 norm_num_groups=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 attention_head_dim=2, up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
                                 sample_size=8)  # fmt: skip
+
+
+def test_an_sd3_adapter_on_an_sd_model_is_one_line(engine, models, tiny_model_dir):
+    request = PaintRequest(prompt=PROMPT, model=str(tiny_model_dir), steps=2, width=32, height=32, preview="none",
+                           save=False, allow_pickle=True,
+                           controlnet=read_units([unit(module="ip-adapter-auto")]))  # fmt: skip
+    with pytest.raises(ValueError, match="^controlnet: ip-adapter is an SD3.5 IP-Adapter") as error:
+        engine.generate(request, pictures=Pictures(control=(reference_picture(),)))
+    assert "\n" not in str(error.value) and len(str(error.value)) < 200
