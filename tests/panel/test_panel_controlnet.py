@@ -85,13 +85,14 @@ def test_three_unit_tabs_with_modules_and_the_folders_models(panel):
     assert {"normal_bae", "normal_midas", "seg_ofade20k", "seg_ofcoco", "seg_ufade20k"} <= set(options)
     assert options.index("seg_ofcoco") < options.index("seg_ufade20k")
     # IP-Adapter's modules last, as the extension's IP-Adapter control type lists them
-    assert list(tab.module.options)[-7:] == [
+    assert list(tab.module.options)[-8:] == [
         "ip-adapter_clip_sd15",
         "ip-adapter_clip_h",
         "ip-adapter_clip_sdxl_plus_vith",
         "ip-adapter_clip_sdxl",
         "ip-adapter_clip_g",
         "ip-adapter_clip_l",
+        "ip-adapter_siglip",
         "ip-adapter-auto",
     ]
     # the models folder's ControlNet/: a file by its stem, a diffusers folder by its name; annotators/ is not a model

@@ -8,7 +8,8 @@ Qwen-Image's) is given the inpaint map's picture and its mask (``control_mask``)
 of every unit (unit_maps.py). sd-webui-controlnet's other control modes reshape a UNet ControlNet's 13 residuals and the
 negative half of its batch: a transformer ControlNet has neither (Flux's true CFG reuses the positive residuals), so
 only Balanced paints here and the others are refused in one line. A Union ControlNet (InstantX / Shakker-Labs: a
-control-mode embedding) takes its control type from the unit's preprocessor.
+control-mode embedding) takes its control type from the unit's preprocessor. IP-Adapter units (ip_adapter.py) paint
+beside them where the pass's pipeline takes ``ip_adapter_image`` (the others are refused in one line).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class FlowControl(Control):
     def model(self) -> Any:
         """The one ControlNet, or the family's Multi model (``FluxMultiControlNetModel`` …) of the units' in order."""
         models = [loaded.model for loaded in self.loaded]
-        if len(models) == 1:
-            return models[0]
+        if len(models) <= 1:
+            return models[0] if models else None  # None: the pass's IP-Adapter units alone
         import diffusers
 
         return getattr(diffusers, multi_class(self.family))(models)
@@ -54,12 +55,24 @@ class FlowControl(Control):
         picked = super().for_pass(hires)
         if picked is None:
             return None
-        return FlowControl(picked.units, picked.loaded, picked.images, picked.masks, family=self.family)
+        return FlowControl(
+            picked.units,
+            picked.loaded,
+            picked.images,
+            picked.masks,
+            adapters=picked.adapters,
+            positions=picked.positions,
+            family=self.family,
+        )
 
     def kwargs(
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
     ) -> dict[str, Any]:
         """The pass's ControlNet arguments for `pipe` painting `width×height` (`base`: the hires pass's first size)."""
+        adapter_kwargs = self.adapters.kwargs(pipe) if self.adapters else {}
+        self.pipe = pipe
+        if not self.units:
+            return adapter_kwargs
         detect = base or (width, height)
         self.maps = [
             unit_map(unit, image, *detect, mask=mask, seed=seed, subseed=subseed)
@@ -77,6 +90,7 @@ class FlowControl(Control):
         single = len(self.units) == 1
         pick = lambda values: values[0] if single else values  # noqa: E731
         call = {
+            **adapter_kwargs,
             "control_image": pick(tensors),
             "controlnet_conditioning_scale": pick([float(unit.weight) for unit in self.units]),
         }
@@ -137,28 +151,62 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     family = family_of(pipe) if request.controlnet else None
     if family is None or not family.controlnet:
         return unet_control_for(pipe, request, pictures, notice, limit)
-    if all(is_ip_adapter(unit.module) for unit in request.controlnet):  # IP-Adapter units alone (ip_adapter.py)
+    units = [unit for unit in request.controlnet if not is_ip_adapter(unit.module)]
+    if len(units) < len(request.controlnet):  # IP-Adapter units (ip_adapter.py)
+        _check_adapters(family, request, units)
+    if not units:
         return unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
-    check_request(family, request)
+    check_request(family, request, units)
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     _check_models(pipe, family, control)
-    return FlowControl(control.units, control.loaded, control.images, control.masks, family=family)
+    return FlowControl(
+        control.units,
+        control.loaded,
+        control.images,
+        control.masks,
+        adapters=control.adapters,
+        positions=control.positions,
+        family=family,
+    )
 
 
-def check_request(family: Any, request: Any) -> None:
-    """Refuse, in one line, what the family's ControlNet pipelines cannot paint, naming what they can."""
+def _check_adapters(family: Any, request: Any, units: list) -> None:
+    """Refuse, in one line, IP-Adapter units in a pass whose pipeline takes no ``ip_adapter_image``."""
     import diffusers
 
+    adapters = [unit for unit in request.controlnet if is_ip_adapter(unit.module)]
+    passes = [(request.mode if request.init else "txt2img", units, adapters)]
+    if request.hires_enabled:  # the hires pass: an img2img one, with the units whose Hr Option keeps them
+        kept = lambda items: [u for u in items if u.hr_option != "Low res only"]  # noqa: E731
+        passes.append(("hires pass", kept(units), kept(adapters)))
+    for mode, controls, ips in passes:
+        table = family.controlnet_pipelines if controls else family.pipelines
+        name = table.get("img2img" if mode == "hires pass" else mode)
+        if not ips or name is None:  # (no pipeline: refused with the ControlNet units or by the family)
+            continue
+        if "ip_adapter_image" not in inspect.signature(getattr(diffusers, name).__call__).parameters:
+            what = f"ControlNet {mode}" if controls else mode
+            msg = f"controlnet: {family.name}'s {what} pipeline has no IP-Adapter ({name}); drop the IP-Adapter unit"
+            raise ValueError((msg + (" or the ControlNet units" if controls else ""))[:199])
+
+
+def check_request(family: Any, request: Any, units: list | None = None) -> None:
+    """Refuse, in one line, what the family's ControlNet pipelines cannot paint, naming what they can.
+
+    `units`: the ControlNet units (the request's, less its IP-Adapter units).
+    """
+    import diffusers
+
+    units = request.controlnet if units is None else units
     pipelines = family.controlnet_pipelines
     modes = ", ".join(pipelines)
     if request.init and request.mode not in pipelines:
         raise ValueError(f"controlnet: units on {family.name} paint {modes}, not {request.mode}")
-    if request.hires_enabled and any(u.hr_option != "Low res only" for u in request.controlnet):
+    if request.hires_enabled and any(u.hr_option != "Low res only" for u in units):
         if "img2img" not in pipelines:  # the hires pass is an img2img one (its latents pass through: flow.py)
             msg = f"controlnet: units on {family.name} paint {modes}, not the hires pass; give them Hr Option: "
             raise ValueError(msg + "Low res only")
-    _check_guidance(family, request)
-    units = request.controlnet
+    _check_guidance(family, request, units)
     most = family.controlnet_units or (0 if hasattr(diffusers, multi_class(family)) else 1)  # 0: any
     if most and len(units) > most:
         many = "one unit" if most == 1 else f"{most} units"
@@ -177,12 +225,12 @@ def check_request(family: Any, request: Any) -> None:
             raise ValueError(msg)
 
 
-def _check_guidance(family: Any, request: Any) -> None:
+def _check_guidance(family: Any, request: Any, units: list) -> None:
     """Flux's ControlNet img2img and inpaint (and the hires pass) take no CFG: refuse a CFG scale above 1 there."""
     import diffusers
 
     passes = [(request.mode, request.guidance)] if request.init else []
-    if request.hires_enabled and any(u.hr_option != "Low res only" for u in request.controlnet):
+    if request.hires_enabled and any(u.hr_option != "Low res only" for u in units):
         passes.append(("img2img", request.hires_guidance or request.guidance))
     for mode, guidance in passes:
         pipeline = getattr(diffusers, family.controlnet_pipelines[mode])

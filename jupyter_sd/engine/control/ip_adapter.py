@@ -8,7 +8,8 @@ its guidance start/end is sd-webui-controlnet's window: at step i of a pass's n 
 The request's adapters are loaded together by ``load_ip_adapter`` (from the state dicts we read) and kept: their
 attention processors and image projection are swapped into the UNet for a request with IP-Adapter units and the
 UNet's own swapped back for one without, so painting without them paints exactly the plain picture. Flux's
-(XLabs') adapters go the same way on the transformer (ip_adapter_flow.py).
+(XLabs') adapters go the same way on the transformer (ip_adapter_flow.py), and SD3.5's (InstantX's, on a SigLIP
+encoder: ip_adapter_sd3.py).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from .ip_adapter_files import (
 )
 from .ip_adapter_files import find_encoder as _find_encoder
 from .ip_adapter_flow import attach_flux, detach_flux, encoder_input_width, read_flux_adapter
+from .ip_adapter_sd3 import attach_sd3, detach_sd3, encoder_width, read_sd3_adapter
 
-_FAMILIES = ("SD1", "SDXL")
 _WIDTHS = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
 _STATE = "_jupyter_sd_ip_adapters"
 
@@ -115,12 +116,15 @@ def adapters_for(
     from ..families import family_of
 
     family = family_of(pipe).name
-    if family not in _FAMILIES and family != "Flux":
-        raise ValueError(f"controlnet: IP-Adapter units paint on SD1.5, SDXL and Flux models for now, not {family}")
+    attach = {"SD1": _attach_unet, "SDXL": _attach_unet, "Flux": _attach_flux, "SD3": _attach_sd3}.get(family)
+    if attach is None:
+        raise ValueError(
+            f"controlnet: IP-Adapter units paint on SD1.5, SDXL, Flux and SD3 models for now, not {family}"
+        )
     for _, unit, _ in picked:
         _module_name(unit.module)
     files = [find_adapter(unit.model, unit.model_hash) for _, unit, _ in picked]
-    (_attach_flux if family == "Flux" else _attach_unet)(pipe, units, picked, files, allow_pickle)
+    attach(pipe, picked, files, allow_pickle)
     from ..network_state import hash_with_notice
 
     adapters = [
@@ -130,12 +134,14 @@ def adapters_for(
     return Adapters(adapters)
 
 
-def _attach_unet(pipe: Any, units: list, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:
+def _attach_unet(pipe: Any, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:
     """SD1.5/SDXL: h94's adapters on the UNet, with the encoder their module and width want."""
     for _, unit, _ in picked:
-        if MODULE_ENCODERS[_module_name(unit.module)] == "ViT-L":
+        kind = MODULE_ENCODERS[_module_name(unit.module)]
+        if kind in ("ViT-L", "SigLIP"):
+            whose = "Flux" if kind == "ViT-L" else "SD3.5"
             raise ValueError(
-                f"controlnet: {unit.module} feeds Flux's IP-Adapter; SD1.5/SDXL ones take ip-adapter_clip_h/g"
+                f"controlnet: {unit.module} feeds {whose}'s IP-Adapter; SD1.5/SDXL ones take ip-adapter_clip_h/g"
             )
     state = _state_of(pipe)
     weights = [state.weights_of(pipe, file, allow_pickle) for file in files]
@@ -151,10 +157,8 @@ def _attach_unet(pipe: Any, units: list, picked: list, files: list[AdapterFile],
     attach(pipe, files, weights, encoders.pop(), allow_pickle)
 
 
-def _attach_flux(pipe: Any, units: list, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:
-    """Flux: XLabs' adapters on the transformer (ip_adapter_flow.py), with a CLIP ViT-L/14 encoder; alone for now."""
-    if len(picked) < len(units):
-        raise ValueError("controlnet: Flux IP-Adapter units paint without ControlNet units for now; drop one kind")
+def _attach_flux(pipe: Any, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:
+    """Flux: XLabs' adapters on the transformer (ip_adapter_flow.py), with a CLIP ViT-L/14 encoder."""
     for _, unit, _ in picked:
         if MODULE_ENCODERS[_module_name(unit.module)] not in (None, "ViT-L"):
             msg = f"controlnet: {unit.module} runs {MODULE_ENCODERS[unit.module]}; Flux's IP-Adapter takes "
@@ -165,6 +169,18 @@ def _attach_flux(pipe: Any, units: list, picked: list, files: list[AdapterFile],
         names = ", ".join(sorted(p.name for p in encoders))
         raise ValueError(f"controlnet: these IP-Adapter units need different image encoders ({names}); use one"[:199])
     attach_flux(pipe, files, weights, encoders.pop(), allow_pickle)
+
+
+def _attach_sd3(pipe: Any, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:
+    """SD3.5: InstantX's adapter on the transformer (ip_adapter_sd3.py), with a SigLIP encoder; one a picture."""
+    if len(picked) > 1:
+        raise ValueError(f"controlnet: SD3 paints one IP-Adapter unit at a time (got {len(picked)})")
+    (_, unit, _), file = picked[0], files[0]
+    if MODULE_ENCODERS[_module_name(unit.module)] not in (None, "SigLIP"):
+        msg = f"controlnet: {unit.module} runs {MODULE_ENCODERS[unit.module]}; SD3.5's IP-Adapter takes "
+        raise ValueError(msg + "ip-adapter_siglip (SigLIP so400m) or ip-adapter-auto")
+    weights = read_sd3_adapter(pipe, file, allow_pickle)
+    attach_sd3(pipe, file, weights, _find_encoder(file, "SigLIP", encoder_width(weights), True), allow_pickle)
 
 
 @dataclass
@@ -210,6 +226,10 @@ def _read_adapter(pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
             if part in state:
                 state[part][rest] = value
     proj, layers = state["image_proj"], state["ip_adapter"]
+    if "0.norm_ip.linear.weight" in layers:
+        raise ValueError(
+            f"controlnet: {file.name} is an SD3.5 IP-Adapter (InstantX's); pick an SD1.5/SDXL one (h94's)"[:199]
+        )
     if not layers or adapter_input_width(state) is None:
         raise ValueError(
             f"controlnet: {file.name} is not an IP-Adapter this builds (plain or plus: image_proj, ip_adapter)"
@@ -263,6 +283,7 @@ def detach(pipe: Any) -> None:
     """Give the UNet (Flux: the transformer) its own attention back (the adapters stay loaded, for later)."""
     if getattr(pipe, "transformer", None) is not None:
         detach_flux(pipe)
+        detach_sd3(pipe)
         _window_hook(pipe.transformer).adapters = None
     state = pipe.__dict__.get(_STATE)
     if state is None or state.current is None:
@@ -283,7 +304,11 @@ def active_at(step: int, steps: int, start: float, end: float) -> bool:
 
 
 class _Window:
-    """The UNet's (transformer's) forward pre-hook: each denoising step sets every adapter's scale for that step."""
+    """The UNet's (transformer's) forward pre-hook: each denoising step sets every adapter's scale for that step.
+
+    A step is told by the call's timestep: a second call at the same one (Flux's true CFG, its ControlNet
+    pipeline's too) is the same step. A scale is a list per adapter (SD, Flux) or one number (SD3's processors).
+    """
 
     def __init__(self, unet: Any) -> None:
         self.unet, self.adapters, self.pipe, self.calls, self.processors = unet, None, None, 0, []
@@ -292,12 +317,19 @@ class _Window:
     def start(self, adapters: Adapters, pipe: Any) -> None:
         self.adapters, self.pipe, self.calls, self.timestep = adapters, pipe, 0, None
         self.processors = [p for p in self.unet.attn_processors.values() if hasattr(p, "to_k_ip")]
+        weights = [float(a.unit.weight) if on else 0.0 for a, on in zip(adapters.adapters, adapters.active)]
+        self._set(weights)  # before the call: SD3's pipeline encodes the picture only while a scale is above 0
 
-    def __call__(self, module: Any, args: tuple) -> None:
-        timestep = getattr(self.pipe, "_current_timestep", None)
-        if self.adapters is None or (timestep is not None and timestep is self.timestep):
-            return  # none, or the same step again (Flux's true CFG calls the transformer twice)
-        self.timestep = timestep
+    def _set(self, scales: list[float]) -> None:
+        for processor in self.processors:
+            processor.scale = list(scales) if isinstance(processor.scale, list) else scales[0]
+
+    def __call__(self, module: Any, args: tuple, kwargs: dict) -> None:
+        timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+        value = None if timestep is None else float(timestep.flatten()[0]) if hasattr(timestep, "flatten") else timestep
+        if self.adapters is None or (value is not None and value == self.timestep):
+            return  # none, or the same step again (true CFG calls the transformer twice)
+        self.timestep = value
         steps = int(getattr(self.pipe, "_num_timesteps", 0) or 1)
         scales = [
             float(a.unit.weight)
@@ -306,15 +338,14 @@ class _Window:
             for a, on in zip(self.adapters.adapters, self.adapters.active)
         ]
         self.calls += 1
-        for processor in self.processors:
-            processor.scale = list(scales)
+        self._set(scales)
 
 
 def _window_hook(unet: Any) -> _Window:
     hook = unet.__dict__.get("_jupyter_sd_ip_window")
     if hook is None:
         hook = _Window(unet)
-        unet.register_forward_pre_hook(hook)
+        unet.register_forward_pre_hook(hook, with_kwargs=True)
         unet.__dict__["_jupyter_sd_ip_window"] = hook
     return hook
 

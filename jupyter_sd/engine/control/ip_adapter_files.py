@@ -13,7 +13,11 @@ adapter's input width:
 2. the models folder's ``clip_vision/`` (ComfyUI), then ``ControlNet/annotators/clip_vision/`` (sd-webui-controlnet's
    downloads): a file or folder named for the module's encoder (ViT-H: ``CLIP-ViT-H-14-laion2B-s32B-b79K``,
    ``clip_h``; ViT-bigG: ``CLIP-ViT-bigG-14-laion2B-39B-b160k``, ``clip_g``; ViT-L, Flux's:
-   ``clip-vit-large-patch14``, ``clip_vision_l``, ``clip_l``).
+   ``clip-vit-large-patch14``, ``clip_vision_l``, ``clip_l``; SigLIP, SD3.5's: ``siglip-so400m-patch14-384``,
+   ``sigclip_vision_patch14_384``).
+
+SD3.5's adapter (InstantX/SD3.5-Large-IP-Adapter) takes a SigLIP encoder (transformers' ``SiglipVisionModel``,
+google/siglip-so400m-patch14-384): `load_siglip` gives it with its ``SiglipImageProcessor``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ ENCODER_NAMES: dict[str, tuple[str, ...]] = {
     "ViT-L": ("clip-vit-large-patch14", "clip_vision_l", "clip_l", "CLIP-ViT-L-14"),
     "ViT-H": ("CLIP-ViT-H-14-laion2B-s32B-b79K", "clip_h", "clip_vision_h"),
     "ViT-bigG": ("CLIP-ViT-bigG-14-laion2B-39B-b160k", "clip_g", "clip_vision_g"),
+    "SigLIP": ("siglip-so400m-patch14-384", "sigclip_vision_patch14_384", "siglip_vision"),
 }
 """The names ComfyUI, Forge and sd-webui-controlnet give each image encoder's file."""
 MODULE_ENCODERS: dict[str, str | None] = {
@@ -39,12 +44,14 @@ MODULE_ENCODERS: dict[str, str | None] = {
     "ip-adapter_clip_sdxl": "ViT-bigG",
     "ip-adapter_clip_g": "ViT-bigG",
     "ip-adapter_clip_l": "ViT-L",
+    "ip-adapter_siglip": "SigLIP",
     "ip-adapter-auto": None,
 }
 """sd-webui-controlnet's IP-Adapter preprocessors and the encoder each runs (auto: by the adapter's name).
 
-``ip-adapter_clip_l`` (CLIP ViT-L/14, Flux's XLabs adapter) is ours, named as the extension names the others: neither
-sd-webui-controlnet nor Forge has a Flux IP-Adapter preprocessor."""
+``ip-adapter_clip_l`` (CLIP ViT-L/14, Flux's XLabs adapter) and ``ip-adapter_siglip`` (SigLIP so400m, SD3.5's
+InstantX adapter) are ours, named as the extension names the others: neither sd-webui-controlnet nor Forge has a
+Flux or SD3 IP-Adapter preprocessor."""
 _SUFFIXES = (".safetensors", ".bin", ".pth")
 
 
@@ -159,7 +166,7 @@ def find_encoder(adapter: AdapterFile, kind: str, width: int | None, plus: bool)
 
 
 def _encoder_width(path: Path, plus: bool) -> int:
-    """The width an encoder gives: its projection (plain adapters) or hidden size (plus); 0 unknown, -1 none."""
+    """The width an encoder gives: its projection (plain adapters) or hidden size (plus, SigLIP); 0 unknown, -1 none."""
     key = "hidden_size" if plus else "projection_dim"
     if path.is_dir():
         config = path / "config.json"
@@ -171,8 +178,9 @@ def _encoder_width(path: Path, plus: bool) -> int:
         return 0
     with path.open("rb") as file:
         header = json.loads(file.read(struct.unpack("<Q", file.read(8))[0]))
-    shape = header.get("visual_projection.weight", {}).get("shape")
-    return int(shape[1] if plus else shape[0]) if shape else -1
+    name = "embeddings.patch_embedding.weight" if plus else "visual_projection.weight"
+    shape = (header.get(f"vision_model.{name}") or header.get(name) or {}).get("shape")
+    return int(shape[0]) if shape else -1
 
 
 def load_encoder(path: Path, allow_pickle: bool, act: str = "gelu") -> Any:
@@ -207,3 +215,44 @@ def load_encoder(path: Path, allow_pickle: bool, act: str = "gelu") -> Any:
     if wrong:
         raise ValueError(f"controlnet: {path.name} is not a CLIP vision encoder (transformers' keys; {wrong[0]})"[:199])
     return model.eval()
+
+
+def load_siglip(path: Path, allow_pickle: bool) -> tuple[Any, Any]:
+    """A SigLIP vision encoder and its image processor: a transformers folder, or one file of transformers' keys.
+
+    A folder may hold the whole SigLIP model (google's repository: its text half is not loaded); a single file has no
+    config, so its shape is read from the weights (16 heads, as so400m's) and its processor sized to its pictures.
+    """
+    from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
+
+    from ..network_state import quiet_loading, read_weights
+
+    if path.is_dir():
+        with quiet_loading():
+            model = SiglipVisionModel.from_pretrained(str(path))
+            if (path / "preprocessor_config.json").is_file():
+                return model.eval(), SiglipImageProcessor.from_pretrained(str(path))
+        size = int(model.config.image_size)
+        return model.eval(), SiglipImageProcessor(size={"height": size, "width": size})
+    raw = read_weights(path, allow_pickle, "controlnet")
+    weights = {k.removeprefix("vision_model."): v for k, v in raw.items() if not k.startswith(("text_model.", "logit"))}
+    patch = weights.get("embeddings.patch_embedding.weight")
+    if patch is None:
+        raise ValueError(f"controlnet: {path.name} is not a SigLIP vision encoder (transformers' keys)"[:199])
+    positions = int(weights["embeddings.position_embedding.weight"].shape[0])
+    config = SiglipVisionConfig(
+        hidden_size=int(patch.shape[0]),
+        patch_size=int(patch.shape[2]),
+        image_size=int(patch.shape[2]) * round(positions**0.5),
+        num_hidden_layers=len({k.split(".")[2] for k in weights if k.startswith("encoder.layers.")}),
+        num_attention_heads=16,
+        intermediate_size=int(weights["encoder.layers.0.mlp.fc1.weight"].shape[0]),
+        vision_use_head="head.probe" in weights,
+    )
+    model = SiglipVisionModel(config)
+    prefix = "vision_model." if any(k.startswith("vision_model.") for k in model.state_dict()) else ""
+    missing, _ = model.load_state_dict({prefix + k: v for k, v in weights.items()}, strict=False)
+    if [k for k in missing if not k.endswith("position_ids")]:
+        raise ValueError(f"controlnet: {path.name} is not a SigLIP vision encoder ({missing[0]} missing)"[:199])
+    size = config.image_size
+    return model.eval(), SiglipImageProcessor(size={"height": size, "width": size})

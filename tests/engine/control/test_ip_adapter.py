@@ -251,13 +251,13 @@ def test_refusals_are_one_line(engine, models, tiny_model_dir, values, message):
     assert message in str(error.value) and "\n" not in str(error.value) and len(str(error.value)) < 200
 
 
-def test_sd3_is_refused_in_one_line(tmp_path):
-    from diffusers import StableDiffusion3Pipeline
-    from helpers.tiny_flow import make_tiny_sd3
+def test_a_family_without_ip_adapters_is_refused_in_one_line(tmp_path):
+    from diffusers import ChromaPipeline
+    from helpers.tiny_families import make_tiny_chroma
 
     from jupyter_sd.engine.control.ip_adapter import adapters_for
     from jupyter_sd.recipe.control_units import ControlUnit
 
-    pipe = StableDiffusion3Pipeline.from_pretrained(make_tiny_sd3(tmp_path / "sd3"))
-    with pytest.raises(ValueError, match="IP-Adapter units paint on SD1.5, SDXL and Flux models for now, not SD3"):
+    pipe = ChromaPipeline.from_pretrained(make_tiny_chroma(tmp_path / "chroma"))
+    with pytest.raises(ValueError, match="IP-Adapter units paint on SD1.5, SDXL, Flux and SD3 models for now, not Chr"):
         adapters_for(pipe, [ControlUnit(module="ip-adapter_clip_sd15", model="x")], [reference_picture()], False)
