@@ -98,3 +98,40 @@ def write_comfy_gguf(state: dict[str, torch.Tensor], path: str | Path, quant: st
     writer.write_tensors_to_file()
     writer.close()
     return Path(path)
+
+
+_WAN_RESNET = {"norm1.": "residual.0.", "conv1.": "residual.2.", "norm2.": "residual.3.", "conv2.": "residual.6.",
+               "conv_shortcut.": "shortcut."}  # fmt: skip
+"""A residual block's parts in Wan's ``ResidualBlock``: ``residual`` = (RMS_norm, SiLU, conv, RMS_norm, SiLU,
+Dropout, conv), ``shortcut`` the 1×1 conv where the width changes."""
+_WAN_TOP = {"quant_conv.": "conv1.", "post_quant_conv.": "conv2.", "encoder.conv_in.": "encoder.conv1.",
+            "decoder.conv_in.": "decoder.conv1.", "encoder.norm_out.": "encoder.head.0.",
+            "encoder.conv_out.": "encoder.head.2.", "decoder.norm_out.": "decoder.head.0.",
+            "decoder.conv_out.": "decoder.head.2."}  # fmt: skip
+_WAN_MIDDLE = {"resnets.0.": "0.", "attentions.0.": "1.", "resnets.1.": "2."}
+
+
+def wan_vae(state: dict[str, torch.Tensor], num_res_blocks: int, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A diffusers ``AutoencoderKLQwenImage`` state dict in the Wan 2.1 reference names (``wan/modules/vae.py``,
+    as ComfyUI's Wan VAE keeps them): ``conv1``/``conv2`` around the latent, ``encoder.downsamples.N`` (residual
+    blocks and ``Resample``s in one Sequential), ``middle.{0,1,2}``, ``head.{0,2}``, and ``decoder.upsamples.N``
+    holding each level's ``num_res_blocks + 1`` residual blocks then its ``Resample``."""
+    out = {}
+    for name, tensor in state.items():
+        new = next((wan + name[len(ours) :] for ours, wan in _WAN_TOP.items() if name.startswith(ours)), None)
+        if new is None:
+            side, kind, rest = name.split(".", 2)
+            if kind == "mid_block":
+                head = next(k for k in _WAN_MIDDLE if rest.startswith(k))
+                new, rest = f"{side}.middle.{_WAN_MIDDLE[head]}", rest[len(head) :]
+            elif kind == "down_blocks":
+                index, rest = rest.split(".", 1)
+                new = f"{side}.downsamples.{index}."
+            else:  # decoder.up_blocks.L.resnets.J / .upsamplers.0
+                level, group, index, rest = rest.split(".", 3)
+                step = int(level) * (num_res_blocks + 2) + (int(index) if group == "resnets" else num_res_blocks + 1)
+                new = f"{side}.upsamples.{step}."
+            part = next((k for k in _WAN_RESNET if rest.startswith(k)), None)
+            new += rest if part is None else _WAN_RESNET[part] + rest[len(part) :]
+        out[prefix + new] = tensor
+    return out

@@ -96,10 +96,26 @@ def family_of_folder(folder: str | Path) -> Family:
     return family_for_class(index.get("_class_name", ""), width, "unet" in index, second)
 
 
-def family_of_checkpoint(keys: Iterable[str]) -> Family:
-    """The family of a single-file checkpoint from its tensor names (SD 1 when no signature matches)."""
+FOREIGN = {"Lumina 2": ("cap_embedder.0.", "model.diffusion_model.cap_embedder.0.")}
+"""Files of models we do not paint whose names a family's could be taken for, by diffusers' signatures (checked
+after every family's: Z-Image's files hold a ``cap_embedder`` too)."""
+
+
+def family_of_checkpoint(keys: Iterable[str], what: str = "this file") -> Family:
+    """The family of a single-file checkpoint from its tensor names (SD 1 when no signature matches).
+
+    Raises
+    ------
+    ValueError
+        One line for a file of a model in `FOREIGN` (`what` names the file).
+    """
     keys = list(keys)
     for family in FAMILIES:
         if family.checkpoint_keys and any(key.startswith(family.checkpoint_keys) for key in keys):
             return family
+    for model, signature in FOREIGN.items():
+        if any(key.startswith(signature) for key in keys):
+            names = ", ".join(family.name for family in FAMILIES)
+            msg = f"model: {what} is a {model} model; {model} is not a family jupyter_sd paints (supported: {names})"
+            raise ValueError(msg)
     return SD1

@@ -4,6 +4,9 @@ Its latents are Flux's 16 channels, not packed (the transformer patches 2×2 its
 previews use Flux's latent→RGB factors. Its pipeline's ``guidance_scale`` g guides as pos + g·(pos − neg), which
 is A1111's CFG scale minus 1: CFG 1 (Turbo's) runs no negative pass. Qwen3 is a language model: A1111 emphasis
 does not apply. Defaults are Z-Image-Turbo's card: 9 steps (8 transformer passes), CFG 1, Euler.
+
+Its single files are told by ``layers.N.adaLN_modulation.0`` (a one-Linear modulation); Lumina 2's, whose
+ComfyUI names are otherwise alike, hold ``adaLN_modulation.1`` (SiLU then Linear), as diffusers tells them apart.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ FAMILY = ZImageFamily(
         "img2img": "ZImageImg2ImgPipeline",
         "inpaint": "ZImageInpaintPipeline",
     },
-    checkpoint_keys=("layers.0.adaLN_modulation.", "model.diffusion_model.layers.0.adaLN_modulation."),
+    checkpoint_keys=("layers.0.adaLN_modulation.0.", "model.diffusion_model.layers.0.adaLN_modulation.0."),
     text_encoders=("qwen3",),
     latent_channels=16,
     patch=2,

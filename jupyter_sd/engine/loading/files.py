@@ -98,7 +98,7 @@ def inspect(path: str | Path) -> ModelFile:
     if not names:
         msg = f"model: '{path.name}' holds no tensors"
         raise ValueError(msg)
-    return ModelFile(str(path), fmt, family_of_checkpoint(names), parts_of(names), quant)
+    return ModelFile(str(path), fmt, family_of_checkpoint(names, f"'{path.name}'"), parts_of(names), quant)
 
 
 def first_line(error: BaseException) -> str:

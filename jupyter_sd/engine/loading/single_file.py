@@ -54,7 +54,7 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
     """A transformer family's pipeline: the transformer from the file; the rest from it, `parts` or --model-config."""
     from .denoiser import load_denoiser
     from .parts import load_parts
-    from .whole_files import text_encoders
+    from .whole_files import text_encoders, wan_vae
 
     config = kwargs.pop("config", "")
     name = Path(info.path).name
@@ -72,8 +72,10 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
         kwargs.update(text_encoders(diffusers, info, config, dtype))  # Qwen3 / Qwen2.5-VL: diffusers cannot read them
     cls = getattr(diffusers, info.family.pipeline_class("txt2img"))
     whole = not info.denoiser_only and hasattr(cls, "from_single_file")
+    if not whole and "vae" not in kwargs:
+        kwargs.update(wan_vae(diffusers, info, config, dtype))  # Qwen-Image's, in Wan's names
     try:
-        if not whole:  # (QwenImagePipeline has no single-file loader: its VAE comes from --model-config)
+        if not whole:  # (QwenImagePipeline has no single-file loader: its VAE is read above)
             pipe = cls.from_pretrained(config, transformer=transformer, **kwargs)
         else:
             pipe = cls.from_single_file(info.path, config=config, transformer=transformer, **kwargs)

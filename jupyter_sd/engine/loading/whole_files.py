@@ -1,10 +1,16 @@
-"""The text encoder inside a whole ComfyUI checkpoint of Z-Image or Qwen-Image, which diffusers cannot read.
+"""The text encoder (and Qwen-Image's VAE) inside a whole ComfyUI checkpoint, which diffusers' loaders cannot read.
 
 ComfyUI's Checkpoint Save (and the "AIO" merges made with it) writes the transformer under ``model.diffusion_model.``,
 the VAE under ``vae.`` and the text encoder under ``text_encoders.<name>.transformer.`` (``qwen3_4b``,
 ``qwen25_7b``) in transformers' checkpoint names (``model.layers.N…``; Qwen2.5-VL's vision tower as ``visual.…``).
 diffusers' single-file loader reads a Z-Image file's VAE (Flux's, in LDM names) but converts only CLIP and T5 text
 encoders, so a Qwen3 or Qwen2.5-VL is built empty here from ``--model-config``'s config and given the file's tensors.
+
+Qwen-Image's VAE is Wan 2.1's, which ComfyUI keeps under ``vae.`` in the Wan reference names (``encoder.downsamples.N``,
+``middle``, ``head``, ``conv1``/``conv2``). diffusers has no single-file mapping for ``AutoencoderKLQwenImage``, but
+its Wan VAE converter (`convert_wan_vae_to_diffusers`) gives exactly that class's names for the shipped layout
+(four levels of two residual blocks): the VAE is built empty from ``--model-config``'s config and given the file's
+tensors, renamed, not copied; any other layout is one line.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .files import ModelFile
+from .files import ModelFile, first_line
 
 PREFIX = "text_encoders."
+WAN_VAES = ("AutoencoderKLQwenImage",)
+"""VAE classes stored in Wan 2.1's names, read through diffusers' Wan VAE converter."""
 
 
 def groups(names: list[str]) -> dict[str, list[str]]:
@@ -84,3 +92,37 @@ def build(cls: Any, config: Any, tensors: dict[str, Any], dtype: Any, what: str)
         msg = f"model: {what} lacks {len(missing)} of {cls.__name__}'s weights (e.g. {missing[0]})"
         raise ValueError(msg[:199])
     return model.eval()
+
+
+def wan_vae(diffusers: Any, info: ModelFile, config: str, dtype: Any) -> dict[str, Any]:
+    """The file's Wan-layout VAE as ``--model-config``'s VAE class (``{}`` for other VAE classes or no VAE).
+
+    Raises
+    ------
+    ValueError
+        One line when the file's VAE tensors do not map onto the configured VAE.
+    """
+    from accelerate import init_empty_weights
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+    from safetensors import safe_open
+
+    name = (diffusers.DiffusionPipeline.load_config(config).get("vae") or ["", ""])[-1]
+    if name not in WAN_VAES or "vae" not in info.parts or info.format != "safetensors":
+        return {}
+    cls = getattr(diffusers, name)
+    with init_empty_weights():
+        model = cls.from_config(cls.load_config(config, subfolder="vae"))
+    with safe_open(info.path, framework="pt") as handle:
+        tensors = {n[len("vae.") :]: handle.get_tensor(n) for n in handle.keys() if n.startswith("vae.")}
+    state = {n: t.to(dtype) for n, t in convert_wan_vae_to_diffusers(tensors).items()}
+    wanted = set(model.state_dict())
+    what = f"model: the VAE in '{Path(info.path).name}' does not fit --model-config's {name}"
+    if set(state) != wanted:
+        odd = sorted(wanted - set(state)) or sorted(set(state) - wanted)
+        msg = f"{what} (Wan 2.1's layout: {len(wanted - set(state))} weights missing, e.g. {odd[0]})"
+        raise ValueError(msg[:199])
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:  # a shape that differs: another width
+        raise ValueError(f"{what} ({first_line(error)})"[:199]) from error
+    return {"vae": model.eval()}

@@ -32,6 +32,7 @@ NAMES = ("SDXL", "SD2", "SD1", "Chroma", "Flux.2 klein", "Flux", "SD3", "Z-Image
         (["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"], "SD3"),
         (["double_blocks.0.img_attn.qkv.weight", "distilled_guidance_layer.in_proj.bias"], "Chroma"),
         (["model.diffusion_model.layers.0.adaLN_modulation.0.weight", "cap_embedder.0.weight"], "Z-Image"),
+        (["cap_embedder.0.weight", "layers.0.adaLN_modulation.0.bias", "layers.0.attention.qkv.weight"], "Z-Image"),
         (["transformer_blocks.0.img_mod.1.weight", "txt_norm.weight", "img_in.weight"], "Qwen-Image"),
         (["double_blocks.0.img_attn.qkv.weight", "single_stream_modulation.lin.weight"], "Flux.2 klein"),
     ],
@@ -62,6 +63,38 @@ def test_single_file_family_from_tensor_names(keys, name):
 )
 def test_family_from_pipeline_class(class_name, width, unet, second, name):
     assert family_for_class(class_name, width, unet, second).name == name
+
+
+LUMINA2 = ["cap_embedder.0.weight", "cap_embedder.1.weight", "layers.0.adaLN_modulation.1.weight",
+           "layers.0.adaLN_modulation.1.bias", "layers.0.attention.qkv.weight",
+           "context_refiner.0.attention.qkv.weight", "final_layer.adaLN_modulation.1.weight", "x_embedder.weight",
+           "norm_final.weight"]  # fmt: skip
+"""Lumina Image 2.0's tensor names as ComfyUI's NextDiT holds them: ``adaLN_modulation`` is SiLU then Linear."""
+
+
+@pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
+def test_a_lumina2_file_is_one_line_not_zimage(prefix, tmp_path):
+    from jupyter_sd.engine.loading.files import inspect
+
+    with pytest.raises(ValueError) as caught:
+        family_of_checkpoint([prefix + name for name in LUMINA2])
+    names = ", ".join(NAMES)
+    assert str(caught.value) == (
+        f"model: this file is a Lumina 2 model; Lumina 2 is not a family jupyter_sd paints (supported: {names})"
+    )
+    path = _saved([prefix + name for name in LUMINA2], tmp_path / "lumina_2.safetensors")
+    with pytest.raises(ValueError, match="^model: 'lumina_2.safetensors' is a Lumina 2 model; Lumina") as caught:
+        Engine().generate(PaintRequest(prompt="a fox", model=str(path), steps=1, width=64, height=64, save=False))
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+    zimage = [name.replace("adaLN_modulation.1", "adaLN_modulation.0") for name in LUMINA2]
+    assert inspect(_saved(zimage, tmp_path / "z.safetensors")).family.name == "Z-Image"
+
+
+def _saved(names, path):
+    from safetensors.torch import save_file
+
+    save_file({name: torch.zeros(2, 2) for name in names}, str(path))
+    return path
 
 
 def test_a_model_of_no_family_is_one_line(tmp_path):

@@ -1,6 +1,7 @@
 """Z-Image and Qwen-Image files as ComfyUI ships them: the transformer in ComfyUI's names (``model.diffusion_model.``
 prefix), city96-style GGUF files of it (Q8_0, F16), and a whole Z-Image checkpoint as ComfyUI's Checkpoint Save
-writes it (VAE under ``vae.``, Qwen3 under ``text_encoders.qwen3_4b.transformer.``).
+writes it (VAE under ``vae.``, Qwen3 under ``text_encoders.qwen3_4b.transformer.``), and a whole Qwen-Image
+checkpoint (its VAE in Wan 2.1's names, Qwen2.5-VL under ``text_encoders.qwen25_7b.transformer.``).
 
 Loaded through ``--model FILE --model-config FOLDER`` they paint what raw diffusers paints: the tiny folder's own
 pipeline for unquantized files, and diffusers' ``from_single_file`` given the same GGUF for quantized ones.
@@ -15,7 +16,7 @@ import pytest
 import torch
 from helpers import tiny_families
 from helpers.bfl_checkpoint import config_only
-from helpers.comfy_files import PREFIX, comfy_state, write_comfy_gguf
+from helpers.comfy_files import PREFIX, comfy_state, wan_vae, write_comfy_gguf
 from helpers.pixels import pixels
 from helpers.progress_recorder import Recorder
 
@@ -49,11 +50,11 @@ def _request(model, config="") -> PaintRequest:
                         seed=5, rng="cpu", guidance=1.0, preview="none", save=False)  # fmt: skip
 
 
-def _raw(name, folder, transformer=None):
+def _raw(name, folder, transformer=None, **components):
     """The family's own diffusers pipeline with CFG 1 (Z-Image's guidance 0), seed 5 on the CPU."""
     import diffusers
 
-    extra = {} if transformer is None else {"transformer": transformer}
+    extra = components if transformer is None else {"transformer": transformer, **components}
     pipe = getattr(diffusers, FAMILIES[name][1]).from_pretrained(folder, **extra)
     pipe.set_progress_bar_config(disable=True)
     guidance = {"guidance_scale": 0.0} if name == "Z-Image" else {"true_cfg_scale": 1.0}
@@ -154,25 +155,65 @@ def test_a_whole_file_whose_text_encoder_is_incomplete_is_one_line(zimage_folder
     assert "\n" not in text and len(text) < 200
 
 
-def test_a_whole_comfyui_qwen_image_checkpoint_reads_its_transformer_and_text_encoder(tmp_path_factory, tmp_path):
-    """QwenImagePipeline has no single-file loader: the file's transformer and Qwen2.5-VL (ComfyUI's ``qwen25_7b``,
-    no LM head) are read, its VAE comes from --model-config, and the load line says so."""
+def _wan_like_vae(seed):
+    """A random Qwen-Image VAE of the shipped layout (four levels, two residual blocks each), 8 wide."""
+    from diffusers import AutoencoderKLQwenImage
+
+    torch.manual_seed(seed)
+    return AutoencoderKLQwenImage(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                                  temperal_downsample=[False, True, True],
+                                  latents_mean=[0.05 * k - 0.4 for k in range(16)],
+                                  latents_std=[0.8 + 0.05 * k for k in range(16)])  # fmt: skip
+
+
+def _whole_qwen(folder, path, vae_state):
+    """The tiny Qwen-Image as Checkpoint Save writes it: `vae_state` (Wan's names) under ``vae.``, its Qwen2.5-VL
+    under ``text_encoders.qwen25_7b.transformer.`` without the LM head."""
     from helpers.ldm_checkpoint import _weights
     from safetensors.torch import save_file
 
-    folder = tiny_families.make_tiny_qwenimage(tmp_path_factory.mktemp("tiny-qwen-whole"))
     state = comfy_state(folder, "Qwen-Image", PREFIX)
     qwen = {n: t for n, t in _weights(folder / "text_encoder").items() if not n.startswith("lm_head.")}
     state.update({"text_encoders.qwen25_7b.transformer." + n: t for n, t in qwen.items()})
-    other_vae = tiny_families.qwen_vae().state_dict()  # random weights unlike the folder's: read, they would show
-    assert not torch.equal(other_vae["decoder.conv_in.weight"], _weights(folder / "vae")["decoder.conv_in.weight"])
-    state.update({"vae." + n: t for n, t in other_vae.items()})
-    path = tmp_path / "qwen_image_aio.safetensors"
+    state.update({"vae." + n: t for n, t in vae_state.items()})
     save_file({n: t.contiguous() for n, t in state.items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def qwen_folder(tmp_path_factory):
+    return tiny_families.make_tiny_qwenimage(tmp_path_factory.mktemp("tiny-qwen-whole"))
+
+
+def test_a_whole_comfyui_qwen_image_checkpoint_paints_with_its_own_wan_layout_vae(qwen_folder, tmp_path):
+    """Every weight from the file: the transformer, the Qwen2.5-VL (ComfyUI's ``qwen25_7b``, no LM head) and the
+    VAE in Wan 2.1's names (written by the test's own map of them), while --model-config holds another VAE."""
+    theirs, other = _wan_like_vae(1), _wan_like_vae(2)
+    path = _whole_qwen(qwen_folder, tmp_path / "qwen_image_aio.safetensors", wan_vae(theirs.state_dict(), 2))
     assert inspect(path).parts == frozenset({"denoiser", "vae", "text"})
-    configs = config_only(folder, tmp_path / "configs", keep=("vae",))
-    assert not list((configs / "text_encoder").glob("*.safetensors"))
+    configs = config_only(qwen_folder, tmp_path / "configs")
+    other.save_pretrained(configs / "vae")  # same layout, other weights: were they read, the pixels would show it
+    assert not [f for f in configs.rglob("*.safetensors") if f.parent.name != "vae"]
     engine, recorder = Engine(), Recorder()
     result = engine.generate(_request(path, configs), recorder)
-    assert np.array_equal(pixels(result.images[0]), pixels(_raw("Qwen-Image", folder)))
-    assert "VAE from --model-config" in _loaded_line(recorder, "Qwen-Image")
+    expected = _raw("Qwen-Image", qwen_folder, vae=theirs)
+    assert pixels(expected).std() > 1
+    assert np.array_equal(pixels(result.images[0]), pixels(expected))
+    assert not np.array_equal(pixels(result.images[0]), pixels(_raw("Qwen-Image", qwen_folder, vae=other)))
+    line = _loaded_line(recorder, "Qwen-Image")
+    assert "VAE from --model-config" not in line
+    loaded = engine._pipe.vae.state_dict()
+    assert all(torch.equal(loaded[n], t) for n, t in theirs.state_dict().items())
+
+
+def test_a_whole_qwen_image_file_whose_vae_does_not_fit_is_one_line(qwen_folder, tmp_path):
+    """Three levels of one residual block (the tiny folder's VAE) are not the layout diffusers' Wan converter maps."""
+    from helpers.ldm_checkpoint import _weights
+
+    state = wan_vae(_weights(qwen_folder / "vae"), 1)
+    path = _whole_qwen(qwen_folder, tmp_path / "qwen_odd_vae.safetensors", state)
+    with pytest.raises(ValueError) as caught:
+        Engine().generate(_request(path, config_only(qwen_folder, tmp_path / "configs")))
+    text = str(caught.value)
+    assert text.startswith("model: the VAE in 'qwen_odd_vae.safetensors' does not fit --model-config's")
+    assert "AutoencoderKLQwenImage (Wan 2.1's layout:" in text and "\n" not in text and len(text) < 200
