@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Family
-from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+from .flow import FLOW_SCHEDULES
+from .flow_samplers import OWN_SIGMAS_SAMPLERS
 from .flux import FAMILY as FLUX
 
 PLAIN_TEXT = "(A1111 emphasis, editing, alternation, AND and BREAK are not applied)"
@@ -45,7 +46,7 @@ FAMILY = ChromaFamily(
     latent_channels=16,
     native_size=1024,
     defaults={"sampler": "Euler", "schedule": "Automatic", "steps": 40, "guidance": 3.0, "emphasis": "None"},
-    samplers=FLOW_SAMPLERS,
+    samplers=OWN_SIGMAS_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,

@@ -14,7 +14,8 @@ from typing import Any
 
 from .base import Family
 from .chroma import PLAIN_TEXT
-from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+from .flow import FLOW_SCHEDULES
+from .flow_samplers import FLOW_MATCH_SAMPLERS
 
 BASE_DEFAULTS = {"sampler": "Euler", "schedule": "Automatic", "steps": 50, "guidance": 4.0, "emphasis": "None"}
 DISTILLED_DEFAULTS = {**BASE_DEFAULTS, "steps": 4, "guidance": 1.0}
@@ -105,7 +106,7 @@ FAMILY = Flux2KleinFamily(
     latent_channels=32,
     native_size=1024,
     defaults=DISTILLED_DEFAULTS,
-    samplers=FLOW_SAMPLERS,
+    samplers=FLOW_MATCH_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,

@@ -162,7 +162,7 @@ def test_xyz_plot_over_cfg_paints_each_cell_as_diffusers(family, tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"sampler": "DPM++ 2M SDE"}, "sampler: 'DPM++ 2M SDE' cannot paint {name} models yet (allowed: Euler)"),
+        ({"sampler": "DPM++ 2M SDE"}, "sampler: 'DPM++ 2M SDE' cannot paint {name} models yet (allowed: Euler, "),
         ({"refiner": "refiner"}, "model: refiner is not supported for {name} models yet"),
     ],
 )
