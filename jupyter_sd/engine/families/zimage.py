@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Family
-from .chroma import PLAIN_TEXT
+from .base import PLAIN_TEXT, Family
 from .flow import FLOW_SCHEDULES
 from .flow_samplers import OWN_SIGMAS_SAMPLERS
 from .flux import FAMILY as FLUX
