@@ -103,9 +103,14 @@ class Flux2KleinFamily(Family):
         return type(pipe)._patchify_latents(latents)
 
     def to_spatial(self, pipe: Any, latents: Any, size: tuple[int, int]) -> Any:
-        """Packed (B, H/16·W/16, 128) → the 32 normalized channels at (H/8, W/8), where the preview factors apply."""
+        """Packed (B, H/16·W/16, 128) → the 32 normalized channels at (H/8, W/8), where the preview factors apply.
+
+        Its pipelines hand ``output_type="latent"`` out as the VAE's own (B, 32, H/8, W/8): normalized here.
+        """
         if latents.dim() == 4:
-            return latents
+            patches = type(pipe)._patchify_latents(latents)
+            mean, std = self._statistics(pipe, patches)
+            return type(pipe)._unpatchify_latents((patches - mean) / std)
         side = int(pipe.vae_scale_factor) * 2
         batch, _, channels = latents.shape
         patches = latents.permute(0, 2, 1).reshape(batch, channels, size[1] // side, size[0] // side)

@@ -137,15 +137,15 @@ def _raw_hires(folder, upscaler):
     txt2img.set_progress_bar_config(disable=True)
     first = dict(width=32, height=32, num_inference_steps=4, generator=generators([5]), guidance_scale=2.0)
     if upscaler == "Lanczos":
-        image = txt2img(PROMPT, **first).images[0].resize((64, 64), Image.LANCZOS)
+        image = txt2img(prompt=PROMPT, **first).images[0].resize((64, 64), Image.LANCZOS)
         steps, strength = 13, 3.5 / 13  # int(4 / 0.3) = 13 scheduled, the last 4 run: 13 − int(13 − 13·s) = 4
     else:
-        latents = txt2img(PROMPT, output_type="latent", **first).images
+        latents = txt2img(prompt=PROMPT, output_type="latent", **first).images
         larger = torch.nn.functional.interpolate(latents, scale_factor=2, mode="bilinear")
         image = Flux2KleinPipeline._patchify_latents(larger)
         steps, strength = 8, 0.45  # int(4 / 0.5) = 8 scheduled, the last 4 run: 8 − int(8 − 8·s) = 4
     inpaint = Flux2KleinInpaintPipeline.from_pipe(txt2img)
-    return inpaint(PROMPT, image=image, mask_image=Image.new("L", (64, 64), 255), strength=strength,
+    return inpaint(prompt=PROMPT, image=image, mask_image=Image.new("L", (64, 64), 255), strength=strength,
                    num_inference_steps=steps, width=64, height=64, generator=generators([5]),
                    guidance_scale=2.0).images[0]  # fmt: skip
 
