@@ -249,16 +249,12 @@ def _hires_pass(
 
 def _enlarged(pipe: Any, request: PaintRequest, latents: Any, seeds: list[int], runner: PassRunner) -> Any:
     """The first pass's (B, C, H, W) latents enlarged to the hires size (in latent space or as pictures), cropped."""
-    import torch
-
     to_x, to_y, excess_x, excess_y = request.hires_target()
     factor = int(getattr(pipe, "vae_scale_factor", 8))
     truncate_x, truncate_y = excess_x // factor, excess_y // factor
     if request.hires_upscaler in LATENT_UPSCALERS:
         mode, antialias = LATENT_UPSCALERS[request.hires_upscaler]
-        latents = torch.nn.functional.interpolate(
-            latents, size=(to_y // factor, to_x // factor), mode=mode, antialias=antialias
-        )
+        latents = family_of(pipe).enlarge(pipe, latents, (to_y // factor, to_x // factor), mode, antialias)
     else:
         images = to_pil(pipe, decode_latents(pipe, latents))
         if request.hires_upscaler in IMAGE_UPSCALERS:

@@ -12,6 +12,8 @@ from typing import Any
 
 FEATURES = ("hires", "lora", "embeddings", "vae", "refiner", "img2img", "inpaint", "prompt syntax", "single file")
 """What a family may lack (`Family.lacks`), each refused in one line when a request asks for it."""
+PLAIN_TEXT = "(A1111 emphasis, editing, alternation, AND and BREAK are not applied)"
+"""The end of a language-model family's `Family.prompt_note`."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,12 @@ class Family:
         latents = retrieve_latents(pipe.vae.encode(pixels), generator=generator)
         shift = getattr(pipe.vae.config, "shift_factor", None) or 0.0  # the flow families' VAEs shift as well
         return (latents - shift) * pipe.vae.config.scaling_factor
+
+    def enlarge(self, pipe: Any, latents: Any, size: tuple[int, int], mode: str, antialias: bool) -> Any:
+        """(B, C, H, W) sampler-space latents interpolated to `size` (height, width): the hires fix's latent upscale."""
+        import torch
+
+        return torch.nn.functional.interpolate(latents, size=size, mode=mode, antialias=antialias)
 
     def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
         """(B, C, H, W) starting noise → what the pipeline's ``latents=`` takes (Flux: packed patches)."""

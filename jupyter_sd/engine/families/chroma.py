@@ -1,8 +1,10 @@
 """Chroma (Chroma1-HD, Chroma1-Base): Flux.1-schnell pruned and de-distilled; T5 only, real CFG, 1024 px.
 
 Its latents are Flux's (16 channels through the Flux VAE, packed 2×2), so previews use Flux's latent→RGB factors.
-It takes true classifier-free guidance with a negative prompt (diffusers' ``guidance_scale``, A1111's CFG scale);
-the prompt reaches its one T5-XXL encoder as plain text. Defaults from the Chroma1-HD card: 40 steps, CFG 3.
+It takes true classifier-free guidance with a negative prompt (diffusers' ``guidance_scale``, A1111's CFG scale).
+The prompt reaches its one T5-XXL encoder as on Flux, A1111's syntax read as Forge reads it (emphasis weights T5,
+``BREAK``, prompt editing and alternation: ``prompt_embeds.py``, ``prompt_steps.py``), with the attention mask its
+pipeline builds. Defaults from the Chroma1-HD card: 40 steps, CFG 3.
 
 diffusers 0.42's ``ChromaInpaintPipeline`` reads ``transformer.config.guidance_embeds`` (copied from Flux's inpaint
 pipeline) to build a distilled-guidance tensor it never passes on; Chroma's transformer has no such key, so the
@@ -15,10 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Family
-from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+from .flow import FLOW_SCHEDULES
+from .flow_samplers import OWN_SIGMAS_SAMPLERS
 from .flux import FAMILY as FLUX
-
-PLAIN_TEXT = "(A1111 emphasis, editing, alternation, AND and BREAK are not applied)"
 
 
 class ChromaFamily(Family):
@@ -44,14 +45,13 @@ FAMILY = ChromaFamily(
     text_encoders=("t5",),
     latent_channels=16,
     native_size=1024,
-    defaults={"sampler": "Euler", "schedule": "Automatic", "steps": 40, "guidance": 3.0, "emphasis": "None"},
-    samplers=FLOW_SAMPLERS,
+    defaults={"sampler": "Euler", "schedule": "Automatic", "steps": 40, "guidance": 3.0},
+    samplers=OWN_SIGMAS_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,
     latent_rgb=FLUX.latent_rgb,
     half_dtype="bfloat16",
-    prompt_note=f"prompt: Chroma's T5 encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=4.0,
-    lacks=("embeddings", "refiner", "prompt syntax", "single file"),
+    lacks=("embeddings", "refiner", "single file"),
 )

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-FLOW_SAMPLERS = ("Euler",)
-"""The samplers of the families that run Euler alone for now (flow_samplers.py holds the rest)."""
 FLOW_SCHEDULES = ("Automatic", "Simple", "Beta", "Karras")
 
 

@@ -39,7 +39,11 @@ FLOW_SAMPLER_TABLE: dict[str, tuple[str, dict[str, Any]]] = {
 """A1111/Forge sampler name → diffusers class and the config it changes on the model's scheduler config."""
 
 FLOW_MATCH_SAMPLERS = tuple(FLOW_SAMPLER_TABLE)
-"""Every flow sampler (Flux and SD3 run them all); the newer families declare their own subset."""
+"""Every flow sampler: Flux, SD3 and Flux.2 klein run them all (their pipelines leave the levels to the sampler)."""
+OWN_SIGMAS_SAMPLERS = tuple(name for name in FLOW_SAMPLER_TABLE if name != "Heun")
+"""The samplers of the families whose pipelines always hand the scheduler their own levels (``sigmas``: Chroma,
+Z-Image, Qwen-Image): diffusers' flow Heun takes none, and their pipelines would count its two passes a step as
+steps; the others take the pipeline's call as `_FamilySigmas` passes it on."""
 
 SCHEDULE_FLAGS = {"Beta": {"use_beta_sigmas": True}, "Karras": {"use_karras_sigmas": True}}
 """What each schedule type changes in a flow-matching Euler (or LCM) config (Simple: nothing)."""
@@ -116,6 +120,10 @@ class _FamilySigmas:
                 "counts Heun's two passes a step as steps): use Euler, DPM++ 2M, UniPC or LCM"
             )
             raise ValueError(msg)
+        if isinstance(sigmas, list):  # Z-Image's pipeline hands a list, which UniPC's flow shift cannot multiply
+            import numpy as np
+
+            sigmas = np.array(sigmas)
         steps = num_inference_steps or len(sigmas)
         mu = mu if self.flow_config.get("use_dynamic_shifting") else None  # (Flux's pipelines pass it regardless)
         if self.flow_schedule == "Automatic":

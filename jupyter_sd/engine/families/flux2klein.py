@@ -5,6 +5,10 @@ transformer sees them, then packed into a sequence. Previews unpack to the 32 no
 use ComfyUI's Flux.2 latent→RGB factors; decodes un-normalize as its pipeline does (this family's `decode`).
 The step-distilled models ignore CFG (4 steps, CFG 1, their card); the base models take real CFG (50 steps, CFG 4).
 Its pipeline takes no negative prompt text: ours reaches it encoded, as ``negative_prompt_embeds``.
+
+The hires fix enlarges the VAE's own (un-normalized) 32 channels, as its txt2img pipeline hands them out with
+``output_type="latent"``, and repaints them on its Inpaint pipeline (the img2img class) with a whole-picture mask,
+handed as the raw 128-channel patches that pipeline takes as latents and normalizes itself.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Family
-from .chroma import PLAIN_TEXT
-from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+from .base import PLAIN_TEXT, Family
+from .flow import FLOW_SCHEDULES
+from .flow_samplers import FLOW_MATCH_SAMPLERS
 
 BASE_DEFAULTS = {"sampler": "Euler", "schedule": "Automatic", "steps": 50, "guidance": 4.0, "emphasis": "None"}
 DISTILLED_DEFAULTS = {**BASE_DEFAULTS, "steps": 4, "guidance": 1.0}
@@ -40,14 +44,27 @@ class Flux2KleinFamily(Family):
         """Its pipeline has no ``negative_prompt``: a negative prompt reaches real CFG as its Qwen3 embeddings.
 
         img2img runs on its Inpaint pipeline with a mask over the whole picture (diffusers has no klein Img2Img
-        class): every step keeps the transformer's latents, so it is A1111's img2img from the noised init.
+        class): every step keeps the transformer's latents, so it is A1111's img2img from the noised init. The
+        hires pass's latents reach it as raw patches; latents with a mask (latent masked content) are refused.
 
+        Raises
+        ------
+        ValueError
+            ``masked content: 'latent noise' and 'latent nothing' cannot paint Flux.2 klein models yet (…)``.
         """
+        from PIL import Image
+
         call = dict(call)
         image = call.get("image")
-        if "mask_image" not in call and image is not None and hasattr(image, "size"):  # img2img: the whole picture
-            from PIL import Image
-
+        latents = getattr(image, "dim", None) is not None
+        if latents and "mask_image" in call:  # its pipeline would normalize them again
+            msg = f"masked content: 'latent noise' and 'latent nothing' cannot paint {self.name} models yet"
+            raise ValueError(msg + " (allowed: original, fill)")
+        if latents:  # the hires pass: sampler-space latents → the raw patches the pipeline normalizes
+            mean, std = self._statistics(pipe, image)
+            call["image"] = type(pipe)._patchify_latents(image) * std + mean
+            call["mask_image"] = Image.new("L", (call["width"], call["height"]), 255)
+        elif "mask_image" not in call and image is not None:  # img2img: the whole picture
             call["mask_image"] = Image.new("L", image.size, 255)
         negative = call.pop("negative_prompt", None)
         guided = call.get("guidance_scale", 1.0) > 1 and not getattr(pipe.config, "is_distilled", False)
@@ -56,24 +73,44 @@ class Flux2KleinFamily(Family):
         return call
 
     def encode(self, pipe: Any, pixels: Any, generator: Any) -> Any:
-        """Refused: its Inpaint pipeline normalizes latents it is handed as raw VAE ones (latent masked content).
+        """Pixels → its normalized 32 channels, encoded as its pipeline encodes an init (the VAE's mode)."""
+        from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 
-        Raises
-        ------
-        ValueError
-            ``masked content: 'latent noise' and 'latent nothing' cannot paint Flux.2 klein models yet (…)``.
-        """
-        msg = f"masked content: 'latent noise' and 'latent nothing' cannot paint {self.name} models yet"
-        raise ValueError(msg + " (allowed: original, fill)")
+        patches = type(pipe)._patchify_latents(retrieve_latents(pipe.vae.encode(pixels), sample_mode="argmax"))
+        mean, std = self._statistics(pipe, patches)
+        return type(pipe)._unpatchify_latents((patches - mean) / std)
+
+    def enlarge(self, pipe: Any, latents: Any, size: tuple[int, int], mode: str, antialias: bool) -> Any:
+        """The VAE's own channels enlarged (un-normalized first, normalized again): its txt2img output's latents."""
+        patchify, unpatchify = type(pipe)._patchify_latents, type(pipe)._unpatchify_latents
+        mean, std = self._statistics(pipe, latents)
+        raw = unpatchify(patchify(latents) * std + mean)
+        larger = super().enlarge(pipe, raw, size, mode, antialias)
+        return unpatchify((patchify(larger) - mean) / std)
+
+    @staticmethod
+    def _statistics(pipe: Any, like: Any) -> tuple[Any, Any]:
+        """Its VAE's batch-norm mean and std of the 128 patch channels, shaped (1, 128, 1, 1) like `like`."""
+        import torch
+
+        vae = pipe.vae
+        mean = vae.bn.running_mean.view(1, -1, 1, 1).to(like.device, like.dtype)
+        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(like.device, like.dtype)
+        return mean, std
 
     def to_pipeline_latents(self, pipe: Any, latents: Any) -> Any:
         """(B, 32, H/8, W/8) noise → the (B, 128, H/16, W/16) patches its pipeline packs itself."""
         return type(pipe)._patchify_latents(latents)
 
     def to_spatial(self, pipe: Any, latents: Any, size: tuple[int, int]) -> Any:
-        """Packed (B, H/16·W/16, 128) → the 32 normalized channels at (H/8, W/8), where the preview factors apply."""
+        """Packed (B, H/16·W/16, 128) → the 32 normalized channels at (H/8, W/8), where the preview factors apply.
+
+        Its pipelines hand ``output_type="latent"`` out as the VAE's own (B, 32, H/8, W/8): normalized here.
+        """
         if latents.dim() == 4:
-            return latents
+            patches = type(pipe)._patchify_latents(latents)
+            mean, std = self._statistics(pipe, patches)
+            return type(pipe)._unpatchify_latents((patches - mean) / std)
         side = int(pipe.vae_scale_factor) * 2
         batch, _, channels = latents.shape
         patches = latents.permute(0, 2, 1).reshape(batch, channels, size[1] // side, size[0] // side)
@@ -85,10 +122,9 @@ class Flux2KleinFamily(Family):
 
         vae = pipe.vae
         patches = type(pipe)._patchify_latents(latents.to(vae.dtype))
-        mean = vae.bn.running_mean.view(1, -1, 1, 1).to(patches.device, patches.dtype)
-        std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(patches.device)
+        mean, std = self._statistics(pipe, patches)
         with torch.no_grad():
-            plain = type(pipe)._unpatchify_latents(patches * std.to(patches.dtype) + mean)
+            plain = type(pipe)._unpatchify_latents(patches * std + mean)
             return vae.decode(plain, return_dict=False)[0].float()
 
 
@@ -105,7 +141,7 @@ FAMILY = Flux2KleinFamily(
     latent_channels=32,
     native_size=1024,
     defaults=DISTILLED_DEFAULTS,
-    samplers=FLOW_SAMPLERS,
+    samplers=FLOW_MATCH_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,
@@ -149,5 +185,5 @@ FAMILY = Flux2KleinFamily(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Flux.2 klein's Qwen3 text encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=4.0,
-    lacks=("hires", "embeddings", "refiner", "prompt syntax", "single file"),
+    lacks=("embeddings", "refiner", "prompt syntax", "single file"),
 )

@@ -1,4 +1,4 @@
-"""Emphasis on the CLIP and T5 families (Flux, SD3): prompt embeddings weighted as Forge weights them.
+"""Emphasis on the CLIP and T5 families (Flux, SD3, Chroma): prompt embeddings weighted as Forge weights them.
 
 Forge's ``t5_engine`` and ``classic_engine`` read A1111's emphasis (``(word:1.2)``, ``[word]``, ``BREAK``) for T5 and
 CLIP alike: the pieces are tokenized without special tokens, each token keeps its piece's weight, the encoder's
@@ -7,9 +7,13 @@ output is multiplied by the weights and rescaled to its unweighted mean ("Origin
 is its first chunk's, unweighted, as Forge takes it.
 
 The token layout is the pipeline's own (``[tokens] </s>`` padded with ``<pad>`` to ``max_sequence_length``: 512 on
-Flux, 256 on SD3; CLIP ``<s> tokens </s>`` padded to 77), so a prompt whose weights are all 1 paints exactly what
-the pipeline paints from its text, and such a prompt reaches the pipeline as text. A chunk longer than its
-encoder reads is cut, and `cut_notes` says so in one line (diffusers cuts silently).
+Flux and Chroma, 256 on SD3; CLIP ``<s> tokens </s>`` padded to 77), so a prompt whose weights are all 1 paints
+exactly what the pipeline paints from its text, and such a prompt reaches the pipeline as text. A chunk longer
+than its encoder reads is cut, and `cut_notes` says so in one line (diffusers cuts silently).
+
+Chroma's T5 reads each chunk with its pads masked out, and its transformer reads the chunk's tokens, ``</s>`` and
+the first pad (its pipeline's ``prompt_attention_mask``): the weights and the mean restored are those tokens' and
+``</s>``'s, the masks of a prompt's chunks are concatenated as its embeddings are.
 """
 
 from __future__ import annotations
@@ -18,8 +22,15 @@ from typing import Any
 
 from ...recipe.prompts import parse_attention
 
-T5_LENGTHS = {"Flux": 512, "SD3": 256}
+T5_LENGTHS = {"Flux": 512, "SD3": 256, "Chroma": 512}
 """The T5 tokens a prompt reaches the model with: diffusers' ``max_sequence_length`` default per family."""
+SECOND = {"Flux": "pooled_prompt_embeds", "SD3": "pooled_prompt_embeds", "Chroma": "prompt_attention_mask"}
+"""What the pipeline takes beside ``prompt_embeds`` (and as ``negative_…``): CLIP's pooled output, or T5's mask."""
+AND_AS_TEXT = {
+    "Flux": "its distilled guidance has no CFG to combine parts in",
+    "Chroma": "its parts are not combined as A1111's composable diffusion yet",
+}
+"""The families that read ``AND`` as text, and why (SD3 combines the parts)."""
 
 Chunk = tuple[list[int], list[float]]
 
@@ -102,7 +113,28 @@ def _clip(pipe: Any, tokenizer: Any, model: Any, chunks: list[Chunk], emphasis: 
 def _t5_parts(pipe: Any) -> tuple[Any, Any]:
     if getattr(pipe, "text_encoder_3", None) is not None:
         return pipe.tokenizer_3, pipe.text_encoder_3
-    return pipe.tokenizer_2, pipe.text_encoder_2
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        return pipe.tokenizer_2, pipe.text_encoder_2
+    return pipe.tokenizer, pipe.text_encoder  # Chroma: T5 alone
+
+
+def chroma_embeds(pipe: Any, text: str, emphasis: str) -> tuple[Any, Any]:
+    """Chroma's ``prompt_embeds`` (T5 read with its pads masked, weighted) and ``prompt_attention_mask``."""
+    import torch
+
+    tokenizer, model = _t5_parts(pipe)
+    length, device = T5_LENGTHS["Chroma"], pipe._execution_device
+    embeds, masks = [], []
+    for tokens, weights in token_chunks(tokenizer, text, emphasis):
+        tokens, weights = tokens[: length - 1], weights[: length - 1]
+        read = len(tokens) + 1  # the tokens and </s>
+        ids = [*tokens, tokenizer.eos_token_id] + [tokenizer.pad_token_id] * (length - read)
+        mask = torch.tensor([[1] * read + [0] * (length - read)], device=device)
+        z = model(torch.tensor([ids], device=device), attention_mask=mask)[0]
+        z = torch.cat([_apply(z[:, :read], [*weights, 1.0], emphasis), z[:, read:]], dim=1)
+        embeds.append(z.to(dtype=model.dtype))
+        masks.append((torch.arange(length, device=device) <= read).to(model.dtype)[None])  # and the first pad
+    return torch.cat(embeds, dim=1), torch.cat(masks, dim=1)
 
 
 def _pad_chunks(chunks: list[Chunk], count: int) -> list[Chunk]:
@@ -145,7 +177,7 @@ def _first_chunk(text: str) -> str:
 
 
 def flow_embeddings(pipe: Any, family: str, prompt: str, negative: str, emphasis: str) -> dict[str, Any] | None:
-    """The pipeline arguments for a Flux or SD3 prompt and negative, or None when the pipeline's own text will do.
+    """The pipeline arguments for a Flux, SD3 or Chroma prompt and negative, or None when its own text will do.
 
     The pipeline's own encoding is kept for prompts without weights or ``BREAK`` (it reads their text, brackets
     removed): their pictures are exactly diffusers'.
@@ -157,20 +189,24 @@ def flow_embeddings(pipe: Any, family: str, prompt: str, negative: str, emphasis
     import torch
 
     with torch.no_grad():
-        if family == "Flux":
-            embeds, pooled = flux_embeds(pipe, prompt, emphasis)
-            negative_embeds, negative_pooled = flux_embeds(pipe, negative or "", emphasis)
-        else:
+        if family == "SD3":
             texts = (prompt, negative or "")
             clip = max(len(token_chunks(pipe.tokenizer, t, emphasis)) for t in texts)
             t5 = max(len(token_chunks(pipe.tokenizer_3, t, emphasis)) for t in texts)
-            embeds, pooled = sd3_embeds(pipe, prompt, emphasis, (clip, t5))
-            negative_embeds, negative_pooled = sd3_embeds(pipe, negative or "", emphasis, (clip, t5))
-    kwargs = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+            embeds, second = sd3_embeds(pipe, prompt, emphasis, (clip, t5))
+            negative_embeds, negative_second = sd3_embeds(pipe, negative or "", emphasis, (clip, t5))
+        else:
+            embeds, second = ENCODERS[family](pipe, prompt, emphasis)
+            negative_embeds, negative_second = ENCODERS[family](pipe, negative or "", emphasis)
+    kwargs = {"prompt_embeds": embeds, SECOND[family]: second}
     if negative or family != "Flux":  # Flux's pipeline runs CFG only with a negative prompt given
-        kwargs.update(negative_prompt_embeds=negative_embeds, negative_pooled_prompt_embeds=negative_pooled)
+        kwargs.update({"negative_prompt_embeds": negative_embeds, f"negative_{SECOND[family]}": negative_second})
     takes = inspect.signature(type(pipe).__call__).parameters  # Flux's ControlNet img2img takes no negative
     return {name: value for name, value in kwargs.items() if name in takes}
+
+
+ENCODERS = {"Flux": flux_embeds, "Chroma": chroma_embeds}
+"""The families whose prompt and negative prompt are encoded apart (SD3 pads both halves to one length)."""
 
 
 def cut_notes(pipe: Any, family: str, texts: dict[str, str], emphasis: str) -> list[str]:
@@ -200,7 +236,7 @@ def cut_notes(pipe: Any, family: str, texts: dict[str, str], emphasis: str) -> l
 
 
 def prompt_notes(family: str, pipe: Any, request: Any) -> list[str]:
-    """The lines a Flux or SD3 request's prompts earn: ``AND`` not applied, prompts cut (see `cut_notes`)."""
+    """The lines a Flux, SD3 or Chroma request's prompts earn: ``AND`` read as text, prompts cut (`cut_notes`)."""
     if family not in T5_LENGTHS:
         return []
     from ...recipe.prompts import extract_networks, split_and
@@ -208,6 +244,6 @@ def prompt_notes(family: str, pipe: Any, request: Any) -> list[str]:
     texts = {"prompt": request.prompt or "", "negative prompt": request.negative_prompt or ""}
     texts = {name: extract_networks(text)[0] for name, text in texts.items()}
     notes = []
-    if family == "Flux" and len(split_and(texts["prompt"])) > 1:
-        notes.append("prompt: AND is read as text on Flux (its distilled guidance has no CFG to combine parts in)")
+    if family in AND_AS_TEXT and len(split_and(texts["prompt"])) > 1:
+        notes.append(f"prompt: AND is read as text on {family} ({AND_AS_TEXT[family]})")
     return notes + cut_notes(pipe, family, texts, request.emphasis)

@@ -1,9 +1,10 @@
-"""Prompt editing and alternation on Flux and SD3: each step's embeddings swapped into the transformer's call.
+"""Prompt editing and alternation on Flux, SD3 and Chroma: each step's embeddings swapped into the transformer's call.
 
 A1111's ``[from:to:when]`` and ``[a|b]`` give a prompt one text per step (``prompt_schedules``); each text is
 encoded as `prompt_embeds` encodes it (its weights applied), and a forward pre-hook on the transformer hands it the
-step's embeddings. Flux calls the transformer for the prompt, then (real CFG) for the negative prompt, each step;
-SD3 calls it once with ``[negative, prompt]`` stacked. Flux's ``txt_ids`` follow the text's length (``BREAK``).
+step's embeddings. Flux and Chroma call the transformer for the prompt, then (real CFG) for the negative prompt,
+each step; SD3 calls it once with ``[negative, prompt]`` stacked. Their ``txt_ids`` follow the text's length
+(``BREAK``), and so does Chroma's attention mask (its text's mask, then the picture's tokens).
 A ControlNet keeps the first step's text (its own call is not hooked). SD3's ``AND`` runs every part in one
 batched transformer call, combined as A1111's composable diffusion.
 """
@@ -16,10 +17,10 @@ from typing import Any
 
 from ...recipe.prompt_editing import prompt_schedules
 from ...recipe.prompts import split_and
-from .prompt_embeds import flux_embeds, sd3_embeds, token_chunks
+from .prompt_embeds import ENCODERS, SECOND, sd3_embeds, token_chunks
 
 Entries = list[tuple[int, tuple[Any, Any]]]
-"""``(last step, (embeds [1, T, D], pooled [1, P]))`` in step order, as A1111's schedules list them."""
+"""``(last step, (embeds [1, T, D], pooled [1, P] or Chroma's mask [1, T]))`` in step order, as A1111 lists them."""
 
 
 def _at(entries: Entries, step: int) -> tuple[Any, Any]:
@@ -28,7 +29,7 @@ def _at(entries: Entries, step: int) -> tuple[Any, Any]:
 
 
 class StepPrompts:
-    """A Flux or SD3 prompt and negative prompt over the steps, and the transformer hook that applies them."""
+    """A Flux, SD3 or Chroma prompt and negative over the steps, and the transformer hook that applies them."""
 
     def __init__(self, family: str, parts: list[tuple[float, Entries]], negative: Entries | None) -> None:
         self.family, self.parts, self.negative = family, parts, negative
@@ -41,11 +42,11 @@ class StepPrompts:
 
     def pipeline_kwargs(self, takes: Any) -> dict[str, Any]:
         """The first step's embeddings as the pipeline call's arguments (those `takes` lists)."""
-        embeds, pooled = _at(self.positive, 0)
-        kwargs = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        embeds, second = _at(self.positive, 0)
+        kwargs = {"prompt_embeds": embeds, SECOND[self.family]: second}
         if self.negative is not None:
-            negative, negative_pooled = _at(self.negative, 0)
-            kwargs.update(negative_prompt_embeds=negative, negative_pooled_prompt_embeds=negative_pooled)
+            negative, negative_second = _at(self.negative, 0)
+            kwargs.update({"negative_prompt_embeds": negative, f"negative_{SECOND[self.family]}": negative_second})
         return {name: value for name, value in kwargs.items() if name in takes}
 
     def next_step(self, index: int) -> None:
@@ -73,7 +74,7 @@ class StepPrompts:
         if hidden is None:
             return args, kwargs
         images = hidden.shape[0]
-        if self.family == "Flux":
+        if self.family != "SD3":  # one call for the prompt, one for the negative
             entries = self.positive if self.calls == 0 or self.negative is None else self.negative
             embeds, pooled = _at(entries, self.step)
             embeds, pooled = embeds.repeat(images, 1, 1), pooled.repeat(images, 1)
@@ -89,6 +90,10 @@ class StepPrompts:
             else:
                 embeds, pooled = embeds.repeat(images, 1, 1), pooled.repeat(images, 1)
         self.calls += 1
+        if kwargs.get("attention_mask") is not None:  # Chroma: the text's mask, then the picture's tokens
+            picture = torch.ones(images, kwargs["hidden_states"].shape[1]).to(kwargs["attention_mask"])
+            kwargs["attention_mask"] = torch.cat([pooled.to(picture), picture], dim=1)
+            pooled = None
         kwargs["encoder_hidden_states"] = embeds.to(hidden)
         if kwargs.get("pooled_projections") is not None:
             kwargs["pooled_projections"] = pooled.to(kwargs["pooled_projections"])
@@ -107,8 +112,8 @@ def step_prompts(
 
     texts = {text for schedule in schedules for _, text in schedule}
     with torch.no_grad():
-        if family == "Flux":
-            encoded = {text: flux_embeds(pipe, text, emphasis) for text in texts}
+        if family in ENCODERS:  # Flux, Chroma: the halves are called apart
+            encoded = {text: ENCODERS[family](pipe, text, emphasis) for text in texts}
         else:  # one length for all: SD3's CFG stacks the halves
             clip = max(len(token_chunks(pipe.tokenizer, t, emphasis)) for t in texts)
             t5 = max(len(token_chunks(pipe.tokenizer_3, t, emphasis)) for t in texts)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Family
-from .chroma import PLAIN_TEXT
-from .flow import FLOW_SAMPLERS, FLOW_SCHEDULES
+from .base import PLAIN_TEXT, Family
+from .flow import FLOW_SCHEDULES
+from .flow_samplers import OWN_SIGMAS_SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ FAMILY = QwenImageFamily(
     latent_channels=16,
     native_size=1328,
     defaults={"sampler": "Euler", "schedule": "Automatic", "steps": 50, "guidance": 4.0, "emphasis": "None"},
-    samplers=FLOW_SAMPLERS,
+    samplers=OWN_SIGMAS_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,

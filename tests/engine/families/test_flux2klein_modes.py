@@ -1,4 +1,4 @@
-"""Flux.2 klein's img2img and inpaint (a tiny folder built from config) against diffusers' own
+"""Flux.2 klein's img2img, inpaint and hires fix (a tiny folder built from config) against diffusers' own
 Flux2KleinInpaintPipeline loaded on its own: img2img as that pipeline with a mask over the whole picture, the same
 pixels for the same seed (``--rng cpu``) at the strength that runs A1111's steps, and A1111's noise (``nv``) drawn
 over the VAE's 32 channels and patchified as its pipeline's own noise."""
@@ -125,7 +125,38 @@ def test_latent_masked_content_is_one_line(engine, folder):
     )
 
 
-def test_its_hires_fix_is_one_line(engine, folder):
-    with pytest.raises(ValueError) as info:
-        engine.generate(_request(folder, init="", hires=2.0))
-    assert str(info.value).startswith("model: hires fix is not supported for Flux.2 klein models yet")
+def _raw_hires(folder, upscaler):
+    """diffusers' two passes: Flux2KleinPipeline's latents (the VAE's own 32 channels, ``output_type="latent"``)
+    ×2 by torch's interpolate (A1111's ``Latent``), patchified (the 128 raw channels its Inpaint pipeline takes as
+    latents), or its picture Lanczos ×2 (which that pipeline encodes), then the Inpaint pipeline over the whole
+    picture at 64x64 from fresh noise of the same seed."""
+    import torch
+    from diffusers import Flux2KleinInpaintPipeline, Flux2KleinPipeline
+
+    txt2img = Flux2KleinPipeline.from_pretrained(folder)
+    txt2img.set_progress_bar_config(disable=True)
+    first = dict(width=32, height=32, num_inference_steps=4, generator=generators([5]), guidance_scale=2.0)
+    if upscaler == "Lanczos":
+        image = txt2img(prompt=PROMPT, **first).images[0].resize((64, 64), Image.LANCZOS)
+        steps, strength = 13, 3.5 / 13  # int(4 / 0.3) = 13 scheduled, the last 4 run: 13 − int(13 − 13·s) = 4
+    else:
+        latents = txt2img(prompt=PROMPT, output_type="latent", **first).images
+        larger = torch.nn.functional.interpolate(latents, scale_factor=2, mode="bilinear")
+        image = Flux2KleinPipeline._patchify_latents(larger)
+        steps, strength = 8, 0.45  # int(4 / 0.5) = 8 scheduled, the last 4 run: 8 − int(8 − 8·s) = 4
+    inpaint = Flux2KleinInpaintPipeline.from_pipe(txt2img)
+    return inpaint(prompt=PROMPT, image=image, mask_image=Image.new("L", (64, 64), 255), strength=strength,
+                   num_inference_steps=steps, width=64, height=64, generator=generators([5]),
+                   guidance_scale=2.0).images[0]  # fmt: skip
+
+
+@pytest.mark.parametrize(("upscaler", "denoise"), [("Latent", 0.5), ("Lanczos", 0.3)])
+def test_hires_fix_equals_its_diffusers_txt2img_then_inpaint_over_the_whole_picture(engine, folder, upscaler,
+                                                                                     denoise):  # fmt: skip
+    recorder = Recorder()
+    request = _request(folder, init="", steps=4, hires=2.0, hires_upscaler=upscaler, hires_denoise=denoise)
+    result = engine.generate(request, recorder)
+    assert result.images[0].size == (64, 64)
+    assert_pixels_close(result.images[0], _raw_hires(folder, upscaler))
+    assert [phase[0] for phase in recorder.phases] == ["txt2img", "hires"] and recorder.steps[-1] == (4, 4)
+    assert "Hires upscale: 2" in result.infotext(0) and f"Hires upscaler: {upscaler}" in result.infotext(0)
