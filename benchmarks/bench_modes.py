@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sd_shapes import make_sd15_shaped  # noqa: E402
 
 from jupyter_sd.engine import Progress
-from jupyter_sd.engine.modes import derived_pipeline
+from jupyter_sd.engine.mode_pipelines import derived_pipeline
 from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.painting.session import get_engine, render
 from jupyter_sd.recipe.request import PaintRequest

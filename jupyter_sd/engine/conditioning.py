@@ -284,7 +284,6 @@ class _UNetWrapper:
         images = sample.shape[0] // 2 if guided else sample.shape[0]
         latents = sample[images:] if guided else sample
         added = kwargs.pop("added_cond_kwargs", None)
-        time_ids = added.get("time_ids") if added else None
         timestep_cond = kwargs.pop("timestep_cond", None)
         return_dict = kwargs.pop("return_dict", True)
 
@@ -302,14 +301,7 @@ class _UNetWrapper:
             hidden = hidden.to(device=sample.device, dtype=encoder_hidden_states.dtype)
             extra = dict(kwargs)
             if added is not None:
-                pooled = torch.cat([rows[n][1].repeat(images, 1) for n in members])
-                pooled = pooled.to(device=sample.device, dtype=added["text_embeds"].dtype)
-                ids = time_ids[images:] if guided else time_ids
-                if guided:
-                    ids = torch.cat([time_ids[:images] if n == 0 else ids for n in members])
-                else:
-                    ids = ids.repeat(len(members), 1)
-                extra["added_cond_kwargs"] = {**added, "text_embeds": pooled, "time_ids": ids}
+                extra["added_cond_kwargs"] = _added(added, rows, members, images, guided)
             if timestep_cond is not None:
                 extra["timestep_cond"] = timestep_cond[-images:].repeat(len(members), 1)
             x = latents.repeat(len(members), *([1] * (latents.ndim - 1)))
@@ -317,7 +309,8 @@ class _UNetWrapper:
             if torch.is_tensor(t) and t.ndim == 1 and t.shape[0] == sample.shape[0] > 1:  # one per row
                 t = t[-images:].repeat(len(members))
             if cond.residuals is not None:  # the ControlNet run on this call's rows and text (control/replay.py)
-                extra.update(cond.residuals(x, t, hidden, extra.get("added_cond_kwargs"), images))
+                text_only = {k: v for k, v in extra.get("added_cond_kwargs", {}).items() if k != "image_embeds"}
+                extra.update(cond.residuals(x, t, hidden, text_only or None, images))
             out = self.forward(x, t, hidden, *args, return_dict=False, **extra)[0]
             for k, n in enumerate(members):
                 outputs[n] = out[k * images : (k + 1) * images]
@@ -331,6 +324,29 @@ class _UNetWrapper:
 
             return UNet2DConditionOutput(sample=result)
         return (result,)
+
+
+def _added(added: dict[str, Any], rows: list, members: list[int], images: int, guided: bool) -> dict[str, Any]:
+    """A UNet call's ``added_cond_kwargs`` for the rows of `members` (0: the negative, then the ``AND`` parts).
+
+    SDXL's pooled text of each member and its time ids; IP-Adapter's image embeddings (diffusers' ``image_embeds``,
+    one tensor per adapter, the negative picture's rows first): the negative's for the negative, the picture's for
+    every part, as sd-webui-controlnet gives each row of the batch by its cond/uncond mark.
+    """
+    import torch
+
+    out = dict(added)
+
+    def pick(tensor: Any, n: int) -> Any:
+        return (tensor[:images] if n == 0 else tensor[images:]) if guided else tensor
+
+    if added.get("text_embeds") is not None:
+        pooled = torch.cat([rows[n][1].repeat(images, 1) for n in members])
+        out["text_embeds"] = pooled.to(device=added["text_embeds"].device, dtype=added["text_embeds"].dtype)
+        out["time_ids"] = torch.cat([pick(added["time_ids"], n) for n in members])
+    if added.get("image_embeds") is not None:
+        out["image_embeds"] = [torch.cat([pick(e, n) for n in members]) for e in added["image_embeds"]]
+    return out
 
 
 def _skips(cond: Conditioning, scheduler: Any, timestep: Any) -> bool:

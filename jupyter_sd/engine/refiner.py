@@ -21,8 +21,8 @@ from ..recipe.result import PaintResult
 from . import step_cache, token_merging
 from .conditioning import a1111_steps, build_conditioning
 from .control.apply import check_conditioning, control_for
+from .mode_pipelines import derived_pipeline, execution_device
 from .models import ModelSource, component_config, load_pipeline
-from .modes import derived_pipeline, execution_device
 from .passes import Stopped, X0Capture, step_noise
 from .preview import Previewer, decode_latents, to_pil
 from .progress import Progress

@@ -16,7 +16,7 @@ the hires pass draw through a `NoiseSource`; step_noise.py hands its later draws
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .philox import PhiloxGenerator
 
@@ -160,16 +160,23 @@ class NoiseSource:
 
     With ``rng="cpu"`` pass the CPU generators diffusers is handed, so the starting noise advances them as
     diffusers' own first draw would, and diffusers draws the step noise itself (`supplies_steps` is False).
+
+    `mix`, when set, changes every draw (B, C, H, W) before it is handed out, the starting noise and each step's, as
+    sd-webui-controlnet's ``HackedImageRNG`` wraps A1111's ``ImageRNG`` for ``inpaint_only+lama`` (control/wiring.py).
     """
 
     def __init__(self, rng: str, seeds: list[int], device: Any = "cpu", generators: list[Any] | None = None) -> None:
         self.rng, self.seeds, self.device = rng, list(seeds), device
         self.generators = generators if generators is not None else [new_generator(rng, s, device) for s in seeds]
+        self.mix: Callable[[Any], Any] | None = None
 
     @property
     def supplies_steps(self) -> bool:
-        """Whether the step noise must come from here (diffusers can only draw from torch generators it is given)."""
-        return self.rng != "cpu"
+        """Whether the step noise must come from here (diffusers can only draw from torch generators it is given).
+
+        With a `mix` it must: diffusers' own step draws would go unmixed.
+        """
+        return self.rng != "cpu" or self.mix is not None
 
     def first(
         self,
@@ -179,7 +186,8 @@ class NoiseSource:
         resize_from: tuple[int, int] | None = None,
     ) -> Any:
         """The starting noise (B, C, H, W), drawn from the per-image generators (see `image_noise`)."""
-        return image_noise(shape, self.seeds, subseeds, strength, resize_from, self.generators, self.rng, self.device)
+        noise = image_noise(shape, self.seeds, subseeds, strength, resize_from, self.generators, self.rng, self.device)
+        return noise if self.mix is None else self.mix(noise)
 
     def reseed(self, delta: int) -> None:
         """A1111's ENSD: after the starting noise, each image's generator restarts from its seed + `delta`."""
@@ -189,7 +197,8 @@ class NoiseSource:
         """The next step noise (B, *shape): one draw from each image's generator, as A1111's ``ImageRNG.next()``."""
         import torch
 
-        return torch.stack([draw(generator, shape).to(self.device) for generator in self.generators])
+        noise = torch.stack([draw(generator, shape).to(self.device) for generator in self.generators])
+        return noise if self.mix is None else self.mix(noise)
 
 
 def _paste_centred(small: Any, canvas: Any) -> Any:

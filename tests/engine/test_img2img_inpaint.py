@@ -18,7 +18,7 @@ from helpers.progress_recorder import Recorder
 from PIL import Image, ImageDraw
 
 from jupyter_sd.engine import Engine
-from jupyter_sd.engine.modes import derived_pipeline
+from jupyter_sd.engine.mode_pipelines import derived_pipeline
 from jupyter_sd.engine.pictures import Pictures, resize_image
 from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.request import PaintRequest

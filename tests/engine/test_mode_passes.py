@@ -15,7 +15,7 @@ from helpers.pixels import pixels
 from helpers.progress_recorder import Recorder
 
 from jupyter_sd.engine import Engine
-from jupyter_sd.engine.modes import derived_pipeline
+from jupyter_sd.engine.mode_pipelines import derived_pipeline
 from jupyter_sd.engine.pictures import Pictures
 
 

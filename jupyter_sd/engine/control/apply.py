@@ -226,26 +226,29 @@ def control_for(
 def check_conditioning(control: Control | None, conditioning: Any) -> None:
     """Give the units to a conditioning that replaces the UNet's call (AND, unequal lengths, NGMS): replay.py.
 
+    IP-Adapter units need nothing here: the wrapper (conditioning.py) gives each of its calls its rows' embeddings.
+
     Raises
     ------
     ValueError
-        One line: what the replay cannot split by part (IP-Adapter's image embeddings, "ControlNet is more
-        important"'s negative rows, a guess-mode ControlNet's positive-only call).
+        One line: what the replay cannot split by part ("ControlNet is more important"'s negative rows, a
+        guess-mode ControlNet's positive-only call; IP-Adapter units on a transformer family).
     """
     if control is None or not getattr(conditioning, "needs_wrapper", False):
         return
-    why = _not_replayed(control)
+    why = _not_replayed(control, conditioning)
     if why:
         msg = f"controlnet: {why} does not combine yet with AND prompts, a negative prompt of another length (75-token "
         raise ValueError(msg + "chunks) or NGMS; drop AND or even the lengths")
-    from .replay import replay_for
+    if control.units:  # (IP-Adapter units need no replay: the wrapper hands each call its rows' image embeddings)
+        from .replay import replay_for
 
-    conditioning.residuals = replay_for(control.pipe)
+        conditioning.residuals = replay_for(control.pipe)
 
 
-def _not_replayed(control: Control) -> str:
+def _not_replayed(control: Control, conditioning: Any) -> str:
     """What of `control` the per-part replay cannot split ('' when it can)."""
-    if control.adapters:
+    if control.adapters and getattr(conditioning, "kwargs", None) is not None:  # a transformer family's
         return "an IP-Adapter unit"
     if any(control_mode_name(unit.control_mode) == "ControlNet is more important" for unit in control.units):
         return "'ControlNet is more important'"
