@@ -54,7 +54,8 @@ class FlowControl(Control):
         picked = super().for_pass(hires)
         if picked is None:
             return None
-        return FlowControl(picked.units, picked.loaded, picked.images, picked.masks, family=self.family)
+        units = picked.units, picked.loaded, picked.images, picked.masks
+        return FlowControl(*units, family=self.family, positions=picked.positions)  # (numbered among all units)
 
     def kwargs(
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
@@ -142,7 +143,8 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     check_request(family, request)
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     _check_models(pipe, family, control)
-    return FlowControl(control.units, control.loaded, control.images, control.masks, family=family)
+    units = control.units, control.loaded, control.images, control.masks
+    return FlowControl(*units, family=family, positions=control.positions)  # (numbered among all units)
 
 
 def check_request(family: Any, request: Any) -> None:
