@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from PIL import Image
 
+from ..painting.views import detected_html
 from ..plots.axes import axes
 from ..plots.result import Index, PlotResult
-from ..painting.views import detected_html
 from ..plots.views import PlotView, live_jpeg, summary
 from ..recipe.plot_options import PLOT_OPTIONS
 from ..recipe.result import PaintResult, png_bytes

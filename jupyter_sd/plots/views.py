@@ -1,8 +1,8 @@
 """Views of an X/Y/Z plot: the grid filling in inside the cell (display handles), or lines in a terminal.
 
 One progress line for the whole plot (``cell 5/24 · step 12/20 · ETA 40 s``), the running cell's live preview (its
-ControlNet units' detected maps beside it), and the labelled grid, updated as each cell finishes. The panel's view (widgets) lives in
-``panel/xyz_section.py``; all of them implement `PlotView`.
+ControlNet units' detected maps beside it), and the labelled grid, updated as each cell finishes. The panel's view
+(widgets) lives in ``panel/xyz_section.py``; all of them implement `PlotView`.
 """
 
 from __future__ import annotations

@@ -122,7 +122,10 @@ def test_an_ordinary_zimage_unit_in_img2img_equals_its_controlnet_pipeline_start
 def test_units_are_numbered_by_their_place_among_all_units_in_each_pass(engine, models):
     """Unit 0 paints the first pass only, unit 1 the hires pass only: the hires pass's map is ControlNet 1's, and the
     infotext numbers both as given."""
-    units = [unit("sd3_cn", weight=0.5, hr_option="Low res only"), unit("sd3_cn", weight=0.9, hr_option="High res only")]
+    units = [
+        unit("sd3_cn", weight=0.5, hr_option="Low res only"),
+        unit("sd3_cn", weight=0.9, hr_option="High res only"),
+    ]
     hires = dict(width=16, height=16, hires=2, hires_steps=1, hires_denoise=0.5, steps=1, guidance=7.0)
     seen = Labels()
     result = engine.generate(
