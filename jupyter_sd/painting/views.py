@@ -111,12 +111,16 @@ def detected_html(maps: dict[str, Image.Image]) -> str:
     return f'<div class="jupyter-sd-detected">{figures}</div>'
 
 
-def beside_bundle(frame: Image.Image | None, alt: str, maps: str) -> dict[str, Any]:
-    """A preview `frame` (None: none yet) with the `detected_html` `maps` beside it, as one HTML output."""
+def beside_bundle(frame: Image.Image | None, alt: str, maps: str, jpeg: bytes | None = None) -> dict[str, Any]:
+    """A preview `frame` (None: none yet) with the `detected_html` `maps` beside it, as one HTML output.
+
+    With `jpeg` the frame is shown as those bytes (a plot's live frames), else as a PNG.
+    """
     picture = ""
     if frame is not None:
-        data = base64.b64encode(png_bytes(frame)).decode("ascii")
-        picture = f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+        kind, data = ("jpeg", jpeg) if jpeg is not None else ("png", png_bytes(frame))
+        encoded = base64.b64encode(data).decode("ascii")
+        picture = f'<img src="data:image/{kind};base64,{encoded}" alt="{html.escape(alt)}">'
     body = f'<div style="display:flex;gap:8px;align-items:flex-start">{picture}{maps}</div>'
     return {"text/plain": alt, "text/html": body}
 

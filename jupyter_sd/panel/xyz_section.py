@@ -2,7 +2,8 @@
 
 The axis types are the generated axis list (`xyz_axes.axes`), so a new option shows up here too. A plot paints the
 panel's current settings through the same `xyz.run_plot` as ``%%paint --x``, on its own thread (in Colab, in the
-foreground; see `background_default`), and only touches widgets, never prints.
+foreground; see `background_default`), and only touches widgets, never prints. The running cell's ControlNet maps
+stand beside its preview, as in a picture's live area.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 from PIL import Image
 
+from ..painting.views import detected_html
 from ..plots.axes import axes
 from ..plots.result import Index, PlotResult
 from ..plots.views import PlotView, live_jpeg, summary
@@ -35,6 +37,7 @@ class _WidgetPlotView(PlotView):
 
     def __init__(self, section: XYZSection) -> None:
         self.section = section
+        self._maps: dict[str, Image.Image] = {}
 
     def start(self, plan: Plan, placeholder: Image.Image | None) -> None:  # noqa: D102
         self.section.say(f"X/Y/Z plot: {len(plan.order)} cells · starting…")
@@ -53,11 +56,17 @@ class _WidgetPlotView(PlotView):
         self.section.preview.value = jpeg_bytes(image)
         self.section.preview.layout.display = ""
 
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:  # noqa: D102
+        self._maps.update(zip(labels, maps))
+        self.section.maps.value = detected_html(self._maps)
+
     def cell(self, index: Index, result: PaintResult, grid: Image.Image, number: int, total: int) -> None:  # noqa: D102
         self.section.show(grid)
+        self._maps = {}  # the next cell's replace them
 
     def finish(self, plot: PlotResult) -> None:  # noqa: D102
         self.section.preview.layout.display = "none"
+        self.section.maps.value = ""
         self.section.bar.bar_style = "warning" if plot.interrupted else "success"
         if plot.grid is not None:
             self.section.show(plot.grid, final=True)
@@ -98,6 +107,7 @@ class XYZSection(widgets.Accordion):
         self.grid = widgets.Image(format="jpeg", width=GRID_WIDTH, layout=widgets.Layout(display="none"))
         self.grid.add_class("jupyter-sd-xyz-grid")
         self.preview = widgets.Image(format="jpeg", width="128", layout=widgets.Layout(display="none"))
+        self.maps = widgets.HTML(value="")  # the running cell's detected maps (painting.views.detected_html)
         self.result: PlotResult | None = None
         self.last_error: BaseException | None = None
         self._stop = threading.Event()
@@ -109,7 +119,7 @@ class XYZSection(widgets.Accordion):
                 self.bar,
                 self.status,
                 self.error,
-                widgets.HBox([self.grid, self.preview]),
+                widgets.HBox([self.grid, self.preview, self.maps]),
             ]
         )
         super().__init__(children=[body], selected_index=None)

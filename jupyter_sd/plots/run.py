@@ -37,7 +37,10 @@ last_plot: PlotResult | None = None
 
 
 class _PlotProgress(Progress):
-    """Turns one cell's events into the plot's one progress line (``cell 5/24 · step 12/20 · ETA 40 s``)."""
+    """Turns one cell's events into the plot's one progress line (``cell 5/24 · step 12/20 · ETA 40 s``).
+
+    Its previews and detected ControlNet maps go to the view as they come.
+    """
 
     def __init__(self, view: PlotView, steps_total: int) -> None:
         self.view = view
@@ -53,6 +56,9 @@ class _PlotProgress(Progress):
 
     def start(self, request: PaintRequest, batch: int, batches: int) -> None:  # noqa: D102
         self._batch_started, self._batch_steps = time.perf_counter(), 0
+
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:  # noqa: D102
+        self.view.detected(maps, labels)
 
     def step(self, step: int, total: int, previews: list[Image.Image] | None) -> None:  # noqa: D102
         self.steps_done += step - self._batch_steps

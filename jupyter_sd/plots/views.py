@@ -1,8 +1,8 @@
 """Views of an X/Y/Z plot: the grid filling in inside the cell (display handles), or lines in a terminal.
 
-One progress line for the whole plot (``cell 5/24 · step 12/20 · ETA 40 s``), the running cell's live preview,
-and the labelled grid, updated as each cell finishes. The panel's view (widgets) lives in
-``panel/xyz_section.py``; all of them implement `PlotView`.
+One progress line for the whole plot (``cell 5/24 · step 12/20 · ETA 40 s``), the running cell's live preview (its
+ControlNet units' detected maps beside it), and the labelled grid, updated as each cell finishes. The panel's view
+(widgets) lives in ``panel/xyz_section.py``; all of them implement `PlotView`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from ..painting.session import in_notebook
-from ..painting.views import Board, Console, image_bundle
+from ..painting.views import Board, Console, beside_bundle, detected_html, image_bundle
 from ..recipe.result import PaintResult
 
 if TYPE_CHECKING:
@@ -47,6 +47,12 @@ class PlotView:
 
     def preview(self, image: Image.Image) -> None:
         """A live preview frame of the running cell."""
+
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:
+        """The running cell's ControlNet units made their maps (a pass's, before its first step), one per label.
+
+        The labels are the engine's (``ControlNet 0 · canny``: `Progress.detected`).
+        """
 
     def cell(self, index: Index, result: PaintResult, grid: Image.Image, number: int, total: int) -> None:
         """Cell `number` of `total` finished; `grid` is the labelled grid with every finished cell pasted in."""
@@ -82,13 +88,17 @@ def _frame(image: Image.Image, alt: str) -> dict[str, Any]:
 class InlinePlotView(PlotView):
     """The plot in the running cell: progress line, the grid (placeholders filled in as cells finish), preview.
 
-    When the plot ends the live outputs are cleared and the `PlotResult` (the cell's value) shows the grid, as a
-    ``%%paint`` cell shows its `PaintResult`; ``keep_grid=True`` leaves the final grid in place instead.
+    The running cell's detected maps stand beside its preview (the thumbnails of a picture's view), replaced by the
+    next cell's. When the plot ends the live outputs are cleared and the `PlotResult` (the cell's value) shows the
+    grid, as a ``%%paint`` cell shows its `PaintResult`; ``keep_grid=True`` leaves the final grid in place instead.
     """
 
     def __init__(self, keep_grid: bool = False) -> None:
         self.keep_grid = keep_grid
         self.board = Board()
+        self._maps: dict[str, Image.Image] = {}
+        self._maps_html = ""  # (encoded once, shown again with every frame)
+        self._frame: Image.Image | None = None
         self.grid_updates: list[float] = []
         """`time.perf_counter()` of each grid update sent (the benchmark reads it)."""
 
@@ -106,11 +116,27 @@ class InlinePlotView(PlotView):
         self.board.status(text, done, total, final)
 
     def preview(self, image: Image.Image) -> None:  # noqa: D102
-        self.board.show("preview", _frame(image, "preview of the running cell"))
+        self._frame = image
+        self._show_preview()
+
+    def detected(self, maps: list[Image.Image], labels: list[str]) -> None:  # noqa: D102
+        self._maps.update(zip(labels, maps))  # a hires pass's units replace their own first-pass maps
+        self._maps_html = detected_html(self._maps)
+        self._show_preview()
 
     def cell(self, index: Index, result: PaintResult, grid: Image.Image, number: int, total: int) -> None:  # noqa: D102
         self.board.show("grid", _frame(grid, f"X/Y/Z grid, {number}/{total} cells"))
         self.grid_updates.append(time.perf_counter())
+        self._maps, self._maps_html, self._frame = {}, "", None  # the next cell detects its own, paints its own
+
+    def _show_preview(self) -> None:
+        """The running cell's last frame, with its detected maps beside it when its units made some."""
+        frame, alt = self._frame, "preview of the running cell"
+        if self._maps_html:
+            jpeg = live_jpeg(frame) if frame is not None else None
+            self.board.show("preview", beside_bundle(frame, alt, self._maps_html, jpeg=jpeg))
+        elif frame is not None:
+            self.board.show("preview", _frame(frame, alt))
 
     def finish(self, plot: PlotResult) -> None:  # noqa: D102
         self.board.clear("preview")

@@ -83,3 +83,10 @@ def blending(x0: Any, noise: Any, mask: Any) -> Any:
         return tensors
 
     return callback
+
+
+def encoded(pipe: Any, picture: Image.Image, generator: Any, size: int = 32) -> Any:
+    """x0 through an SD3-like VAE (SD3's, Z-Image's): the picture sampled with `generator`, shifted, scaled."""
+    config = pipe.vae.config
+    sample = pipe.vae.encode(pipe.image_processor.preprocess(picture, size, size)).latent_dist.sample(generator)
+    return (sample - config.shift_factor) * config.scaling_factor
