@@ -3,8 +3,9 @@
 The detector answers YOLOX-L's (1, 8400, 85) rows: zeros except the rows given (a box in grid cells of its stride,
 objectness, class probabilities); one row's objectness can be read from the letterboxed input (a "probe" pixel of its
 red channel / 255), so the picture decides whether that box is found. The pose network answers SimCC vectors
-(N, 133, 576) and (N, 133, 768): -1 everywhere except each keypoint's peak at the bins given, valued at its score;
-the nose's score is the normalized red value at the crop's centre pixel, so the crop and the normalization show.
+(N, 133, 576) and (N, 133, 768) (AP10K's: N, 17, 512 twice): -1 everywhere except each keypoint's peak at the bins
+given, valued at its score; the first point's (DWPose's nose) score is the normalized red value at the crop's centre
+pixel, so the crop and the normalization show.
 """
 
 from __future__ import annotations
@@ -101,10 +102,14 @@ class TinyRtmPose(nn.Module):
         return sx, sy
 
 
-def pose_net(bx: np.ndarray, by: np.ndarray, scores: np.ndarray) -> torch.jit.ScriptModule:
-    """The scripted pose network answering the peaks (the nose's score read from the input)."""
-    sx, sy = torch.full((1, 133, 576), -1.0), torch.full((1, 133, 768), -1.0)
-    for k in range(133):
+def pose_net(
+    bx: np.ndarray, by: np.ndarray, scores: np.ndarray, bins: tuple[int, int] = (576, 768)
+) -> torch.jit.ScriptModule:
+    """The scripted pose network answering the peaks (the first point's score read from the input); `bins`: its
+    SimCC vectors' lengths (twice the input's width and height: DWPose's 288×384, AP10K's 256² is (512, 512))."""
+    count = len(bx)
+    sx, sy = torch.full((1, count, bins[0]), -1.0), torch.full((1, count, bins[1]), -1.0)
+    for k in range(count):
         sx[0, k, int(bx[k])] = float(scores[k])
         sy[0, k, int(by[k])] = float(scores[k]) + (0.1 if scores[k] > 0 else 0.0)  # the score: the smaller one
     return torch.jit.script(TinyRtmPose(sx, sy, int(bx[0]), int(by[0])))

@@ -18,11 +18,15 @@ from ... import library
 
 @dataclass(frozen=True)
 class Weights:
-    """An annotator's published files: the repo they come from, the folder they go in, the files it needs."""
+    """An annotator's published files: the repo they come from, the folder they go in, the files it needs.
+
+    ``remote``: the folder they are in inside the repo, if any.
+    """
 
     repo: str
     folder: str
     files: tuple[str, ...]
+    remote: str = ""
 
     @property
     def transformers(self) -> bool:
@@ -46,6 +50,15 @@ WEIGHTS: dict[str, Weights] = {
     "dwpose_pose": Weights("hr16/DWPose-TorchScript-BatchSize5", "openpose", ("dw-ll_ucoco_384_bs5.torchscript.pt",)),
     "dwpose_det_onnx": Weights("yzd-v/DWPose", "openpose", ("yolox_l.onnx",)),
     "dwpose_pose_onnx": Weights("yzd-v/DWPose", "openpose", ("dw-ll_ucoco_384.onnx",)),
+    "animal_pose": Weights(
+        "hr16/DWPose-TorchScript-BatchSize5", "openpose", ("rtmpose-m_ap10k_256_bs5.torchscript.pt",)
+    ),
+    "animal_pose_onnx": Weights(
+        "bdsqlsz/qinglong_controlnet-lllite",
+        "openpose",
+        ("rtmpose-m_simcc-ap10k_pt-aic-coco_210e-256x256-7a041aa1_20230206.onnx",),
+        "Annotators",
+    ),
     "manga_line": Weights(_ANNOTATORS, "manga_line", ("erika.pth",)),
     "depth_anything": Weights(
         "LiheYoung/depth-anything-large-hf",
@@ -126,7 +139,7 @@ def _download(weights: Weights) -> None:
     for name in weights.files:
         if (folder / name).is_file():
             continue
-        url = _hub_url(weights.repo, name)
+        url = _hub_url(weights.repo, f"{weights.remote}/{name}" if weights.remote else name)
         if not name.endswith(MODEL_SUFFIXES):  # config, vocabulary: small files fetched whole
             try:
                 _fetch_small(url, folder / name)

@@ -5,10 +5,10 @@ resolution (``resolution.scale_with_pad``), the network run on the padded pictur
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
 variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
 MangaLineExtraction; normals from NNET (``normal_bae.py``) or MiDaS's depth; OneFormer's classes in their palette
-(``segmentation.py``); OpenPose's and DWPose's people drawn in colour, M-LSD's lines with the unit's thresholds),
-the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per
-weights file (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only
-for the modules that draw hands or faces, DWPose's pose network beside its detector.
+(``segmentation.py``); OpenPose's and DWPose's people and AP10K's animals drawn in colour, M-LSD's lines with the
+unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks
+load once per weights file (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face
+networks only for the modules that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _load(annotator: str, path: Path) -> Any:
         from .pose_nets import load_pose_net
 
         return load_pose_net(annotator, path)
-    if annotator.startswith("dwpose_"):
+    if annotator.startswith(("dwpose_", "animal_pose")):
         from .dwpose import load_dwpose
 
         return load_dwpose(annotator, path)
@@ -215,6 +215,14 @@ def _dwpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     return work
 
 
+def _animal(det_net: Any, image: np.ndarray) -> np.ndarray:
+    """``animal_openpose``'s map on the detector, the AP10K pose network loaded beside it."""
+    from .animalpose import animal_map
+    from .dwpose import dw_annotator
+
+    return animal_map(image, det_net, loaded_net(dw_annotator("animal"), "animal_openpose"))
+
+
 def _normal_midas(net: Any, image: np.ndarray, background: float, _unused: float) -> np.ndarray:
     from .depth import midas_normal_map
 
@@ -247,6 +255,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "seg_ofade20k": ("oneformer_ade20k", _seg("oneformer_ade20k")),
     "seg_ofcoco": ("oneformer_coco", _seg("oneformer_coco")),
     "dw_openpose_full": ("dwpose_det", _dwpose("dw_openpose_full")),
+    "animal_openpose": ("dwpose_det", _animal),
 }
 """Module → (the annotator whose weights it runs, what it does with the padded picture)."""
 TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {

@@ -22,16 +22,22 @@ from .pose_draw import draw_poses
 
 DW_MODULES = {"dw_openpose_full": (True, True, True)}
 """Module → what it draws (body, hands, face); sd-webui-controlnet has the full one only."""
-ROLES = {"det": ("dwpose_det_onnx", "dwpose_det"), "pose": ("dwpose_pose_onnx", "dwpose_pose")}
+ROLES = {
+    "det": ("dwpose_det_onnx", "dwpose_det"),
+    "pose": ("dwpose_pose_onnx", "dwpose_pose"),
+    "animal": ("animal_pose_onnx", "animal_pose"),
+}
 """Network → its annotators: the ONNX file (used where onnxruntime imports) and the TorchScript one."""
 TORCHSCRIPT_BATCH = 5
+POSE_INPUTS = {"dwpose_pose": INPUT_SIZE, "animal_pose": (256, 256)}
+"""The TorchScript pose exports (run in batches of 5) → their input, width × height (RTMPose-m AP10K's: 256²)."""
 
 
 class TorchScriptNet:
     """A TorchScript export run on numpy batches (split into the export's batch size, padded with zeros)."""
 
-    def __init__(self, module: Any, batch: int | None = None) -> None:
-        self.module, self.batch, self.input_size = module.eval(), batch, INPUT_SIZE
+    def __init__(self, module: Any, batch: int | None = None, input_size: tuple[int, int] = INPUT_SIZE) -> None:
+        self.module, self.batch, self.input_size = module.eval(), batch, input_size
 
     def to(self, device: Any) -> TorchScriptNet:
         """Moved to `device` (the annotators' device)."""
@@ -104,11 +110,13 @@ def load_dwpose(annotator: str, path: Path) -> TorchScriptNet | OnnxNet:
     except (RuntimeError, ValueError) as error:
         why = str(error).strip().splitlines()[0][:60] if str(error).strip() else type(error).__name__
         raise ValueError(f"controlnet: {path.name} is not a TorchScript export of {annotator} ({why})") from None
-    return TorchScriptNet(module, TORCHSCRIPT_BATCH if annotator == "dwpose_pose" else None)
+    if annotator in POSE_INPUTS:
+        return TorchScriptNet(module, TORCHSCRIPT_BATCH, POSE_INPUTS[annotator])
+    return TorchScriptNet(module)
 
 
 def dw_annotator(role: str) -> str:
-    """The annotator giving the `role` network ("det" or "pose").
+    """The annotator giving the `role` network ("det", "pose" or AP10K's "animal").
 
     Its ONNX file where that is there and onnxruntime imports, else its TorchScript export.
     """

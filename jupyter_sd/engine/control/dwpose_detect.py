@@ -6,7 +6,7 @@ answers one row of 85 per anchor (8400: an 80², 40² and 20² grid at strides 8
 and log size in grid cells, its objectness, and the 80 COCO classes' probabilities. Each row is decoded on its grid
 cell, a class's score is objectness × class probability; per class, boxes above 0.1 go through greedy NMS (IoU
 over 0.45 dropped, areas counted with the +1 pixel of the extension), and the person boxes (class 0) scoring above
-0.3 are kept, in the original picture's pixels.
+0.3 are kept, in the original picture's pixels (``animal_openpose`` keeps classes 14–23 instead, class by class).
 """
 
 from __future__ import annotations
@@ -70,18 +70,33 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = NMS_THRESHOLD)
     return keep
 
 
+def class_boxes(raw: np.ndarray, ratio: float, classes: tuple[int, ...] = (0,)) -> np.ndarray | None:
+    """The boxes (n×4, original pixels) of `classes` above 0.3 after each class's NMS, class by class, best first.
+
+    None when no class at all scores above 0.1 (the extension's NMS then finds nothing).
+    """
+    boxes, scores = decode_boxes(raw)
+    if not (scores > SCORE_THRESHOLD).any():
+        return None
+    kept = []
+    for cls in classes:
+        valid = scores[:, cls] > SCORE_THRESHOLD
+        found, score = boxes[valid] / ratio, scores[valid, cls]
+        kept += [found[i] for i in nms(found, score) if score[i] > PERSON_THRESHOLD] if valid.any() else []
+    return np.array(kept, dtype=np.float64).reshape(-1, 4)
+
+
 def person_boxes(raw: np.ndarray, ratio: float) -> np.ndarray | None:
     """The people's boxes (n×4, original pixels) from the detector's rows; None when no class scores above 0.1."""
-    boxes, scores = decode_boxes(raw)
-    if not (scores > SCORE_THRESHOLD).any():  # the extension's NMS finds nothing in any class
-        return None
-    valid = scores[:, 0] > SCORE_THRESHOLD
-    boxes, people = boxes[valid] / ratio, scores[valid, 0]
-    kept = [i for i in nms(boxes, people) if people[i] > PERSON_THRESHOLD] if valid.any() else []
-    return boxes[kept].reshape(-1, 4)
+    return class_boxes(raw, ratio, (0,))
 
 
-def detect_people(net: Callable[[np.ndarray], list[np.ndarray]] | Any, image: np.ndarray) -> np.ndarray | None:
-    """Boxes around each person in an RGB picture (n×4: x1, y1, x2, y2 in its pixels); None when nothing is found."""
+def detect_people(
+    net: Callable[[np.ndarray], list[np.ndarray]] | Any, image: np.ndarray, classes: tuple[int, ...] = (0,)
+) -> np.ndarray | None:
+    """Boxes around each person (or thing of `classes`) in an RGB picture (n×4: x1, y1, x2, y2 in its pixels).
+
+    None when nothing is found.
+    """
     batch, ratio = letterbox(image)
-    return person_boxes(net(batch)[0][0], ratio)
+    return class_boxes(net(batch)[0][0], ratio, classes)

@@ -83,6 +83,7 @@ MODULES: dict[str, Module] = {
                 "seg_ofade20k",
                 "seg_ofcoco",
                 "dw_openpose_full",
+                "animal_openpose",
             )
         ),
         Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
@@ -116,7 +117,7 @@ ALIASES = {
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
 _DEPTH = "depth weights (LeReS/Marigold)"
-_POSE = "animal-pose/DensePose weights"
+_POSE = "DensePose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -129,7 +130,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
-            "animal_openpose",
             "densepose",
             "densepose_parula",
         ),
