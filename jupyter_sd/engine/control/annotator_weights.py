@@ -73,6 +73,7 @@ WEIGHTS: dict[str, Weights] = {
     "zoe": Weights("Intel/zoedepth-nyu", "zoedepth/zoedepth-nyu", ("config.json", "model.safetensors")),
     "midas": Weights("Intel/dpt-hybrid-midas", "midas/dpt-hybrid-midas", ("config.json", "model.safetensors")),
     "normal_bae": Weights(_ANNOTATORS, "normal_bae", ("scannet.pt",)),
+    "leres": Weights(_ANNOTATORS, "leres", ("res101.pth",)),
     **{
         f"oneformer_{data}": Weights(
             f"shi-labs/oneformer_{data}_swin_large",

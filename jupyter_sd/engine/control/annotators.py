@@ -5,10 +5,11 @@ resolution (``resolution.scale_with_pad``), the network run on the padded pictur
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
 variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
 MangaLineExtraction; normals from NNET (``normal_bae.py``) or MiDaS's depth; OneFormer's classes in their palette
-(``segmentation.py``); OpenPose's and DWPose's people and AP10K's animals drawn in colour, M-LSD's lines with the
-unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks
-load once per weights file (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face
-networks only for the modules that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
+(``segmentation.py``); LeReS's depth with its Remove Near/Background % (``leres.py``); OpenPose's and DWPose's
+people and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the padding cropped off;
+``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
+(``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the modules
+that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .normal_bae import load_normal_bae
 
         return load_normal_bae(path)
+    if annotator == "leres":
+        from .leres import load_leres
+
+        return load_leres(path)
     if annotator.startswith("oneformer_"):
         from .segmentation import load_oneformer
 
@@ -229,6 +234,12 @@ def _normal_midas(net: Any, image: np.ndarray, background: float, _unused: float
     return midas_normal_map(net, image, background)
 
 
+def _leres(net: Any, image: np.ndarray, remove_near: float, remove_background: float) -> np.ndarray:
+    from .leres import leres_depth_map
+
+    return leres_depth_map(net, image, remove_near, remove_background)
+
+
 def _mlsd(net: Any, image: np.ndarray, value_threshold: float, distance_threshold: float) -> np.ndarray:
     from .mlsd import mlsd_map
 
@@ -261,8 +272,10 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
 TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray]]] = {
     "mlsd": ("mlsd", _mlsd),
     "normal_midas": ("midas", _normal_midas),
+    "depth_leres": ("leres", _leres),
 }
-"""Modules whose work also takes the unit's Threshold A and B (M-LSD's thresholds, normal_midas's background)."""
+"""Modules whose work also takes the unit's Threshold A and B (M-LSD's thresholds, normal_midas's background,
+depth_leres's Remove Near % and Remove Background %)."""
 
 
 def inpaint_lama(picture: np.ndarray) -> np.ndarray:

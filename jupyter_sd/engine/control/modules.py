@@ -86,6 +86,13 @@ MODULES: dict[str, Module] = {
                 "animal_openpose",
             )
         ),
+        Module(
+            "depth_leres",
+            RESOLUTION,
+            Slider("Remove Near %", 0, 100, 0),
+            Slider("Remove Background %", 0, 100, 0),
+            annotator=True,
+        ),
         Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
         Module(
             "mlsd",
@@ -116,13 +123,11 @@ ALIASES = {
 }
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
-_DEPTH = "depth weights (LeReS/Marigold)"
+_DEPTH = "depth weights (Marigold, the hand refiner's)"
 _POSE = "DensePose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
     **dict.fromkeys(
         (
-            "depth_leres",
-            "depth_leres++",
             "depth_hand_refiner",
             "depth_marigold",
         ),
@@ -135,6 +140,7 @@ NEEDS_WEIGHTS: dict[str, str] = {
         ),
         _POSE,
     ),
+    "depth_leres++": "LeReS++'s boost (the pix2pix merge network; depth_leres is built in)",
     "softedge_teed": "TEED weights",
     "normal_dsine": "DSINE's normal-map weights",
     "seg_ufade20k": "UniFormer weights (no transformers port; seg_ofade20k paints ADE20K)",
