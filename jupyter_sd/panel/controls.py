@@ -1,9 +1,8 @@
 """The panel's option controls, generated from `PaintRequest`'s fields (STYLE P3).
 
 Each field's metadata gives the widget: choices make a Dropdown, a range makes a slider whose limits are the
-validation range (ipywidgets clamps a value above ``max``, so the two must agree), a bool makes a Checkbox.
-Only API that ipywidgets 7.7 (Colab) and 8 share is used. Every control carries the CSS class
-``jupyter-sd-<field>`` so a browser, a test or a lab extension can find it.
+validation range (ipywidgets clamps a value above ``max``, so the two must agree), a bool makes a Checkbox. Only API
+ipywidgets 7.7 (Colab) and 8 share is used. Every control carries the CSS class ``jupyter-sd-<field>``.
 """
 
 from __future__ import annotations

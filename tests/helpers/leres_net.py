@@ -5,10 +5,10 @@ reference), the in-place ReLU of the published FTB kept as the published code ha
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F  # noqa: N812
+
+from helpers.normal_nets import batch_norm_net_state
 
 STEM, GROUPS = 8, 2
 LAYERS = ((4, 8, 2), (8, 16, 1), (8, 16, 2), (16, 32, 1))
@@ -63,19 +63,7 @@ def _shapes() -> dict[str, tuple[int, ...]]:
 
 def leres_state(seed: int = 7) -> dict[str, torch.Tensor]:
     """Random weights in res101.pth's ``depth_model`` layout (``module.``-prefixed, as the file was saved)."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, shape in _shapes().items():
-        if name.endswith("running_var"):
-            state[name] = torch.rand(shape, generator=generator) + 0.5
-        elif name.endswith(("running_mean", "bias")):
-            state[name] = torch.randn(shape, generator=generator) * 0.1
-        elif len(shape) == 1:  # a batch norm's scale
-            state[name] = torch.rand(shape, generator=generator) + 0.5
-        else:
-            fan_in = max(1, math.prod(shape[1:]))
-            state[name] = torch.randn(shape, generator=generator) * 1.5 / fan_in**0.5
-    return state
+    return batch_norm_net_state(_shapes(), seed)
 
 
 def _norm(s: dict[str, torch.Tensor], key: str, x: torch.Tensor) -> torch.Tensor:

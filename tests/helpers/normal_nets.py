@@ -94,9 +94,14 @@ def _shapes() -> dict[str, tuple[int, ...]]:
 
 def normal_bae_state(seed: int = 3) -> dict[str, torch.Tensor]:
     """Random weights in scannet.pt's layout (``module.``-prefixed: the file was saved from a DataParallel)."""
+    return batch_norm_net_state(_shapes(), seed)
+
+
+def batch_norm_net_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    """Random weights for a conv net with batch norms: statistics near 1 and 0, convs scaled by their fan-in."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
-    for name, shape in _shapes().items():
+    for name, shape in shapes.items():
         if name.endswith("running_var"):
             state[name] = torch.rand(shape, generator=generator) + 0.5
         elif name.endswith(("running_mean", "bias")):

@@ -53,17 +53,13 @@ class FlowControl(Control):
     def for_pass(self, hires: bool) -> FlowControl | None:
         """The units of the first pass or of the hires pass, by their Hr Option (None: no unit in that pass)."""
         picked = super().for_pass(hires)
-        if picked is None:
-            return None
-        return FlowControl(
-            picked.units,
-            picked.loaded,
-            picked.images,
-            picked.masks,
-            adapters=picked.adapters,
-            positions=picked.positions,
-            family=self.family,
-        )
+        return None if picked is None else FlowControl.of(picked, self.family)
+
+    @classmethod
+    def of(cls, control: Control, family: Any) -> FlowControl:
+        """`control`'s units (IP-Adapters and positions with them) painted by `family`'s ControlNet pipelines."""
+        parts = control.units, control.loaded, control.images, control.masks
+        return cls(*parts, adapters=control.adapters, positions=control.positions, family=family)
 
     def kwargs(
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
@@ -159,15 +155,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     check_request(family, request, units)
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     _check_models(pipe, family, control)
-    return FlowControl(
-        control.units,
-        control.loaded,
-        control.images,
-        control.masks,
-        adapters=control.adapters,
-        positions=control.positions,
-        family=family,
-    )
+    return FlowControl.of(control, family)
 
 
 def _check_adapters(family: Any, request: Any, units: list) -> None:

@@ -84,7 +84,9 @@ def load_vit_l(path: Path, allow_pickle: bool) -> Any:
 
 
 @dataclass
-class _State:
+class AdapterState:
+    """What a transformer pipeline keeps of its adapters: weights and encoders read, what is installed now."""
+
     weights: dict[tuple, dict] = field(default_factory=dict)
     encoders: dict[str, Any] = field(default_factory=dict)
     installed: dict[tuple, tuple] = field(default_factory=dict)
@@ -92,8 +94,8 @@ class _State:
     own: tuple = ()
 
 
-def _state_of(pipe: Any) -> _State:
-    return pipe.__dict__.setdefault(_STATE, _State())
+def _state_of(pipe: Any) -> AdapterState:
+    return pipe.__dict__.setdefault(_STATE, AdapterState())
 
 
 def attach_flux(

@@ -13,11 +13,11 @@ Installed sets are kept: the transformer's own processors and ``image_proj`` go 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .ip_adapter_files import AdapterFile, load_siglip
+from .ip_adapter_flow import AdapterState
 
 _STATE = "_jupyter_sd_sd3_ip_adapters"
 
@@ -84,17 +84,8 @@ def encoder_width(state: dict) -> int:
     return int(state["image_proj"]["proj_in.weight"].shape[1])
 
 
-@dataclass
-class _State:
-    weights: dict[tuple, dict] = field(default_factory=dict)
-    encoders: dict[str, tuple] = field(default_factory=dict)
-    installed: dict[tuple, tuple] = field(default_factory=dict)
-    current: tuple | None = None
-    own: tuple = ()
-
-
-def _state_of(pipe: Any) -> _State:
-    return pipe.__dict__.setdefault(_STATE, _State())
+def _state_of(pipe: Any) -> AdapterState:
+    return pipe.__dict__.setdefault(_STATE, AdapterState())
 
 
 def attach_sd3(pipe: Any, file: AdapterFile, weights: dict, encoder_path: Path, allow_pickle: bool) -> None:
