@@ -134,7 +134,9 @@ class WidgetKernel:
         raise AssertionError(f"no widget displayed in {outputs}")
 
     def children(self, model_id: str) -> list[str]:
-        """The ids of a container's children."""
+        """The ids of a container's children (a model named before its ``comm_open`` was read is waited for)."""
+        if model_id not in self.models:
+            self.wait_for(lambda: model_id in self.models, timeout=10, what=f"the widget model {model_id}")
         return [ref.replace("IPY_MODEL_", "") for ref in self.models[model_id].get("children", [])]
 
     def find(self, css: str, root: str) -> list[str]:
