@@ -15,7 +15,7 @@ encoder: ip_adapter_sd3.py).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from .ip_adapter_files import (
     load_encoder,
 )
 from .ip_adapter_files import find_encoder as _find_encoder
-from .ip_adapter_flow import attach_flux, detach_flux, encoder_input_width, read_flux_adapter
+from .ip_adapter_flow import AdapterState, attach_flux, detach_flux, encoder_input_width, read_flux_adapter
 from .ip_adapter_sd3 import attach_sd3, detach_sd3, encoder_width, read_sd3_adapter
 
 _WIDTHS = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
@@ -191,14 +191,8 @@ class _Installed:
 
 
 @dataclass
-class _State:
-    """What a pipeline holds: adapters' weights and encoders read once, installed sets kept, the UNet's own parts."""
-
-    weights: dict[tuple, dict] = field(default_factory=dict)
-    encoders: dict[tuple, Any] = field(default_factory=dict)
-    installed: dict[tuple, _Installed] = field(default_factory=dict)
-    current: tuple | None = None
-    own: tuple = ()
+class _State(AdapterState):
+    """What a UNet pipeline holds (as a transformer's, `AdapterState`); `installed` keeps `_Installed` sets."""
 
     def weights_of(self, pipe: Any, file: AdapterFile, allow_pickle: bool) -> dict:
         if file.key not in self.weights:
