@@ -74,6 +74,12 @@ WEIGHTS: dict[str, Weights] = {
     "midas": Weights("Intel/dpt-hybrid-midas", "midas/dpt-hybrid-midas", ("config.json", "model.safetensors")),
     "normal_bae": Weights(_ANNOTATORS, "normal_bae", ("scannet.pt",)),
     "leres": Weights(_ANNOTATORS, "leres", ("res101.pth",)),
+    "anime_face_segment": Weights(
+        "bdsqlsz/qinglong_controlnet-lllite", "anime_face_segment", ("UNet.pth",), "Annotators"
+    ),
+    "densepose": Weights(
+        "LayerNorm/DensePose-TorchScript-with-hint-image", "densepose", ("densepose_r50_fpn_dl.torchscript",)
+    ),
     **{
         f"oneformer_{data}": Weights(
             f"shi-labs/oneformer_{data}_swin_large",
