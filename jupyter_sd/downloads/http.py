@@ -107,8 +107,11 @@ def fetch_model(
     retries: int = 3,
     info: dict[str, Any] | None = None,
     folder: Path | None = None,
+    suffixes: tuple[str, ...] = MODEL_SUFFIXES,
 ) -> Downloaded:
     """Fetch one model file over HTTP(S) into the models folder (or into `folder`, e.g. the annotators').
+
+    `suffixes`: the file names taken (the annotators' also take ``.onnx`` and ``.torchscript`` exports).
 
     The bytes go to ``NAME.part`` (in the kind's subfolder when the kind is known, else in the models folder
     until the file's tensors tell); a later call resumes it with a Range request. The file takes its real name
@@ -123,9 +126,9 @@ def fetch_model(
     headers = headers or {}
     response = _open(url, headers, 0, refusal_hint)
     name = _safe_name(name or _filename(response, url))
-    if not name.lower().endswith(MODEL_SUFFIXES):
+    if not name.lower().endswith(suffixes):
         response.close()
-        msg = f"download: {url} is not a model file (got '{name}'; allowed: {', '.join(MODEL_SUFFIXES)})"
+        msg = f"download: {url} is not a model file (got '{name}'; allowed: {', '.join(suffixes)})"
         raise ValueError(msg)
     folder = folder or (library.subfolder(folder_kind(kind)) if kind else library.models_dir())
     final = folder / name

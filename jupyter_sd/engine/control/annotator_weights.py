@@ -74,6 +74,12 @@ WEIGHTS: dict[str, Weights] = {
     "midas": Weights("Intel/dpt-hybrid-midas", "midas/dpt-hybrid-midas", ("config.json", "model.safetensors")),
     "normal_bae": Weights(_ANNOTATORS, "normal_bae", ("scannet.pt",)),
     "leres": Weights(_ANNOTATORS, "leres", ("res101.pth",)),
+    "anime_face_segment": Weights(
+        "bdsqlsz/qinglong_controlnet-lllite", "anime_face_segment", ("UNet.pth",), "Annotators"
+    ),
+    "densepose": Weights(
+        "LayerNorm/DensePose-TorchScript-with-hint-image", "densepose", ("densepose_r50_fpn_dl.torchscript",)
+    ),
     **{
         f"oneformer_{data}": Weights(
             f"shi-labs/oneformer_{data}_swin_large",
@@ -135,19 +141,20 @@ def _download(weights: Weights) -> None:
 
     from ...downloads.http import MODEL_SUFFIXES, fetch_model
 
+    streamed = (*MODEL_SUFFIXES, ".onnx", ".torchscript")  # weights and exports: progress, .part resume
     folder = annotators_dir() / weights.folder
     folder.mkdir(parents=True, exist_ok=True)
     for name in weights.files:
         if (folder / name).is_file():
             continue
         url = _hub_url(weights.repo, f"{weights.remote}/{name}" if weights.remote else name)
-        if not name.endswith(MODEL_SUFFIXES):  # config, vocabulary: small files fetched whole
+        if not name.endswith(streamed):  # config, vocabulary: small files fetched whole
             try:
                 _fetch_small(url, folder / name)
             except (urllib.error.URLError, OSError) as error:
                 raise ValueError(f"download: can't fetch {url} ({getattr(error, 'reason', error)})") from None
         else:
-            fetch_model(url, kind="controlnet", name=name, folder=folder)
+            fetch_model(url, kind="controlnet", name=name, folder=folder, suffixes=streamed)
 
 
 def annotator_weights(annotator: str, module: str | None = None) -> Path:

@@ -5,9 +5,10 @@ resolution (``resolution.scale_with_pad``), the network run on the padded pictur
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
 variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
 MangaLineExtraction; normals from NNET (``normal_bae.py``) or MiDaS's depth; OneFormer's classes in their palette
-(``segmentation.py``); LeReS's depth with its Remove Near/Background % (``leres.py``); OpenPose's and DWPose's
-people and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the padding cropped off;
-``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
+(``segmentation.py``), the anime face U-Net's in its colours (``anime_face.py``), DensePose's body parts through
+viridis or parula (``densepose.py``); LeReS's depth with its Remove Near/Background % (``leres.py``); OpenPose's
+and DWPose's people and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the padding
+cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
 (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the modules
 that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
 """
@@ -82,6 +83,14 @@ def _load(annotator: str, path: Path) -> Any:
         from .leres import load_leres
 
         return load_leres(path)
+    if annotator == "anime_face_segment":
+        from .anime_face import load_anime_face
+
+        return load_anime_face(path)
+    if annotator == "densepose":
+        from .densepose import load_densepose
+
+        return load_densepose(path)
     if annotator.startswith("oneformer_"):
         from .segmentation import load_oneformer
 
@@ -200,6 +209,21 @@ def _normal_bae(net: Any, image: np.ndarray) -> np.ndarray:
     return bae_normal_map(net, image)
 
 
+def _anime_face(net: Any, image: np.ndarray) -> np.ndarray:
+    from .anime_face import anime_face_map
+
+    return anime_face_map(net, image)
+
+
+def _densepose(colormap: str) -> Callable[[Any, np.ndarray], np.ndarray]:
+    def work(net: Any, image: np.ndarray) -> np.ndarray:
+        from .densepose import densepose_map
+
+        return densepose_map(net, image, colormap)
+
+    return work
+
+
 def _seg(annotator: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     def work(net: Any, image: np.ndarray) -> np.ndarray:
         from .segmentation import seg_map
@@ -265,6 +289,9 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "normal_bae": ("normal_bae", _normal_bae),
     "seg_ofade20k": ("oneformer_ade20k", _seg("oneformer_ade20k")),
     "seg_ofcoco": ("oneformer_coco", _seg("oneformer_coco")),
+    "seg_anime_face": ("anime_face_segment", _anime_face),
+    "densepose": ("densepose", _densepose("viridis")),
+    "densepose_parula": ("densepose", _densepose("parula")),
     "dw_openpose_full": ("dwpose_det", _dwpose("dw_openpose_full")),
     "animal_openpose": ("dwpose_det", _animal),
 }

@@ -84,6 +84,9 @@ MODULES: dict[str, Module] = {
                 "seg_ofcoco",
                 "dw_openpose_full",
                 "animal_openpose",
+                "seg_anime_face",
+                "densepose",
+                "densepose_parula",
             )
         ),
         Module(
@@ -124,7 +127,6 @@ ALIASES = {
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
 _DEPTH = "depth weights (Marigold, the hand refiner's)"
-_POSE = "DensePose weights"
 NEEDS_WEIGHTS: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -133,18 +135,10 @@ NEEDS_WEIGHTS: dict[str, str] = {
         ),
         _DEPTH,
     ),
-    **dict.fromkeys(
-        (
-            "densepose",
-            "densepose_parula",
-        ),
-        _POSE,
-    ),
     "depth_leres++": "LeReS++'s boost (the pix2pix merge network; depth_leres is built in)",
     "softedge_teed": "TEED weights",
     "normal_dsine": "DSINE's normal-map weights",
     "seg_ufade20k": "UniFormer weights (no transformers port; seg_ofade20k paints ADE20K)",
-    "seg_anime_face": "the anime face segmentation weights",
     "mediapipe_face": "the mediapipe package",
 }
 """Modules not built yet, and what they would need."""

@@ -138,3 +138,17 @@ def test_openpose_and_mlsd_files_download_once_into_their_folders(hub, models):
         asked = len(hub.requests(f"/lllyasviel/Annotators/resolve/main/{name}"))
         assert annotator_weights(annotator) == path
         assert len(hub.requests(f"/lllyasviel/Annotators/resolve/main/{name}")) == asked  # there now: not asked again
+
+
+def test_torchscript_and_unet_files_download_through_the_streamed_path(hub, models):
+    from jupyter_sd.engine.control.annotator_weights import annotator_weights
+
+    script = "/LayerNorm/DensePose-TorchScript-with-hint-image/resolve/main/densepose_r50_fpn_dl.torchscript"
+    data = b"torchscript" * 5000
+    hub.files[script] = Served(data, drop_after=len(data) // 2)
+    hub.add_hub_file("bdsqlsz/qinglong_controlnet-lllite", "Annotators/UNet.pth", b"unet" * 100)
+    path = annotator_weights("densepose")
+    assert path == models / "densepose" / "densepose_r50_fpn_dl.torchscript" and path.read_bytes() == data
+    assert f"bytes={len(data) // 2}-" in [h.get("Range") for h in hub.requests(script)]  # resumed, not whole
+    assert annotator_weights("anime_face_segment") == models / "anime_face_segment" / "UNet.pth"
+    assert (models / "anime_face_segment" / "UNet.pth").read_bytes() == b"unet" * 100
