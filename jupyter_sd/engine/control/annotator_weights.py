@@ -74,6 +74,7 @@ WEIGHTS: dict[str, Weights] = {
     "midas": Weights("Intel/dpt-hybrid-midas", "midas/dpt-hybrid-midas", ("config.json", "model.safetensors")),
     "normal_bae": Weights(_ANNOTATORS, "normal_bae", ("scannet.pt",)),
     "leres": Weights(_ANNOTATORS, "leres", ("res101.pth",)),
+    "normal_dsine": Weights("bdsqlsz/qinglong_controlnet-lllite", "normal_dsine", ("dsine.pt",), "Annotators"),
     **{
         f"oneformer_{data}": Weights(
             f"shi-labs/oneformer_{data}_swin_large",
