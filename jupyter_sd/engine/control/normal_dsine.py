@@ -260,7 +260,8 @@ def pad_to_32(size: int) -> tuple[int, int]:
 
 def fov_camera(fov: float, height: int, width: int) -> tuple[float, float, float, float]:
     """The extension's intrinsics for a `height`×`width` picture: (fu, fv, cu, cv), DSINE's pad offset added."""
-    focal = (max(width, height) / 2.0) / np.tan(np.deg2rad(fov / 2.0))
+    tangent = math.tan(math.radians(fov / 2.0))
+    focal = (max(width, height) / 2.0) / tangent if tangent else math.inf  # Fov 0: parallel rays, as numpy's inf
     return focal, focal, width / 2.0 - 0.5 + pad_to_32(width)[0], height / 2.0 - 0.5 + pad_to_32(height)[0]
 
 
