@@ -153,17 +153,28 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([n, F.elu(x[:, 3:]) + 1.01], 1)
 
 
-def normal_bae_reference(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """NNET's finest output (1×4×H×W) for `x` (normalized, sides multiples of 32)."""
-    s = {k.removeprefix("module."): v for k, v in state.items()}
-    e, d = "encoder.original_model.", "decoder."
+def efficientnet_reference(s: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The tiny EfficientNet's seven stage outputs and its head convolution (before bn2), `s` without ``module.``."""
+    e = "encoder.original_model."
     h = F.silu(_norm(s, e + "bn1", _same(x, s[e + "conv_stem.weight"], 2)))
     outs = []
     for i, (_, blocks, _, stride) in enumerate(STAGES):
         for b in range(blocks):
             h = _block(s, f"{e}blocks.{i}.{b}", h, stride if b == 0 else 1, first=i == 0)
         outs.append(h)
-    h = F.conv2d(h, s[e + "conv_head.weight"])
+    return outs, F.conv2d(h, s[e + "conv_head.weight"])
+
+
+def encoder_shapes() -> dict[str, tuple[int, ...]]:
+    """The tiny EfficientNet's tensors (``module.encoder.original_model.`` names) alone."""
+    return {k: v for k, v in _shapes().items() if k.startswith(ENC)}
+
+
+def normal_bae_reference(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """NNET's finest output (1×4×H×W) for `x` (normalized, sides multiples of 32)."""
+    s = {k.removeprefix("module."): v for k, v in state.items()}
+    d = "decoder."
+    outs, h = efficientnet_reference(s, x)
     h = F.conv2d(h, s[d + "conv2.weight"], s[d + "conv2.bias"])
     feats = []
     for i, skip in enumerate((outs[4], outs[2], outs[1], outs[0]), start=1):

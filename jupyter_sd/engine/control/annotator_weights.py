@@ -80,6 +80,7 @@ WEIGHTS: dict[str, Weights] = {
     "densepose": Weights(
         "LayerNorm/DensePose-TorchScript-with-hint-image", "densepose", ("densepose_r50_fpn_dl.torchscript",)
     ),
+    "normal_dsine": Weights("bdsqlsz/qinglong_controlnet-lllite", "normal_dsine", ("dsine.pt",), "Annotators"),
     **{
         f"oneformer_{data}": Weights(
             f"shi-labs/oneformer_{data}_swin_large",

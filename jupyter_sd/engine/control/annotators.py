@@ -4,11 +4,12 @@ Each follows sd-webui-controlnet's module of the same name: the picture scaled a
 resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
 map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
 variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
-MangaLineExtraction; normals from NNET (``normal_bae.py``) or MiDaS's depth; OneFormer's classes in their palette
-(``segmentation.py``), the anime face U-Net's in its colours (``anime_face.py``), DensePose's body parts through
-viridis or parula (``densepose.py``); LeReS's depth with its Remove Near/Background % (``leres.py``); OpenPose's
-and DWPose's people and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the padding
-cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
+MangaLineExtraction; normals from NNET (``normal_bae.py``), DSINE (``normal_dsine.py``, its camera from the unit
+picture's own size) or MiDaS's depth; OneFormer's classes in their palette (``segmentation.py``), the anime face
+U-Net's in its colours (``anime_face.py``), DensePose's body parts through viridis or parula (``densepose.py``);
+LeReS's depth with its Remove Near/Background % (``leres.py``); OpenPose's and DWPose's people and AP10K's animals
+drawn in colour, M-LSD's lines with the unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the
+mask with LaMa (``lama.py``). Networks load once per weights file
 (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the modules
 that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
 """
@@ -79,6 +80,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .normal_bae import load_normal_bae
 
         return load_normal_bae(path)
+    if annotator == "normal_dsine":
+        from .normal_dsine import load_dsine
+
+        return load_dsine(path)
     if annotator == "leres":
         from .leres import load_leres
 
@@ -258,6 +263,12 @@ def _normal_midas(net: Any, image: np.ndarray, background: float, _unused: float
     return midas_normal_map(net, image, background)
 
 
+def _normal_dsine(net: Any, image: np.ndarray, unit_size: tuple[int, int], fov: float, iterations: float) -> np.ndarray:
+    from .normal_dsine import dsine_normal_map
+
+    return dsine_normal_map(net, image, unit_size, fov, iterations)
+
+
 def _leres(net: Any, image: np.ndarray, remove_near: float, remove_background: float) -> np.ndarray:
     from .leres import leres_depth_map
 
@@ -303,6 +314,11 @@ TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray
 }
 """Modules whose work also takes the unit's Threshold A and B (M-LSD's thresholds, normal_midas's background,
 depth_leres's Remove Near % and Remove Background %)."""
+SIZED: dict[str, tuple[str, Callable[[Any, np.ndarray, tuple[int, int], float, float], np.ndarray]]] = {
+    "normal_dsine": ("normal_dsine", _normal_dsine),
+}
+"""Modules whose work also takes the unit picture's own (height, width) before scaling, and Threshold A and B
+(normal_dsine's camera is made from that size and its Fov; its map is cropped at that size, then the scaled one's)."""
 
 
 def inpaint_lama(picture: np.ndarray) -> np.ndarray:
@@ -331,6 +347,12 @@ def annotate(
 
         def work(net: Any, picture: np.ndarray) -> np.ndarray:
             return tuned(net, picture, threshold_a, threshold_b)
+
+    elif module in SIZED:
+        annotator, sized = SIZED[module]
+
+        def work(net: Any, picture: np.ndarray) -> np.ndarray:
+            return sized(net, picture, image.shape[:2], threshold_a, threshold_b)
 
     else:
         annotator, work = ANNOTATED[module]

@@ -98,6 +98,9 @@ MODULES: dict[str, Module] = {
         ),
         Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
         Module(
+            "normal_dsine", RESOLUTION, Slider("Fov", 0.0, 360.0, 60.0), Slider("Iterations", 1, 20, 5), annotator=True
+        ),
+        Module(
             "mlsd",
             RESOLUTION,
             Slider("MLSD Value Threshold", 0.01, 2.0, 0.1),
@@ -137,7 +140,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
     ),
     "depth_leres++": "LeReS++'s boost (the pix2pix merge network; depth_leres is built in)",
     "softedge_teed": "TEED weights",
-    "normal_dsine": "DSINE's normal-map weights",
     "seg_ufade20k": "UniFormer weights (no transformers port; seg_ofade20k paints ADE20K)",
     "mediapipe_face": "the mediapipe package",
 }
