@@ -106,3 +106,11 @@ def test_bad_pose_json_is_refused_in_one_line(tiny_model_dir, tmp_path, image, m
         _paint(tiny_model_dir, "unused", image, module, tmp_path / "out", save=False)
     line = str(refused.value)
     assert expected in line and "\n" not in line and len(line) < 200, line
+
+
+def test_controlnet_image_names_a_pose_json_for_a_unit(tiny_model_dir, tmp_path):
+    (tmp_path / "pose.json").write_text('{"people": [{"pose_keypoints_2d": [1, 2]}], "canvas_width": 8}')
+    units = read_units(["Module: openpose, Model: unused"])
+    request = tiny_request(tiny_model_dir, controlnet=units, controlnet_image=f"0={tmp_path / 'pose.json'}")
+    with pytest.raises(ValueError, match=r"controlnet unit 0 image: canvas_height and canvas_width must be 1\.\.16384"):
+        render(request, reraise_interrupt=False)
