@@ -16,7 +16,7 @@ from jupyter_sd.engine.control.openpose import detect_poses
 from jupyter_sd.engine.control.pose_draw import Pose, draw_poses
 from jupyter_sd.engine.control.pose_json import read_pose_json
 from jupyter_sd.engine.control.pose_nets import body_net, part_net
-from jupyter_sd.engine.control.pose_parts import detect_face, detect_hands
+from jupyter_sd.engine.control.pose_parts import detect_face
 from jupyter_sd.engine.control.pose_render import pose_picture, render_pose_map
 from jupyter_sd.engine.control.preprocessors import preprocess
 from jupyter_sd.engine.control.resolution import scale_with_pad
@@ -41,12 +41,11 @@ def _dot_picture(height: int = 256, width: int = 256) -> np.ndarray:
 
 
 def _expected_pose(picture: np.ndarray) -> Pose:
-    """The person the networks find in `picture`, found here step by step (body, then hands and face from it)."""
+    """The person the networks find in `picture`, found here step by step (the body, then the face from it)."""
     bgr = np.ascontiguousarray(picture[:, :, ::-1])
     height, width = picture.shape[:2]
     (pose,) = detect_poses(body_net(structured_body_state()), picture)
     body = [None if p is None else (p[0] * width, p[1] * height) for p in pose.body]
-    pose.left_hand, pose.right_hand = detect_hands(part_net(pose_state("hand", 32, 1)), bgr, body)
     pose.face = detect_face(part_net(pose_state("face", 32, 2)), bgr, body)
     return pose
 
@@ -62,18 +61,19 @@ def _triples(points) -> list[float] | None:
 
 def test_the_json_kept_is_the_keypoints_found_as_fractions_of_the_canvas(pose_files):
     kept = []
-    made = preprocess("openpose_full", _dot_picture(), 256, on_pose=kept.append)
+    made = preprocess("openpose_face", _dot_picture(), 256, on_pose=kept.append)  # (hands: the slow network)
     (data,) = kept
     pose = _expected_pose(_dot_picture())
     assert data["canvas_width"] == data["canvas_height"] == 256 and data["animals"] == []
     (person,) = data["people"]
     assert person["pose_keypoints_2d"] == _triples(pose.body)
-    assert person["hand_left_keypoints_2d"] == _triples(pose.left_hand)
-    assert person["hand_right_keypoints_2d"] == _triples(pose.right_hand)
-    assert person["face_keypoints_2d"] == _triples(pose.face)
+    assert pose.face is not None and person["face_keypoints_2d"] == _triples(pose.face)
+    assert person["hand_left_keypoints_2d"] is None and person["hand_right_keypoints_2d"] is None
     assert all(0 <= v <= 1 for v in person["pose_keypoints_2d"])  # fractions, as the extension writes them
     assert person["pose_keypoints_2d"][3 * 14 : 3 * 14 + 3] != [0.0, 0.0, 0.0]
-    np.testing.assert_array_equal(render_pose_map(data), made)  # the JSON draws the detected map again
+    without_hands = draw_poses([pose], 256, 256, body=True, hands=True, face=True)
+    np.testing.assert_array_equal(render_pose_map(data), without_hands)  # the JSON draws every part it holds
+    np.testing.assert_array_equal(made, without_hands)  # the detected map again: openpose_face has no hands
 
 
 def test_a_padded_picture_keeps_the_padded_canvas_as_the_extension_does(pose_files):
