@@ -166,9 +166,36 @@ def _unit_pictures(
 ) -> Pictures:
     """Each ControlNet unit's picture (file, URL, ``_``, variable or object) and its record; None where it has none."""
     loaded = [
-        (None, None) if unit.image is None else load_picture(f"controlnet unit {i} image", unit.image, namespace, last)
-        for i, unit in enumerate(units)
+        (None, None) if unit.image is None else _unit_picture(i, unit, namespace, last) for i, unit in enumerate(units)
     ]
     pictures.control = tuple(image for image, _ in loaded)
     pictures.control_records = tuple(record for _, record in loaded)
     return pictures
+
+
+def _is_pose_json(spec: Any) -> bool:
+    return isinstance(spec, dict) or (isinstance(spec, str) and spec.strip().lower().endswith(".json"))
+
+
+def _unit_picture(
+    i: int, unit: Any, namespace: Mapping[str, Any] | None, last: PaintResult | None
+) -> tuple[Image.Image, dict | None]:
+    """A unit's picture; a pose JSON (a ``.json`` file or a dict, sd-webui-controlnet's) drawn as its pose map."""
+    label = f"controlnet unit {i} image"
+    if not _is_pose_json(unit.image):
+        return load_picture(label, unit.image, namespace, last)
+    from ..engine.control.modules import find_module
+    from ..engine.control.pose_json import POSE_MODULES, read_pose_json
+    from ..engine.control.pose_render import pose_picture
+
+    module = find_module(unit.module).name
+    if module != "none" and module not in POSE_MODULES:
+        msg = f"{label}: a pose JSON is a pose map; its module is none or an openpose one (got {module})"
+        raise ValueError(msg)
+    if isinstance(unit.image, dict):
+        return pose_picture(unit.image, label), None
+    path = Path(unit.image.strip()).expanduser()
+    if not path.is_file():
+        msg = f"{label}: no such file '{unit.image.strip()}'"
+        raise ValueError(msg)
+    return pose_picture(read_pose_json(path, label), label), _record(path)

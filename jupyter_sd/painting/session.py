@@ -5,6 +5,7 @@ Also holds the kernel's defaults (what ``%paint config`` sets) and the one engin
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import Engine, Fanout, Progress
+from ..engine.control.pose_json import POSE_INFO
 from ..engine.pictures import Pictures
 from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
@@ -72,6 +74,10 @@ class ImageSaver(Progress):
             if request.save_detected:  # sd-webui-controlnet's "save detected map", beside the picture
                 for unit, detected in enumerate(result.detected_maps):
                     detected.save(companion_path(result.paths[-1], f"control{unit}"))
+                for unit, pose in enumerate(result.detected_poses):  # the extension's pose JSON, beside its map
+                    if pose is not None:
+                        json_path = companion_path(result.paths[-1], f"control{unit}").with_suffix(".json")
+                        json_path.write_text(json.dumps(pose, indent=4), encoding="utf-8")
 
     def _unit_records(self) -> list[dict | None]:
         """Each ControlNet unit's picture as a file (path, sha256); in-memory ones saved beside the pictures once."""
@@ -80,8 +86,8 @@ class ImageSaver(Progress):
             return []
         records = list(pictures.control_records) + [None] * (len(pictures.control) - len(pictures.control_records))
         for i, image in enumerate(pictures.control):
-            if image is not None and records[i] is None:
-                records[i] = save_input(image, self.folder, f"control{i}")
+            if image is not None and records[i] is None:  # (a pose JSON's map: its JSON, so a re-run skips detection)
+                records[i] = save_input(image.info.get(POSE_INFO, image), self.folder, f"control{i}")
         pictures.control_records = tuple(records)
         return records
 

@@ -210,8 +210,10 @@ def attach_input(picture: str | os.PathLike, role: str, png: bytes) -> Path:
     return target
 
 
-def save_input(image: Image.Image, folder: str | os.PathLike, kind: str) -> dict[str, str]:
-    """Save an init or mask that exists only in memory as ``KIND-HASH.png`` in `folder` (once: named by content).
+def save_input(image: Image.Image | dict, folder: str | os.PathLike, kind: str) -> dict[str, str]:
+    """Save an input that exists only in memory as ``KIND-HASH.png`` in `folder` (once: named by content).
+
+    A dict (a ControlNet unit's pose JSON) is saved as ``KIND-HASH.json``.
 
     Returns
     -------
@@ -220,13 +222,17 @@ def save_input(image: Image.Image, folder: str | os.PathLike, kind: str) -> dict
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    data = buffer.getvalue()
+    suffix = ".json" if isinstance(image, dict) else ".png"
+    if isinstance(image, dict):
+        data = json.dumps(image, indent=4).encode("utf-8")
+    else:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    target = folder / f"{kind}-{digest[:12]}.png"
+    target = folder / f"{kind}-{digest[:12]}{suffix}"
     if not target.is_file():
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp_name, target)

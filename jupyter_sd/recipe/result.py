@@ -88,6 +88,8 @@ class PaintResult(Outcome):
     paths: list[Path] = field(default_factory=list)
     detected_maps: list[Image.Image] = field(default_factory=list)
     """Each ControlNet unit's detected map (its preprocessor's output), in unit order; saved with --save-detected."""
+    detected_poses: list[dict | None] = field(default_factory=list)
+    """Each unit's poses as sd-webui-controlnet's OpenPose JSON (pose modules, or a pose JSON given), else None."""
     interrupted_at: int | None = None
     """The step (1-based) at which a stop or interrupt ended the run, or None when it ran to the end."""
     stopped_by: str | None = None

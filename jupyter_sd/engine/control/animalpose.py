@@ -17,6 +17,7 @@ import numpy as np
 
 from .dwpose_detect import detect_people
 from .dwpose_keypoints import box_centre_scale, crop_input, simcc_decode, to_picture
+from .pose_json import encode_poses
 
 ANIMAL_CLASSES = tuple(range(14, 24))
 """COCO's animal classes the detector's boxes are kept for: bird, cat, dog, horse, sheep, cow, elephant, bear,
@@ -50,19 +51,31 @@ def animal_keypoints(net: Callable[[np.ndarray], list[np.ndarray]] | Any, image:
 
 
 def draw_animals(animals: list[np.ndarray], height: int, width: int) -> np.ndarray:
-    """The animals' skeletons (each 17×2 points in pixels) on black: each limb a 5 px line in its colour."""
+    """The animals' skeletons (each 17 points in pixels) on black: each limb a 5 px line in its colour.
+
+    A limb with a point missing (None: a pose JSON's point under confidence 1) is not drawn, as the extension's.
+    """
     import cv2
 
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     for points in animals:
         for (a, b), colour in zip(LIMBS, COLOURS):
+            if a >= len(points) or b >= len(points) or points[a] is None or points[b] is None:
+                continue
             start = (int(points[a][0]), int(points[a][1]))  # truncated, as the extension does
             cv2.line(canvas, start, (int(points[b][0]), int(points[b][1])), colour, LINE_WIDTH)
     return canvas
 
 
-def animal_map(image: np.ndarray, det_net: Any, pose_net: Any) -> np.ndarray:
-    """``animal_openpose``'s map of an RGB picture (H×W×3 uint8): each animal found drawn on black."""
+def animal_map(
+    image: np.ndarray, det_net: Any, pose_net: Any, on_pose: Callable[[dict], None] | None = None
+) -> np.ndarray:
+    """``animal_openpose``'s map of an RGB picture (H×W×3 uint8): each animal found drawn on black.
+
+    `on_pose` is given the animals as the extension's JSON (``animals``: pixels, every point at confidence 1).
+    """
     boxes = detect_people(det_net, image, ANIMAL_CLASSES)
     found = [] if boxes is None or len(boxes) == 0 else animal_keypoints(pose_net, image, boxes)
+    if on_pose is not None:
+        on_pose(encode_poses([], [points for points, _ in found], image.shape[0], image.shape[1]))
     return draw_animals([points for points, _ in found], image.shape[0], image.shape[1])

@@ -23,6 +23,7 @@ import numpy as np
 
 from .annotator_weights import annotator_weights
 from .openpose import OPENPOSE_MODULES
+from .pose_json import POSE_MODULES
 from .resolution import scale_with_pad
 
 _LOADED: dict[tuple[str, str, float], Any] = {}
@@ -197,13 +198,13 @@ def _depth(annotator: str) -> Callable[[Any, np.ndarray], np.ndarray]:
 def _openpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     """`module`'s pose map on the body network, the hand and face networks loaded when the module draws them."""
 
-    def work(body_net: Any, image: np.ndarray) -> np.ndarray:
+    def work(body_net: Any, image: np.ndarray, on_pose: Any = None) -> np.ndarray:
         from .openpose import openpose_map
 
         parts = OPENPOSE_MODULES[module]
         hand_net = loaded_net("openpose_hand", module) if parts.hands else None
         face_net = loaded_net("openpose_face", module) if parts.face else None
-        return openpose_map(module, image, body_net, hand_net, face_net)
+        return openpose_map(module, image, body_net, hand_net, face_net, on_pose)
 
     return work
 
@@ -241,20 +242,20 @@ def _seg(annotator: str) -> Callable[[Any, np.ndarray], np.ndarray]:
 def _dwpose(module: str) -> Callable[[Any, np.ndarray], np.ndarray]:
     """DWPose's map on the detector, the pose network loaded beside it (each its ONNX or TorchScript file)."""
 
-    def work(det_net: Any, image: np.ndarray) -> np.ndarray:
+    def work(det_net: Any, image: np.ndarray, on_pose: Any = None) -> np.ndarray:
         from .dwpose import dw_annotator, dwpose_map
 
-        return dwpose_map(module, image, det_net, loaded_net(dw_annotator("pose"), module))
+        return dwpose_map(module, image, det_net, loaded_net(dw_annotator("pose"), module), on_pose)
 
     return work
 
 
-def _animal(det_net: Any, image: np.ndarray) -> np.ndarray:
+def _animal(det_net: Any, image: np.ndarray, on_pose: Any = None) -> np.ndarray:
     """``animal_openpose``'s map on the detector, the AP10K pose network loaded beside it."""
     from .animalpose import animal_map
     from .dwpose import dw_annotator
 
-    return animal_map(image, det_net, loaded_net(dw_annotator("animal"), "animal_openpose"))
+    return animal_map(image, det_net, loaded_net(dw_annotator("animal"), "animal_openpose"), on_pose)
 
 
 def _normal_midas(net: Any, image: np.ndarray, background: float, _unused: float) -> np.ndarray:
@@ -336,11 +337,17 @@ def outpaint_lama(picture: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def annotate(
-    module: str, image: np.ndarray, res: int, threshold_a: float | None = None, threshold_b: float | None = None
+    module: str,
+    image: np.ndarray,
+    res: int,
+    threshold_a: float | None = None,
+    threshold_b: float | None = None,
+    on_pose: Callable[[dict], None] | None = None,
 ) -> np.ndarray:
     """`module`'s map of `image` (H×W×3 uint8) at processor resolution `res`: H×W×3 uint8, padding cropped.
 
-    Grey maps are repeated into three channels; colour maps (OpenPose's) are kept.
+    Grey maps are repeated into three channels; colour maps (OpenPose's) are kept. A pose module gives `on_pose`
+    the poses it found as the extension's JSON (``pose_json``: its canvas the padded picture, as the extension's).
     """
     if module in TUNED:
         annotator, tuned = TUNED[module]
@@ -362,7 +369,8 @@ def annotate(
         annotator = dw_annotator("det")
     net = loaded_net(annotator, module)
     padded, (height, width) = scale_with_pad(image, res)
-    made = np.ascontiguousarray(work(net, padded)[:height, :width])
+    pose = {"on_pose": on_pose} if on_pose is not None and module in POSE_MODULES else {}
+    made = np.ascontiguousarray(work(net, padded, **pose)[:height, :width])
     if module.startswith("scribble_"):
         made = scribble(made)
     return made if made.ndim == 3 else np.ascontiguousarray(np.repeat(made[:, :, None], 3, axis=2))

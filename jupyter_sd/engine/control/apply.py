@@ -143,7 +143,7 @@ class Control:
         return [Image.fromarray(m.detected[:, :, :3]) for m in self.maps]
 
     def report(self, result: Any, progress: Any, first: bool = True) -> None:
-        """The last pass's detected maps: on `result` (saved with --save-detected) and shown by `progress`'s views.
+        """The last pass's detected maps (and poses): on `result` (saved with --save-detected), shown by `progress`.
 
         A later pass (`first` False: the hires one) leaves the result's maps of the first pass as they are.
         """
@@ -152,6 +152,7 @@ class Control:
         maps = self.detected()
         if first or not result.detected_maps:
             result.detected_maps = maps
+            result.detected_poses = [m.pose for m in self.maps]  # pose modules' JSON (pose_json), else None
         numbers = self.positions or range(len(self.units))
         labels = [f"ControlNet {n} · {find_module(unit.module).name}" for n, unit in zip(numbers, self.units)]
         shown = getattr(progress, "detected", None)  # (listeners that predate detected maps may lack it)

@@ -12,13 +12,14 @@ faces drawn by ``pose_draw`` on black (``dwpose_detect`` the boxes, ``dwpose_key
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .dwpose_detect import detect_people
 from .dwpose_keypoints import INPUT_SIZE, estimate_poses
 from .pose_draw import draw_poses
+from .pose_json import encode_poses
 
 DW_MODULES = {"dw_openpose_full": (True, True, True)}
 """Module → what it draws (body, hands, face); sd-webui-controlnet has the full one only."""
@@ -128,9 +129,13 @@ def dw_annotator(role: str) -> str:
     return torchscript
 
 
-def dwpose_map(module: str, image: np.ndarray, det_net: Any, pose_net: Any) -> np.ndarray:
-    """`module`'s map of an RGB picture (H×W×3 uint8): each person found drawn on black."""
+def dwpose_map(
+    module: str, image: np.ndarray, det_net: Any, pose_net: Any, on_pose: Callable[[dict], None] | None = None
+) -> np.ndarray:
+    """`module`'s map of an RGB picture (H×W×3 uint8): each person found drawn on black (`on_pose`: their JSON)."""
     body, hands, face = DW_MODULES[module]
     boxes = detect_people(det_net, image)
     poses = [] if boxes is None else estimate_poses(pose_net, image, boxes)
+    if on_pose is not None:
+        on_pose(encode_poses(poses, [], image.shape[0], image.shape[1]))
     return draw_poses(poses, image.shape[0], image.shape[1], body, hands, face)

@@ -9,12 +9,13 @@ bodies and hands, ``openpose_face`` bodies and faces, ``openpose_faceonly`` face
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .pose_body import detect_bodies
 from .pose_draw import Pose, draw_poses
+from .pose_json import encode_poses
 from .pose_parts import detect_face, detect_hands
 
 
@@ -50,9 +51,19 @@ def detect_poses(body_net: Any, image: np.ndarray, hand_net: Any = None, face_ne
 
 
 def openpose_map(
-    module: str, image: np.ndarray, body_net: Any, hand_net: Any = None, face_net: Any = None
+    module: str,
+    image: np.ndarray,
+    body_net: Any,
+    hand_net: Any = None,
+    face_net: Any = None,
+    on_pose: Callable[[dict], None] | None = None,
 ) -> np.ndarray:
-    """`module`'s pose map of an RGB picture (H×W×3 uint8): the poses drawn on black."""
+    """`module`'s pose map of an RGB picture (H×W×3 uint8): the poses drawn on black.
+
+    `on_pose` is given the poses found as the extension's JSON (``pose_json``), the picture its canvas.
+    """
     parts = OPENPOSE_MODULES[module]
     poses = detect_poses(body_net, image, hand_net if parts.hands else None, face_net if parts.face else None)
+    if on_pose is not None:
+        on_pose(encode_poses(poses, [], image.shape[0], image.shape[1]))
     return draw_poses(poses, image.shape[0], image.shape[1], parts.body, parts.hands, parts.face)

@@ -4,7 +4,8 @@ Bodies: 17 limbs as filled ellipses 4 px thick in their colour at 60 %, then eac
 radius 4 in its colour (OpenPose's 18 colours, red through the hues to pink). Hands: 20 bones as 2 px lines
 coloured round the hue circle, the points as blue circles of radius 4. Faces: white circles of radius 3. Points
 are kept as fractions of the picture's size, as the extension keeps them, and multiplied back when drawn; hand and
-face points at or left of / above 0.01 px (not found), or None (DWPose's unsure points), are not drawn.
+face points at or left of / above 0.01 px (not found), or None (DWPose's unsure points), are not drawn. A part
+given in pixels (a pose JSON's, ``pose_render``) is drawn with ``unit=(1, 1)``.
 """
 
 from __future__ import annotations
@@ -52,11 +53,18 @@ def hue_colour(hue: float) -> tuple[float, float, float]:
     return tuple(float(c) * 255 for c in rgb)
 
 
-def draw_body(canvas: np.ndarray, points: list[tuple[float, float] | None]) -> None:
+def _unit(canvas: np.ndarray, unit: tuple[float, float] | None) -> tuple[float, float]:
+    """What a point is multiplied by: the canvas's width and height (fractions), or the `unit` given (1, 1: pixels)."""
+    return unit if unit is not None else (canvas.shape[1], canvas.shape[0])
+
+
+def draw_body(
+    canvas: np.ndarray, points: list[tuple[float, float] | None], unit: tuple[float, float] | None = None
+) -> None:
     """Limbs (ellipses at 60 % colour) then keypoints (radius-4 circles) of one body, on `canvas` in place."""
     import cv2
 
-    height, width = canvas.shape[:2]
+    width, height = _unit(canvas, unit)
     for (a, b), colour in zip(DRAWN_LIMBS, BODY_COLOURS):
         if points[a - 1] is None or points[b - 1] is None:
             continue
@@ -72,13 +80,13 @@ def draw_body(canvas: np.ndarray, points: list[tuple[float, float] | None]) -> N
             cv2.circle(canvas, (int(point[0] * width), int(point[1] * height)), 4, colour, thickness=-1)
 
 
-def draw_hand(canvas: np.ndarray, points: Any) -> None:
+def draw_hand(canvas: np.ndarray, points: Any, unit: tuple[float, float] | None = None) -> None:
     """A hand's bones (2 px, hue by bone) and points (blue, radius 4), on `canvas` in place."""
     import cv2
 
     if points is None or len(points) == 0:
         return
-    height, width = canvas.shape[:2]
+    width, height = _unit(canvas, unit)
     pixels = [None if p is None else (int(p[0] * width), int(p[1] * height)) for p in points]
     for i, (a, b) in enumerate(HAND_BONES):
         if pixels[a] is None or pixels[b] is None:
@@ -91,13 +99,13 @@ def draw_hand(canvas: np.ndarray, points: Any) -> None:
             cv2.circle(canvas, (x, y), 4, (0, 0, 255), thickness=-1)
 
 
-def draw_face(canvas: np.ndarray, points: Any) -> None:
+def draw_face(canvas: np.ndarray, points: Any, unit: tuple[float, float] | None = None) -> None:
     """A face's points as white circles of radius 3, on `canvas` in place."""
     import cv2
 
     if points is None or len(points) == 0:
         return
-    height, width = canvas.shape[:2]
+    width, height = _unit(canvas, unit)
     for x, y in (p for p in points if p is not None):
         x, y = int(x * width), int(y * height)
         if x > EPS and y > EPS:

@@ -144,12 +144,20 @@ def shuffle_seed(seed: int, subseed: int) -> int:
     return (max(int(seed), 0) + max(int(subseed), 0)) & 0xFFFFFFFF
 
 
-def _run(module: Module, image: np.ndarray, res: int | None, a: float | None, b: float | None, seed: int):
+def _run(
+    module: Module,
+    image: np.ndarray,
+    res: int | None,
+    a: float | None,
+    b: float | None,
+    seed: int,
+    on_pose: Callable[[dict], None] | None,
+):
     name = module.name
     if module.annotator:
         from .annotators import annotate
 
-        return annotate(name, image, res, a, b)
+        return annotate(name, image, res, a, b, on_pose)
     if name == "canny":
         return _on_scaled(_canny(a, b))(image, res)
     if name == "scribble_xdog":
@@ -180,12 +188,14 @@ def preprocess(
     seed: int = 0,
     pixel_perfect: tuple[int, int, object] | None = None,
     fill_to: tuple[int, int] | None = None,
+    on_pose: Callable[[dict], None] | None = None,
 ) -> np.ndarray:
     """The control map of `image` through built-in preprocessor `module`, with sd-webui-controlnet's parameters.
 
     -1 takes a slider's default. ``pixel_perfect=(width, height, resize_mode)`` sets the processor resolution from
     the picture painted instead. `mask` is the inpaint mask (inpaint modules only); `seed` drives shuffle.
     ``fill_to=(width, height)``: the unit resizes by "Resize and Fill", so LaMa fills the added border as well.
+    `on_pose` is given a pose module's poses as the extension's JSON (``pose_json``).
     """
     spec = find_module(module)
     res, a, b = module_params(spec, processor_res, threshold_a, threshold_b)
@@ -203,7 +213,7 @@ def preprocess(
     if pixel_perfect is not None and res is not None:
         width, height, resize_mode = pixel_perfect
         res = pixel_perfect_resolution((picture.shape[1], picture.shape[0]), width, height, resize_mode)
-    return np.ascontiguousarray(_run(spec, picture, res, a, b, seed))
+    return np.ascontiguousarray(_run(spec, picture, res, a, b, seed, on_pose))
 
 
 def inpaint_hint(control_map: np.ndarray) -> np.ndarray:

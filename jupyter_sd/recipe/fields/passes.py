@@ -133,7 +133,8 @@ class InputOptions(PictureOptions):
         default=False,
         metadata=option(
             "Save each ControlNet unit's detected map (its preprocessor's output) beside the picture, as "
-            "NNNNN-SEED-control0.png (always on the result as detected_maps).",
+            "NNNNN-SEED-control0.png, and a pose module's OpenPose JSON as NNNNN-SEED-control0.json (always on "
+            "the result as detected_maps and detected_poses).",
             flags=("--save-detected",),
         ),
     )
