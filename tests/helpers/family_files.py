@@ -59,14 +59,16 @@ _KLEIN_RENAMES = {
     "single_stream_modulation.linear.": "single_stream_modulation.lin.",
     "proj_out.": "final_layer.linear.",
 }
-_KLEIN_DOUBLE = {"attn.norm_q.weight": "img_attn.norm.query_norm.scale", "attn.norm_k.weight": "img_attn.norm.key_norm.scale",
-                 "attn.to_out.0.": "img_attn.proj.", "ff.linear_in.": "img_mlp.0.", "ff.linear_out.": "img_mlp.2.",
+_KLEIN_DOUBLE = {"attn.norm_q.weight": "img_attn.norm.query_norm.scale",
+                 "attn.norm_k.weight": "img_attn.norm.key_norm.scale", "attn.to_out.0.": "img_attn.proj.",
+                 "ff.linear_in.": "img_mlp.0.", "ff.linear_out.": "img_mlp.2.",
                  "attn.norm_added_q.weight": "txt_attn.norm.query_norm.scale",
                  "attn.norm_added_k.weight": "txt_attn.norm.key_norm.scale", "attn.to_add_out.": "txt_attn.proj.",
                  "ff_context.linear_in.": "txt_mlp.0.", "ff_context.linear_out.": "txt_mlp.2."}  # fmt: skip
-_KLEIN_SINGLE = {"attn.to_qkv_mlp_proj.": "linear1.", "attn.to_out.": "linear2.",
-                 "attn.norm_q.weight": "norm.query_norm.scale", "attn.norm_k.weight": "norm.key_norm.scale"}  # fmt: skip
+_KLEIN_SINGLE = {"attn.to_qkv_mlp_proj.": "linear1.", "attn.to_out.": "linear2.", "attn.norm_q.weight":
+                 "norm.query_norm.scale", "attn.norm_k.weight": "norm.key_norm.scale"}  # fmt: skip
 _KLEIN_QKV = {"img_attn.qkv": ("to_q", "to_k", "to_v"), "txt_attn.qkv": ("add_q_proj", "add_k_proj", "add_v_proj")}
+_STACKED = ("to_k", "to_v", "add_k_proj", "add_v_proj")
 
 
 def klein_bfl(state: dict, prefix: str = "") -> dict:
@@ -83,7 +85,7 @@ def klein_bfl(state: dict, prefix: str = "") -> dict:
             qkv, parts = fused[0]
             stacked = [state[name.replace(f".{parts[0]}.", f".{part}.")] for part in parts]
             out[f"double_blocks.{block}.{qkv}.{rest.rpartition('.')[2]}"] = torch.cat(stacked, dim=0)
-        elif name.startswith("transformer_blocks.") and rest.split(".")[1] in ("to_k", "to_v", "add_k_proj", "add_v_proj"):
+        elif name.startswith("transformer_blocks.") and rest.split(".")[1] in _STACKED:
             continue  # (stacked with q above)
         elif name.startswith("transformer_blocks."):
             out[f"double_blocks.{block}.{_rename(rest, _KLEIN_DOUBLE)}"] = tensor

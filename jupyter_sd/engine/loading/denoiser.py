@@ -1,10 +1,10 @@
-"""The transformer of a Flux, SD3, Z-Image, Qwen-Image, Chroma or Flux.2 klein file (safetensors or GGUF), loaded
-into an empty model.
+"""The transformer of a transformer family's file (safetensors or GGUF), loaded into an empty model.
 
-Only the transformer's tensors are read (a whole checkpoint's VAE and text encoders stay on disk), and GGUF tensors
-stay quantized: diffusers' GGUF layers dequantize one weight at a time while painting. Flux's and Chroma's BFL names
-are mapped here (`flux_keys`: diffusers' converters assume the full width); Flux.2 klein's go through diffusers' own
-converter (it reads every size from the tensors), unprefixed first (it keeps ComfyUI's ``model.diffusion_model.``).
+The families: Flux, SD3, Z-Image, Qwen-Image, Chroma, Flux.2 klein. Only the transformer's tensors are read (a
+whole checkpoint's VAE and text encoders stay on disk), and GGUF tensors stay quantized: diffusers' GGUF layers
+dequantize one weight at a time while painting. Flux's and Chroma's BFL names are mapped here (`flux_keys`:
+diffusers' converters assume the full width); Flux.2 klein's go through diffusers' own converter (it reads every
+size from the tensors), unprefixed first (it keeps ComfyUI's ``model.diffusion_model.``).
 """
 
 from __future__ import annotations

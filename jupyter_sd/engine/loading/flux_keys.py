@@ -48,7 +48,7 @@ _SINGLE = {
 }
 _SINGLE_SPLIT = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
 _APPROXIMATOR = {"in_layer": "linear_1", "out_layer": "linear_2"}
-"""Chroma's ``distilled_guidance_layer.layers.N.*`` → diffusers' (``in_proj``, ``out_proj``, ``norms.N`` keep theirs)."""
+"""Chroma's ``distilled_guidance_layer.layers.N.*`` → diffusers' (``in_proj``, ``out_proj``, ``norms.N``: the same)."""
 
 
 def strip_prefix(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -66,8 +66,9 @@ def _param(name: str) -> tuple[str, str]:
 
 
 def flux_to_diffusers(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Map a Flux.1 (or Chroma) transformer state dict in BFL names to diffusers' ``FluxTransformer2DModel`` (or
-    ``ChromaTransformer2DModel``) names.
+    """Map a Flux.1 (or Chroma) transformer state dict in BFL names to diffusers' names.
+
+    The names of ``FluxTransformer2DModel`` (or ``ChromaTransformer2DModel``), at the file's width.
 
     Raises
     ------

@@ -90,8 +90,10 @@ def encoder_slots(diffusers: Any, config: str) -> dict[str, Any]:
 
 
 def _slot_for(path: Path, slots: dict[str, Any]) -> str:
-    """The slot a text encoder file fits: a T5 slot for T5 tensors, else the CLIP or language-model slot (Qwen3 …)
-    of the file's width (a CLIP's ``token_embedding``, a language model's ``embed_tokens``)."""
+    """The slot a text encoder file fits: T5's for T5 tensors, else the CLIP or language model (Qwen3 …) of its width.
+
+    The width is that of a CLIP's ``token_embedding`` or a language model's ``embed_tokens``.
+    """
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:

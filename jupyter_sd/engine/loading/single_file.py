@@ -1,9 +1,9 @@
 """A pipeline from one checkpoint file: SD/SDXL, whole transformer-family files, transformer-only and GGUF files.
 
 UNet families go through diffusers' ``from_single_file`` as before. A transformer family's file (Flux, SD3, Z-Image,
-Qwen-Image, Chroma, Flux.2 klein) gets its transformer loaded here (`denoiser`) and the rest from the file (`whole_files` for the text
-encoders diffusers cannot read) or from ``--model-config`` (a diffusers folder or hub id: configs, tokenizers, and
-the weights the file lacks).
+Qwen-Image, Chroma, Flux.2 klein) gets its transformer loaded here (`denoiser`) and the rest from the file
+(`whole_files` for the text encoders diffusers cannot read) or from ``--model-config`` (a diffusers folder or hub
+id of the same family: configs, tokenizers, and the weights the file lacks).
 """
 
 from __future__ import annotations

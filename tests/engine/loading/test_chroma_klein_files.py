@@ -82,7 +82,8 @@ def test_the_bfl_layouts_are_the_inverse_of_diffusers_converters():
     torch.manual_seed(0)
     klein = Flux2Transformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
                                     attention_head_dim=8, num_attention_heads=2, joint_attention_dim=8,
-                                    timestep_guidance_channels=16, axes_dims_rope=[2, 2, 2, 2]).state_dict()  # fmt: skip
+                                    timestep_guidance_channels=16, axes_dims_rope=[2, 2, 2, 2])  # fmt: skip
+    klein = klein.state_dict()
     back = theirs.convert_flux2_transformer_checkpoint_to_diffusers(_layout("Flux.2 klein", klein, "x."))
     assert set(back) == set(klein) and all(torch.equal(back[k], klein[k]) for k in klein)
 
@@ -153,11 +154,11 @@ def test_files_of_another_family_than_model_config_are_one_line(family, flux_dir
     path = write_transformer_file(folder, tmp_path / "chroma-or-klein.safetensors", name)
     with pytest.raises(ValueError) as caught:
         Engine().generate(_request(path, flux_dir))
-    text = str(caught.value)
-    assert text == (
+    expected = (
         f"model: 'chroma-or-klein.safetensors' is a {name} file, and --model-config '{flux_dir}' is a Flux model "
         f"(pass a diffusers {name} folder or hub id)"
-    )[:199]
+    )
+    assert str(caught.value) == expected[:199]
     flux_file = write_bfl_transformer(flux_dir, tmp_path / "flux1.safetensors")
     assert inspect(flux_file).family.name == "Flux"
     with pytest.raises(ValueError) as caught:
