@@ -205,3 +205,25 @@ def test_the_other_parts_come_from_the_models_folder(family, models_root, tmp_pa
     expected = _weights(folder / "text_encoder")
     got = engine._pipe.text_encoder.state_dict()
     assert all(torch.equal(got[n], expected[n]) for n in expected if n != "lm_head.weight")
+
+
+def test_a_whole_chroma_checkpoint_paints_with_its_own_vae_and_t5(tmp_path_factory, tmp_path):
+    """ComfyUI's Checkpoint Save layout (transformer, ``vae.`` in LDM names, ``text_encoders.t5xxl.transformer.``):
+    every weight from the file, only configs and the tokenizer from --model-config."""
+    import json
+
+    from helpers.ldm_checkpoint import _weights, vae_to_ldm
+    from safetensors.torch import save_file
+
+    folder = tiny_families.make_tiny_chroma(tmp_path_factory.mktemp("tiny-chroma-whole"))
+    state = shipped_state(folder, "Chroma", "model.diffusion_model.")
+    vae = vae_to_ldm(_weights(folder / "vae"), json.loads((folder / "vae" / "config.json").read_text()))
+    state.update({"vae." + n: t for n, t in vae.items()})
+    state.update({"text_encoders.t5xxl.transformer." + n: t for n, t in _weights(folder / "text_encoder").items()})
+    path = tmp_path / "chroma_aio.safetensors"
+    save_file({n: t.contiguous() for n, t in state.items()}, str(path))
+    assert inspect(path).parts == frozenset({"denoiser", "vae", "text"})
+    engine = Engine()
+    result = engine.generate(_request(path, config_only(folder, tmp_path / "configs")))
+    assert_pixels_close(result.images[0], _raw("Chroma", folder))
+    _transformer_equal(engine._pipe, folder, "Chroma")
