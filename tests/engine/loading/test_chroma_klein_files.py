@@ -45,6 +45,13 @@ def family(request, tmp_path_factory):
     return name, folder, rest
 
 
+@pytest.fixture(scope="module")
+def expected(family):
+    """Raw diffusers' picture from the family's folder (painted once per family)."""
+    name, folder, _ = family
+    return _raw(name, folder)
+
+
 def _request(model, config="") -> PaintRequest:
     return PaintRequest(prompt=PROMPT, model=str(model), model_config=str(config), width=32, height=32, steps=2,
                         seed=5, rng="cpu", guidance=1.0, preview="none", save=False)  # fmt: skip
@@ -94,7 +101,7 @@ def _layout(name, state, prefix=""):
 
 
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])
-def test_a_transformer_file_paints_the_folders_pixels(family, prefix, tmp_path):
+def test_a_transformer_file_paints_the_folders_pixels(family, expected, prefix, tmp_path):
     name, folder, rest = family
     path = write_transformer_file(folder, tmp_path / "diffusion_model.safetensors", name, prefix)
     info = inspect(path)
@@ -102,7 +109,6 @@ def test_a_transformer_file_paints_the_folders_pixels(family, prefix, tmp_path):
     engine, recorder = Engine(), Recorder()
     result = engine.generate(_request(path, rest), recorder)
     assert any(line.startswith("loaded diffusion_model") and f"({name}, 1024x1024" in line for line in recorder.notices)
-    expected = _raw(name, folder)
     assert_pixels_close(result.images[0], expected)
     _transformer_equal(engine._pipe, folder, name)
 
@@ -120,7 +126,7 @@ def _dequantized_file(gguf_path, path):
     return path
 
 
-def test_a_gguf_q8_file_paints_its_dequantized_weights(family, tmp_path):
+def test_a_gguf_q8_file_paints_its_dequantized_weights(family, expected, tmp_path):
     import gguf
     from diffusers.quantizers.gguf.utils import GGUFParameter
 
@@ -138,7 +144,7 @@ def test_a_gguf_q8_file_paints_its_dequantized_weights(family, tmp_path):
     twin = _dequantized_file(path, tmp_path / "dequantized.safetensors")
     reference = Engine().generate(_request(twin, rest)).images[0]
     assert_pixels_close(result.images[0], reference)
-    difference = np.abs(pixels(result.images[0]) - pixels(_raw(name, folder)))
+    difference = np.abs(pixels(result.images[0]) - pixels(expected))
     assert difference.max() > 0  # the quantized weights painted (rounding shows)
     assert difference.mean() <= Q8_BOUND[0] and difference.max() <= Q8_BOUND[1], (difference.mean(), difference.max())
 
@@ -154,11 +160,11 @@ def test_files_of_another_family_than_model_config_are_one_line(family, flux_dir
     path = write_transformer_file(folder, tmp_path / "chroma-or-klein.safetensors", name)
     with pytest.raises(ValueError) as caught:
         Engine().generate(_request(path, flux_dir))
-    expected = (
+    line = (
         f"model: 'chroma-or-klein.safetensors' is a {name} file, and --model-config '{flux_dir}' is a Flux model "
         f"(pass a diffusers {name} folder or hub id)"
     )
-    assert str(caught.value) == expected[:199]
+    assert str(caught.value) == line[:199]
     flux_file = write_bfl_transformer(flux_dir, tmp_path / "flux1.safetensors")
     assert inspect(flux_file).family.name == "Flux"
     with pytest.raises(ValueError) as caught:
@@ -181,7 +187,7 @@ def models_root(tmp_path):
     library.set_models_dir(before)
 
 
-def test_the_other_parts_come_from_the_models_folder(family, models_root, tmp_path):
+def test_the_other_parts_come_from_the_models_folder(family, expected, models_root, tmp_path):
     """Chroma: ``--vae ae --text-encoder t5xxl`` (BFL's VAE names, transformers' T5); Flux.2 klein: ComfyUI's
     ``qwen_3_4b.safetensors`` (transformers' names under ``model.``, no LM head); --model-config holds configs only."""
     import json
@@ -201,10 +207,9 @@ def test_the_other_parts_come_from_the_models_folder(family, models_root, tmp_pa
     engine = Engine()
     result = engine.generate(_request(path, configs).replace(vae=vae, text_encoder=encoder))
     assert f"Module {1 + bool(vae)}: {encoder}" in result.infotext(0)
-    assert_pixels_close(result.images[0], _raw(name, folder))
-    expected = _weights(folder / "text_encoder")
-    got = engine._pipe.text_encoder.state_dict()
-    assert all(torch.equal(got[n], expected[n]) for n in expected if n != "lm_head.weight")
+    assert_pixels_close(result.images[0], expected)
+    weights, got = _weights(folder / "text_encoder"), engine._pipe.text_encoder.state_dict()
+    assert all(torch.equal(got[n], weights[n]) for n in weights if n != "lm_head.weight")
 
 
 def test_a_whole_chroma_checkpoint_paints_with_its_own_vae_and_t5(tmp_path_factory, tmp_path):
