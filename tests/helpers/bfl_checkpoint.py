@@ -40,7 +40,10 @@ _DOUBLE_NORMS = {
 
 
 def diffusers_to_bfl(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-    """A ``FluxTransformer2DModel`` state dict in BFL names (under `prefix`, e.g. ``model.diffusion_model.``)."""
+    """A ``FluxTransformer2DModel`` state dict in BFL names (under `prefix`, e.g. ``model.diffusion_model.``).
+
+    A ``ChromaTransformer2DModel``'s too: its blocks lack the modulation layers, which are then not written.
+    """
     state = dict(state)
     out: dict[str, torch.Tensor] = {}
     doubles = sorted({int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks.")})
@@ -49,12 +52,14 @@ def diffusers_to_bfl(state: dict[str, torch.Tensor], prefix: str = "") -> dict[s
         for ours, theirs in _RENAMES.items():
             if f"{ours}.{kind}" in state:
                 out[f"{theirs}.{kind}"] = state.pop(f"{ours}.{kind}")
-        scale, shift = state.pop(f"norm_out.linear.{kind}").chunk(2, dim=0)
-        out[f"final_layer.adaLN_modulation.1.{kind}"] = torch.cat([shift, scale], dim=0)
+        if f"norm_out.linear.{kind}" in state:  # (Chroma's final norm has no modulation of its own)
+            scale, shift = state.pop(f"norm_out.linear.{kind}").chunk(2, dim=0)
+            out[f"final_layer.adaLN_modulation.1.{kind}"] = torch.cat([shift, scale], dim=0)
         for i in doubles:
             b = f"transformer_blocks.{i}."
             for ours, theirs in _DOUBLE.items():
-                out[f"double_blocks.{i}.{theirs}.{kind}"] = state.pop(f"{b}{ours}.{kind}")
+                if f"{b}{ours}.{kind}" in state:  # (Chroma's blocks have no norm1/norm1_context linears)
+                    out[f"double_blocks.{i}.{theirs}.{kind}"] = state.pop(f"{b}{ours}.{kind}")
             for side, names in (("img", ("to_q", "to_k", "to_v")), ("txt", ("add_q_proj", "add_k_proj", "add_v_proj"))):
                 out[f"double_blocks.{i}.{side}_attn.qkv.{kind}"] = torch.cat(
                     [state.pop(f"{b}attn.{n}.{kind}") for n in names]
@@ -64,7 +69,8 @@ def diffusers_to_bfl(state: dict[str, torch.Tensor], prefix: str = "") -> dict[s
             parts = [state.pop(f"{b}attn.to_{n}.{kind}") for n in "qkv"] + [state.pop(f"{b}proj_mlp.{kind}")]
             out[f"single_blocks.{i}.linear1.{kind}"] = torch.cat(parts)
             out[f"single_blocks.{i}.linear2.{kind}"] = state.pop(f"{b}proj_out.{kind}")
-            out[f"single_blocks.{i}.modulation.lin.{kind}"] = state.pop(f"{b}norm.linear.{kind}")
+            if f"{b}norm.linear.{kind}" in state:
+                out[f"single_blocks.{i}.modulation.lin.{kind}"] = state.pop(f"{b}norm.linear.{kind}")
     for i in doubles:
         for ours, theirs in _DOUBLE_NORMS.items():
             out[f"double_blocks.{i}.{theirs}.scale"] = state.pop(f"transformer_blocks.{i}.{ours}.weight")

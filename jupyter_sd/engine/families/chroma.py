@@ -53,5 +53,5 @@ FAMILY = ChromaFamily(
     latent_rgb=FLUX.latent_rgb,
     half_dtype="bfloat16",
     activations_gb=4.0,
-    lacks=("embeddings", "refiner", "single file"),
+    lacks=("embeddings", "refiner"),
 )

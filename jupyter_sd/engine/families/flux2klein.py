@@ -185,5 +185,5 @@ FAMILY = Flux2KleinFamily(
     half_dtype="bfloat16",
     prompt_note=f"prompt: Flux.2 klein's Qwen3 text encoder reads the prompt as plain text {PLAIN_TEXT}",
     activations_gb=4.0,
-    lacks=("embeddings", "refiner", "prompt syntax", "single file"),
+    lacks=("embeddings", "refiner", "prompt syntax"),
 )

@@ -1,7 +1,10 @@
-"""The transformer of a Flux, SD3, Z-Image or Qwen-Image file (safetensors or GGUF), loaded into an empty model.
+"""The transformer of a transformer family's file (safetensors or GGUF), loaded into an empty model.
 
-Only the transformer's tensors are read (a whole checkpoint's VAE and text encoders stay on disk), and GGUF tensors
-stay quantized: diffusers' GGUF layers dequantize one weight at a time while painting.
+The families: Flux, SD3, Z-Image, Qwen-Image, Chroma, Flux.2 klein. Only the transformer's tensors are read (a
+whole checkpoint's VAE and text encoders stay on disk), and GGUF tensors stay quantized: diffusers' GGUF layers
+dequantize one weight at a time while painting. Flux's and Chroma's BFL names are mapped here (`flux_keys`:
+diffusers' converters assume the full width); Flux.2 klein's go through diffusers' own converter (it reads every
+size from the tensors), unprefixed first (it keeps ComfyUI's ``model.diffusion_model.``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ TRANSFORMERS = {
     "SD3": "SD3Transformer2DModel",
     "Z-Image": "ZImageTransformer2DModel",
     "Qwen-Image": "QwenImageTransformer2DModel",
+    "Chroma": "ChromaTransformer2DModel",
+    "Flux.2 klein": "Flux2Transformer2DModel",
 }
 """The transformer class of each family, when ``--model-config`` does not name one."""
 
@@ -72,8 +77,6 @@ def load_denoiser(diffusers: Any, info: ModelFile, config: str, dtype: Any, loca
     ValueError
         One line when the file's tensors do not fit the configured transformer.
     """
-    from .flux_keys import flux_to_diffusers
-
     cls = transformer_class(diffusers, info, config, local)
     if cls is None:
         msg = f"model: --model-config '{config}' names no transformer diffusers knows"
@@ -84,14 +87,22 @@ def load_denoiser(diffusers: Any, info: ModelFile, config: str, dtype: Any, loca
     if info.format == "gguf":
         kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     try:
-        tensors: Any = info.path
-        if info.family.name in ("Flux", "Qwen-Image") or info.format == "gguf":
-            tensors = read_tensors(info)
-        if info.family.name == "Flux":
-            tensors = flux_to_diffusers(tensors)
-        elif info.family.name == "Qwen-Image":  # diffusers' names, as ComfyUI ships them; its map keeps any prefix
-            tensors = {name.removeprefix("model.diffusion_model."): value for name, value in tensors.items()}
-        return cls.from_single_file(tensors, **kwargs)
+        return cls.from_single_file(_tensors(info), **kwargs)
     except Exception as error:  # shape mismatches, unknown names, a damaged file …
         msg = f"model: the transformer in '{info.path}' does not fit --model-config '{config}' ({first_line(error)})"
         raise ValueError(msg[:199]) from error
+
+
+def _tensors(info: ModelFile) -> Any:
+    """What diffusers' ``from_single_file`` is handed: the file's path, or its tensors (renamed where we map them)."""
+    from .flux_keys import flux_to_diffusers, strip_prefix
+
+    name = info.family.name
+    if name not in ("Flux", "Chroma", "Qwen-Image", "Flux.2 klein") and info.format != "gguf":
+        return info.path
+    tensors = read_tensors(info)
+    if name in ("Flux", "Chroma"):
+        return flux_to_diffusers(tensors)
+    if name in ("Qwen-Image", "Flux.2 klein"):  # Qwen-Image: diffusers' names; klein: its converter keeps a prefix
+        return strip_prefix(tensors)
+    return tensors

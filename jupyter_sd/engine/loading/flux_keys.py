@@ -1,7 +1,9 @@
-"""Flux.1 transformer tensors in Black Forest Labs' (and ComfyUI's, city96's GGUF) names → diffusers' names.
+"""Flux.1 and Chroma transformer tensors in Black Forest Labs' (ComfyUI's, city96's GGUF) names → diffusers' names.
 
-diffusers' own converter assumes Flux.1's width (3072); this one reads the width from the file, so the same code
+diffusers' own converters assume Flux.1's width (3072); this one reads the width from the file, so the same code
 maps full-size files, reduced-width ones and quantized GGUF tensors (splits and concatenations keep their type).
+Chroma's files are Flux's blocks without their modulation layers (``img_mod``, ``modulation``, ``time_in`` …), plus
+the ``distilled_guidance_layer`` that computes every modulation (diffusers' ``ChromaApproximator``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ _SINGLE = {
     "linear2": "proj_out",
 }
 _SINGLE_SPLIT = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
+_APPROXIMATOR = {"in_layer": "linear_1", "out_layer": "linear_2"}
+"""Chroma's ``distilled_guidance_layer.layers.N.*`` → diffusers' (``in_proj``, ``out_proj``, ``norms.N``: the same)."""
 
 
 def strip_prefix(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +66,9 @@ def _param(name: str) -> tuple[str, str]:
 
 
 def flux_to_diffusers(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Map a Flux.1 transformer state dict in BFL names to diffusers' ``FluxTransformer2DModel`` names.
+    """Map a Flux.1 (or Chroma) transformer state dict in BFL names to diffusers' names.
+
+    The names of ``FluxTransformer2DModel`` (or ``ChromaTransformer2DModel``), at the file's width.
 
     Raises
     ------
@@ -85,8 +91,11 @@ def flux_to_diffusers(checkpoint: dict[str, Any]) -> dict[str, Any]:
             _double(out, stem, kind, tensor)
         elif stem.startswith("single_blocks."):
             _single(out, stem, kind, tensor, inner)
+        elif stem.startswith("distilled_guidance_layer."):  # Chroma's approximator
+            parts = stem.split(".")
+            out[".".join([_APPROXIMATOR.get(part, part) for part in parts] + [kind])] = tensor
         else:
-            msg = f"model: tensor '{name}' is not part of a Flux.1 transformer"
+            msg = f"model: tensor '{name}' is not part of a Flux.1 or Chroma transformer"
             raise ValueError(msg)
     return out
 
@@ -100,7 +109,7 @@ def _double(out: dict[str, Any], stem: str, kind: str, tensor: Any) -> None:
     elif rest in _DOUBLE:
         out[f"{prefix}{_DOUBLE[rest]}.{kind}"] = tensor
     else:
-        msg = f"model: tensor '{stem}.{kind}' is not part of a Flux.1 transformer"
+        msg = f"model: tensor '{stem}.{kind}' is not part of a Flux.1 or Chroma transformer"
         raise ValueError(msg)
 
 
@@ -114,5 +123,5 @@ def _single(out: dict[str, Any], stem: str, kind: str, tensor: Any, inner: int) 
     elif rest in _SINGLE:
         out[f"{prefix}{_SINGLE[rest]}.{kind}"] = tensor
     else:
-        msg = f"model: tensor '{stem}.{kind}' is not part of a Flux.1 transformer"
+        msg = f"model: tensor '{stem}.{kind}' is not part of a Flux.1 or Chroma transformer"
         raise ValueError(msg)

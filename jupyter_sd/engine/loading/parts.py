@@ -1,10 +1,11 @@
-"""The models folder's Forge layout for a Flux/SD3 file's other parts: ``VAE/`` and ``text_encoder/`` files.
+"""The models folder's Forge layout for a transformer file's other parts: ``VAE/`` and ``text_encoder/`` files.
 
 Forge loads ``flux1-dev.safetensors`` with ``ae.safetensors``, ``clip_l.safetensors`` and ``t5xxl_fp16.safetensors``
 picked in its "VAE / Text Encoder" list. Here ``--vae ae --text-encoder clip_l,t5xxl_fp16`` does the same: each
-text encoder file goes to the pipeline's slot it fits (T5 by its ``encoder.block.`` tensors, a CLIP by its width),
-its configs and tokenizers still from ``--model-config``. A ``.gguf`` text encoder goes to the slot its
-architecture names (`gguf_text`: T5, Qwen3), its Linear weights kept quantized.
+text encoder file goes to the pipeline's slot it fits (T5 by its ``encoder.block.`` tensors, a CLIP or a language
+model such as ComfyUI's ``qwen_3_4b.safetensors`` by its width), its configs and tokenizers still from
+``--model-config``. A ``.gguf`` text encoder goes to the slot its architecture names (`gguf_text`: T5, Qwen3), its
+Linear weights kept quantized.
 """
 
 from __future__ import annotations
@@ -89,23 +90,33 @@ def encoder_slots(diffusers: Any, config: str) -> dict[str, Any]:
 
 
 def _slot_for(path: Path, slots: dict[str, Any]) -> str:
-    """The slot a text encoder file fits: a T5 slot for T5 tensors, else the CLIP slot of the file's width."""
+    """The slot a text encoder file fits: T5's for T5 tensors, else the CLIP or language model (Qwen3 …) of its width.
+
+    The width is that of a CLIP's ``token_embedding`` or a language model's ``embed_tokens``.
+    """
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
         names = list(handle.keys())
-        embedding = next((n for n in names if n.endswith("token_embedding.weight")), "")
+        embedding = next((n for n in names if n.endswith(("token_embedding.weight", "embed_tokens.weight"))), "")
         width = handle.get_slice(embedding).get_shape()[1] if embedding else 0
     t5 = any(n.startswith("encoder.block.") for n in names) or "shared.weight" in names
     if not t5 and not width:
-        msg = f"text-encoder: '{path.name}' is not a text encoder (it has neither T5 blocks nor a CLIP token embedding)"
+        msg = f"text-encoder: '{path.name}' is not a text encoder (it has neither T5 blocks nor a token embedding)"
         raise ValueError(msg)
+    clip = embedding.endswith("token_embedding.weight")
     for slot, (cls, config) in slots.items():
-        if t5 == ("T5" in cls.__name__) and (t5 or getattr(config, "hidden_size", 0) == width):
+        kind = "T5" if "T5" in cls.__name__ else "CLIP" if cls.__name__.startswith("CLIP") else "language model"
+        if kind == ("T5" if t5 else "CLIP" if clip else "language model") and (t5 or _width(config) == width):
             return slot
-    kind = "T5" if t5 else f"CLIP of width {width}"
+    kind = "T5" if t5 else f"{'CLIP' if clip else 'language model'} of width {width}"
     msg = f"text-encoder: '{path.name}' is a {kind}, and --model-config has no such text encoder ({', '.join(slots)})"
     raise ValueError(msg)
+
+
+def _width(config: Any) -> int:
+    """A text encoder config's hidden size (a multimodal model's: its text model's)."""
+    return int(getattr(config.get_text_config(), "hidden_size", 0) or 0)
 
 
 def _load_encoder(slot: tuple[Any, Any], path: Path, dtype: Any) -> Any:
@@ -119,12 +130,16 @@ def _load_encoder(slot: tuple[Any, Any], path: Path, dtype: Any) -> Any:
     wanted = set(model.state_dict())
     state = {}
     for name, tensor in load_file(str(path)).items():
-        for candidate in (name, name.removeprefix("text_model."), "text_model." + name):
+        bare = name.removeprefix("text_model.").removeprefix("model.")  # (ComfyUI's Qwen3 keeps ``model.``)
+        for candidate in (name, bare, "text_model." + name, "model." + bare):
             if candidate in wanted:
                 state[candidate] = tensor.to(dtype)
                 break
     model.load_state_dict(state, strict=False, assign=True)
     model.tie_weights()  # T5's input embedding is its shared table
+    head = getattr(model, "lm_head", None)
+    if head is not None and head.weight.is_meta:  # a Qwen3 file keeps no LM head: the pipelines read hidden states
+        head.weight = model.get_input_embeddings().weight
     missing = [n for n, p in model.named_parameters() if p.is_meta]
     if missing:
         msg = f"text-encoder: '{path.name}' lacks {len(missing)} of {cls.__name__}'s weights (e.g. {missing[0]})"

@@ -1,9 +1,9 @@
 """A pipeline from one checkpoint file: SD/SDXL, whole transformer-family files, transformer-only and GGUF files.
 
 UNet families go through diffusers' ``from_single_file`` as before. A transformer family's file (Flux, SD3, Z-Image,
-Qwen-Image) gets its transformer loaded here (`denoiser`) and the rest from the file (`whole_files` for the text
-encoders diffusers cannot read) or from ``--model-config`` (a diffusers folder or hub id: configs, tokenizers, and
-the weights the file lacks).
+Qwen-Image, Chroma, Flux.2 klein) gets its transformer loaded here (`denoiser`) and the rest from the file
+(`whole_files` for the text encoders diffusers cannot read) or from ``--model-config`` (a diffusers folder or hub
+id of the same family: configs, tokenizers, and the weights the file lacks).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
         raise ValueError(msg)
     dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
     local = bool(kwargs.get("local_files_only"))
+    check_family(diffusers, info, config, local)
     transformer = load_denoiser(diffusers, info, config, dtype, local)
     kwargs.update(load_parts(diffusers, config, parts[0], parts[1], dtype))
     if not info.denoiser_only and not any(k.startswith("text_encoder") for k in kwargs):  # (--text-encoder wins)
@@ -91,6 +92,31 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
     vae = "VAE from --model-config" if "vae" in info.parts and not whole and "vae" not in kwargs else ""
     pipe._jupyter_sd_quant = ", ".join(filter(None, [f"GGUF {info.quant}" if info.quant else "", *encoders, vae]))
     return pipe
+
+
+def check_family(diffusers: Any, info: ModelFile, config: str, local: bool) -> None:
+    """Refuse a ``--model-config`` of another family than the file's (a Chroma file with a Flux folder …).
+
+    A config whose pipeline class no family declares (Flux Kontext, Fill …) passes: the transformer's shapes decide.
+
+    Raises
+    ------
+    ValueError
+        ``model: 'chroma.safetensors' is a Chroma file, and --model-config 'flux-dev' is a Flux model (…)``.
+    """
+    from ..families import family_for_class
+
+    try:
+        name = diffusers.DiffusionPipeline.load_config(config, local_files_only=local).get("_class_name", "")
+        family = family_for_class(name)
+    except Exception:  # unreadable, or no family's class: loading the parts says what is wrong
+        return
+    if family.name != info.family.name:
+        msg = (
+            f"model: '{Path(info.path).name}' is a {info.family.name} file, and --model-config '{config}' is a "
+            f"{family.name} model (pass a diffusers {info.family.name} folder or hub id)"
+        )
+        raise ValueError(msg[:199])
 
 
 def _tie_text_encoders(pipe: Any) -> None:

@@ -71,8 +71,7 @@ def test_a_missing_or_misfit_text_encoder_is_one_line(forge):
         engine.generate(base.replace(text_encoder=vae_file))
     text = str(caught.value)
     assert (
-        text
-        == "text-encoder: 'ae.safetensors' is not a text encoder (it has neither T5 blocks nor a CLIP token embedding)"
+        text == "text-encoder: 'ae.safetensors' is not a text encoder (it has neither T5 blocks nor a token embedding)"
     )
     assert not engine.busy
 
