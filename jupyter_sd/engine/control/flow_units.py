@@ -161,8 +161,10 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
 
 
 def _check_adapters(family: Any, request: Any, units: list) -> None:
-    """Refuse, in one line, IP-Adapter units in a pass whose pipeline takes neither ``ip_adapter_image`` nor their
-    embeddings through ``joint_attention_kwargs`` (ip_adapter_joint.py)."""
+    """Refuse, in one line, IP-Adapter units in a pass whose pipeline cannot take their pictures.
+
+    It takes ``ip_adapter_image``, or their embeddings through ``joint_attention_kwargs`` (ip_adapter_joint.py).
+    """
     import diffusers
 
     adapters = [unit for unit in request.controlnet if is_ip_adapter(unit.module)]

@@ -214,7 +214,8 @@ def and_reference(models, scale=0.8):
     pipe.transformer.forward = composable
     return pipe(prompt_embeds=red, pooled_prompt_embeds=red_pooled, negative_prompt_embeds=negative,
                 negative_pooled_prompt_embeds=negative_pooled, width=32, height=32, num_inference_steps=4,
-                guidance_scale=4.0, generator=generators([5]), ip_adapter_image=reference_picture()).images[0]  # fmt: skip
+                guidance_scale=4.0, generator=generators([5]),
+                ip_adapter_image=reference_picture()).images[0]  # fmt: skip
 
 
 def test_and_prompts_give_every_part_the_units_picture(engine, models):
