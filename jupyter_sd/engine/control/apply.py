@@ -233,7 +233,7 @@ def check_conditioning(control: Control | None, conditioning: Any) -> None:
     ------
     ValueError
         One line: what the replay cannot split by part ("ControlNet is more important"'s negative rows, a
-        guess-mode ControlNet's positive-only call; IP-Adapter units on a transformer family).
+        guess-mode ControlNet's positive-only call; SD3's ControlNet units: its AND is one batched call).
     """
     if control is None or not getattr(conditioning, "needs_wrapper", False):
         return
@@ -249,8 +249,8 @@ def check_conditioning(control: Control | None, conditioning: Any) -> None:
 
 def _not_replayed(control: Control, conditioning: Any) -> str:
     """What of `control` the per-part replay cannot split ('' when it can)."""
-    if control.adapters and getattr(conditioning, "kwargs", None) is not None:  # a transformer family's
-        return "an IP-Adapter unit"
+    if control.units and getattr(conditioning, "kwargs", None) is not None:  # SD3's AND: one batched call
+        return "an SD3 ControlNet unit"  # (its residuals are the CFG halves'; IP-Adapter units alone paint)
     if any(control_mode_name(unit.control_mode) == "ControlNet is more important" for unit in control.units):
         return "'ControlNet is more important'"
     if any(getattr(loaded.model.config, "global_pool_conditions", False) for loaded in control.loaded):

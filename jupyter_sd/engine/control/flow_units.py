@@ -9,7 +9,8 @@ of every unit (unit_maps.py). sd-webui-controlnet's other control modes reshape 
 negative half of its batch: a transformer ControlNet has neither (Flux's true CFG reuses the positive residuals), so
 only Balanced paints here and the others are refused in one line. A Union ControlNet (InstantX / Shakker-Labs: a
 control-mode embedding) takes its control type from the unit's preprocessor. IP-Adapter units (ip_adapter.py) paint
-beside them where the pass's pipeline takes ``ip_adapter_image`` (the others are refused in one line).
+beside them where the pass's pipeline takes ``ip_adapter_image``, or their embeddings through its
+``joint_attention_kwargs`` (Flux's ControlNet img2img and inpaint: ip_adapter_joint.py); others are refused in one line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .apply import control_for as unet_control_for
 from .flow_init import call_parameters, controlnet_pipeline, inpaint_controlnet
 from .flow_loading import load_flow_controlnet
 from .ip_adapter import is_ip_adapter
+from .ip_adapter_joint import through_joint_attention
 from .modules import find_module
 from .unit_maps import refit, unit_map
 
@@ -159,7 +161,10 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
 
 
 def _check_adapters(family: Any, request: Any, units: list) -> None:
-    """Refuse, in one line, IP-Adapter units in a pass whose pipeline takes no ``ip_adapter_image``."""
+    """Refuse, in one line, IP-Adapter units in a pass whose pipeline cannot take their pictures.
+
+    It takes ``ip_adapter_image``, or their embeddings through ``joint_attention_kwargs`` (ip_adapter_joint.py).
+    """
     import diffusers
 
     adapters = [unit for unit in request.controlnet if is_ip_adapter(unit.module)]
@@ -172,7 +177,9 @@ def _check_adapters(family: Any, request: Any, units: list) -> None:
         name = table.get("img2img" if mode == "hires pass" else mode)
         if not ips or name is None:  # (no pipeline: refused with the ControlNet units or by the family)
             continue
-        if "ip_adapter_image" not in inspect.signature(getattr(diffusers, name).__call__).parameters:
+        cls = getattr(diffusers, name)
+        takes = "ip_adapter_image" in inspect.signature(cls.__call__).parameters
+        if not (takes or through_joint_attention(cls, family)):
             what = f"ControlNet {mode}" if controls else mode
             msg = f"controlnet: {family.name}'s {what} pipeline has no IP-Adapter ({name}); drop the IP-Adapter unit"
             raise ValueError((msg + (" or the ControlNet units" if controls else ""))[:199])

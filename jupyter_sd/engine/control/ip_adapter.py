@@ -58,6 +58,8 @@ class Adapters:
 
     adapters: list[Adapter]
     active: tuple[bool, ...] = ()
+    source: Any = None
+    """The pipeline they are installed on (its image encoder: ip_adapter_joint.py encodes the pictures with it)."""
 
     def __post_init__(self) -> None:
         self.active = self.active or tuple(True for _ in self.adapters)
@@ -131,7 +133,7 @@ def adapters_for(
         Adapter(unit, i, image, file.name, hash_with_notice("controlnet", file.path, notice))
         for (i, unit, image), file in zip(picked, files)
     ]
-    return Adapters(adapters)
+    return Adapters(adapters, source=pipe)
 
 
 def _attach_unet(pipe: Any, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:

@@ -1,5 +1,8 @@
 """A pass's ControlNet wiring: the units' pipeline arguments, their detected maps, inpaint_only+lama's start noise.
 
+IP-Adapter pictures go to a pipeline without ``ip_adapter_image`` as embeddings in ``joint_attention_kwargs``
+(ip_adapter_joint.py).
+
 sd-webui-controlnet's ``inpaint_only+lama`` encodes the unit's map (LaMa's fill, fitted to the size painted) with
 the VAE and wraps A1111's ``ImageRNG`` (its ``HackedImageRNG``): every draw of the picture's size, the starting
 noise and an ancestral sampler's step noise, becomes that latent diffused to t = 999 (lama.py's `lama_start_noise`).
@@ -12,6 +15,8 @@ it whichever batch it came from. With several such units the last one's map is u
 from __future__ import annotations
 
 from typing import Any
+
+from .ip_adapter_joint import joint_attention_kwargs
 
 LAMA = "inpaint_only+lama"
 
@@ -26,6 +31,8 @@ def pass_arguments(
     """
     extra = {} if base is None else {"base": base}
     kwargs = control.kwargs(pipe, kind, *size, seeds[0], subseeds[0], **extra)
+    if control.adapters:  # a pipeline without ``ip_adapter_image`` (Flux's ControlNet img2img/inpaint)
+        kwargs = joint_attention_kwargs(control.adapters.source, pipe, kwargs, len(seeds))
     control.report(runner.result, runner.progress, first=base is None)
     return kwargs
 

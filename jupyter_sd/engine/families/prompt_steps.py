@@ -6,7 +6,8 @@ step's embeddings. Flux and Chroma call the transformer for the prompt, then (re
 each step; SD3 calls it once with ``[negative, prompt]`` stacked. Their ``txt_ids`` follow the text's length
 (``BREAK``), and so does Chroma's attention mask (its text's mask, then the picture's tokens).
 A ControlNet keeps the first step's text (its own call is not hooked). SD3's ``AND`` runs every part in one
-batched transformer call, combined as A1111's composable diffusion.
+batched transformer call, combined as A1111's composable diffusion; an IP-Adapter's image embeddings (in the call's
+``joint_attention_kwargs``) follow the rows: the negative picture's for the negative, the picture's for every part.
 """
 
 from __future__ import annotations
@@ -145,6 +146,8 @@ def composed(prompts: StepPrompts, transformer: Any) -> Iterator[None]:
         kwargs["pooled_projections"] = torch.cat([p.repeat(images, 1) for _, p in rows]).to(pooled)
         kwargs["hidden_states"] = latents[-images:].repeat(len(rows), 1, 1, 1)
         kwargs["timestep"] = timestep[-images:].repeat(len(rows))
+        if (kwargs.get("joint_attention_kwargs") or {}).get("ip_adapter_image_embeds") is not None:
+            kwargs["joint_attention_kwargs"] = _image_rows(kwargs["joint_attention_kwargs"], images, len(rows), guided)
         return_dict = kwargs.pop("return_dict", True)
         out = original(*args, return_dict=False, **kwargs)[0].chunk(len(rows))
         combined = out[0].clone()
@@ -164,3 +167,18 @@ def composed(prompts: StepPrompts, transformer: Any) -> Iterator[None]:
         del transformer.forward  # the class's forward shows again
         if transformer.forward != original:  # an offload hook had replaced forward before us
             transformer.forward = original
+
+
+def _image_rows(joint: dict[str, Any], images: int, rows: int, guided: bool) -> dict[str, Any]:
+    """An IP-Adapter's image embeddings for the composed call: the negative's rows, then the picture's for each part.
+
+    The pipeline gives ``[negative picture, picture]`` (CFG) or the picture alone (then the negative row gets
+    zeros, diffusers' negative when no negative picture is given), as sd-webui-controlnet gives each row by its
+    cond/uncond mark.
+    """
+    import torch
+
+    embeds = joint["ip_adapter_image_embeds"]
+    picture = embeds[-images:]
+    negative = embeds[:images] if guided else torch.zeros_like(picture)
+    return {**joint, "ip_adapter_image_embeds": torch.cat([negative] + [picture] * (rows - 1))}

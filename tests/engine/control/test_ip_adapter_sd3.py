@@ -180,3 +180,51 @@ def test_an_sd3_adapter_on_an_sd_model_is_one_line(engine, models, tiny_model_di
     with pytest.raises(ValueError, match="^controlnet: ip-adapter is an SD3.5 IP-Adapter") as error:
         engine.generate(request, pictures=Pictures(control=(reference_picture(),)))
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
+
+
+def and_reference(models, scale=0.8):
+    """Composable diffusion by hand over diffusers' SD3 pipeline with InstantX's adapter: raw transformer calls, one
+    per text (the negative, each ``AND`` part), each given its rows' image embeddings in ``joint_attention_kwargs``
+    (the negative: zeros, diffusers' negative picture; each part: the picture's); positive ``u + Σ wᵢ·(cᵢ − u)``."""
+    from diffusers import StableDiffusion3Pipeline
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(models["sd3"])
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ip_adapter(str(models["root"] / "models" / "ipadapter"), weight_name=ADAPTER,
+                         image_encoder_folder=str(models["root"] / "encoder_folder"))  # fmt: skip
+    pipe.set_ip_adapter_scale(scale)
+    with torch.no_grad():
+        red, negative, red_pooled, negative_pooled = pipe.encode_prompt("a red circle", None, None,
+                                                                        negative_prompt="dog")  # fmt: skip
+        square, _, square_pooled, _ = pipe.encode_prompt("a blue square", None, None, negative_prompt="dog")
+        picture = pipe.encode_image(reference_picture(), "cpu")
+    rows = ((negative, negative_pooled, torch.zeros_like(picture)), (red, red_pooled, picture),
+            (square, square_pooled, picture))  # fmt: skip
+    forward = pipe.transformer.forward
+
+    def composable(hidden_states, timestep, encoder_hidden_states, pooled_projections, **kwargs):
+        kwargs.pop("return_dict", None)
+        kwargs.pop("joint_attention_kwargs", None)  # (the pipeline's: [negative, picture] rows)
+        x, t = hidden_states[1:], timestep[1:]  # the prompt's half of CFG (the halves' latents are equal)
+        u, a, b = (forward(hidden_states=x, timestep=t, encoder_hidden_states=e, pooled_projections=p,
+                           joint_attention_kwargs={"ip_adapter_image_embeds": image}, return_dict=False,
+                           **kwargs)[0] for e, p, image in rows)  # fmt: skip
+        return (torch.cat([u, u + 1.0 * (a - u) + 0.6 * (b - u)]),)
+
+    pipe.transformer.forward = composable
+    return pipe(prompt_embeds=red, pooled_prompt_embeds=red_pooled, negative_prompt_embeds=negative,
+                negative_pooled_prompt_embeds=negative_pooled, width=32, height=32, num_inference_steps=4,
+                guidance_scale=4.0, generator=generators([5]),
+                ip_adapter_image=reference_picture()).images[0]  # fmt: skip
+
+
+def test_and_prompts_give_every_part_the_units_picture(engine, models):
+    """SD3's AND (one batched call of the negative and each part) with an IP-Adapter unit: each row its picture."""
+    expected = and_reference(models)
+    changes = dict(prompt="a red circle AND a blue square :0.6", negative_prompt="dog", guidance=4.0)
+    result = paint(engine, models, [unit(weight=0.8)], **changes)
+    assert_pixels_close(result.images[0], expected)
+    plain = paint(engine, models, [], **changes).images[0]
+    assert np.abs(pixels(expected) - pixels(plain)).max() > 10  # the adapter changes the AND picture
+    first_only = paint(engine, models, [unit(weight=0.8)], prompt="a red circle", negative_prompt="dog", guidance=4.0)
+    assert np.abs(pixels(expected) - pixels(first_only.images[0])).max() > 2  # and the second part counts

@@ -13,7 +13,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from helpers.paint_modes import generators, init_picture
+from helpers.paint_modes import box_mask, generators, init_picture
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 from helpers.tiny_flow_controlnet import tiny_flux_controlnet, tiny_sd3_controlnet
@@ -93,13 +93,13 @@ def raw(models, family, scale):
     return pipe
 
 
-def paint(engine, models, family, units, **changes):
+def paint(engine, models, family, units, mask_image=None, **changes):
     base = dict(prompt=PROMPT, model=str(models[family]), steps=4, seed=5, width=32, height=32, rng="cpu",
                 preview="none", save=False, allow_pickle=True, controlnet=read_units(units))  # fmt: skip
     request = PaintRequest(**{**base, **changes})
     pictures = [reference_picture() if unit["module"].startswith("ip-adapter") else edges() for unit in units]
     return engine.generate(
-        request, pictures=Pictures(changes.get("init") and init_picture(32), control=tuple(pictures))
+        request, pictures=Pictures(changes.get("init") and init_picture(32), mask_image, control=tuple(pictures))
     )
 
 
@@ -155,9 +155,68 @@ def test_sd3_controlnet_and_ip_adapter_units_equal_diffusers_sd3_controlnet_pipe
     assert np.abs(pixels(controlnet_only) - pixels(plain)).max() > 5  # and so does the ControlNet
 
 
-def test_a_pass_whose_controlnet_pipeline_takes_no_adapter_is_refused_in_one_line(engine, models):
+def flux_init_reference(models, mode, window=None):
+    """diffusers' ``FluxControlNetImg2ImgPipeline`` / ``…InpaintPipeline`` (no IP-Adapter arguments) over the
+    transformer of `raw`'s pipeline (the adapter installed by ``load_ip_adapter``), the picture's embeddings computed
+    here by its encoder and handed to the transformer in ``joint_attention_kwargs``, as ``FluxPipeline`` hands them;
+    `window`: the unit's guidance end, its scale set from a step callback by sd-webui-controlnet's formula."""
+    import diffusers
+
+    pipe = raw(models, "flux", 0.8)
+    with torch.no_grad():
+        pixels_in = pipe.feature_extractor(reference_picture(), return_tensors="pt").pixel_values
+        embeds = pipe.image_encoder(pixels_in).image_embeds[None]  # (1 picture painted, 1 picture, width)
+    cls = "FluxControlNetImg2ImgPipeline" if mode == "img2img" else "FluxControlNetInpaintPipeline"
+    init, mask = init_picture(32), box_mask(32, (8, 8, 24, 24))
+    extra = {"mask_image": mask} if mode == "inpaint" else {}
+    if window is not None:
+        steps = 4  # denoise 0.65 of 6 steps: the last 4
+
+        def step_end(pipe_, i, t, values):  # step i+1 applies unless (i+1)/n is past the end
+            pipe.set_ip_adapter_scale(0.0 if (i + 1) / steps > window else 0.8)  # (the shared transformer's)
+            return values
+
+        extra["callback_on_step_end"] = step_end
+    derived = getattr(diffusers, cls).from_pipe(pipe)
+    derived.set_progress_bar_config(disable=True)
+    expected = derived(
+        PROMPT, image=init, control_image=edges(), strength=0.65, num_inference_steps=6, width=32, height=32,
+        guidance_scale=3.5, controlnet_conditioning_scale=0.7, generator=generators([5]),
+        joint_attention_kwargs={"ip_adapter_image_embeds": [embeds]}, **extra,
+    ).images[0]  # fmt: skip
+    return Image.composite(expected, init, mask) if mode == "inpaint" else expected
+
+
+@pytest.mark.parametrize(("mode", "window"), [("img2img", None), ("inpaint", None), ("inpaint", 0.5)])
+def test_flux_controlnet_img2img_and_inpaint_with_an_adapter_equal_diffusers_given_its_embeddings(
+    engine, models, mode, window
+):
+    expected = flux_init_reference(models, mode, window)
+    changes = dict(init="x", strength=0.6, steps=6, guidance=1.0, mask="m" if mode == "inpaint" else "", mask_blur=0)
+    mask = box_mask(32, (8, 8, 24, 24)) if mode == "inpaint" else None
+    end = {} if window is None else {"guidance_end": window}
+    result = paint(engine, models, "flux", units("flux", **end), mask_image=mask, **changes)
+    assert_pixels_close(result.images[0], expected)
+    controlnet_only = paint(engine, models, "flux", units("flux")[:1], mask_image=mask, **changes).images[0]
+    assert np.abs(pixels(expected) - pixels(controlnet_only)).max() > 5  # the adapter changes the picture
+    if window is not None:
+        whole = flux_init_reference(models, mode)
+        assert np.abs(pixels(expected) - pixels(whole)).max() > 2  # and the window changes it
+
+
+def test_the_flux_hires_pass_paints_both_kinds_by_their_hr_option(engine, models):
+    """The hires pass (Flux's ControlNet img2img) takes the adapter with the ControlNet unit (Hr Option Both)."""
+    hires = dict(width=16, height=16, hires=2, hires_steps=2, hires_denoise=0.6, guidance=1.0)
+    both = paint(engine, models, "flux", units("flux"), **hires).images[0]
+    first = paint(engine, models, "flux", units("flux", hr_option="Low res only"), **hires).images[0]
+    assert both.size == first.size == (32, 32)
+    assert np.abs(pixels(both) - pixels(first)).max() > 2  # the hires pass sees the adapter only with "Both"
+
+
+def test_sd3_and_prompts_with_controlnet_units_are_refused_in_one_line(engine, models):
+    """SD3's AND is one batched transformer call whose ControlNet residuals are the CFG halves': not combined yet."""
     with pytest.raises(ValueError) as error:
-        paint(engine, models, "flux", units("flux"), init="x", strength=0.6, guidance=1.0)
+        paint(engine, models, "sd3", units("sd3"), prompt="a red circle AND a blue square")
     message = str(error.value)
-    assert message.startswith("controlnet: Flux's ControlNet img2img pipeline has no IP-Adapter")
+    assert message.startswith("controlnet: an SD3 ControlNet unit does not combine yet with AND prompts")
     assert "\n" not in message and len(message) < 200
