@@ -34,6 +34,8 @@ FAMILIES = {
     "Qwen-Image": (tiny_families.make_tiny_qwenimage, "QwenImagePipeline", 4.0,
                    {"true_cfg_scale": 4.0, "negative_prompt": " "}),
 }  # fmt: skip
+IMG2IMG = {"Chroma": "ChromaImg2ImgPipeline", "Z-Image": "ZImageImg2ImgPipeline",
+           "Qwen-Image": "QwenImageImg2ImgPipeline"}  # fmt: skip
 
 
 class FormulaHeun(FlowMatchEulerDiscreteScheduler):
@@ -153,6 +155,21 @@ def test_heun_on_flux_img2img_and_inpaint_runs_a1111s_steps(engine, folders, mod
     result = engine.generate(request, recorder, pictures=Pictures(init, mask if mode == "inpaint" else None))
     assert recorder.steps[-1] == (run, run) and result.steps_total == run == 4
     assert len(passes) == 7  # 4 Heun steps: two transformer passes each, the last one
+    assert_pixels_close(result.images[0], expected)
+
+
+@pytest.mark.parametrize("name", list(IMG2IMG))
+def test_heun_img2img_on_each_family_runs_a1111s_steps(engine, folders, name):
+    init = init_picture(32)
+    run, raw_strength = _flux_reference(0.6)  # (the same cut: these pipelines count as Flux's)
+    pipe = _raw(IMG2IMG[name], folders[name])
+    expected = pipe(PROMPT, image=init, strength=raw_strength, num_inference_steps=6, width=32, height=32,
+                    generator=generators([5]), **FAMILIES[name][3]).images[0]  # fmt: skip
+    assert pipe.scheduler.evaluations == 2 * run - 1
+    recorder = Recorder()
+    request = _request(name, folders[name], steps=6, seed=5, init="x", strength=0.6)
+    result = engine.generate(request, recorder, pictures=Pictures(init))
+    assert recorder.steps[-1] == (run, run) and result.steps_total == run
     assert_pixels_close(result.images[0], expected)
 
 
