@@ -20,6 +20,7 @@ from ..recipe.samplers import ENSD_SAMPLERS, SAMPLERS
 from . import step_cache, token_merging
 from .families import family_of
 from .families.flow import flow_x0, with_shift
+from .families.flow_samplers import count_heun_steps
 from .plan import Pass
 from .preview import Previewer, decode_latents, to_pil
 from .schedulers import make_scheduler
@@ -141,8 +142,7 @@ class PassRunner:
 
         def on_step_end(pipe_: Any, i: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             nonlocal done, last_frame
-            total = getattr(pipe_, "num_timesteps", steps) or steps
-            done = max(1, math.ceil((i + 1) * steps / total))
+            done = _steps_done(pipe_, i, steps)
             capture.latents = tensors["latents"]
             if conditioning is not None:
                 tensors = conditioning.on_step(pipe_, i, timestep, tensors)
@@ -188,6 +188,7 @@ class PassRunner:
         current, request = self.plan[index], self.request
         self.progress_phase(current.label, index, len(self.plan), current.steps)
         capture = X0Capture(pipe.scheduler)  # the scheduler was just made for this pass
+        count_heun_steps(pipe)  # (a pipeline handing its own sigmas counts Heun's two passes a step as steps)
         if self.previewer is not None:
             self.previewer.size = size
         hires = current.label == "hires"  # A1111's per-pass ratio (its get_token_merging_ratio)
@@ -203,6 +204,16 @@ class PassRunner:
 
 
 _ENSD_CLASSES = {SAMPLERS[name].scheduler for name in ENSD_SAMPLERS}
+
+
+def _steps_done(pipe: Any, index: int, steps: int) -> int:
+    """The steps a pass of `steps` has done at the pipeline's timestep `index`, counted as A1111 and Forge count.
+
+    A Heun step (two timesteps, the last step one) is one step; scaled to `steps` where the pipeline counts others.
+    """
+    order = max(1, int(getattr(pipe.scheduler, "order", 1) or 1))
+    total = getattr(pipe, "num_timesteps", steps) or steps
+    return max(1, math.ceil((index // order + 1) * steps / ((total + order - 1) // order)))
 
 
 def step_noise(scheduler: Any, delta: int, generators: list[Any] | None, source: NoiseSource | None) -> None:

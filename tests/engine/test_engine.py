@@ -334,3 +334,13 @@ def test_torchsdes_round_off_warning_stays_out_of_the_cell(engine, tiny_model_di
         warnings.warn("a user's own warning", UserWarning, stacklevel=1)
     # (DeprecationWarnings of library code are hidden in a kernel anyway; UserWarnings are shown)
     assert [str(w.message) for w in caught if w.category is UserWarning] == ["a user's own warning"]
+
+
+@pytest.mark.parametrize("sampler", ["Heun", "DPM2"])
+def test_a_second_order_step_counts_as_one_step(engine, tiny_model_dir, sampler):
+    """Heun and DPM2 call the UNet twice a step (the last once): progress counts A1111's steps, each twice."""
+    recorder = Recorder()
+    request = PaintRequest(prompt="a dog", model=str(tiny_model_dir), steps=3, seed=3, preview="none",
+                           sampler=sampler)  # fmt: skip
+    result = engine.generate(request, recorder)
+    assert recorder.steps == [(1, 3), (1, 3), (2, 3), (2, 3), (3, 3)] and result.steps_total == 3

@@ -18,7 +18,7 @@ from typing import Any
 
 from .base import Family
 from .flow import FLOW_SCHEDULES
-from .flow_samplers import OWN_SIGMAS_SAMPLERS
+from .flow_samplers import FLOW_MATCH_SAMPLERS
 from .flux import FAMILY as FLUX
 
 
@@ -46,7 +46,7 @@ FAMILY = ChromaFamily(
     latent_channels=16,
     native_size=1024,
     defaults={"sampler": "Euler", "schedule": "Automatic", "steps": 40, "guidance": 3.0},
-    samplers=OWN_SIGMAS_SAMPLERS,
+    samplers=FLOW_MATCH_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,

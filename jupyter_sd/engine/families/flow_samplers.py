@@ -11,6 +11,12 @@ computes for the request (the pipeline's sigmas, its shift or Flux's size-depend
 and UniPC cannot compute themselves: we compute them and hand them to the scheduler. Flux's size-dependent shift
 (e^μ) reaches a scheduler that takes no ``mu`` (Heun) as the equal static shift: shifting by ``exp(mu)`` is Flux's
 exponential time shift.
+
+Heun where a pipeline hands its own levels (``sigmas``: Chroma, Z-Image, Qwen-Image, and Flux's img2img, inpaint
+and hires pass), which diffusers' flow Heun cannot take: it walks the levels the flow Euler computes from that call
+(the pipeline's sigmas, shift, ``mu``) with each level after the first twice, as Heun keeps them, whatever the
+schedule type. Those pipelines then count Heun's 2n − 1 timesteps as steps; `count_heun_steps` gives their
+``get_timesteps`` (the img2img cut at the strength) the n steps A1111 counts, so the cut starts at the right level.
 """
 
 from __future__ import annotations
@@ -39,11 +45,7 @@ FLOW_SAMPLER_TABLE: dict[str, tuple[str, dict[str, Any]]] = {
 """A1111/Forge sampler name → diffusers class and the config it changes on the model's scheduler config."""
 
 FLOW_MATCH_SAMPLERS = tuple(FLOW_SAMPLER_TABLE)
-"""Every flow sampler: Flux, SD3 and Flux.2 klein run them all (their pipelines leave the levels to the sampler)."""
-OWN_SIGMAS_SAMPLERS = tuple(name for name in FLOW_SAMPLER_TABLE if name != "Heun")
-"""The samplers of the families whose pipelines always hand the scheduler their own levels (``sigmas``: Chroma,
-Z-Image, Qwen-Image): diffusers' flow Heun takes none, and their pipelines would count its two passes a step as
-steps; the others take the pipeline's call as `_FamilySigmas` passes it on."""
+"""Every flow sampler: every flow family runs them all (`_FamilySigmas` takes the pipeline's call as it comes)."""
 
 SCHEDULE_FLAGS = {"Beta": {"use_beta_sigmas": True}, "Karras": {"use_karras_sigmas": True}}
 """What each schedule type changes in a flow-matching Euler (or LCM) config (Simple: nothing)."""
@@ -95,8 +97,8 @@ def family_sigmas_class(base: type) -> type:
 class _FamilySigmas:
     """``set_timesteps`` as flow pipelines call it, on a scheduler that takes part of it (Heun, DPM++ 2M, UniPC).
 
-    ``Automatic`` runs the class's own spacing; the other schedule types, and the pipeline's custom ``sigmas`` on
-    a class that takes none, run the levels diffusers' flow-matching Euler computes from the same arguments.
+    ``Automatic`` runs the class's own spacing; the other schedule types, and Heun handed a pipeline's own
+    ``sigmas`` (it takes none), run the levels diffusers' flow-matching Euler computes from the same arguments.
     """
 
     flow_schedule = "Automatic"
@@ -107,26 +109,17 @@ class _FamilySigmas:
     ) -> None:
         """Set the noise levels of a pass: the class's own for Automatic, else the flow Euler's of the schedule.
 
-        Raises
-        ------
-        ValueError
-            Heun handed a pipeline's own levels (Flux's img2img and inpaint): the pipeline would count its steps
-            from Heun's doubled timesteps and start from the wrong level.
+        Heun handed a pipeline's own levels (which it takes none of) walks the flow Euler's levels of that call.
         """
         own = inspect.signature(super().set_timesteps).parameters  # type: ignore[misc]
-        if sigmas is not None and "sigmas" not in own and self.order > 1:  # type: ignore[attr-defined]
-            msg = (
-                f"sampler: '{_name(self)}' cannot paint this model's img2img, inpaint or hires pass (its pipeline "
-                "counts Heun's two passes a step as steps): use Euler, DPM++ 2M, UniPC or LCM"
-            )
-            raise ValueError(msg)
+        heun_given_levels = sigmas is not None and "sigmas" not in own and self.order > 1  # type: ignore[attr-defined]
         if isinstance(sigmas, list):  # Z-Image's pipeline hands a list, which UniPC's flow shift cannot multiply
             import numpy as np
 
             sigmas = np.array(sigmas)
         steps = num_inference_steps or len(sigmas)
         mu = mu if self.flow_config.get("use_dynamic_shifting") else None  # (Flux's pipelines pass it regardless)
-        if self.flow_schedule == "Automatic":
+        if self.flow_schedule == "Automatic" and not heun_given_levels:
             self._own_spacing(steps, device, sigmas if "sigmas" in own else None, mu, "mu" in own)
         else:
             self._levels(steps, device, sigmas, mu)
@@ -172,12 +165,28 @@ class _FamilySigmas:
         return sigma * noise + (1.0 - sigma) * sample
 
 
+def count_heun_steps(pipe: Any) -> None:
+    """Make `pipe`'s img2img cut (``get_timesteps``) count a step of a two-pass scheduler (Heun) as one step.
+
+    A pipeline that hands its own ``sigmas`` takes the number of Heun's timesteps (2n − 1) for its step count, so
+    ``get_timesteps`` would cut the schedule at the wrong level; the scheduler's own count (n levels, as A1111 and
+    Forge count Heun's steps) goes in instead, and the cut keeps the last ``strength`` of them, two timesteps each.
+    A pipeline that passes no ``sigmas`` counts n already: the same number goes in.
+    """
+    cut = getattr(type(pipe), "get_timesteps", None)
+    if cut is None or "get_timesteps" in vars(pipe):
+        return
+
+    def get_timesteps(num_inference_steps: int, *args: Any, **kwargs: Any) -> Any:
+        scheduler = pipe.scheduler
+        if getattr(scheduler, "order", 1) > 1 and getattr(scheduler, "num_inference_steps", None):
+            num_inference_steps = scheduler.num_inference_steps
+        return cut(pipe, num_inference_steps, *args, **kwargs)
+
+    pipe.get_timesteps = get_timesteps
+
+
 def _twice_after_first(values: Any) -> Any:
     import torch
 
     return torch.cat([values[:1], values[1:].repeat_interleave(2)])
-
-
-def _name(scheduler: Any) -> str:
-    classes = {name: sampler for sampler, (name, _) in FLOW_SAMPLER_TABLE.items()}
-    return classes.get(type(scheduler).__name__, type(scheduler).__name__)

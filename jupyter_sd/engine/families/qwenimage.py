@@ -14,7 +14,7 @@ from typing import Any
 
 from .base import PLAIN_TEXT, Family
 from .flow import FLOW_SCHEDULES
-from .flow_samplers import OWN_SIGMAS_SAMPLERS
+from .flow_samplers import FLOW_MATCH_SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ FAMILY = QwenImageFamily(
     latent_channels=16,
     native_size=1328,
     defaults={"sampler": "Euler", "schedule": "Automatic", "steps": 50, "guidance": 4.0, "emphasis": "None"},
-    samplers=OWN_SIGMAS_SAMPLERS,
+    samplers=FLOW_MATCH_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     packed_latents=True,

@@ -16,7 +16,7 @@ from typing import Any
 
 from .base import PLAIN_TEXT, Family
 from .flow import FLOW_SCHEDULES
-from .flow_samplers import OWN_SIGMAS_SAMPLERS
+from .flow_samplers import FLOW_MATCH_SAMPLERS
 from .flux import FAMILY as FLUX
 
 
@@ -55,7 +55,7 @@ FAMILY = ZImageFamily(
     patch=2,
     native_size=1024,
     defaults={"sampler": "Euler", "schedule": "Automatic", "steps": 9, "guidance": 1.0, "emphasis": "None"},
-    samplers=OWN_SIGMAS_SAMPLERS,
+    samplers=FLOW_MATCH_SAMPLERS,
     schedules=FLOW_SCHEDULES,
     flow=True,
     latent_rgb=FLUX.latent_rgb,

@@ -1,6 +1,6 @@
 """The flow samplers on Chroma, Z-Image, Qwen-Image and Flux.2 klein (tiny folders built from config), each against
-the family's raw diffusers pipeline given diffusers' own scheduler for that sampler by hand; their schedule types;
-Heun refused in one line where the family's pipeline always hands its own levels."""
+the family's raw diffusers pipeline given diffusers' own scheduler for that sampler by hand; their schedule types.
+Heun on the families whose pipelines hand their own levels: test_heun_levels.py."""
 
 from __future__ import annotations
 
@@ -149,10 +149,11 @@ def _pipeline_call(name, config, steps):
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
-@pytest.mark.parametrize("sampler", ["DPM++ 2M", "UniPC", "LCM"])
+@pytest.mark.parametrize("sampler", ["Heun", "DPM++ 2M", "UniPC", "LCM"])
 @pytest.mark.parametrize("schedule", ["Simple", "Karras"])
 def test_schedule_types_give_each_sampler_the_flow_euler_levels(folders, name, sampler, schedule):
-    """A schedule type is the flow Euler's levels for the pipeline's own call (its sigmas, mu, the model's shift)."""
+    """A schedule type is the flow Euler's levels for the pipeline's own call (its sigmas, mu, the model's shift);
+    Heun keeps each level after the first twice."""
     import diffusers
 
     own = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(folders[name], subfolder="scheduler")
@@ -162,11 +163,6 @@ def test_schedule_types_give_each_sampler_the_flow_euler_levels(folders, name, s
     euler.set_timesteps(None if "sigmas" in call else 4, **call)
     ours = make_scheduler(sampler, schedule, {**own.config, "_class_name": type(own).__name__})
     ours.set_timesteps(None if "sigmas" in call else 4, **call)
-    torch.testing.assert_close(ours.sigmas.float(), euler.sigmas.float(), rtol=0, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", ["Chroma", "Z-Image", "Qwen-Image"])
-def test_heun_is_refused_in_one_line_naming_the_samplers_it_can_use(engine, folders, name):
-    with pytest.raises(ValueError) as info:
-        engine.generate(_request(name, folders[name], sampler="Heun"))
-    assert str(info.value) == f"sampler: 'Heun' cannot paint {name} models yet (allowed: Euler, DPM++ 2M, UniPC, LCM)"
+    levels = ours.sigmas if sampler != "Heun" else torch.cat([ours.sigmas[:1], ours.sigmas[1::2]])
+    assert len(ours.sigmas) == (8 if sampler == "Heun" else 5)
+    torch.testing.assert_close(levels.float(), euler.sigmas.float(), rtol=0, atol=1e-6)
