@@ -26,11 +26,8 @@ T5_LENGTHS = {"Flux": 512, "SD3": 256, "Chroma": 512}
 """The T5 tokens a prompt reaches the model with: diffusers' ``max_sequence_length`` default per family."""
 SECOND = {"Flux": "pooled_prompt_embeds", "SD3": "pooled_prompt_embeds", "Chroma": "prompt_attention_mask"}
 """What the pipeline takes beside ``prompt_embeds`` (and as ``negative_…``): CLIP's pooled output, or T5's mask."""
-AND_AS_TEXT = {
-    "Flux": "its distilled guidance has no CFG to combine parts in",
-    "Chroma": "its parts are not combined as A1111's composable diffusion yet",
-}
-"""The families that read ``AND`` as text, and why (SD3 combines the parts)."""
+AND_AS_TEXT = {"Flux": "its distilled guidance has no CFG to combine parts in"}
+"""The families that read ``AND`` as text, and why (SD3 and Chroma combine the parts: prompt_steps.py)."""
 
 Chunk = tuple[list[int], list[float]]
 

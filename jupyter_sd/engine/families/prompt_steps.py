@@ -5,9 +5,11 @@ encoded as `prompt_embeds` encodes it (its weights applied), and a forward pre-h
 step's embeddings. Flux and Chroma call the transformer for the prompt, then (real CFG) for the negative prompt,
 each step; SD3 calls it once with ``[negative, prompt]`` stacked. Their ``txt_ids`` follow the text's length
 (``BREAK``), and so does Chroma's attention mask (its text's mask, then the picture's tokens).
-A ControlNet keeps the first step's text (its own call is not hooked). SD3's ``AND`` runs every part in one
-batched transformer call, combined as A1111's composable diffusion; an IP-Adapter's image embeddings (in the call's
-``joint_attention_kwargs``) follow the rows: the negative picture's for the negative, the picture's for every part.
+A ControlNet keeps the first step's text (its own call is not hooked). ``AND`` (SD3, Chroma: their real CFG) runs
+every part and the negative through the transformer, combined as A1111's composable diffusion: SD3's in one batched
+call, Chroma's in the prompt's call (the negative's call then returns the negative's prediction it made). On SD3 an
+IP-Adapter's image embeddings (in the call's ``joint_attention_kwargs``) follow the rows: the negative picture's for
+the negative, the picture's for every part.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from ...recipe.prompt_editing import prompt_schedules
 from ...recipe.prompts import split_and
-from .prompt_embeds import ENCODERS, SECOND, sd3_embeds, token_chunks
+from .prompt_embeds import AND_AS_TEXT, ENCODERS, SECOND, sd3_embeds, token_chunks
 
 Entries = list[tuple[int, tuple[Any, Any]]]
 """``(last step, (embeds [1, T, D], pooled [1, P] or Chroma's mask [1, T]))`` in step order, as A1111 lists them."""
@@ -40,6 +42,8 @@ class StepPrompts:
         self.calls = 0
         """Transformer calls in this step (Flux: the prompt's first, then the negative's)."""
         self.pipe: Any = None
+        self.uncond: Any = None
+        """Chroma's ``AND``: the negative's prediction of this step, made in the prompt's call."""
 
     def pipeline_kwargs(self, takes: Any) -> dict[str, Any]:
         """The first step's embeddings as the pipeline call's arguments (those `takes` lists)."""
@@ -52,14 +56,14 @@ class StepPrompts:
 
     def next_step(self, index: int) -> None:
         """The step-end callback's news: step `index` is done."""
-        self.step, self.calls = index + 1, 0
+        self.step, self.calls, self.uncond = index + 1, 0, None
 
     @contextlib.contextmanager
     def applied(self, pipe: Any) -> Iterator[None]:
         """The transformer's pre-hook for one pipeline call."""
-        self.step, self.calls, self.pipe = 0, 0, pipe
+        self.step, self.calls, self.pipe, self.uncond = 0, 0, pipe, None
         if len(self.parts) > 1:
-            with composed(self, pipe.transformer):
+            with composed(self, pipe.transformer, _sd3_and if self.family == "SD3" else _chroma_and):
                 yield
             return
         hook = pipe.transformer.register_forward_pre_hook(self._swap, with_kwargs=True)
@@ -105,7 +109,7 @@ def step_prompts(
     pipe: Any, family: str, prompt: str, negative: str, emphasis: str, steps: int, hires_steps: int | None
 ) -> StepPrompts | None:
     """The prompt's and negative's embeddings per step, or None when neither changes between steps."""
-    parts = split_and(prompt) if family == "SD3" else [(prompt, 1.0)]  # AND: SD3's CFG (Flux's is distilled)
+    parts = [(prompt, 1.0)] if family in AND_AS_TEXT else split_and(prompt)  # AND: SD3's, Chroma's CFG
     schedules = [prompt_schedules(text, steps, hires_steps) for text in [negative] + [t for t, _ in parts]]
     if len(parts) == 1 and all(len(schedule) == 1 for schedule in schedules):
         return None
@@ -126,34 +130,17 @@ def step_prompts(
 
 
 @contextlib.contextmanager
-def composed(prompts: StepPrompts, transformer: Any) -> Iterator[None]:
-    """SD3's ``AND`` for one call: the transformer's forward runs the negative and every part in one batch.
+def composed(prompts: StepPrompts, transformer: Any, combine: Any) -> Iterator[None]:
+    """``AND`` for one call: the transformer's forward replaced by `combine` (`_sd3_and`, `_chroma_and`).
 
-    They are combined as A1111's composable diffusion, ``uncond + Σ wᵢ·(condᵢ − uncond)``, in the prompt's half of CFG.
+    The parts are combined as A1111's composable diffusion, ``uncond + Σ wᵢ·(condᵢ − uncond)``, as the prompt's
+    prediction: the pipeline's CFG then makes ``uncond + g·Σ wᵢ·(condᵢ − uncond)``, A1111's.
     """
-    import torch
-
     original = transformer.forward
 
     def forward(*args: Any, **kwargs: Any) -> Any:
-        guided = bool(getattr(prompts.pipe, "do_classifier_free_guidance", False))
-        latents, timestep = kwargs["hidden_states"], kwargs["timestep"]
-        images = latents.shape[0] // 2 if guided else latents.shape[0]
-        rows = [_at(prompts.negative, prompts.step)] + [_at(entries, prompts.step) for _, entries in prompts.parts]
-        hidden = kwargs["encoder_hidden_states"]
-        kwargs["encoder_hidden_states"] = torch.cat([e.repeat(images, 1, 1) for e, _ in rows]).to(hidden)
-        pooled = kwargs["pooled_projections"]
-        kwargs["pooled_projections"] = torch.cat([p.repeat(images, 1) for _, p in rows]).to(pooled)
-        kwargs["hidden_states"] = latents[-images:].repeat(len(rows), 1, 1, 1)
-        kwargs["timestep"] = timestep[-images:].repeat(len(rows))
-        if (kwargs.get("joint_attention_kwargs") or {}).get("ip_adapter_image_embeds") is not None:
-            kwargs["joint_attention_kwargs"] = _image_rows(kwargs["joint_attention_kwargs"], images, len(rows), guided)
         return_dict = kwargs.pop("return_dict", True)
-        out = original(*args, return_dict=False, **kwargs)[0].chunk(len(rows))
-        combined = out[0].clone()
-        for (weight, _), cond in zip(prompts.parts, out[1:]):
-            combined = combined + weight * (cond - out[0])
-        result = torch.cat([out[0], combined]) if guided else combined
+        result = combine(prompts, original, args, kwargs)
         if return_dict:
             from diffusers.models.modeling_outputs import Transformer2DModelOutput
 
@@ -182,3 +169,71 @@ def _image_rows(joint: dict[str, Any], images: int, rows: int, guided: bool) -> 
     picture = embeds[-images:]
     negative = embeds[:images] if guided else torch.zeros_like(picture)
     return {**joint, "ip_adapter_image_embeds": torch.cat([negative] + [picture] * (rows - 1))}
+
+
+def _combined(prompts: StepPrompts, uncond: Any, conds: Any) -> Any:
+    """A1111's composable diffusion: ``uncond + Σ wᵢ·(condᵢ − uncond)``."""
+    combined = uncond.clone()
+    for (weight, _), cond in zip(prompts.parts, conds):
+        combined = combined + weight * (cond - uncond)
+    return combined
+
+
+def _rows(prompts: StepPrompts) -> list[tuple[Any, Any]]:
+    """The current step's embeddings of the negative, then of each part."""
+    return [_at(prompts.negative, prompts.step)] + [_at(entries, prompts.step) for _, entries in prompts.parts]
+
+
+def _sd3_and(prompts: StepPrompts, original: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    """SD3: one batched call of the negative and every part; ``[uncond, combined]`` for its CFG's halves."""
+    import torch
+
+    guided = bool(getattr(prompts.pipe, "do_classifier_free_guidance", False))
+    latents, timestep = kwargs["hidden_states"], kwargs["timestep"]
+    images = latents.shape[0] // 2 if guided else latents.shape[0]
+    rows = _rows(prompts)
+    hidden = kwargs["encoder_hidden_states"]
+    kwargs["encoder_hidden_states"] = torch.cat([e.repeat(images, 1, 1) for e, _ in rows]).to(hidden)
+    pooled = kwargs["pooled_projections"]
+    kwargs["pooled_projections"] = torch.cat([p.repeat(images, 1) for _, p in rows]).to(pooled)
+    kwargs["hidden_states"] = latents[-images:].repeat(len(rows), 1, 1, 1)
+    kwargs["timestep"] = timestep[-images:].repeat(len(rows))
+    if (kwargs.get("joint_attention_kwargs") or {}).get("ip_adapter_image_embeds") is not None:
+        kwargs["joint_attention_kwargs"] = _image_rows(kwargs["joint_attention_kwargs"], images, len(rows), guided)
+    out = original(*args, return_dict=False, **kwargs)[0].chunk(len(rows))
+    combined = _combined(prompts, out[0], out[1:])
+    return torch.cat([out[0], combined]) if guided else combined
+
+
+def _chroma_and(prompts: StepPrompts, original: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    """Chroma: the prompt's call runs the negative and every part; the negative's call gets the negative's.
+
+    The prompt's call (a step's first) returns the parts combined; CFG's second call, the negative's, returns the
+    negative's prediction made in the first. Rows of one text length run in one batch, each with its ``txt_ids``
+    and its mask (the text's, then the picture's tokens, as Chroma's pipeline builds it).
+    """
+    import torch
+
+    prompts.calls += 1
+    if prompts.calls > 1 and prompts.uncond is not None:
+        return prompts.uncond
+    latents = kwargs["hidden_states"]
+    images, rows = latents.shape[0], _rows(prompts)
+    groups: dict[int, list[int]] = {}
+    for index, (embeds, _) in enumerate(rows):
+        groups.setdefault(embeds.shape[1], []).append(index)
+    out: list[Any] = [None] * len(rows)
+    for length, members in groups.items():
+        call = {**kwargs, "hidden_states": latents.repeat(len(members), 1, 1)}
+        call["timestep"] = kwargs["timestep"].repeat(len(members))
+        call["encoder_hidden_states"] = torch.cat([rows[i][0].repeat(images, 1, 1) for i in members]).to(latents)
+        if kwargs.get("txt_ids") is not None:
+            call["txt_ids"] = torch.zeros(length, 3).to(kwargs["txt_ids"])
+        if kwargs.get("attention_mask") is not None:
+            text = torch.cat([rows[i][1].repeat(images, 1) for i in members])
+            picture = torch.ones(text.shape[0], latents.shape[1], dtype=text.dtype, device=text.device)
+            call["attention_mask"] = torch.cat([text, picture], dim=1).to(kwargs["attention_mask"])
+        for member, chunk in zip(members, original(*args, return_dict=False, **call)[0].chunk(len(members))):
+            out[member] = chunk
+    prompts.uncond = out[0]
+    return _combined(prompts, out[0], out[1:])

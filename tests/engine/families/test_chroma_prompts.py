@@ -7,9 +7,10 @@ raw diffusers' ChromaPipeline as ``prompt_embeds`` and ``prompt_attention_mask``
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from helpers.pixels import assert_pixels_close
+from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
 from helpers.tiny_families import make_tiny_chroma
 
@@ -134,9 +135,54 @@ def test_chroma_alternation_of_texts_of_two_lengths_swaps_their_masks(engine, ch
     assert [int(m[:, :LENGTH].sum()) for m in masks] == [5, 3, 5, 3, 6, 3]  # words + </s> + the first pad
 
 
-def test_and_on_chroma_and_a_cut_prompt_are_one_line_each(engine, chroma_dir):
-    _, recorder = _paint(engine, chroma_dir, "a red circle AND a square", steps=1)
-    note = "prompt: AND is read as text on Chroma (its parts are not combined as A1111's composable diffusion yet)"
-    assert note in recorder.notices
+def test_a_cut_prompt_is_one_line(engine, chroma_dir):
     _, recorder = _paint(engine, chroma_dir, " ".join(["red"] * 520), steps=1)
     assert "prompt: Chroma's T5 reads 511 tokens a chunk; 9 were cut (BREAK starts a new chunk)" in recorder.notices
+
+
+@pytest.mark.parametrize(
+    ("prompt", "texts", "guidance"),
+    [
+        ("a red circle AND a blue square :0.6", [["a red circle"], ["a blue square"]], 3.0),
+        ("a red circle :1.3 AND a blue BREAK square :-0.4", [["a red circle"], ["a blue", "square"]], 3.0),
+        ("a red circle AND a blue square :0.6", [["a red circle"], ["a blue square"]], 1.0),  # no CFG
+    ],
+)
+def test_chroma_and_combines_its_parts_as_composable_diffusion(engine, chroma_dir, pipe, prompt, texts, guidance):
+    """The transformer called on each part's embeddings and the negative's, combined as A1111 combines them:
+    ``uncond + Σ wᵢ·(condᵢ − uncond)`` as the prompt's prediction (the pipeline's CFG then makes
+    ``uncond + g·Σ wᵢ·(condᵢ − uncond)``); the negative's own call returns ``uncond``."""
+    from jupyter_sd.recipe.prompts import split_and
+
+    weights = [weight for _, weight in split_and(prompt)]
+    seen, _, picture = _seen(engine, chroma_dir, prompt, negative_prompt="dog", guidance=guidance)
+    with torch.no_grad():
+        chunks = [[pipe._get_t5_prompt_embeds(text) for text in part] for part in [["dog"], *texts]]
+    rows = [(torch.cat([e for e, _ in part], dim=1), torch.cat([m for _, m in part], dim=1)) for part in chunks]
+    (dog, dog_mask), (first, first_mask) = rows[0], rows[1]
+    lengths = {embeds.shape[1] for embeds, _ in rows}
+    assert len(seen) == 3 * len(lengths)  # each step: one call per text length (the negative's call made none)
+    assert torch.allclose(torch.cat([s for s in seen if s.shape[1] == LENGTH]), torch.cat(
+        [e for e, _ in rows if e.shape[1] == LENGTH] * 3), atol=1e-6)  # fmt: skip
+    forward = pipe.transformer.forward
+
+    def predict(hidden_states, encoder_hidden_states, attention_mask, txt_ids, **kwargs):
+        kwargs.pop("return_dict", None)
+        picture_tokens = torch.ones(1, hidden_states.shape[1])
+        u, *conds = (forward(hidden_states=hidden_states, encoder_hidden_states=e, txt_ids=torch.zeros(e.shape[1], 3),
+                             attention_mask=torch.cat([m, picture_tokens], dim=1), return_dict=False, **kwargs)[0]
+                     for e, m in rows)  # fmt: skip
+        if torch.equal(encoder_hidden_states, dog):
+            return (u,)
+        return (u + sum(w * (c - u) for w, c in zip(weights, conds)),)
+
+    pipe.transformer.forward = predict
+    try:
+        expected = pipe(prompt_embeds=first, prompt_attention_mask=first_mask, negative_prompt_embeds=dog,
+                        negative_prompt_attention_mask=dog_mask, width=32, height=32, num_inference_steps=3,
+                        guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(5)).images[0]  # fmt: skip
+    finally:
+        del pipe.transformer.forward
+    assert_pixels_close(picture, expected)
+    plain, _ = _paint(engine, chroma_dir, "a red circle", negative_prompt="dog", guidance=guidance)
+    assert torch.tensor(np.abs(pixels(plain) - pixels(picture)).max()) > 1  # the parts changed the picture
