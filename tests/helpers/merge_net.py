@@ -27,14 +27,18 @@ def merge_state(levels: int = 6, ngf: int = 2, seed: int = 3) -> dict[str, torch
         down, sub = (0, 1) if first else (1, 3)
         up = sub if last else sub + 2
         state[f"{key}.model.{down}.weight"] = torch.randn(inner, cin, 4, 4, generator=generator) * 0.3
-        state[f"{key}.model.{up}.weight"] = torch.randn(inner if last else inner * 2, cout, 4, 4, generator=generator) * 0.3
+        state[f"{key}.model.{up}.weight"] = (
+            torch.randn(inner if last else inner * 2, cout, 4, 4, generator=generator) * 0.3
+        )
         if first:
             state[f"{key}.model.{up}.bias"] = torch.randn(cout, generator=generator) * 0.1
         key = f"{key}.model.{sub}"
     return state
 
 
-def merge_reference(state: dict[str, torch.Tensor], x: torch.Tensor, key: str = "model", top: bool = True) -> torch.Tensor:
+def merge_reference(
+    state: dict[str, torch.Tensor], x: torch.Tensor, key: str = "model", top: bool = True
+) -> torch.Tensor:
     """The generator's output (N×1×H×W) for `x` (N×2×H×W): pix2pix's recursion with functional ops."""
     down, sub = (0, 1) if top else (1, 3)
     innermost = f"{key}.model.{sub}.model.1.weight" not in state

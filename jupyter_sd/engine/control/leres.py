@@ -215,8 +215,10 @@ def leres_input(image: np.ndarray) -> np.ndarray:
 
 
 def leres_depth(net: LeReS, image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The extension's ``estimateleres``: `image` (H×W×3 uint8 RGB) resized to `width`×`height` (bilinear), its depth
-    resized back to H×W (bicubic): H×W float32. The sides must be multiples of 32."""
+    """The extension's ``estimateleres``: LeReS's depth of `image` (H×W×3 uint8 RGB), H×W float32.
+
+    The picture is resized to `width`×`height` (bilinear; multiples of 32), the depth back to H×W (bicubic).
+    """
     import cv2
 
     resized = image if image.shape[:2] == (height, width) else cv2.resize(image, (width, height))

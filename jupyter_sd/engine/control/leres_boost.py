@@ -121,7 +121,9 @@ def boost_depth(leres: Any, net: Any, image: np.ndarray) -> np.ndarray:
     return cv2.resize(updated, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
-def boost_depth_map(leres: Any, net: Any, image: np.ndarray, remove_near: float, remove_background: float) -> np.ndarray:
+def boost_depth_map(
+    leres: Any, net: Any, image: np.ndarray, remove_near: float, remove_background: float
+) -> np.ndarray:
     """``depth_leres++``'s map of `image` (the padded picture): H×W uint8, near bright."""
     from .leres import depth_to_map
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 RECEPTIVE = 448
-"""LeReS's receptive field: the low resolution of the double estimation (the extension's ``net_receptive_field_size``)."""
+"""LeReS's receptive field, the double estimation's low resolution (the extension's ``net_receptive_field_size``)."""
 MERGE_SIZE = 1024
 """The merge network's input size (``pix2pixsize``)."""
 R_MAX = 1600
@@ -137,8 +137,10 @@ def _max_pool(grid: np.ndarray, n: int) -> np.ndarray:
 
 
 def processing_res(image: np.ndarray, confidence: float = 0.2) -> tuple[int, float]:
-    """The extension's R_x search (``calculateprocessingres``): the whole picture's high resolution and the patch
-    scale. Its resizes pass the interpolation where OpenCV takes ``dst``, so they are bilinear; kept so."""
+    """The extension's R_x search (``calculateprocessingres``): the whole picture's high resolution, the patch scale.
+
+    Its resizes pass the interpolation where OpenCV takes ``dst``, so they are bilinear; kept so.
+    """
     import cv2
 
     speed = 32
