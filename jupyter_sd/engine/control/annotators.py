@@ -8,8 +8,8 @@ MangaLineExtraction; normals from NNET (``normal_bae.py``), DSINE (``normal_dsin
 picture's own size) or MiDaS's depth; OneFormer's classes in their palette (``segmentation.py``), the anime face
 U-Net's in its colours (``anime_face.py``), DensePose's body parts through viridis or parula (``densepose.py``);
 LeReS's depth with its Remove Near/Background % (``leres.py``; ``leres_boost.py`` for ``depth_leres++``);
-OpenPose's and DWPose's people and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the
-mask with LaMa (``lama.py``). Networks load once per weights file
+OpenPose's and DWPose's people and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the
+padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
 (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the modules
 that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
 """
