@@ -76,7 +76,7 @@ def select_patches(image: np.ndarray, factor: float) -> list[list[int]]:
     return sorted(chosen, key=lambda rect: rect[2], reverse=True)
 
 
-def _refine(leres: Any, net: Any, picture: np.ndarray, base: np.ndarray, updated: np.ndarray, rect: list[int]) -> None:
+def refine_patch(leres: Any, net: Any, picture: np.ndarray, base: np.ndarray, updated: np.ndarray, rect: list[int]) -> None:
     """One patch's double estimation merged into `updated` (in place) over the same region of `base`."""
     import cv2
 
@@ -117,7 +117,7 @@ def boost_depth(leres: Any, net: Any, image: np.ndarray) -> np.ndarray:
     base = cv2.resize(whole, own, interpolation=cv2.INTER_CUBIC)
     updated = base.copy()
     for rect in patches:
-        _refine(leres, net, picture, base, updated, np.round(np.array(rect) * scale).astype(int).tolist())
+        refine_patch(leres, net, picture, base, updated, np.round(np.array(rect) * scale).astype(int).tolist())
     return cv2.resize(updated, (width, height), interpolation=cv2.INTER_CUBIC)
 
 

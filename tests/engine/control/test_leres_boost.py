@@ -14,6 +14,8 @@ from helpers.annotator_nets import annotator_files, offline_refusal
 from helpers.leres_net import leres_reference, leres_state
 from helpers.merge_net import merge_reference, merge_state
 
+from jupyter_sd.engine.control.leres import LeReS
+from jupyter_sd.engine.control.leres_boost import blend_mask, refine_patch, select_patches
 from jupyter_sd.engine.control.leres_merge import MergeNet
 from jupyter_sd.engine.control.modules import find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -107,3 +109,86 @@ def test_missing_merge_network_offline_is_one_line(tmp_path, monkeypatch):
     torch.save({"depth_model": leres_state()}, folder / "res101.pth")
     line = offline_refusal(tmp_path / "models", monkeypatch, "depth_leres++", _picture(192, 192), 192)
     assert "ControlNet/annotators/leres/latest_net_G.pth" in line and "lllyasviel/Annotators" in line
+
+
+def _gradient(image):
+    gray = np.dot(image[..., :3], [0.2989, 0.5870, 0.1140])
+    return np.abs(cv2.Sobel(gray, cv2.CV_64F, 0, 1, ksize=3)) + np.abs(cv2.Sobel(gray, cv2.CV_64F, 1, 0, ksize=3))
+
+
+def _patches_reference(image, factor):
+    """The extension's patch choice with plain sums: 896 cells every 336 px kept where their gradient density
+    reaches the picture's, each grown by 32/factor while inside (its integral image's bounds) and as dense."""
+    grad = _gradient(image)
+    grad[grad < grad[grad > 0].mean()] = 0
+    height, width = grad.shape
+
+    def density(x, y, w, h):
+        return grad[y : y + h, x : x + w].sum() / (w * h)
+
+    step, chosen = int(32 / factor), []
+    for x0 in range(448, width - 448, 336):
+        for y0 in range(448, height - 448, 336):
+            rect = [x0 - 448, y0 - 448, 896, 896]
+            if density(*rect) < grad.mean():
+                continue
+            while True:
+                test = [rect[0] - step // 2, rect[1] - step // 2, rect[2] + step, rect[3] + step]
+                if min(test[:2]) < 0 or test[1] + test[3] > height or test[0] + test[2] > width:
+                    break
+                if density(*test) < grad.mean():
+                    break
+                rect = test
+            chosen.append(rect)
+    return sorted(chosen, key=lambda rect: -rect[2])
+
+
+def test_patches_are_the_dense_cells_grown_largest_first():
+    image = np.full((1300, 1300, 3), 120, np.uint8)
+    for x in range(1000, 1250, 8):
+        cv2.line(image, (x, 300), (x, 1250), (0, 0, 0), 2)
+    chosen = select_patches(image, 0.5)
+    assert chosen == _patches_reference(image, 0.5)
+    assert chosen == [[272, 272, 1024, 1024], [336, 0, 896, 896]]  # the left cells have no lines; one grew twice
+
+
+def test_a_patch_is_merged_as_the_extension_merges_it():
+    leres, merge = leres_state(), merge_state(ngf=1)
+    leres_net, merge_net = LeReS({"depth_" + k[len("module.depth_") :]: v for k, v in leres.items()}), MergeNet(merge)
+    leres_net.load_state_dict({"depth_" + k[len("module.depth_") :]: v for k, v in leres.items()})
+    merge_net.load_state_dict(merge)
+    picture = _picture(256, 256)
+    y, x = np.mgrid[0:256, 0:256]
+    base = (np.sin(x / 40.0) + np.cos(y / 30.0)).astype(np.float32)
+    updated = base + np.float32(0.25)
+    before = updated.copy()
+    rect = [40, 24, 160, 176]
+    refine_patch(leres_net.eval(), merge_net.eval(), picture, base, updated, rect)
+
+    patch = picture[24:200, 40:200]
+    low, high = (_leres(leres, patch, side) for side in (448, 896))
+    pair = [(d - d.min()) / (d.max() - d.min()) * 2 - 1 for d in (low, high)]
+    with torch.no_grad():
+        out = merge_reference(merge, torch.from_numpy(np.stack(pair)[None]).float())
+    estimate = ((out + 1) / 2)[0, 0].numpy()
+    estimate = (estimate - estimate.min()) / (estimate.max() - estimate.min())
+    region = cv2.resize(base[24:200, 40:200], (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    pair = [(d - d.min()) / (d.max() - d.min()) * 2 - 1 for d in (region, estimate)]
+    with torch.no_grad():
+        mapped = ((merge_reference(merge, torch.from_numpy(np.stack(pair)[None]).float()) + 1) / 2)[0, 0].numpy()
+    fitted = np.polyval(np.polyfit(mapped.ravel(), region.ravel(), 1), mapped)
+    fitted = cv2.resize(fitted, (160, 176), interpolation=cv2.INTER_CUBIC)
+    mask = cv2.resize(blend_mask(), (160, 176), interpolation=cv2.INTER_LINEAR)  # its formula: the test below
+    expected = before.copy()
+    expected[24:200, 40:200] = before[24:200, 40:200] * (1 - mask) + fitted * mask
+    np.testing.assert_allclose(updated, expected, atol=2e-3)
+    assert (updated[:24] == before[:24]).all() and np.abs(updated - before).max() > 0.05
+
+
+def test_blend_mask_is_the_extensions_gaussian_mask():
+    made = blend_mask(320)  # the extension's 3000 scaled: 15 % edges (48), sigma size/16 (20), kernel 2·⌈2σ⌉+1 (81)
+    mask = np.zeros((320, 320), np.float32)
+    mask[48:272, 48:272] = 1
+    mask = cv2.GaussianBlur(mask, (81, 81), 20)
+    np.testing.assert_array_equal(made, ((mask - mask.min()) / (mask.max() - mask.min())).astype(np.float32))
+    assert made.shape == (320, 320) and made.min() == 0 and made.max() == 1 and made[160, 160] == 1
