@@ -154,8 +154,9 @@ def test_patches_are_the_dense_cells_grown_largest_first():
 
 def test_a_patch_is_merged_as_the_extension_merges_it():
     leres, merge = leres_state(), merge_state(ngf=1)
-    leres_net, merge_net = LeReS({"depth_" + k[len("module.depth_") :]: v for k, v in leres.items()}), MergeNet(merge)
-    leres_net.load_state_dict({"depth_" + k[len("module.depth_") :]: v for k, v in leres.items()})
+    state = {k.removeprefix("module."): v for k, v in leres.items()}
+    leres_net, merge_net = LeReS(state), MergeNet(merge)
+    leres_net.load_state_dict(state)
     merge_net.load_state_dict(merge)
     picture = _picture(256, 256)
     y, x = np.mgrid[0:256, 0:256]
@@ -192,3 +193,25 @@ def test_blend_mask_is_the_extensions_gaussian_mask():
     mask = cv2.GaussianBlur(mask, (81, 81), 20)
     np.testing.assert_array_equal(made, ((mask - mask.min()) / (mask.max() - mask.min())).astype(np.float32))
     assert made.shape == (320, 320) and made.min() == 0 and made.max() == 1 and made[160, 160] == 1
+
+
+def test_local_boosting_refines_the_patches_at_the_pictures_scale(monkeypatch):
+    from jupyter_sd.engine.control import leres_boost
+    from jupyter_sd.engine.control.leres_merge import processing_res
+
+    image = np.full((512, 512, 3), 100, np.uint8)
+    cv2.rectangle(image, (100, 100), (200, 200), (0, 0, 0), 3)
+    whole_size, patch_scale = processing_res(image)
+    assert whole_size == 448 and 4 * patch_scale * 448 / 1600 < 0.2  # R_x ≤ 512: boosted; factor 0.2: 4480 px
+    target = cv2.resize(image, (4480, 4480), interpolation=cv2.INTER_CUBIC)
+    expected = [np.round(np.array(rect) * 512 / 4480).astype(int).tolist() for rect in select_patches(target, 0.2)]
+    seen = []
+    monkeypatch.setattr(leres_boost, "refine_patch", lambda *args: seen.append((args[2].shape, args[5])))
+    leres, merge = leres_state(), merge_state(ngf=1)
+    leres_net = LeReS({k.removeprefix("module."): v for k, v in leres.items()})
+    leres_net.load_state_dict({k.removeprefix("module."): v for k, v in leres.items()})
+    merge_net = MergeNet(merge)
+    merge_net.load_state_dict(merge)
+    depth = leres_boost.boost_depth(leres_net.eval(), merge_net.eval(), image)
+    assert len(expected) > 10 and seen == [((512, 512, 3), rect) for rect in expected]
+    assert depth.shape == (512, 512) and depth.dtype == np.float32
