@@ -76,7 +76,9 @@ def select_patches(image: np.ndarray, factor: float) -> list[list[int]]:
     return sorted(chosen, key=lambda rect: rect[2], reverse=True)
 
 
-def refine_patch(leres: Any, net: Any, picture: np.ndarray, base: np.ndarray, updated: np.ndarray, rect: list[int]) -> None:
+def refine_patch(
+    leres: Any, net: Any, picture: np.ndarray, base: np.ndarray, updated: np.ndarray, rect: list[int]
+) -> None:
     """One patch's double estimation merged into `updated` (in place) over the same region of `base`."""
     import cv2
 
