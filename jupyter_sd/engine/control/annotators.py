@@ -7,9 +7,9 @@ variants quantized by ``safe_step``, lineart inverted so lines are white, ``line
 MangaLineExtraction; normals from NNET (``normal_bae.py``), DSINE (``normal_dsine.py``, its camera from the unit
 picture's own size) or MiDaS's depth; OneFormer's classes in their palette (``segmentation.py``), the anime face
 U-Net's in its colours (``anime_face.py``), DensePose's body parts through viridis or parula (``densepose.py``);
-LeReS's depth with its Remove Near/Background % (``leres.py``); OpenPose's and DWPose's people and AP10K's animals
-drawn in colour, M-LSD's lines with the unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the
-mask with LaMa (``lama.py``). Networks load once per weights file
+LeReS's depth with its Remove Near/Background % (``leres.py``; ``leres_boost.py`` for ``depth_leres++``);
+OpenPose's and DWPose's people and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the
+padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
 (``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the modules
 that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
 """
@@ -89,6 +89,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .leres import load_leres
 
         return load_leres(path)
+    if annotator == "leres_merge":
+        from .leres_merge import load_merge_net
+
+        return load_merge_net(path)
     if annotator == "anime_face_segment":
         from .anime_face import load_anime_face
 
@@ -276,6 +280,13 @@ def _leres(net: Any, image: np.ndarray, remove_near: float, remove_background: f
     return leres_depth_map(net, image, remove_near, remove_background)
 
 
+def _leres_boost(net: Any, image: np.ndarray, remove_near: float, remove_background: float) -> np.ndarray:
+    from .leres_boost import boost_depth_map
+
+    merge_net = loaded_net("leres_merge", "depth_leres++")
+    return boost_depth_map(net, merge_net, image, remove_near, remove_background)
+
+
 def _mlsd(net: Any, image: np.ndarray, value_threshold: float, distance_threshold: float) -> np.ndarray:
     from .mlsd import mlsd_map
 
@@ -312,6 +323,7 @@ TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray
     "mlsd": ("mlsd", _mlsd),
     "normal_midas": ("midas", _normal_midas),
     "depth_leres": ("leres", _leres),
+    "depth_leres++": ("leres", _leres_boost),
 }
 """Modules whose work also takes the unit's Threshold A and B (M-LSD's thresholds, normal_midas's background,
 depth_leres's Remove Near % and Remove Background %)."""

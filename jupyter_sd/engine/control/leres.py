@@ -214,14 +214,27 @@ def leres_input(image: np.ndarray) -> np.ndarray:
     return ((bgr - _MEAN) / _STD).astype(np.float32).transpose(2, 0, 1)[None]
 
 
-def leres_depth_map(net: LeReS, image: np.ndarray, remove_near: float, remove_background: float) -> np.ndarray:
-    """The depth map of `image` (H×W×3 uint8, sides multiples of 32): H×W uint8, near bright."""
+def leres_depth(net: LeReS, image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The extension's ``estimateleres``: LeReS's depth of `image` (H×W×3 uint8 RGB), H×W float32.
+
+    The picture is resized to `width`×`height` (bilinear; multiples of 32), the depth back to H×W (bicubic).
+    """
     import cv2
 
+    resized = image if image.shape[:2] == (height, width) else cv2.resize(image, (width, height))
     parameter = next(net.parameters())
-    x = torch.from_numpy(np.ascontiguousarray(leres_input(image))).to(parameter.device, parameter.dtype)
+    x = torch.from_numpy(np.ascontiguousarray(leres_input(resized))).to(parameter.device, parameter.dtype)
     with torch.no_grad():
         depth = net(x)[0, 0].float().cpu().numpy()
+    if depth.shape != image.shape[:2]:
+        depth = cv2.resize(depth, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
+    return depth
+
+
+def depth_to_map(depth: np.ndarray, remove_near: float, remove_background: float) -> np.ndarray:
+    """The extension's map of a depth: stretched to 16 bits, to 8, Remove Near, inverted, Remove Background."""
+    import cv2
+
     span = depth.max() - depth.min()
     out = 65535.0 * (depth - depth.min()) / span if span > np.finfo(float).eps else np.zeros(depth.shape)
     made = cv2.convertScaleAbs(out.astype(np.uint16), alpha=255.0 / 65535.0)
@@ -231,3 +244,8 @@ def leres_depth_map(net: LeReS, image: np.ndarray, remove_near: float, remove_ba
     if remove_background:
         made = cv2.threshold(made, remove_background / 100 * 255, 255, cv2.THRESH_TOZERO)[1]
     return made
+
+
+def leres_depth_map(net: LeReS, image: np.ndarray, remove_near: float, remove_background: float) -> np.ndarray:
+    """The depth map of `image` (H×W×3 uint8, sides multiples of 32): H×W uint8, near bright."""
+    return depth_to_map(leres_depth(net, image, image.shape[1], image.shape[0]), remove_near, remove_background)

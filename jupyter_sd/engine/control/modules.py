@@ -89,12 +89,15 @@ MODULES: dict[str, Module] = {
                 "densepose_parula",
             )
         ),
-        Module(
-            "depth_leres",
-            RESOLUTION,
-            Slider("Remove Near %", 0, 100, 0),
-            Slider("Remove Background %", 0, 100, 0),
-            annotator=True,
+        *(
+            Module(
+                name,
+                RESOLUTION,
+                Slider("Remove Near %", 0, 100, 0),
+                Slider("Remove Background %", 0, 100, 0),
+                annotator=True,
+            )
+            for name in ("depth_leres", "depth_leres++")
         ),
         Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
         Module(
@@ -138,7 +141,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
         ),
         _DEPTH,
     ),
-    "depth_leres++": "LeReS++'s boost (the pix2pix merge network; depth_leres is built in)",
     "softedge_teed": "TEED weights",
     "seg_ufade20k": "UniFormer weights (no transformers port; seg_ofade20k paints ADE20K)",
     "mediapipe_face": "the mediapipe package",

@@ -88,9 +88,3 @@ def test_weights_of_another_network_are_refused_in_one_line(leres):
 def test_offline_without_res101_pth_is_one_line(tmp_path, monkeypatch):
     line = offline_refusal(tmp_path / "empty", monkeypatch, "depth_leres", _picture(64, 64), 64)
     assert "ControlNet/annotators/leres/res101.pth" in line and "lllyasviel/Annotators" in line
-
-
-def test_depth_leres_plus_plus_is_still_refused_in_one_line():
-    with pytest.raises(ValueError, match="depth_leres\\+\\+.*boost") as refused:
-        preprocess("depth_leres++", _picture(64, 64), 64)
-    assert "\n" not in str(refused.value) and len(str(refused.value)) < 200
