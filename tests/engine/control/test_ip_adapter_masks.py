@@ -136,3 +136,39 @@ def test_a_mask_on_a_controlnet_unit_is_refused_in_one_line(engine, models, tiny
     with pytest.raises(ValueError, match=r"unit 0's effective region mask works on IP-Adapter units only") as error:
         paint(engine, tiny_model_dir, units, [reference_picture()], [half("left")])
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
+
+
+def test_sdxl_unit_with_a_mask_equals_diffusers(tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.image_processor import IPAdapterMaskProcessor
+    from helpers.tiny_sdxl import make_tiny_sdxl
+
+    model = make_tiny_sdxl(tmp_path / "sdxl")
+    raw = StableDiffusionXLPipeline.from_pretrained(model)
+    tiny_image_encoder(projection=20).save_pretrained(str(tmp_path / "xl" / "image_encoder"))
+    file = save_adapter(tiny_adapter_state(raw.unet, 20, seed=3), tmp_path / "xl" / "ip-adapter_xl.safetensors")
+    picture, mask = reference_picture(seed=5), half("right", 32, 16)  # stretched to the 16² picture
+    pipe = StableDiffusionXLPipeline(**raw.components)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ip_adapter(str(file.parent), subfolder="", weight_name=file.name)
+    pipe.set_ip_adapter_scale(0.9)
+    pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    masks = [IPAdapterMaskProcessor().preprocess(mask, height=16, width=16)]
+    expected = pipe(
+        **build_conditioning(raw, "a red circle", "", 4).pipeline_kwargs(),
+        num_inference_steps=4,
+        guidance_scale=7.0,
+        generator=generators([1]),
+        width=16,
+        height=16,
+        ip_adapter_image=picture,
+        cross_attention_kwargs={"ip_adapter_masks": masks},
+    ).images[0]
+    unit = {"module": "ip-adapter_clip_sdxl", "model": str(file), "weight": 0.9}
+    request = tiny_request(model, controlnet=read_units([unit]), steps=4, seed=1, width=16, height=16)
+    request = request.replace(sampler="DPM++ 2M")
+    engine = Engine()
+    result = engine.generate(request, pictures=Pictures(control=(picture,), control_masks=(mask,)))
+    assert_pixels_close(result.images[0], expected)
+    whole = engine.generate(request, pictures=Pictures(control=(picture,)))
+    assert np.abs(pixels(whole.images[0]) - pixels(expected)).max() > 5  # the mask changes the picture
