@@ -82,8 +82,7 @@ class ImageSaver(Progress):
     def _unit_records(
         self, name: str = "control", records_name: str = "control_records", kind: str = "control"
     ) -> list[dict | None]:
-        """Each ControlNet unit's picture (or its mask: `name`) as a file (path, sha256); in-memory ones saved
-        beside the pictures once."""
+        """Each ControlNet unit's picture (or mask: `name`) as a file (path, sha256); in-memory ones saved once."""
         pictures = self.pictures
         images = getattr(pictures, name, None) or ()
         if not images:

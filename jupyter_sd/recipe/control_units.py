@@ -266,8 +266,10 @@ def format_unit(unit: ControlUnit, hires: bool = False) -> str:
 
 
 def format_unit_option(unit: ControlUnit) -> str:
-    """The cell's ``--controlnet`` text for `unit`: its infotext text, ``Image:`` and ``Effective Region Mask:``
-    when they are paths (the extension's infotext writes neither)."""
+    """The cell's ``--controlnet`` text for `unit`: its infotext text, then ``Image:`` and ``Effective Region Mask:``.
+
+    Each is written when it is a path (the extension's infotext writes neither).
+    """
     text = format_unit(unit)
     text = f"{text}, Image: {unit.image}" if isinstance(unit.image, str) else text
     mask = unit.effective_region_mask

@@ -74,8 +74,10 @@ class Adapters:
         return dataclasses.replace(self, active=tuple(a.unit.hr_option != skip for a in self.adapters))
 
     def kwargs(self, pipe: Any, width: int | None = None, height: int | None = None) -> dict[str, Any]:
-        """The pass's ``ip_adapter_image`` for `pipe` (and the masks, fitted to `width`×`height`); each unit's
-        weight and window set on the UNet's hook."""
+        """The pass's ``ip_adapter_image`` for `pipe`, each unit's weight and window set on the UNet's hook.
+
+        Effective region masks go in ``cross_attention_kwargs``, fitted to `width`×`height` (region_masks.py).
+        """
         _window_hook(getattr(pipe, "unet", None) or pipe.transformer).start(self, pipe)
         masks = region_mask_kwargs([adapter.region_mask for adapter in self.adapters], width, height)
         return {"ip_adapter_image": [adapter.image for adapter in self.adapters], **masks}

@@ -1,5 +1,6 @@
-"""IP-Adapter units' effective region masks, as sd-webui-controlnet's ``effective_region_mask`` (its "Effective
-Region Mask" upload): a unit's adapter acts where its mask is white and not where it is black.
+"""IP-Adapter units' effective region masks, as sd-webui-controlnet's ``effective_region_mask``.
+
+The extension's "Effective Region Mask" upload: a unit's adapter acts where its mask is white, not where it is black.
 
 The extension multiplies each adapter's attention output by the mask, stretched to that layer's grid. Here the mask
 goes to diffusers' IP-Adapter attention processors as ``cross_attention_kwargs={"ip_adapter_masks": …}``, each

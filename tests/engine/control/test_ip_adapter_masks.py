@@ -114,9 +114,7 @@ def test_a_black_mask_switches_its_unit_off_everywhere(engine, models, tiny_mode
         (first, second),
         (None, black),
     )
-    alone = paint(
-        engine, tiny_model_dir, [unit("ip-adapter_left", 0.9), unit("ip-adapter_right", 0)], (first, second)
-    )
+    alone = paint(engine, tiny_model_dir, [unit("ip-adapter_left", 0.9), unit("ip-adapter_right", 0)], (first, second))
     assert np.array_equal(pixels(off.images[0]), pixels(alone.images[0]))  # acts nowhere: as if at weight 0
     assert np.abs(pixels(masked.images[0]) - pixels(alone.images[0])).max() > 5
 
