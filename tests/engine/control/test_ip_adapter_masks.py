@@ -170,3 +170,22 @@ def test_sdxl_unit_with_a_mask_equals_diffusers(tmp_path):
     assert_pixels_close(result.images[0], expected)
     whole = engine.generate(request, pictures=Pictures(control=(picture,)))
     assert np.abs(pixels(whole.images[0]) - pixels(expected)).max() > 5  # the mask changes the picture
+
+
+def test_only_masked_inpaint_cuts_a_region_mask_as_it_cuts_the_init():
+    from jupyter_sd.engine.control.apply import Control
+    from jupyter_sd.engine.control.ip_adapter import Adapter, Adapters
+    from jupyter_sd.engine.control.masked_area import cropped
+    from jupyter_sd.recipe.control_units import ControlUnit
+
+    mask = half("left", 8, 8)  # drawn over the whole 32² init: stretched to it, its left half white
+    adapters = Adapters([Adapter(ControlUnit(module="ip-adapter-auto"), 0, None, "a", None, mask)])
+    control = Control([], [], [], [], adapters=adapters)
+    for region, white in (
+        ((0, 0, 16, 16), True),
+        ((16, 16, 32, 32), False),
+    ):  # (white: over 0.5, as diffusers binarizes)
+        cut = cropped(control, (32, 32), region, (16, 16)).adapters.adapters[0].region_mask
+        assert cut.size == (16, 16) and ((np.asarray(cut) > 127) == white).all()
+    left_edge = cropped(control, (32, 32), (8, 0, 24, 16), (16, 16)).adapters.adapters[0].region_mask
+    assert (np.asarray(left_edge)[:, :7] > 127).all() and (np.asarray(left_edge)[:, 9:] < 128).all()
