@@ -30,6 +30,9 @@ class Pictures:
     control: tuple = ()
     """Each ControlNet unit's picture, in unit order (None: the unit has none; img2img's init stands in)."""
     control_records: tuple = ()
+    control_masks: tuple = ()
+    """Each unit's effective region mask (IP-Adapter units: where the adapter acts), in unit order; None: none."""
+    control_mask_records: tuple = ()
 
 
 def resize_image(mode: str | int, image: Image.Image, width: int, height: int) -> Image.Image:

@@ -167,7 +167,7 @@ def run(
     sources, base = _sources(engine, request, progress, stop, pictures)
     result = PaintResult(request=base, model_name=engine.last_result.model_name if engine.last_result else "")
     for image, seed in sources:
-        units = pictures.control if pictures is not None else ()  # ControlNet units' pictures, cropped per tile
+        units = _unit_pictures(pictures)  # ControlNet units' pictures (and region masks), cropped per tile
         picture, last, steps = _upscale_one(engine, request, image, seed, progress, stop, units)
         result.steps_total += steps
         result.images.append(picture)
@@ -185,6 +185,13 @@ def run(
     return result
 
 
+def _unit_pictures(pictures: Pictures | None) -> dict[str, tuple]:
+    """The units' pictures and IP-Adapter region masks of `pictures`, for each tile's (or first pass's) Pictures."""
+    if pictures is None:
+        return {}
+    return {"control": pictures.control, "control_masks": pictures.control_masks}
+
+
 def _sources(
     engine: Any, request: PaintRequest, progress: Progress, stop: threading.Event, pictures: Pictures | None
 ) -> tuple[list[tuple[Image.Image, int]], PaintRequest]:
@@ -194,7 +201,7 @@ def _sources(
     if pictures is not None and pictures.init is not None:
         seed = request.seed if request.seed >= 0 else secrets.randbelow(MAX_SEED)
         return [(flatten(pictures.init), seed)], request.replace(seed=seed)
-    control = Pictures(control=pictures.control) if pictures is not None else None  # the units' own pictures
+    control = Pictures(**_unit_pictures(pictures)) if pictures is not None else None  # the units' own pictures
     first = engine.generate(request.replace(sd_upscale=0.0), _FirstPass(progress), stop, control)
     base = first.request.replace(sd_upscale=request.sd_upscale)
     if first.stopped_by:
@@ -278,6 +285,6 @@ def _repaint(
         repeat=1,
         preview="none",
     )
-    result = engine.generate(tile, tiles, stop, Pictures(init=picture, mask=mask, control=units))
+    result = engine.generate(tile, tiles, stop, Pictures(init=picture, mask=mask, **dict(units)))
     tiles.index += 1
     return (result.images[0] if result.images else picture), result

@@ -170,6 +170,15 @@ def _unit_pictures(
     ]
     pictures.control = tuple(image for image, _ in loaded)
     pictures.control_records = tuple(record for _, record in loaded)
+    masks = [
+        (None, None)
+        if unit.effective_region_mask is None
+        else load_picture(f"controlnet unit {i} mask", unit.effective_region_mask, namespace, last)
+        for i, unit in enumerate(units)
+    ]
+    if any(mask is not None for mask, _ in masks):  # effective region masks (IP-Adapter units)
+        pictures.control_masks = tuple(mask for mask, _ in masks)
+        pictures.control_mask_records = tuple(record for _, record in masks)
     return pictures
 
 

@@ -56,11 +56,11 @@ class ImageSaver(Progress):
         if inputs:  # in-memory inputs now have files: the result's recipe names them
             result.request = result.request.replace(**{name: record["path"] for name, record in inputs.items()})
         units = self._unit_records()
-        if any(units):  # each ControlNet unit's picture by its file, so load_request() paints it again
-            pairs = zip(request.controlnet, units)
-            named = [unit if r is None else replace(unit, image=r["path"]) for unit, r in pairs]
-            result.request = result.request.replace(controlnet=tuple(named))
-            inputs = {**inputs, "controlnet_images": units}
+        masks = self._unit_records("control_masks", "control_mask_records", "control-mask")
+        if any(units) or any(masks):  # each unit's picture (and mask) by its file: load_request() paints it again
+            result.request = result.request.replace(controlnet=_named_units(request.controlnet, units, masks))
+            inputs = {**inputs, "controlnet_images": units} if any(units) else inputs
+            inputs = {**inputs, "controlnet_masks": masks} if any(masks) else inputs
         first = len(result.images) - len(images)
         for offset, (image, seed) in enumerate(zip(images, seeds)):
             index = first + offset
@@ -79,16 +79,20 @@ class ImageSaver(Progress):
                         json_path = companion_path(result.paths[-1], f"control{unit}").with_suffix(".json")
                         json_path.write_text(json.dumps(pose, indent=4), encoding="utf-8")
 
-    def _unit_records(self) -> list[dict | None]:
-        """Each ControlNet unit's picture as a file (path, sha256); in-memory ones saved beside the pictures once."""
+    def _unit_records(
+        self, name: str = "control", records_name: str = "control_records", kind: str = "control"
+    ) -> list[dict | None]:
+        """Each ControlNet unit's picture (or mask: `name`) as a file (path, sha256); in-memory ones saved once."""
         pictures = self.pictures
-        if pictures is None or not pictures.control:
+        images = getattr(pictures, name, None) or ()
+        if not images:
             return []
-        records = list(pictures.control_records) + [None] * (len(pictures.control) - len(pictures.control_records))
-        for i, image in enumerate(pictures.control):
+        records = list(getattr(pictures, records_name))
+        records += [None] * (len(images) - len(records))
+        for i, image in enumerate(images):
             if image is not None and records[i] is None:  # (a pose JSON's map: its JSON, so a re-run skips detection)
-                records[i] = save_input(image.info.get(POSE_INFO, image), self.folder, f"control{i}")
-        pictures.control_records = tuple(records)
+                records[i] = save_input(image.info.get(POSE_INFO, image), self.folder, f"{kind}{i}")
+        setattr(pictures, records_name, tuple(records))
         return records
 
     def _input_records(self) -> dict[str, dict]:
@@ -106,6 +110,17 @@ class ImageSaver(Progress):
                 setattr(pictures, f"{name}_record", record)
             records[name] = record
         return records
+
+
+def _named_units(units: tuple, images: list, masks: list) -> tuple:
+    """`units` naming their pictures' and effective region masks' files (records by unit number)."""
+    named = []
+    for i, unit in enumerate(units):
+        image, mask = (records[i] if i < len(records) else None for records in (images, masks))
+        changes = {} if image is None else {"image": image["path"]}
+        changes.update({} if mask is None else {"effective_region_mask": mask["path"]})
+        named.append(replace(unit, **changes))
+    return tuple(named)
 
 
 def _with_input_paths(request: PaintRequest, pictures: Pictures | None) -> PaintRequest:

@@ -41,6 +41,8 @@ class ControlUnit:
     hr_option: str = "Both"
     union_control_type: str = UNKNOWN_UNION_TYPE
     """A union ControlNet's control type (``Depth`` …); ``Unknown`` takes it from the module (union.py)."""
+    effective_region_mask: Any = None
+    """Where the unit acts (white), the extension's API field; a file, variable or picture, as ``image`` is."""
 
 
 INFOTEXT_FIELDS = (
@@ -199,7 +201,8 @@ def _numbers(text: str) -> list[str]:
 def parse_unit_text(text: str, strict: bool = True) -> ControlUnit:
     """A unit from its text: the cell's ``Module: canny, …, Image: edges.png`` or a pasted ``ControlNet N`` value.
 
-    The older infotext's ``starting/ending: (0, 1)`` and ``preprocessor params: (512, 100, 200)`` are read too.
+    The older infotext's ``starting/ending: (0, 1)`` and ``preprocessor params: (512, 100, 200)`` are read too;
+    ``Mask: FILE`` is the cell's short form of ``Effective Region Mask: FILE``.
     """
     values: dict[str, Any] = {}
     for key, value in _pairs(str(text)):
@@ -208,6 +211,8 @@ def parse_unit_text(text: str, strict: bool = True) -> ControlUnit:
             values["guidance_start"], values["guidance_end"] = _numbers(value)[:2]
         elif name == "preprocessor_params":
             values["processor_res"], values["threshold_a"], values["threshold_b"] = _numbers(value)[:3]
+        elif name == "mask":
+            values["effective_region_mask"] = value
         else:
             values[key] = value
     return unit_from_dict(values, strict=strict)
@@ -261,9 +266,14 @@ def format_unit(unit: ControlUnit, hires: bool = False) -> str:
 
 
 def format_unit_option(unit: ControlUnit) -> str:
-    """The cell's ``--controlnet`` text for `unit`: its infotext text, and ``Image:`` when the image is a path."""
+    """The cell's ``--controlnet`` text for `unit`: its infotext text, then ``Image:`` and ``Effective Region Mask:``.
+
+    Each is written when it is a path (the extension's infotext writes neither).
+    """
     text = format_unit(unit)
-    return f"{text}, Image: {unit.image}" if isinstance(unit.image, str) else text
+    text = f"{text}, Image: {unit.image}" if isinstance(unit.image, str) else text
+    mask = unit.effective_region_mask
+    return f"{text}, Effective Region Mask: {mask}" if isinstance(mask, str) else text
 
 
 def units_text(units: tuple[ControlUnit, ...]) -> str:

@@ -107,7 +107,7 @@ class Control:
         With `base` (the first pass's width, height) this is the hires pass: each unit's map is detected as for the
         first pass and fitted to the hires size, as sd-webui-controlnet's ``hr_control`` is.
         """
-        adapter_kwargs = self.adapters.kwargs(pipe) if self.adapters else {}
+        adapter_kwargs = self.adapters.kwargs(pipe, width, height) if self.adapters else {}
         self.pipe = pipe  # (whose ControlNet replay.py records, for AND prompts)
         if not self.units:
             return adapter_kwargs
@@ -216,12 +216,24 @@ def control_for(
         images.append(image)
         takes_mask = not is_ip_adapter(unit.module) and find_module(unit.module).takes_mask
         masks.append(pictures.mask if takes_mask and pictures is not None else None)
-    adapters = adapters_for(pipe, units, images, request.allow_pickle, notice)  # IP-Adapter units (ip_adapter.py)
+    regions = _region_masks(units, pictures)
+    adapters = adapters_for(pipe, units, images, request.allow_pickle, notice, regions)  # IP-Adapters (ip_adapter.py)
     keep = [i for i, unit in enumerate(units) if not is_ip_adapter(unit.module)]
     units, images, masks = ([items[i] for i in keep] for items in (units, images, masks))
     loaded = [(load or load_controlnet)(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
     modes = control_modes(units, loaded)  # union models (union.py)
     return Control(units, loaded, images, masks, adapters=adapters, positions=keep, modes=modes)
+
+
+def _region_masks(units: list[ControlUnit], pictures: Any) -> list[Any]:
+    """Each unit's effective region mask (None: none); refused in one line on a ControlNet unit (not built yet)."""
+    given = list(getattr(pictures, "control_masks", None) or ())
+    masks = [given[i] if i < len(given) else None for i in range(len(units))]
+    for i, (unit, mask) in enumerate(zip(units, masks)):
+        if mask is not None and not is_ip_adapter(unit.module):
+            msg = f"controlnet: unit {i}'s effective region mask works on IP-Adapter units only (not ControlNets yet)"
+            raise ValueError(msg)
+    return masks
 
 
 def check_conditioning(control: Control | None, conditioning: Any) -> None:

@@ -31,6 +31,7 @@ from .ip_adapter_files import (
 from .ip_adapter_files import find_encoder as _find_encoder
 from .ip_adapter_flow import AdapterState, attach_flux, detach_flux, encoder_input_width, read_flux_adapter
 from .ip_adapter_sd3 import attach_sd3, detach_sd3, encoder_width, read_sd3_adapter
+from .region_masks import check_region_masks, region_mask_kwargs
 
 _WIDTHS = {768: "SD1.5", 1024: "SD2", 2048: "SDXL"}
 _STATE = "_jupyter_sd_ip_adapters"
@@ -50,6 +51,8 @@ class Adapter:
     image: Any
     name: str
     short_hash: str | None
+    region_mask: Any = None
+    """The unit's effective region mask (region_masks.py), None: it acts everywhere."""
 
 
 @dataclass
@@ -72,10 +75,14 @@ class Adapters:
         skip = "Low res only" if hires else "High res only"
         return dataclasses.replace(self, active=tuple(a.unit.hr_option != skip for a in self.adapters))
 
-    def kwargs(self, pipe: Any) -> dict[str, Any]:
-        """The pass's ``ip_adapter_image`` for `pipe`; each unit's weight and window set on the UNet's hook."""
+    def kwargs(self, pipe: Any, width: int | None = None, height: int | None = None) -> dict[str, Any]:
+        """The pass's ``ip_adapter_image`` for `pipe`, each unit's weight and window set on the UNet's hook.
+
+        Effective region masks go in ``cross_attention_kwargs``, fitted to `width`×`height` (region_masks.py).
+        """
         _window_hook(getattr(pipe, "unet", None) or pipe.transformer).start(self, pipe)
-        return {"ip_adapter_image": [adapter.image for adapter in self.adapters]}
+        masks = region_mask_kwargs([adapter.region_mask for adapter in self.adapters], width, height)
+        return {"ip_adapter_image": [adapter.image for adapter in self.adapters], **masks}
 
     def written(self) -> dict[int, ControlUnit]:
         """Each unit as sd-webui-controlnet writes it (the model's ``NAME [hash]``), by its unit number."""
@@ -99,9 +106,14 @@ def _module_name(module: str) -> str:
 
 
 def adapters_for(
-    pipe: Any, units: list[ControlUnit], images: list[Any], allow_pickle: bool, notice: Any = print
+    pipe: Any,
+    units: list[ControlUnit],
+    images: list[Any],
+    allow_pickle: bool,
+    notice: Any = print,
+    masks: list[Any] | None = None,
 ) -> Adapters | None:
-    """The IP-Adapter units among `units` (with their `images`), installed on `pipe`.
+    """The IP-Adapter units among `units` (with their `images` and effective region `masks`), installed on `pipe`.
 
     Without any: None, and the UNet's own attention back.
 
@@ -109,7 +121,7 @@ def adapters_for(
     ------
     ValueError
         One line: another family, an unknown module, a missing adapter or image encoder, an adapter of another
-        family or one that does not fit the UNet, two adapters wanting different encoders.
+        family or one that does not fit the UNet, two adapters wanting different encoders, masks on Flux or SD3.
     """
     picked = [(i, unit, image) for i, (unit, image) in enumerate(zip(units, images)) if is_ip_adapter(unit.module)]
     if not picked:
@@ -125,13 +137,15 @@ def adapters_for(
         )
     for _, unit, _ in picked:
         _module_name(unit.module)
+    masks = [(masks or [])[i] if i < len(masks or []) else None for i, _, _ in picked]
+    check_region_masks(family, masks)
     files = [find_adapter(unit.model, unit.model_hash) for _, unit, _ in picked]
     attach(pipe, picked, files, allow_pickle)
     from ..network_state import hash_with_notice
 
     adapters = [
-        Adapter(unit, i, image, file.name, hash_with_notice("controlnet", file.path, notice))
-        for (i, unit, image), file in zip(picked, files)
+        Adapter(unit, i, image, file.name, hash_with_notice("controlnet", file.path, notice), mask)
+        for (i, unit, image), file, mask in zip(picked, files, masks)
     ]
     return Adapters(adapters, source=pipe)
 

@@ -2,7 +2,8 @@
 
 On A1111's "Inpaint area: Only masked" sd-webui-controlnet fits the unit's picture to the init's size by the unit's
 resize mode, crops the init's crop region out of it and fits that to the size painted with "Resize and Fill"
-(its ``controlnet.py``), so the map lines up with the cropped init the model repaints.
+(its ``controlnet.py``), so the map lines up with the cropped init the model repaints. An IP-Adapter unit's
+effective region mask, drawn over the whole picture, is stretched to the init's size and cut the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def crop_like_init(
 
 
 def cropped(control: Any, init_size: tuple[int, int], region: tuple[int, int, int, int], size: tuple) -> Any:
-    """`control` with each unit's picture (and an inpaint unit's mask) cropped to the init's `region`."""
+    """`control` with each unit's picture (an inpaint unit's mask, IP-Adapter region masks) cut to `region`."""
+    cut = (init_size, region, size)
     images = [
         crop_like_init(image, u.resize_mode, init_size, region, size) for u, image in zip(control.units, control.images)
     ]
@@ -36,4 +38,19 @@ def cropped(control: Any, init_size: tuple[int, int], region: tuple[int, int, in
         None if mask is None else crop_like_init(mask.convert("L"), u.resize_mode, init_size, region, size)
         for u, mask in zip(control.units, control.masks)
     ]
-    return dataclasses.replace(control, images=images, masks=masks)
+    return dataclasses.replace(control, images=images, masks=masks, adapters=_cut_regions(control.adapters, *cut))
+
+
+def _cut_regions(adapters: Any, init_size: tuple[int, int], region: tuple, size: tuple) -> Any:
+    """IP-Adapter units' effective region masks stretched over the init, cut to `region`, fitted to `size`."""
+    if adapters is None or all(a.region_mask is None for a in adapters.adapters):
+        return adapters
+    cut = [
+        a
+        if a.region_mask is None
+        else dataclasses.replace(
+            a, region_mask=crop_like_init(a.region_mask.convert("L"), "just resize", init_size, region, size)
+        )
+        for a in adapters.adapters
+    ]
+    return dataclasses.replace(adapters, adapters=cut)
