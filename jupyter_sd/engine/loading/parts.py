@@ -1,11 +1,11 @@
 """The models folder's Forge layout for a transformer file's other parts: ``VAE/`` and ``text_encoder/`` files.
 
 Forge loads ``flux1-dev.safetensors`` with ``ae.safetensors``, ``clip_l.safetensors`` and ``t5xxl_fp16.safetensors``
-picked in its "VAE / Text Encoder" list (Flux.2's ``flux2-vae.safetensors`` in BFL's names too). Here ``--vae ae --text-encoder clip_l,t5xxl_fp16`` does the same: each
-text encoder file goes to the pipeline's slot it fits (T5 by its ``encoder.block.`` tensors, a CLIP or a language
-model such as ComfyUI's ``qwen_3_4b.safetensors`` by its width), its configs and tokenizers still from
-``--model-config``. A ``.gguf`` text encoder goes to the slot its architecture names (`gguf_text`: T5, Qwen3), its
-Linear weights kept quantized.
+picked in its "VAE / Text Encoder" list. Here ``--vae ae --text-encoder clip_l,t5xxl_fp16`` does the same (Flux.2's
+``flux2-vae.safetensors`` in BFL's names too, `vae_files`): each text encoder file goes to the pipeline's slot it fits
+(T5 by its ``encoder.block.`` tensors, a CLIP or a language model such as ComfyUI's ``qwen_3_4b.safetensors`` by its
+width), its configs and tokenizers still from ``--model-config``. A ``.gguf`` text encoder goes to the slot its
+architecture names (`gguf_text`: T5, Qwen3), its Linear weights kept quantized.
 """
 
 from __future__ import annotations

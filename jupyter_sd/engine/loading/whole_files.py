@@ -1,4 +1,4 @@
-"""The text encoder (and Qwen-Image's and Flux.2's VAE) inside a whole ComfyUI checkpoint, which diffusers' loaders cannot read.
+"""The text encoder (and Qwen-Image's and Flux.2's VAE) of a whole ComfyUI checkpoint, which diffusers cannot read.
 
 ComfyUI's Checkpoint Save (and the "AIO" merges made with it) writes the transformer under ``model.diffusion_model.``,
 the VAE under ``vae.`` and the text encoder under ``text_encoders.<name>.transformer.`` (``qwen3_4b``,

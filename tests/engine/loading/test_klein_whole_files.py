@@ -138,7 +138,7 @@ def _whole_klein(folder, path, vae=None, drop=""):
 
 
 def test_a_whole_klein_checkpoint_paints_with_its_own_vae_and_qwen3(folder, other, tmp_path):
-    """Every weight from the file (its VAE another than the folder's), only configs and tokenizer from --model-config."""
+    """Every weight from the file (its VAE not the folder's); only configs and tokenizer from --model-config."""
     path = _whole_klein(folder, tmp_path / "flux-2-klein-aio.safetensors", other)
     assert inspect(path).parts == frozenset({"denoiser", "vae", "text"})
     configs = config_only(folder, tmp_path / "configs")
