@@ -62,8 +62,9 @@ def _vae_path(vae: str, notice: Notice) -> Path | None:
 def _load_vae(path: Path, pipe: Any, allow_pickle: bool) -> Any:
     """A VAE of the model's class and shape, with the file's weights (diffusers layout; A1111/LDM for AutoencoderKL).
 
-    Flux's ``ae.safetensors`` (LDM layout) fits Flux, Chroma and Z-Image; Qwen-Image's and Flux.2's VAE classes
-    take their diffusers layout.
+    Flux's ``ae.safetensors`` (LDM layout) fits Flux, Chroma and Z-Image; Flux.2's takes BFL's
+    ``flux2-vae.safetensors`` (LDM names, its batch-norm statistics) or its diffusers layout; Qwen-Image's its
+    diffusers layout.
     """
     from diffusers import AutoencoderKL
 
@@ -79,6 +80,11 @@ def _load_vae(path: Path, pipe: Any, allow_pickle: bool) -> Any:
             from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
             weights = convert_ldm_vae_checkpoint(weights, dict(own.config))
+        elif is_ldm:  # BFL's flux2-vae.safetensors: diffusers has no single-file mapping for its class
+            from .loading.vae_files import CONVERTERS
+
+            convert = CONVERTERS.get(vae_class.__name__, (None, None))[1]
+            weights = convert(weights, dict(own.config)) if convert else weights
         vae = vae_class.from_config(own.config)
         try:
             vae.load_state_dict(weights, strict=True)

@@ -123,9 +123,10 @@ def make_tiny_qwenimage(folder: str | Path, seed: int = 0) -> Path:
     return folder
 
 
-def make_tiny_flux2_klein(folder: str | Path, seed: int = 0, distilled: bool = False) -> Path:
+def make_tiny_flux2_klein(folder: str | Path, seed: int = 0, distilled: bool = False, quant_conv: bool = False) -> Path:
     """A Flux2KleinPipeline: one double and one single block over 32 channels patchified to 128, a 27-layer Qwen3
-    16 wide (its pipeline reads layers 9, 18 and 27), a VAE with uneven batch-norm statistics."""
+    16 wide (its pipeline reads layers 9, 18 and 27), a VAE with uneven batch-norm statistics (and, with
+    `quant_conv`, the quant convolutions the shipped VAE has)."""
     import torch
     from diffusers import AutoencoderKLFlux2, Flux2KleinPipeline, Flux2Transformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -143,8 +144,8 @@ def make_tiny_flux2_klein(folder: str | Path, seed: int = 0, distilled: bool = F
                          max_position_embeddings=1024)  # fmt: skip
     vae = AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 16),
                              down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                             layers_per_block=1, latent_channels=32, norm_num_groups=8, use_quant_conv=False,
-                             use_post_quant_conv=False)  # fmt: skip
+                             layers_per_block=1, latent_channels=32, norm_num_groups=8, use_quant_conv=quant_conv,
+                             use_post_quant_conv=quant_conv)  # fmt: skip
     with torch.no_grad():
         vae.bn.running_mean.copy_(torch.linspace(-0.5, 0.5, vae.bn.running_mean.numel()))
         vae.bn.running_var.copy_(torch.linspace(0.5, 2.0, vae.bn.running_var.numel()))

@@ -112,10 +112,16 @@ def family_of_checkpoint(keys: Iterable[str], what: str = "this file") -> Family
     keys = list(keys)
     for family in FAMILIES:
         if family.checkpoint_keys and any(key.startswith(family.checkpoint_keys) for key in keys):
+            _refuse_foreign(keys, family.relatives, what)
             return family
-    for model, signature in FOREIGN.items():
+    _refuse_foreign(keys, FOREIGN, what)
+    return SD1
+
+
+def _refuse_foreign(keys: list[str], models: dict[str, tuple[str, ...]], what: str) -> None:
+    """One line when `keys` carry the signature of one of `models` (models we do not paint)."""
+    for model, signature in models.items():
         if any(key.startswith(signature) for key in keys):
             names = ", ".join(family.name for family in FAMILIES)
             msg = f"model: {what} is a {model} model; {model} is not a family jupyter_sd paints (supported: {names})"
-            raise ValueError(msg)
-    return SD1
+            raise ValueError(msg[:199])

@@ -30,6 +30,8 @@ class Family:
     """Other ``model_index.json`` ``_class_name`` values of this family (beyond `pipelines`)."""
     checkpoint_keys: tuple[str, ...] = ()
     """A single file whose tensor names start with one of these belongs to this family."""
+    relatives: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Models we do not paint whose files carry `checkpoint_keys` too → the tensor names telling them apart."""
     text_encoders: tuple[str, ...] = ("clip",)
     """Its text encoders in the pipeline's order (``clip_l``, ``clip_g``, ``t5`` …): how a prompt reaches them."""
     text_width: int = 0

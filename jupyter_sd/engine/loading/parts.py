@@ -1,11 +1,11 @@
 """The models folder's Forge layout for a transformer file's other parts: ``VAE/`` and ``text_encoder/`` files.
 
 Forge loads ``flux1-dev.safetensors`` with ``ae.safetensors``, ``clip_l.safetensors`` and ``t5xxl_fp16.safetensors``
-picked in its "VAE / Text Encoder" list. Here ``--vae ae --text-encoder clip_l,t5xxl_fp16`` does the same: each
-text encoder file goes to the pipeline's slot it fits (T5 by its ``encoder.block.`` tensors, a CLIP or a language
-model such as ComfyUI's ``qwen_3_4b.safetensors`` by its width), its configs and tokenizers still from
-``--model-config``. A ``.gguf`` text encoder goes to the slot its architecture names (`gguf_text`: T5, Qwen3), its
-Linear weights kept quantized.
+picked in its "VAE / Text Encoder" list. Here ``--vae ae --text-encoder clip_l,t5xxl_fp16`` does the same (Flux.2's
+``flux2-vae.safetensors`` in BFL's names too, `vae_files`): each text encoder file goes to the pipeline's slot it fits
+(T5 by its ``encoder.block.`` tensors, a CLIP or a language model such as ComfyUI's ``qwen_3_4b.safetensors`` by its
+width), its configs and tokenizers still from ``--model-config``. A ``.gguf`` text encoder goes to the slot its
+architecture names (`gguf_text`: T5, Qwen3), its Linear weights kept quantized.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def find_vae(name: str) -> Path:
 def load_parts(diffusers: Any, config: str, vae: str, encoders: tuple[str, ...], dtype: Any) -> dict[str, Any]:
     """The pipeline components the named files give (``vae``, ``text_encoder``, ``text_encoder_2`` …)."""
     from . import gguf_text
+    from .vae_files import load_vae_file
 
     components: dict[str, Any] = {}
     vae_class = (diffusers.DiffusionPipeline.load_config(config).get("vae") or ["", ""])[-1]
@@ -64,6 +65,8 @@ def load_parts(diffusers: Any, config: str, vae: str, encoders: tuple[str, ...],
         components["vae"] = diffusers.AutoencoderKL.from_single_file(
             str(find_vae(vae)), config=config, subfolder="vae", torch_dtype=dtype
         )
+    elif vae and vae_class == "AutoencoderKLFlux2":  # BFL's flux2-vae.safetensors: no single-file loader in diffusers
+        components["vae"] = load_vae_file(diffusers, config, find_vae(vae), dtype)
     slots = encoder_slots(diffusers, config)
     for name in encoders:
         path = find_text_encoder(name)

@@ -54,7 +54,7 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
     """A transformer family's pipeline: the transformer from the file; the rest from it, `parts` or --model-config."""
     from .denoiser import load_denoiser
     from .parts import load_parts
-    from .whole_files import text_encoders, wan_vae
+    from .whole_files import file_vae, text_encoders
 
     config = kwargs.pop("config", "")
     name = Path(info.path).name
@@ -74,9 +74,9 @@ def _load_flow(diffusers: Any, info: ModelFile, kwargs: dict[str, Any], parts: t
     cls = getattr(diffusers, info.family.pipeline_class("txt2img"))
     whole = not info.denoiser_only and hasattr(cls, "from_single_file")
     if not whole and "vae" not in kwargs:
-        kwargs.update(wan_vae(diffusers, info, config, dtype))  # Qwen-Image's, in Wan's names
+        kwargs.update(file_vae(diffusers, info, config, dtype))  # Qwen-Image's (Wan's names), Flux.2's (BFL's)
     try:
-        if not whole:  # (QwenImagePipeline has no single-file loader: its VAE is read above)
+        if not whole:  # (Qwen-Image, klein: no single-file loader; their VAE is read above)
             pipe = cls.from_pretrained(config, transformer=transformer, **kwargs)
         else:
             pipe = cls.from_single_file(info.path, config=config, transformer=transformer, **kwargs)

@@ -1,4 +1,4 @@
-"""The text encoder (and Qwen-Image's VAE) inside a whole ComfyUI checkpoint, which diffusers' loaders cannot read.
+"""The text encoder (and Qwen-Image's and Flux.2's VAE) of a whole ComfyUI checkpoint, which diffusers cannot read.
 
 ComfyUI's Checkpoint Save (and the "AIO" merges made with it) writes the transformer under ``model.diffusion_model.``,
 the VAE under ``vae.`` and the text encoder under ``text_encoders.<name>.transformer.`` (``qwen3_4b``,
@@ -10,7 +10,8 @@ Qwen-Image's VAE is Wan 2.1's, which ComfyUI keeps under ``vae.`` in the Wan ref
 ``middle``, ``head``, ``conv1``/``conv2``). diffusers has no single-file mapping for ``AutoencoderKLQwenImage``, but
 its Wan VAE converter (`convert_wan_vae_to_diffusers`) gives exactly that class's names for the shipped layout
 (four levels of two residual blocks): the VAE is built empty from ``--model-config``'s config and given the file's
-tensors, renamed, not copied; any other layout is one line.
+tensors, renamed, not copied; any other layout is one line. Flux.2 klein's VAE (``AutoencoderKLFlux2``) has no
+single-file mapping in diffusers either: its LDM names are renamed the same way (`vae_files`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .files import ModelFile, first_line
+from .files import ModelFile
 
 PREFIX = "text_encoders."
-WAN_VAES = ("AutoencoderKLQwenImage",)
-"""VAE classes stored in Wan 2.1's names, read through diffusers' Wan VAE converter."""
 
 
 def groups(names: list[str]) -> dict[str, list[str]]:
@@ -94,35 +93,26 @@ def build(cls: Any, config: Any, tensors: dict[str, Any], dtype: Any, what: str)
     return model.eval()
 
 
-def wan_vae(diffusers: Any, info: ModelFile, config: str, dtype: Any) -> dict[str, Any]:
-    """The file's Wan-layout VAE as ``--model-config``'s VAE class (``{}`` for other VAE classes or no VAE).
+def file_vae(diffusers: Any, info: ModelFile, config: str, dtype: Any) -> dict[str, Any]:
+    """The file's VAE as ``--model-config``'s VAE class, where diffusers cannot read it (``{}`` for the others).
+
+    Qwen-Image's (Wan 2.1's names) and Flux.2's (BFL's LDM names, ComfyUI's quant convolutions at the top, the
+    latent batch-norm statistics), renamed by `vae_files`, built empty from ``--model-config``'s config.
 
     Raises
     ------
     ValueError
         One line when the file's VAE tensors do not map onto the configured VAE.
     """
-    from accelerate import init_empty_weights
-    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
     from safetensors import safe_open
 
+    from .vae_files import CONVERTERS, load_vae
+
     name = (diffusers.DiffusionPipeline.load_config(config).get("vae") or ["", ""])[-1]
-    if name not in WAN_VAES or "vae" not in info.parts or info.format != "safetensors":
+    if name not in CONVERTERS or "vae" not in info.parts or info.format != "safetensors":
         return {}
     cls = getattr(diffusers, name)
-    with init_empty_weights():
-        model = cls.from_config(cls.load_config(config, subfolder="vae"))
     with safe_open(info.path, framework="pt") as handle:
-        tensors = {n[len("vae.") :]: handle.get_tensor(n) for n in handle.keys() if n.startswith("vae.")}
-    state = {n: t.to(dtype) for n, t in convert_wan_vae_to_diffusers(tensors).items()}
-    wanted = set(model.state_dict())
-    what = f"model: the VAE in '{Path(info.path).name}' does not fit --model-config's {name}"
-    if set(state) != wanted:
-        odd = sorted(wanted - set(state)) or sorted(set(state) - wanted)
-        msg = f"{what} (Wan 2.1's layout: {len(wanted - set(state))} weights missing, e.g. {odd[0]})"
-        raise ValueError(msg[:199])
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as error:  # a shape that differs: another width
-        raise ValueError(f"{what} ({first_line(error)})"[:199]) from error
-    return {"vae": model.eval()}
+        tensors = {n: handle.get_tensor(n) for n in handle.keys() if n.startswith("vae.")}
+    what = f"model: the VAE in '{Path(info.path).name}' does not fit --model-config's"
+    return {"vae": load_vae(cls, cls.load_config(config, subfolder="vae"), tensors, dtype, what)}
