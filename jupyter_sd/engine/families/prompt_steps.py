@@ -9,7 +9,8 @@ A ControlNet keeps the first step's text (its own call is not hooked). ``AND`` (
 every part and the negative through the transformer, combined as A1111's composable diffusion: SD3's in one batched
 call, Chroma's in the prompt's call (the negative's call then returns the negative's prediction it made). On SD3 an
 IP-Adapter's image embeddings (in the call's ``joint_attention_kwargs``) follow the rows: the negative picture's for
-the negative, the picture's for every part.
+the negative, the picture's for every part; a ControlNet's block samples are made again for the rows, each with its
+own text (control/replay.py). One weighted part (``a cat :0.5``) is composed as ``AND`` is, as A1111 does.
 """
 
 from __future__ import annotations
