@@ -186,7 +186,7 @@ class Conditioning:
     def needs_wrapper(self) -> bool:
         """Whether the UNet must be wrapped: ``AND``, a part weight other than 1, halves of unequal length, NGMS."""
         if self.kwargs is not None:  # (Flux and SD3: SD3's AND replaces the transformer's forward)
-            return self.flow_steps is not None and len(self.flow_steps.parts) > 1
+            return self.flow_steps is not None and self.flow_steps.composes
         uneven = len(self.parts) > 1 or self.parts[0][0] != 1.0 or self.parts[0][1].length != self.uncond.length
         return uneven or self.negative_guidance_min[0] > 0 or self.skip_early > 0
 

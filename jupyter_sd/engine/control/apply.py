@@ -245,7 +245,7 @@ def check_conditioning(control: Control | None, conditioning: Any) -> None:
     ------
     ValueError
         One line: what the replay cannot split by part ("ControlNet is more important"'s negative rows, a
-        guess-mode ControlNet's positive-only call; SD3's ControlNet units: its AND is one batched call).
+        guess-mode ControlNet's positive-only call).
     """
     if control is None or not getattr(conditioning, "needs_wrapper", False):
         return
@@ -254,15 +254,16 @@ def check_conditioning(control: Control | None, conditioning: Any) -> None:
         msg = f"controlnet: {why} does not combine yet with AND prompts, a negative prompt of another length (75-token "
         raise ValueError(msg + "chunks) or NGMS; drop AND or even the lengths")
     if control.units:  # (IP-Adapter units need no replay: the wrapper hands each call its rows' image embeddings)
-        from .replay import replay_for
+        from .replay import TransformerReplay, replay_for
 
-        conditioning.residuals = replay_for(control.pipe)
+        if getattr(conditioning, "kwargs", None) is not None:  # SD3's AND: one batched call of every row
+            conditioning.flow_steps.controlnet = replay_for(control.pipe, TransformerReplay)
+        else:
+            conditioning.residuals = replay_for(control.pipe)
 
 
 def _not_replayed(control: Control, conditioning: Any) -> str:
     """What of `control` the per-part replay cannot split ('' when it can)."""
-    if control.units and getattr(conditioning, "kwargs", None) is not None:  # SD3's AND: one batched call
-        return "an SD3 ControlNet unit"  # (its residuals are the CFG halves'; IP-Adapter units alone paint)
     if any(control_mode_name(unit.control_mode) == "ControlNet is more important" for unit in control.units):
         return "'ControlNet is more important'"
     if any(getattr(loaded.model.config, "global_pool_conditions", False) for loaded in control.loaded):

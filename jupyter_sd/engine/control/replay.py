@@ -4,7 +4,9 @@ conditioning.py's wrapper replaces the UNet's call with one call per embedding l
 part). sd-webui-controlnet's hook runs the ControlNet on each UNet call's own batch and text, so every part's rows get
 residuals made with that part's prompt. Here the pipeline's own ControlNet call of the step is recorded (its map,
 scale after the guidance window, SDXL or union arguments) and run again on each of the wrapper's calls, with the
-call's latents, text and SDXL conditions; the map's rows are tiled to the call's.
+call's latents, text and SDXL conditions; the map's rows are tiled to the call's. SD3's ``AND`` (one batched transformer
+call of the negative and every part, families/prompt_steps.py) gets its block samples the same way from
+`TransformerReplay`: the SD3 ControlNet run once on the call's rows, each with its own text.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Replay:
         self.model = model
         self.last: tuple[tuple, dict] | None = None
         self.replaying = False
+        self.hook: Any = None
 
     def record(self, module: Any, args: tuple, kwargs: dict) -> None:
         """The ControlNet's forward pre-hook: keep the pipeline's call (not the replays')."""
@@ -59,13 +62,47 @@ def _tiled(value: Any, recorded: int, images: int, tiles: int) -> Any:
     return value
 
 
-def replay_for(pipe: Any) -> Replay:
+class TransformerReplay(Replay):
+    """SD3: the pipeline's ControlNet call of the step, run again on the rows of the ``AND`` call."""
+
+    def __call__(self, call: dict[str, Any], images: int) -> Any:  # type: ignore[override]
+        """The block samples for the transformer call `call` (the negative's and each part's rows of `images`).
+
+        Each row gets the ControlNet of its own latents, timestep and text (its pooled text unless the recorded
+        call's was zeros, InstantX's ``force_zeros_for_pooled_projection``); the maps and scales are the recorded
+        call's positive rows, tiled.
+        """
+        import torch
+
+        if self.last is None:
+            return None
+        _, kwargs = self.last
+        rows = call["hidden_states"].shape[0]
+        replay = {k: _tiled(v, kwargs["hidden_states"].shape[0], images, rows // images) for k, v in kwargs.items()}
+        replay.update(hidden_states=call["hidden_states"], timestep=call["timestep"], return_dict=False)
+        replay["joint_attention_kwargs"] = call.get("joint_attention_kwargs")
+        if kwargs.get("encoder_hidden_states") is not None:  # (SD3.5's own ControlNets take no text)
+            replay["encoder_hidden_states"] = call["encoder_hidden_states"]
+        pooled = kwargs.get("pooled_projections")
+        if pooled is not None:
+            replay["pooled_projections"] = call["pooled_projections"] * bool(pooled.any())
+        self.replaying = True
+        try:
+            with torch.no_grad():
+                return self.model(**replay)[0]
+        finally:
+            self.replaying = False
+
+
+def replay_for(pipe: Any, kind: type[Replay] = Replay) -> Replay:
     """The recorder of `pipe`'s ControlNet (installed once per model: it only keeps the last call's arguments)."""
     model = pipe.controlnet
     replay = model.__dict__.get("_jupyter_sd_replay")
-    if replay is None:
-        replay = Replay(model)
-        model.register_forward_pre_hook(replay.record, with_kwargs=True)
+    if type(replay) is not kind:
+        if replay is not None:
+            replay.hook.remove()
+        replay = kind(model)
+        replay.hook = model.register_forward_pre_hook(replay.record, with_kwargs=True)
         model.__dict__["_jupyter_sd_replay"] = replay
     replay.last = None
     return replay

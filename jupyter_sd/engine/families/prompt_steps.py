@@ -9,7 +9,8 @@ A ControlNet keeps the first step's text (its own call is not hooked). ``AND`` (
 every part and the negative through the transformer, combined as A1111's composable diffusion: SD3's in one batched
 call, Chroma's in the prompt's call (the negative's call then returns the negative's prediction it made). On SD3 an
 IP-Adapter's image embeddings (in the call's ``joint_attention_kwargs``) follow the rows: the negative picture's for
-the negative, the picture's for every part.
+the negative, the picture's for every part; a ControlNet's block samples are made again for the rows, each with its
+own text (control/replay.py). One weighted part (``a cat :0.5``) is composed as ``AND`` is, as A1111 does.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ class StepPrompts:
         self.pipe: Any = None
         self.uncond: Any = None
         """Chroma's ``AND``: the negative's prediction of this step, made in the prompt's call."""
+        self.controlnet: Any = None
+        """SD3's ``AND`` with ControlNet units: the block samples of the call's rows (control/replay.py)."""
+
+    @property
+    def composes(self) -> bool:
+        """Whether the call is composable diffusion: ``AND``, or one part weighted (``a cat :0.5``), as A1111."""
+        return len(self.parts) > 1 or self.parts[0][0] != 1.0
 
     def pipeline_kwargs(self, takes: Any) -> dict[str, Any]:
         """The first step's embeddings as the pipeline call's arguments (those `takes` lists)."""
@@ -62,7 +70,7 @@ class StepPrompts:
     def applied(self, pipe: Any) -> Iterator[None]:
         """The transformer's pre-hook for one pipeline call."""
         self.step, self.calls, self.pipe, self.uncond = 0, 0, pipe, None
-        if len(self.parts) > 1:
+        if self.composes:
             with composed(self, pipe.transformer, _sd3_and if self.family == "SD3" else _chroma_and):
                 yield
             return
@@ -111,7 +119,7 @@ def step_prompts(
     """The prompt's and negative's embeddings per step, or None when neither changes between steps."""
     parts = [(prompt, 1.0)] if family in AND_AS_TEXT else split_and(prompt)  # AND: SD3's, Chroma's CFG
     schedules = [prompt_schedules(text, steps, hires_steps) for text in [negative] + [t for t, _ in parts]]
-    if len(parts) == 1 and all(len(schedule) == 1 for schedule in schedules):
+    if len(parts) == 1 and parts[0][1] == 1.0 and all(len(schedule) == 1 for schedule in schedules):
         return None
     import torch
 
@@ -200,6 +208,8 @@ def _sd3_and(prompts: StepPrompts, original: Any, args: Any, kwargs: dict[str, A
     kwargs["timestep"] = timestep[-images:].repeat(len(rows))
     if (kwargs.get("joint_attention_kwargs") or {}).get("ip_adapter_image_embeds") is not None:
         kwargs["joint_attention_kwargs"] = _image_rows(kwargs["joint_attention_kwargs"], images, len(rows), guided)
+    if kwargs.get("block_controlnet_hidden_states") is not None and prompts.controlnet is not None:
+        kwargs["block_controlnet_hidden_states"] = prompts.controlnet(kwargs, images)  # each row its own text
     out = original(*args, return_dict=False, **kwargs)[0].chunk(len(rows))
     combined = _combined(prompts, out[0], out[1:])
     return torch.cat([out[0], combined]) if guided else combined

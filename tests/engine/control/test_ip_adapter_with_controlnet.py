@@ -211,12 +211,3 @@ def test_the_flux_hires_pass_paints_both_kinds_by_their_hr_option(engine, models
     first = paint(engine, models, "flux", units("flux", hr_option="Low res only"), **hires).images[0]
     assert both.size == first.size == (32, 32)
     assert np.abs(pixels(both) - pixels(first)).max() > 2  # the hires pass sees the adapter only with "Both"
-
-
-def test_sd3_and_prompts_with_controlnet_units_are_refused_in_one_line(engine, models):
-    """SD3's AND is one batched transformer call whose ControlNet residuals are the CFG halves': not combined yet."""
-    with pytest.raises(ValueError) as error:
-        paint(engine, models, "sd3", units("sd3"), prompt="a red circle AND a blue square")
-    message = str(error.value)
-    assert message.startswith("controlnet: an SD3 ControlNet unit does not combine yet with AND prompts")
-    assert "\n" not in message and len(message) < 200

@@ -146,6 +146,7 @@ def test_a_cut_prompt_is_one_line(engine, chroma_dir):
         ("a red circle AND a blue square :0.6", [["a red circle"], ["a blue square"]], 3.0),
         ("a red circle :1.3 AND a blue BREAK square :-0.4", [["a red circle"], ["a blue", "square"]], 3.0),
         ("a red circle AND a blue square :0.6", [["a red circle"], ["a blue square"]], 1.0),  # no CFG
+        ("a red circle :0.5", [["a red circle"]], 3.0),  # one weighted part: A1111 composes it too
     ],
 )
 def test_chroma_and_combines_its_parts_as_composable_diffusion(engine, chroma_dir, pipe, prompt, texts, guidance):

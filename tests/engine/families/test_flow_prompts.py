@@ -6,8 +6,10 @@ pipelines as ``prompt_embeds``; the engine's pictures must match them within 1/2
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
-from helpers.pixels import assert_pixels_close
+from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
 
 from jupyter_sd.recipe.request import PaintRequest
@@ -172,31 +174,39 @@ def test_flux_alternation_reaches_the_prompts_call_and_the_negative_keeps_its_ow
     assert len(seen) == 6 and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(seen, expected))
 
 
-def test_sd3_and_combines_its_parts_as_composable_diffusion(engine, sd3_dir):
+@pytest.mark.parametrize(
+    ("prompt", "texts", "weights"),
+    [
+        ("a red circle AND a blue square :0.6", ["a red circle", "a blue square"], [1.0, 0.6]),
+        ("a red circle :0.5", ["a red circle"], [0.5]),  # one weighted part: A1111 composes it too
+    ],
+)
+def test_sd3_and_combines_its_parts_as_composable_diffusion(engine, sd3_dir, prompt, texts, weights):
+    """``uncond + Σ wᵢ·(condᵢ − uncond)`` as the prompt's prediction (CFG then makes A1111's ``u + g·Σ…``)."""
     from diffusers import StableDiffusion3Pipeline
 
-    seen, picture = _texts_seen(engine, sd3_dir, "a red circle AND a blue square :0.6", negative_prompt="dog",
-                                guidance=4.0)  # fmt: skip
+    seen, picture = _texts_seen(engine, sd3_dir, prompt, negative_prompt="dog", guidance=4.0)
     pipe = StableDiffusion3Pipeline.from_pretrained(sd3_dir)
     pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():
-        red, negative, red_pooled, negative_pooled = pipe.encode_prompt(
-            "a red circle", None, None, negative_prompt="dog"
-        )
-        square, _, square_pooled, _ = pipe.encode_prompt("a blue square", None, None, negative_prompt="dog")
-    assert len(seen) == 3 and all(torch.allclose(s, torch.cat([negative, red, square]), atol=1e-6) for s in seen)
+        encoded = [pipe.encode_prompt(text, None, None, negative_prompt="dog") for text in texts]
+    rows = [(encoded[0][1], encoded[0][3])] + [(e, p) for e, _, p, _ in encoded]  # the negative, then each part
+    together = torch.cat([e for e, _ in rows])
+    assert len(seen) == 3 and all(torch.allclose(s, together, atol=1e-6) for s in seen)
     forward = pipe.transformer.forward
 
     def composable(hidden_states, timestep, encoder_hidden_states, pooled_projections, **kwargs):
         kwargs.pop("return_dict", None)
         x, t = hidden_states[1:], timestep[1:]  # the prompt's half of CFG (the halves' latents are equal)
-        u, a, b = (forward(hidden_states=x, timestep=t, encoder_hidden_states=e, pooled_projections=p,
-                           return_dict=False, **kwargs)[0]
-                   for e, p in ((negative, negative_pooled), (red, red_pooled), (square, square_pooled)))  # fmt: skip
-        return (torch.cat([u, u + 1.0 * (a - u) + 0.6 * (b - u)]),)
+        u, *conds = (forward(hidden_states=x, timestep=t, encoder_hidden_states=e, pooled_projections=p,
+                             return_dict=False, **kwargs)[0] for e, p in rows)  # fmt: skip
+        return (torch.cat([u, u + sum(w * (c - u) for w, c in zip(weights, conds))]),)
 
     pipe.transformer.forward = composable
-    expected = pipe(prompt_embeds=red, pooled_prompt_embeds=red_pooled, negative_prompt_embeds=negative,
+    (negative, negative_pooled), (first, first_pooled) = rows[0], rows[1]
+    expected = pipe(prompt_embeds=first, pooled_prompt_embeds=first_pooled, negative_prompt_embeds=negative,
                     negative_pooled_prompt_embeds=negative_pooled, width=32, height=32, num_inference_steps=3,
                     guidance_scale=4.0, generator=torch.Generator("cpu").manual_seed(5)).images[0]  # fmt: skip
     assert_pixels_close(picture, expected)
+    plain, _ = _paint(engine, sd3_dir, "a red circle", negative_prompt="dog", guidance=4.0)
+    assert np.abs(pixels(plain) - pixels(picture)).max() > 2  # the weights (and parts) change the picture
