@@ -164,6 +164,11 @@ def test_the_extensions_onnx_file_is_used_where_onnxruntime_imports(animal_files
     (animal_files / onnx).unlink()
     fetched = []
     monkeypatch.setattr("jupyter_sd.engine.hub.offline_mode", lambda: False)
-    monkeypatch.setattr(annotator_weights, "_fetch_small", lambda url, path: fetched.append(url) or path.write_text(""))
+
+    def fetch_model(url, *, folder, name, **_):  # an export streams through the downloads (progress, resume)
+        fetched.append(url)
+        (folder / name).write_text("")
+
+    monkeypatch.setattr("jupyter_sd.downloads.http.fetch_model", fetch_model)
     assert annotator_weights.annotator_weights("animal_pose_onnx").name == onnx  # the repo's Annotators/ folder
     assert fetched == [f"{annotator_weights._hub_url('bdsqlsz/qinglong_controlnet-lllite', 'Annotators/' + onnx)}"]
