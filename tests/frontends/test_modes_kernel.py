@@ -91,5 +91,6 @@ def test_example_notebook_runs_top_to_bottom(tmp_path):
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "(128, 128) True" in printed
     assert "(64, 64, 3) 255" in printed  # the ControlNet cell's canny map of the red circle: edges found
+    assert "(128, 128, 3) True" in printed  # the pose JSON cell: the extension's JSON drawn as a map
     # txt2img, img2img, inpaint, outpaint, hires, the Extras-tab upscale, SD upscale
     assert len(list((tmp_path / "img2img-paint").glob("0000*.png"))) == 7
