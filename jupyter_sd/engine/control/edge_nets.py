@@ -279,3 +279,20 @@ def load_net(annotator: str, path: Path) -> nn.Module:
     except (KeyError, RuntimeError, IndexError, ValueError) as error:
         first = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
         raise ValueError(f"controlnet: {path.name} is not {annotator} weights ({first})") from None
+
+
+def load_model_entry(path: Path, build: Any, kind: str) -> nn.Module:
+    """`build(state)` loaded strictly with `path`'s weights (a checkpoint's ``model`` entry, ``module.`` dropped).
+
+    NNET's ``scannet.pt`` and DSINE's ``dsine.pt`` are saved that way; weights of another network are one line.
+    """
+    loaded = read_state_dict(path)
+    state = loaded.get("model", loaded) if isinstance(loaded, dict) else loaded
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        net = build(state)
+        net.load_state_dict(state)
+    except (KeyError, RuntimeError, IndexError, ValueError, AttributeError) as error:
+        first = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
+        raise ValueError(f"controlnet: {path.name} is not {kind} weights ({first})") from None
+    return net.eval()

@@ -224,18 +224,9 @@ class NormalBae(nn.Module):
 
 def load_normal_bae(path: Path) -> NormalBae:
     """NNET with the weights of `path` (``scannet.pt``: its ``model`` entry, ``module.`` prefixes dropped)."""
-    from .edge_nets import read_state_dict
+    from .edge_nets import load_model_entry
 
-    loaded = read_state_dict(path)
-    state = loaded.get("model", loaded) if isinstance(loaded, dict) else loaded
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        net = NormalBae(state)
-        net.load_state_dict(state)
-    except (KeyError, RuntimeError, IndexError, ValueError) as error:
-        first = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
-        raise ValueError(f"controlnet: {path.name} is not normal_bae weights ({first})") from None
-    return net.eval()
+    return load_model_entry(path, NormalBae, "normal_bae")  # type: ignore[return-value]
 
 
 def bae_normal_map(net: NormalBae, image: np.ndarray) -> np.ndarray:

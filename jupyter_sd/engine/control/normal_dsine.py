@@ -238,18 +238,9 @@ class DSINE(nn.Module):
 
 def load_dsine(path: Path) -> DSINE:
     """DSINE with the weights of `path` (``dsine.pt``: its ``model`` entry, ``module.`` prefixes dropped)."""
-    from .edge_nets import read_state_dict
+    from .edge_nets import load_model_entry
 
-    loaded = read_state_dict(path)
-    state = loaded.get("model", loaded) if isinstance(loaded, dict) else loaded
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        net = DSINE(state)
-        net.load_state_dict(state)
-    except (KeyError, RuntimeError, IndexError, ValueError, AttributeError) as error:
-        first = str(error).strip().splitlines()[0][:80] if str(error).strip() else type(error).__name__
-        raise ValueError(f"controlnet: {path.name} is not normal_dsine weights ({first})") from None
-    return net.eval()
+    return load_model_entry(path, DSINE, "normal_dsine")  # type: ignore[return-value]
 
 
 def pad_to_32(size: int) -> tuple[int, int]:
