@@ -6,12 +6,12 @@ steps, the tail of the schedule from the right noise level, and the original kep
 from __future__ import annotations
 
 import functools
-import inspect
 
 import numpy as np
 import pytest
 import torch
 from helpers import tiny_families
+from helpers.flow_schedulers import as_the_class_takes_it
 from helpers.paint_modes import box_mask, generators, init_picture
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
@@ -66,26 +66,6 @@ def _scale_noise(scheduler):
     return scale_noise
 
 
-def _takes_what_it_can(scheduler, dynamic):
-    """``set_timesteps`` given what of the pipeline's arguments (its ``sigmas`` and ``mu``) the class takes.
-
-    These pipelines always hand their own ``sigmas`` (1 → 1/n) and a ``mu``: diffusers' DPM solver takes no
-    ``sigmas`` and asserts on a ``mu`` without dynamic shifting, so a user putting it in by hand drops them.
-    """
-    own = scheduler.set_timesteps
-    takes = inspect.signature(own).parameters
-
-    def set_timesteps(num_inference_steps=None, device=None, sigmas=None, mu=None):
-        sigmas = np.array(sigmas) if isinstance(sigmas, list) else sigmas  # (Z-Image's list: UniPC cannot shift it)
-        kwargs = {"sigmas": sigmas} if "sigmas" in takes and sigmas is not None else {}
-        if "mu" in takes and dynamic:
-            kwargs["mu"] = mu
-        return own(None if "sigmas" in kwargs else num_inference_steps or len(sigmas), device, **kwargs)
-
-    scheduler.set_timesteps = set_timesteps
-    return scheduler
-
-
 def _by_hand(sampler, config, generator):
     """diffusers' own scheduler class for `sampler` on the model's scheduler `config`."""
     import diffusers
@@ -96,7 +76,7 @@ def _by_hand(sampler, config, generator):
         return scheduler
     flow = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": config["shift"]}
     cls = {"DPM++ 2M": diffusers.DPMSolverMultistepScheduler, "UniPC": diffusers.UniPCMultistepScheduler}[sampler]
-    scheduler = _takes_what_it_can(cls.from_config(config, **flow), config.get("use_dynamic_shifting", False))
+    scheduler = as_the_class_takes_it(cls.from_config(config, **flow), config.get("use_dynamic_shifting", False))
     scheduler.scale_noise = _scale_noise(scheduler)
     return scheduler
 

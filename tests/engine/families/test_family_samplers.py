@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import math
 
 import numpy as np
 import pytest
 import torch
 from helpers import tiny_families
+from helpers.flow_schedulers import as_the_class_takes_it
 from helpers.paint_modes import generators
 from helpers.pixels import assert_pixels_close
 
@@ -54,27 +54,6 @@ def _pipe(name, folder):
     return pipe
 
 
-def _as_the_class_takes_it(scheduler, dynamic):
-    """`scheduler` called with what of the pipeline's ``set_timesteps`` arguments its class takes.
-
-    Chroma's, Z-Image's and Qwen-Image's pipelines always hand their own ``sigmas`` (1 → 1/n, the flow Euler's
-    unshifted levels) and ``mu`` (Z-Image's whatever its static shift): diffusers' DPM solver takes no ``sigmas`` and
-    asserts on a ``mu`` without dynamic shifting, so a user putting it in by hand drops what it cannot take.
-    """
-    own = scheduler.set_timesteps
-    takes = inspect.signature(own).parameters
-
-    def set_timesteps(num_inference_steps=None, device=None, sigmas=None, mu=None):
-        sigmas = np.array(sigmas) if isinstance(sigmas, list) else sigmas  # (Z-Image's list: UniPC cannot shift it)
-        kwargs = {"sigmas": sigmas} if "sigmas" in takes and sigmas is not None else {}
-        if "mu" in takes and dynamic:
-            kwargs["mu"] = mu
-        return own(None if "sigmas" in kwargs else num_inference_steps or len(sigmas), device, **kwargs)
-
-    scheduler.set_timesteps = set_timesteps
-    return scheduler
-
-
 def _by_hand(sampler, pipe, generator, steps):
     """diffusers' own scheduler for `sampler` on the model's scheduler config, as flow_samplers.py maps them."""
     import diffusers
@@ -93,9 +72,9 @@ def _by_hand(sampler, pipe, generator, steps):
         mu = compute_empirical_mu(image_seq_len=4, num_steps=steps)  # 32 px: 2×2 patches of 16 px
         scheduler = diffusers.FlowMatchHeunDiscreteScheduler.from_config(config, shift=math.exp(mu))
         scheduler.register_to_config(use_flow_sigmas=True)  # its pipeline then hands no sigmas
-        return _as_the_class_takes_it(scheduler, dynamic=False)
+        return as_the_class_takes_it(scheduler, dynamic=False)
     cls = {"DPM++ 2M": diffusers.DPMSolverMultistepScheduler, "UniPC": diffusers.UniPCMultistepScheduler}[sampler]
-    return _as_the_class_takes_it(cls.from_config(config, **flow), config.get("use_dynamic_shifting", False))
+    return as_the_class_takes_it(cls.from_config(config, **flow), config.get("use_dynamic_shifting", False))
 
 
 def _raw(name, folder, sampler=None, scheduler=None, steps=3, **call):
