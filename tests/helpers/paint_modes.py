@@ -76,3 +76,10 @@ def euler_request(model_dir: Path | str, steps: int, **changes: Any) -> PaintReq
     """'a red circle', seed 3, Euler, CPU noise, no previews, nothing saved (changes override)."""
     base = {"prompt": "a red circle", "model": str(model_dir), "steps": steps, "seed": 3, "sampler": "Euler"}
     return PaintRequest(**{**base, "rng": "cpu", "preview": "none", "save": False, **changes})
+
+
+def square_outline(size: int = 32) -> Image.Image:
+    """A ready control map (module none): a white square outline on black."""
+    image = Image.new("RGB", (size, size))
+    ImageDraw.Draw(image).rectangle([6, 6, 25, 25], outline=(255, 255, 255), width=2)
+    return image

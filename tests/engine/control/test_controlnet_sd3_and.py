@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 from helpers.paint_modes import generators
+from helpers.paint_modes import square_outline as edges
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_sd3
 from helpers.tiny_flow_controlnet import tiny_sd3_controlnet
-from PIL import Image, ImageDraw
 
 from jupyter_sd import library
 from jupyter_sd.engine import Engine
@@ -49,12 +49,6 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine():
     return Engine()
-
-
-def edges(size: int = 32) -> Image.Image:
-    image = Image.new("RGB", (size, size))
-    ImageDraw.Draw(image).rectangle([6, 6, 25, 25], outline=(255, 255, 255), width=2)
-    return image
 
 
 def paint(engine, models, prompt, units):

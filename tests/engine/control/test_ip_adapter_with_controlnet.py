@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 from helpers.paint_modes import box_mask, generators, init_picture
+from helpers.paint_modes import square_outline as edges
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 from helpers.tiny_flow_controlnet import tiny_flux_controlnet, tiny_sd3_controlnet
 from helpers.tiny_flux_ip_adapter import tiny_vit_l_encoder, xlabs_flux_adapter
 from helpers.tiny_ip_adapter import reference_picture, save_adapter, save_encoder_file
 from helpers.tiny_sd3_ip_adapter import instantx_sd3_adapter, save_pickle, save_siglip_folder, tiny_siglip
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from jupyter_sd import library
 from jupyter_sd.engine import Engine
@@ -59,13 +60,6 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine():
     return Engine()
-
-
-def edges(size: int = 32) -> Image.Image:
-    """A ready control map (module none): a white square outline on black."""
-    image = Image.new("RGB", (size, size))
-    ImageDraw.Draw(image).rectangle([6, 6, 25, 25], outline=(255, 255, 255), width=2)
-    return image
 
 
 def raw(models, family, scale):
