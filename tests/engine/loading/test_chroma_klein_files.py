@@ -4,8 +4,8 @@
 
 The tests write the tiny transformers in BFL's names (`helpers.family_files`: the inverses of diffusers' converters)
 and load them with ``--model-config`` a copy of the folder without transformer weights: the picture is raw
-diffusers' from the folder (within 1/255: another loading path), the transformer's tensors equal. A GGUF Q8_0 file
-paints within 1/255 of the same tensors dequantized by the ``gguf`` package and saved as a safetensors file.
+diffusers' from the folder (within 1/255: another loading path), the transformer's tensors equal. A GGUF Q8_0 or
+Q4_0 file paints within 1/255 of the same tensors dequantized by the ``gguf`` package and saved as a safetensors file.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ FAMILIES = {
     "Chroma": (tiny_families.make_tiny_chroma, "ChromaPipeline"),
     "Flux.2 klein": (tiny_families.make_tiny_flux2_klein, "Flux2KleinPipeline"),
 }
-Q8_BOUND = (0.5, 3)
-"""Q8_0 against the unquantized picture: the largest mean and max absolute pixel difference (of 255) allowed
-(measured, 2 steps at 32 px: Chroma 0.11 and 1, Flux.2 klein 0.13 and 1)."""
+BOUNDS = {"Q8_0": (0.5, 3), "Q4_0": (4.0, 30)}
+"""Against the unquantized picture: the largest mean and max absolute pixel difference (of 255) allowed (measured,
+2 steps at 32 px: Q8_0 Chroma 0.11 and 1, Flux.2 klein 0.13 and 1; Q4_0 Chroma 2.0 and 11, klein 2.2
+and 16). The K-quants (Q4_K …) read through the same diffusers path; the ``gguf`` package cannot write them."""
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -126,27 +127,29 @@ def _dequantized_file(gguf_path, path):
     return path
 
 
-def test_a_gguf_q8_file_paints_its_dequantized_weights(family, expected, tmp_path):
+@pytest.mark.parametrize("quant", list(BOUNDS))
+def test_a_gguf_file_paints_its_dequantized_weights(family, expected, tmp_path, quant):
     import gguf
     from diffusers.quantizers.gguf.utils import GGUFParameter
 
     name, folder, rest = family
-    path = write_comfy_gguf(shipped_state(folder, name), tmp_path / "tiny-Q8_0.gguf", "Q8_0", "flux")
+    path = write_comfy_gguf(shipped_state(folder, name), tmp_path / f"tiny-{quant}.gguf", quant, "flux")
     info = inspect(path)
-    assert (info.family.name, info.format, info.quant, info.denoiser_only) == (name, "gguf", "Q8_0", True)
+    assert (info.family.name, info.format, info.quant, info.denoiser_only) == (name, "gguf", quant, True)
     engine, recorder = Engine(), Recorder()
     result = engine.generate(_request(path, rest), recorder)
-    assert any(line.startswith("loaded tiny-Q8_0") and "GGUF Q8_0" in line for line in recorder.notices)
+    assert any(line.startswith(f"loaded tiny-{quant}") and f"GGUF {quant}" in line for line in recorder.notices)
     weights = dict(engine._pipe.transformer.named_parameters())
     packed = [p for p in weights.values() if isinstance(p, GGUFParameter)]
-    assert len(packed) >= 6 and all(p.quant_type == gguf.GGMLQuantizationType.Q8_0 for p in packed)
+    assert len(packed) >= 6 and all(p.quant_type == getattr(gguf.GGMLQuantizationType, quant) for p in packed)
     assert sum(p.numel() * p.element_size() for p in weights.values()) <= path.stat().st_size  # no second copy
     twin = _dequantized_file(path, tmp_path / "dequantized.safetensors")
     reference = Engine().generate(_request(twin, rest)).images[0]
     assert_pixels_close(result.images[0], reference)
     difference = np.abs(pixels(result.images[0]) - pixels(expected))
     assert difference.max() > 0  # the quantized weights painted (rounding shows)
-    assert difference.mean() <= Q8_BOUND[0] and difference.max() <= Q8_BOUND[1], (difference.mean(), difference.max())
+    bound = BOUNDS[quant]
+    assert difference.mean() <= bound[0] and difference.max() <= bound[1], (difference.mean(), difference.max())
 
 
 @pytest.fixture(scope="module")
