@@ -50,6 +50,8 @@ class FlowControl(Control):
             return models[0] if models else None  # None: the pass's IP-Adapter units alone
         import diffusers
 
+        if self.family.controlnet_shared:  # one Union ControlNet for every unit's map (check_request)
+            models = models[:1]
         return getattr(diffusers, multi_class(self.family))(models)
 
     def for_pass(self, hires: bool) -> FlowControl | None:
@@ -206,6 +208,10 @@ def check_request(family: Any, request: Any, units: list | None = None) -> None:
     if most and len(units) > most:
         many = "one unit" if most == 1 else f"{most} units"
         raise ValueError(f"controlnet: {family.name} paints {many} at a time (got {len(units)})")
+    if family.controlnet_shared and len({unit.model for unit in units}) > 1:
+        names = ", ".join(sorted({unit.model for unit in units}))
+        msg = f"controlnet: {family.name}'s units share one Union ControlNet (diffusers' Multi model holds one); "
+        raise ValueError((msg + f"they name {names}")[:199])
     window = "control_guidance_start" in inspect.signature(getattr(diffusers, pipelines["txt2img"]).__call__).parameters
     for i, unit in enumerate(units):
         mode = control_mode_name(unit.control_mode)

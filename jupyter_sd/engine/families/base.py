@@ -77,6 +77,9 @@ class Family:
     """The diffusers pipeline of the family's inpaint ControlNets (the masked picture beside the latents), or ''."""
     controlnet_units: int = 0
     """The most units its ControlNet pipelines paint at once (0: any, through its Multi model)."""
+    controlnet_shared: bool = False
+    """Its Multi model holds one ControlNet (a Union model) that several units share, each with its own map, weight
+    and window (Qwen-Image's); units naming two models are refused."""
 
     def infotext_params(self, request: Any) -> dict[str, str]:
         """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux, ``Shift`` when set)."""

@@ -111,5 +111,5 @@ FAMILY = QwenImageFamily(
     controlnet="QwenImageControlNetModel",
     controlnet_pipelines=dict.fromkeys(("txt2img", "img2img", "inpaint"), "QwenImageControlNetPipeline"),  # (composed)
     controlnet_inpaint="QwenImageControlNetInpaintPipeline",  # InstantX's Qwen-Image-ControlNet-Inpainting
-    controlnet_units=1,  # (diffusers' Multi model holds one Union ControlNet only)
+    controlnet_shared=True,  # (diffusers' Multi model holds one Union ControlNet, for several maps)
 )

@@ -247,29 +247,38 @@ def test_refusals_are_one_line(engine, models, tiny_model_dir, tmp_path):
 
 
 def test_a_qwenimage_unit_equals_diffusers_qwenimage_controlnet_pipeline(engine, models, tmp_path):
-    """A unit with the window 0.25-1, CFG 4 against the card's " "; a second unit refused (diffusers' Multi model
-    holds one Union ControlNet). Its img2img, inpaint and hires units: test_controlnet_flow_modes.py."""
-    from diffusers import QwenImageControlNetModel
+    """A unit with the window 0.25-1, CFG 4 against the card's " "; then two units sharing the Union ControlNet (each
+    its own map, weight and window) against diffusers' Multi model holding it once; two models refused. Its img2img,
+    inpaint and hires units: test_controlnet_flow_modes.py."""
+    from diffusers import QwenImageControlNetModel, QwenImageMultiControlNetModel
     from helpers.tiny_families import make_tiny_qwenimage
 
     models["qwen"] = make_tiny_qwenimage(tmp_path / "qwen")
     tiny_qwenimage_controlnet(seed=6).save_pretrained(models["cn"] / "qwen_cn")
-    pipe = raw(
-        models,
-        "qwen",
-        "QwenImageControlNetPipeline",
-        QwenImageControlNetModel.from_pretrained(models["cn"] / "qwen_cn"),
-    )
-    call = dict(num_inference_steps=4, width=32, height=32, true_cfg_scale=4.0, negative_prompt=" ",
-                control_image=edges(), control_guidance_start=0.25, control_guidance_end=1.0)  # fmt: skip
-    expected = pipe(PROMPT, **call, controlnet_conditioning_scale=0.8, generator=generators([5])).images[0]
-    plain = pipe(PROMPT, **call, controlnet_conditioning_scale=0.0, generator=generators([5])).images[0]
+    net = QwenImageControlNetModel.from_pretrained(models["cn"] / "qwen_cn")
+    pipe = raw(models, "qwen", "QwenImageControlNetPipeline", net)
+    call = dict(num_inference_steps=4, width=32, height=32, true_cfg_scale=4.0, negative_prompt=" ")
+    one = dict(control_image=edges(), control_guidance_start=0.25, control_guidance_end=1.0)
+    expected = pipe(PROMPT, **call, **one, controlnet_conditioning_scale=0.8, generator=generators([5])).images[0]
+    plain = pipe(PROMPT, **call, **one, controlnet_conditioning_scale=0.0, generator=generators([5])).images[0]
     units = [unit("qwen_cn", weight=0.8, guidance_start=0.25)]
     result = engine.generate(request(models, "qwen", units, guidance=4.0), pictures=Pictures(control=(edges(),)))
     assert_pixels_close(result.images[0], expected)
     assert np.abs(pixels(expected) - pixels(plain)).max() > 5
-    with pytest.raises(ValueError, match="Qwen-Image paints one unit at a time"):
-        engine.generate(request(models, "qwen", units * 2), pictures=Pictures(control=(edges(),) * 2))
+
+    pipe.controlnet = QwenImageMultiControlNetModel([net])
+    two = dict(control_image=[edges(), block_map(32)], controlnet_conditioning_scale=[0.8, 0.6],
+               control_guidance_start=[0.25, 0.0], control_guidance_end=[1.0, 0.5])  # fmt: skip
+    expected = pipe(PROMPT, **call, **two, generator=generators([5])).images[0]
+    units += [unit("qwen_cn", weight=0.6, guidance_end=0.5)]
+    pictures = Pictures(control=(edges(), block_map(32)))
+    result = engine.generate(request(models, "qwen", units, guidance=4.0), pictures=pictures)
+    assert_pixels_close(result.images[0], expected)
+    one_map = engine.generate(request(models, "qwen", units[:1], guidance=4.0), pictures=Pictures(control=(edges(),)))
+    assert np.abs(pixels(result.images[0]) - pixels(one_map.images[0])).max() > 1  # the second map paints
+    tiny_qwenimage_controlnet(seed=7).save_pretrained(models["cn"] / "qwen_cn_b")
+    with pytest.raises(ValueError, match="Qwen-Image's units share one Union ControlNet"):
+        engine.generate(request(models, "qwen", [units[0], unit("qwen_cn_b")]), pictures=pictures)
 
 
 def block_map(size: int) -> Image.Image:
