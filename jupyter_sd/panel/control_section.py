@@ -1,11 +1,12 @@
 """The panel's ControlNet section: one tab per unit, as sd-webui-controlnet lays a unit out, and *preview map*.
 
 Each tab holds a unit's picture (uploaded, kept once in the output folder as ``control-HASH.png`` as the init
-picture is, so a recipe names a real file), Enable, the preprocessor ("module") with its own sliders, the model
-(the models folder's ``ControlNet/``), weight, guidance start/end, control and resize modes and Pixel Perfect. The
-section is the ``controlnet`` option's control: its `value` is the enabled units as sd-webui-controlnet's API
-dicts. The module names and sliders are plain data (``engine.control.modules``, no torch); *preview map* runs the
-unit's preprocessor through ``engine.control.unit_maps`` at the size the panel paints and shows the detected map.
+picture is, so a recipe names a real file), its effective region mask (region_mask.py), Enable, the preprocessor
+("module") with its own sliders, the model (the models folder's ``ControlNet/``), weight, guidance start/end, control
+and resize modes and Pixel Perfect. The section is the ``controlnet`` option's control: its `value` is the enabled
+units as sd-webui-controlnet's API dicts. The module names and sliders are plain data (``engine.control.modules``,
+no torch); *preview map* runs the unit's preprocessor through ``engine.control.unit_maps`` at the size the panel
+paints and shows the detected map.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..recipe.control_units import ControlUnit, read_units, unit_from_dict
 from ..recipe.result import png_bytes
 from .controls import Controls, css_class, set_tooltip
 from .images import last_uploaded_picture
+from .region_mask import RegionMask
 
 SLIDERS = ("processor_res", "threshold_a", "threshold_b")
 """The preprocessor's sliders, in the unit's field names; a module without one leaves it at -1 (its default)."""
@@ -132,11 +134,13 @@ class UnitTab(widgets.VBox):
         set_tooltip(self.preview_button, "Run the preprocessor on the picture and show the map the ControlNet sees")
         self.map = widgets.Image(format="png", width=str(2 * THUMB), layout=widgets.Layout(display="none"))
         self.map.add_class(css_class("cn-map"))
+        self.region = RegionMask(index, folder, self.say)
         super().__init__(
             [
                 widgets.HBox([self.upload, self.clear, self.enable, self.pixel_perfect]),
                 widgets.HBox([self.thumb, self.map]),
                 self.about,
+                self.region,
                 widgets.HBox([self.module, self.preview_button]),
                 widgets.HBox([self.model, self.refresh, self.union_control_type]),
                 self.weight,
@@ -262,7 +266,8 @@ class UnitTab(widgets.VBox):
             msg = f"controlnet: unit {self.index} is enabled but has no picture; upload one or untick Enable"
             raise ValueError(msg)
         image = str(self.path) if self.path is not None else self.image
-        return {"enabled": True, "image": image, **self.fields()}
+        mask = {} if self.region.path is None else {"effective_region_mask": str(self.region.path)}
+        return {"enabled": True, "image": image, **self.fields(), **mask}
 
     def set_unit(self, unit: ControlUnit | None) -> None:
         """Show `unit`'s settings and picture; None resets the tab (off, no picture, defaults)."""
@@ -278,6 +283,7 @@ class UnitTab(widgets.VBox):
             if float(getattr(unit, name)) != -1:
                 slider.value = float(getattr(unit, name))
         self._load_image(unit.image)
+        self.region.load(unit.effective_region_mask)
         self.enable.value = given  # a unit without its picture stays on: painting it names what is missing
 
     # -- preview map ----------------------------------------------------------------------------------------------

@@ -205,6 +205,32 @@ def test_an_uploaded_unit_becomes_the_requests_controlnet_unit(panel, tmp_path):
     assert [unit.weight for unit in panel.controls.request().controlnet] == [0.3]
 
 
+def test_a_units_region_mask_is_kept_and_becomes_its_effective_region_mask(panel, tmp_path):
+    """sd-webui-controlnet's Effective Region Mask upload: kept once as control-mask-HASH.png, the unit's field."""
+    section = panel.control_units
+    tab = section.units[0]
+    _upload(tab.upload, "style.png", _png(_picture(64)))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 31, 63), fill=255)
+    data = _png(mask)
+    _upload(tab.region.upload, "left.png", data)
+    kept = tmp_path / "out" / f"control-mask-{hashlib.sha256(data).hexdigest()[:12]}.png"
+    assert tab.region.path == kept.resolve() and kept.read_bytes() == data and tab.region.thumb.value
+    panel.controls.sections["controlnet"].toggle.value = True
+    (unit,) = panel.controls.request().controlnet
+    assert unit.effective_region_mask == str(kept.resolve())
+    assert section.value[0]["effective_region_mask"] == str(kept.resolve())  # the extension's API name
+    _upload(tab.region.upload, "notes.png", b"not a picture")
+    assert "controlnet unit 0 mask:" in html.unescape(tab.error.value) and tab.region.path == kept.resolve()
+    tab.region.clear.click()
+    assert panel.controls.request().controlnet[0].effective_region_mask is None
+    assert tab.region.thumb.layout.display == "none"
+    panel.load(panel.defaults.replace(controlnet=[{**section.value[0], "effective_region_mask": str(kept)}]))
+    assert section.units[0].region.path == kept and section.units[0].region.thumb.layout.display == ""
+    panel.load(panel.defaults)
+    assert section.units[0].region.path is None
+
+
 def test_a_backwards_guidance_window_is_one_line(panel):
     tab = panel.control_units.units[1]
     _upload(tab.upload, "a.png", _png(_picture(64)))
