@@ -135,21 +135,7 @@ class UnitTab(widgets.VBox):
         self.map = widgets.Image(format="png", width=str(2 * THUMB), layout=widgets.Layout(display="none"))
         self.map.add_class(css_class("cn-map"))
         self.region = RegionMask(index, folder, self.say)
-        super().__init__(
-            [
-                widgets.HBox([self.upload, self.clear, self.enable, self.pixel_perfect]),
-                widgets.HBox([self.thumb, self.map]),
-                self.about,
-                self.region,
-                widgets.HBox([self.module, self.preview_button]),
-                widgets.HBox([self.model, self.refresh, self.union_control_type]),
-                self.weight,
-                widgets.HBox([self.guidance_start, self.guidance_end]),
-                *self.sliders.values(),
-                widgets.HBox([self.control_mode, self.resize_mode]),
-                self.error,
-            ]
-        )
+        super().__init__(self._rows())
         self.add_class(css_class("cn-unit"))
         self.upload.observe(self._uploaded, names="value")
         self.clear.on_click(lambda _: self.use(None))
@@ -158,6 +144,22 @@ class UnitTab(widgets.VBox):
         self.module.observe(self._module_changed, names="value")
         self.pixel_perfect.observe(self._module_changed, names="value")
         self._module_changed()
+
+    def _rows(self) -> list[widgets.Widget]:
+        """The tab's rows, as the extension lays a unit out."""
+        return [
+            widgets.HBox([self.upload, self.clear, self.enable, self.pixel_perfect]),
+            widgets.HBox([self.thumb, self.map]),
+            self.about,
+            self.region,
+            widgets.HBox([self.module, self.preview_button]),
+            widgets.HBox([self.model, self.refresh, self.union_control_type]),
+            self.weight,
+            widgets.HBox([self.guidance_start, self.guidance_end]),
+            *self.sliders.values(),
+            widgets.HBox([self.control_mode, self.resize_mode]),
+            self.error,
+        ]
 
     # -- the picture ----------------------------------------------------------------------------------------------
 
