@@ -246,12 +246,19 @@ def _anime(state: dict[str, torch.Tensor]) -> nn.Module:
     return AnimeLineartNet.from_state_dict(state)
 
 
+def _teed(state: dict[str, torch.Tensor]) -> nn.Module:
+    from .teed import TeedNet
+
+    return TeedNet.from_state_dict(state)
+
+
 NETS: dict[str, Any] = {
     "hed": HedNet.from_state_dict,
     "pidinet": PidiNet.from_state_dict,
     "lineart": LineartNet.from_state_dict,
     "lineart_coarse": LineartNet.from_state_dict,
     "lineart_anime": _anime,
+    "teed": _teed,
 }
 
 
