@@ -4,7 +4,8 @@ Parameter names are the published files' own (``ControlNetHED.pth``, ``table5_pi
 ``module.`` prefix, ``sk_model.pth``/``sk_model2.pth``), so the files load strictly; widths and depths are read from
 the tensors, so a smaller network of the same layout loads the same way. Forward passes are the published ones:
 HED's five side outputs, PiDiNet's pixel-difference convolutions (carv4: central, angular, radial, vanilla),
-the lineart generator (reflection padding, instance norm, three residual blocks, sigmoid).
+the lineart generator (reflection padding, instance norm, three residual blocks, sigmoid). The anime lineart U-Net
+(``lineart_anime.py``) and TEED (``teed.py``, fixed widths) load through the same table, ``NETS``.
 """
 
 from __future__ import annotations

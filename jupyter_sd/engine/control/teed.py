@@ -134,4 +134,3 @@ class TeedNet(nn.Module):
         net = cls()
         net.load_state_dict({key.removeprefix("module."): value for key, value in state.items()}, strict=True)
         return net.eval().requires_grad_(False)
-

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from helpers.annotator_nets import annotator_files, offline_refusal
+from helpers.fake_web import FakeWebServer
 
 from jupyter_sd.engine.control.modules import find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
@@ -181,3 +182,20 @@ def test_missing_weights_offline_are_refused_in_one_line(tmp_path, monkeypatch):
     line = offline_refusal(tmp_path / "empty", monkeypatch, "softedge_teed", _picture(), 64)
     assert "softedge_teed needs ControlNet/annotators/TEED/7_model.pth in the models folder (offline)" in line
     assert "bdsqlsz/qinglong_controlnet-lllite" in line
+
+
+def test_missing_weights_are_fetched_once_from_the_extensions_url(tmp_path, monkeypatch):
+    import io
+
+    import huggingface_hub.constants as constants
+
+    buffer = io.BytesIO()
+    torch.save(teed_state(1), buffer)
+    with FakeWebServer() as web, annotator_files(tmp_path / "models", {}) as folder:
+        monkeypatch.setenv("HF_ENDPOINT", web.base)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        web.add_hub_file("bdsqlsz/qinglong_controlnet-lllite", "Annotators/7_model.pth", buffer.getvalue())
+        made = preprocess("softedge_teed", _picture(), 64)
+        assert (folder / "TEED" / "7_model.pth").read_bytes() == buffer.getvalue()
+    np.testing.assert_allclose(made[:, :, 0].astype(int), _expected(_picture(), 2).astype(int), atol=1)
