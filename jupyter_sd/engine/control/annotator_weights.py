@@ -81,6 +81,7 @@ WEIGHTS: dict[str, Weights] = {
     "densepose": Weights(
         "LayerNorm/DensePose-TorchScript-with-hint-image", "densepose", ("densepose_r50_fpn_dl.torchscript",)
     ),
+    "teed": Weights("bdsqlsz/qinglong_controlnet-lllite", "TEED", ("7_model.pth",), "Annotators"),
     "normal_dsine": Weights("bdsqlsz/qinglong_controlnet-lllite", "normal_dsine", ("dsine.pt",), "Annotators"),
     **{
         f"oneformer_{data}": Weights(

@@ -1,17 +1,18 @@
 """The preprocessors that run an annotator network: soft edges, lineart, depth, normals, segmentation, poses, lines.
 
 Each follows sd-webui-controlnet's module of the same name: the picture scaled and edge-padded to the processor
-resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey
-map the way the extension does (sigmoid of the mean side output for HED, the fused map for PiDiNet, the "safe"
-variants quantized by ``safe_step``, lineart inverted so lines are white, ``lineart_anime_denoise`` by
-MangaLineExtraction; normals from NNET (``normal_bae.py``), DSINE (``normal_dsine.py``, its camera from the unit
-picture's own size) or MiDaS's depth; OneFormer's classes in their palette (``segmentation.py``), the anime face
-U-Net's in its colours (``anime_face.py``), DensePose's body parts through viridis or parula (``densepose.py``);
-LeReS's depth with its Remove Near/Background % (``leres.py``; ``leres_boost.py`` for ``depth_leres++``);
-OpenPose's and DWPose's people and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the
-padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
-(``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the modules
-that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
+resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey map
+the way the extension does (sigmoid of the mean side output for HED and TEED, the fused map for PiDiNet, the "safe"
+variants and TEED's Safe Steps quantized by ``safe_step``, lineart inverted so lines are white,
+``lineart_anime_denoise`` by MangaLineExtraction; normals from NNET (``normal_bae.py``), DSINE (``normal_dsine.py``,
+its camera from the unit picture's own size) or MiDaS's depth; OneFormer's classes in their palette
+(``segmentation.py``), the anime face U-Net's in its colours (``anime_face.py``), DensePose's body parts through
+viridis or parula (``densepose.py``); LeReS's depth with its Remove Near/Background % (``leres.py``;
+``leres_boost.py`` for ``depth_leres++``); OpenPose's and DWPose's people and AP10K's animals drawn in colour,
+M-LSD's lines with the unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa
+(``lama.py``). Networks load once per weights file (``annotator_weights`` finds or downloads it) and stay loaded;
+OpenPose's hand and face networks only for the modules that draw hands or faces, DWPose's (and AP10K's) pose network
+beside its detector.
 """
 
 from __future__ import annotations
@@ -138,8 +139,11 @@ def _tensor(image: np.ndarray, scale: float, device: Any) -> Any:
     return torch.from_numpy(np.ascontiguousarray(image)).float().to(device).permute(2, 0, 1)[None] * scale
 
 
-def hed_edges(net: Any, image: np.ndarray, safe: bool) -> np.ndarray:
-    """HED on 0..255 RGB: each side output resized (bilinear) to the picture, sigmoid of their mean."""
+def side_edges(net: Any, image: np.ndarray, safe_steps: int = 0) -> np.ndarray:
+    """HED's or TEED's map of 0..255 RGB: each side output resized (bilinear), sigmoid of their mean.
+
+    ``safe_steps`` > 0 quantizes it by ``safe_step`` (HED's safe variant: 2; TEED's Threshold A, Safe Steps).
+    """
     import cv2
     import torch
 
@@ -149,7 +153,7 @@ def hed_edges(net: Any, image: np.ndarray, safe: bool) -> np.ndarray:
     sides = [side[0, 0].float().cpu().numpy() for side in sides]
     stacked = np.stack([cv2.resize(s, (width, height), interpolation=cv2.INTER_LINEAR) for s in sides], axis=2)
     edge = 1 / (1 + np.exp(-np.mean(stacked, axis=2).astype(np.float64)))
-    return _to_uint8(safe_step(edge) if safe else edge)
+    return _to_uint8(safe_step(edge, safe_steps) if safe_steps else edge)
 
 
 def pidinet_edges(net: Any, image: np.ndarray, safe: bool) -> np.ndarray:
@@ -294,11 +298,11 @@ def _mlsd(net: Any, image: np.ndarray, value_threshold: float, distance_threshol
 
 
 ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
-    "softedge_hed": ("hed", lambda net, image: hed_edges(net, image, safe=False)),
-    "softedge_hedsafe": ("hed", lambda net, image: hed_edges(net, image, safe=True)),
+    "softedge_hed": ("hed", side_edges),
+    "softedge_hedsafe": ("hed", lambda net, image: side_edges(net, image, safe_steps=2)),
     "softedge_pidinet": ("pidinet", lambda net, image: pidinet_edges(net, image, safe=False)),
     "softedge_pidisafe": ("pidinet", lambda net, image: pidinet_edges(net, image, safe=True)),
-    "scribble_hed": ("hed", lambda net, image: hed_edges(net, image, safe=False)),
+    "scribble_hed": ("hed", side_edges),
     "scribble_pidinet": ("pidinet", lambda net, image: pidinet_edges(net, image, safe=False)),
     "lineart_realistic": ("lineart", lineart_lines),
     "lineart_coarse": ("lineart_coarse", lineart_lines),
@@ -324,9 +328,10 @@ TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray
     "normal_midas": ("midas", _normal_midas),
     "depth_leres": ("leres", _leres),
     "depth_leres++": ("leres", _leres_boost),
+    "softedge_teed": ("teed", lambda net, image, steps, _unused: side_edges(net, image, int(steps))),
 }
 """Modules whose work also takes the unit's Threshold A and B (M-LSD's thresholds, normal_midas's background,
-depth_leres's Remove Near % and Remove Background %)."""
+depth_leres's Remove Near % and Remove Background %, softedge_teed's Safe Steps)."""
 SIZED: dict[str, tuple[str, Callable[[Any, np.ndarray, tuple[int, int], float, float], np.ndarray]]] = {
     "normal_dsine": ("normal_dsine", _normal_dsine),
 }

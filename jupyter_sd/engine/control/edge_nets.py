@@ -4,7 +4,8 @@ Parameter names are the published files' own (``ControlNetHED.pth``, ``table5_pi
 ``module.`` prefix, ``sk_model.pth``/``sk_model2.pth``), so the files load strictly; widths and depths are read from
 the tensors, so a smaller network of the same layout loads the same way. Forward passes are the published ones:
 HED's five side outputs, PiDiNet's pixel-difference convolutions (carv4: central, angular, radial, vanilla),
-the lineart generator (reflection padding, instance norm, three residual blocks, sigmoid).
+the lineart generator (reflection padding, instance norm, three residual blocks, sigmoid). The anime lineart U-Net
+(``lineart_anime.py``) and TEED (``teed.py``, fixed widths) load through the same table, ``NETS``.
 """
 
 from __future__ import annotations
@@ -246,12 +247,19 @@ def _anime(state: dict[str, torch.Tensor]) -> nn.Module:
     return AnimeLineartNet.from_state_dict(state)
 
 
+def _teed(state: dict[str, torch.Tensor]) -> nn.Module:
+    from .teed import TeedNet
+
+    return TeedNet.from_state_dict(state)
+
+
 NETS: dict[str, Any] = {
     "hed": HedNet.from_state_dict,
     "pidinet": PidiNet.from_state_dict,
     "lineart": LineartNet.from_state_dict,
     "lineart_coarse": LineartNet.from_state_dict,
     "lineart_anime": _anime,
+    "teed": _teed,
 }
 
 

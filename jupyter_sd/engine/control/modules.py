@@ -99,6 +99,7 @@ MODULES: dict[str, Module] = {
             )
             for name in ("depth_leres", "depth_leres++")
         ),
+        Module("softedge_teed", RESOLUTION, Slider("Safe Steps", 0, 10, 2), annotator=True),
         Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
         Module(
             "normal_dsine", RESOLUTION, Slider("Fov", 0.0, 360.0, 60.0), Slider("Iterations", 1, 20, 5), annotator=True
@@ -141,7 +142,6 @@ NEEDS_WEIGHTS: dict[str, str] = {
         ),
         _DEPTH,
     ),
-    "softedge_teed": "TEED weights",
     "seg_ufade20k": "UniFormer weights (no transformers port; seg_ofade20k paints ADE20K)",
     "mediapipe_face": "the mediapipe package",
 }

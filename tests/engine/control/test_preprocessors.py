@@ -193,7 +193,6 @@ def test_defaults_and_ignored_values():
         ("sobel", {}, ["unknown preprocessor 'sobel'", "canny"]),
         ("seg_ufade20k", {}, ["UniFormer", "no transformers port", "seg_ofade20k"]),
         ("depth_marigold", {}, ["Marigold"]),
-        ("softedge_teed", {}, ["TEED"]),
         ("canny", {"threshold_a": 300}, ["Threshold A", "Low Threshold", "1..255", "300"]),
         ("canny", {"threshold_b": 0}, ["Threshold B", "High Threshold"]),
         ("canny", {"processor_res": 32}, ["Processor Res", "64..2048"]),
