@@ -18,7 +18,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .. import library
 from ..engine.control.apply import max_units
@@ -27,7 +27,7 @@ from ..recipe.control_names import CONTROL_MODES, RESIZE_MODES, UNION_CONTROL_TY
 from ..recipe.control_units import ControlUnit, read_units, unit_from_dict
 from ..recipe.result import png_bytes
 from .controls import Controls, css_class, set_tooltip
-from .images import last_uploaded_picture
+from .images import last_uploaded_picture, loaded_picture
 from .region_mask import RegionMask
 
 SLIDERS = ("processor_res", "threshold_a", "threshold_b")
@@ -204,19 +204,11 @@ class UnitTab(widgets.VBox):
 
     def _load_image(self, image: Any) -> None:
         """A loaded unit's picture: a file path (shown when it exists), a PIL image or an array."""
-        if image is None or image == "":
+        try:
+            self.use(*loaded_picture(image))
+        except OSError:
             self.use(None)
-        elif isinstance(image, (str, Path)):
-            path = Path(image).expanduser()
-            try:
-                with Image.open(path) as opened:
-                    opened.load()
-                    self.use(opened.copy(), path)
-            except (OSError, UnidentifiedImageError):
-                self.use(None)
-                self.say(f"controlnet unit {self.index}: cannot read its picture {str(image)!r}; upload it again")
-        else:
-            self.use(image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)))
+            self.say(f"controlnet unit {self.index}: cannot read its picture {str(image)!r}; upload it again")
 
     # -- the settings -----------------------------------------------------------------------------------------------
 

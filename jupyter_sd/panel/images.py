@@ -71,6 +71,29 @@ def last_uploaded_picture(upload: widgets.FileUpload) -> Image.Image | None:
     return read_picture(data, name)
 
 
+def loaded_picture(value: Any) -> tuple[Image.Image | None, Path | None]:
+    """A loaded recipe's picture and its file: from a path, a picture or an array; (None, None) for none.
+
+    Raises
+    ------
+    OSError
+        If the path cannot be read as a picture.
+    """
+    if value is None or value == "":
+        return None, None
+    if not isinstance(value, (str, Path)):
+        import numpy as np
+
+        return (value if isinstance(value, Image.Image) else Image.fromarray(np.asarray(value))), None
+    path = Path(value).expanduser()
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy(), path
+    except UnidentifiedImageError as error:
+        raise OSError(str(error)) from error
+
+
 class ImageInput(widgets.VBox):
     """Upload or pick the init picture, set strength and resize mode, and paint the inpainting mask.
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..painting.store import save_input
 from ..recipe.result import png_bytes
 from .controls import css_class, set_tooltip
-from .images import last_uploaded_picture
+from .images import last_uploaded_picture, loaded_picture
 
 THUMB = 64
 
@@ -68,19 +68,11 @@ class RegionMask(widgets.HBox):
 
     def load(self, mask: Any) -> None:
         """A loaded unit's mask: a file path (shown when it can be read), a picture, or None."""
-        if mask is None or mask == "":
+        try:
+            self.use(*loaded_picture(mask))
+        except OSError:
             self.use(None)
-        elif isinstance(mask, (str, Path)):
-            path = Path(mask).expanduser()
-            try:
-                with Image.open(path) as opened:
-                    opened.load()
-                    self.use(opened.copy(), path)
-            except (OSError, UnidentifiedImageError):
-                self.use(None)
-                self.say(f"controlnet unit {self.index}: cannot read its region mask {str(mask)!r}; upload it again")
-        else:
-            self.use(mask if isinstance(mask, Image.Image) else Image.fromarray(mask))
+            self.say(f"controlnet unit {self.index}: cannot read its region mask {str(mask)!r}; upload it again")
 
     def _uploaded(self, change: Any = None) -> None:
         try:
