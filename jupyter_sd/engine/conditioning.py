@@ -310,7 +310,8 @@ class _UNetWrapper:
                 t = t[-images:].repeat(len(members))
             if cond.residuals is not None:  # the ControlNet run on this call's rows and text (control/replay.py)
                 text_only = {k: v for k, v in extra.get("added_cond_kwargs", {}).items() if k != "image_embeds"}
-                extra.update(cond.residuals(x, t, hidden, text_only or None, images))
+                negative = images if members[0] == 0 else 0  # (the negative's rows come first)
+                extra.update(cond.residuals(x, t, hidden, text_only or None, images, negative))
             out = self.forward(x, t, hidden, *args, return_dict=False, **extra)[0]
             for k, n in enumerate(members):
                 outputs[n] = out[k * images : (k + 1) * images]

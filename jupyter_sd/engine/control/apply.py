@@ -13,7 +13,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...recipe.control_names import control_mode_name
 from ...recipe.control_units import ControlUnit, units_infotext
 from .injection import Injection, injection_for, residual_count, set_injections
 from .ip_adapter import Adapters, adapters_for, is_ip_adapter
@@ -244,8 +243,7 @@ def check_conditioning(control: Control | None, conditioning: Any) -> None:
     Raises
     ------
     ValueError
-        One line: what the replay cannot split by part ("ControlNet is more important"'s negative rows, a
-        guess-mode ControlNet's positive-only call).
+        One line: what the replay cannot split by part (a guess-mode ControlNet's positive-only call).
     """
     if control is None or not getattr(conditioning, "needs_wrapper", False):
         return
@@ -264,8 +262,6 @@ def check_conditioning(control: Control | None, conditioning: Any) -> None:
 
 def _not_replayed(control: Control, conditioning: Any) -> str:
     """What of `control` the per-part replay cannot split ('' when it can)."""
-    if any(control_mode_name(unit.control_mode) == "ControlNet is more important" for unit in control.units):
-        return "'ControlNet is more important'"
     if any(getattr(loaded.model.config, "global_pool_conditions", False) for loaded in control.loaded):
         return "a guess-mode ControlNet (global pooling)"
     return ""

@@ -10,6 +10,8 @@ per model and reads the units of the current call; the same model in two units t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,8 @@ class _Hook:
     def __init__(self) -> None:
         self.injections: list[Injection] = []
         self.calls = 0
+        self.negative_rows: int | None = None
+        """A replayed call's negative rows (replay.py: AND); None: the pipeline's call, whose first half under CFG."""
 
     def __call__(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
         if not self.injections:
@@ -64,9 +68,11 @@ class _Hook:
         residuals = [*down, mid]
         if injection.ratios is not None:
             residuals = [r * ratio for r, ratio in zip(residuals, injection.ratios)]
-        if injection.cond_only and bool(getattr(injection.pipe, "do_classifier_free_guidance", False)):
-            half = residuals[0].shape[0] // 2  # diffusers batches [negative, positive]
-            residuals = [_zero_first(r, half) for r in residuals]
+        negative = self.negative_rows
+        if negative is None and bool(getattr(injection.pipe, "do_classifier_free_guidance", False)):
+            negative = residuals[0].shape[0] // 2  # diffusers batches [negative, positive]
+        if injection.cond_only and negative:
+            residuals = [_zero_first(r, negative) for r in residuals]
         down, mid = tuple(residuals[:-1]), residuals[-1]
         if tuple_output:
             return (down, mid)
@@ -77,6 +83,23 @@ def _zero_first(tensor: Any, rows: int) -> Any:
     import torch
 
     return torch.cat([torch.zeros_like(tensor[:rows]), tensor[rows:]])
+
+
+@contextmanager
+def negative_rows(model: Any, rows: int) -> Iterator[None]:
+    """While a replay calls `model` (one ControlNet or a Multi model's nets): its first `rows` rows are the negative's.
+
+    "ControlNet is more important" then leaves those rows without control, whatever the batch's halves.
+    """
+    hooks = [net.__dict__.get("_jupyter_sd_injection") for net in getattr(model, "nets", [model])]
+    hooks = [hook for hook in hooks if hook is not None]
+    for hook in hooks:
+        hook.negative_rows = rows
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.negative_rows = None
 
 
 def set_injections(models: list[Any], injections: list[Injection]) -> None:
@@ -94,4 +117,4 @@ def set_injections(models: list[Any], injections: list[Injection]) -> None:
         hooks[id(model)].injections.append(injection)
 
 
-__all__ = ["SOFT_BASE", "Injection", "injection_for", "residual_count", "set_injections"]
+__all__ = ["SOFT_BASE", "Injection", "injection_for", "negative_rows", "residual_count", "set_injections"]

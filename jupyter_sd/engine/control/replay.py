@@ -31,8 +31,16 @@ class Replay:
         if not self.replaying:
             self.last = (args, kwargs)
 
-    def __call__(self, sample: Any, timestep: Any, hidden: Any, added: Any, images: int) -> dict[str, Any]:
-        """The residual arguments of a UNet call of `sample` (whole images of `images` rows) with text `hidden`."""
+    def __call__(
+        self, sample: Any, timestep: Any, hidden: Any, added: Any, images: int, negative: int = 0
+    ) -> dict[str, Any]:
+        """The residual arguments of a UNet call of `sample` (whole images of `images` rows) with text `hidden`.
+
+        `negative`: how many of its first rows are the negative prompt's ("ControlNet is more important" leaves them
+        without control, as sd-webui-controlnet's cond/uncond mark does).
+        """
+        from .injection import negative_rows
+
         if self.last is None:
             return {}
         args, kwargs = self.last
@@ -45,7 +53,8 @@ class Replay:
             call["added_cond_kwargs"] = added
         self.replaying = True
         try:
-            down, mid = self.model(sample, timestep, encoder_hidden_states=hidden, return_dict=False, **call)
+            with negative_rows(self.model, negative):
+                down, mid = self.model(sample, timestep, encoder_hidden_states=hidden, return_dict=False, **call)
         finally:
             self.replaying = False
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}

@@ -108,10 +108,13 @@ def test_a_unit_controls_each_sd_upscale_tile(engine, tiny_model_dir):
 AND_PROMPT = "a red circle AND a blue square :0.6"
 
 
-def composed_reference(raw, net, steps=4, weight=0.8, end=0.5):
+def composed_reference(raw, net, steps=4, weight=0.8, end=0.5, important=False):
     """A1111's composable diffusion with sd-webui-controlnet, by hand over plain diffusers: each step the negative
     and each AND part get their own UNet call, with residuals the ControlNet makes from that call's own text (its
-    weight, inside its window by diffusers' rule); the positive is ``u + Σ wᵢ·(cᵢ − u)``."""
+    weight, inside its window by diffusers' rule); the positive is ``u + Σ wᵢ·(cᵢ − u)``.
+
+    `important` ("ControlNet is more important"): residual i scaled by ``weight × 0.825^(12−i)`` and none on the
+    negative's call (the extension's cond/uncond mark: every AND part is a cond row)."""
     import torch
 
     raw.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
@@ -124,9 +127,12 @@ def composed_reference(raw, net, steps=4, weight=0.8, end=0.5):
         keep = not (step[0] / steps < 0 or (step[0] + 1) / steps > end)
         step[0] += 1
         x, outputs = sample[1:], []
-        for text in [uncond] + [text for _, text in parts]:
+        for n, text in enumerate([uncond] + [text for _, text in parts]):
             down, mid = net(x, t, encoder_hidden_states=text, controlnet_cond=hint_tensor,
-                            conditioning_scale=weight * keep, return_dict=False)  # fmt: skip
+                            conditioning_scale=(1.0 if important else weight) * keep, return_dict=False)  # fmt: skip
+            if important:
+                ladder = [weight * 0.825 ** (12 - i) * (n > 0) for i in range(len(down) + 1)]
+                down, mid = [d * r for d, r in zip(down, ladder)], mid * ladder[-1]
             outputs.append(forward(x, t, text, down_block_additional_residuals=down,
                                    mid_block_additional_residual=mid, return_dict=False)[0])  # fmt: skip
         combined = outputs[0] + sum(w * (out - outputs[0]) for (w, _), out in zip(parts, outputs[1:]))
@@ -142,7 +148,7 @@ def composed_reference(raw, net, steps=4, weight=0.8, end=0.5):
 
 def test_and_prompts_give_each_part_its_own_controlnet_residuals(engine, tiny_model_dir):
     """``AND`` with a unit (window 0-0.5): the ControlNet runs again on each part's UNet call with that part's text,
-    as sd-webui-controlnet's hook does; what cannot be split by part is one line."""
+    as sd-webui-controlnet's hook does; "ControlNet is more important" leaves the negative's call without control."""
     from diffusers import ControlNetModel, StableDiffusionPipeline
 
     raw = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
@@ -159,6 +165,7 @@ def test_and_prompts_give_each_part_its_own_controlnet_residuals(engine, tiny_mo
     plain = composed_reference(raw, ControlNetModel.from_pretrained(folder), weight=0.0)
     assert np.abs(pixels(plain) - pixels(expected)).max() > 5  # the unit changes the picture: the test can fail
     important = request.replace(controlnet=read_units([{**units[0], "control_mode": 2}]))
-    with pytest.raises(ValueError, match="'ControlNet is more important' does not combine yet with AND") as error:
-        engine.generate(important, pictures=Pictures(control=(hint(),)))
-    assert "\n" not in str(error.value) and len(str(error.value)) < 200
+    result = engine.generate(important, pictures=Pictures(control=(hint(),)))
+    expected = composed_reference(raw, ControlNetModel.from_pretrained(folder), important=True)
+    assert_pixels_close(result.images[0], expected)
+    assert np.abs(pixels(plain) - pixels(expected)).max() > 5
