@@ -32,8 +32,11 @@ class Weights:
 
     @property
     def whole_folder(self) -> bool:
-        """Whether this is a model folder, not one file: transformers' (``config.json`` beside its weights) or a
-        diffusers pipeline's (``model_index.json`` and its parts' subfolders)."""
+        """Whether this is a model folder, not one file.
+
+        A transformers model (``config.json`` beside its weights) or a diffusers pipeline (``model_index.json`` and
+        its parts' subfolders).
+        """
         return "config.json" in self.files or "model_index.json" in self.files
 
 

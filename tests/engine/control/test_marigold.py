@@ -22,7 +22,8 @@ from jupyter_sd.engine.control.annotator_weights import WEIGHTS
 from jupyter_sd.engine.control.annotators import unload_annotators
 from jupyter_sd.engine.control.preprocessors import preprocess
 
-_SPECIAL = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "!"}
+_END = "<|endoftext|>"
+_SPECIAL = {"bos_token": "<|startoftext|>", "eos_token": _END, "unk_token": _END, "pad_token": "!"}
 
 
 def _tokenizer(folder: Path) -> CLIPTokenizer:
@@ -64,7 +65,14 @@ def _save_tiny_marigold(folder: Path) -> None:
     )
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=29, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+            vocab_size=29,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=2,
         )
     )
     scheduler = DDIMScheduler(
