@@ -2,9 +2,11 @@
 
 They go in the models folder's ``ControlNet/annotators/``, one subfolder per annotator as sd-webui-controlnet's
 ``annotator/downloads/`` has them (``hed/ControlNetHED.pth``, ``lineart/sk_model.pth`` …), under the names their
-publishers give them; a file put straight in ``annotators/`` is found too. A missing file is downloaded once from
-its Hugging Face repo through our downloads (progress line, ``.part`` resume, ``HF_ENDPOINT``); offline, or when
-the download fails, the preprocessor is refused in one line naming the file and where to put it.
+publishers give them; a file put straight in ``annotators/`` is found too. Model folders (transformers' models,
+Marigold's diffusers pipeline) keep their repo's layout in a subfolder named after the repo. A missing file is
+downloaded once from its Hugging Face repo through our downloads (progress line, ``.part`` resume,
+``HF_ENDPOINT``); offline, or when the download fails, the preprocessor is refused in one line naming the file and
+where to put it.
 """
 
 from __future__ import annotations
@@ -29,12 +31,25 @@ class Weights:
     remote: str = ""
 
     @property
-    def transformers(self) -> bool:
-        """Whether this is a transformers model folder (``config.json`` beside its weights), not one file."""
-        return "config.json" in self.files
+    def whole_folder(self) -> bool:
+        """Whether this is a model folder, not one file.
+
+        A transformers model (``config.json`` beside its weights) or a diffusers pipeline (``model_index.json`` and
+        its parts' subfolders).
+        """
+        return "config.json" in self.files or "model_index.json" in self.files
 
 
 _ANNOTATORS = "lllyasviel/Annotators"
+_MARIGOLD_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    *(f"{part}/config.json" for part in ("text_encoder", "unet", "vae")),
+    "text_encoder/model.safetensors",
+    *(f"{part}/diffusion_pytorch_model.safetensors" for part in ("unet", "vae")),
+    *(f"tokenizer/{name}" for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")),
+)
+"""Marigold v1.0 (Bingxin/Marigold, which sd-webui-controlnet's Marigold runs) as diffusers has it, full precision."""
 WEIGHTS: dict[str, Weights] = {
     "hed": Weights(_ANNOTATORS, "hed", ("ControlNetHED.pth",)),
     "pidinet": Weights(_ANNOTATORS, "pidinet", ("table5_pidinet.pth",)),
@@ -83,6 +98,7 @@ WEIGHTS: dict[str, Weights] = {
     ),
     "teed": Weights("bdsqlsz/qinglong_controlnet-lllite", "TEED", ("7_model.pth",), "Annotators"),
     "normal_dsine": Weights("bdsqlsz/qinglong_controlnet-lllite", "normal_dsine", ("dsine.pt",), "Annotators"),
+    "marigold": Weights("prs-eth/marigold-depth-v1-0", "marigold/marigold-depth-v1-0", _MARIGOLD_FILES),
     **{
         f"oneformer_{data}": Weights(
             f"shi-labs/oneformer_{data}_swin_large",
@@ -92,7 +108,8 @@ WEIGHTS: dict[str, Weights] = {
         for data in ("ade20k", "coco")
     },
 }
-"""Annotator → its weights (transformers' converted Depth Anything / DPT / OneFormer repos for depth and seg_of*)."""
+"""Annotator → its weights (transformers' converted Depth Anything / DPT / OneFormer repos for depth and seg_of*;
+Marigold's diffusers pipeline, its parts in subfolders)."""
 
 
 def annotators_dir() -> Path:
@@ -107,16 +124,16 @@ def _hub_url(repo: str, filename: str) -> str:
 
 
 def _present(weights: Weights) -> Path | None:
-    """The file (or transformers folder) already on disk: in its subfolder, or a lone file straight in annotators/."""
+    """The file (or model folder) already on disk: in its subfolder, or a lone file straight in annotators/."""
     folder = annotators_dir() / weights.folder
     if all((folder / name).is_file() for name in weights.files):
-        return folder if weights.transformers else folder / weights.files[0]
+        return folder if weights.whole_folder else folder / weights.files[0]
     flat = annotators_dir() / weights.files[0]
-    return flat if not weights.transformers and flat.is_file() else None
+    return flat if not weights.whole_folder and flat.is_file() else None
 
 
 def present_weights(annotator: str) -> Path | None:
-    """`annotator`'s file (or transformers folder) when it is already in ``ControlNet/annotators/``; nothing fetched."""
+    """`annotator`'s file (or model folder) when it is already in ``ControlNet/annotators/``; nothing fetched."""
     return _present(WEIGHTS[annotator])
 
 
@@ -148,20 +165,22 @@ def _download(weights: Weights) -> None:
     folder = annotators_dir() / weights.folder
     folder.mkdir(parents=True, exist_ok=True)
     for name in weights.files:
-        if (folder / name).is_file():
+        target = folder / name  # a diffusers pipeline's parts go in their subfolders
+        if target.is_file():
             continue
+        target.parent.mkdir(parents=True, exist_ok=True)
         url = _hub_url(weights.repo, f"{weights.remote}/{name}" if weights.remote else name)
         if not name.endswith(streamed):  # config, vocabulary: small files fetched whole
             try:
-                _fetch_small(url, folder / name)
+                _fetch_small(url, target)
             except (urllib.error.URLError, OSError) as error:
                 raise ValueError(f"download: can't fetch {url} ({getattr(error, 'reason', error)})") from None
         else:
-            fetch_model(url, kind="controlnet", name=name, folder=folder, suffixes=streamed)
+            fetch_model(url, kind="controlnet", name=target.name, folder=target.parent, suffixes=streamed)
 
 
 def annotator_weights(annotator: str, module: str | None = None) -> Path:
-    """The weights file (or transformers folder) of `annotator`, downloaded once when missing.
+    """The weights file (or model folder) of `annotator`, downloaded once when missing.
 
     Raises
     ------

@@ -106,6 +106,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .segmentation import load_oneformer
 
         return load_oneformer(path)
+    if annotator == "marigold":  # a diffusers pipeline (depth_marigold runs it from preprocessors, with its seed)
+        from .marigold import load_marigold
+
+        return load_marigold(path)
     from .edge_nets import load_net
 
     return load_net(annotator, path)

@@ -100,6 +100,7 @@ MODULES: dict[str, Module] = {
             for name in ("depth_leres", "depth_leres++")
         ),
         Module("softedge_teed", RESOLUTION, Slider("Safe Steps", 0, 10, 2), annotator=True),
+        Module("depth_marigold", Slider("Resolution", 128, 2048, 768), Slider("Steps", 1, 50, 20), annotator=True),
         Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
         Module(
             "normal_dsine", RESOLUTION, Slider("Fov", 0.0, 360.0, 60.0), Slider("Iterations", 1, 20, 5), annotator=True
@@ -133,15 +134,8 @@ ALIASES = {
 }
 """The labels sd-webui-controlnet's dropdown shows (and its infotext writes) for modules whose name differs."""
 
-_DEPTH = "depth weights (Marigold, the hand refiner's)"
 NEEDS_WEIGHTS: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "depth_hand_refiner",
-            "depth_marigold",
-        ),
-        _DEPTH,
-    ),
+    "depth_hand_refiner": "the hand refiner's depth weights (MeshGraphormer)",
     "seg_ufade20k": "UniFormer weights (no transformers port; seg_ofade20k paints ADE20K)",
     "mediapipe_face": "the mediapipe package",
 }

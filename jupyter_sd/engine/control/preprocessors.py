@@ -125,6 +125,15 @@ def _shuffle(image: np.ndarray, res: int, seed: int) -> np.ndarray:
     return cv2.remap(scaled, flow, None, cv2.INTER_LINEAR)
 
 
+def _marigold(image: np.ndarray, res: int, steps: float, seed: int) -> np.ndarray:
+    """Marigold's depth (``marigold.py``) of the picture scaled and padded to `res`, the padding cropped off."""
+    from .annotators import loaded_net
+    from .marigold import marigold_map
+
+    padded, (height, width) = scale_with_pad(image, res)
+    return _grey_to_rgb(marigold_map(loaded_net("marigold", "depth_marigold"), padded, steps, seed)[:height, :width])
+
+
 def _with_mask(image: np.ndarray, mask: object | None) -> np.ndarray:
     """The picture with the inpaint mask as its alpha channel (no mask: nothing to repaint, alpha 0)."""
     if mask is None:
@@ -154,6 +163,8 @@ def _run(
     on_pose: Callable[[dict], None] | None,
 ):
     name = module.name
+    if name == "depth_marigold":  # an annotator whose noise comes from `seed`, as shuffle's does
+        return _marigold(image, res, a, seed)
     if module.annotator:
         from .annotators import annotate
 
@@ -193,7 +204,8 @@ def preprocess(
     """The control map of `image` through built-in preprocessor `module`, with sd-webui-controlnet's parameters.
 
     -1 takes a slider's default. ``pixel_perfect=(width, height, resize_mode)`` sets the processor resolution from
-    the picture painted instead. `mask` is the inpaint mask (inpaint modules only); `seed` drives shuffle.
+    the picture painted instead. `mask` is the inpaint mask (inpaint modules only); `seed` drives shuffle and
+    Marigold's noise.
     ``fill_to=(width, height)``: the unit resizes by "Resize and Fill", so LaMa fills the added border as well.
     `on_pose` is given a pose module's poses as the extension's JSON (``pose_json``).
     """

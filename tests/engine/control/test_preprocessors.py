@@ -183,6 +183,7 @@ def test_defaults_and_ignored_values():
     assert module_params(find_module("tile_resample")) == (None, 1.0, None)
     assert module_params(find_module("tile_colorfix")) == (None, 8.0, None)
     assert module_params(find_module("shuffle"), 64) == (512, None, None)
+    assert module_params(find_module("depth_marigold")) == (768, 20.0, None)  # Resolution 768, Steps 20
     assert module_params(find_module("none"), 0.5, 64, 64) == (None, None, None)  # unused values are ignored
     assert set(MODULES) >= {"none", "canny", "invert", "blur_gaussian", "scribble_xdog", "shuffle"}
 
@@ -192,7 +193,9 @@ def test_defaults_and_ignored_values():
     [
         ("sobel", {}, ["unknown preprocessor 'sobel'", "canny"]),
         ("seg_ufade20k", {}, ["UniFormer", "no transformers port", "seg_ofade20k"]),
-        ("depth_marigold", {}, ["Marigold"]),
+        ("depth_hand_refiner", {}, ["hand refiner", "not built in yet"]),
+        ("depth_marigold", {"threshold_a": 60}, ["Threshold A", "Steps", "1..50", "60"]),
+        ("depth_marigold", {"processor_res": 64}, ["Processor Res", "128..2048"]),
         ("canny", {"threshold_a": 300}, ["Threshold A", "Low Threshold", "1..255", "300"]),
         ("canny", {"threshold_b": 0}, ["Threshold B", "High Threshold"]),
         ("canny", {"processor_res": 32}, ["Processor Res", "64..2048"]),
