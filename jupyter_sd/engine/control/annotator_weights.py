@@ -82,6 +82,7 @@ WEIGHTS: dict[str, Weights] = {
         "LayerNorm/DensePose-TorchScript-with-hint-image", "densepose", ("densepose_r50_fpn_dl.torchscript",)
     ),
     "teed": Weights("bdsqlsz/qinglong_controlnet-lllite", "TEED", ("7_model.pth",), "Annotators"),
+    "mteed": Weights("TheMistoAI/MistoLine", "TEED", ("MTEED.pth",), "Anyline"),
     "normal_dsine": Weights("bdsqlsz/qinglong_controlnet-lllite", "normal_dsine", ("dsine.pt",), "Annotators"),
     **{
         f"oneformer_{data}": Weights(
