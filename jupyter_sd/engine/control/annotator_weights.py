@@ -97,6 +97,7 @@ WEIGHTS: dict[str, Weights] = {
         "LayerNorm/DensePose-TorchScript-with-hint-image", "densepose", ("densepose_r50_fpn_dl.torchscript",)
     ),
     "teed": Weights("bdsqlsz/qinglong_controlnet-lllite", "TEED", ("7_model.pth",), "Annotators"),
+    "mteed": Weights("TheMistoAI/MistoLine", "TEED", ("MTEED.pth",), "Anyline"),
     "normal_dsine": Weights("bdsqlsz/qinglong_controlnet-lllite", "normal_dsine", ("dsine.pt",), "Annotators"),
     "marigold": Weights("prs-eth/marigold-depth-v1-0", "marigold/marigold-depth-v1-0", _MARIGOLD_FILES),
     **{

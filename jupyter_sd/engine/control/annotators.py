@@ -3,16 +3,16 @@
 Each follows sd-webui-controlnet's module of the same name: the picture scaled and edge-padded to the processor
 resolution (``resolution.scale_with_pad``), the network run on the padded picture, its output turned into a grey map
 the way the extension does (sigmoid of the mean side output for HED and TEED, the fused map for PiDiNet, the "safe"
-variants and TEED's Safe Steps quantized by ``safe_step``, lineart inverted so lines are white,
-``lineart_anime_denoise`` by MangaLineExtraction; normals from NNET (``normal_bae.py``), DSINE (``normal_dsine.py``,
-its camera from the unit picture's own size) or MiDaS's depth; OneFormer's classes in their palette
-(``segmentation.py``), the anime face U-Net's in its colours (``anime_face.py``), DensePose's body parts through
-viridis or parula (``densepose.py``); LeReS's depth with its Remove Near/Background % (``leres.py``;
-``leres_boost.py`` for ``depth_leres++``); OpenPose's and DWPose's people and AP10K's animals drawn in colour,
-M-LSD's lines with the unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa
-(``lama.py``). Networks load once per weights file (``annotator_weights`` finds or downloads it) and stay loaded;
-OpenPose's hand and face networks only for the modules that draw hands or faces, DWPose's (and AP10K's) pose network
-beside its detector.
+variants and TEED's Safe Steps quantized by ``safe_step``, Anyline's faint lines set into MTEED's map
+(``anyline.py``), lineart inverted so lines are white, ``lineart_anime_denoise`` by MangaLineExtraction; normals
+from NNET (``normal_bae.py``), DSINE (``normal_dsine.py``, its camera from the unit picture's own size) or MiDaS's
+depth; OneFormer's classes in their palette (``segmentation.py``), the anime face U-Net's in its colours
+(``anime_face.py``), DensePose's body parts through viridis or parula (``densepose.py``); LeReS's depth with its
+Remove Near/Background % (``leres.py``; ``leres_boost.py`` for ``depth_leres++``); OpenPose's and DWPose's people
+and AP10K's animals drawn in colour, M-LSD's lines with the unit's thresholds), the padding cropped off;
+``inpaint_only+lama`` fills the mask with LaMa (``lama.py``). Networks load once per weights file
+(``annotator_weights`` finds or downloads it) and stay loaded; OpenPose's hand and face networks only for the
+modules that draw hands or faces, DWPose's (and AP10K's) pose network beside its detector.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .annotator_weights import annotator_weights
+from .anyline import anyline_map
 from .openpose import OPENPOSE_MODULES
 from .pose_json import POSE_MODULES
 from .resolution import scale_with_pad
@@ -333,9 +334,10 @@ TUNED: dict[str, tuple[str, Callable[[Any, np.ndarray, float, float], np.ndarray
     "depth_leres": ("leres", _leres),
     "depth_leres++": ("leres", _leres_boost),
     "softedge_teed": ("teed", lambda net, image, steps, _unused: side_edges(net, image, int(steps))),
+    "softedge_anyline": ("mteed", lambda net, image, steps, _: anyline_map(side_edges(net, image, int(steps)), image)),
 }
 """Modules whose work also takes the unit's Threshold A and B (M-LSD's thresholds, normal_midas's background,
-depth_leres's Remove Near % and Remove Background %, softedge_teed's Safe Steps)."""
+depth_leres's Remove Near % and Remove Background %, softedge_teed's and softedge_anyline's Safe Steps)."""
 SIZED: dict[str, tuple[str, Callable[[Any, np.ndarray, tuple[int, int], float, float], np.ndarray]]] = {
     "normal_dsine": ("normal_dsine", _normal_dsine),
 }

@@ -5,7 +5,8 @@ Parameter names are the published files' own (``ControlNetHED.pth``, ``table5_pi
 the tensors, so a smaller network of the same layout loads the same way. Forward passes are the published ones:
 HED's five side outputs, PiDiNet's pixel-difference convolutions (carv4: central, angular, radial, vanilla),
 the lineart generator (reflection padding, instance norm, three residual blocks, sigmoid). The anime lineart U-Net
-(``lineart_anime.py``) and TEED (``teed.py``, fixed widths) load through the same table, ``NETS``.
+(``lineart_anime.py``) and TEED (``teed.py``, fixed widths; ``7_model.pth``, and MistoLine's ``MTEED.pth`` for
+Anyline) load through the same table, ``NETS``.
 """
 
 from __future__ import annotations
@@ -260,6 +261,7 @@ NETS: dict[str, Any] = {
     "lineart_coarse": LineartNet.from_state_dict,
     "lineart_anime": _anime,
     "teed": _teed,
+    "mteed": _teed,
 }
 
 

@@ -101,6 +101,9 @@ MODULES: dict[str, Module] = {
         ),
         Module("softedge_teed", RESOLUTION, Slider("Safe Steps", 0, 10, 2), annotator=True),
         Module("depth_marigold", Slider("Resolution", 128, 2048, 768), Slider("Steps", 1, 50, 20), annotator=True),
+        Module(
+            "softedge_anyline", Slider("Resolution", 64, 2048, 1280), Slider("Safe Steps", 0, 10, 2), annotator=True
+        ),
         Module("normal_midas", RESOLUTION, Slider("Normal Background Threshold", 0.0, 1.0, 0.4), annotator=True),
         Module(
             "normal_dsine", RESOLUTION, Slider("Fov", 0.0, 360.0, 60.0), Slider("Iterations", 1, 20, 5), annotator=True

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from .lineart_standard import lineart_standard
 from .modules import Module, find_module, module_params
 from .resolution import pixel_perfect_resolution, scale_with_pad
 
@@ -68,17 +69,6 @@ def _xdog(threshold: float) -> Callable[[np.ndarray], np.ndarray]:
         return np.where((strength > threshold)[:, :, None], 255, 0).astype(np.uint8).repeat(3, axis=2)
 
     return work
-
-
-def _lineart_standard(image: np.ndarray) -> np.ndarray:
-    """How much darker each pixel is than its σ=6 blur, scaled so the median line is 127."""
-    import cv2
-
-    x = image.astype(np.float32)
-    darker = np.min(cv2.GaussianBlur(x, (0, 0), 6.0) - x, axis=2).clip(0, 255)
-    lines = darker[darker > 8]
-    darker = darker / max(16.0, float(np.median(lines)) if lines.size else 16.0) * 127
-    return _grey_to_rgb(darker.clip(0, 255).astype(np.uint8))
 
 
 def _threshold(level: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -174,7 +164,7 @@ def _run(
     if name == "scribble_xdog":
         return _on_scaled(_xdog(a))(image, res)
     if name == "lineart_standard":
-        return _on_scaled(_lineart_standard)(image, res)
+        return _on_scaled(lambda x: _grey_to_rgb(lineart_standard(x)))(image, res)
     if name == "threshold":
         return _on_scaled(_threshold(a))(image, res)
     if name == "blur_gaussian":
