@@ -192,7 +192,8 @@ def make_tiny_flux2_dev(folder: str | Path, seed: int = 0) -> Path:
                                           timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4],
                                           guidance_embeds=True)  # fmt: skip
     text = {"hidden_size": QWEN_WIDTH, "intermediate_size": 16, "num_hidden_layers": 30, "num_attention_heads": 2,
-            "num_key_value_heads": 2, "head_dim": 8, "vocab_size": len(tokenizer), "max_position_embeddings": 1024}
+            "num_key_value_heads": 2, "head_dim": 8, "vocab_size": len(tokenizer),
+            "max_position_embeddings": 1024}  # fmt: skip
     vision = {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
               "head_dim": 8, "image_size": 32, "patch_size": 16}  # fmt: skip
     config = Mistral3Config(text_config=text, vision_config=vision, image_token_index=len(tokenizer) - 1)

@@ -20,8 +20,14 @@ from .base import PLAIN_TEXT
 from .flux2klein import FAMILY as KLEIN
 from .flux2klein import Flux2KleinFamily
 
-DEFAULTS = {"sampler": "Euler", "schedule": "Automatic", "steps": 50, "guidance": 1.0, "distilled_cfg": 4.0,
-            "emphasis": "None"}
+DEFAULTS = {
+    "sampler": "Euler",
+    "schedule": "Automatic",
+    "steps": 50,
+    "guidance": 1.0,
+    "distilled_cfg": 4.0,
+    "emphasis": "None",
+}
 
 
 @dataclass(frozen=True)
