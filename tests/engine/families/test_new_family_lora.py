@@ -1,6 +1,6 @@
 """LoRA on Chroma, Z-Image, Qwen-Image and Flux.2 (klein, dev) through ``<lora:name:weight>``: a file in diffusers'
-layout and one in kohya's (sd-scripts, musubi-tuner) each paint what the family's raw diffusers pipeline paints after its
-own ``load_lora_weights`` of the same file and ``set_adapters`` at the tag's weight; two tags at once equal two
+layout and one in kohya's (sd-scripts, musubi-tuner) each paint what the family's raw diffusers pipeline paints after
+its own ``load_lora_weights`` of the same file and ``set_adapters`` at the tag's weight; two tags at once equal two
 adapters; a prompt without tags paints the plain model again, and the infotext names the files' hashes."""
 
 from __future__ import annotations
