@@ -20,6 +20,7 @@ from jupyter_sd.engine.families import FLUX2_DEV, family_of, family_of_folder
 from jupyter_sd.engine.families.fit import fit_request
 from jupyter_sd.engine.loading.plan import plan_memory
 from jupyter_sd.painting.store import read_parameters
+from jupyter_sd.recipe.paste import request_from_infotext
 from jupyter_sd.recipe.request import PaintRequest
 
 PROMPT = "a red circle on a blue background"
@@ -64,7 +65,7 @@ def test_detected_from_its_folder_and_named_in_the_load_line(engine, folder):
     assert (info["family"], info["native_size"]) == ("Flux.2 [dev]", "1024x1024")
 
 
-def test_paint_cell_equals_raw_flux2_pipeline_and_its_recipe_paints_again(shell, folder, raw_pipe, tmp_path):
+def test_paint_cell_equals_raw_flux2_pipeline_and_its_recipe_pastes(shell, engine, folder, raw_pipe, tmp_path):
     """Its card's distilled guidance (4) when not given; the recipe says it as Forge does (``Distilled CFG Scale``)."""
     cell = f"%%paint --model {folder} --rng cpu --size 32x32 --steps 3 --seed 7 -o {tmp_path}\n{PROMPT}"
     result = run(shell, cell)
@@ -75,6 +76,10 @@ def test_paint_cell_equals_raw_flux2_pipeline_and_its_recipe_paints_again(shell,
     assert "Distilled CFG Scale: 4," in parameters and "Emphasis: None" in parameters
     again = paint(PROMPT, model=str(folder), rng="cpu", size="32x32", steps=3, seed=7, save=False, preview="none")
     assert np.array_equal(pixels(again.images[0]), pixels(result.images[0]))
+    forge = parameters.replace("Distilled CFG Scale: 4,", "Distilled CFG Scale: 2.5,")  # a recipe pasted, edited
+    pasted = request_from_infotext(forge, model=str(folder), save=False, preview="none")
+    assert (pasted.distilled_cfg, pasted.guidance) == (2.5, 1.0)
+    assert_pixels_close(engine.generate(pasted).images[0], _raw(raw_pipe, 2.5))
 
 
 def test_distilled_cfg_reaches_the_transformers_guidance(engine, folder, raw_pipe):
