@@ -161,3 +161,11 @@ def test_the_memory_plan_says_what_fits():
     t4 = _plan(DEV_Q4K_FP8, 14.7, 12.7, "15 GB T4")  # a free Colab: not even a Q4_K transformer fits whole
     assert t4.offload == "sequential" and "layer by layer: the text_encoder (24.0 GB) does not fit" in t4.words
     assert t4.words.endswith("host RAM short (42.9 GB of weights, 12.7 GB free): use GGUF/fp8 files")
+
+
+def test_a1111_syntax_is_read_as_plain_text_and_said_once(engine, folder):
+    recorder = Recorder()
+    result = engine.generate(_request(folder, prompt="a (red:1.2) circle [on:in:2] blue", steps=1), recorder)
+    note = "prompt: Flux.2 [dev]'s Mistral text encoder reads the prompt as plain text (A1111 emphasis, editing"
+    assert [line for line in recorder.notices if line.startswith("prompt:")] == [FLUX2_DEV.prompt_note]
+    assert FLUX2_DEV.prompt_note.startswith(note) and "Emphasis: None" in result.infotext(0)
