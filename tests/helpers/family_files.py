@@ -1,4 +1,4 @@
-"""Transformer-only files of the tiny Z-Image, Qwen-Image, Chroma and Flux.2 klein as they ship (ComfyUI's
+"""Transformer-only files of the tiny Z-Image, Qwen-Image, Chroma and Flux.2 (klein, dev) as they ship (ComfyUI's
 ``diffusion_models/``, lodestones' and BFL's files): Z-Image in its original names (fused ``qkv``, ``out``,
 ``q_norm``, ``final_layer`` — the inverse of diffusers' converter), Qwen-Image in diffusers' own names, which
 diffusers' single-file loader reads as they are; Chroma and klein in BFL's names, the inverses of diffusers'
@@ -108,6 +108,7 @@ LAYOUTS = {
     "Qwen-Image": ("QwenImageTransformer2DModel", lambda state, prefix: {prefix + k: v for k, v in state.items()}),
     "Chroma": ("ChromaTransformer2DModel", chroma_bfl),
     "Flux.2 klein": ("Flux2Transformer2DModel", klein_bfl),
+    "Flux.2 [dev]": ("Flux2Transformer2DModel", klein_bfl),  # (klein's names and the guidance embedder's)
 }
 """Family → (its diffusers transformer class, diffusers state dict → the shipped layout)."""
 

@@ -1,4 +1,4 @@
-"""Tiny LoRA files for the tiny Chroma, Z-Image, Qwen-Image and Flux.2 klein (tests/helpers/tiny_families.py): in
+"""Tiny LoRA files for the tiny Chroma, Z-Image, Qwen-Image and Flux.2 (klein, dev) (tests/helpers/tiny_families.py): in
 diffusers' own (peft) layout, in kohya's ``lora_unet_`` layout that sd-scripts and musubi-tuner save and ComfyUI
 reads, and in ai-toolkit's ``diffusion_model.`` layout, with the real key names diffusers' converters map."""
 
@@ -32,6 +32,7 @@ KOHYA_LAYERS = {
         "single_blocks_0_linear1": (32, 288),
     },
 }
+KOHYA_LAYERS["Flux.2 [dev]"] = KOHYA_LAYERS["Flux.2 klein"]  # (the same tiny transformer, with a guidance embedder)
 """Each tiny family's layers in kohya's names (``lora_unet_`` + the name) → (in, out) features."""
 
 AI_TOOLKIT_LAYERS = {
@@ -39,6 +40,7 @@ AI_TOOLKIT_LAYERS = {
     "Qwen-Image": {"transformer_blocks.0.attn.to_q": (48, 48), "transformer_blocks.0.img_mlp.net.0.proj": (48, 192)},
     "Flux.2 klein": {"double_blocks.0.img_attn.qkv": (32, 96), "single_blocks.0.linear2": (128, 32)},
 }
+AI_TOOLKIT_LAYERS["Flux.2 [dev]"] = AI_TOOLKIT_LAYERS["Flux.2 klein"]
 """Layers in the ``diffusion_model.`` names ai-toolkit saves and ComfyUI reads (BFL's for Flux.2, else diffusers')."""
 
 PEFT_BLOCK = {"Z-Image": "layers.0.attention."}

@@ -153,3 +153,58 @@ def make_tiny_flux2_klein(folder: str | Path, seed: int = 0, distilled: bool = F
                               tokenizer=tokenizer, transformer=transformer, is_distilled=distilled)  # fmt: skip
     pipe.save_pretrained(folder)
     return folder
+
+
+MISTRAL_TEMPLATE = (
+    "{% for m in messages %}[{{ m['role'] }}]{% for part in m['content'] %}{{ part['text'] }}{% endfor %}"
+    "[/{{ m['role'] }}]{% endfor %}"
+)
+"""Mistral's chat over the content lists Flux.2's pipeline hands (``[{"type": "text", "text": …}]``)."""
+
+
+def mistral_tokenizer():
+    """A byte-level tokenizer for a tiny Mistral 3: one token per byte, ``<pad>`` and ``</s>``, Mistral's chat."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    backend = Tokenizer(models.BPE(vocab={char: i for i, char in enumerate(alphabet)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>")
+    tokenizer.chat_template = MISTRAL_TEMPLATE
+    return tokenizer
+
+
+def make_tiny_flux2_dev(folder: str | Path, seed: int = 0) -> Path:
+    """A Flux2Pipeline (FLUX.2 [dev]): klein's tiny transformer with a guidance embedder, a 30-layer Mistral 3
+    16 wide (its pipeline reads layers 10, 20 and 30; a one-layer Pixtral tower it never runs), klein's VAE."""
+    import torch
+    from diffusers import AutoencoderKLFlux2, Flux2Pipeline, Flux2Transformer2DModel
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = mistral_tokenizer()
+    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=128, num_layers=1, num_single_layers=1,
+                                          attention_head_dim=16, num_attention_heads=2,
+                                          joint_attention_dim=3 * QWEN_WIDTH,
+                                          timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4],
+                                          guidance_embeds=True)  # fmt: skip
+    text = {"hidden_size": QWEN_WIDTH, "intermediate_size": 16, "num_hidden_layers": 30, "num_attention_heads": 2,
+            "num_key_value_heads": 2, "head_dim": 8, "vocab_size": len(tokenizer),
+            "max_position_embeddings": 1024}  # fmt: skip
+    vision = {"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "head_dim": 8, "image_size": 32, "patch_size": 16}  # fmt: skip
+    config = Mistral3Config(text_config=text, vision_config=vision, image_token_index=len(tokenizer) - 1)
+    vae = AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                             layers_per_block=1, latent_channels=32, norm_num_groups=8)  # fmt: skip
+    with torch.no_grad():
+        vae.bn.running_mean.copy_(torch.linspace(-0.5, 0.5, vae.bn.running_mean.numel()))
+        vae.bn.running_var.copy_(torch.linspace(0.5, 2.0, vae.bn.running_var.numel()))
+    pipe = Flux2Pipeline(scheduler=flux_scheduler(), vae=vae.eval(),
+                         text_encoder=Mistral3ForConditionalGeneration(config).eval(), tokenizer=tokenizer,
+                         transformer=transformer)  # fmt: skip
+    pipe.save_pretrained(folder)
+    return folder

@@ -14,6 +14,7 @@ from typing import Any
 from .base import FEATURES, Family
 from .chroma import FAMILY as CHROMA
 from .flux import FAMILY as FLUX
+from .flux2dev import FAMILY as FLUX2_DEV
 from .flux2klein import FAMILY as FLUX2_KLEIN
 from .qwenimage import FAMILY as QWENIMAGE
 from .sd1 import FAMILY as SD1
@@ -27,6 +28,7 @@ __all__ = [
     "FAMILIES",
     "FEATURES",
     "FLUX",
+    "FLUX2_DEV",
     "FLUX2_KLEIN",
     "QWENIMAGE",
     "SD1",
@@ -41,8 +43,9 @@ __all__ = [
 ]
 __all__ += ["family_of_checkpoint", "family_of_folder"]
 
-FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, CHROMA, FLUX2_KLEIN, FLUX, SD3, ZIMAGE, QWENIMAGE)
-"""(Chroma and Flux.2 klein before Flux: their files have Flux's block names too.)"""
+FAMILIES: tuple[Family, ...] = (SDXL, SD2, SD1, CHROMA, FLUX2_DEV, FLUX2_KLEIN, FLUX, SD3, ZIMAGE, QWENIMAGE)
+"""(Chroma and Flux.2 before Flux: their files have Flux's block names too; Flux.2 [dev] before klein: its files
+have klein's names and a guidance embedder.)"""
 
 
 def family_named(name: str) -> Family:
@@ -111,7 +114,10 @@ def family_of_checkpoint(keys: Iterable[str], what: str = "this file") -> Family
     """
     keys = list(keys)
     for family in FAMILIES:
+        also = family.checkpoint_also
         if family.checkpoint_keys and any(key.startswith(family.checkpoint_keys) for key in keys):
+            if also and not any(key.startswith(also) for key in keys):
+                continue
             _refuse_foreign(keys, family.relatives, what)
             return family
     _refuse_foreign(keys, FOREIGN, what)

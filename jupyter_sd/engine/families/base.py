@@ -30,6 +30,9 @@ class Family:
     """Other ``model_index.json`` ``_class_name`` values of this family (beyond `pipelines`)."""
     checkpoint_keys: tuple[str, ...] = ()
     """A single file whose tensor names start with one of these belongs to this family."""
+    checkpoint_also: tuple[str, ...] = ()
+    """A file must also hold a tensor name starting with one of these (Flux.2 [dev]: klein's names and a guidance
+    embedder); () : `checkpoint_keys` alone decide."""
     relatives: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Models we do not paint whose files carry `checkpoint_keys` too → the tensor names telling them apart."""
     text_encoders: tuple[str, ...] = ("clip",)
@@ -43,8 +46,8 @@ class Family:
     defaults: dict[str, Any] = field(default_factory=dict)
     """Request fields this family paints with when the user left them at the option's default (sampler, steps…)."""
     guidance: str = "cfg"
-    """``cfg`` (classifier-free guidance; `guidance_kwargs` says how it reaches the pipeline) or ``cfg+distilled``
-    (Flux: CFG and the distilled guidance scale)."""
+    """``cfg`` (classifier-free guidance; `guidance_kwargs` says how it reaches the pipeline), ``cfg+distilled``
+    (Flux: CFG and the distilled guidance scale) or ``distilled`` (Flux.2 [dev]: the distilled scale alone)."""
     samplers: tuple[str, ...] = ()
     """The A1111 sampler names it can run; () = all of them (the UNet families)."""
     schedules: tuple[str, ...] = ()
@@ -86,7 +89,7 @@ class Family:
         from ...recipe.values import format_number
 
         params = {}
-        if self.guidance == "cfg+distilled":
+        if self.guidance in ("cfg+distilled", "distilled"):
             params["Distilled CFG Scale"] = format_number(request.distilled_cfg)
         if self.flow and getattr(request, "shift", 0.0):
             params["Shift"] = format_number(request.shift)
@@ -167,8 +170,11 @@ class Family:
     def guidance_kwargs(self, guidance: float, distilled: float) -> dict[str, Any]:
         """The pipeline-call arguments for CFG `guidance` (and the distilled guidance scale, where it applies).
 
-        Flux's pipelines call the distilled scale ``guidance_scale`` and real CFG ``true_cfg_scale``.
+        Flux's pipelines call the distilled scale ``guidance_scale`` and real CFG ``true_cfg_scale``; Flux.2 [dev]'s
+        takes the distilled scale alone, as ``guidance_scale``.
         """
         if self.guidance == "cfg+distilled":
             return {"true_cfg_scale": guidance, "guidance_scale": distilled}
+        if self.guidance == "distilled":
+            return {"guidance_scale": distilled}
         return {"guidance_scale": guidance}

@@ -137,7 +137,6 @@ FAMILY = Flux2KleinFamily(
         "inpaint": "Flux2KleinInpaintPipeline",
     },
     checkpoint_keys=("single_stream_modulation.", "model.diffusion_model.single_stream_modulation."),
-    relatives={"Flux.2 [dev]": ("guidance_in.", "model.diffusion_model.guidance_in.")},  # (klein embeds no guidance)
     text_encoders=("qwen3",),
     latent_channels=32,
     native_size=1024,

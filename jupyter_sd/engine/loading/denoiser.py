@@ -1,9 +1,9 @@
 """The transformer of a transformer family's file (safetensors or GGUF), loaded into an empty model.
 
-The families: Flux, SD3, Z-Image, Qwen-Image, Chroma, Flux.2 klein. Only the transformer's tensors are read (a
+The families: Flux, SD3, Z-Image, Qwen-Image, Chroma, Flux.2 klein and [dev]. Only the transformer's tensors are read (a
 whole checkpoint's VAE and text encoders stay on disk), and GGUF tensors stay quantized: diffusers' GGUF layers
 dequantize one weight at a time while painting. Flux's and Chroma's BFL names are mapped here (`flux_keys`:
-diffusers' converters assume the full width); Flux.2 klein's go through diffusers' own converter (it reads every
+diffusers' converters assume the full width); Flux.2's (klein, dev) go through diffusers' own converter (it reads every
 size from the tensors), unprefixed first (it keeps ComfyUI's ``model.diffusion_model.``).
 """
 
@@ -20,6 +20,7 @@ TRANSFORMERS = {
     "Qwen-Image": "QwenImageTransformer2DModel",
     "Chroma": "ChromaTransformer2DModel",
     "Flux.2 klein": "Flux2Transformer2DModel",
+    "Flux.2 [dev]": "Flux2Transformer2DModel",
 }
 """The transformer class of each family, when ``--model-config`` does not name one."""
 
@@ -98,11 +99,12 @@ def _tensors(info: ModelFile) -> Any:
     from .flux_keys import flux_to_diffusers, strip_prefix
 
     name = info.family.name
-    if name not in ("Flux", "Chroma", "Qwen-Image", "Flux.2 klein") and info.format != "gguf":
+    flux2 = TRANSFORMERS.get(name) == "Flux2Transformer2DModel"
+    if name not in ("Flux", "Chroma", "Qwen-Image") and not flux2 and info.format != "gguf":
         return info.path
     tensors = read_tensors(info)
     if name in ("Flux", "Chroma"):
         return flux_to_diffusers(tensors)
-    if name in ("Qwen-Image", "Flux.2 klein"):  # Qwen-Image: diffusers' names; klein: its converter keeps a prefix
+    if name == "Qwen-Image" or flux2:  # Qwen-Image: diffusers' names; Flux.2: its converter keeps a prefix
         return strip_prefix(tensors)
     return tensors

@@ -32,7 +32,8 @@ class PictureOptions:
     distilled_cfg: float = field(
         default=3.5,
         metadata=option(
-            "Flux's distilled guidance scale (Forge's 'Distilled CFG Scale'); CFG stays 1 on Flux unless set.",
+            "Flux's and Flux.2 [dev]'s distilled guidance scale (Forge's 'Distilled CFG Scale'); CFG stays 1 on Flux "
+            "unless set.",
             flags=("--distilled-cfg",),
             infotext="Distilled CFG Scale",
             range=(0.0, 30.0),

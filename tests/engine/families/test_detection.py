@@ -17,7 +17,7 @@ from jupyter_sd.engine.families import (
 )
 from jupyter_sd.recipe.request import PaintRequest
 
-NAMES = ("SDXL", "SD2", "SD1", "Chroma", "Flux.2 klein", "Flux", "SD3", "Z-Image", "Qwen-Image")
+NAMES = ("SDXL", "SD2", "SD1", "Chroma", "Flux.2 [dev]", "Flux.2 klein", "Flux", "SD3", "Z-Image", "Qwen-Image")
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,15 @@ NAMES = ("SDXL", "SD2", "SD1", "Chroma", "Flux.2 klein", "Flux", "SD3", "Z-Image
         (["cap_embedder.0.weight", "layers.0.adaLN_modulation.0.bias", "layers.0.attention.qkv.weight"], "Z-Image"),
         (["transformer_blocks.0.img_mod.1.weight", "txt_norm.weight", "img_in.weight"], "Qwen-Image"),
         (["double_blocks.0.img_attn.qkv.weight", "single_stream_modulation.lin.weight"], "Flux.2 klein"),
+        (["single_stream_modulation.lin.weight", "guidance_in.in_layer.weight"], "Flux.2 [dev]"),  # klein's + guidance
+        (
+            [
+                "model.diffusion_model.single_stream_modulation.lin.weight",
+                "model.diffusion_model.guidance_in.in_layer.weight",
+            ],
+            "Flux.2 [dev]",
+        ),
+        (["double_blocks.0.img_attn.qkv.weight", "guidance_in.in_layer.weight"], "Flux"),  # Flux.1-dev's guidance
     ],
 )
 def test_single_file_family_from_tensor_names(keys, name):

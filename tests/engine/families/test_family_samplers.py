@@ -1,5 +1,6 @@
-"""The flow samplers on Chroma, Z-Image, Qwen-Image and Flux.2 klein (tiny folders built from config), each against
-the family's raw diffusers pipeline given diffusers' own scheduler for that sampler by hand; their schedule types.
+"""The flow samplers on Chroma, Z-Image, Qwen-Image and Flux.2 (klein, dev) (tiny folders built from config), each
+against the family's raw diffusers pipeline given diffusers' own scheduler for that sampler by hand; their schedule
+types.
 Heun on the families whose pipelines hand their own levels: test_heun_levels.py."""
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ FAMILIES = {
     "Qwen-Image": (tiny_families.make_tiny_qwenimage, "QwenImagePipeline", 4.0,
                    {"true_cfg_scale": 4.0, "negative_prompt": " "}),  # (the card's empty negative prompt)
     "Flux.2 klein": (tiny_families.make_tiny_flux2_klein, "Flux2KleinPipeline", 4.0, {"guidance_scale": 4.0}),
+    "Flux.2 [dev]": (tiny_families.make_tiny_flux2_dev, "Flux2Pipeline", 1.0, {"guidance_scale": 4.0}),  # (distilled)
 }  # fmt: skip
 SAMPLERS = {name: ["Euler", "UniPC", "LCM"] for name in FAMILIES}
 SAMPLERS["Flux.2 klein"] += ["Heun"]  # (its pipeline leaves the levels to the sampler, as Flux's)
+SAMPLERS["Flux.2 [dev]"] += ["Heun"]  # (klein's sigmas and mu)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def _pipeline_call(name, config, steps):
     """``set_timesteps``'s arguments as the family's pipeline passes them for a 32 px picture."""
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
-    if name == "Flux.2 klein":  # no sigmas: the scheduler's config says use_flow_sigmas
+    if name.startswith("Flux.2"):  # no sigmas: the scheduler's config says use_flow_sigmas
         from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
 
         return {"mu": compute_empirical_mu(image_seq_len=4, num_steps=steps)}

@@ -1,6 +1,6 @@
-"""LoRA on Chroma, Z-Image, Qwen-Image and Flux.2 klein through ``<lora:name:weight>``: a file in diffusers' layout
-and one in kohya's (sd-scripts, musubi-tuner) each paint what the family's raw diffusers pipeline paints after its
-own ``load_lora_weights`` of the same file and ``set_adapters`` at the tag's weight; two tags at once equal two
+"""LoRA on Chroma, Z-Image, Qwen-Image and Flux.2 (klein, dev) through ``<lora:name:weight>``: a file in diffusers'
+layout and one in kohya's (sd-scripts, musubi-tuner) each paint what the family's raw diffusers pipeline paints after
+its own ``load_lora_weights`` of the same file and ``set_adapters`` at the tag's weight; two tags at once equal two
 adapters; a prompt without tags paints the plain model again, and the infotext names the files' hashes."""
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ FAMILIES = {
     "Z-Image": (tiny_families.make_tiny_zimage, "ZImagePipeline", {"guidance_scale": 0.0}),  # (g − 1: no CFG)
     "Qwen-Image": (tiny_families.make_tiny_qwenimage, "QwenImagePipeline", {"true_cfg_scale": 1.0}),
     "Flux.2 klein": (tiny_families.make_tiny_flux2_klein, "Flux2KleinPipeline", {"guidance_scale": 1.0}),
+    "Flux.2 [dev]": (tiny_families.make_tiny_flux2_dev, "Flux2Pipeline", {"guidance_scale": 4.0}),
 }
-"""Each family: its tiny builder, its raw pipeline class, and CFG 1 (no negative pass) in that pipeline's words."""
+"""Each family: its tiny builder, its raw pipeline class, and CFG 1 (no negative pass) in that pipeline's words
+(Flux.2 [dev] has no CFG: its card's distilled guidance, 4)."""
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -34,7 +36,7 @@ def family(request, tmp_path_factory):
     an engine."""
     name = request.param
     build, raw_class, _ = FAMILIES[name]
-    folder = build(tmp_path_factory.mktemp(f"tiny-{name.replace(' ', '-').replace('.', '')}"))
+    folder = build(tmp_path_factory.mktemp(f"tiny-{''.join(c for c in name if c.isalnum())}"))
     root = tmp_path_factory.mktemp("models")
     for sub in library.SUBFOLDERS.values():
         (root / sub).mkdir(parents=True)

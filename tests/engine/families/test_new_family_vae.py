@@ -1,4 +1,4 @@
-"""``--vae`` on Chroma, Z-Image, Qwen-Image and Flux.2 klein: a VAE file of the family's kind from ``models/VAE``
+"""``--vae`` on Chroma, Z-Image, Qwen-Image and Flux.2 (klein, dev): a VAE file of the family's kind from ``models/VAE``
 (Flux's in A1111/LDM layout for Chroma and Z-Image, the diffusers layout of Qwen-Image's and Flux.2's VAE classes)
 paints what the raw pipeline paints with that VAE, names it in the recipe, and a request without it paints with the
 model's own again."""
@@ -24,8 +24,10 @@ FAMILIES = {
     "Z-Image": (tiny_families.make_tiny_zimage, "ZImagePipeline", {"guidance_scale": 0.0}, True),
     "Qwen-Image": (tiny_families.make_tiny_qwenimage, "QwenImagePipeline", {"true_cfg_scale": 1.0}, False),
     "Flux.2 klein": (tiny_families.make_tiny_flux2_klein, "Flux2KleinPipeline", {"guidance_scale": 1.0}, False),
+    "Flux.2 [dev]": (tiny_families.make_tiny_flux2_dev, "Flux2Pipeline", {"guidance_scale": 4.0}, False),
 }
-"""Each family: tiny builder, raw pipeline class, CFG 1 in its words, and whether its VAE file is in LDM layout."""
+"""Each family: tiny builder, raw pipeline class, CFG 1 in its words (Flux.2 [dev]: no CFG, its card's distilled
+guidance 4), and whether its VAE file is in LDM layout."""
 
 
 def _raw_pipe(raw_class: str, folder):
@@ -43,7 +45,7 @@ def family(request, tmp_path_factory):
 
     name = request.param
     build, raw_class, _, ldm = FAMILIES[name]
-    folder = build(tmp_path_factory.mktemp(f"tiny-{name.replace(' ', '-').replace('.', '')}"))
+    folder = build(tmp_path_factory.mktemp(f"tiny-{''.join(c for c in name if c.isalnum())}"))
     root = tmp_path_factory.mktemp("models")
     for sub in library.SUBFOLDERS.values():
         (root / sub).mkdir(parents=True)

@@ -1,5 +1,5 @@
 """Flux.2 klein's VAE as BFL ships it (``flux2-vae.safetensors``) for ``--vae``, whole klein checkpoints as ComfyUI's
-Checkpoint Save writes them, and Flux.2 [dev] files (klein's tensor names and a guidance embedder) refused.
+Checkpoint Save writes them (Flux.2 [dev] files, klein's names and a guidance embedder: test_flux2dev_files.py).
 
 The tests write the tiny klein VAE (with the shipped VAE's quant convolutions) in BFL's names and in ComfyUI's by
 the inverse maps below (the LDM body by `helpers.ldm_checkpoint.vae_to_ldm`), and compare with raw diffusers'
@@ -160,19 +160,3 @@ def test_a_whole_klein_file_with_a_damaged_vae_is_one_line(folder, tmp_path):
     assert text.startswith("model: the VAE in 'klein_odd.safetensors' does not fit --model-config's AutoencoderKLFlux2")
     assert "(BFL's layout: 2 weights missing, e.g. decoder.mid_block.attentions.0.to_q" in text
     assert "\n" not in text and len(text) < 200
-
-
-def test_a_flux2_dev_transformer_file_is_one_line_never_painted_as_klein(folder, tmp_path):
-    """Flux.2 [dev] files have klein's names and a guidance embedder (``guidance_in``): refused before loading."""
-    for prefix in ("", "model.diffusion_model."):
-        state = shipped_state(folder, "Flux.2 klein", prefix)
-        width = state[prefix + "time_in.in_layer.weight"].shape
-        state[prefix + "guidance_in.in_layer.weight"] = torch.zeros(width)
-        state[prefix + "guidance_in.out_layer.weight"] = torch.zeros(width[0], width[0])
-        path = tmp_path / "flux2-dev.safetensors"
-        save_file({n: t.contiguous() for n, t in state.items()}, str(path))
-        with pytest.raises(ValueError) as caught:
-            Engine().generate(_request(path, config_only(folder, tmp_path / "configs", keep=("vae", "text_encoder"))))
-        text = str(caught.value)
-        assert text.startswith("model: 'flux2-dev.safetensors' is a Flux.2 [dev] model; Flux.2 [dev] is not a family")
-        assert "Flux.2 klein" in text and "\n" not in text and len(text) < 200
