@@ -1,0 +1,154 @@
+"""``tile_colorfix`` and ``tile_colorfix+sharp`` acting while sampling, against sd-webui-controlnet's formula.
+
+The txt2img reference is a denoising loop written here (raw UNet and ControlNet calls, the scheduler's steps): after
+each UNet call x0 = √(1/ᾱ)·x_t − √(1/ᾱ − 1)·ε at the rounded timestep, its low frequencies (a box blur of side 2k+1
+over a replicate-padded border, written here as a convolution) replaced by those of the picture's VAE latent, for
+``+sharp`` the negative half blurred by Threshold B × 0.01, then ε rebuilt from x0 and mixed by the weight. img2img,
+inpaint and the hires pass (k doubled) use diffusers' ControlNet pipelines with that formula as a UNet hook.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers.paint_modes import box_mask, generators, init_picture, tiny_request
+from helpers.pixels import assert_pixels_close, pixels
+from helpers.tiny_controlnet import save_folder, tiny_controlnet
+from PIL import Image
+
+from jupyter_sd.engine import Engine
+from jupyter_sd.engine.conditioning import build_conditioning
+from jupyter_sd.engine.pictures import Pictures
+from jupyter_sd.engine.schedulers import make_scheduler
+from jupyter_sd.recipe.control_units import read_units
+
+SEED = 5
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine()
+
+
+@pytest.fixture(scope="module")
+def nets(tiny_model_dir, tmp_path_factory):
+    from diffusers import ControlNetModel, StableDiffusionPipeline
+
+    raw = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
+    raw.set_progress_bar_config(disable=True)
+    folder = save_folder(tiny_controlnet(raw.unet, seed=1), tmp_path_factory.mktemp("cn") / "cn_folder")
+    return {"raw": raw, "folder": folder, "net": ControlNetModel.from_pretrained(folder), "config": raw.scheduler.config}
+
+
+def colours(size: int = 32) -> Image.Image:
+    """A picture of smooth colour (red across, green down) in 2×2 blocks, so its half-size map is exact."""
+    half = size // 2
+    y, x = np.mgrid[0:half, 0:half]
+    rgb = np.stack([x * 255 // (half - 1), y * 255 // (half - 1), np.full_like(x, 90)], axis=-1).astype(np.uint8)
+    return Image.fromarray(rgb).resize((size, size), Image.NEAREST)
+
+
+def training_alphas() -> torch.Tensor:
+    """ᾱ of the tiny model's training schedule (scaled_linear, 0.00085-0.012, 1000 steps)."""
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=np.float64) ** 2
+    return torch.from_numpy(np.cumprod(1.0 - betas)).float()
+
+
+def box(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The mean over a (2k+1)² window, the border repeated: a convolution with a flat kernel, channel by channel."""
+    padded = torch.nn.functional.pad(x, (k, k, k, k), mode="replicate")
+    side = 2 * k + 1
+    kernel = torch.full((x.shape[1], 1, side, side), 1.0 / side**2)
+    return torch.nn.functional.conv2d(padded, kernel, groups=x.shape[1])
+
+
+def picture_latent(vae, picture: Image.Image) -> torch.Tensor:
+    """The unit's picture encoded by the VAE (−1..1), sampled with a generator of the seed, scaled."""
+    rgb = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
+    with torch.no_grad():
+        dist = vae.encode(rgb).latent_dist
+    return dist.sample(torch.Generator("cpu").manual_seed(SEED)) * vae.config.scaling_factor
+
+
+def colour_fixed(eps, x_t, t, hint, k, weight, detail=None):
+    """The extension's post-processing of one UNet output (rows: [negative, positive])."""
+    alpha = training_alphas()[int(torch.round(torch.as_tensor(t).float()))]
+    recip, recipm1 = (1.0 / alpha).sqrt(), (1.0 / alpha - 1).sqrt()
+    x0 = recip * x_t - recipm1 * eps
+    x0 = x0 - box(x0, k) + box(hint.expand_as(x0), k)
+    if detail is not None:
+        negative = detail * box(x0, k) + (1 - detail) * x0
+        mark = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1)  # 1: the positive prompt's row
+        x0 = mark * x0 + (1 - mark) * negative
+    rebuilt = (recip * x_t - x0) / recipm1
+    w = min(1.0, max(0.0, weight))
+    return rebuilt * w + eps * (1 - w)
+
+
+def reference_loop(nets, picture, weight, k=None, detail=None, steps=6, size=32):
+    """txt2img with one unit, the loop written out: ControlNet, UNet, the colour fix (k None: none), CFG 7, step."""
+    raw, net = nets["raw"], nets["net"]
+    scheduler = make_scheduler("DPM++ 2M", "Automatic", nets["config"])
+    scheduler.set_timesteps(steps)
+    embeds = build_conditioning(raw, "a red circle", "", steps).pipeline_kwargs()
+    text = torch.cat([embeds["negative_prompt_embeds"], embeds["prompt_embeds"]])
+    control = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    hint = picture_latent(raw.vae, picture)
+    shape = (1, 4, size // 2, size // 2)
+    latents = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(SEED)) * scheduler.init_noise_sigma
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+            down, mid = net(x, t, text, torch.cat([control] * 2), conditioning_scale=weight, return_dict=False)
+            eps = raw.unet(x, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+            if k is not None:
+                eps = colour_fixed(eps, x, t, hint, k, weight, detail)
+            negative, positive = eps.chunk(2)
+            latents = scheduler.step(negative + 7.0 * (positive - negative), t, latents).prev_sample
+        image = raw.vae.decode(latents / raw.vae.config.scaling_factor).sample
+    array = ((image[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def paint(engine, tiny_model_dir, module, picture, init=None, mask=None, **options):
+    values = {key: options.pop(key) for key in ("weight", "threshold_a", "threshold_b") if key in options}
+    units = read_units([{"module": module, "model": str(options.pop("folder")), **values}])
+    request = tiny_request(tiny_model_dir, sampler="DPM++ 2M", controlnet=units, **options)
+    return engine.generate(request, pictures=Pictures(init, mask, control=(picture,)))
+
+
+def test_colorfix_equals_the_extensions_formula(engine, nets, tiny_model_dir):
+    expected = reference_loop(nets, colours(), 0.8, k=3)
+    options = {"folder": nets["folder"], "weight": 0.8, "threshold_a": 3, "width": 32, "height": 32}
+    result = paint(engine, tiny_model_dir, "tile_colorfix", colours(), **options)
+    assert_pixels_close(result.images[0], expected)
+    plain = reference_loop(nets, colours(), 0.8)
+    assert np.abs(pixels(expected) - pixels(plain)).max() > 10  # the colour fix changes the picture
+    assert "Module: tile_colorfix, " in result.params["ControlNet 0"]
+    assert "Threshold A: 3, " in result.params["ControlNet 0"]
+
+
+def test_colorfix_sharp_blurs_the_negative_half(engine, nets, tiny_model_dir):
+    expected = reference_loop(nets, colours(), 1.0, k=4, detail=0.02)
+    options = {"folder": nets["folder"], "weight": 1.0, "threshold_a": 4, "threshold_b": 2, "width": 32, "height": 32}
+    result = paint(engine, tiny_model_dir, "tile_colorfix+sharp", colours(), **options)
+    assert_pixels_close(result.images[0], expected)
+    unsharp = reference_loop(nets, colours(), 1.0, k=4)
+    assert np.abs(pixels(expected) - pixels(unsharp)).max() > 1  # the sharpness term shows
+
+
+def test_tile_resample_is_the_plain_controlnet_picture(engine, nets, tiny_model_dir):
+    from diffusers import StableDiffusionControlNetPipeline
+
+    expected = reference_loop(nets, colours(), 0.8)
+    pipe = StableDiffusionControlNetPipeline(**nets["raw"].components, controlnet=nets["net"])
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", nets["config"])
+    embeds = build_conditioning(nets["raw"], "a red circle", "", 6).pipeline_kwargs()
+    call = {"num_inference_steps": 6, "guidance_scale": 7.0, "generator": generators([SEED]), "width": 32}
+    diffusers = pipe(**embeds, **call, height=32, image=colours(), controlnet_conditioning_scale=0.8).images[0]
+    assert_pixels_close(expected, diffusers)  # the loop above is diffusers' ControlNet pipeline
+    options = {"folder": nets["folder"], "weight": 0.8, "threshold_a": 1, "width": 32, "height": 32}
+    result = paint(engine, tiny_model_dir, "tile_resample", colours(), **options)
+    assert_pixels_close(result.images[0], expected)
