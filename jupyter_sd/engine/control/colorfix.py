@@ -18,8 +18,9 @@ The fixes are a forward hook on the UNet, set for one pipeline call (`set_fixes`
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 COLORFIX = "colorfix"
 """What the colour-fix modules' names hold (``tile_colorfix``, ``tile_colorfix+sharp``), as the extension tests."""

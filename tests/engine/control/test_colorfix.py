@@ -38,7 +38,8 @@ def nets(tiny_model_dir, tmp_path_factory):
     raw = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
     raw.set_progress_bar_config(disable=True)
     folder = save_folder(tiny_controlnet(raw.unet, seed=1), tmp_path_factory.mktemp("cn") / "cn_folder")
-    return {"raw": raw, "folder": folder, "net": ControlNetModel.from_pretrained(folder), "config": raw.scheduler.config}
+    net = ControlNetModel.from_pretrained(folder)
+    return {"raw": raw, "folder": folder, "net": net, "config": raw.scheduler.config}
 
 
 def colours(size: int = 32) -> Image.Image:
@@ -111,11 +112,11 @@ def reference_loop(nets, picture, weight, k=None, detail=None, steps=6, size=32)
     return Image.fromarray(array)
 
 
-def paint(engine, tiny_model_dir, module, picture, init=None, mask=None, **options):
+def paint(engine, tiny_model_dir, module, picture, init_image=None, mask_image=None, **options):
     values = {key: options.pop(key) for key in ("weight", "threshold_a", "threshold_b") if key in options}
     units = read_units([{"module": module, "model": str(options.pop("folder")), **values}])
     request = tiny_request(tiny_model_dir, sampler="DPM++ 2M", controlnet=units, **options)
-    return engine.generate(request, pictures=Pictures(init, mask, control=(picture,)))
+    return engine.generate(request, pictures=Pictures(init_image, mask_image, control=(picture,)))
 
 
 def test_colorfix_equals_the_extensions_formula(engine, nets, tiny_model_dir):
@@ -152,3 +153,95 @@ def test_tile_resample_is_the_plain_controlnet_picture(engine, nets, tiny_model_
     options = {"folder": nets["folder"], "weight": 0.8, "threshold_a": 1, "width": 32, "height": 32}
     result = paint(engine, tiny_model_dir, "tile_resample", colours(), **options)
     assert_pixels_close(result.images[0], expected)
+
+
+def hooked(hint, k, weight):
+    """The same post-processing as a forward hook on the UNet of diffusers' own pipelines."""
+
+    def hook(module, args, kwargs, output):
+        sample, t = args[0], args[1]
+        return (colour_fixed(output[0], sample[:, :4], t, hint, k, weight),)
+
+    return hook
+
+
+def pipeline(nets, kind):
+    from diffusers import (
+        StableDiffusionControlNetImg2ImgPipeline,
+        StableDiffusionControlNetInpaintPipeline,
+        StableDiffusionControlNetPipeline,
+    )
+
+    classes = {
+        "txt2img": StableDiffusionControlNetPipeline,
+        "img2img": StableDiffusionControlNetImg2ImgPipeline,
+        "inpaint": StableDiffusionControlNetInpaintPipeline,
+    }
+    pipe = classes[kind](**nets["raw"].components, controlnet=nets["net"])
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", nets["config"])
+    return pipe
+
+
+def with_hook(nets, hint, k, weight, run):
+    """`run()` with the colour fix on the raw UNet's calls."""
+    handle = nets["raw"].unet.register_forward_hook(hooked(hint, k, weight), with_kwargs=True)
+    try:
+        return run()
+    finally:
+        handle.remove()
+
+
+def test_img2img_and_inpaint_fix_every_call_as_the_extension(engine, nets, tiny_model_dir):
+    init, mask, hint = init_picture(32), box_mask(32, (6, 6, 24, 24)), picture_latent(nets["raw"].vae, colours())
+    embeds = build_conditioning(nets["raw"], "a red circle", "", 6).pipeline_kwargs()
+    # A1111's strength 0.8 at 6 steps: t_enc = 4, 5 steps from level 1 = diffusers' strength 0.85
+    call = {"num_inference_steps": 6, "guidance_scale": 7.0, "strength": 0.85, "controlnet_conditioning_scale": 0.9}
+    call.update(image=init, control_image=colours(), height=32, width=32)
+
+    def img2img():
+        return pipeline(nets, "img2img")(**embeds, **call, generator=generators([SEED])).images[0]
+
+    expected = with_hook(nets, hint, 5, 0.9, img2img)
+    options = {"folder": nets["folder"], "weight": 0.9, "threshold_a": 5, "width": 32, "height": 32}
+    result = paint(engine, tiny_model_dir, "tile_colorfix", colours(), init, init="x", strength=0.8, **options)
+    assert_pixels_close(result.images[0], expected)
+    assert np.abs(pixels(expected) - pixels(img2img())).max() > 5  # without the fix: another picture
+
+    def inpaint():
+        return pipeline(nets, "inpaint")(**embeds, **call, mask_image=mask, generator=generators([SEED])).images[0]
+
+    expected = Image.composite(with_hook(nets, hint, 5, 0.9, inpaint), init, mask)
+    options.update(init="x", mask="m", strength=0.8, mask_blur=0)
+    result = paint(engine, tiny_model_dir, "tile_colorfix", colours(), init, mask, **options)
+    assert_pixels_close(result.images[0], expected)
+
+
+def test_hires_pass_doubles_the_variation(engine, nets, tiny_model_dir):
+    """6 steps at 16×16 with k = 3 and the picture at 16×16, a bilinear ×2, then 4 of 8 at 32×32 with k = 6."""
+    embeds = build_conditioning(nets["raw"], "a red circle", "", 6).pipeline_kwargs()
+    big = colours(32)
+    small = big.resize((16, 16), Image.NEAREST)  # its 2×2 blocks: the map the first pass fits
+    vae = nets["raw"].vae
+
+    def first():
+        call = {"num_inference_steps": 6, "guidance_scale": 7.0, "generator": generators([SEED])}
+        call.update(width=16, height=16, image=small, output_type="latent")
+        return pipeline(nets, "txt2img")(**embeds, **call).images
+
+    latents = with_hook(nets, picture_latent(vae, small), 3, 1.0, first)
+    enlarged = torch.nn.functional.interpolate(latents, size=(16, 16), mode="bilinear", antialias=False)
+
+    def second(k):
+        call = {"num_inference_steps": 8, "strength": 0.5, "guidance_scale": 7.0, "generator": generators([SEED])}
+        call.update(control_image=big, controlnet_conditioning_scale=1.0, height=32, width=32)
+        run = lambda: pipeline(nets, "img2img")(**embeds, image=enlarged, **call).images[0]  # noqa: E731
+        return with_hook(nets, picture_latent(vae, big), k, 1.0, run)
+
+    expected = second(6)
+    units = read_units([{"module": "tile_colorfix", "model": str(nets["folder"]), "threshold_a": 3}])
+    hires = {"hires": 2, "hires_steps": 4, "hires_denoise": 0.5, "width": 16, "height": 16}
+    request = tiny_request(tiny_model_dir, sampler="DPM++ 2M", controlnet=units, **hires)
+    result = engine.generate(request, pictures=Pictures(control=(big,)))
+    assert_pixels_close(result.images[0], expected)
+    assert np.abs(pixels(expected) - pixels(second(3))).max() > 2  # k not doubled: another picture
