@@ -64,30 +64,33 @@ def box(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.nn.functional.conv2d(padded, kernel, groups=x.shape[1])
 
 
-def picture_latent(vae, picture: Image.Image) -> torch.Tensor:
+def picture_latent(vae, picture: Image.Image, seed: int = SEED) -> torch.Tensor:
     """The unit's picture encoded by the VAE (−1..1), sampled with a generator of the seed, scaled."""
     rgb = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
     with torch.no_grad():
         dist = vae.encode(rgb).latent_dist
-    return dist.sample(torch.Generator("cpu").manual_seed(SEED)) * vae.config.scaling_factor
+    return dist.sample(torch.Generator("cpu").manual_seed(seed)) * vae.config.scaling_factor
 
 
-def colour_fixed(eps, x_t, t, hint, k, weight, detail=None):
-    """The extension's post-processing of one UNet output (rows: [negative, positive])."""
+def colour_fixed(eps, x_t, t, hint, k, weight, detail=None, v=False):
+    """The extension's post-processing of one UNet output (rows: [negative, positive]); with `v` the output is v."""
     alpha = training_alphas()[int(torch.round(torch.as_tensor(t).float()))]
     recip, recipm1 = (1.0 / alpha).sqrt(), (1.0 / alpha - 1).sqrt()
-    x0 = recip * x_t - recipm1 * eps
+    if v:  # x_t = √ᾱ·x0 + √(1−ᾱ)·ε and v = √ᾱ·ε − √(1−ᾱ)·x0
+        x0 = alpha.sqrt() * x_t - (1 - alpha).sqrt() * eps
+    else:
+        x0 = recip * x_t - recipm1 * eps
     x0 = x0 - box(x0, k) + box(hint.expand_as(x0), k)
     if detail is not None:
         negative = detail * box(x0, k) + (1 - detail) * x0
         mark = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1)  # 1: the positive prompt's row
         x0 = mark * x0 + (1 - mark) * negative
-    rebuilt = (recip * x_t - x0) / recipm1
+    rebuilt = (alpha.sqrt() * x_t - x0) / (1 - alpha).sqrt() if v else (recip * x_t - x0) / recipm1
     w = min(1.0, max(0.0, weight))
     return rebuilt * w + eps * (1 - w)
 
 
-def reference_loop(nets, picture, weight, k=None, detail=None, steps=6, size=32):
+def reference_loop(nets, picture, weight, k=None, detail=None, steps=6, size=32, v=False):
     """txt2img with one unit, the loop written out: ControlNet, UNet, the colour fix (k None: none), CFG 7, step."""
     raw, net = nets["raw"], nets["net"]
     scheduler = make_scheduler("DPM++ 2M", "Automatic", nets["config"])
@@ -104,7 +107,7 @@ def reference_loop(nets, picture, weight, k=None, detail=None, steps=6, size=32)
             down, mid = net(x, t, text, torch.cat([control] * 2), conditioning_scale=weight, return_dict=False)
             eps = raw.unet(x, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
             if k is not None:
-                eps = colour_fixed(eps, x, t, hint, k, weight, detail)
+                eps = colour_fixed(eps, x, t, hint, k, weight, detail, v)
             negative, positive = eps.chunk(2)
             latents = scheduler.step(negative + 7.0 * (positive - negative), t, latents).prev_sample
         image = raw.vae.decode(latents / raw.vae.config.scaling_factor).sample
@@ -245,3 +248,52 @@ def test_hires_pass_doubles_the_variation(engine, nets, tiny_model_dir):
     result = engine.generate(request, pictures=Pictures(control=(big,)))
     assert_pixels_close(result.images[0], expected)
     assert np.abs(pixels(expected) - pixels(second(3))).max() > 2  # k not doubled: another picture
+
+
+def test_a_v_prediction_model_takes_x0_from_v(engine, nets, tiny_model_dir, tmp_path):
+    """The extension reads every output as ε; a v-prediction model's v gives x0 = √ᾱ·x_t − √(1−ᾱ)·v here."""
+    import json
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "tiny-v")
+    config_file = model / "scheduler" / "scheduler_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "prediction_type": "v_prediction"}))
+    raw = StableDiffusionPipeline.from_pretrained(model, safety_checker=None)
+    v_nets = {**nets, "raw": raw, "config": raw.scheduler.config}
+    expected = reference_loop(v_nets, colours(), 0.8, k=3, v=True)
+    options = {"folder": nets["folder"], "weight": 0.8, "threshold_a": 3, "width": 32, "height": 32}
+    result = paint(engine, model, "tile_colorfix", colours(), **options)
+    assert_pixels_close(result.images[0], expected)
+    as_eps = reference_loop(v_nets, colours(), 0.8, k=3, v=False)  # the extension's reading of v as ε
+    assert np.abs(pixels(expected) - pixels(as_eps)).max() > 5
+
+
+def test_sdxl_colorfix_equals_the_formula(engine, tmp_path):
+    from diffusers import StableDiffusionXLControlNetPipeline, StableDiffusionXLPipeline
+    from helpers.tiny_sdxl import make_tiny_sdxl
+
+    model = make_tiny_sdxl(tmp_path / "sdxl")
+    raw = StableDiffusionXLPipeline.from_pretrained(model)
+    folder = save_folder(tiny_controlnet(raw.unet, seed=4), tmp_path / "cn_xl")
+    xl_nets = {"raw": raw, "folder": folder, "config": dict(raw.scheduler.config)}
+    from diffusers import ControlNetModel
+
+    xl_nets["net"] = ControlNetModel.from_pretrained(folder)
+    pipe = StableDiffusionXLControlNetPipeline(**raw.components, controlnet=xl_nets["net"])
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", xl_nets["config"])
+    embeds = build_conditioning(raw, "a red circle", "", 4).pipeline_kwargs()
+    call = {"num_inference_steps": 4, "guidance_scale": 7.0, "width": 32, "height": 32, "image": colours()}
+    call["controlnet_conditioning_scale"] = 0.7
+
+    def run():
+        return pipe(**embeds, **call, generator=generators([1])).images[0]
+
+    expected = with_hook(xl_nets, picture_latent(raw.vae, colours(), seed=1), 4, 0.7, run)
+    units = read_units([{"module": "tile_colorfix", "model": str(folder), "weight": 0.7, "threshold_a": 4}])
+    request = tiny_request(model, steps=4, seed=1, width=32, height=32, sampler="DPM++ 2M", controlnet=units)
+    result = engine.generate(request, pictures=Pictures(control=(colours(),)))
+    assert_pixels_close(result.images[0], expected)
+    assert np.abs(pixels(expected) - pixels(run())).max() > 5  # without the fix: another picture
