@@ -90,7 +90,7 @@ def colour_fixed(eps, x_t, t, hint, k, weight, detail=None, v=False):
     return rebuilt * w + eps * (1 - w)
 
 
-def reference_loop(nets, picture, weight, k=None, detail=None, steps=6, size=32, v=False):
+def reference_loop(nets, picture, weight, k=None, detail=None, steps=4, size=32, v=False):
     """txt2img with one unit, the loop written out: ControlNet, UNet, the colour fix (k None: none), CFG 7, step."""
     raw, net = nets["raw"], nets["net"]
     scheduler = make_scheduler("DPM++ 2M", "Automatic", nets["config"])
@@ -118,7 +118,7 @@ def reference_loop(nets, picture, weight, k=None, detail=None, steps=6, size=32,
 def paint(engine, tiny_model_dir, module, picture, init_image=None, mask_image=None, **options):
     values = {key: options.pop(key) for key in ("weight", "threshold_a", "threshold_b") if key in options}
     units = read_units([{"module": module, "model": str(options.pop("folder")), **values}])
-    request = tiny_request(tiny_model_dir, sampler="DPM++ 2M", controlnet=units, **options)
+    request = tiny_request(tiny_model_dir, sampler="DPM++ 2M", controlnet=units, **{"steps": 4, **options})
     return engine.generate(request, pictures=Pictures(init_image, mask_image, control=(picture,)))
 
 
@@ -149,8 +149,8 @@ def test_tile_resample_is_the_plain_controlnet_picture(engine, nets, tiny_model_
     pipe = StableDiffusionControlNetPipeline(**nets["raw"].components, controlnet=nets["net"])
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", nets["config"])
-    embeds = build_conditioning(nets["raw"], "a red circle", "", 6).pipeline_kwargs()
-    call = {"num_inference_steps": 6, "guidance_scale": 7.0, "generator": generators([SEED]), "width": 32}
+    embeds = build_conditioning(nets["raw"], "a red circle", "", 4).pipeline_kwargs()
+    call = {"num_inference_steps": 4, "guidance_scale": 7.0, "generator": generators([SEED]), "width": 32}
     diffusers = pipe(**embeds, **call, height=32, image=colours(), controlnet_conditioning_scale=0.8).images[0]
     assert_pixels_close(expected, diffusers)  # the loop above is diffusers' ControlNet pipeline
     options = {"folder": nets["folder"], "weight": 0.8, "threshold_a": 1, "width": 32, "height": 32}
@@ -206,7 +206,7 @@ def test_img2img_and_inpaint_fix_every_call_as_the_extension(engine, nets, tiny_
         return pipeline(nets, "img2img")(**embeds, **call, generator=generators([SEED])).images[0]
 
     expected = with_hook(nets, hint, 5, 0.9, img2img)
-    options = {"folder": nets["folder"], "weight": 0.9, "threshold_a": 5, "width": 32, "height": 32}
+    options = {"folder": nets["folder"], "weight": 0.9, "threshold_a": 5, "width": 32, "height": 32, "steps": 6}
     result = paint(engine, tiny_model_dir, "tile_colorfix", colours(), init, init="x", strength=0.8, **options)
     assert_pixels_close(result.images[0], expected)
     assert np.abs(pixels(expected) - pixels(img2img())).max() > 5  # without the fix: another picture
