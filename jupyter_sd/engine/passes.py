@@ -18,6 +18,7 @@ from ..recipe.request import PaintRequest
 from ..recipe.result import PaintResult
 from ..recipe.samplers import ENSD_SAMPLERS, SAMPLERS
 from . import step_cache, token_merging
+from .control.colorfix import dropped
 from .families import family_of
 from .families.flow import flow_x0, with_shift
 from .families.flow_samplers import count_heun_steps
@@ -168,7 +169,8 @@ class PassRunner:
             if stop.is_set():
                 raise Stopped(0)
             applied = conditioning.applied(pipe) if conditioning is not None else contextlib.nullcontext()
-            with step_cache.applied(pipe, request.cache, steps), applied:  # the cache's hooks outside the wrapper's
+            # the cache's hooks outside the wrapper's; the colour fix set for this call dropped after it (colorfix.py)
+            with dropped(pipe), step_cache.applied(pipe, request.cache, steps), applied:
                 output = pipe(**call).images
             self.steps_before += steps
             return output, False

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...recipe.control_units import ControlUnit, units_infotext
+from .colorfix import set_fixes
 from .injection import Injection, injection_for, residual_count, set_injections
 from .ip_adapter import Adapters, adapters_for, is_ip_adapter
 from .loading import LoadedControlNet, load_controlnet
@@ -189,6 +190,7 @@ def control_for(
         One line: too many units, a family without ControlNet here, a unit without a picture (in txt2img; img2img
         units without one take the init, as sd-webui-controlnet does), a missing or mismatched model.
     """
+    set_fixes(pipe, [], None)  # no colour fix left from a call that never ran (colorfix.py)
     units = list(request.controlnet)
     if not units:
         adapters_for(pipe, [], [], False)  # the UNet's own attention back, should IP-Adapters be installed

@@ -25,6 +25,7 @@ from ...recipe.control_names import control_mode_name
 from ..families import family_of
 from .apply import Control
 from .apply import control_for as unet_control_for
+from .colorfix import COLORFIX
 from .flow_init import call_parameters, controlnet_pipeline, inpaint_controlnet
 from .flow_loading import load_flow_controlnet
 from .ip_adapter import is_ip_adapter
@@ -157,6 +158,8 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     if not units:
         return unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     check_request(family, request, units)
+    if any(COLORFIX in find_module(unit.module).name for unit in units):  # (colorfix.py: a UNet hook)
+        notice(f"controlnet: tile_colorfix's colour fix acts on UNet models; on {family.name} the picture is the map")
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     _check_models(pipe, family, control)
     return FlowControl.of(control, family)

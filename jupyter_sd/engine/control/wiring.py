@@ -1,4 +1,4 @@
-"""A pass's ControlNet wiring: the units' pipeline arguments, their detected maps, inpaint_only+lama's start noise.
+"""A pass's ControlNet wiring: the units' pipeline arguments, their detected maps, the colour fix, LaMa's start noise.
 
 IP-Adapter pictures go to a pipeline without ``ip_adapter_image`` as embeddings in ``joint_attention_kwargs``
 (ip_adapter_joint.py).
@@ -10,6 +10,9 @@ The wrapper is put on in txt2img, img2img and inpaint alike (A1111's img2img noi
 the hires pass draws from a fresh ``ImageRNG`` of another size, so it is left as it is. The extension wraps only the
 job's first batch (it forgets the latent after one); here every batch is wrapped, so a picture's recipe repaints
 it whichever batch it came from. With several such units the last one's map is used, as the extension's.
+
+``tile_colorfix`` units encode their fitted map the same way (a generator of the seed) and act on every UNet call of
+the pass (colorfix.py), with Threshold A doubled in the hires pass.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def pass_arguments(
     """
     extra = {} if base is None else {"base": base}
     kwargs = control.kwargs(pipe, kind, *size, seeds[0], subseeds[0], **extra)
+    _set_colorfix(control, pipe, seeds[0], hires=base is not None)
     if control.adapters:  # a pipeline without ``ip_adapter_image`` (Flux's ControlNet img2img/inpaint)
         kwargs = joint_attention_kwargs(control.adapters.source, pipe, kwargs, len(seeds))
     control.report(runner.result, runner.progress, first=base is None)
@@ -52,16 +56,39 @@ def lama_mix(control: Any, pipe: Any, seed: int) -> Any:
         return None
     import functools
 
+    from .lama import lama_start_noise
+
+    latent = map_latent(pipe, fitted[-1], seed)
+    return functools.partial(lama_start_noise, map_latent=latent, alphas_cumprod=model_alphas(pipe.scheduler))
+
+
+def map_latent(pipe: Any, fitted: Any, seed: int) -> Any:
+    """A fitted map's RGB (0..255 → −1..1) encoded by `pipe`'s VAE, sampled with a generator of `seed` (float32)."""
     import torch
 
     from ..families import family_of
-    from .lama import lama_start_noise
 
-    rgb = torch.from_numpy(fitted[-1][:, :, :3].astype("float32")).permute(2, 0, 1)[None] / 255.0 * 2.0 - 1.0
+    rgb = torch.from_numpy(fitted[:, :, :3].astype("float32")).permute(2, 0, 1)[None] / 255.0 * 2.0 - 1.0
     generator = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
-        latent = family_of(pipe).encode(pipe, rgb.to(pipe.device, pipe.vae.dtype), generator).float()
-    return functools.partial(lama_start_noise, map_latent=latent, alphas_cumprod=model_alphas(pipe.scheduler))
+        return family_of(pipe).encode(pipe, rgb.to(pipe.device, pipe.vae.dtype), generator).float()
+
+
+def _set_colorfix(control: Any, pipe: Any, seed: int, hires: bool) -> None:
+    """The pass's ``tile_colorfix`` units as fixes on its UNet calls (colorfix.py), or none (on UNet families)."""
+    if getattr(pipe, "unet", None) is None:
+        return
+    from .colorfix import COLORFIX, fix_for, set_fixes
+    from .modules import find_module, module_params
+
+    fixes = []
+    for unit, fitted in zip(control.units, control.maps):
+        spec = find_module(unit.module)
+        if COLORFIX in spec.name:
+            _, a, b = module_params(spec, unit.processor_res, unit.threshold_a, unit.threshold_b)
+            latent = map_latent(pipe, fitted.fitted, seed)
+            fixes.append(fix_for(spec.name, latent, a, b, unit.weight, hires))
+    set_fixes(pipe, fixes, model_alphas(pipe.scheduler) if fixes else None)
 
 
 def model_alphas(scheduler: Any) -> Any:

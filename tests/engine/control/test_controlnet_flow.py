@@ -15,6 +15,7 @@ import pytest
 import torch
 from helpers.paint_modes import box_mask, generators, init_picture
 from helpers.pixels import assert_pixels_close, pixels
+from helpers.progress_recorder import Recorder
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 from helpers.tiny_flow_controlnet import (
     make_tiny_flux_8x,
@@ -172,6 +173,12 @@ def test_flux_union_takes_its_control_type_from_the_preprocessor(engine, models)
     # the mode is one token among the picture's: on this tiny model it moves pixels by one level, so exactly equal
     assert np.array_equal(pixels(result.images[0]), pixels(expected))
     assert not np.array_equal(pixels(expected), pixels(other))
+    recorder = Recorder()  # tile_colorfix: tile's control type, the picture as its map, its colour fix not (a UNet's)
+    colorfix = request(models, "flux", [unit("flux_union", module="tile_colorfix")])
+    fixed = engine.generate(colorfix, progress=recorder, pictures=Pictures(control=(edges(),)))
+    assert np.array_equal(pixels(fixed.images[0]), pixels(expected))
+    said = "controlnet: tile_colorfix's colour fix acts on UNet models; on Flux the picture is the map"
+    assert said in recorder.notices
     with pytest.raises(ValueError, match="is a Union ControlNet; pick a preprocessor") as error:
         engine.generate(request(models, "flux", [unit("flux_union")]), pictures=Pictures(control=(edges(),)))
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
