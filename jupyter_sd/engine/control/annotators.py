@@ -5,8 +5,8 @@ resolution (``resolution.scale_with_pad``), the network run on the padded pictur
 the way the extension does (sigmoid of the mean side output for HED and TEED, the fused map for PiDiNet, the "safe"
 variants and TEED's Safe Steps quantized by ``safe_step``, lineart inverted so lines are white,
 ``lineart_anime_denoise`` by MangaLineExtraction; normals from NNET (``normal_bae.py``), DSINE (``normal_dsine.py``,
-its camera from the unit picture's own size) or MiDaS's depth; OneFormer's classes in their palette
-(``segmentation.py``), the anime face U-Net's in its colours (``anime_face.py``), DensePose's body parts through
+its camera from the unit picture's own size) or MiDaS's depth; OneFormer's and UniFormer's (``upernet.py``)
+classes in their palette (``segmentation.py``), the anime face U-Net's in its colours (``anime_face.py``), DensePose's body parts through
 viridis or parula (``densepose.py``); LeReS's depth with its Remove Near/Background % (``leres.py``;
 ``leres_boost.py`` for ``depth_leres++``); OpenPose's and DWPose's people and AP10K's animals drawn in colour,
 M-LSD's lines with the unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa
@@ -102,10 +102,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .densepose import load_densepose
 
         return load_densepose(path)
-    if annotator.startswith("oneformer_"):
-        from .segmentation import load_oneformer
+    if annotator.startswith("oneformer_") or annotator == "uniformer":
+        from .segmentation import load_seg_net
 
-        return load_oneformer(path)
+        return load_seg_net(annotator, path)
     if annotator == "marigold":  # a diffusers pipeline (depth_marigold runs it from preprocessors, with its seed)
         from .marigold import load_marigold
 
@@ -320,6 +320,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "normal_bae": ("normal_bae", _normal_bae),
     "seg_ofade20k": ("oneformer_ade20k", _seg("oneformer_ade20k")),
     "seg_ofcoco": ("oneformer_coco", _seg("oneformer_coco")),
+    "seg_ufade20k": ("uniformer", _seg("uniformer")),
     "seg_anime_face": ("anime_face_segment", _anime_face),
     "densepose": ("densepose", _densepose("viridis")),
     "densepose_parula": ("densepose", _densepose("parula")),
