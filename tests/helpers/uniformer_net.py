@@ -121,8 +121,8 @@ def _sablock(x, s, b, heads):
     n, c, h, w = x.shape
     t = x.flatten(2).transpose(1, 2)
     y = F.layer_norm(t, (c,), s[f"{b}.norm1.weight"], s[f"{b}.norm1.bias"], 1e-6)
-    q, k, v = F.linear(y, s[f"{b}.attn.qkv.weight"], s[f"{b}.attn.qkv.bias"]).reshape(n, -1, 3, heads, c // heads).unbind(2)
-    q, k, v = (z.transpose(1, 2) for z in (q, k, v))
+    qkv = F.linear(y, s[f"{b}.attn.qkv.weight"], s[f"{b}.attn.qkv.bias"]).reshape(n, -1, 3, heads, c // heads)
+    q, k, v = (z.transpose(1, 2) for z in qkv.unbind(2))
     attn = ((q @ k.transpose(-2, -1)) * (c // heads) ** -0.5).softmax(-1)
     y = (attn @ v).transpose(1, 2).reshape(n, -1, c)
     t = t + F.linear(y, s[f"{b}.attn.proj.weight"], s[f"{b}.attn.proj.bias"])

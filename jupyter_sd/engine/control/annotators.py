@@ -5,8 +5,8 @@ resolution (``resolution.scale_with_pad``), the network run on the padded pictur
 the way the extension does (sigmoid of the mean side output for HED and TEED, the fused map for PiDiNet, the "safe"
 variants and TEED's Safe Steps quantized by ``safe_step``, lineart inverted so lines are white,
 ``lineart_anime_denoise`` by MangaLineExtraction; normals from NNET (``normal_bae.py``), DSINE (``normal_dsine.py``,
-its camera from the unit picture's own size) or MiDaS's depth; OneFormer's and UniFormer's (``upernet.py``)
-classes in their palette (``segmentation.py``), the anime face U-Net's in its colours (``anime_face.py``), DensePose's body parts through
+its camera from the unit picture's own size) or MiDaS's depth; OneFormer's classes in their palette
+(``segmentation.py``), the anime face U-Net's in its colours (``anime_face.py``), DensePose's body parts through
 viridis or parula (``densepose.py``); LeReS's depth with its Remove Near/Background % (``leres.py``;
 ``leres_boost.py`` for ``depth_leres++``); OpenPose's and DWPose's people and AP10K's animals drawn in colour,
 M-LSD's lines with the unit's thresholds), the padding cropped off; ``inpaint_only+lama`` fills the mask with LaMa

@@ -47,7 +47,7 @@ class ConvModule(nn.Module):
         self.bn = nn.BatchNorm2d(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """conv → BN → ReLU."""
+        """The conv, its batch norm, ReLU."""
         return F.relu(self.bn(self.conv(x)))
 
 
@@ -173,7 +173,7 @@ def load_upernet(path: Path) -> UperNetUniFormer:
 
 
 def input_size(height: int, width: int) -> tuple[int, int]:
-    """mmcv's ``imrescale`` to ``SCALE``: (height, width) scaled by ``min(2048/long, 512/short)``, rounded."""
+    """The size mmcv's ``imrescale`` to ``SCALE`` gives: scaled by ``min(2048/long, 512/short)``, rounded."""
     scale = min(max(SCALE) / max(height, width), min(SCALE) / min(height, width))
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
