@@ -20,7 +20,7 @@ from helpers.uniformer_net import REAL, TINY, checkpoint_shapes, uniformer_refer
 from jupyter_sd.engine.control.modules import NEEDS_WEIGHTS, find_module, module_params
 from jupyter_sd.engine.control.preprocessors import preprocess
 from jupyter_sd.engine.control.segmentation import ADE20K_PALETTE
-from jupyter_sd.engine.control.upernet import UperNetUniFormer, input_size, upernet_scores
+from jupyter_sd.engine.control.upernet import UperNetUniFormer, input_size, load_upernet, upernet_scores
 
 WEIGHTS = "uniformer/upernet_global_small.pth"
 MMSEG_ADE_PALETTE_SHA256 = "ce475c9151035eff51f4cf27fd7d906959b1480f6d15b9423ae2417c1b23a0ed"
@@ -84,16 +84,14 @@ def test_input_size_is_mmcvs_keep_ratio_rescale_to_2048_by_512():
 
 
 def test_map_is_the_reference_classes_in_the_ade20k_palette(uniformer):
-    state, _ = uniformer
+    state, folder = uniformer
     image = _picture(64, 64)  # res 64: no scaling, no padding; the network sees 512×512
     made = preprocess("seg_ufade20k", image, 64)
     scores, expected, labels = _expected(state, image)
     assert made.shape == (64, 64, 3)
     assert (made == expected).all(axis=2).mean() > 0.999  # an argmax near a tie may flip
     assert len(np.unique(labels)) >= 3  # several classes painted
-    from jupyter_sd.engine.control.annotators import loaded_net
-
-    ours = upernet_scores(loaded_net("uniformer", "seg_ufade20k"), image)
+    ours = upernet_scores(load_upernet(folder / WEIGHTS), image)  # on the CPU, as the reference
     assert torch.allclose(ours, scores, atol=1e-4, rtol=1e-4)
 
 
