@@ -81,7 +81,7 @@ def test_three_unit_tabs_with_modules_and_the_folders_models(panel):
         tab.module.options
     )
     assert list(tab.module.options).index("canny") < list(tab.module.options).index("depth_midas")
-    options = list(tab.module.options)  # the normal and OneFormer maps are built; UniFormer's still needs weights
+    options = list(tab.module.options)  # the normal, OneFormer and UniFormer maps are built
     assert {"normal_bae", "normal_midas", "seg_ofade20k", "seg_ofcoco", "seg_ufade20k"} <= set(options)
     assert options.index("seg_ofcoco") < options.index("seg_ufade20k")
     # IP-Adapter's modules last, as the extension's IP-Adapter control type lists them

@@ -89,6 +89,7 @@ WEIGHTS: dict[str, Weights] = {
     "midas": Weights("Intel/dpt-hybrid-midas", "midas/dpt-hybrid-midas", ("config.json", "model.safetensors")),
     "normal_bae": Weights(_ANNOTATORS, "normal_bae", ("scannet.pt",)),
     "leres": Weights(_ANNOTATORS, "leres", ("res101.pth",)),
+    "uniformer": Weights(_ANNOTATORS, "uniformer", ("upernet_global_small.pth",)),
     "leres_merge": Weights(_ANNOTATORS, "leres", ("latest_net_G.pth",)),
     "anime_face_segment": Weights(
         "bdsqlsz/qinglong_controlnet-lllite", "anime_face_segment", ("UNet.pth",), "Annotators"

@@ -103,10 +103,10 @@ def _load(annotator: str, path: Path) -> Any:
         from .densepose import load_densepose
 
         return load_densepose(path)
-    if annotator.startswith("oneformer_"):
-        from .segmentation import load_oneformer
+    if annotator.startswith("oneformer_") or annotator == "uniformer":
+        from .segmentation import load_seg_net
 
-        return load_oneformer(path)
+        return load_seg_net(annotator, path)
     if annotator == "marigold":  # a diffusers pipeline (depth_marigold runs it from preprocessors, with its seed)
         from .marigold import load_marigold
 
@@ -321,6 +321,7 @@ ANNOTATED: dict[str, tuple[str, Callable[[Any, np.ndarray], np.ndarray]]] = {
     "normal_bae": ("normal_bae", _normal_bae),
     "seg_ofade20k": ("oneformer_ade20k", _seg("oneformer_ade20k")),
     "seg_ofcoco": ("oneformer_coco", _seg("oneformer_coco")),
+    "seg_ufade20k": ("uniformer", _seg("uniformer")),
     "seg_anime_face": ("anime_face_segment", _anime_face),
     "densepose": ("densepose", _densepose("viridis")),
     "densepose_parula": ("densepose", _densepose("parula")),

@@ -82,6 +82,7 @@ MODULES: dict[str, Module] = {
                 "normal_bae",
                 "seg_ofade20k",
                 "seg_ofcoco",
+                "seg_ufade20k",
                 "dw_openpose_full",
                 "animal_openpose",
                 "seg_anime_face",
@@ -139,7 +140,6 @@ ALIASES = {
 
 NEEDS_WEIGHTS: dict[str, str] = {
     "depth_hand_refiner": "the hand refiner's depth weights (MeshGraphormer)",
-    "seg_ufade20k": "UniFormer weights (no transformers port; seg_ofade20k paints ADE20K)",
     "mediapipe_face": "the mediapipe package",
 }
 """Modules not built yet, and what they would need."""

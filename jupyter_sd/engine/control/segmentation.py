@@ -1,5 +1,7 @@
 """Semantic segmentation maps (``seg_ofade20k``, ``seg_ofcoco``) through transformers' OneFormer.
 
+(``seg_ufade20k``'s UniFormer UperNet is ``upernet.py``; its classes are painted here, in the ADE20K palette.)
+
 sd-webui-controlnet runs SHI Labs' OneFormer (Swin-L; ``250_16_swin_l_oneformer_ade20k_160k.pth`` and
 ``150_16_swin_l_oneformer_coco_100ep.pth`` from ``lllyasviel/Annotators``) through its bundled detectron2; the
 same checkpoints, converted, are ``shi-labs/oneformer_ade20k_swin_large`` and ``shi-labs/oneformer_coco_swin_large``
@@ -162,11 +164,29 @@ def semantic_scores(net: Any, image: np.ndarray, short: int, longest: int) -> An
         return torch.einsum("qc,qhw->chw", classes, masks[0].sigmoid())
 
 
+def load_seg_net(annotator: str, path: Path) -> Any:
+    """`annotator`'s network: OneFormer's folder, or UniFormer's UperNet (``upernet.py``) for ``uniformer``."""
+    if annotator == "uniformer":
+        from .upernet import load_upernet
+
+        return load_upernet(path)
+    return load_oneformer(path)
+
+
 def seg_map(annotator: str, net: Any, image: np.ndarray) -> np.ndarray:
-    """`annotator`'s (``oneformer_ade20k``/``oneformer_coco``) colour map of `image`: each pixel's class colour."""
-    test = SEG_TESTS[annotator]
-    labels = semantic_scores(net, image, test.short, test.longest).argmax(0).cpu().numpy()
-    if labels.max() >= len(test.palette):
-        msg = f"controlnet: the {annotator} model has more classes than its palette's {len(test.palette)}"
+    """`annotator`'s (``oneformer_ade20k``/``oneformer_coco``/``uniformer``) colour map of `image`.
+
+    Each pixel is its class's colour (UniFormer's ADE20K classes in the ADE20K palette, as the extension's
+    ``show_result_pyplot`` at opacity 1 paints them).
+    """
+    if annotator == "uniformer":
+        from .upernet import upernet_labels
+
+        labels, palette = upernet_labels(net, image), ADE20K_PALETTE
+    else:
+        test = SEG_TESTS[annotator]
+        labels, palette = semantic_scores(net, image, test.short, test.longest).argmax(0).cpu().numpy(), test.palette
+    if labels.max() >= len(palette):
+        msg = f"controlnet: the {annotator} model has more classes than its palette's {len(palette)}"
         raise ValueError(msg)
-    return np.ascontiguousarray(test.palette[labels])
+    return np.ascontiguousarray(palette[labels])

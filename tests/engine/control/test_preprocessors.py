@@ -192,7 +192,7 @@ def test_defaults_and_ignored_values():
     ("module", "args", "words"),
     [
         ("sobel", {}, ["unknown preprocessor 'sobel'", "canny"]),
-        ("seg_ufade20k", {}, ["UniFormer", "no transformers port", "seg_ofade20k"]),
+        ("mediapipe_face", {}, ["mediapipe", "not built in yet"]),
         ("depth_hand_refiner", {}, ["hand refiner", "not built in yet"]),
         ("depth_marigold", {"threshold_a": 60}, ["Threshold A", "Steps", "1..50", "60"]),
         ("depth_marigold", {"processor_res": 64}, ["Processor Res", "128..2048"]),

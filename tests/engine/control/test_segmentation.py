@@ -107,8 +107,3 @@ def test_offline_without_the_model_is_one_line_naming_folder_and_repo(tmp_path, 
     line = offline_refusal(tmp_path / "empty", monkeypatch, "seg_ofade20k", _picture(64, 64), 64)
     assert "ControlNet/annotators/oneformer/oneformer_ade20k_swin_large" in line
     assert "shi-labs/oneformer_ade20k_swin_large" in line and "offline" in line
-
-
-def test_uniformer_is_refused_naming_what_paints_ade20k_instead():
-    with pytest.raises(ValueError, match="UniFormer.*seg_ofade20k"):
-        preprocess("seg_ufade20k", _picture(64, 64), 64)
