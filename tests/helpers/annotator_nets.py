@@ -283,7 +283,7 @@ def annotator_files(root: Path, files: dict[str, Any]) -> Iterator[Path]:
     """A models folder at `root` whose ``ControlNet/annotators/`` holds `files` (path inside it → what to
     ``torch.save``), in use (no annotator loaded) until the block ends; yields the annotators folder."""
     from jupyter_sd import library
-    from jupyter_sd.engine.control.annotators import unload_annotators
+    from jupyter_sd.engine.control.annotator_nets import unload_annotators
 
     folder = root / "ControlNet" / "annotators"
     for name, state in files.items():
@@ -305,7 +305,7 @@ def offline_refusal(root: Path, monkeypatch: Any, module: str, *args: Any, **kwa
     import pytest
 
     from jupyter_sd import library
-    from jupyter_sd.engine.control.annotators import unload_annotators
+    from jupyter_sd.engine.control.annotator_nets import unload_annotators
     from jupyter_sd.engine.control.preprocessors import preprocess
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

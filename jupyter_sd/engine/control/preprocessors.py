@@ -117,7 +117,7 @@ def _shuffle(image: np.ndarray, res: int, seed: int) -> np.ndarray:
 
 def _marigold(image: np.ndarray, res: int, steps: float, seed: int) -> np.ndarray:
     """Marigold's depth (``marigold.py``) of the picture scaled and padded to `res`, the padding cropped off."""
-    from .annotators import loaded_net
+    from .annotator_nets import loaded_net
     from .marigold import marigold_map
 
     padded, (height, width) = scale_with_pad(image, res)

@@ -170,7 +170,7 @@ def test_lineart_anime_is_the_unet_output_at_multiples_of_256_inverted(annotator
 def test_a_network_loads_once_per_weights_file(annotators, monkeypatch):
     import os
 
-    from jupyter_sd.engine.control import annotators as module
+    from jupyter_sd.engine.control import annotator_nets as module
 
     loads, real = [], module._load
     monkeypatch.setattr(module, "_load", lambda name, path: loads.append(path) or real(name, path))

@@ -18,8 +18,8 @@ from helpers.fake_web import FakeWebServer
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from jupyter_sd import library
+from jupyter_sd.engine.control.annotator_nets import unload_annotators
 from jupyter_sd.engine.control.annotator_weights import WEIGHTS
-from jupyter_sd.engine.control.annotators import unload_annotators
 from jupyter_sd.engine.control.preprocessors import preprocess
 
 _END = "<|endoftext|>"
