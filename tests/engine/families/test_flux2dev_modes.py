@@ -85,12 +85,14 @@ def _levels(raw, steps, patches):
     return scheduler.sigmas.float()
 
 
-def _loop(raw, text, init, steps, run, mask=None, seed=5):
+def _loop(raw, text, init, steps, run, mask=None, noise=None):
     """The formula: x = σ₀·noise + (1 − σ₀)·init at the tail's first level; per step x += (σ' − σ)·v, then
-    x = (1 − m)·(σ'·noise + (1 − σ')·init) + m·x (the clean init after the last); packed as Flux2Pipeline packs."""
+    x = (1 − m)·(σ'·noise + (1 − σ')·init) + m·x (the clean init after the last); packed as Flux2Pipeline packs.
+    The noise is a CPU generator's of seed 5 (``--rng cpu``) unless given."""
     batch, channels, height, width = init.shape
     levels = _levels(raw, steps, height * width)[steps - run :]
-    noise = torch.randn(init.shape, generator=torch.Generator("cpu").manual_seed(seed))
+    if noise is None:
+        noise = torch.randn(init.shape, generator=torch.Generator("cpu").manual_seed(5))
     pack = lambda x: x.flatten(2).transpose(1, 2)  # noqa: E731 (B, C, h, w) → (B, h·w, C)
     start, noise, init = pack(levels[0] * noise + (1 - levels[0]) * init), pack(noise), pack(init)
     keep = torch.zeros_like(start[..., :1]) + 1 if mask is None else mask
@@ -151,6 +153,24 @@ def test_inpaint_is_the_formula_with_the_mask_blend_and_keeps_the_rest(engine, f
     assert np.abs(pixels(result.images[0])[~outside] - pixels(init)[~outside]).max() > 1  # the inside repainted
 
 
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_a1111_noise_is_the_noise_the_init_is_noised_with(engine, folder, raw, text, mode):
+    """``--rng nv``: A1111's noise of seed 5 over the VAE's 32 channels at 1/8 size, 2×2-patchified as the
+    latents are, noises the init and every level of the mask blend."""
+    from jupyter_sd.engine.seeds import image_noise
+
+    init, mask = init_picture(32), (box_mask(32, (8, 8, 24, 24)) if mode == "inpaint" else None)
+    noise = raw._patchify_latents(image_noise((32, 16, 16), [5], rng="nv").float())
+    packed = None if mask is None else _packed_mask(mask, 8)
+    expected = _loop(raw, text, _encode(raw, init), 6, 4, packed, noise)
+    expected = expected if mask is None else Image.composite(expected, init, mask)
+    request = _request(folder, strength=0.6, rng="nv", mask_blur=0, mask="m" if mask else "")
+    result = engine.generate(request, pictures=Pictures(init, mask))
+    assert_pixels_close(result.images[0], expected)
+    varied = engine.generate(request.replace(variation_seed=9, variation_strength=0.5), pictures=Pictures(init, mask))
+    assert np.abs(pixels(varied.images[0]) - pixels(result.images[0])).max() > 1
+
+
 def test_latent_masked_content_is_one_line(engine, folder):
     init, mask = init_picture(32), box_mask(32, (8, 8, 24, 24))
     request = _request(folder, mask="m", strength=0.7, masked_content="latent noise")
@@ -170,20 +190,28 @@ def _first_pass(raw):
     return packed.transpose(1, 2).reshape(1, 128, 8, 8)
 
 
-def test_hires_fix_is_txt2img_latents_enlarged_by_hand_then_the_formula(engine, folder, raw, text):
-    """A1111's ``Latent`` upscaler on the VAE's own channels (bilinear ×2), then 8 levels scheduled, the last 4 run
-    (``int(4 / 0.5)``) from fresh noise of the same seed at 64x64."""
+def _enlarged_by_hand(raw, upscaler):
+    """The first pass ×2: the VAE's own channels bilinear (A1111's ``Latent``), or its picture Lanczos, encoded."""
+    if upscaler == "Lanczos":
+        return _encode(raw, _decode(raw, _first_pass(raw)).resize((64, 64), Image.LANCZOS))
     mean, std = _statistics(raw)
     own = raw._unpatchify_latents(_first_pass(raw) * std + mean)  # the VAE's 32 channels
     larger = torch.nn.functional.interpolate(own, scale_factor=2, mode="bilinear")
-    init = (raw._patchify_latents(larger) - mean) / std
+    return (raw._patchify_latents(larger) - mean) / std
+
+
+@pytest.mark.parametrize(("upscaler", "denoise", "scheduled"), [("Latent", 0.5, 8), ("Lanczos", 0.3, 13)])
+def test_hires_fix_is_txt2img_enlarged_by_hand_then_the_formula(engine, folder, raw, text, upscaler, denoise,
+                                                                scheduled):  # fmt: skip
+    """The first pass enlarged ×2, then ``int(4 / denoise)`` levels scheduled, the last 4 run, from fresh noise of
+    the same seed at 64x64."""
     recorder = Recorder()
-    request = _request(folder, init="", steps=4, hires=2.0, hires_upscaler="Latent", hires_denoise=0.5)
+    request = _request(folder, init="", steps=4, hires=2.0, hires_upscaler=upscaler, hires_denoise=denoise)
     result = engine.generate(request, recorder)
     assert result.images[0].size == (64, 64)
-    assert_pixels_close(result.images[0], _loop(raw, text, init, 8, 4))
+    assert_pixels_close(result.images[0], _loop(raw, text, _enlarged_by_hand(raw, upscaler), scheduled, 4))
     assert [phase[0] for phase in recorder.phases] == ["txt2img", "hires"] and recorder.steps[-1] == (4, 4)
-    assert "Hires upscale: 2" in result.infotext(0) and "Hires upscaler: Latent" in result.infotext(0)
+    assert "Hires upscale: 2" in result.infotext(0) and f"Hires upscaler: {upscaler}" in result.infotext(0)
 
 
 def test_stop_during_img2img_keeps_the_x0_of_the_step_it_stopped_at(engine, folder):
