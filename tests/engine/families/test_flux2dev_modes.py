@@ -133,6 +133,15 @@ def test_img2img_is_the_formula_over_its_pipeline_levels(engine, folder, raw, te
         assert np.abs(pixels(txt2img) - pixels(result.images[0])).max() > 1
 
 
+def test_img2img_at_strength_1_is_raw_flux2pipeline_txt2img(engine, folder, raw):
+    """From pure noise with nothing kept, our class paints what diffusers' own Flux2Pipeline paints (same noise)."""
+    generator = torch.Generator("cpu").manual_seed(5)
+    call = dict(width=32, height=32, num_inference_steps=6, guidance_scale=GUIDANCE, generator=generator)
+    expected = raw(prompt=PROMPT, **call).images[0]
+    result = engine.generate(_request(folder, strength=1.0), pictures=Pictures(init_picture(32)))
+    assert_pixels_close(result.images[0], expected)
+
+
 def test_distilled_guidance_reaches_its_img2img(engine, folder):
     pictures = Pictures(init_picture(32))
     one, other = (engine.generate(_request(folder, strength=0.6, distilled_cfg=g), pictures=pictures) for g in (1, 6))
