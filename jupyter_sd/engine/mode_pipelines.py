@@ -41,7 +41,7 @@ def derived_pipeline(pipe: Any, kind: str, controlnet: Any = None) -> Any:
             "inpaint": diffusers.AutoPipelineForInpainting,
         }[kind]
         if declared:
-            derived = getattr(diffusers, declared).from_pipe(pipe)
+            derived = family.pipeline_type(declared).from_pipe(pipe)
         elif union or flow:  # diffusers' auto pipelines pick neither from a pipeline (control/union.py, flow_init.py)
             derived = union_pipeline(pipe, kind, controlnet) if union else flow.from_pipe(pipe, controlnet=controlnet)
         else:

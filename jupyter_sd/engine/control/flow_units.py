@@ -170,8 +170,6 @@ def _check_adapters(family: Any, request: Any, units: list) -> None:
 
     It takes ``ip_adapter_image``, or their embeddings through ``joint_attention_kwargs`` (ip_adapter_joint.py).
     """
-    import diffusers
-
     adapters = [unit for unit in request.controlnet if is_ip_adapter(unit.module)]
     passes = [(request.mode if request.init else "txt2img", units, adapters)]
     if request.hires_enabled:  # the hires pass: an img2img one, with the units whose Hr Option keeps them
@@ -182,7 +180,7 @@ def _check_adapters(family: Any, request: Any, units: list) -> None:
         name = table.get("img2img" if mode == "hires pass" else mode)
         if not ips or name is None:  # (no pipeline: refused with the ControlNet units or by the family)
             continue
-        cls = getattr(diffusers, name)
+        cls = family.pipeline_type(name)
         takes = "ip_adapter_image" in inspect.signature(cls.__call__).parameters
         if not (takes or through_joint_attention(cls, family)):
             what = f"ControlNet {mode}" if controls else mode

@@ -162,6 +162,12 @@ class Family:
             raise ValueError(msg)
         return self.pipelines[mode]
 
+    def pipeline_type(self, class_name: str) -> type:
+        """The pipeline class a `pipelines` entry names: diffusers' (a family may paint a mode with one of ours)."""
+        import diffusers
+
+        return getattr(diffusers, class_name)
+
     def owns_class(self, class_name: str) -> bool:
         """Whether a pipeline class (a loaded pipeline's, or a folder's ``_class_name``) is this family's."""
         names = (self.pipelines.values(), self.classes, self.controlnet_pipelines.values())

@@ -52,6 +52,21 @@ class Flux2KleinFamily(Family):
         ValueError
             ``masked content: 'latent noise' and 'latent nothing' cannot paint Flux.2 klein models yet (…)``.
         """
+        call = self.init_call(pipe, call)
+        negative = call.pop("negative_prompt", None)
+        guided = call.get("guidance_scale", 1.0) > 1 and not getattr(pipe.config, "is_distilled", False)
+        if negative and guided and "prompt" in call:
+            call["negative_prompt_embeds"] = pipe.encode_prompt(prompt=negative)[0]
+        return call
+
+    def init_call(self, pipe: Any, call: dict[str, Any]) -> dict[str, Any]:
+        """img2img's whole-picture mask; the hires pass's latents as the raw patches its Inpaint class normalizes.
+
+        Raises
+        ------
+        ValueError
+            Latents with a mask (``latent noise``, ``latent nothing``): its pipeline would normalize them again.
+        """
         from PIL import Image
 
         call = dict(call)
@@ -66,10 +81,6 @@ class Flux2KleinFamily(Family):
             call["mask_image"] = Image.new("L", (call["width"], call["height"]), 255)
         elif "mask_image" not in call and image is not None:  # img2img: the whole picture
             call["mask_image"] = Image.new("L", image.size, 255)
-        negative = call.pop("negative_prompt", None)
-        guided = call.get("guidance_scale", 1.0) > 1 and not getattr(pipe.config, "is_distilled", False)
-        if negative and guided and "prompt" in call:
-            call["negative_prompt_embeds"] = pipe.encode_prompt(prompt=negative)[0]
         return call
 
     def encode(self, pipe: Any, pixels: Any, generator: Any) -> Any:

@@ -132,8 +132,10 @@ def test_previews_unpack_its_128_channel_sequence(engine, folder):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"init": "x"}, "model: img2img is not supported for Flux.2 [dev] models yet (they paint txt2img)"),
-        ({"hires": 2.0}, "model: hires fix is not supported for Flux.2 [dev] models yet (they paint txt2img)"),
+        (
+            {"refiner": "refiner"},
+            "model: refiner is not supported for Flux.2 [dev] models yet (they paint txt2img, img2img, inpaint)",
+        ),
         ({"sampler": "DPM++ 2M SDE"}, "sampler: 'DPM++ 2M SDE' cannot paint Flux.2 [dev] models yet (allowed: Euler"),
     ],
 )
