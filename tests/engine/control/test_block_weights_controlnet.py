@@ -9,6 +9,7 @@ the negative half of the batch is zeroed too. The tiny SD1.5 ControlNet has 5 re
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -24,7 +25,9 @@ from jupyter_sd.engine.pictures import Pictures
 from jupyter_sd.engine.schedulers import make_scheduler
 from jupyter_sd.recipe.a1111 import ignored_infotext_keys
 from jupyter_sd.recipe.control_units import infotext_units, read_units
+from jupyter_sd.recipe.options import build_parser, parse_options
 from jupyter_sd.recipe.paste import read_pasted
+from jupyter_sd.recipe.request import PaintRequest
 
 WEIGHTS = (0.2, 1.5, 0.0, 0.7, 1.1)
 
@@ -136,9 +139,13 @@ def test_a_list_of_another_length_is_one_line(engine, sd15, tiny_model_dir):
     assert "\n" not in str(error.value) and len(str(error.value)) < 200
 
 
-def test_the_cell_text_and_pasted_keys_read_the_weights():
-    (cell,) = read_units(["Module: canny, Model: cn, Weight: 0.8, Advanced Weighting: [1, 0.5, 0], Image: a.png"])
+def test_the_cell_text_the_saved_recipe_and_pasted_keys_read_the_weights():
+    line = "--controlnet 'Module: canny, Model: cn, Weight: 0.8, Advanced Weighting: [1, 0.5, 0], Image: a.png'"
+    (cell,) = parse_options(build_parser("%%paint", False), line)["controlnet"]
     assert cell.advanced_weighting == (1.0, 0.5, 0.0) and cell.image == "a.png" and cell.weight == 0.8
+    saved = PaintRequest(prompt="x", controlnet=(cell,)).to_json()  # the PNG's JSON chunk, read by load_request
+    assert "Advanced Weighting: [1, 0.5, 0], Image: a.png" in saved
+    assert PaintRequest.from_dict(json.loads(saved)).controlnet == (cell,)
     (api,) = read_units([{"module": "canny", "model": "cn", "advanced_weighting": [0.75] * 13}])
     assert api.advanced_weighting == (0.75,) * 13
     pasted = infotext_units(
