@@ -226,7 +226,8 @@ def control_for(
         refuse_family(units, keep, family)
     loaded = [(load or load_controlnet)(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
     for unit, number, net in zip(units, keep, loaded):
-        check_count(unit, number, residual_count(net.model), "residual")
+        if unit.advanced_weighting is not None:  # (only UNet ControlNets get here with them)
+            check_count(unit, number, residual_count(net.model), "residual")
     modes = control_modes(units, loaded)  # union models (union.py)
     return Control(units, loaded, images, masks, adapters=adapters, positions=keep, modes=modes)
 
