@@ -24,7 +24,7 @@ from .. import library
 from ..engine.control.apply import max_units
 from ..painting.store import save_input
 from ..recipe.control_names import CONTROL_MODES, RESIZE_MODES, UNION_CONTROL_TYPES, UNKNOWN_UNION_TYPE
-from ..recipe.control_units import ControlUnit, read_units, unit_from_dict
+from ..recipe.control_units import ControlUnit, read_units, unit_from_dict, weights_text
 from ..recipe.result import png_bytes
 from .controls import Controls, css_class, set_tooltip
 from .images import last_uploaded_picture, loaded_picture
@@ -59,6 +59,15 @@ def _sliders_of(module: str) -> dict[str, Any]:
     if found is None:
         return dict.fromkeys(SLIDERS)
     return {"processor_res": found.resolution, "threshold_a": found.threshold_a, "threshold_b": found.threshold_b}
+
+
+def _block_weights_box() -> widgets.Text:
+    """The unit's per-block weights (``advanced_weighting``) as text, ``[1, 0.5, …]``; empty: none."""
+    box = widgets.Text(value="", description="Block Weights", placeholder="[1, 0.5, …]")
+    box.add_class(css_class("cn-block-weights"))
+    blocks = "13 on SD1.5, 10 on SDXL; IP-Adapter: 16 on SD1.5, 11 on SDXL"
+    set_tooltip(box, f"Per-block weights in place of Control Weight, one per block ({blocks})")
+    return box
 
 
 def _dropdown(options: list[str], value: str, description: str, css: str, tip: str) -> widgets.Dropdown:
@@ -124,6 +133,7 @@ class UnitTab(widgets.VBox):
         types = [UNKNOWN_UNION_TYPE, *UNION_CONTROL_TYPES]
         self.union_control_type = _dropdown(types, UNKNOWN_UNION_TYPE, "Union Type", "union-type", union_tip)
         self.weight = _slider(1.0, 0.0, 2.0, 0.05, "Control Weight", "weight")
+        self.advanced_weighting = _block_weights_box()
         self.guidance_start = _slider(0.0, 0.0, 1.0, 0.01, "Starting Step", "guidance-start")
         self.guidance_end = _slider(1.0, 0.0, 1.0, 0.01, "Ending Step", "guidance-end")
         self.control_mode = _dropdown(list(CONTROL_MODES), "Balanced", "Control Mode", "control-mode", "")
@@ -154,7 +164,7 @@ class UnitTab(widgets.VBox):
             self.region,
             widgets.HBox([self.module, self.preview_button]),
             widgets.HBox([self.model, self.refresh, self.union_control_type]),
-            self.weight,
+            widgets.HBox([self.weight, self.advanced_weighting]),
             widgets.HBox([self.guidance_start, self.guidance_end]),
             *self.sliders.values(),
             widgets.HBox([self.control_mode, self.resize_mode]),
@@ -242,6 +252,7 @@ class UnitTab(widgets.VBox):
         }
         values["union_control_type"] = self.union_control_type.value
         values["pixel_perfect"] = bool(self.pixel_perfect.value)
+        values["advanced_weighting"] = self.advanced_weighting.value.strip() or None
         for name, slider in self.sliders.items():
             values[name] = float(slider.value) if slider.layout.display != "none" else -1
         return values
@@ -272,6 +283,8 @@ class UnitTab(widgets.VBox):
         for name in ("weight", "guidance_start", "guidance_end", "control_mode", "resize_mode", "union_control_type"):
             getattr(self, name).value = getattr(unit, name)
         self.pixel_perfect.value = unit.pixel_perfect
+        weights = unit.advanced_weighting
+        self.advanced_weighting.value = "" if weights is None else weights_text(weights)
         self._module_changed()
         for name, slider in self.sliders.items():
             if float(getattr(unit, name)) != -1:

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from .. import library
+from .control_units import WEIGHTS_KEY
 from .values import INFOTEXT_KEYS, parse_size
 
 _HUB_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -121,6 +122,7 @@ def ignored_infotext_keys(params: dict[str, str]) -> list[str]:
         and str(value).strip() not in _HONOURED_VALUES.get(key, ())
         and not re.fullmatch(r"Module \d+", key)  # Forge's VAE / Text Encoder list: `_pasted_modules`
         and not re.fullmatch(r"ControlNet( \d+)?", key)  # read as units (paste.py)
+        and not WEIGHTS_KEY.fullmatch(key)  # a unit's per-block weights (control_units.py)
     ]
 
 

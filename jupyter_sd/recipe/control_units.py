@@ -43,6 +43,9 @@ class ControlUnit:
     """A union ControlNet's control type (``Depth`` …); ``Unknown`` takes it from the module (union.py)."""
     effective_region_mask: Any = None
     """Where the unit acts (white), the extension's API field; a file, variable or picture, as ``image`` is."""
+    advanced_weighting: tuple[float, ...] | None = None
+    """The extension's per-block weights: one per ControlNet residual (SD1.5 13, SDXL 10) or IP-Adapter
+    cross-attention layer (SD1.5 16, SDXL 11), in place of `weight` (the engine checks the count: block_weights.py)."""
 
 
 INFOTEXT_FIELDS = (
@@ -103,7 +106,19 @@ def _split_model(model: str) -> tuple[str, str | None]:
     return (match.group(1), match.group(2).lower()) if match else (model.strip(), None)
 
 
+def _weights(value: Any) -> tuple[float, ...] | None:
+    """``advanced_weighting``: a list of numbers, or its text (``[1, 0.5, 0]``); None or empty: none."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null", "[]")):
+        return None
+    if not isinstance(value, (str, list, tuple)):
+        raise ValueError(f"controlnet: advanced weighting is a list of numbers (one per block), not {value!r}"[:199])
+    items = re.split(r"[\s,]+", value.strip().strip("[]()")) if isinstance(value, str) else list(value)
+    return tuple(_number("advanced weighting", item) for item in items if str(item).strip())
+
+
 def _typed(name: str, value: Any) -> Any:
+    if name == "advanced_weighting":
+        return _weights(value)
     if name in _NUMBERS:
         return _number(name.replace("_", " "), value)
     if name == "pixel_perfect":
@@ -140,6 +155,10 @@ def check_unit(unit: ControlUnit) -> ControlUnit:
         )
     if not str(unit.module).strip():
         raise ValueError("controlnet: a unit needs a module (preprocessor), 'none' for a ready map")
+    weights = unit.advanced_weighting
+    if weights is not None and (not weights or not all(0.0 <= w <= 2.0 for w in weights)):
+        shown = ", ".join(format_number(w) for w in weights)
+        raise ValueError(f"controlnet: advanced weighting must be numbers 0-2, one per block, not [{shown}]"[:199])
     return unit
 
 
@@ -265,12 +284,20 @@ def format_unit(unit: ControlUnit, hires: bool = False) -> str:
     return ", ".join(parts)
 
 
+def weights_text(weights: tuple[float, ...]) -> str:
+    """``advanced_weighting`` as written: ``[1, 0.5, 0]``."""
+    return f"[{', '.join(format_number(w) for w in weights)}]"
+
+
 def format_unit_option(unit: ControlUnit) -> str:
     """The cell's ``--controlnet`` text for `unit`: its infotext text, then ``Image:`` and ``Effective Region Mask:``.
 
-    Each is written when it is a path (the extension's infotext writes neither).
+    Each is written when it is a path (the extension's infotext writes neither); ``Advanced Weighting: [...]``
+    before them when the unit has per-block weights.
     """
     text = format_unit(unit)
+    if unit.advanced_weighting is not None:  # (bracketed: its commas stay inside the one value)
+        text = f"{text}, Advanced Weighting: {weights_text(unit.advanced_weighting)}"
     text = f"{text}, Image: {unit.image}" if isinstance(unit.image, str) else text
     mask = unit.effective_region_mask
     return f"{text}, Effective Region Mask: {mask}" if isinstance(mask, str) else text
@@ -282,21 +309,40 @@ def units_text(units: tuple[ControlUnit, ...]) -> str:
 
 
 _UNIT_KEY = re.compile(r"ControlNet(?: (\d+))?")
+WEIGHTS_KEY = re.compile(r"ControlNet (\d+) Advanced Weighting")
+"""A unit's per-block weights in generation data: a key of its own (the extension's infotext writes none, and
+its parser refuses a unit text holding a list), so the extension still pastes the unit itself."""
 
 
 def infotext_units(params: dict[str, str]) -> dict[int, ControlUnit]:
-    """The units of pasted generation data, by number (``ControlNet 0``…; a lone ``ControlNet`` is unit 0)."""
-    units = {}
+    """The units of pasted generation data, by number (``ControlNet 0``…; a lone ``ControlNet`` is unit 0).
+
+    ``ControlNet N Advanced Weighting: "[…]"`` gives unit N its per-block weights.
+    """
+    units, weights = {}, {}
     for key, value in params.items():
-        match = _UNIT_KEY.fullmatch(key.strip())
+        match, weighting = _UNIT_KEY.fullmatch(key.strip()), WEIGHTS_KEY.fullmatch(key.strip())
         if match:
             units[int(match.group(1) or 0)] = parse_unit_text(value, strict=False)
+        elif weighting:
+            weights[int(weighting.group(1))] = _weights(value)
+    for number, values in weights.items():
+        if number in units:
+            units[number] = check_unit(dataclasses.replace(units[number], advanced_weighting=values))
     return dict(sorted(units.items()))
 
 
 def units_infotext(units: tuple[ControlUnit, ...], hires: bool = False) -> dict[str, str]:
-    """The ``ControlNet N`` keys a picture painted with `units` carries (`hires`: with each unit's Hr Option)."""
-    return {f"ControlNet {i}": format_unit(unit, hires) for i, unit in enumerate(units)}
+    """The ``ControlNet N`` keys a picture painted with `units` carries (`hires`: with each unit's Hr Option).
+
+    A unit with per-block weights adds ``ControlNet N Advanced Weighting`` after its text.
+    """
+    params = {}
+    for i, unit in enumerate(units):
+        params[f"ControlNet {i}"] = format_unit(unit, hires)
+        if unit.advanced_weighting is not None:
+            params[f"ControlNet {i} Advanced Weighting"] = weights_text(unit.advanced_weighting)
+    return params
 
 
 def unit_images(text: str, count: int) -> dict[int, str]:

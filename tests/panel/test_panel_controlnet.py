@@ -246,7 +246,8 @@ def test_loading_a_recipe_fills_the_tabs(panel, tmp_path):
     units = (
         {"image": str(picture_file), "module": "canny", "model": "control_v11p_sd15_canny", "weight": 0.8},
         {"module": "invert", "model": "t2i_sketch [0123abcd]", "guidance_start": 0.2, "pixel_perfect": True},
-        {"image": str(picture_file), "module": "none", "model": "depth_folder", "control_mode": 1},
+        {"image": str(picture_file), "module": "none", "model": "depth_folder", "control_mode": 1},  # per-block:
+        {"image": str(picture_file), "module": "none", "model": "depth_folder", "advanced_weighting": [0.5, 1, 0]},
         # a union model's unit names its control type: the tab's Union Type shows it and gives it back
         {"image": str(picture_file), "module": "none", "model": "depth_folder", "union_control_type": "Depth"},
         {"image": str(picture_file), "module": "shuffle", "model": "None", "resize_mode": "Just Resize"},
@@ -254,10 +255,13 @@ def test_loading_a_recipe_fills_the_tabs(panel, tmp_path):
     request = panel.defaults.replace(controlnet=units)
     panel.load(request)
     section = panel.control_units
-    assert panel.controls.sections["controlnet"].on and len(section.units) == 5  # tabs added for units 3 and 4
-    assert section.get_title(4) == "Unit 4"
+    assert panel.controls.sections["controlnet"].on and len(section.units) == 6  # tabs added for units 3 to 5
+    assert section.get_title(5) == "Unit 5"
     assert (
-        section.units[3].union_control_type.value == "Depth" and section.units[0].union_control_type.value == "Unknown"
+        section.units[4].union_control_type.value == "Depth" and section.units[0].union_control_type.value == "Unknown"
+    )
+    assert (
+        section.units[3].advanced_weighting.value == "[0.5, 1, 0]" and section.units[0].advanced_weighting.value == ""
     )
     assert section.units[0].image is not None and section.units[0].path == picture_file
     assert section.units[1].model.value == "t2i_sketch [0123abcd]"  # a model not in the folder, with its hash

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...recipe.control_units import ControlUnit, units_infotext
+from .block_weights import check_count, refuse_family
 from .colorfix import set_fixes
 from .injection import Injection, injection_for, residual_count, set_injections
 from .ip_adapter import Adapters, adapters_for, is_ip_adapter
@@ -221,7 +222,12 @@ def control_for(
     adapters = adapters_for(pipe, units, images, request.allow_pickle, notice, regions)  # IP-Adapters (ip_adapter.py)
     keep = [i for i, unit in enumerate(units) if not is_ip_adapter(unit.module)]
     units, images, masks = ([items[i] for i in keep] for items in (units, images, masks))
+    if load is not None:  # a transformer family: no residual ladder for per-block weights
+        refuse_family(units, keep, family)
     loaded = [(load or load_controlnet)(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
+    for unit, number, net in zip(units, keep, loaded):
+        if unit.advanced_weighting is not None:  # (only UNet ControlNets get here with them)
+            check_count(unit, number, residual_count(net.model), "residual")
     modes = control_modes(units, loaded)  # union models (union.py)
     return Control(units, loaded, images, masks, adapters=adapters, positions=keep, modes=modes)
 

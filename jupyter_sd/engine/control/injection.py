@@ -25,16 +25,21 @@ class Injection:
     scale: float
     """The conditioning scale diffusers is given: the weight (Balanced), or 1 (the hook applies the weight)."""
     ratios: tuple[float, ...] | None
-    """Soft injection's ``weight × 0.825^(12−i)`` per residual (None: Balanced, as diffusers scaled it)."""
+    """Soft injection's ``weight × 0.825^(12−i)`` or the unit's per-block weights, one per residual (None: Balanced,
+    as diffusers scaled it)."""
     cond_only: bool
     pipe: Any = None
     """The pipeline of the call, whose ``do_classifier_free_guidance`` says whether the batch has a negative half."""
 
 
 def injection_for(unit: Any, count: int, pipe: Any, hires: bool = False) -> Injection:
-    """The `unit`'s injection for a ControlNet with `count` residuals, in the call of `pipe`."""
-    scales = residual_scales(unit.weight, unit.control_mode, count, hires=hires, module=unit.module)
-    soft = len(set(scales)) > 1
+    """The `unit`'s injection for a ControlNet with `count` residuals, in the call of `pipe`.
+
+    Per-block weights (``advanced_weighting``) are applied by the hook, as soft injection's scales are.
+    """
+    advanced = getattr(unit, "advanced_weighting", None)
+    scales = residual_scales(unit.weight, unit.control_mode, count, hires=hires, module=unit.module, advanced=advanced)
+    soft = len(set(scales)) > 1 or advanced is not None
     scale = 1.0 if soft else float(unit.weight)
     return Injection(scale, tuple(scales) if soft else None, conditional_only(unit.control_mode), pipe)
 

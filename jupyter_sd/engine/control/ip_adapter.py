@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...recipe.control_units import ControlUnit
+from .block_weights import check_adapters, processor_weights
 from .ip_adapter_files import (
     MODULE_ENCODERS,
     AdapterFile,
@@ -137,6 +138,7 @@ def adapters_for(
         )
     for _, unit, _ in picked:
         _module_name(unit.module)
+    check_adapters(pipe, [unit for _, unit, _ in picked], [i for i, _, _ in picked], family)  # per-block weights
     masks = [(masks or [])[i] if i < len(masks or []) else None for i, _, _ in picked]
     check_region_masks(family, masks)
     files = [find_adapter(unit.model, unit.model_hash) for _, unit, _ in picked]
@@ -317,22 +319,27 @@ class _Window:
     """The UNet's (transformer's) forward pre-hook: each denoising step sets every adapter's scale for that step.
 
     A step is told by the call's timestep: a second call at the same one (Flux's true CFG, its ControlNet
-    pipeline's too) is the same step. A scale is a list per adapter (SD, Flux) or one number (SD3's processors).
+    pipeline's too) is the same step. A scale is a list per adapter (SD, Flux) or one number (SD3's processors);
+    each processor's is its adapters' weights there (a unit's per-block weights: block_weights.py), 0 when off.
     """
 
     def __init__(self, unet: Any) -> None:
         self.unet, self.adapters, self.pipe, self.calls, self.processors = unet, None, None, 0, []
         self.timestep: Any = None
+        self.weights: list[list[float]] = []
 
     def start(self, adapters: Adapters, pipe: Any) -> None:
         self.adapters, self.pipe, self.calls, self.timestep = adapters, pipe, 0, None
-        self.processors = [p for p in self.unet.attn_processors.values() if hasattr(p, "to_k_ip")]
-        weights = [float(a.unit.weight) if on else 0.0 for a, on in zip(adapters.adapters, adapters.active)]
-        self._set(weights)  # before the call: SD3's pipeline encodes the picture only while a scale is above 0
+        named = [(n, p) for n, p in self.unet.attn_processors.items() if hasattr(p, "to_k_ip")]
+        self.processors = [p for _, p in named]
+        units = [a.unit for a in adapters.adapters]
+        self.weights = processor_weights([n for n, _ in named], self.unet, units)
+        self._set(list(adapters.active))  # before the call: SD3's pipeline encodes the picture only while a scale > 0
 
-    def _set(self, scales: list[float]) -> None:
-        for processor in self.processors:
-            processor.scale = list(scales) if isinstance(processor.scale, list) else scales[0]
+    def _set(self, on: list[bool]) -> None:
+        for processor, weights in zip(self.processors, self.weights):
+            scales = [w if active else 0.0 for w, active in zip(weights, on)]
+            processor.scale = scales if isinstance(processor.scale, list) else scales[0]
 
     def __call__(self, module: Any, args: tuple, kwargs: dict) -> None:
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
@@ -341,14 +348,12 @@ class _Window:
             return  # none, or the same step again (true CFG calls the transformer twice)
         self.timestep = value
         steps = int(getattr(self.pipe, "_num_timesteps", 0) or 1)
-        scales = [
-            float(a.unit.weight)
-            if on and active_at(self.calls, steps, a.unit.guidance_start, a.unit.guidance_end)
-            else 0.0
-            for a, on in zip(self.adapters.adapters, self.adapters.active)
+        on = [
+            bool(active) and active_at(self.calls, steps, a.unit.guidance_start, a.unit.guidance_end)
+            for a, active in zip(self.adapters.adapters, self.adapters.active)
         ]
         self.calls += 1
-        self._set(scales)
+        self._set(on)
 
 
 def _window_hook(unet: Any) -> _Window:

@@ -5,6 +5,7 @@ injection": the 13 residuals of an SD1.5 ControlNet (12 down-block outputs, then
 ``weight × 0.825^(12−i)``, so the deepest count most; an SDXL ControlNet's 10 take the first ten of those scales.
 "ControlNet is more important" adds the residuals to the conditional half of the batch only (the negative prompt's
 half is painted without control). In the hires pass canny and mlsd units are always softened, as the extension does.
+A unit's per-block weights (``advanced_weighting``, block_weights.py) replace all of these scales.
 """
 
 from __future__ import annotations
@@ -17,9 +18,20 @@ _SOFT_COUNT = 13
 
 
 def residual_scales(
-    weight: float, control_mode: object, count: int, *, hires: bool = False, module: str = ""
+    weight: float,
+    control_mode: object,
+    count: int,
+    *,
+    hires: bool = False,
+    module: str = "",
+    advanced: tuple[float, ...] | None = None,
 ) -> list[float]:
-    """The scale of each of `count` residuals (down blocks first, the middle block last), as the extension sets it."""
+    """The scale of each of `count` residuals (down blocks first, the middle block last), as the extension sets it.
+
+    `advanced` (the unit's per-block weights, checked to be `count` long) overrides the weight and the soft ladder.
+    """
+    if advanced is not None:
+        return [float(w) for w in advanced]
     soft = control_mode_name(control_mode) != "Balanced" or (hires and ("canny" in module or "mlsd" in module))
     if not soft:
         return [float(weight)] * count

@@ -29,6 +29,13 @@ def test_hires_pass_softens_canny_and_mlsd_only():
     assert residual_scales(1.0, "Balanced", 13, hires=False, module="canny") == [1.0] * 13
 
 
+@pytest.mark.parametrize("mode", ["Balanced", "My prompt is more important"])
+def test_per_block_weights_replace_the_ladder_in_every_pass(mode):
+    weights = tuple(0.1 * i for i in range(13))  # sd-webui-controlnet's hook: control_scales = advanced_weighting
+    assert residual_scales(0.5, mode, 13, advanced=weights) == list(weights)
+    assert residual_scales(0.5, mode, 13, hires=True, module="canny", advanced=weights) == list(weights)
+
+
 def test_conditional_half_only_for_controlnet_is_more_important():
     assert conditional_only("ControlNet is more important") and conditional_only(2)
     assert not conditional_only("Balanced") and not conditional_only("My prompt is more important")
