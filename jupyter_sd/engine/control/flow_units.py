@@ -61,7 +61,9 @@ class FlowControl(Control):
     def of(cls, control: Control, family: Any) -> FlowControl:
         """`control`'s units (IP-Adapters and positions with them) painted by `family`'s ControlNet pipelines."""
         parts = control.units, control.loaded, control.images, control.masks
-        return cls(*parts, adapters=control.adapters, positions=control.positions, family=family)
+        return cls(
+            *parts, adapters=control.adapters, positions=control.positions, regions=control.regions, family=family
+        )
 
     def kwargs(
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
@@ -157,6 +159,9 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     check_request(family, request, units)
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     _check_models(pipe, family, control)
+    if control.regions:
+        n = next(n for n, region in zip(control.positions or [], control.regions) if region is not None)
+        raise ValueError(f"controlnet: unit {n}'s effective region mask paints on SD1.5/SDXL ControlNets for now")
     return FlowControl.of(control, family)
 
 

@@ -2,10 +2,10 @@
 
 Balanced is diffusers' own conditioning scale (the unit's weight times every residual). For the other two modes
 diffusers is given a scale of 1 (0 outside the guidance window) and the hook applies soft injection (residual i times
-``weight × 0.825^(12−i)``) and, for
-"ControlNet is more important", the negative prompt's half of the batch without control. A hook is installed once
-per model and reads the units of the current call; the same model in two units takes their settings in turn, as
-``MultiControlNetModel`` calls its nets in order.
+``weight × 0.825^(12−i)``) and, for "ControlNet is more important", the negative prompt's half of the batch without
+control. A unit's effective region mask then multiplies every residual (region_masks.py), as the extension applies it
+after the scales. A hook is installed once per model and reads the units of the current call; the same model in two
+units takes their settings in turn, as ``MultiControlNetModel`` calls its nets in order.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .region_masks import masked_residual
 from .weights import SOFT_BASE, conditional_only, residual_scales
 
 
@@ -27,14 +28,21 @@ class Injection:
     cond_only: bool
     pipe: Any = None
     """The pipeline of the call, whose ``do_classifier_free_guidance`` says whether the batch has a negative half."""
+    mask: Any = None
+    """The unit's effective region mask, (1, 1, h, w) in 0..1 (region_masks.py), or None: control everywhere."""
+
+    @property
+    def reshapes(self) -> bool:
+        """Whether the hook changes the residuals diffusers scaled."""
+        return self.ratios is not None or self.cond_only or self.mask is not None
 
 
-def injection_for(unit: Any, count: int, pipe: Any, hires: bool = False) -> Injection:
-    """The `unit`'s injection for a ControlNet with `count` residuals, in the call of `pipe`."""
+def injection_for(unit: Any, count: int, pipe: Any, hires: bool = False, mask: Any = None) -> Injection:
+    """The `unit`'s injection for a ControlNet with `count` residuals, in the call of `pipe` (`mask`: its region)."""
     scales = residual_scales(unit.weight, unit.control_mode, count, hires=hires, module=unit.module)
     soft = len(set(scales)) > 1
     scale = 1.0 if soft else float(unit.weight)
-    return Injection(scale, tuple(scales) if soft else None, conditional_only(unit.control_mode), pipe)
+    return Injection(scale, tuple(scales) if soft else None, conditional_only(unit.control_mode), pipe, mask)
 
 
 def residual_count(model: Any) -> int:
@@ -54,7 +62,7 @@ class _Hook:
             return output
         injection = self.injections[self.calls % len(self.injections)]
         self.calls += 1
-        if injection.ratios is None and not injection.cond_only:
+        if not injection.reshapes:
             return output
         tuple_output = isinstance(output, tuple)
         if tuple_output:
@@ -67,6 +75,8 @@ class _Hook:
         if injection.cond_only and bool(getattr(injection.pipe, "do_classifier_free_guidance", False)):
             half = residuals[0].shape[0] // 2  # diffusers batches [negative, positive]
             residuals = [_zero_first(r, half) for r in residuals]
+        if injection.mask is not None:
+            residuals = [masked_residual(r, injection.mask) for r in residuals]
         down, mid = tuple(residuals[:-1]), residuals[-1]
         if tuple_output:
             return (down, mid)
