@@ -27,9 +27,11 @@ from .apply import Control
 from .apply import control_for as unet_control_for
 from .flow_init import call_parameters, controlnet_pipeline, inpaint_controlnet
 from .flow_loading import load_flow_controlnet
+from .injection import Injection, set_injections
 from .ip_adapter import is_ip_adapter
 from .ip_adapter_joint import through_joint_attention
 from .modules import find_module
+from .region_masks import region_tensor
 from .unit_maps import refit, unit_map
 
 UNION_TYPES = {"canny": 0, "tile": 1, "depth": 2, "blur": 3, "openpose": 4, "dw_openpose": 4, "gray": 5}
@@ -80,6 +82,7 @@ class FlowControl(Control):
         ]
         if base is not None:
             self.maps = [refit(m, unit.resize_mode, width, height) for m, unit in zip(self.maps, self.units)]
+        self._set_regions(pipe, width, height)
         import torch
 
         torch.manual_seed(
@@ -103,6 +106,16 @@ class FlowControl(Control):
         if any(mode is not None for mode in modes):
             call["control_mode"] = pick(modes)
         return call
+
+    def _set_regions(self, pipe: Any, width: int, height: int) -> None:
+        """Each unit's region mask on its ControlNet's token residuals (a hook: injection.py); None: left as is."""
+        if not self.family.controlnet_tokens:
+            return
+        regions = [None if r is None else region_tensor(r) for r in self.regions or [None] * len(self.units)]
+        injections = [
+            Injection(float(u.weight), None, False, pipe, r, (width, height)) for u, r in zip(self.units, regions)
+        ]
+        set_injections([loaded.model for loaded in self.loaded], injections)
 
 
 def inpaint_parts(control_map: Any) -> tuple[Any, Any]:
@@ -159,9 +172,10 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     check_request(family, request, units)
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     _check_models(pipe, family, control)
-    if control.regions:
+    if control.regions and not family.controlnet_tokens:
         n = next(n for n, region in zip(control.positions or [], control.regions) if region is not None)
-        raise ValueError(f"controlnet: unit {n}'s effective region mask paints on SD1.5/SDXL ControlNets for now")
+        msg = f"controlnet: unit {n}'s effective region mask paints on SD1.5, SDXL, Flux, SD3 and Qwen-Image "
+        raise ValueError(msg + f"ControlNets, not {family.name}'s")
     return FlowControl.of(control, family)
 
 

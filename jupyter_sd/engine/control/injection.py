@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .region_masks import masked_residual
+from .region_masks import masked_residual, masked_tokens
 from .weights import SOFT_BASE, conditional_only, residual_scales
 
 
@@ -30,6 +30,8 @@ class Injection:
     """The pipeline of the call, whose ``do_classifier_free_guidance`` says whether the batch has a negative half."""
     mask: Any = None
     """The unit's effective region mask, (1, 1, h, w) in 0..1 (region_masks.py), or None: control everywhere."""
+    size: tuple[int, int] | None = None
+    """A transformer ControlNet's picture (width, height): its residuals are tokens (None: a UNet ControlNet's)."""
 
     @property
     def reshapes(self) -> bool:
@@ -64,6 +66,8 @@ class _Hook:
         self.calls += 1
         if not injection.reshapes:
             return output
+        if injection.size is not None:
+            return _masked_token_output(output, injection.mask, injection.size)
         tuple_output = isinstance(output, tuple)
         if tuple_output:
             down, mid = output[0], output[1]
@@ -81,6 +85,14 @@ class _Hook:
         if tuple_output:
             return (down, mid)
         return type(output)(down_block_res_samples=down, mid_block_res_sample=mid)
+
+
+def _masked_token_output(output: Any, mask: Any, size: tuple[int, int]) -> Any:
+    """A Flux/SD3/Qwen-Image ControlNet's output (a tuple or its output class of residual lists) masked."""
+    masked = lambda samples: None if samples is None else [masked_tokens(s, mask, size) for s in samples]  # noqa: E731
+    if isinstance(output, tuple):
+        return tuple(masked(samples) for samples in output)
+    return type(output)(**{name: masked(samples) for name, samples in output.items()})
 
 
 def _zero_first(tensor: Any, rows: int) -> Any:

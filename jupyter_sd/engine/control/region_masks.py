@@ -5,6 +5,8 @@ The extension's "Effective Region Mask" upload: a unit acts where its mask is wh
 A ControlNet unit: the extension multiplies each of its residuals (after the weight and the control mode's scales) by
 the mask's red channel (0..1, greys kept) resized bilinearly to that residual's grid (its ``hook.py``,
 ``ControlParams.apply_effective_region_mask``): `region_tensor` and `masked_residual`, applied by injection.py's hook.
+A Flux, SD3 or Qwen-Image ControlNet's residuals are token sequences: the mask is resized to the token grid and laid
+out as the tokens are (`masked_tokens`).
 
 An IP-Adapter unit: the extension multiplies each adapter's attention output by the mask, stretched to that layer's
 grid. Here the mask goes to diffusers' IP-Adapter attention processors as ``cross_attention_kwargs={"ip_adapter_masks":
@@ -71,4 +73,37 @@ def masked_residual(residual: Any, mask: Any) -> Any:
     return residual * grid.to(residual.dtype)
 
 
-__all__ = ["check_region_masks", "masked_residual", "red_channel", "region_mask_kwargs", "region_tensor"]
+def masked_tokens(sample: Any, mask: Any, size: tuple[int, int]) -> Any:
+    """A transformer ControlNet's residual (B, tokens, D) times `mask` resized bilinearly to its token grid.
+
+    The tokens are the latents' patches in rows (Flux's and Qwen-Image's packing, SD3's patch embedding); the grid's
+    shape follows from their number and the picture's `size` (width, height), as the extension finds an attention
+    layer's grid for its IP-Adapter masks.
+
+    Raises
+    ------
+    ValueError
+        The tokens make no grid of the picture's shape.
+    """
+    import math
+
+    import torch
+
+    count = sample.shape[1]
+    width, height = size
+    rows = max(1, round(math.sqrt(count * height / width)))
+    cols = count // rows
+    if rows * cols != count:
+        raise ValueError(f"controlnet: {count} tokens make no grid of a {width}x{height} picture for a region mask")
+    grid = torch.nn.functional.interpolate(mask.to(sample.device), size=(rows, cols), mode="bilinear")
+    return sample * grid.reshape(1, count, 1).to(sample.dtype)
+
+
+__all__ = [
+    "check_region_masks",
+    "masked_residual",
+    "masked_tokens",
+    "red_channel",
+    "region_mask_kwargs",
+    "region_tensor",
+]

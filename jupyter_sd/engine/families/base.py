@@ -77,6 +77,8 @@ class Family:
     """The diffusers pipeline of the family's inpaint ControlNets (the masked picture beside the latents), or ''."""
     controlnet_units: int = 0
     """The most units its ControlNet pipelines paint at once (0: any, through its Multi model)."""
+    controlnet_tokens: bool = False
+    """Its ControlNets' residuals are the image's tokens in rows, so a unit's region mask can weigh them."""
 
     def infotext_params(self, request: Any) -> dict[str, str]:
         """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux, ``Shift`` when set)."""
