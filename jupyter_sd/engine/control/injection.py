@@ -88,11 +88,20 @@ class _Hook:
 
 
 def _masked_token_output(output: Any, mask: Any, size: tuple[int, int]) -> Any:
-    """A Flux/SD3/Qwen-Image ControlNet's output (a tuple or its output class of residual lists) masked."""
-    masked = lambda samples: None if samples is None else [masked_tokens(s, mask, size) for s in samples]  # noqa: E731
-    if isinstance(output, tuple):
-        return tuple(masked(samples) for samples in output)
-    return type(output)(**{name: masked(samples) for name, samples in output.items()})
+    """A Flux/SD3/Qwen-Image ControlNet's output, masked.
+
+    Its residuals come in tuples and lists (Flux's pair of lists, SD3's one-list tuple, Qwen-Image's bare list) or in
+    its output class.
+    """
+
+    def masked(value: Any) -> Any:
+        if value is None or hasattr(value, "shape"):
+            return None if value is None else masked_tokens(value, mask, size)
+        return type(value)(masked(item) for item in value)
+
+    if isinstance(output, (tuple, list)):
+        return masked(output)
+    return type(output)(**{name: masked(value) for name, value in output.items()})
 
 
 def _zero_first(tensor: Any, rows: int) -> Any:

@@ -66,6 +66,8 @@ def token_hook(mask, rows, cols):
     grid = torch.nn.functional.interpolate(grid, size=(rows, cols), mode="bilinear").reshape(1, rows * cols, 1)
 
     def hook(module, args, kwargs, output):
+        if isinstance(output, list):  # Qwen-Image's: the residuals themselves
+            return [s * grid for s in output]
         return tuple(None if samples is None else [s * grid for s in samples] for samples in output)
 
     return hook
@@ -138,3 +140,39 @@ def test_sd3_masked_unit_equals_diffusers_with_the_token_hook(engine, models):
     assert_pixels_close(result.images[0], expected)
     plain = engine.generate(request(models, "sd3", [unit("sd3_cn", weight=0.8)]), pictures=Pictures(control=(edges(),)))
     assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 3  # the mask changes the picture
+
+
+def test_qwenimage_masked_unit_equals_diffusers_and_zimage_refuses_a_mask(engine, models, tmp_path):
+    from diffusers import QwenImageControlNetModel, ZImageControlNetModel
+    from helpers.tiny_families import make_tiny_qwenimage, make_tiny_zimage
+    from helpers.tiny_flow_controlnet import tiny_qwenimage_controlnet, tiny_zimage_controlnet
+
+    models["qwen"] = make_tiny_qwenimage(tmp_path / "qwen")
+    tiny_qwenimage_controlnet(seed=6).save_pretrained(models["cn"] / "qwen_cn")
+    net = QwenImageControlNetModel.from_pretrained(models["cn"] / "qwen_cn")
+    import diffusers
+
+    components = diffusers.QwenImagePipeline.from_pretrained(models["qwen"]).components
+    pipe = diffusers.QwenImageControlNetPipeline(**components, controlnet=net)
+    pipe.set_progress_bar_config(disable=True)
+    side = 32 // (pipe.vae_scale_factor * 2)  # packed as Flux's latents
+    handle = net.register_forward_hook(token_hook(top_left(), side, side), with_kwargs=True)
+    try:
+        call = dict(num_inference_steps=4, width=32, height=32, true_cfg_scale=4.0, negative_prompt=" ",
+                    control_image=edges(), controlnet_conditioning_scale=0.8)  # fmt: skip
+        expected = pipe(PROMPT, **call, generator=generators([5])).images[0]
+    finally:
+        handle.remove()
+    units = [unit("qwen_cn", weight=0.8)]
+    pictures = Pictures(control=(edges(),), control_masks=(top_left(),))
+    result = engine.generate(request(models, "qwen", units, guidance=4.0), pictures=pictures)
+    assert_pixels_close(result.images[0], expected)
+    plain = engine.generate(request(models, "qwen", units, guidance=4.0), pictures=Pictures(control=(edges(),)))
+    assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 3  # the mask changes the picture
+
+    models["zimage"] = make_tiny_zimage(tmp_path / "zimage")
+    tiny_zimage_controlnet(seed=8).save_pretrained(models["cn"] / "zimage_cn")
+    assert ZImageControlNetModel.from_pretrained(models["cn"] / "zimage_cn") is not None
+    with pytest.raises(ValueError, match="unit 0's effective region mask paints on SD1.5, SDXL, Flux") as error:
+        engine.generate(request(models, "zimage", [unit("zimage_cn")]), pictures=pictures)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 200
