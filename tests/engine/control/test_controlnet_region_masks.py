@@ -228,7 +228,7 @@ def test_the_hires_pass_masks_its_residuals_at_the_hires_size(engine, nets, tiny
     assert_pixels_close(result.images[0], expected)
 
 
-def test_sdxl_masked_unit_equals_diffusers_with_the_mask_hook(tmp_path):
+def test_sdxl_and_union_masked_units_equal_diffusers_with_the_mask_hook(tmp_path):
     from diffusers import StableDiffusionXLControlNetPipeline, StableDiffusionXLPipeline
     from helpers.tiny_sdxl import make_tiny_sdxl
 
@@ -255,6 +255,28 @@ def test_sdxl_masked_unit_equals_diffusers_with_the_mask_hook(tmp_path):
     assert_pixels_close(result.images[0], expected)
     whole = engine.generate(request, pictures=Pictures(control=(edges(),)))
     assert np.abs(pixels(whole.images[0]) - pixels(expected)).max() > 3  # the mask changes the picture
+
+    from diffusers import ControlNetUnionModel, StableDiffusionXLControlNetUnionPipeline
+    from helpers.tiny_controlnet import tiny_union
+
+    union = save_folder(tiny_union(raw.unet, seed=3), tmp_path / "union")  # a union (ProMax) model: the same hook
+    net = ControlNetUnionModel.from_pretrained(union)
+    pipe = StableDiffusionXLControlNetUnionPipeline(**raw.components, controlnet=net)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("DPM++ 2M", "Automatic", dict(raw.scheduler.config))
+    handle = net.register_forward_hook(region_hook(left_half()))
+    try:
+        call.update(generator=generators([1]), control_image=[edges()], control_mode=[3])
+        expected = pipe(**embeds, **call, controlnet_conditioning_scale=0.8).images[0]
+    finally:
+        handle.remove()
+    call.update(generator=generators([1]))
+    unmasked = pipe(**embeds, **call, controlnet_conditioning_scale=0.8).images[0]
+    assert np.abs(pixels(unmasked) - pixels(expected)).max() > 3  # the mask changes the union's picture
+    spec = unit(union, weight=0.8, union_control_type="Hard Edge")
+    request = request.replace(controlnet=read_units([spec]))
+    result = engine.generate(request, pictures=Pictures(control=(edges(),), control_masks=(left_half(),)))
+    assert_pixels_close(result.images[0], expected)
 
 
 def test_a_mask_on_a_global_pooling_controlnet_is_refused_in_one_line(engine, nets, tiny_model_dir, tmp_path):
