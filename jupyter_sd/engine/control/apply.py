@@ -123,7 +123,9 @@ class Control:
             self.maps = [refit(m, unit.resize_mode, width, height) for m, unit in zip(self.maps, self.units)]
         unet = pipe.unet
         tensors = [m.tensor(unet.device, unet.dtype).contiguous() for m in self.maps]  # as diffusers lays maps out
-        regions = [None if r is None else region_tensor(r) for r in self.regions or [None] * len(self.units)]
+        regions = [
+            None if r is None else region_tensor(r).to(unet.device) for r in self.regions or [None] * len(self.units)
+        ]
         injections = [
             injection_for(unit, residual_count(loaded.model), pipe, hires=base is not None, mask=region)
             for unit, loaded, region in zip(self.units, self.loaded, regions)
@@ -192,7 +194,8 @@ def control_for(
     ------
     ValueError
         One line: too many units, a family without ControlNet here, a unit without a picture (in txt2img; img2img
-        units without one take the init, as sd-webui-controlnet does), a missing or mismatched model.
+        units without one take the init, as sd-webui-controlnet does), a missing or mismatched model, a region mask
+        on a global-pooling ControlNet.
     """
     units = list(request.controlnet)
     if not units:

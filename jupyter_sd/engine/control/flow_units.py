@@ -27,7 +27,7 @@ from .apply import Control
 from .apply import control_for as unet_control_for
 from .flow_init import call_parameters, controlnet_pipeline, inpaint_controlnet
 from .flow_loading import load_flow_controlnet
-from .injection import Injection, set_injections
+from .injection import Injection, hooked, set_injections
 from .ip_adapter import is_ip_adapter
 from .ip_adapter_joint import through_joint_attention
 from .modules import find_module
@@ -108,14 +108,19 @@ class FlowControl(Control):
         return call
 
     def _set_regions(self, pipe: Any, width: int, height: int) -> None:
-        """Each unit's region mask on its ControlNet's token residuals (a hook: injection.py); None: left as is."""
-        if not self.family.controlnet_tokens:
+        """Each unit's region mask on its ControlNet's token residuals (a hook: injection.py); None: left as is.
+
+        Without masks only the hooks a former call installed are emptied (a net never masked gets none).
+        """
+        models = [loaded.model for loaded in self.loaded]
+        if not self.family.controlnet_tokens or not (self.regions or hooked(models)):
             return
         regions = [None if r is None else region_tensor(r) for r in self.regions or [None] * len(self.units)]
         injections = [
-            Injection(float(u.weight), None, False, pipe, r, (width, height)) for u, r in zip(self.units, regions)
+            Injection(float(u.weight), None, False, pipe, None if r is None else r.to(m.device), (width, height))
+            for u, r, m in zip(self.units, regions, models)
         ]
-        set_injections([loaded.model for loaded in self.loaded], injections)
+        set_injections(models, injections)
 
 
 def inpaint_parts(control_map: Any) -> tuple[Any, Any]:

@@ -52,6 +52,10 @@ def residual_count(model: Any) -> int:
     return len(model.controlnet_down_blocks) + 1
 
 
+_HOOK = "_jupyter_sd_injection"
+"""The attribute holding a ControlNet's hook (union.py reads it by this name too)."""
+
+
 class _Hook:
     """The forward hook of one ControlNet: the injections of the current call, taken in turn."""
 
@@ -110,19 +114,24 @@ def _zero_first(tensor: Any, rows: int) -> Any:
     return torch.cat([torch.zeros_like(tensor[:rows]), tensor[rows:]])
 
 
+def hooked(models: list[Any]) -> bool:
+    """Whether any of `models` carries the injection hook (a former call's units may still be on it)."""
+    return any(_HOOK in model.__dict__ for model in models)
+
+
 def set_injections(models: list[Any], injections: list[Injection]) -> None:
     """Give each ControlNet of a call its units' injections (in the order the units use them); others none."""
     hooks: dict[int, _Hook] = {}
     for model in models:
-        hook = model.__dict__.get("_jupyter_sd_injection")
+        hook = model.__dict__.get(_HOOK)
         if hook is None:
             hook = _Hook()
             model.register_forward_hook(hook, with_kwargs=True)
-            model.__dict__["_jupyter_sd_injection"] = hook
+            model.__dict__[_HOOK] = hook
         hooks[id(model)] = hook
         hook.injections, hook.calls = [], 0
     for model, injection in zip(models, injections):
         hooks[id(model)].injections.append(injection)
 
 
-__all__ = ["SOFT_BASE", "Injection", "injection_for", "residual_count", "set_injections"]
+__all__ = ["SOFT_BASE", "Injection", "hooked", "injection_for", "residual_count", "set_injections"]
