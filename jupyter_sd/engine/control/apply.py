@@ -20,6 +20,7 @@ from .injection import Injection, injection_for, residual_count, set_injections
 from .ip_adapter import Adapters, adapters_for, is_ip_adapter
 from .loading import LoadedControlNet, load_controlnet
 from .modules import find_module, module_params
+from .region_masks import region_tensor
 from .union import control_modes, pipeline_model, union_arguments, union_infotext
 from .unit_maps import UnitMap, refit, unit_map
 
@@ -71,6 +72,8 @@ class Control:
     """diffusers' ``control_mode`` of each unit on union models (union.py); None for other ControlNets."""
     pipe: Any = None
     """The pipeline of the last pass's `kwargs`."""
+    regions: list[Any] | None = None
+    """Each unit's effective region mask (a picture, or None: control everywhere); None: no unit has one."""
 
     @property
     def model(self) -> Any:
@@ -96,9 +99,9 @@ class Control:
         pick = lambda items: [items[i] for i in keep]  # noqa: E731
         positions = pick(self.positions or range(len(self.units)))
         modes = None if self.modes is None else pick(self.modes)
-        return Control(
-            pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks), [], adapters, positions, modes
-        )
+        regions = None if self.regions is None else pick(self.regions)
+        parts = pick(self.units), pick(self.loaded), pick(self.images), pick(self.masks)
+        return Control(*parts, [], adapters, positions, modes, regions=regions)
 
     def kwargs(
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
@@ -121,9 +124,12 @@ class Control:
             self.maps = [refit(m, unit.resize_mode, width, height) for m, unit in zip(self.maps, self.units)]
         unet = pipe.unet
         tensors = [m.tensor(unet.device, unet.dtype).contiguous() for m in self.maps]  # as diffusers lays maps out
+        regions = [
+            None if r is None else region_tensor(r).to(unet.device) for r in self.regions or [None] * len(self.units)
+        ]
         injections = [
-            injection_for(unit, residual_count(loaded.model), pipe, hires=base is not None)
-            for unit, loaded in zip(self.units, self.loaded)
+            injection_for(unit, residual_count(loaded.model), pipe, hires=base is not None, mask=region)
+            for unit, loaded, region in zip(self.units, self.loaded, regions)
         ]
         set_injections([loaded.model for loaded in self.loaded], injections)
         single = len(self.units) == 1
@@ -189,7 +195,8 @@ def control_for(
     ------
     ValueError
         One line: too many units, a family without ControlNet here, a unit without a picture (in txt2img; img2img
-        units without one take the init, as sd-webui-controlnet does), a missing or mismatched model.
+        units without one take the init, as sd-webui-controlnet does), a missing or mismatched model, a region mask
+        on a global-pooling ControlNet.
     """
     set_fixes(pipe, [], None)  # no colour fix left from a call that never ran (colorfix.py)
     units = list(request.controlnet)
@@ -218,29 +225,32 @@ def control_for(
         images.append(image)
         takes_mask = not is_ip_adapter(unit.module) and find_module(unit.module).takes_mask
         masks.append(pictures.mask if takes_mask and pictures is not None else None)
-    regions = _region_masks(units, pictures)
+    given = list(getattr(pictures, "control_masks", None) or ())
+    regions = [given[i] if i < len(given) else None for i in range(len(units))]  # effective region masks
     adapters = adapters_for(pipe, units, images, request.allow_pickle, notice, regions)  # IP-Adapters (ip_adapter.py)
     keep = [i for i, unit in enumerate(units) if not is_ip_adapter(unit.module)]
-    units, images, masks = ([items[i] for i in keep] for items in (units, images, masks))
+    units, images, masks, regions = ([items[i] for i in keep] for items in (units, images, masks, regions))
     if load is not None:  # a transformer family: no residual ladder for per-block weights
         refuse_family(units, keep, family)
     loaded = [(load or load_controlnet)(pipe, u.model, request.allow_pickle, notice, u.model_hash) for u in units]
     for unit, number, net in zip(units, keep, loaded):
         if unit.advanced_weighting is not None:  # (only UNet ControlNets get here with them)
             check_count(unit, number, residual_count(net.model), "residual")
+    _check_regions(keep, regions, loaded)
     modes = control_modes(units, loaded)  # union models (union.py)
-    return Control(units, loaded, images, masks, adapters=adapters, positions=keep, modes=modes)
+    regions = regions if any(r is not None for r in regions) else None
+    return Control(units, loaded, images, masks, adapters=adapters, positions=keep, modes=modes, regions=regions)
 
 
-def _region_masks(units: list[ControlUnit], pictures: Any) -> list[Any]:
-    """Each unit's effective region mask (None: none); refused in one line on a ControlNet unit (not built yet)."""
-    given = list(getattr(pictures, "control_masks", None) or ())
-    masks = [given[i] if i < len(given) else None for i in range(len(units))]
-    for i, (unit, mask) in enumerate(zip(units, masks)):
-        if mask is not None and not is_ip_adapter(unit.module):
-            msg = f"controlnet: unit {i}'s effective region mask works on IP-Adapter units only (not ControlNets yet)"
-            raise ValueError(msg)
-    return masks
+def _check_regions(numbers: list[int], regions: list[Any], loaded: list[LoadedControlNet]) -> None:
+    """Refuse, in one line, a region mask on a guess-mode (global pooling) ControlNet.
+
+    The extension masks its residuals before their mean; diffusers' ControlNet pools inside its forward.
+    """
+    for n, region, net in zip(numbers, regions, loaded):
+        if region is not None and getattr(net.model.config, "global_pool_conditions", False):
+            msg = f"controlnet: unit {n}'s effective region mask cannot limit {net.name}, a global-pooling "
+            raise ValueError(msg + "(shuffle) ControlNet; drop the mask")
 
 
 def check_conditioning(control: Control | None, conditioning: Any) -> None:

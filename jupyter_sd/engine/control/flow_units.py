@@ -28,9 +28,11 @@ from .apply import control_for as unet_control_for
 from .colorfix import COLORFIX
 from .flow_init import call_parameters, controlnet_pipeline, inpaint_controlnet
 from .flow_loading import load_flow_controlnet
+from .injection import Injection, hooked, set_injections
 from .ip_adapter import is_ip_adapter
 from .ip_adapter_joint import through_joint_attention
 from .modules import find_module
+from .region_masks import region_tensor
 from .unit_maps import refit, unit_map
 
 UNION_TYPES = {"canny": 0, "tile": 1, "depth": 2, "blur": 3, "openpose": 4, "dw_openpose": 4, "gray": 5}
@@ -64,7 +66,9 @@ class FlowControl(Control):
     def of(cls, control: Control, family: Any) -> FlowControl:
         """`control`'s units (IP-Adapters and positions with them) painted by `family`'s ControlNet pipelines."""
         parts = control.units, control.loaded, control.images, control.masks
-        return cls(*parts, adapters=control.adapters, positions=control.positions, family=family)
+        return cls(
+            *parts, adapters=control.adapters, positions=control.positions, regions=control.regions, family=family
+        )
 
     def kwargs(
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
@@ -81,6 +85,7 @@ class FlowControl(Control):
         ]
         if base is not None:
             self.maps = [refit(m, unit.resize_mode, width, height) for m, unit in zip(self.maps, self.units)]
+        self._set_regions(pipe, width, height)
         import torch
 
         torch.manual_seed(
@@ -104,6 +109,21 @@ class FlowControl(Control):
         if any(mode is not None for mode in modes):
             call["control_mode"] = pick(modes)
         return call
+
+    def _set_regions(self, pipe: Any, width: int, height: int) -> None:
+        """Each unit's region mask on its ControlNet's token residuals (a hook: injection.py); None: left as is.
+
+        Without masks only the hooks a former call installed are emptied (a net never masked gets none).
+        """
+        models = [loaded.model for loaded in self.loaded]
+        if not self.family.controlnet_tokens or not (self.regions or hooked(models)):
+            return
+        regions = [None if r is None else region_tensor(r) for r in self.regions or [None] * len(self.units)]
+        injections = [
+            Injection(float(u.weight), None, False, pipe, None if r is None else r.to(m.device), (width, height))
+            for u, r, m in zip(self.units, regions, models)
+        ]
+        set_injections(models, injections)
 
 
 def inpaint_parts(control_map: Any) -> tuple[Any, Any]:
@@ -162,6 +182,10 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
         notice(f"controlnet: tile_colorfix's colour fix acts on UNet models; on {family.name} the picture is the map")
     control = unet_control_for(pipe, request, pictures, notice, limit, load=load_flow_controlnet)
     _check_models(pipe, family, control)
+    if control.regions and not family.controlnet_tokens:
+        n = next(n for n, region in zip(control.positions or [], control.regions) if region is not None)
+        msg = f"controlnet: unit {n}'s effective region mask paints on SD1.5, SDXL, Flux, SD3 and Qwen-Image "
+        raise ValueError(msg + f"ControlNets, not {family.name}'s")
     return FlowControl.of(control, family)
 
 

@@ -2,10 +2,10 @@
 
 Balanced is diffusers' own conditioning scale (the unit's weight times every residual). For the other two modes
 diffusers is given a scale of 1 (0 outside the guidance window) and the hook applies soft injection (residual i times
-``weight × 0.825^(12−i)``) and, for
-"ControlNet is more important", the negative prompt's half of the batch without control. A hook is installed once
-per model and reads the units of the current call; the same model in two units takes their settings in turn, as
-``MultiControlNetModel`` calls its nets in order.
+``weight × 0.825^(12−i)``) and, for "ControlNet is more important", the negative prompt's half of the batch without
+control. A unit's effective region mask then multiplies every residual (region_masks.py), as the extension applies it
+after the scales. A hook is installed once per model and reads the units of the current call; the same model in two
+units takes their settings in turn, as ``MultiControlNetModel`` calls its nets in order.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from .region_masks import masked_residual, masked_tokens
 from .weights import SOFT_BASE, conditional_only, residual_scales
 
 
@@ -30,10 +31,19 @@ class Injection:
     cond_only: bool
     pipe: Any = None
     """The pipeline of the call, whose ``do_classifier_free_guidance`` says whether the batch has a negative half."""
+    mask: Any = None
+    """The unit's effective region mask, (1, 1, h, w) in 0..1 (region_masks.py), or None: control everywhere."""
+    size: tuple[int, int] | None = None
+    """A transformer ControlNet's picture (width, height): its residuals are tokens (None: a UNet ControlNet's)."""
+
+    @property
+    def reshapes(self) -> bool:
+        """Whether the hook changes the residuals diffusers scaled."""
+        return self.ratios is not None or self.cond_only or self.mask is not None
 
 
-def injection_for(unit: Any, count: int, pipe: Any, hires: bool = False) -> Injection:
-    """The `unit`'s injection for a ControlNet with `count` residuals, in the call of `pipe`.
+def injection_for(unit: Any, count: int, pipe: Any, hires: bool = False, mask: Any = None) -> Injection:
+    """The `unit`'s injection for a ControlNet with `count` residuals, in the call of `pipe` (`mask`: its region).
 
     Per-block weights (``advanced_weighting``) are applied by the hook, as soft injection's scales are.
     """
@@ -41,12 +51,16 @@ def injection_for(unit: Any, count: int, pipe: Any, hires: bool = False) -> Inje
     scales = residual_scales(unit.weight, unit.control_mode, count, hires=hires, module=unit.module, advanced=advanced)
     soft = len(set(scales)) > 1 or advanced is not None
     scale = 1.0 if soft else float(unit.weight)
-    return Injection(scale, tuple(scales) if soft else None, conditional_only(unit.control_mode), pipe)
+    return Injection(scale, tuple(scales) if soft else None, conditional_only(unit.control_mode), pipe, mask)
 
 
 def residual_count(model: Any) -> int:
     """How many residuals a ControlNet returns: one per down-block output, then the middle block's."""
     return len(model.controlnet_down_blocks) + 1
+
+
+_HOOK = "_jupyter_sd_injection"
+"""The attribute holding a ControlNet's hook (union.py reads it by this name too)."""
 
 
 class _Hook:
@@ -63,8 +77,10 @@ class _Hook:
             return output
         injection = self.injections[self.calls % len(self.injections)]
         self.calls += 1
-        if injection.ratios is None and not injection.cond_only:
+        if not injection.reshapes:
             return output
+        if injection.size is not None:
+            return _masked_token_output(output, injection.mask, injection.size)
         tuple_output = isinstance(output, tuple)
         if tuple_output:
             down, mid = output[0], output[1]
@@ -78,10 +94,29 @@ class _Hook:
             negative = residuals[0].shape[0] // 2  # diffusers batches [negative, positive]
         if injection.cond_only and negative:
             residuals = [_zero_first(r, negative) for r in residuals]
+        if injection.mask is not None:
+            residuals = [masked_residual(r, injection.mask) for r in residuals]
         down, mid = tuple(residuals[:-1]), residuals[-1]
         if tuple_output:
             return (down, mid)
         return type(output)(down_block_res_samples=down, mid_block_res_sample=mid)
+
+
+def _masked_token_output(output: Any, mask: Any, size: tuple[int, int]) -> Any:
+    """A Flux/SD3/Qwen-Image ControlNet's output, masked.
+
+    Its residuals come in tuples and lists (Flux's pair of lists, SD3's one-list tuple, Qwen-Image's bare list) or in
+    its output class.
+    """
+
+    def masked(value: Any) -> Any:
+        if value is None or hasattr(value, "shape"):
+            return None if value is None else masked_tokens(value, mask, size)
+        return type(value)(masked(item) for item in value)
+
+    if isinstance(output, (tuple, list)):
+        return masked(output)
+    return type(output)(**{name: masked(value) for name, value in output.items()})
 
 
 def _zero_first(tensor: Any, rows: int) -> Any:
@@ -96,7 +131,7 @@ def negative_rows(model: Any, rows: int) -> Iterator[None]:
 
     "ControlNet is more important" then leaves those rows without control, whatever the batch's halves.
     """
-    hooks = [net.__dict__.get("_jupyter_sd_injection") for net in getattr(model, "nets", [model])]
+    hooks = [net.__dict__.get(_HOOK) for net in getattr(model, "nets", [model])]
     hooks = [hook for hook in hooks if hook is not None]
     for hook in hooks:
         hook.negative_rows = rows
@@ -107,19 +142,24 @@ def negative_rows(model: Any, rows: int) -> Iterator[None]:
             hook.negative_rows = None
 
 
+def hooked(models: list[Any]) -> bool:
+    """Whether any of `models` carries the injection hook (a former call's units may still be on it)."""
+    return any(_HOOK in model.__dict__ for model in models)
+
+
 def set_injections(models: list[Any], injections: list[Injection]) -> None:
     """Give each ControlNet of a call its units' injections (in the order the units use them); others none."""
     hooks: dict[int, _Hook] = {}
     for model in models:
-        hook = model.__dict__.get("_jupyter_sd_injection")
+        hook = model.__dict__.get(_HOOK)
         if hook is None:
             hook = _Hook()
             model.register_forward_hook(hook, with_kwargs=True)
-            model.__dict__["_jupyter_sd_injection"] = hook
+            model.__dict__[_HOOK] = hook
         hooks[id(model)] = hook
         hook.injections, hook.calls = [], 0
     for model, injection in zip(models, injections):
         hooks[id(model)].injections.append(injection)
 
 
-__all__ = ["SOFT_BASE", "Injection", "injection_for", "negative_rows", "residual_count", "set_injections"]
+__all__ = ["SOFT_BASE", "Injection", "hooked", "injection_for", "negative_rows", "residual_count", "set_injections"]

@@ -3,7 +3,8 @@
 On A1111's "Inpaint area: Only masked" sd-webui-controlnet fits the unit's picture to the init's size by the unit's
 resize mode, crops the init's crop region out of it and fits that to the size painted with "Resize and Fill"
 (its ``controlnet.py``), so the map lines up with the cropped init the model repaints. An IP-Adapter unit's
-effective region mask, drawn over the whole picture, is stretched to the init's size and cut the same way.
+or ControlNet unit's effective region mask, drawn over the whole picture, is stretched to the init's size and cut the
+same way (the extension stretches a ControlNet unit's whole mask over the crop; here it stays where it was drawn).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 
 from ..pictures import resize_image
 from .preprocessors import as_rgb
+from .region_masks import red_channel
 
 _MODES = ("just resize", "crop and resize", "resize and fill")
 
@@ -38,7 +40,15 @@ def cropped(control: Any, init_size: tuple[int, int], region: tuple[int, int, in
         None if mask is None else crop_like_init(mask.convert("L"), u.resize_mode, init_size, region, size)
         for u, mask in zip(control.units, control.masks)
     ]
-    return dataclasses.replace(control, images=images, masks=masks, adapters=_cut_regions(control.adapters, *cut))
+    regions = control.regions and [None if r is None else _cut_region(r, *cut) for r in control.regions]
+    return dataclasses.replace(
+        control, images=images, masks=masks, adapters=_cut_regions(control.adapters, *cut), regions=regions
+    )
+
+
+def _cut_region(mask: Any, init_size: tuple[int, int], region: tuple, size: tuple) -> Image.Image:
+    """A ControlNet unit's effective region mask (its red channel) stretched over the init, cut to `region`."""
+    return crop_like_init(red_channel(mask), "just resize", init_size, region, size)
 
 
 def _cut_regions(adapters: Any, init_size: tuple[int, int], region: tuple, size: tuple) -> Any:

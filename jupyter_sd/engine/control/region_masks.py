@@ -1,17 +1,25 @@
-"""IP-Adapter units' effective region masks, as sd-webui-controlnet's ``effective_region_mask``.
+"""Units' effective region masks, as sd-webui-controlnet's ``effective_region_mask``.
 
-The extension's "Effective Region Mask" upload: a unit's adapter acts where its mask is white, not where it is black.
+The extension's "Effective Region Mask" upload: a unit acts where its mask is white, not where it is black.
 
-The extension multiplies each adapter's attention output by the mask, stretched to that layer's grid. Here the mask
-goes to diffusers' IP-Adapter attention processors as ``cross_attention_kwargs={"ip_adapter_masks": …}``, each
-mask made by diffusers' ``IPAdapterMaskProcessor`` for the size the pass paints: a mask of another size (or shape)
-is stretched to the picture, as the extension stretches it, then made black and white (grey at 0.5) and brought to
-each layer's grid by diffusers. A unit without a mask gets None there: it acts everywhere.
+A ControlNet unit: the extension multiplies each of its residuals (after the weight and the control mode's scales) by
+the mask's red channel (0..1, greys kept) resized bilinearly to that residual's grid (its ``hook.py``,
+``ControlParams.apply_effective_region_mask``): `region_tensor` and `masked_residual`, applied by injection.py's hook.
+A Flux, SD3 or Qwen-Image ControlNet's residuals are token sequences: the mask is resized to the token grid and laid
+out as the tokens are (`masked_tokens`).
+
+An IP-Adapter unit: the extension multiplies each adapter's attention output by the mask, stretched to that layer's
+grid. Here the mask goes to diffusers' IP-Adapter attention processors as ``cross_attention_kwargs={"ip_adapter_masks":
+…}``, each mask made by diffusers' ``IPAdapterMaskProcessor`` for the size the pass paints: a mask of another size (or
+shape) is stretched to the picture, as the extension stretches it, then made black and white (grey at 0.5) and brought
+to each layer's grid by diffusers. A unit without a mask gets None there: it acts everywhere.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from PIL import Image
 
 _BUILT = ("SD1", "SDXL")
 """The families whose IP-Adapters take masks here (diffusers' UNet attention processors)."""
@@ -43,4 +51,59 @@ def region_mask_kwargs(masks: list[Any], width: int | None, height: int | None) 
     return {"cross_attention_kwargs": {"ip_adapter_masks": made}}
 
 
-__all__ = ["check_region_masks", "region_mask_kwargs"]
+def red_channel(picture: Any) -> Image.Image:
+    """The mask as the extension reads it: its first (red) channel, an L picture (an L mask as it is)."""
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    return image if image.mode == "L" else image.convert("RGB").getchannel("R")
+
+
+def region_tensor(picture: Any) -> Any:
+    """A ControlNet unit's mask as the extension holds it: (1, 1, h, w) float32 in 0..1 at the mask's own size."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(red_channel(picture), dtype=np.float32) / 255.0)[None, None]
+
+
+def masked_residual(residual: Any, mask: Any) -> Any:
+    """`residual` (B, C, H, W) times `mask` resized bilinearly to H×W (in float32, then the residual's dtype)."""
+    import torch
+
+    grid = torch.nn.functional.interpolate(mask.to(residual.device), size=residual.shape[-2:], mode="bilinear")
+    return residual * grid.to(residual.dtype)
+
+
+def masked_tokens(sample: Any, mask: Any, size: tuple[int, int]) -> Any:
+    """A transformer ControlNet's residual (B, tokens, D) times `mask` resized bilinearly to its token grid.
+
+    The tokens are the latents' patches in rows (Flux's and Qwen-Image's packing, SD3's patch embedding); the grid's
+    shape follows from their number and the picture's `size` (width, height), as the extension finds an attention
+    layer's grid for its IP-Adapter masks.
+
+    Raises
+    ------
+    ValueError
+        The tokens make no grid of the picture's shape.
+    """
+    import math
+
+    import torch
+
+    count = sample.shape[1]
+    width, height = size
+    rows = max(1, round(math.sqrt(count * height / width)))
+    cols = count // rows
+    if rows * cols != count:
+        raise ValueError(f"controlnet: {count} tokens make no grid of a {width}x{height} picture for a region mask")
+    grid = torch.nn.functional.interpolate(mask.to(sample.device), size=(rows, cols), mode="bilinear")
+    return sample * grid.reshape(1, count, 1).to(sample.dtype)
+
+
+__all__ = [
+    "check_region_masks",
+    "masked_residual",
+    "masked_tokens",
+    "red_channel",
+    "region_mask_kwargs",
+    "region_tensor",
+]

@@ -70,6 +70,7 @@ FAMILY = FluxFamily(
     activations_gb=4.0,
     lacks=("embeddings", "refiner"),
     controlnet="FluxControlNetModel",
+    controlnet_tokens=True,  # (a unit's region mask weighs them: control/region_masks.py)
     controlnet_pipelines={
         "txt2img": "FluxControlNetPipeline",
         "img2img": "FluxControlNetImg2ImgPipeline",

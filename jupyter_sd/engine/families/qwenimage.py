@@ -109,6 +109,7 @@ FAMILY = QwenImageFamily(
     activations_gb=5.0,
     lacks=("embeddings", "refiner", "prompt syntax"),
     controlnet="QwenImageControlNetModel",
+    controlnet_tokens=True,  # (a unit's region mask weighs them: control/region_masks.py)
     controlnet_pipelines=dict.fromkeys(("txt2img", "img2img", "inpaint"), "QwenImageControlNetPipeline"),  # (composed)
     controlnet_inpaint="QwenImageControlNetInpaintPipeline",  # InstantX's Qwen-Image-ControlNet-Inpainting
     controlnet_shared=True,  # (diffusers' Multi model holds one Union ControlNet, for several maps)

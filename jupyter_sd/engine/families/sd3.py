@@ -46,6 +46,7 @@ FAMILY = Family(
     activations_gb=3.5,
     lacks=("embeddings", "refiner"),
     controlnet="SD3ControlNetModel",
+    controlnet_tokens=True,  # (a unit's region mask weighs them: control/region_masks.py)
     controlnet_pipelines={  # (img2img and inpaint composed on it: control/flow_init.py)
         "txt2img": "StableDiffusion3ControlNetPipeline",
         "img2img": "StableDiffusion3ControlNetPipeline",

@@ -125,7 +125,7 @@ class InputOptions(PictureOptions):
             "Image: FILE' (repeat the flag for more units, up to 3 or the controlnet_units setting; from Python "
             "a list of dicts with its API field names). Models from the models folder's ControlNet/, a path or a hub "
             "id; SD1.5, SD2 and SDXL (Union/ProMax too: 'Union Control Type: Depth'), in txt2img, img2img, inpaint, "
-            "hires, the refiner and --sd-upscale (a unit without an image takes the init there). An IP-Adapter unit's "
+            "hires, the refiner and --sd-upscale (a unit without an image takes the init there). A unit's "
             "'Mask: FILE' (API effective_region_mask) limits it to the mask's white area. 'Advanced Weighting: [1, "
             "0.5, …]' (API advanced_weighting) weights each block instead of Weight: a ControlNet's residuals (13 on "
             "SD1.5, 10 on SDXL), an IP-Adapter's cross-attention transformers (16 on SD1.5, 11 on SDXL).",

@@ -169,3 +169,35 @@ def test_and_prompts_give_each_part_its_own_controlnet_residuals(engine, tiny_mo
     expected = composed_reference(raw, ControlNetModel.from_pretrained(folder), important=True)
     assert_pixels_close(result.images[0], expected)
     assert np.abs(pixels(plain) - pixels(expected)).max() > 5
+
+
+def test_and_prompts_mask_every_parts_residuals(engine, tiny_model_dir):
+    """A unit's effective region mask with ``AND``: each part's replayed ControlNet call is masked, as the
+    extension's hook masks every call (the reference: the composed sum by hand, a mask hook on the ControlNet)."""
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionPipeline
+
+    raw = StableDiffusionPipeline.from_pretrained(tiny_model_dir, safety_checker=None)
+    raw.set_progress_bar_config(disable=True)
+    folder = save_folder(tiny_controlnet(raw.unet, seed=3), tiny_model_dir.parent / "cn_and_mask")
+    mask = Image.new("L", (16, 16))
+    mask.paste(255, (0, 0, 16, 8))  # the top half
+    grid = torch.from_numpy(np.asarray(mask, np.float32) / 255)[None, None]
+
+    def masked(module, args, output):
+        down, mid = output
+        scaled = [r * torch.nn.functional.interpolate(grid, size=r.shape[-2:], mode="bilinear") for r in [*down, mid]]
+        return tuple(scaled[:-1]), scaled[-1]
+
+    net = ControlNetModel.from_pretrained(folder)
+    net.register_forward_hook(masked)
+    expected = composed_reference(raw, net)
+    units = [{"module": "none", "model": str(folder), "weight": 0.8, "guidance_end": 0.5}]
+    request = PaintRequest(
+        prompt=AND_PROMPT, model=str(tiny_model_dir), steps=4, seed=1, width=16, height=16, rng="cpu",
+        sampler="DPM++ 2M", preview="none", save=False, controlnet=read_units(units),
+    )  # fmt: skip
+    result = engine.generate(request, pictures=Pictures(control=(hint(),), control_masks=(mask,)))
+    assert_pixels_close(result.images[0], expected)
+    unmasked = engine.generate(request, pictures=Pictures(control=(hint(),)))
+    assert np.abs(pixels(unmasked.images[0]) - pixels(expected)).max() > 3  # the mask changes the picture

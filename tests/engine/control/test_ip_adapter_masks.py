@@ -129,13 +129,6 @@ def test_a_mask_of_another_size_is_stretched_to_the_picture(engine, models, tiny
     assert_pixels_close(stretched.images[0], expected)
 
 
-def test_a_mask_on_a_controlnet_unit_is_refused_in_one_line(engine, models, tiny_model_dir):
-    units = [{"module": "canny", "model": "control_v11p_sd15_canny"}]
-    with pytest.raises(ValueError, match=r"unit 0's effective region mask works on IP-Adapter units only") as error:
-        paint(engine, tiny_model_dir, units, [reference_picture()], [half("left")])
-    assert "\n" not in str(error.value) and len(str(error.value)) < 200
-
-
 def test_sdxl_unit_with_a_mask_equals_diffusers(tmp_path):
     from diffusers import StableDiffusionXLPipeline
     from diffusers.image_processor import IPAdapterMaskProcessor
