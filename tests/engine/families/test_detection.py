@@ -128,12 +128,15 @@ def test_sd2_folder_is_told_from_sd1_by_its_text_width(tmp_path):
 
 
 def test_every_family_is_declared_whole():
-    """Each family names its txt2img class (a real diffusers class), a native size and preview factors per channel."""
+    """Each family names its txt2img class (a real diffusers class), a pipeline class for each mode (diffusers', or
+    one of ours where diffusers has none: Flux.2 [dev]'s inpaint), a native size and preview factors per channel."""
     import diffusers
 
     for family in FAMILIES:
         assert family_named(family.name) is family
-        assert all(hasattr(diffusers, name) for name in (*family.pipelines.values(), *family.classes))
+        assert hasattr(diffusers, family.pipelines["txt2img"]) and all(hasattr(diffusers, n) for n in family.classes)
+        for name in family.pipelines.values():
+            assert issubclass(family.pipeline_type(name), diffusers.DiffusionPipeline), (family.name, name)
         assert len(family.latent_rgb["factors"]) == family.latent_channels and family.native_size >= 512
 
 
