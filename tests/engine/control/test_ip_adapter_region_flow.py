@@ -23,6 +23,7 @@ from diffusers.models.transformers.transformer_flux import FluxIPAdapterAttnProc
 from helpers.paint_modes import box_mask, generators, init_picture
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
+from helpers.tiny_flow_controlnet import tiny_flux_controlnet
 from helpers.tiny_flux_ip_adapter import tiny_vit_l_encoder, xlabs_flux_adapter
 from helpers.tiny_ip_adapter import reference_picture, save_adapter, save_encoder_file
 from helpers.tiny_sd3_ip_adapter import (
@@ -59,6 +60,7 @@ def models(tmp_path_factory):
         save_adapter(
             xlabs_flux_adapter(transformer, 24, seed=seed), root / "models" / "ipadapter" / f"{name}.safetensors"
         )
+    tiny_flux_controlnet(seed=1).save_pretrained(root / "models" / "ControlNet" / "flux_cn")
     siglip = tiny_siglip()
     save_siglip_folder(siglip, root / "siglip_folder")
     save_comfy_file(siglip, root / "models" / "clip_vision" / "sigclip_vision_patch14_384.safetensors")
@@ -278,3 +280,19 @@ def test_flux_masks_are_recorded_and_load_request_repaints_them(models, tmp_path
     assert np.array_equal(pixels(repainted.images[0]), pixels(painted.images[0]))
     unmasked = render(request(models, "flux", [], controlnet=(replace(units[0], effective_region_mask=None),)))
     assert np.abs(pixels(unmasked.images[0]) - pixels(painted.images[0])).max() > 5
+
+
+def test_flux_controlnet_img2img_hands_the_masks_with_the_embeddings(engine, models):
+    """Flux's ControlNet img2img takes the adapter's embeddings in ``joint_attention_kwargs``; the masks go too."""
+    init, control = init_picture(SIZE), {"module": "none", "model": "flux_cn", "weight": 0.7}
+    changes = dict(init="x", strength=0.6, steps=4, guidance=1.0)
+
+    def painted(weight, mask):
+        units = [control, flux_unit("flux-a", weight)]
+        return pixels(paint(engine, models, "flux", units, (None, mask), init, **changes).images[0])
+
+    plain, zero = painted(0.9, None), painted(0.0, None)
+    assert np.array_equal(painted(0.9, Image.new("L", (SIZE, SIZE), 255)), plain)
+    assert np.array_equal(painted(0.9, Image.new("L", (SIZE, SIZE))), zero)
+    left = painted(0.9, half("left"))
+    assert np.abs(left - plain).max() > 2 and np.abs(left - zero).max() > 2
