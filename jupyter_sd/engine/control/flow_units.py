@@ -74,7 +74,7 @@ class FlowControl(Control):
         self, pipe: Any, kind: str, width: int, height: int, seed: int, subseed: int = 0, base: Any = None
     ) -> dict[str, Any]:
         """The pass's ControlNet arguments for `pipe` painting `width×height` (`base`: the hires pass's first size)."""
-        adapter_kwargs = self.adapters.kwargs(pipe) if self.adapters else {}
+        adapter_kwargs = self.adapters.kwargs(pipe, width, height) if self.adapters else {}
         self.pipe = pipe
         if not self.units:
             return adapter_kwargs

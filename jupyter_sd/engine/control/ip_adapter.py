@@ -79,10 +79,11 @@ class Adapters:
     def kwargs(self, pipe: Any, width: int | None = None, height: int | None = None) -> dict[str, Any]:
         """The pass's ``ip_adapter_image`` for `pipe`, each unit's weight and window set on the UNet's hook.
 
-        Effective region masks go in ``cross_attention_kwargs``, fitted to `width`×`height` (region_masks.py).
+        Effective region masks go in ``cross_attention_kwargs`` (Flux, SD3: ``joint_attention_kwargs``), fitted to
+        `width`×`height` (region_masks.py).
         """
         _window_hook(getattr(pipe, "unet", None) or pipe.transformer).start(self, pipe)
-        masks = region_mask_kwargs([adapter.region_mask for adapter in self.adapters], width, height)
+        masks = region_mask_kwargs([adapter.region_mask for adapter in self.adapters], width, height, pipe)
         return {"ip_adapter_image": [adapter.image for adapter in self.adapters], **masks}
 
     def written(self) -> dict[int, ControlUnit]:
@@ -122,7 +123,7 @@ def adapters_for(
     ------
     ValueError
         One line: another family, an unknown module, a missing adapter or image encoder, an adapter of another
-        family or one that does not fit the UNet, two adapters wanting different encoders, masks on Flux or SD3.
+        family or one that does not fit the UNet, two adapters wanting different encoders.
     """
     picked = [(i, unit, image) for i, (unit, image) in enumerate(zip(units, images)) if is_ip_adapter(unit.module)]
     if not picked:

@@ -124,6 +124,9 @@ def attach_flux(
         count = len(files)
         with quiet_loading():
             pipe.load_ip_adapter(weights, weight_name=[""] * count, subfolder=[""] * count)
+        from .ip_adapter_regions import masked_processors
+
+        masked_processors(transformer)  # effective region masks (diffusers' own processors without them)
         installed = (dict(transformer.attn_processors), transformer.encoder_hid_proj, pipe.image_encoder)
         state.installed[key] = installed
     else:

@@ -108,6 +108,9 @@ def attach_sd3(pipe: Any, file: AdapterFile, weights: dict, encoder_path: Path, 
 
         with quiet_loading():
             pipe.load_ip_adapter(weights, image_encoder_folder=None)
+        from .ip_adapter_regions import masked_processors
+
+        masked_processors(transformer)  # effective region masks (diffusers' own processor without them)
         installed = (dict(transformer.attn_processors), transformer.image_proj, encoder, processor)
         state.installed[key] = installed
     else:
