@@ -16,6 +16,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from helpers.paint_modes import outline_map
+
 BASES = {"sd3": "StableDiffusion3Pipeline", "qwen": "QwenImagePipeline", "zimage": "ZImagePipeline"}
 """Each family's txt2img pipeline, whose folder the references load their components from."""
 
@@ -35,11 +37,7 @@ def raw(folder: Path, family: str, cls_name: str, controlnet: Any) -> Any:
 
 def edges(size: int = 32) -> Image.Image:
     """A ready control map (module none): a white square outline and a diagonal on black."""
-    image = Image.new("RGB", (size, size))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([6 * size // 32, 6 * size // 32, 25 * size // 32, 25 * size // 32], outline=(255,) * 3, width=2)
-    draw.line([0, size - 1, size - 1, 0], fill=(255, 255, 255), width=2)
-    return image
+    return outline_map(size)
 
 
 def block_map(size: int) -> Image.Image:

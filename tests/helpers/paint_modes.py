@@ -78,6 +78,16 @@ def euler_request(model_dir: Path | str, steps: int, **changes: Any) -> PaintReq
     return PaintRequest(**{**base, "rng": "cpu", "preview": "none", "save": False, **changes})
 
 
+def outline_map(size: int = 32, width: int = 2) -> Image.Image:
+    """A ready control map (module none): a white square outline (at 6..25 of 32, scaled) and a diagonal on black."""
+    image = Image.new("RGB", (size, size))
+    draw = ImageDraw.Draw(image)
+    corner, far = 6 * size // 32, 25 * size // 32
+    draw.rectangle([corner, corner, far, far], outline=(255, 255, 255), width=width)
+    draw.line([0, size - 1, size - 1, 0], fill=(255, 255, 255), width=width)
+    return image
+
+
 def square_outline(size: int = 32) -> Image.Image:
     """A ready control map (module none): a white square outline on black."""
     image = Image.new("RGB", (size, size))

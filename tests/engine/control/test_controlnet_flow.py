@@ -13,7 +13,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from helpers.paint_modes import box_mask, generators, init_picture
+from helpers.paint_modes import box_mask, generators, init_picture, outline_map
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.progress_recorder import Recorder
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
@@ -66,11 +66,7 @@ def engine():
 
 def edges(size: int = 32) -> Image.Image:
     """A ready control map (module none): a white square outline and a diagonal on black."""
-    image = Image.new("RGB", (size, size))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([6, 6, 25, 25], outline=(255, 255, 255), width=2)
-    draw.line([0, size - 1, size - 1, 0], fill=(255, 255, 255), width=2)
-    return image
+    return outline_map(size)
 
 
 def raw(models, family, cls_name, controlnet):

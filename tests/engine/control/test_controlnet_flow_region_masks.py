@@ -13,11 +13,11 @@ import inspect
 import numpy as np
 import pytest
 import torch
-from helpers.paint_modes import generators
+from helpers.paint_modes import generators, outline_map
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_flow import make_tiny_flux, make_tiny_sd3
 from helpers.tiny_flow_controlnet import tiny_flux_controlnet, tiny_sd3_controlnet
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from jupyter_sd import library
 from jupyter_sd.engine import Engine
@@ -47,11 +47,8 @@ def engine():
 
 
 def edges(size: int = 32) -> Image.Image:
-    image = Image.new("RGB", (size, size))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([6, 6, 25, 25], outline=(255, 255, 255), width=2)
-    draw.line([0, size - 1, size - 1, 0], fill=(255, 255, 255), width=2)
-    return image
+    """A ready control map (module none): a white square outline and a diagonal on black."""
+    return outline_map(size)
 
 
 def top_left(size: int = 10) -> Image.Image:

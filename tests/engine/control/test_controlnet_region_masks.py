@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers.paint_modes import box_mask, generators, init_picture, tiny_request
+from helpers.paint_modes import box_mask, generators, init_picture, outline_map, tiny_request
 from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_controlnet import save_folder, tiny_controlnet
 from PIL import Image, ImageDraw
@@ -47,11 +47,8 @@ def nets(tiny_model_dir, tmp_path_factory):
 
 
 def edges(size: int = 16) -> Image.Image:
-    image = Image.new("RGB", (size, size))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([3, 3, 12, 12], outline=(255, 255, 255))
-    draw.line([0, size - 1, size - 1, 0], fill=(255, 255, 255))
-    return image
+    """A ready control map (module none): a white square outline and a diagonal on black, one pixel wide."""
+    return outline_map(size, width=1)
 
 
 def left_half(width: int = 16, height: int = 16) -> Image.Image:
