@@ -184,7 +184,7 @@ def control_for(pipe: Any, request: Any, pictures: Any, notice: Any = print, lim
     _check_models(pipe, family, control)
     if control.regions and not family.controlnet_tokens:
         n = next(n for n, region in zip(control.positions or [], control.regions) if region is not None)
-        msg = f"controlnet: unit {n}'s effective region mask paints on SD1.5, SDXL, Flux, SD3 and Qwen-Image "
+        msg = f"controlnet: unit {n}'s effective region mask paints on SD1.5, SDXL, Flux, SD3, Qwen-Image and Z-Image "
         raise ValueError(msg + f"ControlNets, not {family.name}'s")
     return FlowControl.of(control, family)
 

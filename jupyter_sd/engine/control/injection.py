@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .region_masks import masked_residual, masked_tokens
+from .region_masks import masked_image_rows, masked_residual, masked_tokens
 from .weights import SOFT_BASE, conditional_only, residual_scales
 
 
@@ -80,7 +80,7 @@ class _Hook:
         if not injection.reshapes:
             return output
         if injection.size is not None:
-            return _masked_token_output(output, injection.mask, injection.size)
+            return _masked_token_output(output, injection.mask, injection.size, (args, kwargs))
         tuple_output = isinstance(output, tuple)
         if tuple_output:
             down, mid = output[0], output[1]
@@ -102,12 +102,16 @@ class _Hook:
         return type(output)(down_block_res_samples=down, mid_block_res_sample=mid)
 
 
-def _masked_token_output(output: Any, mask: Any, size: tuple[int, int]) -> Any:
-    """A Flux/SD3/Qwen-Image ControlNet's output, masked.
+def _masked_token_output(output: Any, mask: Any, size: tuple[int, int], call: tuple[tuple, dict]) -> Any:
+    """A Flux/SD3/Qwen-Image/Z-Image ControlNet's output, masked (`call`: the args and kwargs it was called with).
 
-    Its residuals come in tuples and lists (Flux's pair of lists, SD3's one-list tuple, Qwen-Image's bare list) or in
-    its output class.
+    Its residuals come in tuples and lists (Flux's pair of lists, SD3's one-list tuple, Qwen-Image's bare list), in
+    its output class, or keyed by the layer they join (Z-Image's: image then caption tokens, the image's grid read
+    from the latents it was given).
     """
+    if isinstance(output, dict) and not hasattr(output, "to_tuple"):
+        grid = _image_grid(*call)
+        return {layer: masked_image_rows(value, mask, grid) for layer, value in output.items()}
 
     def masked(value: Any) -> Any:
         if value is None or hasattr(value, "shape"):
@@ -117,6 +121,17 @@ def _masked_token_output(output: Any, mask: Any, size: tuple[int, int]) -> Any:
     if isinstance(output, (tuple, list)):
         return masked(output)
     return type(output)(**{name: masked(value) for name, value in output.items()})
+
+
+def _image_grid(args: tuple, kwargs: dict) -> tuple[int, int]:
+    """Z-Image's image token grid (rows, cols): its latents (C, F, H, W) over the patch size it was called with.
+
+    diffusers' ``ZImageControlNetModel.forward(x, t, cap_feats, control_context, conditioning_scale, patch_size=2)``.
+    """
+    latents = args[0] if args else kwargs["x"]
+    patch = kwargs.get("patch_size", args[5] if len(args) > 5 else 2)
+    height, width = latents[0].shape[-2:]
+    return height // patch, width // patch
 
 
 def _zero_first(tensor: Any, rows: int) -> Any:

@@ -6,7 +6,10 @@ A ControlNet unit: the extension multiplies each of its residuals (after the wei
 the mask's red channel (0..1, greys kept) resized bilinearly to that residual's grid (its ``hook.py``,
 ``ControlParams.apply_effective_region_mask``): `region_tensor` and `masked_residual`, applied by injection.py's hook.
 A Flux, SD3 or Qwen-Image ControlNet's residuals are token sequences: the mask is resized to the token grid and laid
-out as the tokens are (`masked_tokens`).
+out as the tokens are (`masked_tokens`). Z-Image's residuals run over its unified sequence, the image's tokens (the
+latents' 2×2 patches in rows, padded to a multiple of 32) then the caption's: only the image's are masked
+(`masked_image_rows`); the padding and caption tokens keep their residuals, a departure (the extension has no such
+model).
 
 An IP-Adapter unit: the extension multiplies each adapter's attention output by the mask, stretched to that layer's
 grid. Here the mask goes to diffusers' IP-Adapter attention processors as ``cross_attention_kwargs={"ip_adapter_masks":
@@ -107,8 +110,28 @@ def masked_tokens(sample: Any, mask: Any, size: tuple[int, int]) -> Any:
     return sample * grid.reshape(1, count, 1).to(sample.dtype)
 
 
+def masked_image_rows(sample: Any, mask: Any, grid: tuple[int, int]) -> Any:
+    """A Z-Image ControlNet's residual (B, L, D): its first rows×cols tokens (the image's grid) times `mask` resized
+    bilinearly to `grid` (rows, cols); the rest of the sequence (padding, caption tokens) as it is.
+
+    Raises
+    ------
+    ValueError
+        A sequence shorter than the image's grid.
+    """
+    import torch
+
+    rows, cols = grid
+    if sample.shape[1] < rows * cols:
+        raise ValueError(f"controlnet: {sample.shape[1]} tokens hold no {rows}x{cols} image grid for a region mask")
+    weights = torch.nn.functional.interpolate(mask.to(sample.device), size=grid, mode="bilinear")
+    image = sample[:, : rows * cols] * weights.reshape(1, rows * cols, 1).to(sample.dtype)
+    return torch.cat([image, sample[:, rows * cols :]], dim=1)
+
+
 __all__ = [
     "check_region_masks",
+    "masked_image_rows",
     "masked_residual",
     "masked_tokens",
     "red_channel",

@@ -84,7 +84,8 @@ class Family:
     """Its Multi model holds one ControlNet (a Union model) that several units share, each with its own map, weight
     and window (Qwen-Image's); units naming two models are refused."""
     controlnet_tokens: bool = False
-    """Its ControlNets' residuals are the image's tokens in rows, so a unit's region mask can weigh them."""
+    """Its ControlNets' residuals are the image's tokens in rows (Z-Image's: then the caption's), so a unit's region
+    mask can weigh them."""
 
     def infotext_params(self, request: Any) -> dict[str, str]:
         """Infotext keys only this family writes (Forge's ``Distilled CFG Scale`` on Flux, ``Shift`` when set)."""

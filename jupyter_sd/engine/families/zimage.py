@@ -64,6 +64,7 @@ FAMILY = ZImageFamily(
     activations_gb=3.0,
     lacks=("embeddings", "refiner", "prompt syntax"),
     controlnet="ZImageControlNetModel",
+    controlnet_tokens=True,  # (its image's tokens, then the caption's: control/region_masks.py)
     controlnet_pipelines=dict.fromkeys(("txt2img", "img2img", "inpaint"), "ZImageControlNetPipeline"),  # (composed)
     controlnet_inpaint="ZImageControlNetInpaintPipeline",  # Union 2.0's: its map, the mask and the masked init
     controlnet_units=1,

@@ -1,9 +1,10 @@
-"""Effective region masks on Flux and SD3 ControlNet units, against diffusers' own ControlNet pipelines.
+"""Effective region masks on Flux, SD3, Qwen-Image and Z-Image ControlNet units, against diffusers' own ControlNet pipelines.
 
 A transformer ControlNet's residuals are the image's tokens in rows (Flux's 2×2 packing of the latents, SD3's patch
 embedding). The references put a forward hook written here on the masked unit's ControlNet: every residual times the
 mask's red channel / 255 resized bilinearly to the token grid (the latent grid over the packing or patch size,
-computed here from the pipeline's own factors) and flattened in rows.
+computed here from the pipeline's own factors) and flattened in rows. Z-Image's residuals run over the image's tokens
+then the caption's: its hook masks the image's rows only.
 """
 
 from __future__ import annotations
@@ -139,10 +140,10 @@ def test_sd3_masked_unit_equals_diffusers_with_the_token_hook(engine, models):
     assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 3  # the mask changes the picture
 
 
-def test_qwenimage_masked_unit_equals_diffusers_and_zimage_refuses_a_mask(engine, models, tmp_path):
-    from diffusers import QwenImageControlNetModel, ZImageControlNetModel
-    from helpers.tiny_families import make_tiny_qwenimage, make_tiny_zimage
-    from helpers.tiny_flow_controlnet import tiny_qwenimage_controlnet, tiny_zimage_controlnet
+def test_qwenimage_masked_unit_equals_diffusers_with_the_token_hook(engine, models, tmp_path):
+    from diffusers import QwenImageControlNetModel
+    from helpers.tiny_families import make_tiny_qwenimage
+    from helpers.tiny_flow_controlnet import tiny_qwenimage_controlnet
 
     models["qwen"] = make_tiny_qwenimage(tmp_path / "qwen")
     tiny_qwenimage_controlnet(seed=6).save_pretrained(models["cn"] / "qwen_cn")
@@ -167,9 +168,54 @@ def test_qwenimage_masked_unit_equals_diffusers_and_zimage_refuses_a_mask(engine
     plain = engine.generate(request(models, "qwen", units, guidance=4.0), pictures=Pictures(control=(edges(),)))
     assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 3  # the mask changes the picture
 
+
+
+def image_rows_hook(mask, rows, cols):
+    """Z-Image's residuals run over image tokens (rows×cols, padded to 32) then caption tokens: the image's masked."""
+    grid = torch.from_numpy(np.asarray(mask, dtype=np.float32)[:, :, 0] / 255.0)[None, None]
+    grid = torch.nn.functional.interpolate(grid, size=(rows, cols), mode="bilinear").reshape(1, rows * cols, 1)
+
+    def hook(module, args, kwargs, output):
+        assert isinstance(output, dict)  # layer → (batch, unified tokens, dim)
+        return {k: torch.cat([v[:, : rows * cols] * grid, v[:, rows * cols :]], dim=1) for k, v in output.items()}
+
+    return hook
+
+
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+def test_zimage_masked_unit_masks_the_image_tokens_as_diffusers_with_the_hook(engine, models, tmp_path, cfg):
+    """With CFG 3 (diffusers' guidance_scale 2) the batch holds two captions of their own lengths after the image's."""
+    import diffusers
+    from diffusers import ZImageControlNetModel
+    from helpers.tiny_families import make_tiny_zimage
+    from helpers.tiny_flow_controlnet import tiny_zimage_controlnet
+
     models["zimage"] = make_tiny_zimage(tmp_path / "zimage")
     tiny_zimage_controlnet(seed=8).save_pretrained(models["cn"] / "zimage_cn")
-    assert ZImageControlNetModel.from_pretrained(models["cn"] / "zimage_cn") is not None
-    with pytest.raises(ValueError, match="unit 0's effective region mask paints on SD1.5, SDXL, Flux") as error:
-        engine.generate(request(models, "zimage", [unit("zimage_cn")]), pictures=pictures)
-    assert "\n" not in str(error.value) and len(str(error.value)) < 200
+    net = ZImageControlNetModel.from_pretrained(models["cn"] / "zimage_cn")
+    components = diffusers.ZImagePipeline.from_pretrained(models["zimage"]).components
+    pipe = diffusers.ZImageControlNetPipeline(**components, controlnet=net)
+    pipe.set_progress_bar_config(disable=True)
+    side = 32 // (pipe.vae_scale_factor * 2)  # latents of 32 // vae_scale_factor, in 2×2 patches
+    assert side * side < 32 or side * side % 32 == 0  # (the test's grid: padded, or a whole number of 32 tokens)
+    call = dict(num_inference_steps=4, width=32, height=32, guidance_scale=cfg - 1,  # A1111's CFG s: s − 1 here
+                control_image=edges(), controlnet_conditioning_scale=0.8)  # fmt: skip
+    if cfg != 1.0:
+        call["negative_prompt"] = "a blue square on a very long and wordy grey background"
+    handle = net.register_forward_hook(image_rows_hook(top_left(), side, side), with_kwargs=True)
+    try:
+        expected = pipe(PROMPT, **call, generator=generators([5])).images[0]
+    finally:
+        handle.remove()
+    plain_expected = pipe(PROMPT, **call, generator=generators([5])).images[0]
+    assert np.abs(pixels(plain_expected) - pixels(expected)).max() > 3  # the mask changes the picture
+    units = [unit("zimage_cn", weight=0.8)]
+    changes = dict(guidance=cfg, negative_prompt=call.get("negative_prompt", ""))
+    plain = engine.generate(request(models, "zimage", units, **changes), pictures=Pictures(control=(edges(),)))
+    assert_pixels_close(plain.images[0], plain_expected)
+    pictures = Pictures(control=(edges(),), control_masks=(top_left(),))
+    result = engine.generate(request(models, "zimage", units, **changes), pictures=pictures)
+    assert_pixels_close(result.images[0], expected)
+    white = Pictures(control=(edges(),), control_masks=(Image.new("L", (9, 9), 255),))
+    whole = engine.generate(request(models, "zimage", units, **changes), pictures=white)
+    assert np.array_equal(pixels(whole.images[0]), pixels(plain.images[0]))  # all white: as unmasked
