@@ -111,8 +111,9 @@ def masked_tokens(sample: Any, mask: Any, size: tuple[int, int]) -> Any:
 
 
 def masked_image_rows(sample: Any, mask: Any, grid: tuple[int, int]) -> Any:
-    """A Z-Image ControlNet's residual (B, L, D): its first rows×cols tokens (the image's grid) times `mask` resized
-    bilinearly to `grid` (rows, cols); the rest of the sequence (padding, caption tokens) as it is.
+    """A Z-Image ControlNet's residual (B, L, D), its image's tokens times `mask` resized bilinearly to `grid`.
+
+    The image's tokens are the sequence's first rows×cols (`grid`: rows, cols); the rest (padding, caption) is kept.
 
     Raises
     ------

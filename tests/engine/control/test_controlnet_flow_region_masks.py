@@ -1,4 +1,4 @@
-"""Effective region masks on Flux, SD3, Qwen-Image and Z-Image ControlNet units, against diffusers' own ControlNet pipelines.
+"""Effective region masks on Flux, SD3, Qwen-Image and Z-Image ControlNet units, against diffusers' pipelines.
 
 A transformer ControlNet's residuals are the image's tokens in rows (Flux's 2×2 packing of the latents, SD3's patch
 embedding). The references put a forward hook written here on the masked unit's ControlNet: every residual times the
@@ -167,7 +167,6 @@ def test_qwenimage_masked_unit_equals_diffusers_with_the_token_hook(engine, mode
     assert_pixels_close(result.images[0], expected)
     plain = engine.generate(request(models, "qwen", units, guidance=4.0), pictures=Pictures(control=(edges(),)))
     assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 3  # the mask changes the picture
-
 
 
 def image_rows_hook(mask, rows, cols):
