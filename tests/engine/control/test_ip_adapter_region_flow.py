@@ -250,14 +250,22 @@ def test_sd3_unit_with_a_mask_equals_the_formula_white_is_none_black_is_zero(eng
     assert np.array_equal(pixels(black), pixels(zero))
 
 
-def test_sd3_img2img_with_a_mask_equals_the_formula(engine, models):
-    init = init_picture(SIZE)
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_sd3_img2img_and_inpaint_with_a_mask_equal_the_formula(engine, models, mode):
+    init, mask = init_picture(SIZE), box_mask(SIZE, (8, 8, 24, 24))
+    cls, extra = ("StableDiffusion3Img2ImgPipeline", {}) if mode == "img2img" else ("StableDiffusion3InpaintPipeline",
+                                                                                     {"mask_image": mask})  # fmt: skip
     region = half("right")
-    expected = sd3_reference(models, 0.8, region, cls="StableDiffusion3Img2ImgPipeline", steps=6, image=init,
-                             strength=0.65)  # fmt: skip
-    changes = dict(init="x", strength=0.6, steps=6)
-    result = paint(engine, models, "sd3", [sd3_unit(0.8)], (region,), init, **changes)
+    expected = sd3_reference(models, 0.8, region, cls=cls, steps=6, image=init, strength=0.65, **extra)
+    if mode == "inpaint":
+        expected = Image.composite(expected, init, mask)
+    changes = dict(init="x", strength=0.6, steps=6, mask="m" if mode == "inpaint" else "", mask_blur=0)
+    paint_mask = mask if mode == "inpaint" else None
+    result = paint(engine, models, "sd3", [sd3_unit(0.8)], (region,), init, paint_mask, **changes)
     assert_pixels_close(result.images[0], expected)
+    if mode == "inpaint":  # the region mask changes the inpainted picture: the test can fail
+        plain = paint(engine, models, "sd3", [sd3_unit(0.8)], (), init, paint_mask, **changes).images[0]
+        assert np.abs(pixels(plain) - pixels(result.images[0])).max() > 3
 
 
 def test_flux_masks_are_recorded_and_load_request_repaints_them(models, tmp_path):
