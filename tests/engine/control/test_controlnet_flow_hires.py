@@ -1,4 +1,4 @@
-"""SD3's hires pass and Z-Image's img2img with a ControlNet unit, and unit numbers on the transformer families.
+"""SD3's hires pass and Z-Image's img2img with a ControlNet unit (masked too), and unit numbers per pass.
 
 diffusers paints both from noise only; the engine composes them from the init (control/flow_init.py). The references
 are diffusers' own ControlNet pipelines, loaded here, given the start latents and the schedule's tail made by formula
@@ -17,6 +17,7 @@ from helpers.pixels import assert_pixels_close, pixels
 from helpers.tiny_families import make_tiny_zimage
 from helpers.tiny_flow import make_tiny_sd3
 from helpers.tiny_flow_controlnet import tiny_sd3_controlnet, tiny_zimage_controlnet
+from PIL import Image
 
 from jupyter_sd import library
 from jupyter_sd.engine import Engine, Progress
@@ -99,24 +100,58 @@ def test_an_sd3_unit_in_the_hires_pass_equals_diffusers_by_hand(engine, models):
     assert "Hr Option: Both" in painted.infotext(0)
 
 
-def test_an_ordinary_zimage_unit_in_img2img_equals_its_controlnet_pipeline_started_from_the_init(engine, models):
+def zimage_region_hook(mask):
+    """A Z-Image ControlNet's residuals: the image's rows (its latents' 2×2 patches, first in the sequence) times the
+    mask's red channel / 255 brought bilinearly to that grid; the caption's rows as they are."""
+    red = torch.from_numpy(np.asarray(mask, dtype=np.float32)[:, :, 0] / 255.0)[None, None]
+
+    def hook(module, args, kwargs, output):
+        rows, cols = (n // 2 for n in args[0][0].shape[-2:])  # x: latents (C, F, H, W), patch size 2
+        grid = torch.nn.functional.interpolate(red, size=(rows, cols), mode="bilinear").reshape(1, rows * cols, 1)
+        n = rows * cols
+        return {k: torch.cat([v[:, :n] * grid, v[:, n:]], dim=1) for k, v in output.items()}
+
+    return hook
+
+
+def left_column(size: int = 8) -> Image.Image:
+    """A region mask of another size: white in its left quarter, a dark grey elsewhere."""
+    mask = Image.new("RGB", (size, size), (40, 40, 40))
+    mask.paste((255, 255, 255), (0, 0, size // 4, size))
+    return mask
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_an_ordinary_zimage_unit_in_img2img_equals_its_controlnet_pipeline_started_from_the_init(
+    engine, models, masked
+):
     """Denoise 0.6 of 6 steps runs the last 4 levels, from the init noised to the first of them (Z-Image's map goes
-    through the VAE's mode, so the generator draws x0, then the noise)."""
-    pipe = raw(models["zimage"], "zimage", "ZImageControlNetPipeline", net(models, "zimage", "zimage_cn"))
+    through the VAE's mode, so the generator draws x0, then the noise). Masked: the unit's effective region mask on
+    the image's tokens, by the hook written here."""
+    controlnet = net(models, "zimage", "zimage_cn")
+    pipe = raw(models["zimage"], "zimage", "ZImageControlNetPipeline", controlnet)
     seeded = torch.Generator("cpu").manual_seed(5)
     x0 = encoded(pipe, INIT, seeded)
     noise = torch.randn(x0.shape, generator=seeded)
     tail = torch.linspace(1.0, 1 / 6, 6)[2:].tolist()
-    expected = pipe(
-        PROMPT, control_image=edges(), controlnet_conditioning_scale=0.9, width=32, height=32, guidance_scale=0.0,
-        latents=noised(x0, noise, first_level(pipe, tail)), sigmas=tail, generator=generators([5]),
-    ).images[0]  # fmt: skip
+    handle = controlnet.register_forward_hook(zimage_region_hook(left_column()), with_kwargs=True) if masked else None
+    try:
+        expected = pipe(
+            PROMPT, control_image=edges(), controlnet_conditioning_scale=0.9, width=32, height=32, guidance_scale=0.0,
+            latents=noised(x0, noise, first_level(pipe, tail)), sigmas=tail, generator=generators([5]),
+        ).images[0]  # fmt: skip
+    finally:
+        if handle is not None:
+            handle.remove()
     changes = dict(init="x", strength=0.6, guidance=1.0)
     units = [unit("zimage_cn", weight=0.9)]
-    result = engine.generate(request(models, "zimage", units, **changes), pictures=Pictures(INIT, control=(edges(),)))
+    regions = (left_column(),) if masked else ()
+    pictures = Pictures(INIT, control=(edges(),), control_masks=regions)
+    result = engine.generate(request(models, "zimage", units, **changes), pictures=pictures)
     assert_pixels_close(result.images[0], expected)
-    plain = engine.generate(request(models, "zimage", [], **changes), pictures=Pictures(INIT))
-    assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 5
+    other = [] if not masked else units  # unmasked: no unit; masked: the unit without its mask
+    plain = engine.generate(request(models, "zimage", other, **changes), pictures=Pictures(INIT, control=(edges(),)))
+    assert np.abs(pixels(plain.images[0]) - pixels(expected)).max() > 3
 
 
 def test_units_are_numbered_by_their_place_among_all_units_in_each_pass(engine, models):
