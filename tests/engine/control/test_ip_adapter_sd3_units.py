@@ -201,3 +201,13 @@ def test_region_masks_are_per_unit(engine, models):
     assert_pixels_close(result.images[0], expected)
     unmasked = paint(engine, models, [unit(0.8), unit(0.9)]).images[0]
     assert np.abs(pixels(expected) - pixels(unmasked)).max() > 2  # the masks change the picture
+
+
+def test_and_prompts_give_every_part_each_units_picture(engine, models):
+    """SD3's AND (one batched call of the negative and each part): each row gets every unit's picture."""
+    changes = dict(prompt="a red circle AND a blue square :0.6", negative_prompt="dog", guidance=4.0)
+    one = paint(engine, models, [unit(0.8)], **changes).images[0]
+    zero = paint(engine, models, [unit(0.8), unit(0)], **changes).images[0]
+    two = paint(engine, models, [unit(0.8), unit(0.6)], **changes).images[0]
+    assert_pixels_close(zero, one)
+    assert np.abs(pixels(two) - pixels(one)).max() > 2  # the second unit acts in the AND picture
