@@ -191,13 +191,19 @@ def _attach_flux(pipe: Any, picked: list, files: list[AdapterFile], allow_pickle
 
 
 def _attach_sd3(pipe: Any, picked: list, files: list[AdapterFile], allow_pickle: bool) -> None:
-    """SD3.5: InstantX's adapter on the transformer (ip_adapter_sd3.py), with a SigLIP encoder; one a picture."""
-    if len(picked) > 1:
-        raise ValueError(f"controlnet: SD3 paints one IP-Adapter unit at a time (got {len(picked)})")
-    (_, unit, _), file = picked[0], files[0]
-    if MODULE_ENCODERS[_module_name(unit.module)] not in (None, "SigLIP"):
-        msg = f"controlnet: {unit.module} runs {MODULE_ENCODERS[unit.module]}; SD3.5's IP-Adapter takes "
-        raise ValueError(msg + "ip-adapter_siglip (SigLIP so400m) or ip-adapter-auto")
+    """SD3.5: InstantX's adapter on the transformer (ip_adapter_sd3.py), with a SigLIP encoder.
+
+    One adapter file a picture; its units each with their own picture, weight, window and mask (ip_adapter_regions.py).
+    """
+    for _, unit, _ in picked:
+        if MODULE_ENCODERS[_module_name(unit.module)] not in (None, "SigLIP"):
+            msg = f"controlnet: {unit.module} runs {MODULE_ENCODERS[unit.module]}; SD3.5's IP-Adapter takes "
+            raise ValueError(msg + "ip-adapter_siglip (SigLIP so400m) or ip-adapter-auto")
+    names = sorted({file.name for file in files})
+    if len({file.key for file in files}) > 1:
+        msg = f"controlnet: SD3 paints IP-Adapter units of one adapter file (got {', '.join(names)}); use one for all"
+        raise ValueError(msg[:199])
+    file = files[0]
     weights = read_sd3_adapter(pipe, file, allow_pickle)
     attach_sd3(pipe, file, weights, _find_encoder(file, "SigLIP", encoder_width(weights), True), allow_pickle)
 
@@ -340,7 +346,8 @@ class _Window:
     def _set(self, on: list[bool]) -> None:
         for processor, weights in zip(self.processors, self.weights):
             scales = [w if active else 0.0 for w, active in zip(weights, on)]
-            processor.scale = scales if isinstance(processor.scale, list) else scales[0]
+            several = isinstance(processor.scale, list) or len(scales) > 1  # SD3's: a number for one unit
+            processor.scale = scales if several else scales[0]
 
     def __call__(self, module: Any, args: tuple, kwargs: dict) -> None:
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)

@@ -5,8 +5,9 @@ InstantX's ``ip-adapter.bin`` is a pickle of ``{"image_proj": …, "ip_adapter":
 states, and per transformer block an attention processor (``N.norm_ip``, ``N.to_k_ip``, ``N.to_v_ip`` …); a
 ``.safetensors`` of it keeps the two parts under ``image_proj.`` / ``ip_adapter.``, as diffusers reads one. The
 state dict is given to ``StableDiffusion3Pipeline.load_ip_adapter`` as it is (diffusers renames the Resampler),
-with the SigLIP encoder and its image processor registered first. One adapter a picture (diffusers' SD3 loader takes
-one); its weight is the processors' scale, set per step by ip_adapter.py's window hook on the transformer.
+with the SigLIP encoder and its image processor registered first. One adapter file a picture (diffusers' SD3 loader
+takes one), any number of its units (each its own picture, summed: ip_adapter_regions.py); their weights are the
+processors' scales (one a unit), set per step by ip_adapter.py's window hook on the transformer.
 
 Installed sets are kept: the transformer's own processors and ``image_proj`` go back for a request without units.
 """

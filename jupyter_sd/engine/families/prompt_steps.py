@@ -174,8 +174,9 @@ def _image_rows(joint: dict[str, Any], images: int, rows: int, guided: bool) -> 
     import torch
 
     embeds = joint["ip_adapter_image_embeds"]
-    picture = embeds[-images:]
-    negative = embeds[:images] if guided else torch.zeros_like(picture)
+    rows_given = int(embeds.shape[0]) // (2 * images if guided else images)  # SD3's units: a row each per picture
+    picture = embeds[-images * rows_given :]
+    negative = embeds[: images * rows_given] if guided else torch.zeros_like(picture)
     return {**joint, "ip_adapter_image_embeds": torch.cat([negative] + [picture] * (rows - 1))}
 
 

@@ -153,7 +153,7 @@ def test_refusals_are_one_line(engine, models, tmp_path):
         ([unit(module="ip-adapter_clip_h")], {}, "SD3.5's IP-Adapter takes ip-adapter_siglip"),
         ([unit(model="ip-adapter_sd15")], {}, "ip-adapter_sd15 is an SD1.5/SDXL IP-Adapter"),
         ([unit(model="wide")], {}, "no SigLIP image encoder for wide"),
-        ([unit(), unit()], {}, "SD3 paints one IP-Adapter unit at a time (got 2)"),
+        ([unit(), unit(model="wide")], {}, "SD3 paints IP-Adapter units of one adapter file (got ip-adapter"),
     ]
     for units, changes, expected in cases:
         with pytest.raises(ValueError) as error:
