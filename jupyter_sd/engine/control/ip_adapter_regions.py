@@ -32,18 +32,33 @@ from diffusers.models.attention_processor import SD3IPAdapterJointAttnProcessor2
 from diffusers.models.embeddings import IPAdapterTimeImageProjection
 from diffusers.models.transformers.transformer_flux import FluxIPAdapterAttnProcessor
 
+_TOKEN_MASKS: dict[tuple, tuple[Any, Any]] = {}
+"""(id of a mask, tokens, device, dtype) → (that mask, its token mask): a unit's mask is the same tensor at every
+block and step of a call, so it is brought to each token grid once, not at every attention call."""
+
 
 def token_mask(mask: Any, hidden_states: torch.Tensor) -> Any:
     """`mask` (``IPAdapterMaskProcessor.preprocess``'s 1×1×H×W) at the layer's image tokens, 1×T×1.
 
     Returns 1.0 for no mask or one all white, 0.0 for one all black (the adapter's scale as it is, or none).
     """
-    if mask is None or bool((mask >= 0.5).all()):
+    if mask is None:
         return 1.0
-    if bool((mask < 0.5).all()):
-        return 0.0
-    small = IPAdapterMaskProcessor.downsample(mask[:, 0].float(), 1, int(hidden_states.shape[1]), 1)
-    return small.to(hidden_states.device, hidden_states.dtype)
+    key = (id(mask), int(hidden_states.shape[1]), hidden_states.device, hidden_states.dtype)
+    kept = _TOKEN_MASKS.get(key)
+    if kept is not None and kept[0] is mask:
+        return kept[1]
+    if bool((mask >= 0.5).all()):
+        made: Any = 1.0
+    elif bool((mask < 0.5).all()):
+        made = 0.0
+    else:
+        small = IPAdapterMaskProcessor.downsample(mask[:, 0].float(), 1, int(hidden_states.shape[1]), 1)
+        made = small.to(hidden_states.device, hidden_states.dtype)
+    if len(_TOKEN_MASKS) >= 32:  # (masks of former calls: forget them)
+        _TOKEN_MASKS.clear()
+    _TOKEN_MASKS[key] = (mask, made)
+    return made
 
 
 class MaskedFluxIPAdapterAttnProcessor(FluxIPAdapterAttnProcessor):
